@@ -1,0 +1,218 @@
+"""FastAPI app factory: ``create_app(settings)``; nothing happens at import."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from typing import Annotated, Iterator
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import AwareDatetime, BaseModel
+
+from index.models import Gap, Segment
+from labwitness.clock import from_ms, utc_ms
+from labwitness.errors import NotFoundError
+
+from api import problems
+from api.runtime import Runtime
+from api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SEVERITY = ["ok", "warning", "critical"]
+
+
+class SegmentOut(BaseModel):
+    id: int
+    camera_id: str
+    start: datetime
+    end: datetime
+    start_local: str
+    end_local: str
+    media_duration_ms: int
+    key: str
+    version_id: str
+    size: int
+    sha256: str
+    retain_until: datetime | None
+    lock_mode: str | None
+    codec: str
+    width: int
+    height: int
+    media_url: str
+
+
+class GapOut(BaseModel):
+    camera_id: str
+    start: datetime
+    end: datetime
+    reason: str
+    detail: str
+
+
+class FootageOut(BaseModel):
+    camera_id: str
+    start: datetime
+    end: datetime
+    coverage: float
+    segments: list[SegmentOut]
+    gaps: list[GapOut]
+
+
+class CameraOut(BaseModel):
+    id: str
+    name: str
+    area_id: str | None
+    enabled: bool
+    state: str
+    last_segment_at: datetime | None
+    last_error: str
+
+
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(_runtime)]
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_interval_s: float = 5.0) -> FastAPI:
+    tz = ZoneInfo(settings.timezone)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        owned = runtime is None
+        rt = runtime or Runtime(settings)
+        if owned:
+            rt.__enter__()
+        app.state.runtime = rt
+        sched = BackgroundScheduler(timezone="UTC")
+        sched.add_job(rt.sync_cameras, "interval", seconds=sync_interval_s, id="sync-cameras",
+                      max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
+        sched.start()
+        try:
+            yield
+        finally:
+            sched.shutdown(wait=False)
+            if owned:
+                rt.__exit__(None, None, None)
+
+    app = FastAPI(title="labwitness", version="0.1.0", lifespan=lifespan,
+                  description="实验室检测区域视频留存与索引 / Lab testing-area video retention and indexing")
+    problems.install(app)
+
+    def seg_out(s: Segment) -> SegmentOut:
+        start, end = from_ms(s.start_ms), from_ms(s.end_ms)
+        return SegmentOut(
+            id=s.id, camera_id=s.camera_id, start=start, end=end,
+            start_local=start.astimezone(tz).isoformat(timespec="milliseconds"),
+            end_local=end.astimezone(tz).isoformat(timespec="milliseconds"),
+            media_duration_ms=s.media_duration_ms, key=s.key, version_id=s.version_id, size=s.size, sha256=s.sha256,
+            retain_until=from_ms(s.retain_until_ms) if s.retain_until_ms else None, lock_mode=s.lock_mode,
+            codec=s.codec, width=s.width, height=s.height, media_url=f"/api/v1/segments/{s.id}/media",
+        )
+
+    def gap_out(g: Gap) -> GapOut:
+        return GapOut(camera_id=g.camera_id, start=from_ms(g.start_ms), end=from_ms(g.end_ms), reason=g.reason, detail=g.detail)
+
+    @app.get("/api/v1/health")
+    def health(rt: RuntimeDep) -> dict:
+        info = rt.store.info
+        workers = rt.recorder.workers()
+        backlog = rt.recorder.uploader.backlog()
+        levels = ["ok"]
+        problems_ = []
+        if not info.retention_enforced:
+            levels.append("warning")
+            problems_.append("存储未强制保留 / retention NOT enforced by storage")
+        for cid, w in workers.items():
+            if w.status.state in ("reconnecting", "spool_full"):
+                levels.append("critical" if w.status.state == "spool_full" else "warning")
+                problems_.append(f"{cid}: {w.status.state}: {w.status.last_error}")
+        status = max(levels, key=SEVERITY.index)
+        return {
+            "status": status, "problems": problems_,
+            "storage": {"backend": info.backend, "location": info.location, "retention_enforced": info.retention_enforced,
+                        "detail": info.detail},
+            "retention": {"months": rt.policy.months, "margin_days": rt.policy.margin_days},
+            "spool": {"backlog_segments": backlog, "bytes": rt.recorder.quota.used, "last_upload_error": rt.recorder.uploader.last_error},
+            "cameras": {cid: {"state": w.status.state, "segments": w.status.segments,
+                              "last_segment_at": w.status.last_segment_at, "last_error": w.status.last_error}
+                        for cid, w in workers.items()},
+        }
+
+    @app.get("/api/v1/cameras")
+    def cameras(rt: RuntimeDep) -> list[CameraOut]:
+        workers = rt.recorder.workers()
+        out = []
+        for c in rt.index.cameras():
+            w = workers.get(c.id)
+            out.append(CameraOut(id=c.id, name=c.name, area_id=c.area_id, enabled=c.enabled,
+                                 state=w.status.state if w else ("disabled" if not c.enabled else "idle"),
+                                 last_segment_at=w.status.last_segment_at if w else None,
+                                 last_error=w.status.last_error if w else ""))
+        return out
+
+    @app.get("/api/v1/cameras/{camera_id}/footage")
+    def footage(rt: RuntimeDep, camera_id: str, start: Annotated[AwareDatetime, Query()],
+                end: Annotated[AwareDatetime, Query()]) -> FootageOut:
+        if end <= start:
+            raise ValueError("end 必须晚于 start / end must be after start")
+        if (end - start).days > 31:
+            raise ValueError("时间窗口最长 31 天 / the window may span at most 31 days")
+        rt.index.camera(camera_id)
+        f = rt.index.footage(camera_id, utc_ms(start), utc_ms(end))
+        return FootageOut(camera_id=camera_id, start=start, end=end, coverage=round(f.coverage, 6),
+                          segments=[seg_out(s) for s in f.segments], gaps=[gap_out(g) for g in f.gaps])
+
+    @app.get("/api/v1/segments/{segment_id}/media", responses={200: {"content": {"video/mp4": {}}}, 206: {}})
+    def media(rt: RuntimeDep, segment_id: int, range_: Annotated[str | None, Header(alias="Range")] = None) -> Response:
+        seg = rt.index.segment(segment_id)
+        size = seg.size
+        start, end = 0, size - 1
+        status = 200
+        if range_:
+            try:
+                unit, spec = range_.split("=", 1)
+                a, b = spec.split(",")[0].strip().split("-", 1)
+                if unit.strip() != "bytes":
+                    raise ValueError
+                if a == "":
+                    start, end = max(0, size - int(b)), size - 1
+                else:
+                    start, end = int(a), min(int(b) if b else size - 1, size - 1)
+                if start > end or start >= size:
+                    raise ValueError
+                status = 206
+            except ValueError:
+                return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+        body = rt.store.open(seg.key, seg.version_id, offset=start, length=end - start + 1)
+
+        def stream() -> Iterator[bytes]:
+            try:
+                yield from body.stream(256 * 1024)
+            finally:
+                body.close()
+                body.release_conn()
+
+        headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start + 1), "ETag": f'"{seg.sha256}"'}
+        if status == 206:
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        return StreamingResponse(stream(), status_code=status, media_type="video/mp4", headers=headers)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(rt: RuntimeDep) -> Response:
+        return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def home(rt: RuntimeDep) -> str:
+        from api.ui import home_page
+
+        return home_page(rt, tz)
+
+    return app

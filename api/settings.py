@@ -1,0 +1,102 @@
+"""One typed settings object (pydantic-settings), read from ``LABWITNESS_*``.
+
+Built once by the CLI and passed in everywhere; nothing reads the environment
+on its own.  A TOML file named by ``LABWITNESS_CONFIG`` may set the same keys
+(lower-case, without the prefix); the environment wins over the file.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from labwitness.errors import ConfigError
+from retention.policy import validate as validate_retention
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LABWITNESS_", extra="ignore")
+
+    data_dir: Path = Path(".labwitness")
+    database_url: str | None = None  # default: SQLite under data_dir
+    spool_dir: Path | None = None  # default: data_dir/spool
+    spool_max_bytes: int | None = None
+    spool_reserve_bytes: int = 256 * 1024 * 1024
+
+    s3_endpoint: str | None = None  # unset -> embedded SeaweedFS
+    s3_access_key: str = "labwitness"
+    s3_secret_key: SecretStr = SecretStr("labwitness-secret-key")
+    s3_bucket: str = "labwitness-footage"
+    s3_secure: bool | None = None
+    s3_region: str | None = None
+    allow_unenforced_retention: bool = False
+
+    segment_seconds: float = 60.0
+    rtsp_open_timeout_s: float = 10.0
+    rtsp_read_timeout_s: float = 10.0
+    backoff_cap_s: float = 10.0
+    retention_months: int = 6
+    retention_margin_days: int = 7
+    timezone: str = "Asia/Shanghai"
+    recorder_id: str = Field(default_factory=lambda: socket.gethostname()[:48] or "recorder")
+    bootstrap_admin_token: SecretStr | None = None
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @field_validator("segment_seconds")
+    @classmethod
+    def _segment_positive(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError(f"LABWITNESS_SEGMENT_SECONDS must be > 0 (got {v})")
+        if v > 600:
+            raise ValueError(f"LABWITNESS_SEGMENT_SECONDS must be <= 600 (got {v})")
+        return v
+
+    @model_validator(mode="after")
+    def _retention(self) -> "Settings":
+        validate_retention(self.retention_months, self.retention_margin_days)
+        return self
+
+    @property
+    def spool_path(self) -> Path:
+        return self.spool_dir or self.data_dir / "spool"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'index.sqlite3').resolve()}"
+
+
+def load_settings(**overrides) -> Settings:
+    """Settings from file (LABWITNESS_CONFIG) < environment < explicit overrides.
+
+    Any invalid value becomes a :class:`ConfigError` whose message names the key.
+    """
+    from pydantic import ValidationError
+
+    from labwitness.errors import LabwitnessError
+
+    file_values: dict = {}
+    cfg = os.environ.get("LABWITNESS_CONFIG")
+    if cfg:
+        try:
+            file_values = tomllib.loads(Path(cfg).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"配置文件无法读取 / cannot read config file {cfg}: {e}") from e
+    env_keys = {k[len("LABWITNESS_"):].lower() for k in os.environ if k.startswith("LABWITNESS_")}
+    init = {k: v for k, v in file_values.items() if k not in env_keys}
+    init.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**init)
+    except ValidationError as e:
+        for err in e.errors():
+            exc = (err.get("ctx") or {}).get("error")
+            if isinstance(exc, LabwitnessError):
+                raise exc from None
+        lines = [f"{'.'.join(map(str, er['loc'])) or 'settings'}: {er['msg']}" for er in e.errors()]
+        raise ConfigError("配置无效 / invalid configuration: " + "; ".join(lines)) from None

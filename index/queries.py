@@ -1,0 +1,188 @@
+"""Queries and writes on the index.
+
+Writes are idempotent so the spool can replay them after any crash:
+a segment row is keyed by (key, version_id); a gap by (camera, start, reason).
+Database faults are raised as :class:`IndexUnavailableError` so callers can
+keep the data in the spool and retry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from index.models import Camera, Gap, Segment
+from labwitness.errors import IndexUnavailableError, NotFoundError
+
+
+@dataclass(frozen=True)
+class Footage:
+    camera_id: str
+    start_ms: int
+    end_ms: int
+    segments: Sequence[Segment]
+    gaps: Sequence[Gap]
+
+    @property
+    def covered_ms(self) -> int:
+        """Milliseconds of the window covered by stored segments (overlaps merged)."""
+        total, cursor = 0, self.start_ms
+        for s in sorted(self.segments, key=lambda s: s.start_ms):
+            lo, hi = max(s.start_ms, cursor), min(s.end_ms, self.end_ms)
+            if hi > lo:
+                total += hi - lo
+                cursor = hi
+        return total
+
+    @property
+    def coverage(self) -> float:
+        span = self.end_ms - self.start_ms
+        return self.covered_ms / span if span > 0 else 0.0
+
+
+def _guard(fn):
+    def wrapper(*a, **kw):
+        try:
+            return fn(*a, **kw)
+        except sa_exc.OperationalError as e:
+            raise IndexUnavailableError(f"索引数据库不可用 / index database unavailable: {e.orig!s}"[:500]) from e
+        except sa_exc.InterfaceError as e:
+            raise IndexUnavailableError(f"index database unavailable: {e!s}"[:500]) from e
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+class IndexStore:
+    """All index reads and writes; one instance per engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @_guard
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    # -- cameras ------------------------------------------------------------
+    @_guard
+    def upsert_camera(self, camera: Camera) -> Camera:
+        with Session(self.engine, expire_on_commit=False) as s:
+            existing = s.get(Camera, camera.id)
+            if existing is None:
+                s.add(camera)
+                s.commit()
+                return camera
+            for field in ("name", "rtsp_url", "area_id", "enabled"):
+                setattr(existing, field, getattr(camera, field))
+            s.add(existing)
+            s.commit()
+            return existing
+
+    @_guard
+    def cameras(self, enabled_only: bool = False) -> list[Camera]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            q = select(Camera).order_by(Camera.id)
+            if enabled_only:
+                q = q.where(Camera.enabled == True)  # noqa: E712
+            return list(s.exec(q))
+
+    @_guard
+    def camera(self, camera_id: str) -> Camera:
+        with Session(self.engine, expire_on_commit=False) as s:
+            cam = s.get(Camera, camera_id)
+            if cam is None:
+                raise NotFoundError(f"摄像机不存在 / camera {camera_id!r} not found")
+            return cam
+
+    # -- segments and gaps ----------------------------------------------------
+    @_guard
+    def add_segment(self, seg: Segment) -> Segment:
+        """Insert unless (key, version_id) is already indexed; returns the row."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            found = s.exec(select(Segment).where(Segment.key == seg.key, Segment.version_id == seg.version_id)).first()
+            if found is not None:
+                return found
+            s.add(seg)
+            try:
+                s.commit()
+            except sa_exc.IntegrityError:  # a concurrent replay won the race
+                s.rollback()
+                return s.exec(select(Segment).where(Segment.key == seg.key, Segment.version_id == seg.version_id)).one()
+            return seg
+
+    @_guard
+    def add_gap(self, gap: Gap) -> Gap:
+        with Session(self.engine, expire_on_commit=False) as s:
+            q = select(Gap).where(Gap.camera_id == gap.camera_id, Gap.start_ms == gap.start_ms, Gap.reason == gap.reason)
+            found = s.exec(q).first()
+            if found is not None:
+                if gap.end_ms > found.end_ms:  # a gap re-reported with a later end grows
+                    found.end_ms = gap.end_ms
+                    found.detail = gap.detail
+                    s.add(found)
+                    s.commit()
+                return found
+            s.add(gap)
+            try:
+                s.commit()
+            except sa_exc.IntegrityError:
+                s.rollback()
+                return s.exec(q).one()
+            return gap
+
+    @_guard
+    def segment(self, segment_id: int) -> Segment:
+        with Session(self.engine, expire_on_commit=False) as s:
+            seg = s.get(Segment, segment_id)
+            if seg is None:
+                raise NotFoundError(f"片段不存在 / segment {segment_id} not found")
+            return seg
+
+    @_guard
+    def footage(self, camera_id: str, start_ms: int, end_ms: int) -> Footage:
+        """Segments and gaps of one camera overlapping [start_ms, end_ms)."""
+        if end_ms <= start_ms:
+            raise ValueError("end must be after start")
+        with Session(self.engine, expire_on_commit=False) as s:
+            # Bounded lower edge keeps this an index range scan: no segment is
+            # longer than MAX_SEGMENT_MS, so one starting earlier cannot overlap.
+            segs = s.exec(
+                select(Segment)
+                .where(Segment.camera_id == camera_id, Segment.status == "stored")
+                .where(Segment.start_ms < end_ms, Segment.start_ms > start_ms - MAX_SEGMENT_MS, Segment.end_ms > start_ms)
+                .order_by(col(Segment.start_ms))
+            ).all()
+            gaps = s.exec(
+                select(Gap)
+                .where(Gap.camera_id == camera_id, Gap.start_ms < end_ms, Gap.end_ms > start_ms)
+                .order_by(col(Gap.start_ms))
+            ).all()
+        return Footage(camera_id, start_ms, end_ms, list(segs), list(gaps))
+
+    @_guard
+    def latest_segment(self, camera_id: str) -> Segment | None:
+        with Session(self.engine, expire_on_commit=False) as s:
+            return s.exec(
+                select(Segment).where(Segment.camera_id == camera_id).order_by(col(Segment.start_ms).desc()).limit(1)
+            ).first()
+
+    @_guard
+    def iter_segments(self, camera_id: str) -> Iterator[Segment]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            yield from s.exec(select(Segment).where(Segment.camera_id == camera_id).order_by(col(Segment.start_ms)))
+
+    @_guard
+    def gaps(self, camera_id: str) -> list[Gap]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            return list(s.exec(select(Gap).where(Gap.camera_id == camera_id).order_by(col(Gap.start_ms))))
+
+
+#: Upper bound on one segment's length; the recorder cuts long before this
+#: (a camera whose keyframes never come is cut at 4 x target, see recorder).
+MAX_SEGMENT_MS = 30 * 60 * 1000

@@ -1,0 +1,78 @@
+"""Stream copy of demuxed packets into one fragmented MP4 file (no decode).
+
+``frag_keyframe+empty_moov+default_base_moof`` with a 1 s ``frag_duration``
+makes the file playable fragment by fragment: a crash loses at most the
+fragment being built.  Each segment's timestamps are rebased to start at 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import BinaryIO
+
+import av
+
+#: audio codecs the MP4 muxer carries; others are left out (and counted)
+MP4_AUDIO = {"aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"}
+VIDEO_CODECS = {"h264", "hevc"}
+
+
+@dataclass
+class SegmentStats:
+    frames: int = 0
+    keyframes: int = 0
+    audio_packets: int = 0
+    first_dts: int | None = None
+    last_dts: int | None = None
+
+
+class SegmentWriter:
+    def __init__(self, out: BinaryIO, video: av.video.stream.VideoStream, audio: av.audio.stream.AudioStream | None,
+                 base_dts: int, frag_duration_us: int = 1_000_000) -> None:
+        self.container = av.open(out, mode="w", format="mp4", options={
+            "movflags": "frag_keyframe+empty_moov+default_base_moof",
+            "frag_duration": str(frag_duration_us),
+            "flush_packets": "1",
+        })
+        self.v_in = video
+        self.v_out = self.container.add_stream_from_template(video)
+        self.a_in = audio
+        self.a_out = self.container.add_stream_from_template(audio) if audio is not None else None
+        self.base_dts = base_dts  # in video time base
+        self.a_base = (
+            int(Fraction(base_dts) * video.time_base / audio.time_base) if audio is not None else 0
+        )
+        self._a_last = -1
+        self._v_last = -1
+        self.stats = SegmentStats()
+
+    def write_video(self, pkt: av.Packet, dts: int, pts: int) -> None:
+        d = dts - self.base_dts
+        if d <= self._v_last:  # a camera repeating a timestamp must not abort the muxer
+            d = self._v_last + 1
+        p = max(pts - self.base_dts, d)
+        pkt.dts, pkt.pts = d, p
+        self._v_last = d
+        pkt.stream = self.v_out
+        self.container.mux_one(pkt)
+        s = self.stats
+        s.frames += 1
+        s.keyframes += 1 if pkt.is_keyframe else 0
+        if s.first_dts is None:
+            s.first_dts = dts
+        s.last_dts = dts
+
+    def write_audio(self, pkt: av.Packet) -> None:
+        if self.a_out is None or pkt.dts is None:
+            return
+        d = max(pkt.dts - self.a_base, self._a_last + 1, 0)
+        p = d + ((pkt.pts - pkt.dts) if pkt.pts is not None else 0)
+        pkt.dts, pkt.pts = d, p
+        self._a_last = d
+        pkt.stream = self.a_out
+        self.container.mux_one(pkt)
+        self.stats.audio_packets += 1
+
+    def close(self) -> None:
+        self.container.close()

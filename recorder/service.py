@@ -1,0 +1,112 @@
+"""Runs the workers of a set of cameras and the uploader, in threads of one process.
+
+Start-up order: recover every camera's spool (salvage unfinished segments),
+start the uploader, then the workers.  ``sync()`` follows a changing camera
+list (added, removed, URL changed) without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from index.queries import IndexStore
+from labwitness.clock import Clock, SystemClock
+from recorder.metrics import RecorderMetrics
+from recorder.recovery import recover
+from recorder.spool import CameraSpool, SpoolQuota
+from recorder.uploader import RetainUntil, Uploader
+from recorder.worker import CameraWorker, RecorderConfig
+from storage.base import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    camera_id: str
+    url: str
+    area_id: str = ""
+
+
+class RecorderService:
+    def __init__(self, spool_dir: Path, store: ObjectStore, index: IndexStore, retain_until: RetainUntil,
+                 cfg: RecorderConfig, *, clock: Clock | None = None, metrics: RecorderMetrics | None = None,
+                 spool_max_bytes: int | None = None, spool_reserve_bytes: int = 256 * 1024 * 1024) -> None:
+        self.spool_dir = Path(spool_dir)
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self.cfg = cfg
+        self.clock = clock or SystemClock()
+        self.metrics = metrics or RecorderMetrics()
+        self.quota = SpoolQuota(self.spool_dir, spool_max_bytes, spool_reserve_bytes)
+        self._spools: dict[str, CameraSpool] = {}
+        self._workers: dict[str, tuple[CameraSpec, CameraWorker, threading.Thread, threading.Event]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.uploader = Uploader(self.spools, store, index, retain_until, clock=self.clock, stop=self._stop,
+                                 metrics=self.metrics, backoff_cap_s=cfg.backoff_cap_s)
+        self._uploader_thread: threading.Thread | None = None
+        # Every camera that still has footage in the spool is uploaded, whether
+        # or not it is configured any more (a removed camera's footage is kept).
+        for d in sorted(self.spool_dir.iterdir()):
+            if d.is_dir():
+                self.spool(d.name)
+
+    def spool(self, camera_id: str) -> CameraSpool:
+        with self._lock:
+            sp = self._spools.get(camera_id)
+            if sp is None:
+                sp = self._spools[camera_id] = CameraSpool(self.spool_dir, camera_id, self.quota)
+                for report in recover(sp):
+                    log.info("spool recovery %s: %s", camera_id, report)
+            return sp
+
+    def spools(self) -> list[CameraSpool]:
+        with self._lock:
+            return list(self._spools.values())
+
+    def start(self) -> "RecorderService":
+        self._uploader_thread = threading.Thread(target=self.uploader.run, name="uploader", daemon=True)
+        self._uploader_thread.start()
+        return self
+
+    def sync(self, cameras: list[CameraSpec]) -> None:
+        wanted = {c.camera_id: c for c in cameras}
+        for cid in list(self._workers):
+            spec = self._workers[cid][0]
+            if cid not in wanted or wanted[cid] != spec:
+                self._stop_worker(cid)
+        for cid, spec in wanted.items():
+            if cid not in self._workers:
+                self._start_worker(spec)
+
+    def _start_worker(self, spec: CameraSpec) -> None:
+        stop = threading.Event()
+        w = CameraWorker(spec.camera_id, spec.url, self.spool(spec.camera_id), self.cfg, clock=self.clock, stop=stop,
+                         metrics=self.metrics, on_commit=self.uploader.notify, area_id=spec.area_id)
+        t = threading.Thread(target=w.run, name=f"camera-{spec.camera_id}", daemon=True)
+        self._workers[spec.camera_id] = (spec, w, t, stop)
+        t.start()
+
+    def _stop_worker(self, camera_id: str, timeout: float = 15.0) -> None:
+        spec, w, t, stop = self._workers.pop(camera_id)
+        stop.set()
+        t.join(timeout)
+        if t.is_alive():
+            log.error("camera %s: worker did not stop within %.0fs", camera_id, timeout)
+
+    def workers(self) -> dict[str, CameraWorker]:
+        return {cid: v[1] for cid, v in self._workers.items()}
+
+    def stop(self, drain_timeout: float = 0.0) -> bool:
+        """Stop workers (closing their segments), then upload what is left."""
+        for cid in list(self._workers):
+            self._stop_worker(cid)
+        drained = self.uploader.drain(drain_timeout) if drain_timeout > 0 else False
+        self._stop.set()
+        self.uploader.wake.set()
+        if self._uploader_thread is not None:
+            self._uploader_thread.join(10)
+        return drained

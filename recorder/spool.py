@@ -1,0 +1,376 @@
+"""Local spool: where a segment lives from its first byte until it is safe.
+
+Layout, per camera::
+
+    SPOOL/{camera}/state.json            next sequence, last segment end, clean stop
+    SPOOL/{camera}/{seq:012d}.open.json  segment being written: session, start estimate
+    SPOOL/{camera}/{seq:012d}.mp4.part   bytes being written
+    SPOOL/{camera}/{seq:012d}.mp4        finished bytes
+    SPOOL/{camera}/{seq:012d}.json       commit record: SegmentMeta + upload state
+    SPOOL/{camera}/gap-open.json         an interruption that has not ended yet
+    SPOOL/{camera}/gap-{start_ms}-{reason}.json  a finished gap, not yet indexed
+
+Invariants:
+
+I1. ``N.json`` exists only after ``N.mp4`` is complete and fsynced; its sha256
+    and size describe exactly those bytes.
+I2. ``N.mp4`` is deleted only after its object is stored with verified
+    retention (``state == "stored"``) *and* its index row is committed
+    (``indexed``); ``N.json`` is deleted after ``N.mp4``.
+I3. Nothing else ever deletes a spool file, except a ``.part`` from which no
+    complete fragment could be salvaged (it held no playable video).
+
+Procedure "commit a segment" (:meth:`CameraSpool.commit`):
+
+1. the muxer writes ``N.mp4.part`` through :class:`HashingFile` (SHA-256 and
+   size computed while writing); 2. fsync the file; 3. rename to ``N.mp4``;
+4. write ``N.json.tmp``, fsync, rename to ``N.json``; 5. fsync the directory;
+6. remove ``N.open.json``; update ``state.json``.
+
+Procedure "recover" (:meth:`CameraSpool.recover`, at start-up): a
+``.part`` (or an ``.mp4`` without its ``.json``) is truncated after its last
+complete ``moof``+``mdat`` pair, probed, and committed as above with the start
+from its ``open.json``; at most the unfinished last fragment is lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import struct
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from labwitness.errors import SpoolError
+from storage.layout import SegmentMeta, check_camera_id, iso_ms, parse_iso
+
+log = logging.getLogger(__name__)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class HashingFile(io.RawIOBase):
+    """Write-only, non-seekable file for the muxer: hashes and counts as it writes.
+
+    Non-seekable on purpose: the fragmented-MP4 muxer then never rewrites
+    earlier bytes, so the hash computed on the way out is the file's hash.
+    Writes go straight to the kernel (no user-space buffer), so a killed
+    process loses nothing that the muxer has already handed over.
+    """
+
+    def __init__(self, path: Path, quota: "SpoolQuota") -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self._quota = quota
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def write(self, b) -> int:
+        view = memoryview(b)
+        n = len(view)
+        self._quota.charge(n)
+        written = 0
+        while written < n:
+            written += os.write(self._fd, view[written:])
+        self.sha.update(view)
+        self.size += n
+        return n
+
+    def fsync_close(self) -> None:
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        super().close()
+
+
+class SpoolQuota:
+    """Bytes the spool may hold: a configured cap and the disk's real free space.
+
+    ``charge`` raises :class:`SpoolError` *before* bytes are written past the
+    cap, so a full spool never half-writes footage it then cannot keep.
+    """
+
+    def __init__(self, root: Path, max_bytes: int | None, reserve_bytes: int) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        self.reserve_bytes = reserve_bytes
+        self._lock = threading.Lock()
+        self.used = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0
+
+    def room(self) -> int:
+        free = shutil.disk_usage(self.root).free - self.reserve_bytes
+        if self.max_bytes is not None:
+            free = min(free, self.max_bytes - self.used)
+        return free
+
+    def has_room(self, want: int) -> bool:
+        return self.room() >= want
+
+    def charge(self, n: int) -> None:
+        with self._lock:
+            if self.max_bytes is not None and self.used + n > self.max_bytes:
+                raise SpoolError(f"spool quota of {self.max_bytes} bytes reached")
+            self.used += n
+
+    def release(self, n: int) -> None:
+        with self._lock:
+            self.used = max(0, self.used - n)
+
+
+@dataclass
+class Committed:
+    seq: int
+    mp4: Path
+    record: Path
+    meta: SegmentMeta
+    state: str  # pending | stored
+    version_id: str | None
+    retain_until: datetime | None
+    lock_mode: str | None
+    indexed: bool
+
+
+class CameraSpool:
+    def __init__(self, root: Path, camera_id: str, quota: SpoolQuota) -> None:
+        self.camera_id = check_camera_id(camera_id)
+        self.dir = Path(root) / camera_id
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.quota = quota
+        self._lock = threading.Lock()
+        self._state = self._read_state()
+
+    # -- state ---------------------------------------------------------------
+    def _read_state(self) -> dict:
+        f = self.dir / "state.json"
+        state = {"next_seq": 0, "last_end": None, "clean_stop": True}
+        if f.exists():
+            try:
+                state.update(json.loads(f.read_text()))
+            except (ValueError, OSError):
+                log.error("spool state %s unreadable; rebuilding from files", f)
+        seqs = [int(p.name[:12]) for p in self.dir.glob("[0-9]" * 12 + ".*")]
+        state["next_seq"] = max([state["next_seq"], *(s + 1 for s in seqs)])
+        return state
+
+    def _save_state(self) -> None:
+        write_json_atomic(self.dir / "state.json", self._state)
+
+    @property
+    def last_end(self) -> datetime | None:
+        v = self._state.get("last_end")
+        return parse_iso(v) if v else None
+
+    @property
+    def clean_stop(self) -> bool:
+        return bool(self._state.get("clean_stop", True))
+
+    def mark_running(self) -> None:
+        with self._lock:
+            self._state["clean_stop"] = False
+            self._save_state()
+
+    def mark_stopped(self) -> None:
+        with self._lock:
+            self._state["clean_stop"] = True
+            self._save_state()
+
+    def next_seq(self) -> int:
+        with self._lock:
+            seq = self._state["next_seq"]
+            self._state["next_seq"] = seq + 1
+            self._save_state()
+            return seq
+
+    # -- writing -------------------------------------------------------------
+    def paths(self, seq: int) -> tuple[Path, Path, Path, Path]:
+        base = self.dir / f"{seq:012d}"
+        return (base.with_suffix(".mp4.part"), base.with_suffix(".mp4"), base.with_suffix(".json"), base.with_suffix(".open.json"))
+
+    def open_segment(self, seq: int, info: dict) -> HashingFile:
+        part, _, _, open_rec = self.paths(seq)
+        write_json_atomic(open_rec, info)
+        return HashingFile(part, self.quota)
+
+    def commit(self, seq: int, out: HashingFile | None, meta: SegmentMeta) -> Committed:
+        part, mp4, rec, open_rec = self.paths(seq)
+        if out is not None:
+            out.fsync_close()
+        os.replace(part, mp4)
+        write_json_atomic(rec, {"meta": meta.to_json(), "state": "pending", "indexed": False})
+        fsync_dir(self.dir)
+        open_rec.unlink(missing_ok=True)
+        with self._lock:
+            if self.last_end is None or meta.end > self.last_end:
+                self._state["last_end"] = iso_ms(meta.end)
+            self._save_state()
+        return self.load(rec)
+
+    def discard_part(self, seq: int) -> None:
+        """Drop a segment that holds no complete fragment (I3)."""
+        part, mp4, _, open_rec = self.paths(seq)
+        for p in (part, mp4):
+            if p.exists():
+                self.quota.release(p.stat().st_size)
+                p.unlink()
+        open_rec.unlink(missing_ok=True)
+
+    # -- reading back ------------------------------------------------------------
+    def load(self, rec: Path) -> Committed:
+        d = json.loads(rec.read_text())
+        seq = int(rec.name[:12])
+        until = d.get("retain_until")
+        return Committed(
+            seq=seq, mp4=rec.with_name(f"{seq:012d}.mp4"), record=rec, meta=SegmentMeta.from_json(d["meta"]),
+            state=d.get("state", "pending"), version_id=d.get("version_id"),
+            retain_until=parse_iso(until) if until else None, lock_mode=d.get("lock_mode"),
+            indexed=bool(d.get("indexed")),
+        )
+
+    def committed(self) -> list[Committed]:
+        """Finished segments still in the spool, oldest first."""
+        recs = sorted(p for p in self.dir.glob("[0-9]" * 12 + ".json"))
+        return [self.load(r) for r in recs]
+
+    def mark_stored(self, c: Committed, version_id: str, retain_until: datetime | None, lock_mode: str | None) -> None:
+        write_json_atomic(c.record, {
+            "meta": c.meta.to_json(), "state": "stored", "version_id": version_id,
+            "retain_until": iso_ms(retain_until) if retain_until else None, "lock_mode": lock_mode, "indexed": False,
+        })
+        c.state, c.version_id, c.retain_until, c.lock_mode = "stored", version_id, retain_until, lock_mode
+
+    def release(self, c: Committed) -> None:
+        """I2: called only once stored *and* indexed. Bytes first, record last."""
+        if not (c.state == "stored" and c.indexed):
+            raise SpoolError(f"refusing to release {c.mp4}: state={c.state} indexed={c.indexed}")
+        if c.mp4.exists():
+            size = c.mp4.stat().st_size
+            c.mp4.unlink()
+            self.quota.release(size)
+        c.record.unlink(missing_ok=True)
+
+    # -- gaps -------------------------------------------------------------------
+    def open_gap(self, start: datetime, reason: str, detail: str) -> None:
+        f = self.dir / "gap-open.json"
+        if f.exists():  # the first cause of an outage is the one that counts
+            cur = json.loads(f.read_text())
+            cur["attempts"] = cur.get("attempts", 0) + 1
+            cur["last_error"] = detail[:500]
+            write_json_atomic(f, cur)
+            return
+        write_json_atomic(f, {"start": iso_ms(start), "reason": reason, "detail": detail[:1000], "attempts": 1})
+
+    def pending_open_gap(self) -> dict | None:
+        f = self.dir / "gap-open.json"
+        return json.loads(f.read_text()) if f.exists() else None
+
+    def close_gap(self, end: datetime) -> dict | None:
+        """End the open gap at ``end`` and journal it for the index."""
+        f = self.dir / "gap-open.json"
+        if not f.exists():
+            return None
+        g = json.loads(f.read_text())
+        start = parse_iso(g["start"])
+        if end < start:
+            end = start
+        detail = g["detail"]
+        if g.get("attempts", 1) > 1:
+            detail += f" (reconnect attempts: {g['attempts']}; last: {g.get('last_error', '')})"
+        rec = {"camera_id": self.camera_id, "start": g["start"], "end": iso_ms(end), "reason": g["reason"], "detail": detail[:2000]}
+        ms = round(start.timestamp() * 1000)
+        write_json_atomic(self.dir / f"gap-{ms}-{g['reason']}.json", rec)
+        f.unlink()
+        fsync_dir(self.dir)
+        return rec
+
+    def record_gap(self, start: datetime, end: datetime, reason: str, detail: str) -> None:
+        ms = round(start.timestamp() * 1000)
+        write_json_atomic(self.dir / f"gap-{ms}-{reason}.json", {
+            "camera_id": self.camera_id, "start": iso_ms(start), "end": iso_ms(end), "reason": reason, "detail": detail[:2000],
+        })
+
+    def finished_gaps(self) -> Iterator[tuple[Path, dict]]:
+        for p in sorted(self.dir.glob("gap-[0-9]*.json")):
+            yield p, json.loads(p.read_text())
+
+    # -- recovery ---------------------------------------------------------------
+    def unfinished(self) -> list[int]:
+        """Sequences with bytes but no commit record (killed mid-write)."""
+        seqs = set()
+        for p in self.dir.glob("[0-9]" * 12 + ".mp4*"):
+            seq = int(p.name[:12])
+            if not (self.dir / f"{seq:012d}.json").exists():
+                seqs.add(seq)
+        return sorted(seqs)
+
+
+def complete_fragments_end(path: Path) -> int:
+    """Byte offset just after the last complete ``moof``+``mdat`` pair, or 0.
+
+    A small hand-written box walk: neither PyAV nor FFmpeg exposes "truncate a
+    fragmented MP4 to its last complete fragment", and the walk reads only the
+    8/16-byte box headers.
+    """
+    size = path.stat().st_size
+    good = 0
+    have_moov = False
+    pending_moof = False
+    with open(path, "rb") as f:
+        pos = 0
+        while pos + 8 <= size:
+            f.seek(pos)
+            hdr = f.read(8)
+            box_size, box_type = struct.unpack(">I4s", hdr)
+            header = 8
+            if box_size == 1:
+                ext = f.read(8)
+                if len(ext) < 8:
+                    break
+                box_size = struct.unpack(">Q", ext)[0]
+                header = 16
+            elif box_size == 0:
+                box_size = size - pos
+            if box_size < header or pos + box_size > size:
+                break  # truncated box: stop before it
+            if box_type == b"moov":
+                have_moov = True
+            elif box_type == b"moof":
+                pending_moof = True
+            elif box_type == b"mdat" and pending_moof and have_moov:
+                good = pos + box_size
+                pending_moof = False
+            pos += box_size
+    return good

@@ -1,0 +1,182 @@
+"""Spool -> storage -> index, per camera in order, retrying for as long as it takes.
+
+Procedure for one committed segment (spool invariants I1-I3):
+
+1. ``pending``: if an earlier attempt may have stored it (crash after PUT),
+   look it up by key and sha256; else PUT with COMPLIANCE retain-until and
+   read the lock back (storage.S3ObjectStore.put_segment).
+2. Record ``stored`` (version id, retain-until) in the spool record.
+3. Insert the index row (idempotent on key + version).
+4. Release the spool files: bytes first, record last.
+
+A storage outage stops step 1 for that camera (order is kept) and is retried
+with backoff.  A database outage stops step 3 only: uploads go on, the rows
+are written when the database returns.  Gaps journaled in the spool are
+indexed the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from index.models import Gap, Segment
+from index.queries import IndexStore
+from labwitness.clock import Clock, SystemClock, utc_ms
+from labwitness.errors import IndexUnavailableError, IntegrityError, StorageError, StorageUnavailableError
+from recorder.backoff import Backoff
+from recorder.metrics import RecorderMetrics
+from recorder.spool import CameraSpool, Committed
+from storage.base import ObjectStore
+from storage.layout import parse_iso
+
+log = logging.getLogger(__name__)
+
+RetainUntil = Callable[[datetime], datetime]
+
+
+def segment_row(c: Committed) -> Segment:
+    m = c.meta
+    return Segment(
+        camera_id=m.camera_id, start_ms=utc_ms(m.start), end_ms=utc_ms(m.end), media_duration_ms=m.media_duration_ms,
+        key=m.key, version_id=c.version_id or "", size=m.size, sha256=m.sha256,
+        retain_until_ms=utc_ms(c.retain_until) if c.retain_until else None, lock_mode=c.lock_mode,
+        codec=m.codec, audio_codec=m.audio_codec, width=m.width, height=m.height, frames=m.frames,
+        session_id=m.session_id, sequence=m.sequence, recorder_id=m.recorder_id,
+    )
+
+
+class Uploader:
+    def __init__(self, spools: Callable[[], list[CameraSpool]], store: ObjectStore, index: IndexStore,
+                 retain_until: RetainUntil, *, clock: Clock | None = None, stop: threading.Event | None = None,
+                 metrics: RecorderMetrics | None = None, backoff_cap_s: float = 10.0) -> None:
+        self.spools = spools
+        self.store = store
+        self.index = index
+        self.retain_until = retain_until
+        self.clock = clock or SystemClock()
+        self.stop = stop or threading.Event()
+        self.metrics = metrics or RecorderMetrics()
+        self.wake = threading.Event()
+        self._store_backoff = Backoff(initial_s=0.5, cap_s=backoff_cap_s)
+        self._index_backoff = Backoff(initial_s=0.5, cap_s=backoff_cap_s)
+        self._store_retry_at = 0.0
+        self._index_retry_at = 0.0
+        self.last_error: str = ""
+        self.closed_at: dict[tuple[str, int], float] = {}
+
+    def notify(self, c: Committed) -> None:
+        self.closed_at[(c.meta.camera_id, c.seq)] = time.monotonic()
+        self.wake.set()
+
+    # -- loop ------------------------------------------------------------------
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.wake.clear()
+            try:
+                busy = self.run_once()
+            except Exception:
+                log.exception("uploader pass failed")
+                busy = False
+            if not busy:
+                self.wake.wait(1.0)
+
+    def backlog(self) -> int:
+        return sum(len(s.committed()) for s in self.spools())
+
+    def run_once(self) -> bool:
+        """One pass over every camera's spool; True if anything is still waiting."""
+        waiting = False
+        total = 0
+        for spool in self.spools():
+            items = spool.committed()
+            total += len(items)
+            for c in items:
+                if self.stop.is_set():
+                    return True
+                if not self._advance(spool, c):
+                    waiting = True
+                    break  # keep this camera's order: nothing after a stuck segment
+            self._index_gaps(spool)
+        self.metrics.spool_backlog.set(max(0, total))
+        self.metrics.spool_bytes.set(self.spools()[0].quota.used if self.spools() else 0)
+        return waiting
+
+    def _advance(self, spool: CameraSpool, c: Committed) -> bool:
+        now = self.clock.monotonic()
+        if c.state == "pending":
+            if now < self._store_retry_at:
+                return False
+            try:
+                stored = self.store.find_segment(c.meta) or self.store.put_segment(c.mp4, c.meta, self.retain_until(c.meta.end))
+            except StorageUnavailableError as e:
+                self._store_failed(str(e))
+                return False
+            except IntegrityError:
+                log.exception("spool %s: segment %d failed its integrity check; kept in spool, NOT uploaded", spool.camera_id, c.seq)
+                self.metrics.upload_errors.labels("integrity").inc()
+                return False
+            except StorageError as e:
+                self._store_failed(str(e))
+                return False
+            self._store_backoff.reset()
+            self._store_retry_at = 0.0
+            spool.mark_stored(c, stored.version_id, stored.retain_until, stored.mode)
+            self.metrics.uploaded.labels(spool.camera_id).inc()
+            t0 = self.closed_at.pop((spool.camera_id, c.seq), None)
+            if t0 is not None:
+                self.metrics.close_to_locked.observe(time.monotonic() - t0)
+        if not c.indexed:
+            if now < self._index_retry_at:
+                return True  # stored; the row follows when the database is back
+            try:
+                self.index.add_segment(segment_row(c))
+            except IndexUnavailableError as e:
+                self._index_failed(str(e))
+                return True
+            self._index_backoff.reset()
+            self._index_retry_at = 0.0
+            c.indexed = True
+            self.metrics.indexed.labels(spool.camera_id).inc()
+        spool.release(c)
+        return True
+
+    def _index_gaps(self, spool: CameraSpool) -> None:
+        if self.clock.monotonic() < self._index_retry_at:
+            return
+        for path, g in spool.finished_gaps():
+            try:
+                self.index.add_gap(Gap(camera_id=g["camera_id"], start_ms=utc_ms(parse_iso(g["start"])),
+                                       end_ms=utc_ms(parse_iso(g["end"])), reason=g["reason"], detail=g.get("detail", "")))
+            except IndexUnavailableError as e:
+                self._index_failed(str(e))
+                return
+            Path(path).unlink(missing_ok=True)
+
+    def _store_failed(self, msg: str) -> None:
+        self.last_error = msg
+        self.metrics.upload_errors.labels("storage").inc()
+        delay = max(self._store_backoff.next_delay(), 0.5)
+        self._store_retry_at = self.clock.monotonic() + delay
+        log.warning("object store unavailable, retrying in %.1fs (footage stays in the spool): %s", delay, msg)
+
+    def _index_failed(self, msg: str) -> None:
+        self.last_error = msg
+        self.metrics.upload_errors.labels("index").inc()
+        delay = max(self._index_backoff.next_delay(), 0.5)
+        self._index_retry_at = self.clock.monotonic() + delay
+        log.warning("index database unavailable, retrying in %.1fs (rows kept in the spool): %s", delay, msg)
+
+    def drain(self, timeout: float) -> bool:
+        """Run passes until the spool is empty or ``timeout`` passes; True if empty."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.run_once()
+            if self.backlog() == 0 and not any(True for s in self.spools() for _ in s.finished_gaps()):
+                return True
+            time.sleep(0.2)
+        return False

@@ -1,0 +1,393 @@
+"""One camera: ``run()`` (reconnect with backoff) around ``run_once()`` (one RTSP session).
+
+A session demuxes packets with PyAV (RTSP over TCP, bounded open/read
+timeouts), stream-copies them into fMP4 segments cut at the first keyframe
+after the target length, and commits each segment to the spool.  Every packet
+received lands in exactly one segment; every interruption becomes a gap whose
+reason is the first cause (timeout, refused, auth_failed, not_rtsp, no_video,
+unsupported_codec, stream_ended, decode_error, spool_full, recorder_down,
+recorder_stopped).
+
+Health is output, not liveness: ``last_segment_at`` and the gap journal say
+whether this camera is really being recorded.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from fractions import Fraction
+from typing import Callable
+from urllib.parse import urlsplit
+
+import av
+
+from labwitness.clock import Clock, SystemClock
+from labwitness.errors import SpoolError, StreamError
+from recorder.backoff import Backoff
+from recorder.metrics import RecorderMetrics
+from recorder.segmenter import MP4_AUDIO, VIDEO_CODECS, SegmentWriter
+from recorder.spool import CameraSpool, Committed, HashingFile
+from recorder.timing import SessionTimeline
+from storage.layout import SegmentMeta, iso_ms
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RecorderConfig:
+    segment_seconds: float = 60.0
+    open_timeout_s: float = 10.0
+    read_timeout_s: float = 10.0
+    backoff_cap_s: float = 10.0
+    recorder_id: str = "recorder-1"
+    #: a segment longer than this many targets is cut even without a keyframe
+    max_segment_factor: float = 4.0
+    #: how often a camera that refused connections is probed with a bare TCP connect
+    probe_interval_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.segment_seconds > 0:
+            raise ValueError(f"分段时长必须大于 0 / segment length must be > 0 seconds, got {self.segment_seconds}")
+
+
+def classify(exc: BaseException) -> tuple[str, str]:
+    """Map an FFmpeg/PyAV failure to (gap reason, human message)."""
+    msg = f"{type(exc).__name__}: {exc}"
+    code = getattr(exc, "errno", None)
+    if isinstance(exc, av.error.HTTPUnauthorizedError) or code in (errno.EACCES, errno.EPERM) or "401" in str(exc):
+        return "auth_failed", f"摄像机拒绝了用户名或密码 / camera rejected the credentials (401): {msg}"
+    if isinstance(exc, (av.error.ConnectionRefusedError, ConnectionRefusedError)) or code == errno.ECONNREFUSED:
+        return "refused", f"连接被拒绝 / connection refused: {msg}"
+    if isinstance(exc, (av.error.ExitError, TimeoutError)) or code in (errno.ETIMEDOUT, errno.EAGAIN) or "timed out" in str(exc).lower():
+        return "timeout", f"超时 / timed out: {msg}"
+    if isinstance(exc, (av.error.EOFError, ConnectionResetError, BrokenPipeError)) or code in (errno.ECONNRESET, errno.EPIPE):
+        return "stream_ended", f"码流结束 / stream ended: {msg}"
+    if isinstance(exc, av.error.InvalidDataError):
+        return "decode_error", f"数据无效 / invalid data: {msg}"
+    if isinstance(exc, (av.error.HTTPNotFoundError, av.error.HTTPClientError)) or code in (errno.ENOENT,):
+        return "not_found", f"码流地址不存在 / stream not found on camera: {msg}"
+    if isinstance(exc, (OSError, av.error.FFmpegError)) and code in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL):
+        return "unreachable", f"主机不可达 / host unreachable: {msg}"
+    return "stream_error", msg
+
+
+def check_rtsp_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("rtsp", "rtsps") or not parts.hostname:
+        raise StreamError("not_rtsp", f"不是 RTSP 地址 / not an RTSP URL (rtsp://host[:port]/path): {redact(url)}")
+    return url
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and gap details."""
+    p = urlsplit(url)
+    if p.password is None:
+        return url
+    netloc = f"{p.username}:***@{p.hostname}" + (f":{p.port}" if p.port else "")
+    return p._replace(netloc=netloc).geturl()
+
+
+@dataclass
+class WorkerStatus:
+    state: str = "starting"  # starting | recording | reconnecting | spool_full | stopped
+    last_segment_at: datetime | None = None
+    last_error: str = ""
+    sessions: int = 0
+    segments: int = 0
+    frames: int = 0
+    dropped_packets: int = 0
+
+
+@dataclass
+class _Open:
+    seq: int
+    out: HashingFile
+    writer: SegmentWriter
+    first_dts: int
+    frames: int = 0
+
+
+class CameraWorker:
+    def __init__(self, camera_id: str, url: str, spool: CameraSpool, cfg: RecorderConfig, *,
+                 clock: Clock | None = None, stop: threading.Event | None = None,
+                 metrics: RecorderMetrics | None = None,
+                 on_commit: Callable[[Committed], None] | None = None, area_id: str = "") -> None:
+        self.camera_id = camera_id
+        self.url = url
+        self.spool = spool
+        self.cfg = cfg
+        self.clock = clock or SystemClock()
+        self.stop = stop or threading.Event()
+        self.metrics = metrics or RecorderMetrics()
+        self.on_commit = on_commit or (lambda c: None)
+        self.area_id = area_id
+        self.status = WorkerStatus()
+        self._backoff = Backoff(cap_s=cfg.backoff_cap_s)
+
+    # -- the loop ----------------------------------------------------------------
+    def run(self) -> None:
+        spool = self.spool
+        last_end = spool.last_end
+        if last_end is not None and spool.pending_open_gap() is None:
+            reason = "recorder_stopped" if spool.clean_stop else "recorder_down"
+            spool.open_gap(last_end, reason, "录像服务未运行 / the recorder was not running"
+                           + ("" if spool.clean_stop else " (it stopped without a clean shutdown)"))
+        spool.mark_running()
+        try:
+            while not self.stop.is_set():
+                produced_before = self.status.segments
+                try:
+                    self.run_once()
+                    reason, message = "stream_ended", "码流结束 / the camera ended the stream"
+                except StreamError as e:
+                    reason, message = e.reason, str(e)
+                except Exception as e:  # an unknown failure must not end recording of this camera
+                    log.exception("camera %s: unexpected recorder failure", self.camera_id)
+                    reason, message = "recorder_error", f"{type(e).__name__}: {e}"
+                if self.stop.is_set():
+                    break
+                if self.status.segments > produced_before:
+                    self._backoff.reset()
+                self._interrupted(reason, message)
+                self._wait_to_retry(reason)
+        finally:
+            self.status.state = "stopped"
+            self.metrics.camera_up.labels(self.camera_id).set(0)
+            spool.mark_stopped()
+
+    def _interrupted(self, reason: str, message: str) -> None:
+        self.status.state = "reconnecting"
+        self.status.last_error = message
+        self.metrics.camera_up.labels(self.camera_id).set(0)
+        start = self.spool.last_end or self.clock.now()
+        if self.spool.pending_open_gap() is None:
+            log.warning("camera %s: recording interrupted (%s): %s", self.camera_id, reason, message)
+            self.metrics.gaps.labels(self.camera_id, reason).inc()
+        self.spool.open_gap(start, reason, message)
+
+    def _wait_to_retry(self, reason: str) -> None:
+        delay = self._backoff.next_delay()
+        deadline = self.clock.monotonic() + delay
+        # A refused connection is cheap to re-check: probe the port and retry as
+        # soon as it accepts, so a camera that comes back records again at once
+        # even when the backoff has grown to its cap.
+        while not self.stop.is_set():
+            left = deadline - self.clock.monotonic()
+            if left <= 0:
+                return
+            if reason in ("refused", "stream_ended", "timeout") and self._port_open():
+                if reason == "refused" or self._backoff.failures <= 3:
+                    return
+            if self.clock.sleep(min(left, self.cfg.probe_interval_s), self.stop):
+                return
+
+    def _port_open(self) -> bool:
+        p = urlsplit(self.url)
+        try:
+            with socket.create_connection((p.hostname, p.port or 554), timeout=0.3):
+                return True
+        except OSError:
+            return False
+
+    # -- one session ---------------------------------------------------------------
+    def _open(self) -> av.container.InputContainer:
+        check_rtsp_url(self.url)
+        try:
+            return av.open(
+                self.url,
+                options={"rtsp_transport": "tcp", "timeout": str(int(self.cfg.read_timeout_s * 1e6)),
+                         "analyzeduration": "2000000", "probesize": "2000000"},
+                timeout=(self.cfg.open_timeout_s, self.cfg.read_timeout_s),
+            )
+        except Exception as e:
+            reason, message = classify(e)
+            raise StreamError(reason, f"{message} [{redact(self.url)}]") from e
+
+    def run_once(self) -> None:
+        """Record one RTSP session until it ends; raise StreamError with the reason."""
+        container = self._open()
+        try:
+            self._record(container)
+        finally:
+            try:
+                container.close()
+            except Exception:
+                log.debug("close of %s failed", redact(self.url), exc_info=True)
+
+    def _record(self, container: av.container.InputContainer) -> None:
+        video = next((s for s in container.streams.video), None)
+        if video is None:
+            raise StreamError("no_video", f"码流中没有视频 / the stream has no video track [{redact(self.url)}]")
+        vcodec = video.codec_context.name
+        if vcodec not in VIDEO_CODECS:
+            raise StreamError("unsupported_codec", f"不支持的视频编码 / video codec {vcodec!r} is not H.264/H.265")
+        audio = next((s for s in container.streams.audio if s.codec_context.name in MP4_AUDIO), None)
+        streams = [video] + ([audio] if audio is not None else [])
+        tb = video.time_base
+        frame_ticks = self._frame_ticks(video)
+        target_ticks = int(self.cfg.segment_seconds / tb)
+        max_ticks = int(self.cfg.segment_seconds * self.cfg.max_segment_factor / tb)
+        session_id = uuid.uuid4().hex
+        self.status.sessions += 1
+        timeline = SessionTimeline()
+        origin: int | None = None
+        last_dts: int | None = None
+        held: list[tuple[av.Packet, float]] = []  # leading packets without timestamps
+        seg: _Open | None = None
+        dropping_since: datetime | None = None
+        est_bytes = 2 * 1024 * 1024
+
+        def close(end_dts: int, reason: str | None = None) -> None:
+            nonlocal seg, est_bytes
+            assert seg is not None and origin is not None
+            s, seg = seg, None
+            try:
+                s.writer.close()
+            except Exception as e:
+                log.error("camera %s: closing segment %d failed: %s", self.camera_id, s.seq, e)
+                s.out.close()
+                raise
+            start_w, end_w = timeline.close_segment(float((s.first_dts - origin) * tb), float((end_dts - origin) * tb))
+            start = datetime.fromtimestamp(start_w, timezone.utc)
+            end = datetime.fromtimestamp(end_w, timezone.utc)
+            cc = video.codec_context
+            meta = SegmentMeta(
+                camera_id=self.camera_id, start=start, end=end,
+                media_duration_ms=round(float((end_dts - s.first_dts) * tb) * 1000),
+                codec=vcodec, width=cc.width or 0, height=cc.height or 0,
+                sha256=s.out.sha.hexdigest(), size=s.out.size, recorder_id=self.cfg.recorder_id,
+                session_id=session_id, sequence=s.seq, area_id=self.area_id,
+                audio_codec=audio.codec_context.name if audio is not None else "", frames=s.writer.stats.frames,
+            )
+            committed = self.spool.commit(s.seq, s.out, meta)
+            est_bytes = max(est_bytes, s.out.size * 2)
+            if self.status.segments == 0 or self.spool.pending_open_gap() is not None:
+                self.spool.close_gap(start)
+            self.status.segments += 1
+            self.status.last_segment_at = self.clock.now()
+            self.metrics.segments.labels(self.camera_id).inc()
+            self.on_commit(committed)
+
+        def open_segment(first_dts: int, arrival: float) -> bool:
+            nonlocal seg, dropping_since, timeline
+            if not self.spool.quota.has_room(est_bytes):
+                if dropping_since is None:
+                    dropping_since = datetime.fromtimestamp(
+                        timeline.estimate_start(float((first_dts - origin) * tb)) or arrival, timezone.utc)
+                    self._spool_full(dropping_since)
+                return False
+            if dropping_since is not None:
+                # footage was dropped: the next run is a new timeline, re-anchored
+                timeline = SessionTimeline()
+                dropping_since = None
+                self.metrics.spool_full.labels(self.camera_id).set(0)
+            seq = self.spool.next_seq()
+            est = timeline.estimate_start(float((first_dts - origin) * tb))
+            out = self.spool.open_segment(seq, {
+                "camera_id": self.camera_id, "session_id": session_id, "sequence": seq,
+                "start_estimate": iso_ms(datetime.fromtimestamp(est or arrival, timezone.utc)),
+                "recorder_id": self.cfg.recorder_id, "area_id": self.area_id,
+            })
+            seg = _Open(seq, out, SegmentWriter(out, video, audio, first_dts), first_dts)
+            return True
+
+        def handle_video(pkt: av.Packet, dts: int, pts: int, arrival: float) -> None:
+            nonlocal origin, last_dts
+            if origin is None:
+                origin = dts
+            if last_dts is not None and dts <= last_dts:
+                dts = last_dts + 1  # non-monotonic camera timestamps: keep order, never drop
+            last_dts = dts
+            if seg is not None:
+                span = dts - seg.first_dts
+                if (pkt.is_keyframe and span >= target_ticks) or span >= max_ticks:
+                    close(dts)
+            if seg is None:
+                if not (pkt.is_keyframe or dropping_since is None) or not open_segment(dts, arrival):
+                    self._dropped(1)
+                    return
+            timeline.observe(float((dts - origin) * tb), arrival)
+            try:
+                seg.writer.write_video(pkt, dts, pts)
+            except SpoolError:
+                raise
+            self.status.frames += 1
+            if self.status.state != "recording" and self.status.segments > 0:
+                self.status.state = "recording"
+                self.metrics.camera_up.labels(self.camera_id).set(1)
+
+        try:
+            for pkt in container.demux(streams):
+                arrival = self.clock.now().timestamp()
+                if self.stop.is_set():
+                    break
+                if pkt.stream.type == "audio":
+                    if seg is not None:
+                        seg.writer.write_audio(pkt)
+                    continue
+                if pkt.size == 0:
+                    continue  # demuxer flush packet at end of stream
+                dts = pkt.dts if pkt.dts is not None else pkt.pts
+                if dts is None:
+                    if last_dts is None:
+                        # FFmpeg's RTP demuxer hands the first IDR without
+                        # timestamps; dropping it would lose the first GOP.
+                        held.append((pkt, arrival))
+                        continue
+                    dts = last_dts + frame_ticks
+                if held:
+                    first = dts - frame_ticks * len(held)
+                    for i, (hp, harr) in enumerate(held):
+                        d = first + i * frame_ticks
+                        handle_video(hp, d, d, harr)
+                    held.clear()
+                pts = pkt.pts if pkt.pts is not None else dts
+                handle_video(pkt, dts, pts, arrival)
+            if held:  # a stream that never gave a timestamp: still keep what came
+                for i, (hp, harr) in enumerate(held):
+                    handle_video(hp, i * frame_ticks, i * frame_ticks, harr)
+                held.clear()
+        except SpoolError as e:
+            self._spool_full(self.spool.last_end or self.clock.now(), str(e))
+            raise StreamError("spool_full", f"本地缓存已满 / local spool full: {e}") from e
+        except av.error.FFmpegError as e:
+            reason, message = classify(e)
+            raise StreamError(reason, message) from e
+        except OSError as e:
+            reason, message = classify(e)
+            raise StreamError(reason, message) from e
+        finally:
+            if seg is not None and last_dts is not None:
+                close(last_dts + frame_ticks)
+            self.metrics.camera_up.labels(self.camera_id).set(0)
+        if self.stop.is_set():
+            return
+        if self.status.segments == 0 and last_dts is None:
+            raise StreamError("stream_ended", "码流没有数据 / the stream ended before any video arrived")
+
+    def _frame_ticks(self, video) -> int:
+        rate = video.average_rate or video.guessed_rate or video.base_rate or Fraction(25)
+        try:
+            ticks = int(round(1 / (Fraction(rate) * video.time_base)))
+        except (ZeroDivisionError, TypeError):
+            ticks = 0
+        return ticks if ticks > 0 else max(1, int(round(Fraction(1, 25) / video.time_base)))
+
+    def _spool_full(self, since: datetime, detail: str = "") -> None:
+        msg = ("本地缓存空间不足，停止录制新画面，直到上传腾出空间 / local spool is full: new footage is NOT being "
+               f"recorded until uploads free space (camera {self.camera_id}) {detail}")
+        log.error(msg)
+        self.status.state = "spool_full"
+        self.metrics.spool_full.labels(self.camera_id).set(1)
+        self.spool.open_gap(since, "spool_full", msg)
+
+    def _dropped(self, n: int) -> None:
+        self.status.dropped_packets += n
+        self.metrics.dropped_packets.labels(self.camera_id, "spool_full").inc(n)

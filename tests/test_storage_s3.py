@@ -1,0 +1,100 @@
+"""S3 backend against real SeaweedFS with Object Lock."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from minio.error import S3Error
+
+from labwitness.errors import IntegrityError, ObjectLockError, StorageUnavailableError
+from retention.policy import RetentionPolicy
+from storage.layout import SegmentMeta, segment_key
+from storage.s3 import S3ObjectStore
+
+from conftest import ACCESS, SECRET, make_store
+
+
+def _meta(path, data: bytes, start=None) -> SegmentMeta:
+    start = start or datetime(2026, 11, 25, 6, 0, 0, 123000, tzinfo=timezone.utc)
+    path.write_bytes(data)
+    return SegmentMeta(camera_id="cam-1", start=start, end=start + timedelta(seconds=60), media_duration_ms=60000,
+                       codec="h264", width=640, height=360, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                       recorder_id="r1", session_id="s1", sequence=7, area_id="力学室", frames=1500)
+
+
+def test_put_is_compliance_locked_for_six_months_and_undeletable(store, tmp_path):
+    meta = _meta(tmp_path / "seg.mp4", b"\x00" * 1000 + b"video")
+    until = RetentionPolicy()(meta.end)
+    stored = store.put_segment(tmp_path / "seg.mp4", meta, until)
+    assert stored.key == "v1/cam-1/2026/11/25/06/20261125T060000.123000Z-60000.mp4"
+    # read back independently with a raw client
+    r = store.client.get_object_retention(store.bucket, stored.key, version_id=stored.version_id)
+    assert r.mode == "COMPLIANCE"
+    assert r.retain_until_date >= RetentionPolicy(6, 0)(meta.end)
+    assert r.retain_until_date >= datetime(2027, 5, 25, 6, 1, tzinfo=timezone.utc)
+    # the storage itself refuses: delete of the version, and shortening
+    with pytest.raises(S3Error) as e:
+        store.client.remove_object(store.bucket, stored.key, version_id=stored.version_id)
+    assert e.value.code == "AccessDenied"
+    from minio.commonconfig import COMPLIANCE
+    from minio.retention import Retention
+
+    with pytest.raises(S3Error):
+        store.client.set_object_retention(store.bucket, stored.key, Retention(COMPLIANCE, datetime.now(timezone.utc) + timedelta(days=1)),
+                                          version_id=stored.version_id)
+    # and so does our own API, before even asking
+    with pytest.raises(ObjectLockError):
+        store.delete_version(stored.key, stored.version_id)
+    assert store.stat(stored.key, stored.version_id)[0].size == meta.size
+    # metadata alone rebuilds the row
+    _, user = store.stat(stored.key, stored.version_id)
+    assert SegmentMeta.from_user_metadata(user) == meta
+
+
+def test_find_segment_reuses_a_version_after_a_crash(store, tmp_path):
+    meta = _meta(tmp_path / "seg.mp4", b"abc" * 100)
+    assert store.find_segment(meta) is None
+    stored = store.put_segment(tmp_path / "seg.mp4", meta, RetentionPolicy()(meta.end))
+    again = store.find_segment(meta)
+    assert again is not None and again.version_id == stored.version_id
+
+
+def test_damaged_spool_file_is_not_uploaded(store, tmp_path):
+    meta = _meta(tmp_path / "seg.mp4", b"original bytes")
+    (tmp_path / "seg.mp4").write_bytes(b"tampered bytes")
+    with pytest.raises(IntegrityError):
+        store.put_segment(tmp_path / "seg.mp4", meta, RetentionPolicy()(meta.end))
+
+
+def test_bucket_without_object_lock_is_refused_unless_opted_in(seaweed):
+    plain = S3ObjectStore(seaweed.endpoint, ACCESS, SECRET, "plain-bucket-no-lock")
+    if not plain.client.bucket_exists("plain-bucket-no-lock"):
+        plain.client.make_bucket("plain-bucket-no-lock")
+    with pytest.raises(ObjectLockError, match="Object Lock"):
+        plain.check()
+    opted = S3ObjectStore(seaweed.endpoint, ACCESS, SECRET, "plain-bucket-no-lock", allow_unenforced=True)
+    info = opted.check()
+    assert info.retention_enforced is False and "NOT enforced" in info.detail
+
+
+def test_unreachable_store_is_a_clear_error():
+    from conftest import free_port
+
+    s = S3ObjectStore(f"http://127.0.0.1:{free_port()}", ACCESS, SECRET, "whatever", timeout_s=1)
+    with pytest.raises(StorageUnavailableError, match="unreachable"):
+        s.check()
+
+
+def test_wrong_credentials_are_a_clear_error(seaweed):
+    s = S3ObjectStore(seaweed.endpoint, ACCESS, "wrong-secret", "footage-x")
+    with pytest.raises(Exception) as e:
+        s.check()
+    assert "refused" in str(e.value) or "Signature" in str(e.value) or "Access" in str(e.value)
+
+
+@pytest.mark.parametrize("camera_id", ["../etc", "a/b", "", "x" * 65, "cam 1"])
+def test_bad_camera_ids_never_reach_a_key(camera_id):
+    with pytest.raises(ValueError):
+        segment_key(camera_id, datetime(2026, 1, 1, tzinfo=timezone.utc), 1000)

@@ -1,0 +1,50 @@
+import pytest
+
+from recorder.backoff import Backoff
+from recorder.timing import SessionTimeline
+
+
+def test_first_segment_anchored_on_least_delayed_packet():
+    tl = SessionTimeline()
+    # true origin 1000.0; delays 0.30, 0.05, 0.20 s
+    for media, delay in [(0.0, 0.30), (0.04, 0.05), (0.08, 0.20)]:
+        tl.observe(media, 1000.0 + media + delay)
+    start, end = tl.close_segment(0.0, 2.0)
+    assert start == pytest.approx(1000.05)
+    assert end == pytest.approx(1002.05)
+
+
+@pytest.mark.parametrize(
+    "local_drift_s, expected_end",
+    [
+        (0.0, 2000.0 + 60.0),  # clocks agree
+        (+0.100, 2000.0 + 60.0 * (1 + 500e-6)),  # host says longer: clamped at +500 ppm
+        (-0.100, 2000.0 + 60.0 * (1 - 500e-6)),  # host says shorter: clamped at -500 ppm
+        (+0.001, 2000.0 + 60.001),  # within the band: follows the host clock
+    ],
+)
+def test_later_segments_contiguous_and_rate_clamped(local_drift_s, expected_end):
+    tl = SessionTimeline()
+    tl.observe(0.0, 1940.0)
+    s0, e0 = tl.close_segment(0.0, 60.0)
+    assert (s0, e0) == (1940.0, 2000.0)
+    tl.observe(60.0, 2000.0 + local_drift_s)
+    tl.observe(120.0, 2060.0 + local_drift_s)
+    s1, e1 = tl.close_segment(60.0, 120.0)
+    assert s1 == e0  # contiguous
+    assert e1 == pytest.approx(expected_end)
+
+
+def test_close_without_packets_is_an_error():
+    with pytest.raises(ValueError):
+        SessionTimeline().close_segment(0, 1)
+
+
+def test_backoff_schedule():
+    b = Backoff(initial_s=0.25, cap_s=10)
+    delays = [b.next_delay() for _ in range(10)]
+    assert delays[0] == 0.0
+    assert delays[1:7] == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
+    assert delays[7:] == [10.0, 10.0, 10.0]
+    b.reset()
+    assert b.next_delay() == 0.0
