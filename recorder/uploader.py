@@ -68,6 +68,9 @@ class Uploader:
         self._index_retry_at = 0.0
         self.last_error: str = ""
         self.closed_at: dict[tuple[str, int], float] = {}
+        # One pass at a time: drain() from a stopping service and the thread's
+        # own loop must never upload the same segment twice.
+        self._pass = threading.Lock()
 
     def notify(self, c: Committed) -> None:
         self.closed_at[(c.meta.camera_id, c.seq)] = time.monotonic()
@@ -90,6 +93,10 @@ class Uploader:
 
     def run_once(self) -> bool:
         """One pass over every camera's spool; True if anything is still waiting."""
+        with self._pass:
+            return self._pass_once()
+
+    def _pass_once(self) -> bool:
         waiting = False
         total = 0
         for spool in self.spools():
@@ -102,8 +109,10 @@ class Uploader:
                     waiting = True
                     break  # keep this camera's order: nothing after a stuck segment
             self._index_gaps(spool)
-        self.metrics.spool_backlog.set(max(0, total))
-        self.metrics.spool_bytes.set(self.spools()[0].quota.used if self.spools() else 0)
+        self.metrics.spool_backlog.set(total)
+        spools = self.spools()
+        if spools:
+            self.metrics.spool_bytes.set(spools[0].quota.used)
         return waiting
 
     def _advance(self, spool: CameraSpool, c: Committed) -> bool:

@@ -78,6 +78,14 @@ def classify(exc: BaseException) -> tuple[str, str]:
     return "stream_error", msg
 
 
+def _resolvable(host: str) -> bool:
+    try:
+        socket.getaddrinfo(host, None)
+        return True
+    except OSError:
+        return False
+
+
 def check_rtsp_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("rtsp", "rtsps") or not parts.hostname:
@@ -199,6 +207,7 @@ class CameraWorker:
     # -- one session ---------------------------------------------------------------
     def _open(self) -> av.container.InputContainer:
         check_rtsp_url(self.url)
+        t0 = time.monotonic()
         try:
             return av.open(
                 self.url,
@@ -208,6 +217,16 @@ class CameraWorker:
             )
         except Exception as e:
             reason, message = classify(e)
+            if isinstance(e, av.error.InvalidDataError):
+                # FFmpeg reports both a silent peer (its read timed out) and a
+                # peer that is not an RTSP server as "invalid data"; the time
+                # it took tells them apart.
+                if time.monotonic() - t0 >= 0.9 * min(self.cfg.open_timeout_s, self.cfg.read_timeout_s):
+                    reason, message = "timeout", f"超时：设备无应答 / timed out: the device did not answer ({message})"
+                else:
+                    reason, message = "not_rtsp", f"设备未按 RTSP 协议应答 / the device did not answer as an RTSP server ({message})"
+            elif reason == "stream_error" and not _resolvable(urlsplit(self.url).hostname or ""):
+                reason, message = "unreachable", f"无法解析主机名 / cannot resolve the camera's host name ({message})"
             raise StreamError(reason, f"{message} [{redact(self.url)}]") from e
 
     def run_once(self) -> None:
@@ -243,6 +262,7 @@ class CameraWorker:
         seg: _Open | None = None
         dropping_since: datetime | None = None
         est_bytes = 2 * 1024 * 1024
+        last_arrival = [time.monotonic()]
 
         def close(end_dts: int, reason: str | None = None) -> None:
             nonlocal seg, est_bytes
@@ -326,6 +346,7 @@ class CameraWorker:
         try:
             for pkt in container.demux(streams):
                 arrival = self.clock.now().timestamp()
+                last_arrival[0] = time.monotonic()
                 if self.stop.is_set():
                     break
                 if pkt.stream.type == "audio":
@@ -359,6 +380,8 @@ class CameraWorker:
             raise StreamError("spool_full", f"本地缓存已满 / local spool full: {e}") from e
         except av.error.FFmpegError as e:
             reason, message = classify(e)
+            if reason in ("decode_error", "stream_error") and time.monotonic() - last_arrival[0] >= 0.9 * self.cfg.read_timeout_s:
+                reason, message = "timeout", f"超时：码流中断 / timed out: no data for {self.cfg.read_timeout_s:.0f}s ({message})"
             raise StreamError(reason, message) from e
         except OSError as e:
             reason, message = classify(e)
