@@ -31,7 +31,8 @@ console = Console(stderr=True)
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    for noisy in ("apscheduler", "alembic", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _fail(e: LabwitnessError) -> None:
@@ -91,10 +92,8 @@ def record(
         if url is not None:
             check_rtsp_url(url)
             check_camera_id(camera_id)
-    except LabwitnessError as e:
-        _fail(e)
-    except ValueError as e:
-        _fail(ConfigError(str(e)))
+    except (LabwitnessError, ValueError) as e:
+        _fail(ConfigError(str(e)))  # bad arguments: a usage error, exit 2
     stop = _stop_on_signals()
     try:
         with Runtime(settings) as rt:
@@ -111,9 +110,9 @@ def record(
             rt.recorder.sync(cams)
             stop.wait(duration)
             workers = rt.recorder.workers()
-            summary = {cid: {"segments": w.status.segments, "frames": w.status.frames, "state": w.status.state,
+            drained = rt.recorder.stop(drain_timeout=upload_timeout)  # closes the open segments first
+            summary = {cid: {"segments": w.status.segments, "frames": w.status.frames,
                              "last_error": w.status.last_error} for cid, w in workers.items()}
-            drained = rt.recorder.stop(drain_timeout=upload_timeout)
     except LabwitnessError as e:
         _fail(e)
     if json_out:

@@ -227,7 +227,7 @@ class CameraWorker:
                     reason, message = "not_rtsp", f"设备未按 RTSP 协议应答 / the device did not answer as an RTSP server ({message})"
             elif reason == "stream_error" and not _resolvable(urlsplit(self.url).hostname or ""):
                 reason, message = "unreachable", f"无法解析主机名 / cannot resolve the camera's host name ({message})"
-            raise StreamError(reason, f"{message} [{redact(self.url)}]") from e
+            raise StreamError(reason, f"{self._scrub(message)} [{redact(self.url)}]") from e
 
     def run_once(self) -> None:
         """Record one RTSP session until it ends; raise StreamError with the reason."""
@@ -261,7 +261,7 @@ class CameraWorker:
         held: list[tuple[av.Packet, float]] = []  # leading packets without timestamps
         seg: _Open | None = None
         dropping_since: datetime | None = None
-        est_bytes = 2 * 1024 * 1024
+        est_bytes = 512 * 1024  # room wanted before a segment opens; grows to 2x the largest seen
         last_arrival = [time.monotonic()]
 
         def close(end_dts: int, reason: str | None = None) -> None:
@@ -382,10 +382,10 @@ class CameraWorker:
             reason, message = classify(e)
             if reason in ("decode_error", "stream_error") and time.monotonic() - last_arrival[0] >= 0.9 * self.cfg.read_timeout_s:
                 reason, message = "timeout", f"超时：码流中断 / timed out: no data for {self.cfg.read_timeout_s:.0f}s ({message})"
-            raise StreamError(reason, message) from e
+            raise StreamError(reason, self._scrub(message)) from e
         except OSError as e:
             reason, message = classify(e)
-            raise StreamError(reason, message) from e
+            raise StreamError(reason, self._scrub(message)) from e
         finally:
             if seg is not None and last_dts is not None:
                 close(last_dts + frame_ticks)
@@ -394,6 +394,10 @@ class CameraWorker:
             return
         if self.status.segments == 0 and last_dts is None:
             raise StreamError("stream_ended", "码流没有数据 / the stream ended before any video arrived")
+
+    def _scrub(self, text: str) -> str:
+        """FFmpeg quotes the URL in its errors: never let a password through."""
+        return text.replace(self.url, redact(self.url))
 
     def _frame_ticks(self, video) -> int:
         rate = video.average_rate or video.guessed_rate or video.base_rate or Fraction(25)

@@ -103,11 +103,16 @@ class PgCluster:
 
     BIN = Path("/usr/lib/postgresql") / (sorted(os.listdir("/usr/lib/postgresql"))[-1] if Path("/usr/lib/postgresql").exists() else "15") / "bin"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self) -> None:
+        # pytest's tmp dirs are private to root; the server runs as postgres
+        import tempfile
+
+        root = Path(tempfile.mkdtemp(prefix="labwitness-pg-"))
+        os.chmod(root, 0o755)
+        shutil.chown(root, "postgres")
+        self.root = root
         self.dir = root / "pgdata"
         self.port = free_port()
-        root.mkdir(parents=True, exist_ok=True)
-        shutil.chown(root, "postgres")
         self._run([str(self.BIN / "initdb"), "-D", str(self.dir), "-U", "test", "--auth=trust", "--no-sync"])
 
     def _run(self, args: list[str]) -> None:
@@ -124,18 +129,20 @@ class PgCluster:
     def stop(self) -> None:
         self._run([str(self.BIN / "pg_ctl"), "-D", str(self.dir), "-w", "-m", "immediate", "stop"])
 
+    def destroy(self) -> None:
+        try:
+            self.stop()
+        except subprocess.CalledProcessError:
+            pass  # already stopped
+        shutil.rmtree(self.root, ignore_errors=True)
+
 
 @pytest.fixture
-def pg_cluster(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pg")
-    os.chmod(root.parent, 0o755)
-    c = PgCluster(root / "cluster")
+def pg_cluster():
+    c = PgCluster()
     c.start()
     yield c
-    try:
-        c.stop()
-    except subprocess.CalledProcessError:
-        pass
+    c.destroy()
 
 
 @pytest.fixture(scope="session")

@@ -113,7 +113,7 @@ def test_bad_inputs_get_clear_reasons(tmp_path, store, rtsp):
         with pytest.raises(StreamError) as e:
             p.worker.run_once()
         assert e.value.reason == expected, (url, e.value.reason, str(e.value))
-        assert "***" in str(e.value) or "wrong" not in str(e.value)  # passwords never echoed
+        assert "wrong" not in str(e.value)  # passwords never echoed
     # unauthenticated too
     p = pipeline(tmp_path / "noauth", store, rtsp.url("/secure"), open_timeout_s=3)
     with pytest.raises(StreamError) as e:

@@ -20,9 +20,11 @@ Behaviour worth knowing:
   :meth:`Mount.from_clip` mount plays the file from its start, once, at real-time
   pace, then ends the stream (RTCP BYE; FFmpeg reports end of file).
 * Publish clock mode ``clock_and_offset`` makes gst-rtsp-server treat media as
-  non-seekable, so the ``Range: npt=0.000-`` in FFmpeg's PLAY does not cause a
-  flushing seek; the server's listening socket uses SO_REUSEADDR, so
-  :meth:`RtspSimulator.restart` rebinds the same port immediately.
+  non-seekable, so the ``Range: npt=0.000-`` in FFmpeg's PLAY never causes a
+  flushing seek. It matters for shared mounts: in the default ``clock`` mode a
+  client joining a shared clip mount rewinds it to 0 for every viewer.
+* The listening socket uses SO_REUSEADDR, so :meth:`RtspSimulator.restart`
+  rebinds the same port at once, even with old connections in TIME-WAIT.
 * A mount with ``auth`` answers 401 (Basic challenge) to missing or wrong
   credentials; other mounts stay open.
 """
@@ -42,9 +44,7 @@ from types import TracebackType
 from typing import Literal
 from urllib.parse import quote
 
-from camera_discovery.simulator.clip import ClipInfo
-
-Codec = Literal["h264", "hevc"]
+from camera_discovery.simulator.clip import ClipInfo, Codec
 
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_gst_server.py")
 DEFAULT_PYTHON = os.environ.get("LABWITNESS_GST_PYTHON", "/usr/bin/python3")
@@ -91,6 +91,8 @@ class Mount:
         else:
             path = Path(clip)
         codec = codec or "h264"
+        if codec not in _PARSE_PAY:
+            raise ValueError(f"unsupported codec {codec!r}; use one of {sorted(_PARSE_PAY)}")
         parse, pay = _PARSE_PAY[codec]
         # config-interval=-1 puts SPS/PPS (and VPS) in-band before every IDR:
         # the MP4 keeps them only in the sample description, and a client that

@@ -102,6 +102,7 @@ def build_server(config: dict[str, Any]) -> GstRtspServer.RTSPServer:
         launch = mount["launch"].strip()
         if not launch.startswith("("):
             launch = f"( {launch} )"
+        _check_launch(mount_path, launch)
         factory.set_launch(launch)
         factory.set_shared(bool(mount.get("shared", False)))
         factory.set_publish_clock_mode(clock_mode)
@@ -112,6 +113,20 @@ def build_server(config: dict[str, Any]) -> GstRtspServer.RTSPServer:
             factory.set_permissions(_permissions([ANONYMOUS_ROLE, *roles.values()], constructors))
         mount_points.add_factory(mount_path, factory)
     return server
+
+
+def _check_launch(mount_path: str, launch: str) -> None:
+    """Fail at startup on a bad description instead of on the first DESCRIBE.
+
+    gst-rtsp-server only parses the launch line when a client asks for the
+    mount, and then merely logs the error while the client waits for a reply.
+    """
+    try:
+        bin_ = Gst.parse_launch(launch)
+    except GLib.Error as exc:
+        raise ConfigError(f"mount {mount_path!r}: bad launch line: {exc.message}") from None
+    if not isinstance(bin_, Gst.Bin) or bin_.get_by_name("pay0") is None:
+        raise ConfigError(f"mount {mount_path!r}: launch line has no payloader named pay0")
 
 
 def _credential_roles(mounts: dict[str, dict[str, Any]]) -> dict[tuple[str, str], str]:
@@ -171,8 +186,8 @@ def main(argv: list[str]) -> int:
     Gst.init(None)
     try:
         server = build_server(config)
-    except GLib.Error as exc:
-        sys.stderr.write(f"rtsp_gst_server: {exc.message}\n")
+    except ConfigError as exc:
+        sys.stderr.write(f"rtsp_gst_server: {exc}\n")
         return 2
 
     loop = GLib.MainLoop()
