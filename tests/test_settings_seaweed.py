@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from api.settings import load_settings
+from labwitness.errors import ConfigError, RetentionTooShortError
+from storage.seaweed import EmbeddedSeaweed
+
+from conftest import ACCESS, SECRET, make_store, wait_for
+
+
+@pytest.mark.parametrize("overrides, error, needle", [
+    ({"retention_months": 5}, RetentionTooShortError, "6"),
+    ({"retention_months": 0}, RetentionTooShortError, "LABWITNESS_RETENTION_MONTHS"),
+    ({"retention_margin_days": -1}, ConfigError, "MARGIN"),
+    ({"segment_seconds": 0}, ConfigError, "SEGMENT_SECONDS"),
+    ({"segment_seconds": -3}, ConfigError, "SEGMENT_SECONDS"),
+    ({"segment_seconds": "abc"}, ConfigError, "segment_seconds"),
+])
+def test_invalid_settings_refused(overrides, error, needle):
+    with pytest.raises(error) as e:
+        load_settings(**overrides)
+    assert needle in str(e.value)
+
+
+def test_environment_and_config_file(tmp_path, monkeypatch):
+    cfg = tmp_path / "lw.toml"
+    cfg.write_text('segment_seconds = 30\nretention_months = 12\ns3_bucket = "from-file"\n')
+    monkeypatch.setenv("LABWITNESS_CONFIG", str(cfg))
+    monkeypatch.setenv("LABWITNESS_S3_BUCKET", "from-env")
+    s = load_settings()
+    assert (s.segment_seconds, s.retention_months, s.s3_bucket) == (30, 12, "from-env")
+    monkeypatch.setenv("LABWITNESS_RETENTION_MONTHS", "3")
+    with pytest.raises(RetentionTooShortError):
+        load_settings()
+
+
+def test_embedded_seaweed_restarts_after_a_crash(tmp_path):
+    sw = EmbeddedSeaweed(tmp_path / "sw", ACCESS, SECRET).start()
+    try:
+        store = make_store(sw, bucket="supervised")
+        first = sw.proc.pid
+        os.killpg(first, signal.SIGKILL)
+        wait_for(lambda: sw.restarts >= 1, 30, what="supervisor restart")
+        assert sw.proc.pid != first
+        assert store.check().retention_enforced  # same endpoint, same bucket, lock still on
+        # every listening socket of weed is on loopback
+        import subprocess
+
+        out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+        mine = [l for l in out.splitlines() if f"pid={sw.proc.pid}," in l]
+        assert mine and all("127.0.0.1:" in l.split()[3] for l in mine), mine
+    finally:
+        sw.stop()
