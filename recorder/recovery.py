@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import av
 
-from recorder.spool import CameraSpool, HashingFile, complete_fragments_end
+from recorder.spool import CameraSpool, complete_fragments_end
 from storage.layout import SegmentMeta, parse_iso
 from storage.s3 import file_sha256
 
@@ -41,43 +41,46 @@ def _probe(path: Path) -> tuple[int, float, str, int, int, str]:
 
 
 def recover(spool: CameraSpool) -> list[dict]:
-    """Salvage unfinished segments; returns one report per segment looked at."""
-    reports = []
-    for seq in spool.unfinished():
-        part, mp4, _, open_rec = spool.paths(seq)
-        path = part if part.exists() else mp4
-        original = path.stat().st_size
-        good = complete_fragments_end(path)
-        if good == 0:
-            log.error("spool %s: %s held no complete fragment (%d bytes); nothing to salvage", spool.camera_id, path.name, original)
-            spool.discard_part(seq)
-            reports.append({"seq": seq, "salvaged": False, "lost_bytes": original})
-            continue
-        if good < original:
-            with open(path, "r+b") as f:
-                f.truncate(good)
-                f.flush()
-                os.fsync(f.fileno())
-            spool.quota.release(original - good)
-        try:
-            frames, media_s, codec, w, h, acodec = _probe(path)
-        except (av.error.FFmpegError, IndexError) as e:
-            log.error("spool %s: salvaged %s is not playable (%s); keeping it for manual inspection", spool.camera_id, path.name, e)
-            reports.append({"seq": seq, "salvaged": False, "lost_bytes": 0, "error": str(e)})
-            continue
-        info = json.loads(open_rec.read_text()) if open_rec.exists() else {}
-        start = parse_iso(info["start_estimate"]) if "start_estimate" in info else datetime.fromtimestamp(path.stat().st_mtime).astimezone() - timedelta(seconds=media_s)
-        meta = SegmentMeta(
-            camera_id=spool.camera_id, start=start, end=start + timedelta(seconds=media_s),
-            media_duration_ms=round(media_s * 1000), codec=codec, width=w, height=h,
-            sha256=file_sha256(path), size=good, recorder_id=info.get("recorder_id", ""),
-            session_id=info.get("session_id", ""), sequence=seq, area_id=info.get("area_id", ""),
-            audio_codec=acodec, frames=frames,
-        )
-        if path == mp4:
-            os.replace(mp4, part)  # commit() expects the .part name
-        spool.commit(seq, None, meta)
-        log.warning("spool %s: recovered segment %d (%d frames, %.1f s); cut %d unfinished bytes",
-                    spool.camera_id, seq, frames, media_s, original - good)
-        reports.append({"seq": seq, "salvaged": True, "frames": frames, "lost_bytes": original - good})
-    return reports
+    """Salvage every unfinished segment; returns one report per segment looked at."""
+    return [salvage(spool, seq) for seq in spool.unfinished()]
+
+
+def salvage(spool: CameraSpool, seq: int) -> dict:
+    """Keep segment ``seq`` up to its last complete fragment and commit it."""
+    part, mp4, _, open_rec = spool.paths(seq)
+    path = part if part.exists() else mp4
+    original = path.stat().st_size
+    good = complete_fragments_end(path)
+    if good == 0:
+        log.error("spool %s: %s held no complete fragment (%d bytes); nothing to salvage", spool.camera_id, path.name, original)
+        spool.discard_part(seq)
+        return {"seq": seq, "salvaged": False, "lost_bytes": original}
+    if good < original:
+        with open(path, "r+b") as f:
+            f.truncate(good)
+            f.flush()
+            os.fsync(f.fileno())
+        spool.quota.release(original - good)
+    try:
+        frames, media_s, codec, w, h, acodec = _probe(path)
+    except (av.error.FFmpegError, IndexError) as e:
+        log.error("spool %s: salvaged %s is not playable (%s); keeping it for manual inspection", spool.camera_id, path.name, e)
+        return {"seq": seq, "salvaged": False, "lost_bytes": 0, "error": str(e)}
+    info = json.loads(open_rec.read_text()) if open_rec.exists() else {}
+    if "start_estimate" in info:
+        start = parse_iso(info["start_estimate"])
+    else:  # no open record: the file's own mtime is the best we have
+        start = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc) - timedelta(seconds=media_s)
+    meta = SegmentMeta(
+        camera_id=spool.camera_id, start=start, end=start + timedelta(seconds=media_s),
+        media_duration_ms=round(media_s * 1000), codec=codec, width=w, height=h,
+        sha256=file_sha256(path), size=good, recorder_id=info.get("recorder_id", ""),
+        session_id=info.get("session_id", ""), sequence=seq, area_id=info.get("area_id", ""),
+        audio_codec=acodec, frames=frames,
+    )
+    if path == mp4:
+        os.replace(mp4, part)  # commit() expects the .part name
+    spool.commit(seq, None, meta)
+    log.warning("spool %s: recovered segment %d (%d frames, %.1f s); cut %d unfinished bytes",
+                spool.camera_id, seq, frames, media_s, original - good)
+    return {"seq": seq, "salvaged": True, "frames": frames, "lost_bytes": original - good}

@@ -86,6 +86,7 @@ class HashingFile(io.RawIOBase):
         self.sha = hashlib.sha256()
         self.size = 0
         self._quota = quota
+        self.failed: SpoolError | None = None
 
     def writable(self) -> bool:
         return True
@@ -94,12 +95,24 @@ class HashingFile(io.RawIOBase):
         return False
 
     def write(self, b) -> int:
+        if self.failed is not None:
+            # Once a write was refused the file must stay a clean prefix: a
+            # later, smaller write that would fit must not land after a hole.
+            raise self.failed
         view = memoryview(b)
         n = len(view)
-        self._quota.charge(n)
+        try:
+            self._quota.charge(n)
+        except SpoolError as e:
+            self.failed = e
+            raise
         written = 0
-        while written < n:
-            written += os.write(self._fd, view[written:])
+        try:
+            while written < n:
+                written += os.write(self._fd, view[written:])
+        except OSError as e:  # disk full or failing: same rule as a refused quota
+            self.failed = SpoolError(f"write to {self.path} failed: {e}")
+            raise self.failed from e
         self.sha.update(view)
         self.size += n
         return n

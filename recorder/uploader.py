@@ -17,6 +17,7 @@ indexed the same way.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -68,6 +69,8 @@ class Uploader:
         self._index_retry_at = 0.0
         self.last_error: str = ""
         self.closed_at: dict[tuple[str, int], float] = {}
+        #: recent close -> locked latencies in seconds (for bench/record), bounded
+        self.latencies: collections.deque[float] = collections.deque(maxlen=100_000)
         # One pass at a time: drain() from a stopping service and the thread's
         # own loop must never upload the same segment twice.
         self._pass = threading.Lock()
@@ -138,7 +141,9 @@ class Uploader:
             self.metrics.uploaded.labels(spool.camera_id).inc()
             t0 = self.closed_at.pop((spool.camera_id, c.seq), None)
             if t0 is not None:
-                self.metrics.close_to_locked.observe(time.monotonic() - t0)
+                latency = time.monotonic() - t0
+                self.metrics.close_to_locked.observe(latency)
+                self.latencies.append(latency)
         if not c.indexed:
             if now < self._index_retry_at:
                 return True  # stored; the row follows when the database is back

@@ -32,6 +32,7 @@ from labwitness.clock import Clock, SystemClock
 from labwitness.errors import SpoolError, StreamError
 from recorder.backoff import Backoff
 from recorder.metrics import RecorderMetrics
+from recorder.recovery import salvage
 from recorder.segmenter import MP4_AUDIO, VIDEO_CODECS, SegmentWriter
 from recorder.spool import CameraSpool, Committed, HashingFile
 from recorder.timing import SessionTimeline
@@ -268,12 +269,27 @@ class CameraWorker:
             nonlocal seg, est_bytes
             assert seg is not None and origin is not None
             s, seg = seg, None
+            failure: BaseException | None = None
             try:
                 s.writer.close()
-            except Exception as e:
-                log.error("camera %s: closing segment %d failed: %s", self.camera_id, s.seq, e)
+            except (SpoolError, OSError, av.error.FFmpegError) as e:
+                failure = e
+            # FFmpeg does not always report a failed write when it closes, so
+            # the writer's own record of a refused write is checked too.
+            failure = failure or s.out.failed
+            if failure is not None:
+                # The spool filled (or the disk failed) while writing: keep what
+                # reached the disk, up to the last complete fragment, and commit that.
+                log.error("camera %s: writing segment %d failed (%s); salvaging its complete fragments",
+                          self.camera_id, s.seq, failure)
                 s.out.close()
-                raise
+                report = salvage(self.spool, s.seq)
+                if report.get("salvaged"):
+                    for c in self.spool.committed():
+                        if c.seq == s.seq:
+                            self.status.segments += 1
+                            self.on_commit(c)
+                return
             start_w, end_w = timeline.close_segment(float((s.first_dts - origin) * tb), float((end_dts - origin) * tb))
             start = datetime.fromtimestamp(start_w, timezone.utc)
             end = datetime.fromtimestamp(end_w, timezone.utc)
@@ -288,8 +304,7 @@ class CameraWorker:
             )
             committed = self.spool.commit(s.seq, s.out, meta)
             est_bytes = max(est_bytes, s.out.size * 2)
-            if self.status.segments == 0 or self.spool.pending_open_gap() is not None:
-                self.spool.close_gap(start)
+            self.spool.close_gap(start)  # no-op unless an interruption is open
             self.status.segments += 1
             self.status.last_segment_at = self.clock.now()
             self.metrics.segments.labels(self.camera_id).inc()
@@ -376,6 +391,8 @@ class CameraWorker:
                     handle_video(hp, i * frame_ticks, i * frame_ticks, harr)
                 held.clear()
         except SpoolError as e:
+            if seg is not None and last_dts is not None:
+                close(last_dts + frame_ticks)  # salvages what reached the disk
             self._spool_full(self.spool.last_end or self.clock.now(), str(e))
             raise StreamError("spool_full", f"本地缓存已满 / local spool full: {e}") from e
         except av.error.FFmpegError as e:

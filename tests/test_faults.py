@@ -145,3 +145,22 @@ def test_spool_full_records_a_gap_and_never_drops_stored_footage(tmp_path_factor
         assert p.uploader.metrics.dropped_packets.labels("cam-1", "spool_full")._value.get() > 0
     finally:
         sw.stop()
+
+
+def test_spool_filling_mid_segment_keeps_the_complete_fragments(tmp_path, store, rtsp):
+    """The quota runs out while a segment is being written: its complete
+    fragments are kept and uploaded, the rest is a spool_full gap."""
+    from recorder.spool import SpoolQuota
+
+    p = pipeline(tmp_path, store, rtsp.url("/live"), segment_seconds=30.0)  # one long segment
+    p.spool.quota = SpoolQuota(tmp_path / "spool", 700_000, 0)  # room to open (512 KiB), fills ~10 s in
+    with pytest.raises(Exception) as e:
+        p.worker.run_once()
+    assert getattr(e.value, "reason", None) == "spool_full", e.value
+    (c,) = p.spool.committed()
+    assert c.meta.frames >= 125 and c.meta.size <= 700_000
+    assert p.spool.pending_open_gap()["reason"] == "spool_full"
+    assert p.uploader.drain(30)
+    (seg,) = list(p.index.iter_segments("cam-1"))
+    d = decode_object(store, seg.key, seg.version_id)
+    assert d["errors"] == 0 and d["frames"] == seg.frames

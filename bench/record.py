@@ -1,0 +1,413 @@
+"""Recording benchmark: labwitness against ``ffmpeg -c copy -f segment``.
+
+    python -m bench.record [--streams N] [--minutes M] [--segment-seconds S] [--find-max]
+
+Serves one endless 1080p25 ~4 Mbit/s H.264 stream (see :mod:`bench.source`)
+from a local GStreamer RTSP server on 127.0.0.1 and records N copies of it
+
+(a) with labwitness: the real recording path (RecorderService -> spool ->
+    S3ObjectStore on an embedded SeaweedFS with Object Lock -> SQLite index)
+    in a child process of its own (:mod:`bench.recorder_child`);
+(b) with N ``ffmpeg -rtsp_transport tcp -i URL -c copy -f segment`` processes,
+
+one after the other, same N, same duration, same segment length, and prints
+
+* CPU seconds per stream-minute of both and their ratio (goal <= 0.8);
+* lost segments (goal 0), and with ``--find-max`` the largest N this machine
+  records with 0 lost segments (goal >= 100);
+* p99 seconds from segment close to verified lock in S3 (goal < 5).
+
+CPU is the recorder's own process (all threads, from exec to exit, read with
+wait4); SeaweedFS and the RTSP server are measured separately and reported,
+not added.  Results are also written to ``bench/out/record-*.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.procstat import BusyMeter, percentile, proc_cpu, reap
+from bench.source import FPS, GOP, ensure_source
+from camera_discovery.simulator.rtsp import RtspSimulator
+from storage.seaweed import EmbeddedSeaweed
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "bench" / "out"
+ACCESS, SECRET = "labwitness-bench", "labwitness-bench-secret"
+GOAL_RATIO, GOAL_MAX_N, GOAL_P99 = 0.8, 100, 5.0
+#: the first segment starts once the session is open: allow this much of each
+#: camera's window to pass before footage is expected
+OPEN_ALLOWANCE_S = 3.0
+#: share of frames that must be in the index for the media time recorded
+MIN_FRAME_SHARE = 0.99
+
+console = Console()
+
+
+def _log(msg: str) -> None:
+    console.print(f"[dim]{datetime.now():%H:%M:%S}[/] {msg}")
+
+
+def expected_segments(window_s: float, segment_s: float) -> int:
+    """Segments that must exist for a camera recorded ``window_s`` seconds.
+
+    Cuts fall on the first keyframe at or after the target length, so a
+    segment is S..S+GOP long; ``floor((W - allowance) / S)`` is a floor that
+    every loss-free recording meets (the real count is usually one more).
+    """
+    return max(0, int((window_s - OPEN_ALLOWANCE_S) // segment_s))
+
+
+# -- (a) labwitness ---------------------------------------------------------------
+def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s: float, run_dir: Path, *,
+                   sim: RtspSimulator, drain_timeout: float, keep: bool, py_spy: bool) -> dict:
+    d = run_dir / f"labwitness-n{n}"
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    sw = EmbeddedSeaweed(d / "seaweed", ACCESS, SECRET)
+    sw.start()
+    child = spy = None
+    try:
+        cfg = {
+            "endpoint": sw.endpoint, "access_key": ACCESS, "secret_key": SECRET, "bucket": f"bench-n{n}",
+            "workdir": str(d), "url": url, "streams": n, "segment_seconds": segment_s,
+            "duration_s": minutes * 60, "stagger_s": stagger_s, "drain_timeout_s": drain_timeout,
+            "result": str(d / "result.json"),
+        }
+        (d / "config.json").write_text(json.dumps(cfg, indent=1))
+        sw_cpu0, sim_cpu0 = proc_cpu(sw.proc.pid), proc_cpu(sim.pid)
+        busy = BusyMeter()
+        env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        with open(d / "recorder.log", "wb") as logf:
+            t0 = time.monotonic()
+            child = subprocess.Popen([sys.executable, "-m", "bench.recorder_child", str(d / "config.json")],
+                                     cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+        if py_spy:
+            spy_bin = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+            if spy_bin:
+                spy = subprocess.Popen([spy_bin, "record", "-p", str(child.pid), "-r", "50", "--nonblocking",
+                                        "-f", "raw", "-o", str(d / "py-spy.txt"), "-d", str(int(minutes * 60 + stagger_s))],
+                                       stdout=subprocess.DEVNULL, stderr=open(d / "py-spy.log", "wb"))
+            else:
+                _log("[yellow]py-spy not found; no profile[/]")
+        r = reap(child, timeout=minutes * 60 + stagger_s + drain_timeout + 180)
+        wall = time.monotonic() - t0
+        share = busy.stop()
+        sw_cpu, sim_cpu = proc_cpu(sw.proc.pid) - sw_cpu0, proc_cpu(sim.pid) - sim_cpu0
+        child = None
+    finally:
+        if child is not None and child.poll() is None:
+            child.kill()
+            child.wait()
+        if spy is not None:
+            try:
+                spy.wait(60)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait()
+        sw.stop()
+    result_f = d / "result.json"
+    if r.returncode != 0 or not result_f.exists():
+        tail = (d / "recorder.log").read_text(errors="replace").splitlines()[-30:]
+        raise RuntimeError(f"labwitness recorder exited with {r.returncode}; log tail:\n" + "\n".join(tail))
+    s = json.loads(result_f.read_text())
+    loss = judge(s)
+    if not keep:
+        for sub in ("seaweed", "spool"):
+            shutil.rmtree(d / sub, ignore_errors=True)
+    stream_min = s["stream_seconds"] / 60
+    return {
+        "recorder": "labwitness", "streams": n, "minutes": minutes, "segment_seconds": segment_s,
+        "stagger_s": stagger_s, "stream_minutes": stream_min, "wall_s": wall,
+        "cpu_s": r.cpu_s, "cpu_per_stream_minute": r.cpu_s / stream_min if stream_min else None,
+        "cpu_recording_window_s": s["cpu"]["recording"],
+        "cpu_window_per_stream_minute": s["cpu"]["recording"] / stream_min if stream_min else None,
+        "cpu_breakdown": s["cpu"], "maxrss_mb": r.maxrss_kb / 1024,
+        "seaweed_cpu_s": sw_cpu, "seaweed_cpu_per_stream_minute": sw_cpu / stream_min if stream_min else None,
+        "rtsp_server_cpu_s": sim_cpu, "machine_busy": share,
+        "close_to_locked": s["close_to_locked"], "drained": s["drained"], "drain_s": s["drain_s"],
+        "backlog_at_stop": s["backlog_at_stop"], "backlog_max": s["backlog_max"],
+        **loss, "dir": str(d), "cameras": s["cameras"],
+    }
+
+
+def judge(s: dict) -> dict:
+    """Loss figures of one labwitness run (0 everywhere = nothing lost)."""
+    seg_s = s["segment_seconds"]
+    lost = gaps = dropped = reconnects = short = 0
+    written = stored = indexed = expected = 0
+    frames_idx = frames_expected = 0.0
+    bad: list[str] = []
+    for cid, c in s["cameras"].items():
+        exp = expected_segments(c["window_s"], seg_s)
+        cam_lost = (c["written"] - min(c["stored"], c["indexed"], c["locked"])) + c["missing_sequences"] \
+            + max(0, exp - c["indexed"]) + c["left_in_spool"]
+        lost += cam_lost
+        gaps += c["gaps"]
+        dropped += c["dropped_packets"]
+        reconnects += max(0, c["sessions"] - 1)
+        written += c["written"]
+        stored += c["stored"]
+        indexed += c["indexed"]
+        expected += exp
+        frames_idx += c["frames_indexed"]
+        frames_expected += c["media_s"] * FPS
+        if c["media_s"] < c["window_s"] - OPEN_ALLOWANCE_S - 1.0:
+            short += 1
+        if cam_lost or c["gaps"] or c["dropped_packets"] or c["sessions"] != 1:
+            bad.append(f"{cid}: written {c['written']} indexed {c['indexed']} expected>={exp} gaps {c['gap_reasons']} "
+                       f"sessions {c['sessions']} {c['last_error'][:120]}")
+    frame_share = frames_idx / frames_expected if frames_expected else 0.0
+    ok = (lost == 0 and gaps == 0 and dropped == 0 and reconnects == 0 and short == 0
+          and frame_share >= MIN_FRAME_SHARE and s["drained"] and not s["stopped_early"])
+    return {"expected_segments": expected, "written": written, "stored": stored, "indexed": indexed,
+            "lost_segments": lost, "gaps": gaps, "dropped_packets": dropped, "reconnects": reconnects,
+            "cameras_short": short, "frame_share": frame_share, "ok": ok, "problems": bad[:10]}
+
+
+# -- (b) ffmpeg ---------------------------------------------------------------------
+def run_ffmpeg(url: str, n: int, minutes: float, segment_s: float, stagger_s: float, run_dir: Path, *,
+               sim: RtspSimulator, keep: bool) -> dict:
+    d = run_dir / f"ffmpeg-n{n}"
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    procs: list[subprocess.Popen] = []
+    started: list[float] = []
+    errs = []
+    sim_cpu0 = proc_cpu(sim.pid)
+    busy = BusyMeter()
+    t0 = time.time()
+    try:
+        for i in range(n):
+            delay = t0 + stagger_s * i / n - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            cam = d / f"cam-{i:03d}"
+            cam.mkdir()
+            err = open(cam / "ffmpeg.log", "wb")
+            errs.append(err)
+            procs.append(subprocess.Popen(
+                ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url,
+                 "-c", "copy", "-f", "segment", "-segment_time", f"{segment_s:g}", "-reset_timestamps", "1",
+                 str(cam / "out%05d.mp4")],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err))
+            started.append(time.time())
+        time.sleep(max(0.0, t0 + minutes * 60 - time.time()))
+        t_stop = time.time()
+        died_early = sum(1 for p in procs if p.poll() is not None)
+        cpu_window = sum(proc_cpu(p.pid) for p in procs)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)  # ffmpeg finishes the open segment and exits
+        reaped = [reap(p, timeout=30) for p in procs]
+        share = busy.stop()
+        sim_cpu = proc_cpu(sim.pid) - sim_cpu0
+    finally:
+        for p in procs:
+            if p.returncode is None and p.poll() is None:
+                p.kill()
+                p.wait()
+        for e in errs:
+            e.close()
+    cpu = sum(r.cpu_s for r in reaped)
+    windows = [t_stop - s for s in started]
+    stream_min = sum(windows) / 60
+    files = expected = short = 0
+    nbytes = 0
+    for i, w in enumerate(windows):
+        segs = sorted((d / f"cam-{i:03d}").glob("out*.mp4"))
+        files += len(segs)
+        nbytes += sum(p.stat().st_size for p in segs)
+        exp = expected_segments(w, segment_s)
+        expected += exp
+        short += 1 if len(segs) < exp else 0
+    if not keep:
+        for i in range(n):
+            for p in (d / f"cam-{i:03d}").glob("out*.mp4"):
+                p.unlink()
+    return {
+        "recorder": "ffmpeg", "streams": n, "minutes": minutes, "segment_seconds": segment_s, "stagger_s": stagger_s,
+        "stream_minutes": stream_min, "cpu_s": cpu, "cpu_per_stream_minute": cpu / stream_min if stream_min else None,
+        "cpu_recording_window_s": cpu_window,
+        "cpu_window_per_stream_minute": cpu_window / stream_min if stream_min else None,
+        "maxrss_mb_each": max((r.maxrss_kb for r in reaped), default=0) / 1024,
+        "rtsp_server_cpu_s": sim_cpu, "machine_busy": share, "segments": files, "expected_segments": expected,
+        "cameras_short": short, "died_early": died_early, "bytes": nbytes,
+        "ok": died_early == 0 and short == 0, "dir": str(d),
+    }
+
+
+# -- reporting ----------------------------------------------------------------------
+def _f(v, fmt: str = ".3f", none: str = "—") -> str:
+    return none if v is None else format(v, fmt)
+
+
+def _goal(ok: bool | None) -> str:
+    return "—" if ok is None else ("[green]met[/]" if ok else "[red]missed[/]")
+
+
+def print_compare(lw: dict | None, ff: dict | None) -> None:
+    t = Table(title=f"bench/record — {(lw or ff)['streams']} streams × {(lw or ff)['minutes']:g} min, "
+                    f"{(lw or ff)['segment_seconds']:g} s segments, starts staggered over {(lw or ff)['stagger_s']:g} s")
+    t.add_column("figure")
+    t.add_column("labwitness", justify="right")
+    t.add_column("ffmpeg -c copy -f segment", justify="right")
+    t.add_column("goal")
+    ratio = (lw["cpu_per_stream_minute"] / ff["cpu_per_stream_minute"]) if lw and ff else None
+    ratio_w = (lw["cpu_window_per_stream_minute"] / ff["cpu_window_per_stream_minute"]) if lw and ff else None
+    g = lambda d, k, fmt=".3f": _f(d.get(k) if d else None, fmt)  # noqa: E731
+    t.add_row("stream-minutes recorded", g(lw, "stream_minutes", ".1f"), g(ff, "stream_minutes", ".1f"), "")
+    t.add_row("CPU s, whole process(es)", g(lw, "cpu_s", ".1f"), g(ff, "cpu_s", ".1f"), "")
+    t.add_row("[bold]CPU s per stream-minute[/]", g(lw, "cpu_per_stream_minute"), g(ff, "cpu_per_stream_minute"), "")
+    t.add_row("[bold]ratio labwitness / ffmpeg[/]", _f(ratio), "", f"≤ {GOAL_RATIO} {_goal(ratio <= GOAL_RATIO if ratio else None)}")
+    t.add_row("CPU s per stream-minute, recording window only", g(lw, "cpu_window_per_stream_minute"),
+              g(ff, "cpu_window_per_stream_minute"), f"ratio {_f(ratio_w)}")
+    if lw:
+        b = lw["cpu_breakdown"]
+        t.add_row("  labwitness CPU: start-up+imports / setup / recording / stop+drain",
+                  f"{b['interpreter'] + b['imports']:.1f} / {b['setup']:.1f} / {b['recording']:.1f} / {b['stop_and_drain']:.1f}", "", "")
+    t.add_row("SeaweedFS CPU s per stream-minute (not included above)", g(lw, "seaweed_cpu_per_stream_minute"), "n/a (local files)", "")
+    t.add_row("RTSP server CPU s (load generator, not included)", g(lw, "rtsp_server_cpu_s", ".1f"), g(ff, "rtsp_server_cpu_s", ".1f"), "")
+    t.add_row("machine busy (share of both cores)", _f(lw and lw["machine_busy"] * 100, ".0f") + "%" if lw else "—",
+              _f(ff and ff["machine_busy"] * 100, ".0f") + "%" if ff else "—", "")
+    t.add_row("max RSS MB", g(lw, "maxrss_mb", ".0f"), (g(ff, "maxrss_mb_each", ".0f") + " each") if ff else "—", "")
+    if lw:
+        t.add_row("segments expected ≥ / written / stored+locked / indexed",
+                  f"{lw['expected_segments']} / {lw['written']} / {lw['stored']} / {lw['indexed']}",
+                  f"{ff['expected_segments']} / {ff['segments']} files / — / —" if ff else "—", "")
+        t.add_row("[bold]lost segments[/] (+ gaps, dropped packets, reconnects)",
+                  f"{lw['lost_segments']} (+{lw['gaps']}, {lw['dropped_packets']}, {lw['reconnects']})",
+                  (f"{ff['cameras_short']} cams short, {ff['died_early']} died") if ff else "—",
+                  f"0 {_goal(lw['ok'])}")
+        t.add_row("frames indexed / frames in recorded media time", f"{lw['frame_share'] * 100:.2f}%", "", "")
+        c = lw["close_to_locked"]
+        t.add_row("close → locked in S3, s: p50 / p99 / max", f"{_f(c['p50'], '.2f')} / {_f(c['p99'], '.2f')} / {_f(c['max'], '.2f')}", "",
+                  f"p99 < {GOAL_P99} {_goal(c['p99'] < GOAL_P99 if c['p99'] is not None else None)}")
+        t.add_row("upload backlog max / at stop; drain s", f"{lw['backlog_max']:.0f} / {lw['backlog_at_stop']}; {lw['drain_s']:.1f}", "", "")
+    console.print(t)
+    if lw and lw["problems"]:
+        console.print("[red]labwitness problems:[/]")
+        for p in lw["problems"]:
+            console.print(f"  {p}")
+
+
+def print_find_max(steps: list[dict], best: int | None) -> None:
+    t = Table(title="bench/record --find-max (labwitness)")
+    for col in ("N", "ok", "lost", "gaps", "dropped", "frames", "CPU s/stream-min", "machine busy",
+                "seaweed CPU s", "p99 close→locked s", "max s", "backlog max", "drain s"):
+        t.add_column(col, justify="right")
+    for s in steps:
+        c = s["close_to_locked"]
+        t.add_row(str(s["streams"]), "[green]yes[/]" if s["ok"] else "[red]no[/]", str(s["lost_segments"]), str(s["gaps"]),
+                  str(s["dropped_packets"]), f"{s['frame_share'] * 100:.1f}%", _f(s["cpu_per_stream_minute"]),
+                  f"{s['machine_busy'] * 100:.0f}%", f"{s['seaweed_cpu_s']:.1f}", _f(c["p99"], ".2f"), _f(c["max"], ".2f"),
+                  f"{s['backlog_max']:.0f}", f"{s['drain_s']:.1f}")
+    console.print(t)
+    console.print(f"[bold]largest N with 0 lost segments:[/] {best if best is not None else 'none'} "
+                  f"(goal ≥ {GOAL_MAX_N}: {_goal(best is not None and best >= GOAL_MAX_N)})")
+    for s in steps:
+        if not s["ok"] and s["problems"]:
+            console.print(f"[red]N={s['streams']} failed:[/]")
+            for p in s["problems"]:
+                console.print(f"  {p}")
+
+
+# -- main ----------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.record", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--streams", "-n", type=int, default=10, help="streams N (default 10)")
+    ap.add_argument("--minutes", "-m", type=float, default=2.0, help="minutes each recorder records (default 2)")
+    ap.add_argument("--segment-seconds", "-s", type=float, default=60.0, help="segment length (default 60)")
+    ap.add_argument("--stagger-seconds", type=float, default=None,
+                    help="spread camera starts over this many seconds (default min(S, run/2)); 0 = all at once, "
+                         "so every camera cuts its segments at the same keyframe")
+    ap.add_argument("--find-max", action="store_true",
+                    help="instead: step N up with short labwitness runs, report the largest N with 0 lost segments")
+    ap.add_argument("--steps", default="10,25,50,75,100,125,150,200", help="N values for --find-max")
+    ap.add_argument("--find-max-minutes", type=float, default=1.0)
+    ap.add_argument("--find-max-segment-seconds", type=float, default=10.0)
+    ap.add_argument("--skip-ffmpeg", action="store_true")
+    ap.add_argument("--skip-labwitness", action="store_true")
+    ap.add_argument("--drain-timeout", type=float, default=120.0, help="seconds labwitness may take to upload at stop")
+    ap.add_argument("--py-spy", action="store_true", help="sample the labwitness process with py-spy (raw output in its dir)")
+    ap.add_argument("--keep", action="store_true", help="keep recorded files, spool and SeaweedFS data")
+    args = ap.parse_args(argv)
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = OUT / f"run-{stamp}"
+    run_dir.mkdir(parents=True)
+    src = ensure_source(OUT, log=_log)
+    _log(f"source: {src.ts.name}, {src.seconds:g} s looped, {src.bitrate / 1e6:.2f} Mbit/s, GOP {GOP / FPS:g} s")
+    result: dict = {"started": stamp, "argv": sys.argv[1:], "cpus": os.cpu_count(), "source": {
+        "file": src.ts.name, "bitrate": src.bitrate, "fps": FPS, "gop_s": GOP / FPS, "resolution": "1920x1080",
+        "generate_seconds": src.generate_seconds}}
+    sim = RtspSimulator({"/cam": src.mount()}, workdir=run_dir / "rtsp")
+    sim.start()
+    url = sim.url("/cam")
+    code = 0
+    try:
+        if args.find_max:
+            minutes, seg = args.find_max_minutes, args.find_max_segment_seconds
+            stagger = args.stagger_seconds if args.stagger_seconds is not None else min(seg, minutes * 30)
+            steps, best = [], None
+            for n in [int(x) for x in args.steps.split(",") if x.strip()]:
+                _log(f"find-max: labwitness N={n}, {minutes:g} min, {seg:g} s segments ...")
+                s = run_labwitness(url, n, minutes, seg, stagger, run_dir, sim=sim, drain_timeout=args.drain_timeout,
+                                   keep=args.keep, py_spy=args.py_spy)
+                s.pop("cameras")
+                steps.append(s)
+                c = s["close_to_locked"]
+                _log(f"  N={n}: ok={s['ok']} lost={s['lost_segments']} gaps={s['gaps']} frames={s['frame_share'] * 100:.1f}% "
+                     f"cpu/stream-min={s['cpu_per_stream_minute']:.3f} busy={s['machine_busy'] * 100:.0f}% "
+                     f"p99={_f(c['p99'], '.2f')}s")
+                if not s["ok"]:
+                    break
+                best = n
+            result.update(mode="find-max", steps=steps, max_streams=best,
+                          goal={"max_streams": GOAL_MAX_N, "met": best is not None and best >= GOAL_MAX_N})
+            print_find_max(steps, best)
+            code = 0 if result["goal"]["met"] else 1
+        else:
+            n, minutes, seg = args.streams, args.minutes, args.segment_seconds
+            stagger = args.stagger_seconds if args.stagger_seconds is not None else min(seg, minutes * 30)
+            lw = ff = None
+            if not args.skip_labwitness:
+                _log(f"(a) labwitness: {n} streams, {minutes:g} min, {seg:g} s segments ...")
+                lw = run_labwitness(url, n, minutes, seg, stagger, run_dir, sim=sim, drain_timeout=args.drain_timeout,
+                                    keep=args.keep, py_spy=args.py_spy)
+            if not args.skip_ffmpeg:
+                _log(f"(b) ffmpeg: {n} processes, {minutes:g} min, {seg:g} s segments ...")
+                ff = run_ffmpeg(url, n, minutes, seg, stagger, run_dir, sim=sim, keep=args.keep)
+            ratio = lw["cpu_per_stream_minute"] / ff["cpu_per_stream_minute"] if lw and ff else None
+            p99 = lw["close_to_locked"]["p99"] if lw else None
+            result.update(mode="compare", labwitness=lw, ffmpeg=ff, ratio=ratio, goal={
+                "ratio": GOAL_RATIO, "ratio_met": ratio is not None and ratio <= GOAL_RATIO,
+                "p99_close_to_locked_s": GOAL_P99, "p99_met": p99 is not None and p99 < GOAL_P99,
+                "lost_segments_zero": bool(lw and lw["ok"])})
+            print_compare(lw, ff)
+            code = 0 if all(v for k, v in result["goal"].items() if k.endswith("_met") or k == "lost_segments_zero") else 1
+    finally:
+        sim.stop()
+        out_f = OUT / f"record-{stamp}.json"
+        out_f.write_text(json.dumps(result, indent=1, default=str))
+        console.print(f"results: {out_f}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

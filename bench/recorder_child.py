@@ -1,0 +1,171 @@
+"""The labwitness side of ``bench.record``, run as its own process.
+
+    python -m bench.recorder_child CONFIG.json
+
+Runs the real recording path -- :class:`recorder.service.RecorderService`
+(workers + uploader) into :class:`storage.s3.S3ObjectStore` against the
+benchmark's embedded SeaweedFS, a SQLite index and the default
+:class:`retention.policy.RetentionPolicy` -- for N cameras, then stops the
+service (closing the open segments and uploading what is left) and writes a
+JSON summary to ``CONFIG["result"]``.  Its own CPU time is what the parent
+reports as labwitness CPU, so nothing else runs in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+def _cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+CPU_AT_START = _cpu()  # interpreter start-up, before the project's imports
+
+from index.db import make_engine, sqlite_url  # noqa: E402
+from index.migrate import upgrade  # noqa: E402
+from index.queries import IndexStore  # noqa: E402
+from recorder.service import CameraSpec, RecorderService  # noqa: E402
+from recorder.worker import RecorderConfig  # noqa: E402
+from retention.policy import RetentionPolicy  # noqa: E402
+from storage.s3 import S3ObjectStore  # noqa: E402
+
+log = logging.getLogger("bench.recorder_child")
+
+
+def _percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0, "p50": None, "p90": None, "p99": None, "max": None, "mean": None}
+    v = sorted(values)
+
+    def q(p: float) -> float:
+        return v[max(0, min(len(v) - 1, int(-(-p * len(v) // 100)) - 1))]
+
+    return {"n": len(v), "p50": q(50), "p90": q(90), "p99": q(99), "max": v[-1], "mean": sum(v) / len(v)}
+
+
+def main(config_path: str) -> int:
+    cfg = json.loads(Path(config_path).read_text())
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
+    for noisy in ("urllib3", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    stop_early = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop_early.set())
+    signal.signal(signal.SIGINT, lambda *_: stop_early.set())
+
+    cpu_imports = _cpu()
+    work = Path(cfg["workdir"])
+    store = S3ObjectStore(cfg["endpoint"], cfg["access_key"], cfg["secret_key"], cfg["bucket"])
+    store.check()
+    engine = make_engine(sqlite_url(work / "index.sqlite3"))
+    upgrade(engine)
+    index = IndexStore(engine)
+    n, seg_s = cfg["streams"], float(cfg["segment_seconds"])
+    service = RecorderService(work / "spool", store, index, RetentionPolicy(),
+                              RecorderConfig(segment_seconds=seg_s, recorder_id="bench"))
+    specs = [CameraSpec(f"bench-{i:03d}", cfg["url"]) for i in range(n)]
+    service.start()
+    cpu_ready = _cpu()
+
+    # Cameras start spread over ``stagger`` seconds, like real cameras whose
+    # GOPs (and so segment cuts) are not aligned; all stop together.
+    t0 = time.time()
+    duration, stagger = float(cfg["duration_s"]), float(cfg["stagger_s"])
+    started: dict[str, float] = {}
+    backlog_max = 0.0
+    next_i = 0
+    deadline = t0 + duration
+    while not stop_early.is_set():
+        now = time.time()
+        while next_i < n and now >= t0 + stagger * next_i / n:
+            service.sync(specs[: next_i + 1])
+            started[specs[next_i].camera_id] = time.time()
+            next_i += 1
+        if now >= deadline:
+            break
+        backlog_max = max(backlog_max, service.metrics.spool_backlog._value.get())
+        stop_early.wait(min(0.2, max(0.0, deadline - now)))
+    t_stop = time.time()
+    cpu_stop = _cpu()
+    backlog_at_stop = service.uploader.backlog()
+    workers = service.workers()
+    drained = service.stop(drain_timeout=float(cfg["drain_timeout_s"]))
+    t_drained = time.time()
+    cpu_drained = _cpu()
+
+    cameras = {}
+    all_frames = 0
+    for spec in specs:
+        cid = spec.camera_id
+        w = workers.get(cid)
+        rows = list(index.iter_segments(cid))
+        gaps = index.gaps(cid)
+        sp = service.spool(cid)
+        pending_gap = sp.pending_open_gap()
+        unindexed_gaps = sum(1 for _ in sp.finished_gaps())
+        seqs = sorted(r.sequence for r in rows)
+        written = w.status.segments if w else 0
+        missing_seq = (seqs[-1] - seqs[0] + 1 - len(set(seqs))) if seqs else 0
+        media_s = sum(r.media_duration_ms for r in rows) / 1000
+        frames_idx = sum(r.frames for r in rows)
+        all_frames += frames_idx
+        window = (t_stop - started[cid]) if cid in started else 0.0
+        cameras[cid] = {
+            "window_s": round(window, 3),
+            "written": written,
+            "stored": sum(1 for r in rows if r.version_id),
+            "locked": sum(1 for r in rows if r.lock_mode == "COMPLIANCE" and r.retain_until_ms),
+            "indexed": len(rows),
+            "left_in_spool": len(sp.committed()),
+            "missing_sequences": missing_seq,
+            "gaps": len(gaps) + (1 if pending_gap else 0) + unindexed_gaps,
+            "gap_reasons": sorted({g.reason for g in gaps} | ({pending_gap["reason"]} if pending_gap else set())),
+            "sessions": w.status.sessions if w else 0,
+            "dropped_packets": w.status.dropped_packets if w else 0,
+            "frames_received": w.status.frames if w else 0,
+            "frames_indexed": frames_idx,
+            "media_s": round(media_s, 3),
+            "span_s": round((rows[-1].end_ms - rows[0].start_ms) / 1000, 3) if rows else 0.0,
+            "bytes": sum(r.size for r in rows),
+            "last_error": w.status.last_error if w else "not started",
+        }
+    lat = list(service.uploader.latencies)
+    summary = {
+        "streams": n,
+        "segment_seconds": seg_s,
+        "duration_s": duration,
+        "stagger_s": stagger,
+        "stopped_early": stop_early.is_set() and t_stop < deadline - 0.5,
+        "stream_seconds": sum(c["window_s"] for c in cameras.values()),
+        "cpu": {
+            "interpreter": CPU_AT_START,
+            "imports": cpu_imports - CPU_AT_START,
+            "setup": cpu_ready - cpu_imports,
+            "recording": cpu_stop - cpu_ready,
+            "stop_and_drain": cpu_drained - cpu_stop,
+            "total_self": cpu_drained,
+        },
+        "drained": drained,
+        "drain_s": round(t_drained - t_stop, 3),
+        "backlog_at_stop": backlog_at_stop,
+        "backlog_max": backlog_max,
+        "close_to_locked": _percentiles(lat),
+        "frames_indexed": all_frames,
+        "cameras": cameras,
+    }
+    Path(cfg["result"]).write_text(json.dumps(summary, indent=1, default=str))
+    engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
