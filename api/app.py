@@ -134,6 +134,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
             if w.status.state in ("reconnecting", "spool_full"):
                 levels.append("critical" if w.status.state == "spool_full" else "warning")
                 problems_.append(f"{cid}: {w.status.state}: {w.status.last_error}")
+            elif w.stalled():
+                levels.append("warning")
+                problems_.append(f"{cid}: 无新录像片段 / no new segments since {w.status.last_segment_at.isoformat()}")
+        if backlog and rt.recorder.uploader.last_error:
+            levels.append("warning")
+            problems_.append(f"上传积压 / upload backlog of {backlog} segments: {rt.recorder.uploader.last_error}")
         status = max(levels, key=SEVERITY.index)
         return {
             "status": status, "problems": problems_,
@@ -141,7 +147,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
                         "detail": info.detail},
             "retention": {"months": rt.policy.months, "margin_days": rt.policy.margin_days},
             "spool": {"backlog_segments": backlog, "bytes": rt.recorder.quota.used, "last_upload_error": rt.recorder.uploader.last_error},
-            "cameras": {cid: {"state": w.status.state, "segments": w.status.segments,
+            "cameras": {cid: {"state": "stalled" if w.stalled() else w.status.state, "segments": w.status.segments,
                               "last_segment_at": w.status.last_segment_at, "last_error": w.status.last_error}
                         for cid, w in workers.items()},
         }

@@ -137,6 +137,7 @@ class Uploader:
                 return False
             self._store_backoff.reset()
             self._store_retry_at = 0.0
+            self.last_error = ""
             spool.mark_stored(c, stored.version_id, stored.retain_until, stored.mode)
             self.metrics.uploaded.labels(spool.camera_id).inc()
             t0 = self.closed_at.pop((spool.camera_id, c.seq), None)

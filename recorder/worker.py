@@ -140,6 +140,14 @@ class CameraWorker:
         self.status = WorkerStatus()
         self._backoff = Backoff(cap_s=cfg.backoff_cap_s)
 
+    def stalled(self) -> bool:
+        """Health by output: "recording" but no segment for longer than any segment may last."""
+        last = self.status.last_segment_at
+        if self.status.state != "recording" or last is None:
+            return False
+        limit = self.cfg.segment_seconds * self.cfg.max_segment_factor + self.cfg.read_timeout_s
+        return (self.clock.now() - last).total_seconds() > limit
+
     # -- the loop ----------------------------------------------------------------
     def run(self) -> None:
         spool = self.spool

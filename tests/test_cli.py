@@ -122,3 +122,16 @@ def test_sigkill_mid_segment_then_restart_recovers_the_spool(tmp_path, seaweed, 
     assert len(down) == 1 and down[0].start_ms == salvaged.end_ms
     after = [s for s in segs if s.start_ms >= down[0].end_ms]
     assert after and after[0].start_ms == down[0].end_ms
+
+
+def test_db_upgrade_on_postgresql_is_idempotent(tmp_path, seaweed, pg_url):
+    env = env_for(tmp_path, seaweed, LABWITNESS_DATABASE_URL=pg_url)
+    for _ in range(2):
+        r = lw(["db", "upgrade"], env, timeout=60)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert "0001" in r.stderr
+    from sqlalchemy import create_engine, inspect
+
+    eng = create_engine(pg_url)
+    assert {"camera", "segment", "gap"} <= set(inspect(eng).get_table_names())
+    eng.dispose()

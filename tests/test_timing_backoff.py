@@ -48,3 +48,24 @@ def test_backoff_schedule():
     assert delays[7:] == [10.0, 10.0, 10.0]
     b.reset()
     assert b.next_delay() == 0.0
+
+
+@pytest.mark.parametrize("state, age_s, stalled", [
+    ("recording", 10, False),
+    ("recording", 4 * 60 + 10 - 1, False),  # a long GOP may stretch a segment to 4 x target
+    ("recording", 4 * 60 + 10 + 1, True),
+    ("reconnecting", 10_000, False),  # reported as reconnecting, not as stalled
+])
+def test_health_by_output_not_liveness(tmp_path, state, age_s, stalled):
+    from datetime import datetime, timedelta, timezone
+
+    from labwitness.clock import FakeClock
+    from recorder.spool import CameraSpool, SpoolQuota
+    from recorder.worker import CameraWorker, RecorderConfig
+
+    clock = FakeClock(datetime(2026, 11, 25, tzinfo=timezone.utc))
+    w = CameraWorker("c", "rtsp://127.0.0.1/x", CameraSpool(tmp_path, "c", SpoolQuota(tmp_path, None, 0)),
+                     RecorderConfig(segment_seconds=60, read_timeout_s=10), clock=clock)
+    w.status.state = state
+    w.status.last_segment_at = clock.now() - timedelta(seconds=age_s)
+    assert w.stalled() is stalled
