@@ -53,6 +53,8 @@ class Reaped:
     returncode: int
     cpu_s: float  # user + system of the process and its reaped children
     maxrss_kb: int
+    user_s: float = 0.0
+    sys_s: float = 0.0
 
 
 def reap(p: subprocess.Popen, timeout: float) -> Reaped:
@@ -62,7 +64,7 @@ def reap(p: subprocess.Popen, timeout: float) -> Reaped:
         pid, status, ru = os.wait4(p.pid, os.WNOHANG)
         if pid == p.pid:
             p.returncode = os.waitstatus_to_exitcode(status)
-            return Reaped(p.returncode, ru.ru_utime + ru.ru_stime, ru.ru_maxrss)
+            return Reaped(p.returncode, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, ru.ru_utime, ru.ru_stime)
         if time.monotonic() > deadline:
             try:
                 p.send_signal(signal.SIGKILL)

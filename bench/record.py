@@ -38,7 +38,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench.procstat import BusyMeter, percentile, proc_cpu, reap
+from bench.procstat import BusyMeter, proc_cpu, reap
 from bench.source import FPS, GOP, ensure_source
 from camera_discovery.simulator.rtsp import RtspSimulator
 from storage.seaweed import EmbeddedSeaweed
@@ -53,7 +53,7 @@ OPEN_ALLOWANCE_S = 3.0
 #: share of frames that must be in the index for the media time recorded
 MIN_FRAME_SHARE = 0.99
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 130)
 
 
 def _log(msg: str) -> None:
@@ -98,7 +98,7 @@ def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s
         if py_spy:
             spy_bin = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
             if spy_bin:
-                spy = subprocess.Popen([spy_bin, "record", "-p", str(child.pid), "-r", "50", "--nonblocking",
+                spy = subprocess.Popen([spy_bin, "record", "-p", str(child.pid), "-r", "29", "--native",
                                         "-f", "raw", "-o", str(d / "py-spy.txt"), "-d", str(int(minutes * 60 + stagger_s))],
                                        stdout=subprocess.DEVNULL, stderr=open(d / "py-spy.log", "wb"))
             else:
@@ -132,7 +132,7 @@ def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s
     return {
         "recorder": "labwitness", "streams": n, "minutes": minutes, "segment_seconds": segment_s,
         "stagger_s": stagger_s, "stream_minutes": stream_min, "wall_s": wall,
-        "cpu_s": r.cpu_s, "cpu_per_stream_minute": r.cpu_s / stream_min if stream_min else None,
+        "cpu_s": r.cpu_s, "cpu_user_s": r.user_s, "cpu_sys_s": r.sys_s, "cpu_per_stream_minute": r.cpu_s / stream_min if stream_min else None,
         "cpu_recording_window_s": s["cpu"]["recording"],
         "cpu_window_per_stream_minute": s["cpu"]["recording"] / stream_min if stream_min else None,
         "cpu_breakdown": s["cpu"], "maxrss_mb": r.maxrss_kb / 1024,
@@ -241,7 +241,8 @@ def run_ffmpeg(url: str, n: int, minutes: float, segment_s: float, stagger_s: fl
                 p.unlink()
     return {
         "recorder": "ffmpeg", "streams": n, "minutes": minutes, "segment_seconds": segment_s, "stagger_s": stagger_s,
-        "stream_minutes": stream_min, "cpu_s": cpu, "cpu_per_stream_minute": cpu / stream_min if stream_min else None,
+        "stream_minutes": stream_min, "cpu_s": cpu, "cpu_user_s": sum(r.user_s for r in reaped),
+        "cpu_sys_s": sum(r.sys_s for r in reaped), "cpu_per_stream_minute": cpu / stream_min if stream_min else None,
         "cpu_recording_window_s": cpu_window,
         "cpu_window_per_stream_minute": cpu_window / stream_min if stream_min else None,
         "maxrss_mb_each": max((r.maxrss_kb for r in reaped), default=0) / 1024,

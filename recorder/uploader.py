@@ -68,7 +68,8 @@ class Uploader:
         self._store_retry_at = 0.0
         self._index_retry_at = 0.0
         self.last_error: str = ""
-        self.closed_at: dict[tuple[str, int], float] = {}
+        self.closed_at: dict[tuple[str, int], float] = {}  # segments committed by this process
+        self._attempted: set[tuple[str, int]] = set()
         #: recent close -> locked latencies in seconds (for bench/record), bounded
         self.latencies: collections.deque[float] = collections.deque(maxlen=100_000)
         # One pass at a time: drain() from a stopping service and the thread's
@@ -124,7 +125,13 @@ class Uploader:
             if now < self._store_retry_at:
                 return False
             try:
-                stored = self.store.find_segment(c.meta) or self.store.put_segment(c.mp4, c.meta, self.retain_until(c.meta.end))
+                key = (spool.camera_id, c.seq)
+                # Only a segment this process has never tried to PUT can skip the
+                # look-up; after a restart or a failed attempt it may be stored already.
+                maybe_stored = key not in self.closed_at or key in self._attempted
+                self._attempted.add(key)
+                stored = (self.store.find_segment(c.meta) if maybe_stored else None) or self.store.put_segment(
+                    c.mp4, c.meta, self.retain_until(c.meta.end))
             except StorageUnavailableError as e:
                 self._store_failed(str(e))
                 return False
@@ -140,7 +147,8 @@ class Uploader:
             self.last_error = ""
             spool.mark_stored(c, stored.version_id, stored.retain_until, stored.mode)
             self.metrics.uploaded.labels(spool.camera_id).inc()
-            t0 = self.closed_at.pop((spool.camera_id, c.seq), None)
+            self._attempted.discard(key)
+            t0 = self.closed_at.pop(key, None)
             if t0 is not None:
                 latency = time.monotonic() - t0
                 self.metrics.close_to_locked.observe(latency)

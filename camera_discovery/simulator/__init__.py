@@ -1,0 +1,1 @@
+"""Simulated cameras: generated clips (:mod:`.clip`) served over real RTSP (:mod:`.rtsp`)."""
