@@ -18,7 +18,7 @@ from index.models import Gap, Segment
 from labwitness.clock import from_ms, utc_ms
 from labwitness.errors import NotFoundError
 
-from api import problems
+from api import problems, registry_routes
 from api.runtime import Runtime
 from api.settings import Settings
 
@@ -64,16 +64,6 @@ class FootageOut(BaseModel):
     gaps: list[GapOut]
 
 
-class CameraOut(BaseModel):
-    id: str
-    name: str
-    area_id: str | None
-    enabled: bool
-    state: str
-    last_segment_at: datetime | None
-    last_error: str
-
-
 def _runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
@@ -105,6 +95,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
     app = FastAPI(title="labwitness", version="0.1.0", lifespan=lifespan,
                   description="实验室检测区域视频留存与索引 / Lab testing-area video retention and indexing")
     problems.install(app)
+    app.include_router(registry_routes.router)
 
     def seg_out(s: Segment) -> SegmentOut:
         start, end = from_ms(s.start_ms), from_ms(s.end_ms)
@@ -152,18 +143,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
                         for cid, w in workers.items()},
         }
 
-    @app.get("/api/v1/cameras")
-    def cameras(rt: RuntimeDep) -> list[CameraOut]:
-        workers = rt.recorder.workers()
-        out = []
-        for c in rt.index.cameras():
-            w = workers.get(c.id)
-            out.append(CameraOut(id=c.id, name=c.name, area_id=c.area_id, enabled=c.enabled,
-                                 state=w.status.state if w else ("disabled" if not c.enabled else "idle"),
-                                 last_segment_at=w.status.last_segment_at if w else None,
-                                 last_error=w.status.last_error if w else ""))
-        return out
-
     @app.get("/api/v1/cameras/{camera_id}/footage")
     def footage(rt: RuntimeDep, camera_id: str, start: Annotated[AwareDatetime, Query()],
                 end: Annotated[AwareDatetime, Query()]) -> FootageOut:
@@ -171,7 +150,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
             raise ValueError("end 必须晚于 start / end must be after start")
         if (end - start).days > 31:
             raise ValueError("时间窗口最长 31 天 / the window may span at most 31 days")
-        rt.index.camera(camera_id)
+        rt.registry.camera(camera_id)
         f = rt.index.footage(camera_id, utc_ms(start), utc_ms(end))
         return FootageOut(camera_id=camera_id, start=start, end=end, coverage=round(f.coverage, 6),
                           segments=[seg_out(s) for s in f.segments], gaps=[gap_out(g) for g in f.gaps])

@@ -77,8 +77,6 @@ def record(
     """
     _setup_logging(verbose)
     from api.runtime import Runtime
-    from index.models import Camera
-    from labwitness.clock import utc_ms
     from recorder.service import CameraSpec
     from recorder.worker import check_rtsp_url
     from storage.layout import check_camera_id
@@ -99,12 +97,12 @@ def record(
         with Runtime(settings) as rt:
             if url is not None:
                 try:
-                    rt.index.upsert_camera(Camera(id=camera_id, rtsp_url=url, created_ms=utc_ms(rt.clock.now())))
+                    rt.registry.upsert_camera(rt.new_camera(camera_id, url), actor="cli:record")
                 except LabwitnessError as e:
                     logging.getLogger(__name__).warning("camera not registered in the index yet: %s", e)
                 cams = [CameraSpec(camera_id, url)]
             else:
-                cams = [CameraSpec(c.id, c.rtsp_url, c.area_id or "") for c in rt.index.cameras(enabled_only=True)]
+                cams = [rt.camera_spec(c) for c in rt.registry.cameras(enabled_only=True)]
                 if not cams:
                     _fail(ConfigError("没有已启用的摄像机 / no enabled cameras configured; use --url"))
             rt.recorder.sync(cams)

@@ -15,14 +15,13 @@ from rich.console import Console
 from rich.panel import Panel
 
 from camera_discovery.simulator.rtsp import Mount, RtspSimulator
-from index.models import Camera
-from labwitness.clock import utc_ms
+from index.models import Area
 
 from api.app import create_app
 from api.runtime import Runtime
 from api.settings import Settings
 
-DEMO_AREAS = ["力学室", "混凝土室", "养护室", "样品室"]
+DEMO_AREAS = [("lixue", "力学室"), ("hunningtu", "混凝土室"), ("yanghu", "养护室"), ("yangpin", "样品室")]
 
 
 def run_demo(settings: Settings, *, cameras: int, duration: float | None, stop: threading.Event, console: Console) -> None:
@@ -30,11 +29,11 @@ def run_demo(settings: Settings, *, cameras: int, duration: float | None, stop: 
     mounts = {f"/cam{i + 1}": Mount.live(width=640, height=360, bitrate_kbps=800) for i in range(cameras)}
     with RtspSimulator(mounts, workdir=settings.data_dir / "rtsp-sim") as sim, Runtime(settings) as rt:
         for i in range(cameras):
-            rt.index.upsert_camera(Camera(
-                id=f"demo-cam-{i + 1}", name=f"演示摄像机 {i + 1} / demo camera {i + 1}",
-                rtsp_url=sim.url(f"/cam{i + 1}"), area_id=DEMO_AREAS[i % len(DEMO_AREAS)],
-                created_ms=utc_ms(rt.clock.now()),
-            ))
+            area_id, area_name = DEMO_AREAS[i % len(DEMO_AREAS)]
+            rt.registry.put_area(Area(id=area_id, name=area_name, created_ms=0), actor="demo")
+            rt.registry.upsert_camera(rt.new_camera(
+                f"demo-cam-{i + 1}", sim.url(f"/cam{i + 1}"), name=f"演示摄像机 {i + 1} / demo camera {i + 1}",
+                area_id=area_id), actor="demo")
         rt.sync_cameras()
         app = create_app(settings, rt, sync_interval_s=5)
         server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning"))

@@ -11,16 +11,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from labwitness.errors import (
     ConfigError,
+    ConflictError,
     IndexUnavailableError,
     LabwitnessError,
     NotFoundError,
     StorageUnavailableError,
+    StreamError,
 )
 
 log = logging.getLogger(__name__)
 
 STATUS = {
     NotFoundError: 404,
+    ConflictError: 409,
+    StreamError: 422,  # only ever raised to the API by validating a camera URL
     IndexUnavailableError: 503,
     StorageUnavailableError: 503,
     ConfigError: 400,

@@ -9,21 +9,25 @@ recorders and uploads what they leave behind.
 from __future__ import annotations
 
 import logging
-from contextlib import ExitStack
-from pathlib import Path
+from contextlib import ExitStack, contextmanager
+from typing import Iterator
 
 from index.db import make_engine
 from index.migrate import upgrade
+from index.models import Camera
 from index.queries import IndexStore
-from labwitness.clock import Clock, SystemClock
+from index.registry import Registry
+from labwitness.clock import Clock, SystemClock, utc_ms
 from labwitness.errors import IndexUnavailableError
 from recorder.metrics import RecorderMetrics
 from recorder.service import CameraSpec, RecorderService
-from recorder.worker import RecorderConfig
+from recorder.worker import RecorderConfig, check_rtsp_url
 from retention.policy import RetentionPolicy
 from storage.s3 import S3ObjectStore
+from storage.layout import check_camera_id
 from storage.seaweed import EmbeddedSeaweed
 
+from api.secrets import CredentialCipher, split_credentials, with_credentials
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,7 +43,11 @@ class Runtime:
         self.seaweed: EmbeddedSeaweed | None = None
         self.store: S3ObjectStore | None = None
         self.index: IndexStore | None = None
+        self.registry: Registry | None = None
+        self.discovered: dict = {}  # endpoint -> DiscoveredDevice of the last scan
         self.recorder: RecorderService | None = None
+        self.cipher = CredentialCipher.from_settings(
+            settings.credentials_key.get_secret_value() if settings.credentials_key else None, settings.data_dir)
 
     def __enter__(self) -> "Runtime":
         try:
@@ -67,6 +75,7 @@ class Runtime:
         engine = make_engine(s.db_url)
         self._stack.callback(engine.dispose)
         self.index = IndexStore(engine)
+        self.registry = Registry(engine, lambda: utc_ms(self.clock.now()))
         try:
             upgrade(engine)
         except Exception as e:  # recording must not wait for the database
@@ -81,12 +90,45 @@ class Runtime:
         ).start()
         self._stack.callback(self.recorder.stop, 30.0)
 
+    def camera_spec(self, cam: Camera) -> CameraSpec:
+        """What a recorder needs: the URL with the decrypted credentials put back."""
+        return CameraSpec(cam.id, with_credentials(cam.rtsp_url, cam.username, self.cipher.decrypt(cam.password_enc)),
+                          cam.area_id or "")
+
     def sync_cameras(self) -> None:
-        """Make the running recorders follow the enabled cameras in the index."""
-        assert self.index is not None and self.recorder is not None
+        """Make the running recorders follow the enabled cameras in the registry."""
+        assert self.registry is not None and self.recorder is not None
         try:
-            cams = self.index.cameras(enabled_only=True)
+            cams = self.registry.cameras(enabled_only=True)
         except IndexUnavailableError:
             log.warning("index unavailable; keeping the cameras that are recording now")
             return
-        self.recorder.sync([CameraSpec(c.id, c.rtsp_url, c.area_id or "") for c in cams])
+        self.recorder.sync([self.camera_spec(c) for c in cams])
+
+    def new_camera(self, camera_id: str, url: str, **kw) -> Camera:
+        return new_camera(self.cipher, utc_ms(self.clock.now()), camera_id, url, **kw)
+
+
+def new_camera(cipher: CredentialCipher, now_ms: int, camera_id: str, url: str, *, username: str | None = None,
+               password: str | None = None, **fields) -> Camera:
+    """A Camera row from a URL that may carry credentials; the password is encrypted."""
+    check_camera_id(camera_id)
+    check_rtsp_url(url)
+    bare, url_user, url_pass = split_credentials(url)
+    return Camera(id=camera_id, rtsp_url=bare, username=username or url_user,
+                  password_enc=cipher.encrypt(password if password is not None else url_pass),
+                  created_ms=now_ms, **fields)
+
+
+@contextmanager
+def registry_only(settings: Settings) -> Iterator[tuple[Registry, CredentialCipher]]:
+    """The registry without storage or recorders (CLI commands that only configure)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.db_url)
+    try:
+        upgrade(engine)
+        cipher = CredentialCipher.from_settings(
+            settings.credentials_key.get_secret_value() if settings.credentials_key else None, settings.data_dir)
+        yield Registry(engine, lambda: utc_ms(SystemClock().now())), cipher
+    finally:
+        engine.dispose()

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Shanghai"
     recorder_id: str = Field(default_factory=lambda: socket.gethostname()[:48] or "recorder")
     bootstrap_admin_token: SecretStr | None = None
+    credentials_key: SecretStr | None = None  # Fernet key for camera passwords (see api.secrets)
+
+    discovery_port: int = 3702  # WS-Discovery (multicast group 239.255.255.250)
 
     host: str = "127.0.0.1"
     port: int = 8000

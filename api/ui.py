@@ -18,7 +18,7 @@ def home_page(rt, tz: ZoneInfo) -> str:
     workers = rt.recorder.workers()
     now = rt.clock.now()
     rows = []
-    for cam in rt.index.cameras():
+    for cam in rt.registry.cameras():
         w = workers.get(cam.id)
         f = rt.index.footage(cam.id, utc_ms(now - timedelta(hours=1)), utc_ms(now) + 1)
         clips = "".join(

@@ -1,4 +1,5 @@
-"""Tables. The index is rebuildable from object metadata alone (see storage.layout)."""
+"""Tables. Footage rows (Segment, Gap) are rebuildable from object metadata alone
+(see storage.layout); the registry (Area, Camera, Equipment) keeps a Revision of every change."""
 
 from __future__ import annotations
 
@@ -6,13 +7,67 @@ from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
+class Area(SQLModel, table=True):
+    """A testing area of the lab (力学室, 混凝土室, 养护室, 样品室 ...)."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    description: str = Field(default="", max_length=2000)
+    created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 class Camera(SQLModel, table=True):
+    """A camera. ``rtsp_url`` never holds a password: credentials live in
+    ``username`` and ``password_enc`` (encrypted at rest, see api.secrets)."""
+
     id: str = Field(primary_key=True, max_length=64)
     name: str = Field(default="", max_length=200)
     rtsp_url: str = Field(max_length=2000)
     area_id: str | None = Field(default=None, max_length=64)
     enabled: bool = True
     created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    updated_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    username: str | None = Field(default=None, max_length=200)
+    password_enc: str | None = Field(default=None, max_length=1000)
+    onvif_endpoint: str | None = Field(default=None, max_length=200, index=True)
+    onvif_xaddr: str | None = Field(default=None, max_length=2000)
+    manufacturer: str = Field(default="", max_length=200)
+    model: str = Field(default="", max_length=200)
+    serial: str = Field(default="", max_length=200)
+    clock_offset_ms: int | None = None
+
+
+class Equipment(SQLModel, table=True):
+    """A lab instrument, by the lab's own asset number (e.g. a universal testing machine)."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    area_id: str | None = Field(default=None, max_length=64)
+    kind: str = Field(default="", max_length=200)
+    created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class EquipmentCamera(SQLModel, table=True):
+    """Which cameras watch which instrument."""
+
+    equipment_id: str = Field(primary_key=True, max_length=64)
+    camera_id: str = Field(primary_key=True, max_length=64)
+
+
+class Revision(SQLModel, table=True):
+    """Every change to areas, cameras and equipment: who, when, before, after
+    (the regulation asks for traceable changes). Secrets never appear here."""
+
+    __table_args__ = (Index("ix_revision_entity", "entity", "entity_id", "at_ms"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    entity: str = Field(max_length=32)
+    entity_id: str = Field(max_length=64)
+    action: str = Field(max_length=16)  # create | update | delete | link | unlink
+    actor: str = Field(max_length=200)
+    at_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    before: str | None = Field(default=None)  # JSON
+    after: str | None = Field(default=None)  # JSON
 
 
 class Segment(SQLModel, table=True):

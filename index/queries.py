@@ -15,7 +15,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from index.models import Camera, Gap, Segment
+from index.models import Gap, Segment
 from labwitness.errors import IndexUnavailableError, NotFoundError
 
 
@@ -68,37 +68,6 @@ class IndexStore:
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
-
-    # -- cameras ------------------------------------------------------------
-    @_guard
-    def upsert_camera(self, camera: Camera) -> Camera:
-        with Session(self.engine, expire_on_commit=False) as s:
-            existing = s.get(Camera, camera.id)
-            if existing is None:
-                s.add(camera)
-                s.commit()
-                return camera
-            for field in ("name", "rtsp_url", "area_id", "enabled"):
-                setattr(existing, field, getattr(camera, field))
-            s.add(existing)
-            s.commit()
-            return existing
-
-    @_guard
-    def cameras(self, enabled_only: bool = False) -> list[Camera]:
-        with Session(self.engine, expire_on_commit=False) as s:
-            q = select(Camera).order_by(Camera.id)
-            if enabled_only:
-                q = q.where(Camera.enabled == True)  # noqa: E712
-            return list(s.exec(q))
-
-    @_guard
-    def camera(self, camera_id: str) -> Camera:
-        with Session(self.engine, expire_on_commit=False) as s:
-            cam = s.get(Camera, camera_id)
-            if cam is None:
-                raise NotFoundError(f"摄像机不存在 / camera {camera_id!r} not found")
-            return cam
 
     # -- segments and gaps ----------------------------------------------------
     @_guard

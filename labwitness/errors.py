@@ -14,10 +14,16 @@ console: say what is wrong and what to do, in zh-CN first, English second.
     │   └── IntegrityError          bytes or metadata do not match their hash
     ├── IndexUnavailableError       database unreachable (spool keeps the rows)
     ├── NotFoundError               a camera/segment that does not exist
+    ├── ConflictError               creating something that already exists
     ├── StreamError                 a camera stream could not be recorded
     │   (``reason`` is the gap reason that is stored: timeout, refused,
     │   auth_failed, not_rtsp, no_video, stream_ended, decode_error, ...)
-    └── SpoolError                  local spool cannot take more data
+    ├── SpoolError                  local spool cannot take more data
+    └── DiscoveryError              a camera scan could not run (bad host/range)
+        └── DeviceError             one device failed; the scan reports it, goes on
+            ├── DeviceUnreachableError  refused, reset, or no answer in time
+            ├── DeviceAuthError         credentials missing/refused, clock too far off
+            └── DeviceProtocolError     malformed/HTML/DTD/oversized answer, SOAP fault
 """
 
 from __future__ import annotations
@@ -62,6 +68,10 @@ class NotFoundError(LabwitnessError):
     code = "not-found"
 
 
+class ConflictError(LabwitnessError):
+    code = "conflict"
+
+
 class StreamError(LabwitnessError):
     """A stream failed; ``reason`` is the gap reason recorded for it."""
 
@@ -74,3 +84,34 @@ class StreamError(LabwitnessError):
 
 class SpoolError(LabwitnessError):
     code = "spool"
+
+
+class DiscoveryError(LabwitnessError):
+    """A camera scan could not run as asked (bad host or range, socket refused)."""
+
+    code = "discovery"
+
+
+class DeviceError(DiscoveryError):
+    """One device failed to answer usefully; a scan reports it and goes on."""
+
+    code = "device"
+
+
+class DeviceUnreachableError(DeviceError):
+    """Connection refused or reset, or no answer within the time limit."""
+
+    code = "device-unreachable"
+
+
+class DeviceAuthError(DeviceError):
+    """Credentials missing or refused (or the device clock too far off to sign)."""
+
+    code = "device-auth"
+
+
+class DeviceProtocolError(DeviceError):
+    """The answer is not usable SOAP: malformed, HTML, DTD/entities, too large,
+    not a SOAP envelope, or a SOAP fault."""
+
+    code = "device-protocol"

@@ -44,6 +44,7 @@ class RecorderService:
         self._spools: dict[str, CameraSpool] = {}
         self._workers: dict[str, tuple[CameraSpec, CameraWorker, threading.Thread, threading.Event]] = {}
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
         self._stop = threading.Event()
         self.uploader = Uploader(self.spools, store, index, retain_until, clock=self.clock, stop=self._stop,
                                  metrics=self.metrics, backoff_cap_s=cfg.backoff_cap_s)
@@ -73,6 +74,12 @@ class RecorderService:
         return self
 
     def sync(self, cameras: list[CameraSpec]) -> None:
+        # Serialised: the API's immediate re-sync and the periodic one must
+        # never both start a worker for the same camera.
+        with self._sync_lock:
+            self._sync(cameras)
+
+    def _sync(self, cameras: list[CameraSpec]) -> None:
         wanted = {c.camera_id: c for c in cameras}
         for cid in list(self._workers):
             spec = self._workers[cid][0]
@@ -102,8 +109,9 @@ class RecorderService:
 
     def stop(self, drain_timeout: float = 0.0) -> bool:
         """Stop workers (closing their segments), then upload what is left."""
-        for cid in list(self._workers):
-            self._stop_worker(cid)
+        with self._sync_lock:
+            for cid in list(self._workers):
+                self._stop_worker(cid)
         drained = self.uploader.drain(drain_timeout) if drain_timeout > 0 else False
         self._stop.set()
         self.uploader.wake.set()

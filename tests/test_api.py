@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -13,7 +14,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.runtime import Runtime
 from api.settings import load_settings
-from index.models import Camera
+from index.models import Area
 from labwitness.clock import utc_ms
 
 from conftest import ACCESS, SECRET, wait_for
@@ -26,8 +27,9 @@ def running(tmp_path, seaweed, rtsp, db_url):
         s3_secret_key=SECRET, s3_bucket="api-footage", segment_seconds=1.0,
     )
     with Runtime(settings) as rt:
-        rt.index.upsert_camera(Camera(id="cam-api", name="万能试验机 UTM-01", rtsp_url=rtsp.url("/live"),
-                                      area_id="力学室", created_ms=utc_ms(rt.clock.now())))
+        rt.registry.put_area(Area(id="lixue", name="力学室", created_ms=0), actor="test")
+        rt.registry.add_camera(rt.new_camera("cam-api", rtsp.url("/live"), name="万能试验机 UTM-01", area_id="lixue"),
+                               actor="test")
         app = create_app(settings, rt, sync_interval_s=0.5)
         with TestClient(app) as client:
             wait_for(lambda: len(list(rt.index.iter_segments("cam-api"))) >= 3, 60, what="indexed segments")
@@ -88,10 +90,62 @@ def test_bad_requests_are_problem_json(running):
 def test_camera_list_follows_registry(running):
     client, rt = running
     cams = client.get("/api/v1/cameras").json()
-    assert [c["id"] for c in cams] == ["cam-api"] and cams[0]["area_id"] == "力学室"
-    rt.index.upsert_camera(Camera(id="cam-api", rtsp_url=rt.index.camera("cam-api").rtsp_url, enabled=False,
-                                  created_ms=0, area_id="力学室"))
+    assert [c["id"] for c in cams] == ["cam-api"] and cams[0]["area_id"] == "lixue"
+    rt.registry.update_camera("cam-api", {"enabled": False}, actor="test")
     wait_for(lambda: "cam-api" not in rt.recorder.workers(), 10, what="recorder to follow the registry")
     assert client.get("/api/v1/cameras").json()[0]["state"] == "disabled"
     # disabled: recording stops, footage stays
     assert len(list(rt.index.iter_segments("cam-api"))) >= 3
+
+
+def test_registry_rest_and_recording_follow_changes_live(running, rtsp):
+    client, rt = running
+    assert client.post("/api/v1/areas", json={"id": "hnt", "name": "混凝土室"}).status_code == 201
+    r = client.post("/api/v1/cameras", json={"id": "cam-2", "name": "压力机", "area_id": "hnt",
+                                             "rtsp_url": rtsp.url("/secure", "admin", "s3cret")},
+                    headers={"X-Labwitness-Actor": "lab-admin"})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["has_password"] is True and body["username"] == "admin"
+    assert "s3cret" not in r.text and "s3cret" not in body["rtsp_url"]
+    # recording starts without a restart, with the decrypted credentials
+    wait_for(lambda: len(list(rt.index.iter_segments("cam-2"))) >= 1, 30, what="cam-2 recording")
+
+    # a wrong password set through the API is followed too: the camera goes to auth_failed
+    assert client.patch("/api/v1/cameras/cam-2", json={"password": "wrong"}).status_code == 200
+    wait_for(lambda: (w := rt.recorder.workers().get("cam-2")) is not None and "401" in w.status.last_error, 30,
+             what="auth failure after password change")
+    assert client.patch("/api/v1/cameras/cam-2", json={"password": "s3cret"}).status_code == 200
+    assert client.patch("/api/v1/cameras/cam-2", json={"enabled": False}).status_code == 200
+    wait_for(lambda: "cam-2" not in rt.recorder.workers(), 30, what="disabled camera to stop")
+    assert client.delete("/api/v1/cameras/cam-2").status_code == 204
+    assert client.get("/api/v1/cameras/cam-2").status_code == 404
+    assert len(list(rt.index.iter_segments("cam-2"))) >= 1  # footage stays
+
+    eq = client.post("/api/v1/equipment", json={"id": "UTM-01", "name": "万能试验机", "area_id": "lixue",
+                                               "camera_ids": ["cam-api"]})
+    assert eq.status_code == 201 and eq.json()["camera_ids"] == ["cam-api"]
+    assert client.get("/api/v1/equipment").json()[0]["id"] == "UTM-01"
+
+    revs = client.get("/api/v1/revisions", params={"entity": "camera", "entity_id": "cam-2"}).json()
+    assert [r["action"] for r in revs] == ["delete", "update", "update", "update", "create"]
+    assert revs[-1]["actor"].startswith("lab-admin@")
+    assert "s3cret" not in json.dumps(revs) and "wrong" not in json.dumps(revs)
+
+
+@pytest.mark.parametrize("payload, status", [
+    ({"id": "../x", "rtsp_url": "rtsp://127.0.0.1/x"}, 422),
+    ({"id": "ok", "rtsp_url": "http://127.0.0.1/x"}, 422),
+    ({"id": "ok"}, 422),
+    ({"id": "ok", "rtsp_url": "rtsp://127.0.0.1/x", "area_id": "nowhere"}, 404),
+    ({"id": "cam-api", "rtsp_url": "rtsp://127.0.0.1/x"}, 409),
+    ({"id": "ok", "from_discovery": "urn:uuid:unknown"}, 404),
+    ({"id": "x" * 65, "rtsp_url": "rtsp://127.0.0.1/x"}, 422),
+    ("not json at all", 422),
+])
+def test_bad_camera_payloads(running, payload, status):
+    client, _ = running
+    r = client.post("/api/v1/cameras", json=payload) if not isinstance(payload, str) else client.post(
+        "/api/v1/cameras", content=payload, headers={"content-type": "application/json"})
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"

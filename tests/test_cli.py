@@ -56,7 +56,10 @@ def test_record_contract_exits_0_with_everything_locked(tmp_path, seaweed, rtsp)
     assert len(segs) == summary["cameras"]["cam-cli"]["segments"]
     assert sum(s.frames for s in segs) == summary["cameras"]["cam-cli"]["frames"]
     assert all(s.lock_mode == "COMPLIANCE" for s in segs)
-    assert idx.camera("cam-cli").rtsp_url.endswith("/live")
+    from index.registry import Registry
+
+    cam = Registry(idx.engine, lambda: 0).camera("cam-cli")
+    assert cam.rtsp_url.endswith("/live")
 
 
 @pytest.mark.parametrize("args, extra_env, code, needle", [

@@ -1,0 +1,237 @@
+"""REST for the registry: areas, cameras, equipment, discovery scans, revisions.
+
+Every change is written with a Revision (index.registry) and the recorders are
+re-synced right after, so adding, disabling or changing a camera takes effect
+without a restart.  Camera passwords go in, never come out.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
+from pydantic import BaseModel, Field, field_validator
+
+from index.models import Area, Camera, Equipment
+from labwitness.errors import NotFoundError
+from storage.layout import check_camera_id
+
+from api.runtime import Runtime
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def _actor(request: Request) -> str:
+    # Until bearer tokens name the caller, record where the change came from.
+    who = request.headers.get("x-labwitness-actor", "api")
+    host = request.client.host if request.client else "?"
+    return f"{who[:100]}@{host}"
+
+
+RuntimeDep = Annotated[Runtime, Depends(_runtime)]
+ActorDep = Annotated[str, Depends(_actor)]
+
+
+class AreaIn(BaseModel):
+    id: str = Field(pattern=ID_PATTERN, examples=["lixue"])
+    name: str = Field(min_length=1, max_length=200, examples=["力学室"])
+    description: str = Field(default="", max_length=2000)
+
+
+class CameraIn(BaseModel):
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = Field(default="", max_length=200)
+    rtsp_url: str | None = Field(default=None, max_length=2000, description="rtsp://host:554/path (credentials may be given here or below)")
+    from_discovery: str | None = Field(default=None, max_length=200, description="endpoint reference from the last discovery scan")
+    area_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    username: str | None = Field(default=None, max_length=200)
+    password: str | None = Field(default=None, max_length=200)
+    enabled: bool = True
+
+
+class CameraPatch(BaseModel):
+    name: str | None = Field(default=None, max_length=200)
+    rtsp_url: str | None = Field(default=None, max_length=2000)
+    area_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    enabled: bool | None = None
+    username: str | None = Field(default=None, max_length=200)
+    password: str | None = Field(default=None, max_length=200)
+
+
+class CameraView(BaseModel):
+    id: str
+    name: str
+    rtsp_url: str
+    area_id: str | None
+    enabled: bool
+    username: str | None
+    has_password: bool
+    onvif_endpoint: str | None
+    manufacturer: str
+    model: str
+    serial: str
+    clock_offset_s: float | None
+    state: str
+
+
+class EquipmentIn(BaseModel):
+    id: str = Field(pattern=ID_PATTERN, examples=["UTM-2019-003"])
+    name: str = Field(min_length=1, max_length=200, examples=["微机控制电液伺服万能试验机"])
+    area_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    kind: str = Field(default="", max_length=200)
+    camera_ids: list[str] = Field(default_factory=list, max_length=64)
+
+
+class EquipmentView(EquipmentIn):
+    pass
+
+
+class ScanIn(BaseModel):
+    timeout: float = Field(default=3.0, gt=0, le=30)
+    hosts: list[str] = Field(default_factory=list, max_length=256)
+    multicast: bool = True
+    username: str | None = Field(default=None, max_length=200)
+    password: str | None = Field(default=None, max_length=200)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        for h in v:
+            if not h or len(h) > 255 or any(c.isspace() for c in h):
+                raise ValueError(f"invalid host {h!r}")
+        return v
+
+
+class RevisionView(BaseModel):
+    id: int
+    entity: str
+    entity_id: str
+    action: str
+    actor: str
+    at_ms: int
+    before: dict | None
+    after: dict | None
+
+
+def camera_view(rt: Runtime, c: Camera) -> CameraView:
+    w = rt.recorder.workers().get(c.id) if rt.recorder else None
+    state = w.status.state if w else ("disabled" if not c.enabled else "idle")
+    return CameraView(
+        id=c.id, name=c.name, rtsp_url=c.rtsp_url, area_id=c.area_id, enabled=c.enabled, username=c.username,
+        has_password=bool(c.password_enc), onvif_endpoint=c.onvif_endpoint, manufacturer=c.manufacturer,
+        model=c.model, serial=c.serial, clock_offset_s=c.clock_offset_ms / 1000 if c.clock_offset_ms is not None else None,
+        state="stalled" if w and w.stalled() else state,
+    )
+
+
+router = APIRouter(prefix="/api/v1")
+
+
+@router.get("/areas")
+def list_areas(rt: RuntimeDep) -> list[AreaIn]:
+    return [AreaIn(id=a.id, name=a.name, description=a.description) for a in rt.registry.areas()]
+
+
+@router.post("/areas", status_code=201)
+def put_area(rt: RuntimeDep, actor: ActorDep, body: AreaIn) -> AreaIn:
+    a = rt.registry.put_area(Area(id=body.id, name=body.name, description=body.description, created_ms=0), actor)
+    return AreaIn(id=a.id, name=a.name, description=a.description)
+
+
+@router.get("/cameras")
+def list_cameras(rt: RuntimeDep) -> list[CameraView]:
+    return [camera_view(rt, c) for c in rt.registry.cameras()]
+
+
+@router.get("/cameras/{camera_id}")
+def get_camera(rt: RuntimeDep, camera_id: str) -> CameraView:
+    return camera_view(rt, rt.registry.camera(camera_id))
+
+
+@router.post("/cameras", status_code=201)
+def add_camera(rt: RuntimeDep, actor: ActorDep, body: CameraIn, tasks: BackgroundTasks) -> CameraView:
+    onvif: dict = {}
+    url = body.rtsp_url
+    if body.from_discovery:
+        dev = rt.discovered.get(body.from_discovery)
+        if dev is None:
+            raise NotFoundError(f"最近一次扫描中没有该设备 / device {body.from_discovery!r} is not in the last discovery scan")
+        if not dev.profiles or not dev.profiles[0].stream_uri:
+            raise ValueError(f"设备未返回码流地址 / the device reported no stream URI ({dev.error or 'no profiles'})")
+        url = url or dev.profiles[0].stream_uri
+        onvif = {"onvif_endpoint": dev.endpoint, "onvif_xaddr": (dev.xaddrs or [None])[0],
+                 "manufacturer": dev.manufacturer or "", "model": dev.model or "", "serial": dev.serial or "",
+                 "clock_offset_ms": round(dev.clock_offset_s * 1000) if dev.clock_offset_s is not None else None}
+    if not url:
+        raise ValueError("需要 rtsp_url 或 from_discovery / give rtsp_url or from_discovery")
+    cam = rt.new_camera(body.id, url, username=body.username, password=body.password, name=body.name,
+                        area_id=body.area_id, enabled=body.enabled, **onvif)
+    cam = rt.registry.add_camera(cam, actor)
+    tasks.add_task(rt.sync_cameras)
+    return camera_view(rt, cam)
+
+
+@router.patch("/cameras/{camera_id}")
+def patch_camera(rt: RuntimeDep, actor: ActorDep, camera_id: str, body: CameraPatch, tasks: BackgroundTasks) -> CameraView:
+    from api.secrets import split_credentials
+    from recorder.worker import check_rtsp_url
+
+    changes = body.model_dump(exclude_unset=True)
+    if "rtsp_url" in changes:
+        check_rtsp_url(changes["rtsp_url"])
+        bare, user, pw = split_credentials(changes["rtsp_url"])
+        changes["rtsp_url"] = bare
+        if user is not None:
+            changes.setdefault("username", user)
+        if pw is not None:
+            changes.setdefault("password", pw)
+    if "password" in changes:
+        changes["password_enc"] = rt.cipher.encrypt(changes.pop("password"))
+    cam = rt.registry.update_camera(camera_id, changes, actor)
+    tasks.add_task(rt.sync_cameras)
+    return camera_view(rt, cam)
+
+
+@router.delete("/cameras/{camera_id}", status_code=204)
+def remove_camera(rt: RuntimeDep, actor: ActorDep, camera_id: str, tasks: BackgroundTasks) -> Response:
+    """Stops recording the camera; its footage stays, locked, until its retention ends."""
+    rt.registry.remove_camera(camera_id, actor)
+    tasks.add_task(rt.sync_cameras)
+    return Response(status_code=204)
+
+
+@router.get("/equipment")
+def list_equipment(rt: RuntimeDep) -> list[EquipmentView]:
+    return [EquipmentView(id=e.id, name=e.name, area_id=e.area_id, kind=e.kind, camera_ids=cams)
+            for e, cams in rt.registry.equipment()]
+
+
+@router.post("/equipment", status_code=201)
+def put_equipment(rt: RuntimeDep, actor: ActorDep, body: EquipmentIn) -> EquipmentView:
+    for cid in body.camera_ids:
+        check_camera_id(cid)
+    e, cams = rt.registry.put_equipment(Equipment(id=body.id, name=body.name, area_id=body.area_id, kind=body.kind,
+                                                  created_ms=0), body.camera_ids, actor)
+    return EquipmentView(id=e.id, name=e.name, area_id=e.area_id, kind=e.kind, camera_ids=cams)
+
+
+@router.post("/discovery/scan")
+def scan(rt: RuntimeDep, body: ScanIn) -> list[dict]:
+    from camera_discovery.discovery import discover
+
+    devices = discover(timeout=body.timeout, hosts=body.hosts, multicast=body.multicast, username=body.username,
+                       password=body.password, port=rt.settings.discovery_port)
+    rt.discovered = {d.endpoint: d for d in devices}
+    return [d.to_json() for d in devices]
+
+
+@router.get("/revisions")
+def revisions(rt: RuntimeDep, entity: str | None = None, entity_id: str | None = None) -> list[RevisionView]:
+    return [RevisionView(id=r.id, entity=r.entity, entity_id=r.entity_id, action=r.action, actor=r.actor, at_ms=r.at_ms,
+                         before=json.loads(r.before) if r.before else None, after=json.loads(r.after) if r.after else None)
+            for r in rt.registry.revisions(entity, entity_id)]

@@ -1,0 +1,179 @@
+"""Results of a camera scan: plain dataclasses, nothing persisted here.
+
+Owns the shapes other packages consume: :class:`ProbeMatch` (one WS-Discovery
+answer), :class:`DeviceInfo` (what the ONVIF services told us),
+:class:`MediaProfile`, :class:`Scopes`, and :class:`DiscoveredDevice` (the
+two merged, with ``error`` instead of an exception when a device failed) whose
+:meth:`DiscoveredDevice.to_json` is the ``labwitness discover --json`` contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+_SCOPE_PREFIX = "onvif://www.onvif.org/"
+
+
+@dataclass(frozen=True)
+class Scopes:
+    """The ONVIF scopes people care about; ``None`` when the device gave none."""
+
+    name: str | None = None
+    hardware: str | None = None
+    location: str | None = None
+
+    @classmethod
+    def from_uris(cls, uris: tuple[str, ...] | list[str]) -> Scopes:
+        """Pick name/hardware/location out of ``onvif://www.onvif.org/<kind>/<value>`` URIs.
+
+        Values are percent-decoded (ONVIF says scope values are URI segments;
+        ``Lab%20A`` is "Lab A"). A location may be hierarchical
+        (``location/country/china``) and is kept as the path after ``location/``.
+        Several of one kind (some cameras list two names) are joined with ", ".
+        """
+        found: dict[str, list[str]] = {"name": [], "hardware": [], "location": []}
+        for uri in uris:
+            if not uri.lower().startswith(_SCOPE_PREFIX):
+                continue
+            kind, _, value = uri[len(_SCOPE_PREFIX):].partition("/")
+            kind = kind.lower()
+            if kind in found and value:
+                decoded = unquote(value).strip()
+                if decoded and decoded not in found[kind]:
+                    found[kind].append(decoded)
+        return cls(**{k: ", ".join(v) if v else None for k, v in found.items()})
+
+    def to_json(self) -> dict[str, str | None]:
+        return {"name": self.name, "hardware": self.hardware, "location": self.location}
+
+
+@dataclass(frozen=True)
+class ProbeMatch:
+    """One device as WS-Discovery described it (merged over repeated answers)."""
+
+    endpoint: str
+    xaddrs: tuple[str, ...]
+    types: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()
+    #: ``host:port`` the answer came from (not necessarily an XAddr host)
+    source: str = ""
+
+    def merged(self, other: ProbeMatch) -> ProbeMatch:
+        """Union of two answers from the same endpoint, first-seen order kept."""
+        return ProbeMatch(
+            endpoint=self.endpoint,
+            xaddrs=_union(self.xaddrs, other.xaddrs),
+            types=_union(self.types, other.types),
+            scopes=_union(self.scopes, other.scopes),
+            source=self.source or other.source,
+        )
+
+
+@dataclass(frozen=True)
+class MediaProfile:
+    """One media profile; by camera convention the first is the main stream."""
+
+    token: str
+    name: str | None = None
+    encoding: str | None = None
+    width: int | None = None
+    height: int | None = None
+    stream_uri: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "token": self.token,
+            "stream_uri": self.stream_uri,
+            "width": self.width,
+            "height": self.height,
+            "encoding": self.encoding,
+        }
+
+
+@dataclass
+class DeviceInfo:
+    """What the device and media services of one camera answered."""
+
+    xaddr: str
+    manufacturer: str | None = None
+    model: str | None = None
+    firmware: str | None = None
+    serial: str | None = None
+    hardware_id: str | None = None
+    #: camera clock minus host clock, seconds (positive: camera is ahead)
+    clock_offset_s: float | None = None
+    #: half-width of the interval the offset is known to lie in
+    clock_uncertainty_s: float | None = None
+    #: how the camera's time was read ("UTCDateTime", "LocalDateTime+TZ", ...)
+    clock_source: str | None = None
+    #: service namespace → XAddr, from GetServices or GetCapabilities
+    services: dict[str, str] = field(default_factory=dict)
+    profiles: list[MediaProfile] = field(default_factory=list)
+    snapshot_uri: str | None = None
+
+
+@dataclass
+class DiscoveredDevice:
+    """One camera of a scan: its WS-Discovery answer plus its ONVIF facts.
+
+    ``error`` is ``None`` when every required query worked, else one clear
+    message; the fields learned before the failure stay filled in.
+    ``endpoint`` is ``None`` only for a responder whose WS-Discovery answer
+    itself was unusable (then ``source`` says who it was).
+    """
+
+    endpoint: str | None
+    xaddrs: list[str] = field(default_factory=list)
+    scopes: Scopes = field(default_factory=Scopes)
+    types: list[str] = field(default_factory=list)
+    source: str = ""
+    manufacturer: str | None = None
+    model: str | None = None
+    serial: str | None = None
+    firmware: str | None = None
+    clock_offset_s: float | None = None
+    profiles: list[MediaProfile] = field(default_factory=list)
+    snapshot_uri: str | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_match(cls, match: ProbeMatch, info: DeviceInfo | None = None, error: str | None = None) -> DiscoveredDevice:
+        device = cls(
+            endpoint=match.endpoint,
+            xaddrs=list(match.xaddrs),
+            scopes=Scopes.from_uris(match.scopes),
+            types=list(match.types),
+            source=match.source,
+            error=error,
+        )
+        if info is not None:
+            device.manufacturer = info.manufacturer
+            device.model = info.model
+            device.serial = info.serial
+            device.firmware = info.firmware
+            device.clock_offset_s = info.clock_offset_s
+            device.profiles = list(info.profiles)
+            device.snapshot_uri = info.snapshot_uri
+        return device
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``labwitness discover --json`` object of this device."""
+        return {
+            "endpoint": self.endpoint,
+            "xaddrs": list(self.xaddrs),
+            "manufacturer": self.manufacturer,
+            "model": self.model,
+            "serial": self.serial,
+            "clock_offset_s": None if self.clock_offset_s is None else round(self.clock_offset_s, 3),
+            "profiles": [p.to_json() for p in self.profiles],
+            "scopes": self.scopes.to_json(),
+            "firmware": self.firmware,
+            "snapshot_uri": self.snapshot_uri,
+            "error": self.error,
+        }
+
+
+def _union(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((*a, *b)))

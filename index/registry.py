@@ -1,0 +1,214 @@
+"""The camera / area / equipment registry, with a Revision for every change.
+
+Each write and its Revision commit in one transaction, so no change can exist
+without its record of who made it, when, and what it was before and after.
+Secrets never reach a Revision: ``password_enc`` is shown as ``"***"``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel, col, select
+
+from index.models import Area, Camera, Equipment, EquipmentCamera, Revision
+from index.queries import _guard
+from labwitness.errors import ConflictError, NotFoundError
+
+_SECRET_FIELDS = {"password_enc"}
+
+
+def snapshot(row: SQLModel | None) -> str | None:
+    if row is None:
+        return None
+    data = row.model_dump()
+    for f in _SECRET_FIELDS & data.keys():
+        data[f] = "***" if data[f] else None
+    return json.dumps(data, ensure_ascii=False, sort_keys=True)
+
+
+class Registry:
+    def __init__(self, engine: Engine, now_ms: Callable[[], int]) -> None:
+        self.engine = engine
+        self.now_ms = now_ms
+
+    def _revise(self, s: Session, entity: str, entity_id: str, action: str, actor: str,
+                before: str | None, after: str | None) -> None:
+        s.add(Revision(entity=entity, entity_id=entity_id, action=action, actor=actor[:200],
+                       at_ms=self.now_ms(), before=before, after=after))
+
+    # -- areas --------------------------------------------------------------------
+    @_guard
+    def areas(self) -> list[Area]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            return list(s.exec(select(Area).order_by(Area.id)))
+
+    @_guard
+    def area(self, area_id: str) -> Area:
+        with Session(self.engine, expire_on_commit=False) as s:
+            a = s.get(Area, area_id)
+            if a is None:
+                raise NotFoundError(f"检测区域不存在 / area {area_id!r} not found")
+            return a
+
+    @_guard
+    def put_area(self, area: Area, actor: str) -> Area:
+        """Create or update an area (idempotent: an unchanged area writes no revision)."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            cur = s.get(Area, area.id)
+            before = snapshot(cur)
+            if cur is None:
+                area.created_ms = area.created_ms or self.now_ms()
+                s.add(area)
+                cur = area
+            else:
+                cur.name, cur.description = area.name, area.description
+                s.add(cur)
+            after = snapshot(cur)
+            if after != before:
+                self._revise(s, "area", area.id, "create" if before is None else "update", actor, before, after)
+            s.commit()
+            return cur
+
+    # -- cameras ------------------------------------------------------------------
+    @_guard
+    def camera(self, camera_id: str) -> Camera:
+        with Session(self.engine, expire_on_commit=False) as s:
+            c = s.get(Camera, camera_id)
+            if c is None:
+                raise NotFoundError(f"摄像机不存在 / camera {camera_id!r} not found")
+            return c
+
+    @_guard
+    def cameras(self, enabled_only: bool = False) -> list[Camera]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            q = select(Camera).order_by(Camera.id)
+            if enabled_only:
+                q = q.where(Camera.enabled == True)  # noqa: E712
+            return list(s.exec(q))
+
+    @_guard
+    def camera_by_endpoint(self, endpoint: str) -> Camera | None:
+        with Session(self.engine, expire_on_commit=False) as s:
+            return s.exec(select(Camera).where(Camera.onvif_endpoint == endpoint)).first()
+
+    @_guard
+    def add_camera(self, cam: Camera, actor: str) -> Camera:
+        with Session(self.engine, expire_on_commit=False) as s:
+            if s.get(Camera, cam.id) is not None:
+                raise ConflictError(f"摄像机编号已存在 / camera id {cam.id!r} already exists")
+            self._check_area(s, cam.area_id)
+            cam.created_ms = cam.created_ms or self.now_ms()
+            cam.updated_ms = cam.created_ms
+            s.add(cam)
+            self._revise(s, "camera", cam.id, "create", actor, None, snapshot(cam))
+            try:
+                s.commit()
+            except sa_exc.IntegrityError as e:
+                raise ConflictError(f"camera id {cam.id!r} already exists") from e
+            return cam
+
+    def upsert_camera(self, cam: Camera, actor: str) -> Camera:
+        """Add, or update the given camera's connection fields (``record --url``)."""
+        try:
+            return self.add_camera(cam, actor)
+        except ConflictError:
+            return self.update_camera(cam.id, {"rtsp_url": cam.rtsp_url, "username": cam.username,
+                                               "password_enc": cam.password_enc, "enabled": True}, actor)
+
+    @_guard
+    def update_camera(self, camera_id: str, changes: dict[str, Any], actor: str) -> Camera:
+        allowed = {"name", "rtsp_url", "area_id", "enabled", "username", "password_enc", "onvif_xaddr",
+                   "manufacturer", "model", "serial", "clock_offset_ms", "onvif_endpoint"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"cannot change {sorted(unknown)}")
+        with Session(self.engine, expire_on_commit=False) as s:
+            cam = s.get(Camera, camera_id)
+            if cam is None:
+                raise NotFoundError(f"摄像机不存在 / camera {camera_id!r} not found")
+            if "area_id" in changes:
+                self._check_area(s, changes["area_id"])
+            raw_before = cam.model_dump()
+            before = snapshot(cam)
+            for k, v in changes.items():
+                setattr(cam, k, v)
+            if cam.model_dump() != raw_before:  # compare real values: redacted ones hide a password change
+                cam.updated_ms = self.now_ms()
+                s.add(cam)
+                after = json.loads(snapshot(cam))
+                for f in _SECRET_FIELDS:
+                    if raw_before[f] != getattr(cam, f) and getattr(cam, f):
+                        after[f] = "*** (changed)"
+                self._revise(s, "camera", camera_id, "update", actor, before, json.dumps(after, ensure_ascii=False, sort_keys=True))
+                s.commit()
+            return cam
+
+    @_guard
+    def remove_camera(self, camera_id: str, actor: str) -> None:
+        """Remove from the registry: recording stops; its footage stays, locked, until retention ends."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            cam = s.get(Camera, camera_id)
+            if cam is None:
+                raise NotFoundError(f"摄像机不存在 / camera {camera_id!r} not found")
+            before = snapshot(cam)
+            for link in s.exec(select(EquipmentCamera).where(EquipmentCamera.camera_id == camera_id)):
+                s.delete(link)
+            s.delete(cam)
+            self._revise(s, "camera", camera_id, "delete", actor, before, None)
+            s.commit()
+
+    def _check_area(self, s: Session, area_id: str | None) -> None:
+        if area_id is not None and s.get(Area, area_id) is None:
+            raise NotFoundError(f"检测区域不存在 / area {area_id!r} not found; create it first")
+
+    # -- equipment ----------------------------------------------------------------
+    @_guard
+    def equipment(self) -> list[tuple[Equipment, list[str]]]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            links: dict[str, list[str]] = {}
+            for link in s.exec(select(EquipmentCamera).order_by(EquipmentCamera.camera_id)):
+                links.setdefault(link.equipment_id, []).append(link.camera_id)
+            return [(e, links.get(e.id, [])) for e in s.exec(select(Equipment).order_by(Equipment.id))]
+
+    @_guard
+    def put_equipment(self, eq: Equipment, camera_ids: list[str], actor: str) -> tuple[Equipment, list[str]]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            self._check_area(s, eq.area_id)
+            for cid in camera_ids:
+                if s.get(Camera, cid) is None:
+                    raise NotFoundError(f"摄像机不存在 / camera {cid!r} not found")
+            cur = s.get(Equipment, eq.id)
+            old_links = sorted(l.camera_id for l in s.exec(select(EquipmentCamera).where(EquipmentCamera.equipment_id == eq.id)))
+            before = None if cur is None else json.dumps({"equipment": json.loads(snapshot(cur)), "cameras": old_links}, ensure_ascii=False)
+            if cur is None:
+                eq.created_ms = eq.created_ms or self.now_ms()
+                s.add(eq)
+                cur = eq
+            else:
+                cur.name, cur.area_id, cur.kind = eq.name, eq.area_id, eq.kind
+                s.add(cur)
+            new_links = sorted(set(camera_ids))
+            for cid in set(old_links) - set(new_links):
+                s.delete(s.get(EquipmentCamera, (eq.id, cid)))
+            for cid in set(new_links) - set(old_links):
+                s.add(EquipmentCamera(equipment_id=eq.id, camera_id=cid))
+            after = json.dumps({"equipment": json.loads(snapshot(cur)), "cameras": new_links}, ensure_ascii=False)
+            if after != before:
+                self._revise(s, "equipment", eq.id, "create" if before is None else "update", actor, before, after)
+            s.commit()
+            return cur, new_links
+
+    # -- history ------------------------------------------------------------------
+    @_guard
+    def revisions(self, entity: str | None = None, entity_id: str | None = None, limit: int = 200) -> list[Revision]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            q = select(Revision)
+            if entity:
+                q = q.where(Revision.entity == entity)
+            if entity_id:
+                q = q.where(Revision.entity_id == entity_id)
+            return list(s.exec(q.order_by(col(Revision.id).desc()).limit(limit)))
