@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import signal
 import sys
@@ -39,6 +40,23 @@ from retention.policy import RetentionPolicy  # noqa: E402
 from storage.s3 import S3ObjectStore  # noqa: E402
 
 log = logging.getLogger("bench.recorder_child")
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds of this process's live threads, grouped by Python thread name."""
+    tick = os.sysconf("SC_CLK_TCK")
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    groups: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            raw = (task / "stat").read_text()
+        except OSError:
+            continue
+        f = raw[raw.rindex(")") + 2:].split()
+        name = names.get(int(task.name), "native (FFmpeg/other)")
+        group = "camera workers" if name.startswith("camera-") else name
+        groups[group] = groups.get(group, 0.0) + (int(f[11]) + int(f[12])) / tick
+    return {k: round(v, 2) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])}
 
 
 def _percentiles(values: list[float]) -> dict:
@@ -96,6 +114,7 @@ def main(config_path: str) -> int:
         stop_early.wait(min(0.2, max(0.0, deadline - now)))
     t_stop = time.time()
     cpu_stop = _cpu()
+    threads_at_stop = _thread_cpu()
     backlog_at_stop = service.uploader.backlog()
     workers = service.workers()
     drained = service.stop(drain_timeout=float(cfg["drain_timeout_s"]))
@@ -153,6 +172,7 @@ def main(config_path: str) -> int:
             "recording": cpu_stop - cpu_ready,
             "stop_and_drain": cpu_drained - cpu_stop,
             "total_self": cpu_drained,
+            "threads_at_stop": threads_at_stop,
         },
         "drained": drained,
         "drain_s": round(t_drained - t_stop, 3),

@@ -23,7 +23,8 @@ console: say what is wrong and what to do, in zh-CN first, English second.
         └── DeviceError             one device failed; the scan reports it, goes on
             ├── DeviceUnreachableError  refused, reset, or no answer in time
             ├── DeviceAuthError         credentials missing/refused, clock too far off
-            └── DeviceProtocolError     malformed/HTML/DTD/oversized answer, SOAP fault
+            └── DeviceProtocolError     malformed/HTML/DTD/oversized answer
+                └── SoapFaultError      a SOAP fault (``subcodes``: ActionNotSupported, ...)
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ class DeviceError(DiscoveryError):
     """One device failed to answer usefully; a scan reports it and goes on."""
 
     code = "device"
+    #: what was learned before the failure (a ``camera_discovery.models.DeviceInfo``)
+    partial: object | None = None
 
 
 class DeviceUnreachableError(DeviceError):
@@ -112,6 +115,17 @@ class DeviceAuthError(DeviceError):
 
 class DeviceProtocolError(DeviceError):
     """The answer is not usable SOAP: malformed, HTML, DTD/entities, too large,
-    not a SOAP envelope, or a SOAP fault."""
+    not a SOAP envelope."""
 
     code = "device-protocol"
+
+
+class SoapFaultError(DeviceProtocolError):
+    """The device answered with a SOAP fault other than "not authorized"."""
+
+    code = "device-fault"
+
+    def __init__(self, message: str, subcodes: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        #: local names of the fault code and subcodes, e.g. ("Receiver", "ActionNotSupported")
+        self.subcodes = subcodes

@@ -138,3 +138,27 @@ def test_db_upgrade_on_postgresql_is_idempotent(tmp_path, seaweed, pg_url):
     eng = create_engine(pg_url)
     assert {"camera", "segment", "gap"} <= set(inspect(eng).get_table_names())
     eng.dispose()
+
+
+def test_registry_cli_round_trip_never_shows_passwords(tmp_path, seaweed):
+    env = env_for(tmp_path, seaweed)
+    assert lw(["area", "add", "--id", "lixue", "--name", "力学室"], env).returncode == 0
+    r = lw(["camera", "add", "--id", "utm-cam", "--url", "rtsp://admin:T0psecret@127.0.0.1:8554/main", "--area", "lixue"], env)
+    assert r.returncode == 0, r.stderr
+    r = lw(["camera", "add", "--id", "utm-cam", "--url", "rtsp://127.0.0.1:8554/main"], env)
+    assert r.returncode == 1 and "already exists" in r.stderr
+    r = lw(["camera", "add", "--id", "bad", "--url", "rtsp://127.0.0.1/x", "--area", "nowhere"], env)
+    assert r.returncode == 1 and "nowhere" in r.stderr
+    r = lw(["camera", "add", "--id", "bad", "--url", "ftp://127.0.0.1/x"], env)
+    assert r.returncode == 2 and "RTSP" in r.stderr
+    assert lw(["equipment", "add", "--id", "UTM-01", "--name", "万能试验机", "--area", "lixue", "--camera", "utm-cam"],
+              env).returncode == 0
+    cams = json.loads(lw(["camera", "list", "--json"], env).stdout)
+    assert cams[0]["rtsp_url"] == "rtsp://127.0.0.1:8554/main" and cams[0]["username"] == "admin"
+    assert cams[0]["has_password"] is True
+    eq = json.loads(lw(["equipment", "list", "--json"], env).stdout)
+    assert eq == [{"id": "UTM-01", "name": "万能试验机", "area_id": "lixue", "kind": "", "camera_ids": ["utm-cam"]}]
+    assert lw(["camera", "remove", "utm-cam"], env).returncode == 0
+    assert json.loads(lw(["camera", "list", "--json"], env).stdout) == []
+    db = (tmp_path / "data" / "index.sqlite3").read_bytes()
+    assert b"T0psecret" not in db  # encrypted at rest, and not in the revisions either
