@@ -18,7 +18,8 @@ from index.models import Gap, Segment
 from labwitness.clock import from_ms, utc_ms
 from labwitness.errors import NotFoundError
 
-from api import problems, registry_routes
+from api import admin_routes, problems, registry_routes
+from api.auth import Inspector, Operations
 from api.runtime import Runtime
 from api.settings import Settings
 
@@ -96,6 +97,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
                   description="实验室检测区域视频留存与索引 / Lab testing-area video retention and indexing")
     problems.install(app)
     app.include_router(registry_routes.router)
+    app.include_router(admin_routes.router)
 
     def seg_out(s: Segment) -> SegmentOut:
         start, end = from_ms(s.start_ms), from_ms(s.end_ms)
@@ -112,7 +114,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
         return GapOut(camera_id=g.camera_id, start=from_ms(g.start_ms), end=from_ms(g.end_ms), reason=g.reason, detail=g.detail)
 
     @app.get("/api/v1/health")
-    def health(rt: RuntimeDep) -> dict:
+    def health(rt: RuntimeDep, who: Operations) -> dict:
         info = rt.store.info
         workers = rt.recorder.workers()
         backlog = rt.recorder.uploader.backlog()
@@ -144,7 +146,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
         }
 
     @app.get("/api/v1/cameras/{camera_id}/footage")
-    def footage(rt: RuntimeDep, camera_id: str, start: Annotated[AwareDatetime, Query()],
+    def footage(rt: RuntimeDep, who: Inspector, camera_id: str, start: Annotated[AwareDatetime, Query()],
                 end: Annotated[AwareDatetime, Query()]) -> FootageOut:
         if end <= start:
             raise ValueError("end 必须晚于 start / end must be after start")
@@ -152,12 +154,16 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
             raise ValueError("时间窗口最长 31 天 / the window may span at most 31 days")
         rt.registry.camera(camera_id)
         f = rt.index.footage(camera_id, utc_ms(start), utc_ms(end))
+        rt.audit.append(who.actor, "footage.list", camera_id, {"start": start.isoformat(), "end": end.isoformat()}, who.role)
         return FootageOut(camera_id=camera_id, start=start, end=end, coverage=round(f.coverage, 6),
                           segments=[seg_out(s) for s in f.segments], gaps=[gap_out(g) for g in f.gaps])
 
     @app.get("/api/v1/segments/{segment_id}/media", responses={200: {"content": {"video/mp4": {}}}, 206: {}})
-    def media(rt: RuntimeDep, segment_id: int, range_: Annotated[str | None, Header(alias="Range")] = None) -> Response:
+    def media(rt: RuntimeDep, who: Inspector, segment_id: int,
+              range_: Annotated[str | None, Header(alias="Range")] = None) -> Response:
         seg = rt.index.segment(segment_id)
+        if not range_ or range_.startswith("bytes=0-"):  # one event per playback, not per seek
+            rt.audit.append(who.actor, "footage.play", f"segment:{segment_id}", {"key": seg.key, "range": range_}, who.role)
         size = seg.size
         start, end = 0, size - 1
         status = 200
@@ -191,7 +197,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
         return StreamingResponse(stream(), status_code=status, media_type="video/mp4", headers=headers)
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics(rt: RuntimeDep) -> Response:
+    def metrics(rt: RuntimeDep, who: Operations) -> Response:
         return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -39,10 +39,14 @@ def problem(status: int, title: str, detail: str = "", type_: str = "about:blank
 def install(app: FastAPI) -> None:
     @app.exception_handler(LabwitnessError)
     async def _lw(request: Request, exc: LabwitnessError) -> JSONResponse:
-        status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 500)
+        status = getattr(exc, "status", None) or next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 500)
         if status >= 500 and status != 503:
             log.error("request %s failed", request.url.path, exc_info=exc)
-        return problem(status, type(exc).__name__, str(exc), f"https://labwitness.invalid/problems/{exc.code}")
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        resp = problem(status, type(exc).__name__, str(exc), f"https://labwitness.invalid/problems/{exc.code}")
+        if headers:
+            resp.headers.update(headers)
+        return resp
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -17,6 +17,7 @@ from index.models import Area, Camera, Equipment
 from labwitness.errors import NotFoundError
 from storage.layout import check_camera_id
 
+from api.auth import Admin, Reader
 from api.runtime import Runtime
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -26,11 +27,10 @@ def _runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def _actor(request: Request) -> str:
-    # Until bearer tokens name the caller, record where the change came from.
-    who = request.headers.get("x-labwitness-actor", "api")
+def _actor(request: Request, who: Admin) -> str:
+    """Admins change the registry; the change is audited under their token's name."""
     host = request.client.host if request.client else "?"
-    return f"{who[:100]}@{host}"
+    return f"{who.actor}@{host}"
 
 
 RuntimeDep = Annotated[Runtime, Depends(_runtime)]
@@ -133,23 +133,24 @@ router = APIRouter(prefix="/api/v1")
 
 
 @router.get("/areas")
-def list_areas(rt: RuntimeDep) -> list[AreaIn]:
+def list_areas(rt: RuntimeDep, who: Reader) -> list[AreaIn]:
     return [AreaIn(id=a.id, name=a.name, description=a.description) for a in rt.registry.areas()]
 
 
 @router.post("/areas", status_code=201)
 def put_area(rt: RuntimeDep, actor: ActorDep, body: AreaIn) -> AreaIn:
     a = rt.registry.put_area(Area(id=body.id, name=body.name, description=body.description, created_ms=0), actor)
+    rt.audit.append(actor, "area.put", body.id, body.model_dump(), "admin")
     return AreaIn(id=a.id, name=a.name, description=a.description)
 
 
 @router.get("/cameras")
-def list_cameras(rt: RuntimeDep) -> list[CameraView]:
+def list_cameras(rt: RuntimeDep, who: Reader) -> list[CameraView]:
     return [camera_view(rt, c) for c in rt.registry.cameras()]
 
 
 @router.get("/cameras/{camera_id}")
-def get_camera(rt: RuntimeDep, camera_id: str) -> CameraView:
+def get_camera(rt: RuntimeDep, who: Reader, camera_id: str) -> CameraView:
     return camera_view(rt, rt.registry.camera(camera_id))
 
 
@@ -172,6 +173,7 @@ def add_camera(rt: RuntimeDep, actor: ActorDep, body: CameraIn, tasks: Backgroun
     cam = rt.new_camera(body.id, url, username=body.username, password=body.password, name=body.name,
                         area_id=body.area_id, enabled=body.enabled, **onvif)
     cam = rt.registry.add_camera(cam, actor)
+    rt.audit.append(actor, "camera.add", cam.id, {"rtsp_url": cam.rtsp_url, "area_id": cam.area_id}, "admin")
     tasks.add_task(rt.sync_cameras)
     return camera_view(rt, cam)
 
@@ -193,6 +195,7 @@ def patch_camera(rt: RuntimeDep, actor: ActorDep, camera_id: str, body: CameraPa
     if "password" in changes:
         changes["password_enc"] = rt.cipher.encrypt(changes.pop("password"))
     cam = rt.registry.update_camera(camera_id, changes, actor)
+    rt.audit.append(actor, "camera.update", camera_id, {"fields": sorted(changes)}, "admin")
     tasks.add_task(rt.sync_cameras)
     return camera_view(rt, cam)
 
@@ -201,12 +204,13 @@ def patch_camera(rt: RuntimeDep, actor: ActorDep, camera_id: str, body: CameraPa
 def remove_camera(rt: RuntimeDep, actor: ActorDep, camera_id: str, tasks: BackgroundTasks) -> Response:
     """Stops recording the camera; its footage stays, locked, until its retention ends."""
     rt.registry.remove_camera(camera_id, actor)
+    rt.audit.append(actor, "camera.remove", camera_id, {}, "admin")
     tasks.add_task(rt.sync_cameras)
     return Response(status_code=204)
 
 
 @router.get("/equipment")
-def list_equipment(rt: RuntimeDep) -> list[EquipmentView]:
+def list_equipment(rt: RuntimeDep, who: Reader) -> list[EquipmentView]:
     return [EquipmentView(id=e.id, name=e.name, area_id=e.area_id, kind=e.kind, camera_ids=cams)
             for e, cams in rt.registry.equipment()]
 
@@ -217,11 +221,12 @@ def put_equipment(rt: RuntimeDep, actor: ActorDep, body: EquipmentIn) -> Equipme
         check_camera_id(cid)
     e, cams = rt.registry.put_equipment(Equipment(id=body.id, name=body.name, area_id=body.area_id, kind=body.kind,
                                                   created_ms=0), body.camera_ids, actor)
+    rt.audit.append(actor, "equipment.put", body.id, body.model_dump(), "admin")
     return EquipmentView(id=e.id, name=e.name, area_id=e.area_id, kind=e.kind, camera_ids=cams)
 
 
 @router.post("/discovery/scan")
-def scan(rt: RuntimeDep, body: ScanIn) -> list[dict]:
+def scan(rt: RuntimeDep, who: Admin, body: ScanIn) -> list[dict]:
     from camera_discovery.discovery import discover
 
     devices = discover(timeout=body.timeout, hosts=body.hosts, multicast=body.multicast, username=body.username,
@@ -231,7 +236,7 @@ def scan(rt: RuntimeDep, body: ScanIn) -> list[dict]:
 
 
 @router.get("/revisions")
-def revisions(rt: RuntimeDep, entity: str | None = None, entity_id: str | None = None) -> list[RevisionView]:
+def revisions(rt: RuntimeDep, who: Admin, entity: str | None = None, entity_id: str | None = None) -> list[RevisionView]:
     return [RevisionView(id=r.id, entity=r.entity, entity_id=r.entity_id, action=r.action, actor=r.actor, at_ms=r.at_ms,
                          before=json.loads(r.before) if r.before else None, after=json.loads(r.after) if r.after else None)
             for r in rt.registry.revisions(entity, entity_id)]

@@ -16,7 +16,9 @@ from index.db import make_engine
 from index.migrate import upgrade
 from index.models import Camera
 from index.queries import IndexStore
+from index.audit import AuditLog
 from index.registry import Registry
+from index.tokens import TokenStore
 from labwitness.clock import Clock, SystemClock, utc_ms
 from labwitness.errors import IndexUnavailableError
 from recorder.metrics import RecorderMetrics
@@ -44,6 +46,8 @@ class Runtime:
         self.store: S3ObjectStore | None = None
         self.index: IndexStore | None = None
         self.registry: Registry | None = None
+        self.tokens: TokenStore | None = None
+        self.audit: AuditLog | None = None
         self.discovered: dict = {}  # endpoint -> DiscoveredDevice of the last scan
         self.recorder: RecorderService | None = None
         self.cipher = CredentialCipher.from_settings(
@@ -75,7 +79,11 @@ class Runtime:
         engine = make_engine(s.db_url)
         self._stack.callback(engine.dispose)
         self.index = IndexStore(engine)
-        self.registry = Registry(engine, lambda: utc_ms(self.clock.now()))
+        now_ms = lambda: utc_ms(self.clock.now())  # noqa: E731
+        self.registry = Registry(engine, now_ms)
+        self.tokens = TokenStore(engine, now_ms)
+        self.audit = AuditLog(engine, now_ms)
+        self._bootstrap_admin()
         try:
             upgrade(engine)
         except Exception as e:  # recording must not wait for the database
@@ -89,6 +97,18 @@ class Runtime:
             spool_max_bytes=s.spool_max_bytes, spool_reserve_bytes=s.spool_reserve_bytes,
         ).start()
         self._stack.callback(self.recorder.stop, 30.0)
+
+    def _bootstrap_admin(self) -> None:
+        """First start only: the token from LABWITNESS_BOOTSTRAP_ADMIN_TOKEN becomes an admin token."""
+        token = self.settings.bootstrap_admin_token
+        if token is None:
+            return
+        try:
+            if not self.tokens.any():
+                self.tokens.create("bootstrap-admin", "admin", "bootstrap", token=token.get_secret_value())
+                self.audit.append("system", "token.bootstrap", "bootstrap-admin")
+        except IndexUnavailableError:
+            log.error("index unavailable: bootstrap admin token not created yet")
 
     def camera_spec(self, cam: Camera) -> CameraSpec:
         """What a recorder needs: the URL with the decrypted credentials put back."""

@@ -1,8 +1,7 @@
-"""A small server-rendered status page (zh-CN first, English second).
+"""A small public status page (zh-CN first, English second).
 
-The full inspector UI comes with the report lookups; this page lets a lab
-admin see at a glance that every camera is being recorded and play the
-newest segments.
+It shows whether each camera is being recorded and locked, never footage:
+playing footage needs a token (the API) until the signed-in UI exists.
 """
 
 from __future__ import annotations
@@ -22,18 +21,16 @@ def home_page(rt, tz: ZoneInfo) -> str:
         w = workers.get(cam.id)
         f = rt.index.footage(cam.id, utc_ms(now - timedelta(hours=1)), utc_ms(now) + 1)
         clips = "".join(
-            f'<li><a href="/api/v1/segments/{s.id}/media">{from_ms(s.start_ms).astimezone(tz):%H:%M:%S}</a> '
+            f'<li>{from_ms(s.start_ms).astimezone(tz):%H:%M:%S} '
             f'{s.media_duration_ms / 1000:.1f}s · {s.lock_mode or "未锁定 unlocked"} → '
             f'{from_ms(s.retain_until_ms).astimezone(tz):%Y-%m-%d}</li>' if s.retain_until_ms else ""
             for s in f.segments[-8:]
         )
-        latest = f.segments[-1] if f.segments else None
-        player = f'<video controls muted width="480" src="/api/v1/segments/{latest.id}/media"></video>' if latest else ""
         rows.append(
             f"<section><h2>{escape(cam.id)} <small>{escape(cam.name)}</small></h2>"
             f"<p>状态 State: <b>{escape(w.status.state if w else '未录制 not recording')}</b> · "
             f"近一小时覆盖率 coverage (1 h): {f.coverage * 100:.1f}% · 缺口 gaps: {len(f.gaps)}</p>"
-            f"{player}<ul>{clips}</ul></section>"
+            f"<ul>{clips}</ul></section>"
         )
     info = rt.store.info
     lock = "对象锁定 COMPLIANCE 已启用 / Object Lock enforced" if info.retention_enforced else "⚠ 存储未强制保留 / retention NOT enforced"

@@ -114,3 +114,105 @@ class Gap(SQLModel, table=True):
     end_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
     reason: str = Field(max_length=32)
     detail: str = Field(default="", max_length=2000)
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token: only its SHA-256 is stored; the token is shown once at creation."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    role: str = Field(max_length=16)  # admin | inspector | operations | ingest
+    token_hash: str = Field(max_length=64, unique=True)
+    prefix: str = Field(max_length=12)  # first characters, to recognise a token in lists
+    created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_by: str = Field(default="", max_length=200)
+    revoked_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
+class AuditEvent(SQLModel, table=True):
+    """Hash-chained log of every footage access and every change:
+    ``hash = sha256(prev_hash + canonical(row))`` — altering or removing any
+    event breaks the chain from there on (``labwitness audit verify``)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    actor: str = Field(max_length=200)
+    role: str = Field(default="", max_length=16)
+    action: str = Field(max_length=64)
+    target: str = Field(default="", max_length=300)
+    detail: str = Field(default="")  # JSON
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64, unique=True)
+
+
+class TestRecord(SQLModel, table=True):
+    """A test as the lab's core data upload module knows it (委托编号, 报告编号,
+    样品编号, 设备编号, 检测项目, 检测人员, 试验开始/结束时间). Lists are JSON arrays."""
+
+    __tablename__ = "test_record"
+    __test__ = False  # not a pytest test class, despite the name
+    __table_args__ = (
+        Index("ix_test_record_report", "report_no"),
+        Index("ix_test_record_commission", "commission_no"),
+    )
+
+    record_id: str = Field(primary_key=True, max_length=64)
+    report_no: str = Field(max_length=64)
+    commission_no: str = Field(default="", max_length=64)
+    project_name: str = Field(default="", max_length=500)
+    test_item: str = Field(default="", max_length=200)
+    sample_ids: str = Field(default="[]")
+    area_ids: str = Field(default="[]")
+    equipment_ids: str = Field(default="[]")
+    operator: str = Field(default="", max_length=200)
+    started_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    ended_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    revision: int = 1
+    updated_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class TestRecordRevision(SQLModel, table=True):
+    """Every version of a test record (Art. 13: changes keep records)."""
+
+    __tablename__ = "test_record_revision"
+    __test__ = False
+    __table_args__ = (UniqueConstraint("record_id", "revision", name="uq_test_record_revision"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    record_id: str = Field(max_length=64)
+    revision: int
+    at_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    actor: str = Field(max_length=200)
+    before: str | None = None
+    after: str
+
+
+class ExportPackage(SQLModel, table=True):
+    """A signed evidence package: its manifest is kept (and signed) so that
+    ``/verify/{id}`` can answer without the footage."""
+
+    __tablename__ = "export_package"
+
+    id: str = Field(primary_key=True, max_length=64)
+    report_no: str = Field(max_length=64, index=True)
+    created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    actor: str = Field(max_length=200)
+    status: str = Field(default="running", max_length=16)  # running | done | failed
+    progress: float = 0.0
+    error: str = Field(default="", max_length=2000)
+    manifest: str = Field(default="")  # JSON, as signed
+    signature: str = Field(default="", max_length=200)  # base64 Ed25519 over the manifest bytes
+    package_key: str = Field(default="", max_length=300)  # object key of the zip in storage
+    package_version_id: str = Field(default="", max_length=200)
+    package_sha256: str = Field(default="", max_length=64)
+
+
+class Hold(SQLModel, table=True):
+    """An S3 legal hold put on a segment version because exported footage depends on it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    segment_id: int = Field(index=True)
+    package_id: str = Field(max_length=64)
+    placed_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    released_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    released_by: str | None = Field(default=None, max_length=200)

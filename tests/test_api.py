@@ -32,6 +32,8 @@ def running(tmp_path, seaweed, rtsp, db_url):
                                actor="test")
         app = create_app(settings, rt, sync_interval_s=0.5)
         with TestClient(app) as client:
+            _, token = rt.tokens.create("test-admin", "admin", "test")
+            client.headers["Authorization"] = f"Bearer {token}"
             wait_for(lambda: len(list(rt.index.iter_segments("cam-api"))) >= 3, 60, what="indexed segments")
             yield client, rt
 
@@ -67,6 +69,7 @@ def test_footage_by_time_media_with_range_and_health(running):
     assert client.get("/metrics").text.count("labwitness_segments_written_total") >= 1
     page = client.get("/")
     assert page.status_code == 200 and "万能试验机" in page.text and "COMPLIANCE" in page.text
+    assert "/media" not in page.text  # the public status page never links footage
 
 
 def test_bad_requests_are_problem_json(running):
@@ -102,8 +105,7 @@ def test_registry_rest_and_recording_follow_changes_live(running, rtsp):
     client, rt = running
     assert client.post("/api/v1/areas", json={"id": "hnt", "name": "混凝土室"}).status_code == 201
     r = client.post("/api/v1/cameras", json={"id": "cam-2", "name": "压力机", "area_id": "hnt",
-                                             "rtsp_url": rtsp.url("/secure", "admin", "s3cret")},
-                    headers={"X-Labwitness-Actor": "lab-admin"})
+                                             "rtsp_url": rtsp.url("/secure", "admin", "s3cret")})
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["has_password"] is True and body["username"] == "admin"
@@ -129,7 +131,7 @@ def test_registry_rest_and_recording_follow_changes_live(running, rtsp):
 
     revs = client.get("/api/v1/revisions", params={"entity": "camera", "entity_id": "cam-2"}).json()
     assert [r["action"] for r in revs] == ["delete", "update", "update", "update", "create"]
-    assert revs[-1]["actor"].startswith("lab-admin@")
+    assert revs[-1]["actor"].startswith("admin:test-admin@")
     assert "s3cret" not in json.dumps(revs) and "wrong" not in json.dumps(revs)
 
 

@@ -1,0 +1,67 @@
+"""Bearer tokens and roles.
+
+Roles: ``admin`` configures (and may do everything the others may),
+``inspector`` reads footage and exports it, ``operations`` reads health,
+``ingest`` only writes test records.  No role can delete footage or shorten
+its retention: no endpoint does either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Callable
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from labwitness.errors import LabwitnessError
+
+_bearer = HTTPBearer(auto_error=False, description="API token: `Authorization: Bearer lw_...`")
+
+
+class AuthError(LabwitnessError):
+    code = "unauthorized"
+    status = 401
+
+
+class ForbiddenError(LabwitnessError):
+    code = "forbidden"
+    status = 403
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str
+    token_id: int | None = None
+
+    @property
+    def actor(self) -> str:
+        return f"{self.role}:{self.name}"
+
+
+def require(*roles: str) -> Callable[..., Principal]:
+    allowed = set(roles) | {"admin"}
+
+    def dependency(request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+        if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
+            raise AuthError("需要登录令牌 / an API token is required (Authorization: Bearer ...)")
+        rt = request.app.state.runtime
+        row = rt.tokens.lookup(creds.credentials)
+        if row is None:
+            raise AuthError("令牌无效或已吊销 / the API token is invalid or revoked")
+        if row.role not in allowed:
+            raise ForbiddenError(f"角色 {row.role} 无权执行此操作 / role {row.role!r} may not do this "
+                                 f"(needs {' or '.join(sorted(allowed))})")
+        p = Principal(row.name, row.role, row.id)
+        request.state.principal = p
+        return p
+
+    return dependency
+
+
+Admin = Annotated[Principal, Depends(require("admin"))]
+Inspector = Annotated[Principal, Depends(require("inspector"))]
+Operations = Annotated[Principal, Depends(require("operations"))]
+Ingest = Annotated[Principal, Depends(require("ingest"))]
+Reader = Annotated[Principal, Depends(require("inspector", "operations"))]

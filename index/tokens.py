@@ -1,0 +1,67 @@
+"""API tokens: stored as SHA-256 only, revocable, each with one role."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Callable
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from index.models import ApiToken
+from index.queries import _guard
+from labwitness.errors import NotFoundError
+
+ROLES = ("admin", "inspector", "operations", "ingest")
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenStore:
+    def __init__(self, engine: Engine, now_ms: Callable[[], int]) -> None:
+        self.engine = engine
+        self.now_ms = now_ms
+
+    @_guard
+    def create(self, name: str, role: str, created_by: str, token: str | None = None) -> tuple[ApiToken, str]:
+        """A new token; the plain token is returned once and never stored."""
+        if role not in ROLES:
+            raise ValueError(f"未知角色 / unknown role {role!r}; one of {', '.join(ROLES)}")
+        token = token or "lw_" + secrets.token_urlsafe(32)
+        row = ApiToken(name=name[:200], role=role, token_hash=token_hash(token), prefix=token[:10],
+                       created_ms=self.now_ms(), created_by=created_by[:200])
+        with Session(self.engine, expire_on_commit=False) as s:
+            s.add(row)
+            s.commit()
+        return row, token
+
+    @_guard
+    def lookup(self, token: str) -> ApiToken | None:
+        with Session(self.engine, expire_on_commit=False) as s:
+            row = s.exec(select(ApiToken).where(ApiToken.token_hash == token_hash(token))).first()
+            return row if row is not None and row.revoked_ms is None else None
+
+    @_guard
+    def revoke(self, token_id: int) -> ApiToken:
+        with Session(self.engine, expire_on_commit=False) as s:
+            row = s.get(ApiToken, token_id)
+            if row is None:
+                raise NotFoundError(f"令牌不存在 / token {token_id} not found")
+            if row.revoked_ms is None:
+                row.revoked_ms = self.now_ms()
+                s.add(row)
+                s.commit()
+            return row
+
+    @_guard
+    def list(self) -> list[ApiToken]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            return list(s.exec(select(ApiToken).order_by(col(ApiToken.id))))
+
+    @_guard
+    def any(self) -> bool:
+        with Session(self.engine) as s:
+            return s.exec(select(ApiToken.id).limit(1)).first() is not None
