@@ -18,7 +18,7 @@ from index.models import Gap, Segment
 from labwitness.clock import from_ms, utc_ms
 from labwitness.errors import NotFoundError
 
-from api import admin_routes, problems, registry_routes
+from api import admin_routes, problems, records_routes, registry_routes
 from api.auth import Inspector, Operations
 from api.runtime import Runtime
 from api.settings import Settings
@@ -98,6 +98,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
     problems.install(app)
     app.include_router(registry_routes.router)
     app.include_router(admin_routes.router)
+    app.include_router(records_routes.router)
 
     def seg_out(s: Segment) -> SegmentOut:
         start, end = from_ms(s.start_ms), from_ms(s.end_ms)
@@ -157,6 +158,24 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
         rt.audit.append(who.actor, "footage.list", camera_id, {"start": start.isoformat(), "end": end.isoformat()}, who.role)
         return FootageOut(camera_id=camera_id, start=start, end=end, coverage=round(f.coverage, 6),
                           segments=[seg_out(s) for s in f.segments], gaps=[gap_out(g) for g in f.gaps])
+
+    @app.get("/api/v1/cameras/{camera_id}/media", responses={200: {"content": {"video/mp4": {}}}})
+    def stitched(rt: RuntimeDep, who: Inspector, camera_id: str, start: Annotated[AwareDatetime, Query()],
+                 end: Annotated[AwareDatetime, Query()]) -> StreamingResponse:
+        """One MP4 for any window, stitched by stream copy from the stored segments."""
+        from api.media import stream_stitched
+
+        if end <= start:
+            raise ValueError("end 必须晚于 start / end must be after start")
+        if (end - start).total_seconds() > 24 * 3600:
+            raise ValueError("拼接窗口最长 24 小时 / a stitched window may span at most 24 hours")
+        f = rt.index.footage(camera_id, utc_ms(start), utc_ms(end))
+        if not f.segments:
+            raise NotFoundError(f"该时段没有录像 / no footage of {camera_id} in this window")
+        rt.audit.append(who.actor, "footage.play", f"camera:{camera_id}", {"start": start.isoformat(), "end": end.isoformat()}, who.role)
+        name = f"{camera_id}_{start:%Y%m%dT%H%M%S}Z.mp4"
+        return StreamingResponse(stream_stitched(rt.store, f.segments, utc_ms(start), utc_ms(end)), media_type="video/mp4",
+                                 headers={"Content-Disposition": f'inline; filename="{name}"'})
 
     @app.get("/api/v1/segments/{segment_id}/media", responses={200: {"content": {"video/mp4": {}}}, 206: {}})
     def media(rt: RuntimeDep, who: Inspector, segment_id: int,

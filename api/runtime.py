@@ -17,6 +17,7 @@ from index.migrate import upgrade
 from index.models import Camera
 from index.queries import IndexStore
 from index.audit import AuditLog
+from index.records import RecordStore
 from index.registry import Registry
 from index.tokens import TokenStore
 from labwitness.clock import Clock, SystemClock, utc_ms
@@ -83,6 +84,7 @@ class Runtime:
         self.registry = Registry(engine, now_ms)
         self.tokens = TokenStore(engine, now_ms)
         self.audit = AuditLog(engine, now_ms)
+        self.records = RecordStore(engine, now_ms)
         self._bootstrap_admin()
         try:
             upgrade(engine)
@@ -109,6 +111,17 @@ class Runtime:
                 self.audit.append("system", "token.bootstrap", "bootstrap-admin")
         except IndexUnavailableError:
             log.error("index unavailable: bootstrap admin token not created yet")
+
+    def holds_for_report(self, report_no: str) -> set[int]:
+        """Segment ids under a legal hold placed by an export of this report."""
+        from sqlmodel import Session, select
+
+        from index.models import ExportPackage, Hold
+
+        with Session(self.index.engine) as s:
+            q = select(Hold.segment_id).join(ExportPackage, ExportPackage.id == Hold.package_id).where(
+                ExportPackage.report_no == report_no, Hold.released_ms == None)  # noqa: E711
+            return set(s.exec(q))
 
     def camera_spec(self, cam: Camera) -> CameraSpec:
         """What a recorder needs: the URL with the decrypted credentials put back."""

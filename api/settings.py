@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     bootstrap_admin_token: SecretStr | None = None
     credentials_key: SecretStr | None = None  # Fernet key for camera passwords (see api.secrets)
 
+    report_margin_s: int = Field(default=300, ge=0, le=3600)  # footage before/after a test
+    max_record_hours: int = Field(default=72, ge=1, le=24 * 31)  # longest test window accepted
     discovery_port: int = 3702  # WS-Discovery (multicast group 239.255.255.250)
 
     host: str = "127.0.0.1"

@@ -180,3 +180,30 @@ def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "cond
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture
+def running(tmp_path, seaweed, rtsp, db_url):
+    """A whole labwitness (Runtime + app) recording one live camera ``cam-api`` in
+    area ``lixue``; yields an admin-authenticated TestClient and the runtime."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.runtime import Runtime
+    from api.settings import load_settings
+    from index.models import Area
+
+    settings = load_settings(
+        data_dir=tmp_path / "data", database_url=db_url, s3_endpoint=seaweed.endpoint, s3_access_key=ACCESS,
+        s3_secret_key=SECRET, s3_bucket="api-footage", segment_seconds=1.0,
+    )
+    with Runtime(settings) as rt:
+        rt.registry.put_area(Area(id="lixue", name="力学室", created_ms=0), actor="test")
+        rt.registry.add_camera(rt.new_camera("cam-api", rtsp.url("/live"), name="万能试验机 UTM-01", area_id="lixue"),
+                               actor="test")
+        app = create_app(settings, rt, sync_interval_s=0.5)
+        with TestClient(app) as client:
+            _, token = rt.tokens.create("test-admin", "admin", "test")
+            client.headers["Authorization"] = f"Bearer {token}"
+            wait_for(lambda: len(list(rt.index.iter_segments("cam-api"))) >= 3, 60, what="indexed segments")
+            yield client, rt

@@ -20,24 +20,6 @@ from labwitness.clock import utc_ms
 from conftest import ACCESS, SECRET, wait_for
 
 
-@pytest.fixture
-def running(tmp_path, seaweed, rtsp, db_url):
-    settings = load_settings(
-        data_dir=tmp_path / "data", database_url=db_url, s3_endpoint=seaweed.endpoint, s3_access_key=ACCESS,
-        s3_secret_key=SECRET, s3_bucket="api-footage", segment_seconds=1.0,
-    )
-    with Runtime(settings) as rt:
-        rt.registry.put_area(Area(id="lixue", name="力学室", created_ms=0), actor="test")
-        rt.registry.add_camera(rt.new_camera("cam-api", rtsp.url("/live"), name="万能试验机 UTM-01", area_id="lixue"),
-                               actor="test")
-        app = create_app(settings, rt, sync_interval_s=0.5)
-        with TestClient(app) as client:
-            _, token = rt.tokens.create("test-admin", "admin", "test")
-            client.headers["Authorization"] = f"Bearer {token}"
-            wait_for(lambda: len(list(rt.index.iter_segments("cam-api"))) >= 3, 60, what="indexed segments")
-            yield client, rt
-
-
 def test_footage_by_time_media_with_range_and_health(running):
     client, rt = running
     now = datetime.now(timezone.utc)
