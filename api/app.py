@@ -18,7 +18,7 @@ from index.models import Gap, Segment
 from labwitness.clock import from_ms, utc_ms
 from labwitness.errors import NotFoundError
 
-from api import admin_routes, problems, records_routes, registry_routes
+from api import admin_routes, export_routes, problems, records_routes, registry_routes
 from api.auth import Inspector, Operations
 from api.runtime import Runtime
 from api.settings import Settings
@@ -99,6 +99,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
     app.include_router(registry_routes.router)
     app.include_router(admin_routes.router)
     app.include_router(records_routes.router)
+    app.include_router(export_routes.router)
 
     def seg_out(s: Segment) -> SegmentOut:
         start, end = from_ms(s.start_ms), from_ms(s.end_ms)

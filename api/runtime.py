@@ -86,6 +86,9 @@ class Runtime:
         self.audit = AuditLog(engine, now_ms)
         self.records = RecordStore(engine, now_ms)
         self._bootstrap_admin()
+        from api.exporter import Exporter
+
+        self.exporter = Exporter(self)
         try:
             upgrade(engine)
         except Exception as e:  # recording must not wait for the database

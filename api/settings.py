@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     max_record_hours: int = Field(default=72, ge=1, le=24 * 31)  # longest test window accepted
     discovery_port: int = 3702  # WS-Discovery (multicast group 239.255.255.250)
 
+    public_base_url: str = "http://127.0.0.1:8000"  # what QR codes on evidence packages point at
+
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -160,6 +160,36 @@ class S3ObjectStore:
                     f"expected COMPLIANCE until >= {retain_until}"
                 )
 
+    def put_file(self, key: str, path: Path, retain_until: datetime, *, content_type: str = "application/octet-stream",
+                 metadata: dict[str, str] | None = None) -> StoredObject:
+        """Store any file (e.g. an evidence package) as a locked version, verified like a segment."""
+        size = path.stat().st_size
+        retention = Retention(COMPLIANCE, retain_until) if self.info.retention_enforced else None
+        try:
+            with open(path, "rb") as f:
+                result = self.client.put_object(self.bucket, key, f, size, content_type=content_type,
+                                                metadata=metadata or {}, retention=retention)
+        except _TRANSIENT as e:
+            raise StorageUnavailableError(f"upload of {key} failed: {e}") from e
+        except S3Error as e:
+            raise StorageError(f"object store refused {key}: {e.code}: {e.message}") from e
+        stored, _ = self.stat(key, result.version_id)
+        if stored.size != size or (self.info.retention_enforced and stored.mode != COMPLIANCE):
+            raise ObjectLockError(f"{key}: stored as {stored.size} bytes, lock {stored.mode}")
+        return stored
+
+    def set_legal_hold(self, key: str, version_id: str, on: bool) -> None:
+        """A legal hold keeps a version past its retain-until until it is released."""
+        try:
+            if on:
+                self.client.enable_object_legal_hold(self.bucket, key, version_id=version_id)
+            else:
+                self.client.disable_object_legal_hold(self.bucket, key, version_id=version_id)
+        except _TRANSIENT as e:
+            raise StorageUnavailableError(str(e)) from e
+        except S3Error as e:
+            raise ObjectLockError(f"legal hold on {key}@{version_id} refused: {e.code}") from e
+
     def find_segment(self, meta: SegmentMeta) -> StoredObject | None:
         """After a crash between PUT and bookkeeping: reuse the version already stored."""
         try:

@@ -113,3 +113,86 @@ def test_report_footage_and_stitched_playback(running):
     assert frames == len(pkts)
     audit = client.get("/api/v1/audit").json()
     assert {"report.footage", "footage.play"} <= {e["action"] for e in audit}
+
+
+def test_signed_export_verify_tamper_and_hold(running, tmp_path):
+    import zipfile
+
+    from fastapi.testclient import TestClient
+
+    from api.evidence import verify_package
+
+    client, rt = running
+    ingest = _ingest_client(client, rt)
+    now = datetime.now(timezone.utc)
+    assert ingest.put("/api/v1/test-records/REC-X", json=_record(now - timedelta(seconds=4), now, report_no="JC-X")).status_code == 201
+    wait_for(lambda: rt.index.footage("cam-api", 0, 2**62).segments[-1].end_ms > now.timestamp() * 1000 + 500, 30,
+             what="footage past the record's end")
+    _, itoken = rt.tokens.create("inspector-1", "inspector", "test")
+    insp = TestClient(client.app)
+    insp.headers["Authorization"] = f"Bearer {itoken}"
+    r = insp.post("/api/v1/reports/JC-X/exports")
+    assert r.status_code == 202, r.text
+    pid = r.json()["id"]
+    wait_for(lambda: insp.get(f"/api/v1/exports/{pid}").json()["status"] != "running", 120, what="export")
+    st = insp.get(f"/api/v1/exports/{pid}").json()
+    assert st["status"] == "done" and st["progress"] == 1.0, st
+    z = insp.get(st["download_url"])
+    assert z.status_code == 200 and z.headers["content-type"] == "application/zip"
+    pkg = tmp_path / "pkg.zip"
+    pkg.write_bytes(z.content)
+
+    rep = verify_package(pkg, trusted_public_pem=rt.exporter.key.public_pem())
+    assert rep.ok and rep.signature_valid and rep.files == {"cam-api.mp4": "ok"}, rep.problems
+    m = rep.manifest
+    assert m["report_no"] == "JC-X" and m["test_records"][0]["revision"] == 1 and m["files"][0]["sources"]
+    assert m["verify_url"].endswith(f"/verify/{pid}")
+    with zipfile.ZipFile(pkg) as zf:
+        data = zf.read("cam-api.mp4")
+        assert zf.read("verify-qr.png")[:8] == b"\x89PNG\r\n\x1a\n"
+    with av.open(io.BytesIO(data)) as c:
+        assert sum(1 for p in c.demux(c.streams.video[0]) if p.size) == m["files"][0]["frames"] > 0
+
+    # every source segment version is now on legal hold, in storage itself
+    for src in m["files"][0]["sources"]:
+        assert rt.store.stat(src["key"], src["version_id"])[0].legal_hold is True
+    held = client.get("/api/v1/reports/JC-X/footage").json()["cameras"][0]["clips"]
+    assert any(c["on_hold"] for c in held)
+
+    # public verify: no token needed, facts only
+    from fastapi.testclient import TestClient as Anon
+
+    pub = Anon(client.app).get(f"/verify/{pid}")
+    assert pub.status_code == 200 and pub.json()["genuine"] is True and "media_url" not in pub.text
+    assert Anon(client.app).get("/verify/00000000000000000000000000000000").status_code == 404
+    assert "真实有效" in Anon(client.app).get(f"/verify/{pid}", headers={"Accept": "text/html"}).text
+
+    # tampering is named: an altered video, an altered manifest, a foreign key
+    def rewrite(dst, replace: dict[str, bytes]):
+        with zipfile.ZipFile(pkg) as src, zipfile.ZipFile(dst, "w") as out:
+            for n in src.namelist():
+                out.writestr(n, replace.get(n, src.read(n)))
+        return dst
+
+    bad_video = rewrite(tmp_path / "v.zip", {"cam-api.mp4": data[:-10] + b"0123456789"})
+    r1 = verify_package(bad_video)
+    assert not r1.ok and r1.signature_valid and r1.files["cam-api.mp4"] == "altered"
+    with zipfile.ZipFile(pkg) as zf:
+        man = zf.read("manifest.json").replace(b'"JC-X"', b'"JC-Y"')
+    r2 = verify_package(rewrite(tmp_path / "m.zip", {"manifest.json": man}))
+    assert not r2.ok and not r2.signature_valid
+    from api.evidence import SigningKey
+
+    other = SigningKey.load(tmp_path / "other-lab")
+    r3 = verify_package(pkg, trusted_public_pem=other.public_pem())
+    assert not r3.ok and r3.trusted_key is False
+
+    # only an admin releases holds; the release is audited
+    assert insp.post(f"/api/v1/exports/{pid}/release-hold").status_code == 403
+    rel = client.post(f"/api/v1/exports/{pid}/release-hold")
+    assert rel.status_code == 200 and rel.json()["released"] >= 1
+    for src in m["files"][0]["sources"]:
+        assert rt.store.stat(src["key"], src["version_id"])[0].legal_hold is False
+    actions = [e["action"] for e in client.get("/api/v1/audit").json()]
+    assert {"export.start", "export.done", "export.download", "hold.release"} <= set(actions)
+    assert rt.audit.verify().ok

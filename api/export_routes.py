@@ -1,0 +1,141 @@
+"""Evidence exports, their download, the public verify endpoint, and hold release."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from typing import Annotated, Iterator
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, StreamingResponse
+from pydantic import BaseModel
+from sqlmodel import Session, select
+
+from index.models import Hold, Segment
+from labwitness.clock import utc_ms
+from labwitness.errors import NotFoundError
+
+from api.auth import Admin, Inspector
+from api.evidence import new_package_id, signature_ok
+from api.runtime import Runtime
+
+
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(_runtime)]
+router = APIRouter()
+
+
+class ExportView(BaseModel):
+    id: str
+    report_no: str
+    status: str
+    progress: float
+    error: str
+    status_url: str
+    download_url: str | None
+    verify_url: str
+    package_sha256: str | None
+
+
+def export_view(rt: Runtime, pkg) -> ExportView:
+    return ExportView(id=pkg.id, report_no=pkg.report_no, status=pkg.status, progress=pkg.progress, error=pkg.error,
+                      status_url=f"/api/v1/exports/{pkg.id}",
+                      download_url=f"/api/v1/exports/{pkg.id}/download" if pkg.status == "done" else None,
+                      verify_url=f"/verify/{pkg.id}", package_sha256=pkg.package_sha256 or None)
+
+
+@router.post("/api/v1/reports/{report_no}/exports", status_code=202)
+def start_export(rt: RuntimeDep, who: Inspector, report_no: str) -> ExportView:
+    pkg = rt.exporter.start(report_no, who.actor, who.role, new_package_id())
+    return export_view(rt, pkg)
+
+
+@router.get("/api/v1/exports/{package_id}")
+def export_status(rt: RuntimeDep, who: Inspector, package_id: str) -> ExportView:
+    return export_view(rt, rt.exporter.get(package_id))
+
+
+@router.get("/api/v1/exports/{package_id}/download", responses={200: {"content": {"application/zip": {}}}})
+def download(rt: RuntimeDep, who: Inspector, package_id: str) -> StreamingResponse:
+    pkg = rt.exporter.get(package_id)
+    if pkg.status != "done":
+        raise NotFoundError(f"证据包尚未完成 / package {package_id} is {pkg.status}")
+    body = rt.store.open(pkg.package_key, pkg.package_version_id)
+    rt.audit.append(who.actor, "export.download", pkg.report_no, {"package_id": package_id}, who.role)
+
+    def stream() -> Iterator[bytes]:
+        try:
+            yield from body.stream(256 * 1024)
+        finally:
+            body.close()
+            body.release_conn()
+
+    return StreamingResponse(stream(), media_type="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="evidence-{package_id}.zip"', "ETag": f'"{pkg.package_sha256}"'})
+
+
+@router.get("/verify/{package_id}", tags=["public"])
+def verify(rt: RuntimeDep, request: Request, package_id: str):
+    """Public anti-counterfeit check (no token): is this package genuine, and what does it hold?
+    Facts only, never footage."""
+    try:
+        pkg = rt.exporter.get(package_id)
+    except NotFoundError:
+        pkg = None
+    facts: dict = {"package_id": package_id, "genuine": False}
+    if pkg is not None and pkg.status == "done":
+        manifest = json.loads(pkg.manifest)
+        sig_ok = signature_ok(rt.exporter.key.public, pkg.manifest.encode(), pkg.signature)
+        stored_ok = False
+        try:
+            obj, user = rt.store.stat(pkg.package_key, pkg.package_version_id)
+            stored_ok = obj.size > 0 and {k.lower(): v for k, v in user.items()}.get("x-amz-meta-lw-sha256") == pkg.package_sha256
+        except Exception:  # storage unreachable: say so rather than vouch
+            facts["warning"] = "存储暂不可达，未能核对原件 / storage unreachable: the stored original was not re-checked"
+        facts.update({
+            "genuine": sig_ok and stored_ok, "signature_valid": sig_ok, "stored_original_intact": stored_ok,
+            "report_no": pkg.report_no, "created_at": manifest["created_at"], "exporter": manifest["exporter"],
+            "signing_key": manifest["signing_key"], "package_sha256": pkg.package_sha256,
+            "test_records": [{k: r[k] for k in ("record_id", "revision", "report_no", "commission_no", "test_item",
+                                                 "started_at", "ended_at")} for r in manifest["test_records"]],
+            "files": [{"name": f["name"], "sha256": f["sha256"], "camera_id": f["camera_id"], "window": f["window"]}
+                      for f in manifest["files"]],
+        })
+    if "text/html" in request.headers.get("accept", ""):
+        ok = facts["genuine"]
+        rows = "".join(f"<tr><td>{escape(f['name'])}</td><td><code>{escape(f['sha256'])}</code></td></tr>" for f in facts.get("files", []))
+        return HTMLResponse(
+            "<!doctype html><html lang=zh-CN><meta charset=utf-8><meta name=viewport content='width=device-width'>"
+            f"<title>证据包验证 / Evidence verification</title><h1>{'✅ 真实有效 / Genuine' if ok else '❌ 无法验证 / NOT verified'}</h1>"
+            f"<p>报告编号 Report no.: {escape(str(facts.get('report_no', '—')))} · 证据包 Package: {escape(package_id)}</p>"
+            f"<p>导出时间 Exported: {escape(str(facts.get('created_at', '—')))}</p>"
+            f"<table><tr><th>文件 File</th><th>SHA-256</th></tr>{rows}</table></html>",
+            status_code=200 if pkg else 404)
+    if pkg is None:
+        raise NotFoundError(f"证据包不存在（可能是伪造的） / no such evidence package (it may be counterfeit): {package_id}")
+    return facts
+
+
+@router.post("/api/v1/exports/{package_id}/release-hold")
+def release_hold(rt: RuntimeDep, who: Admin, package_id: str) -> dict:
+    """Release the legal holds this package placed (audited). Versions another package
+    still relies on stay held; retention itself is never shortened."""
+    pkg = rt.exporter.get(package_id)
+    released = 0
+    with Session(rt.index.engine) as s:
+        mine = list(s.exec(select(Hold).where(Hold.package_id == package_id, Hold.released_ms == None)))  # noqa: E711
+        for h in mine:
+            others = s.exec(select(Hold).where(Hold.segment_id == h.segment_id, Hold.package_id != package_id,
+                                               Hold.released_ms == None)).first()  # noqa: E711
+            if others is None:
+                seg = s.get(Segment, h.segment_id)
+                rt.store.set_legal_hold(seg.key, seg.version_id, False)
+            h.released_ms, h.released_by = utc_ms(rt.clock.now()), who.actor
+            s.add(h)
+            released += 1
+        s.commit()
+    rt.audit.append(who.actor, "hold.release", pkg.report_no, {"package_id": package_id, "holds": released}, who.role)
+    return {"package_id": package_id, "released": released}
