@@ -348,6 +348,202 @@ def equipment_list(json_out: Annotated[bool, typer.Option("--json")] = False) ->
                                               [[r["id"], r["name"], r["area_id"], ", ".join(r["camera_ids"])] for r in rows])
 
 
+token_app = typer.Typer(help="API 令牌 / API tokens", no_args_is_help=True)
+audit_app = typer.Typer(help="审计日志 / audit log", no_args_is_help=True)
+records_app = typer.Typer(help="检测记录 / test records", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+app.add_typer(audit_app, name="audit")
+app.add_typer(records_app, name="records")
+
+
+def _index_only(settings):
+    """Tokens, audit and records without storage or recorders."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def ctx():
+        from index.audit import AuditLog
+        from index.db import make_engine
+        from index.migrate import upgrade
+        from index.records import RecordStore
+        from index.tokens import TokenStore
+        from labwitness.clock import SystemClock, utc_ms
+
+        engine = make_engine(settings.db_url)
+        try:
+            upgrade(engine)
+            now = lambda: utc_ms(SystemClock().now())  # noqa: E731
+            yield TokenStore(engine, now), AuditLog(engine, now), RecordStore(engine, now)
+        finally:
+            engine.dispose()
+
+    return ctx()
+
+
+@token_app.command("create")
+def token_create(name: Annotated[str, typer.Option()], role: Annotated[str, typer.Option(help="admin | inspector | operations | ingest")],
+                 json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """创建 API 令牌（只显示一次） / Create an API token (shown once)."""
+    try:
+        with _index_only(_settings()) as (tokens, audit, _):
+            row, token = tokens.create(name, role, _actor())
+            audit.append(_actor(), "token.create", f"token:{row.id}", {"name": name, "role": role}, "admin")
+    except ValueError as e:
+        _fail(ConfigError(str(e)))
+    except LabwitnessError as e:
+        _fail(e)
+    _print_json({"id": row.id, "name": row.name, "role": row.role, "token": token}) if json_out else print(token)
+
+
+@token_app.command("list")
+def token_list(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    with _index_only(_settings()) as (tokens, _, __):
+        rows = [{"id": t.id, "name": t.name, "role": t.role, "prefix": t.prefix, "revoked": t.revoked_ms is not None}
+                for t in tokens.list()]
+    _print_json(rows) if json_out else _table("令牌 / tokens", ["id", "name", "role", "prefix", "revoked"],
+                                              [list(r.values()) for r in rows])
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[int, typer.Argument()]) -> None:
+    """吊销令牌 / Revoke a token."""
+    try:
+        with _index_only(_settings()) as (tokens, audit, _):
+            t = tokens.revoke(token_id)
+            audit.append(_actor(), "token.revoke", f"token:{token_id}", {"name": t.name}, "admin")
+    except LabwitnessError as e:
+        _fail(e)
+
+
+@audit_app.command("verify")
+def audit_verify(expected_head: Annotated[Optional[str], typer.Option(help="the last hash you kept, to catch a cut tail")] = None,
+                 json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """校验审计日志哈希链 / Verify the audit log's hash chain; exit 1 if anything was altered or removed."""
+    with _index_only(_settings()) as (_, audit, __):
+        rep = audit.verify(expected_head)
+    if json_out:
+        _print_json(rep.__dict__)
+    elif rep.ok:
+        console.print(f"[green]审计日志完整 / audit log intact[/]: {rep.events} events, head {rep.head}")
+    else:
+        console.print(f"[red]审计日志被篡改 / audit log tampered[/]: event {rep.broken_at}: {rep.reason}")
+    raise typer.Exit(0 if rep.ok else 1)
+
+
+@records_app.command("import")
+def records_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV with a header row")],
+                   json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """从 CSV 补录检测记录 / Back-fill test records from CSV.
+
+    Columns: record_id, report_no, commission_no, project_name, test_item, sample_ids, area_ids, equipment_ids,
+    operator, started_at, ended_at (lists separated by ';', times ISO 8601 with offset). Every row is validated
+    like the API does; bad rows are reported with their line number and the rest are imported.
+    """
+    import csv
+
+    from pydantic import ValidationError
+
+    from api.records_routes import TestRecordIn
+
+    settings = _settings()
+    results = []
+    with _index_only(settings) as (_, audit, records), open(file, newline="", encoding="utf-8-sig") as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            rid = (row.get("record_id") or "").strip()
+            try:
+                from storage.layout import check_camera_id
+
+                check_camera_id(rid)
+                data = {k: (row.get(k) or "").strip() for k in ("report_no", "commission_no", "project_name", "test_item",
+                                                               "operator", "started_at", "ended_at")}
+                for k in ("sample_ids", "area_ids", "equipment_ids"):
+                    data[k] = [x.strip() for x in (row.get(k) or "").split(";") if x.strip()]
+                body = TestRecordIn(**data)
+                if body.ended_at - body.started_at > __import__("datetime").timedelta(hours=settings.max_record_hours):
+                    raise ValueError(f"window longer than {settings.max_record_hours} hours")
+                bad_a, bad_e = records.unknown_refs(list(body.area_ids), list(body.equipment_ids))
+                if bad_a or bad_e:
+                    raise ValueError(f"unknown areas {bad_a} / equipment {bad_e}")
+                r, created, changed = records.upsert(rid, body.content(), _actor())
+                if changed:
+                    audit.append(_actor(), "test_record.import", rid, {"revision": r.revision}, "ingest")
+                results.append({"line": line, "record_id": rid, "status": "created" if created else ("updated" if changed else "unchanged")})
+            except (ValidationError, ValueError) as e:
+                msg = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()) if isinstance(e, ValidationError) else str(e)
+                results.append({"line": line, "record_id": rid, "status": "error", "error": msg})
+    bad = [r for r in results if r["status"] == "error"]
+    if json_out:
+        _print_json(results)
+    else:
+        console.print(f"导入 {len(results) - len(bad)} 条，失败 {len(bad)} 条 / imported {len(results) - len(bad)}, failed {len(bad)}")
+        for r in bad:
+            console.print(f"  line {r['line']} ({r['record_id']}): {r['error']}")
+    raise typer.Exit(1 if bad else 0)
+
+
+@app.command()
+def export(report_no: Annotated[str, typer.Argument()],
+           out: Annotated[Optional[Path], typer.Option(help="where to write the package zip")] = None,
+           verbose: Annotated[bool, typer.Option("-v")] = False) -> None:
+    """导出报告的证据包 / Export a report's signed evidence package."""
+    _setup_logging(verbose)
+    from rich.progress import Progress
+
+    from api.evidence import new_package_id
+    from api.runtime import Runtime
+
+    settings = _settings()
+    try:
+        with Runtime(settings, recording=False) as rt:
+            pkg = rt.exporter.start(report_no, _actor(), "inspector", new_package_id())
+            with Progress(console=console) as bar:
+                task = bar.add_task(f"导出 / exporting {report_no}", total=1.0)
+                while True:
+                    pkg = rt.exporter.wait(pkg.id, 0.5)
+                    bar.update(task, completed=pkg.progress)
+                    if pkg.status != "running":
+                        break
+            if pkg.status != "done":
+                _fail(LabwitnessError(f"导出失败 / export failed: {pkg.error}"))
+            target = out or Path(f"evidence-{report_no}-{pkg.id[:8]}.zip")
+            body = rt.store.open(pkg.package_key, pkg.package_version_id)
+            with open(target, "wb") as f:
+                for chunk in body.stream(1 << 20):
+                    f.write(chunk)
+            body.close()
+            body.release_conn()
+    except LabwitnessError as e:
+        _fail(e)
+    console.print(f"证据包 / package: {target}  sha256 {pkg.package_sha256}\n验证 / verify: {settings.public_base_url}/verify/{pkg.id}")
+
+
+@app.command()
+def verify(package: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+           public_key: Annotated[Optional[Path], typer.Option(help="the lab's published public key (PEM) to trust")] = None,
+           json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """离线验证证据包 / Verify an evidence package offline: signature and every file's hash."""
+    from api.evidence import verify_package
+
+    try:
+        rep = verify_package(package, public_key.read_bytes() if public_key else None)
+    except LabwitnessError as e:
+        _fail(e)
+    if json_out:
+        _print_json({"ok": rep.ok, "signature_valid": rep.signature_valid, "key_fingerprint": rep.key_fingerprint,
+                     "trusted_key": rep.trusted_key, "files": rep.files, "problems": rep.problems,
+                     "report_no": rep.manifest.get("report_no"), "package_id": rep.manifest.get("package_id")})
+    else:
+        head = "[green]真实有效 / genuine[/]" if rep.ok else "[red]验证失败 / NOT genuine[/]"
+        console.print(f"{head} — report {rep.manifest.get('report_no')} · key {rep.key_fingerprint}")
+        for name, state in sorted(rep.files.items()):
+            console.print(f"  {'✓' if state == 'ok' else '✗'} {name}: {state}")
+        for p in rep.problems:
+            console.print(f"  [red]{p}[/]")
+        if rep.trusted_key is None:
+            console.print("  (未指定 --public-key：只验证了完整性，未验证签发者 / no --public-key: integrity checked, issuer not)")
+    raise typer.Exit(0 if rep.ok else 1)
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """把索引数据库迁移到最新结构 / Migrate the index database to the newest schema."""

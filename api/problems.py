@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from labwitness.errors import (
     ConfigError,
     ConflictError,
+    DiscoveryError,
     IndexUnavailableError,
     LabwitnessError,
     NotFoundError,
@@ -24,7 +25,8 @@ log = logging.getLogger(__name__)
 STATUS = {
     NotFoundError: 404,
     ConflictError: 409,
-    StreamError: 422,  # only ever raised to the API by validating a camera URL
+    StreamError: 422,
+    DiscoveryError: 422,  # what reaches the API is a bad scan request (hosts, CIDR); device errors are per result  # only ever raised to the API by validating a camera URL
     IndexUnavailableError: 503,
     StorageUnavailableError: 503,
     ConfigError: 400,

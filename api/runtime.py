@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 
 
 class Runtime:
-    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None, recording: bool = True) -> None:
         self.settings = settings
+        self.recording = recording  # False: storage and index only (CLI export, verify, ...)
         self.clock = clock or SystemClock()
         self.policy = RetentionPolicy(settings.retention_months, settings.retention_margin_days)
         self.metrics = RecorderMetrics()
@@ -93,6 +94,8 @@ class Runtime:
             upgrade(engine)
         except Exception as e:  # recording must not wait for the database
             log.error("index database not reachable at start-up (%s); recording continues into the spool", e)
+        if not self.recording:
+            return
         self.recorder = RecorderService(
             s.spool_path, self.store, self.index, self.policy,
             RecorderConfig(segment_seconds=s.segment_seconds, open_timeout_s=s.rtsp_open_timeout_s,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from index.queries import IndexStore
 from labwitness.clock import Clock, SystemClock
+from labwitness.errors import SpoolError
 from recorder.metrics import RecorderMetrics
 from recorder.recovery import recover
 from recorder.spool import CameraSpool, SpoolQuota
@@ -37,6 +38,16 @@ class RecorderService:
                  spool_max_bytes: int | None = None, spool_reserve_bytes: int = 256 * 1024 * 1024) -> None:
         self.spool_dir = Path(spool_dir)
         self.spool_dir.mkdir(parents=True, exist_ok=True)
+        # One recorder process per spool: two would salvage each other's open segments.
+        import fcntl
+
+        self._lockf = open(self.spool_dir / ".lock", "a+")
+        try:
+            fcntl.flock(self._lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lockf.close()
+            raise SpoolError(f"另一个 labwitness 进程正在使用本地缓存 / another labwitness process is recording into "
+                             f"{self.spool_dir}; stop it or use a different LABWITNESS_SPOOL_DIR") from None
         self.cfg = cfg
         self.clock = clock or SystemClock()
         self.metrics = metrics or RecorderMetrics()
@@ -117,4 +128,5 @@ class RecorderService:
         self.uploader.wake.set()
         if self._uploader_thread is not None:
             self._uploader_thread.join(10)
+        self._lockf.close()
         return drained

@@ -75,6 +75,8 @@ class EmbeddedSeaweed:
         self._thread: threading.Thread | None = None
         self.ports: dict[str, int] = {}
         self.restarts = 0
+        self.attached = False
+        self._lockf = None
 
     @property
     def endpoint(self) -> str:
@@ -122,7 +124,20 @@ class EmbeddedSeaweed:
         raise StorageUnavailableError(f"embedded SeaweedFS not ready after {timeout}s; see {self.data_dir / 'weed.log'}")
 
     def start(self) -> "EmbeddedSeaweed":
+        """Start weed, or attach to the one another labwitness process already runs
+        on this data directory (two weeds on one directory would corrupt it)."""
+        import fcntl
+
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lockf = open(self.data_dir / ".lock", "a+")
+        try:
+            fcntl.flock(self._lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.ports = json.loads((self.data_dir / "ports.json").read_text())
+            self.attached = True
+            self.wait_ready()
+            log.info("attached to the embedded SeaweedFS another process runs at %s", self.endpoint)
+            return self
         self._load_ports()
         self._spawn()
         self.wait_ready()
@@ -156,6 +171,9 @@ class EmbeddedSeaweed:
             self._thread.join(timeout=2)
             self._thread = None
         self._terminate(timeout)
+        if self._lockf is not None:
+            self._lockf.close()  # releases the flock
+            self._lockf = None
 
     def _terminate(self, timeout: float = 15.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
