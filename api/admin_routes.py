@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from index.tokens import ROLES
@@ -67,7 +67,7 @@ def list_tokens(rt: RuntimeDep, who: Admin) -> list[TokenView]:
 
 
 @router.delete("/tokens/{token_id}", status_code=200)
-def revoke_token(rt: RuntimeDep, who: Admin, token_id: int) -> TokenView:
+def revoke_token(rt: RuntimeDep, who: Admin, token_id: Annotated[int, Path(ge=1, le=2**62)]) -> TokenView:
     t = rt.tokens.revoke(token_id)
     rt.audit.append(who.actor, "token.revoke", f"token:{token_id}", {"name": t.name}, who.role)
     return TokenView(id=t.id, name=t.name, role=t.role, prefix=t.prefix, created_ms=t.created_ms,
@@ -76,6 +76,6 @@ def revoke_token(rt: RuntimeDep, who: Admin, token_id: int) -> TokenView:
 
 @router.get("/audit")
 def audit(rt: RuntimeDep, who: Admin, limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-          before_id: Annotated[int | None, Query(ge=1)] = None) -> list[AuditView]:
+          before_id: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> list[AuditView]:
     return [AuditView(id=e.id, at_ms=e.at_ms, actor=e.actor, role=e.role, action=e.action, target=e.target,
                       detail=json.loads(e.detail or "{}"), hash=e.hash) for e in rt.audit.events(limit, before_id)]

@@ -9,7 +9,7 @@ from typing import Annotated, Iterator
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime, BaseModel
@@ -118,8 +118,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
     @app.get("/api/v1/health")
     def health(rt: RuntimeDep, who: Operations) -> dict:
         info = rt.store.info
-        workers = rt.recorder.workers()
-        backlog = rt.recorder.uploader.backlog()
+        workers = rt.recorder.workers() if rt.recorder else {}
+        backlog = rt.recorder.uploader.backlog() if rt.recorder else 0
         levels = ["ok"]
         problems_ = []
         if not info.retention_enforced:
@@ -132,7 +132,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
             elif w.stalled():
                 levels.append("warning")
                 problems_.append(f"{cid}: 无新录像片段 / no new segments since {w.status.last_segment_at.isoformat()}")
-        if backlog and rt.recorder.uploader.last_error:
+        if backlog and rt.recorder and rt.recorder.uploader.last_error:
             levels.append("warning")
             problems_.append(f"上传积压 / upload backlog of {backlog} segments: {rt.recorder.uploader.last_error}")
         status = max(levels, key=SEVERITY.index)
@@ -141,7 +141,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
             "storage": {"backend": info.backend, "location": info.location, "retention_enforced": info.retention_enforced,
                         "detail": info.detail},
             "retention": {"months": rt.policy.months, "margin_days": rt.policy.margin_days},
-            "spool": {"backlog_segments": backlog, "bytes": rt.recorder.quota.used, "last_upload_error": rt.recorder.uploader.last_error},
+            "spool": {"backlog_segments": backlog, "bytes": rt.recorder.quota.used if rt.recorder else 0,
+                      "last_upload_error": rt.recorder.uploader.last_error if rt.recorder else ""},
             "cameras": {cid: {"state": "stalled" if w.stalled() else w.status.state, "segments": w.status.segments,
                               "last_segment_at": w.status.last_segment_at, "last_error": w.status.last_error}
                         for cid, w in workers.items()},
@@ -179,7 +180,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
                                  headers={"Content-Disposition": f'inline; filename="{name}"'})
 
     @app.get("/api/v1/segments/{segment_id}/media", responses={200: {"content": {"video/mp4": {}}}, 206: {}})
-    def media(rt: RuntimeDep, who: Inspector, segment_id: int,
+    def media(rt: RuntimeDep, who: Inspector, segment_id: Annotated[int, Path(ge=1, le=2**62)],
               range_: Annotated[str | None, Header(alias="Range")] = None) -> Response:
         seg = rt.index.segment(segment_id)
         if not range_ or range_.startswith("bytes=0-"):  # one event per playback, not per seek

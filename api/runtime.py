@@ -136,7 +136,8 @@ class Runtime:
 
     def sync_cameras(self) -> None:
         """Make the running recorders follow the enabled cameras in the registry."""
-        assert self.registry is not None and self.recorder is not None
+        if self.recorder is None:  # a runtime without recording (CLI export, tests) follows nothing
+            return
         try:
             cams = self.registry.cameras(enabled_only=True)
         except IndexUnavailableError:

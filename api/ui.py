@@ -14,7 +14,7 @@ from labwitness.clock import from_ms, utc_ms
 
 
 def home_page(rt, tz: ZoneInfo) -> str:
-    workers = rt.recorder.workers()
+    workers = rt.recorder.workers() if rt.recorder else {}
     now = rt.clock.now()
     rows = []
     for cam in rt.registry.cameras():

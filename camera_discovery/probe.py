@@ -45,6 +45,8 @@ class ProbeResult:
     #: directed targets (``host:port``) that sent nothing usable
     silent: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    #: datagrams received that answered our probes (before de-duplication)
+    answers: int = 0
 
 
 def probe(
@@ -84,7 +86,10 @@ def probe(
         mid = wsd.new_message_id()
         message_ids.add(mid)
         probes.append(wsd.build_probe(mid, types))
-    for repeat in (0.0, resend_after):
+    # the repeat of the directed probes starts once their first round is out,
+    # so the rate limit holds for the whole scan
+    round_s = len(targets) * len(probes) / rate_pps
+    for repeat in (0.0, resend_after + round_s):
         if multicast:
             for iface in interfaces or []:
                 for payload in probes:
@@ -95,9 +100,7 @@ def probe(
                 schedule.append((started + repeat + offset, payload, target, None))
     schedule.sort(key=lambda s: s[0])
 
-    found: dict[str, ProbeMatch] = {}
-    bad: dict[str, str] = {}
-    answered: set[tuple[str, int]] = set()
+    collected = _Collector(message_ids)
     wanted = set(targets)
     with _open_socket(bind) as sock:
         next_send = 0
@@ -107,14 +110,16 @@ def probe(
                 _, payload, address, iface = schedule[next_send]
                 next_send += 1
                 _send(sock, payload, address, iface)
-            if now >= deadline or (not multicast and wanted <= answered):
+            if now >= deadline or (not multicast and wanted <= collected.answered):
                 break
             wake = min(deadline, schedule[next_send][0]) if next_send < len(schedule) else deadline
             readable, _, _ = select.select([sock], [], [], max(0.0, wake - now))
             if readable:
-                _drain(sock, message_ids, found, bad, answered)
-    silent = [f"{h}:{p}" for h, p in targets if (h, p) not in answered and f"{h}:{p}" not in bad]
-    return ProbeResult(list(found.values()), bad, silent, time.monotonic() - started)
+                collected.drain(sock)
+    silent = [f"{h}:{p}" for h, p in targets if (h, p) not in collected.answered]
+    return ProbeResult(
+        list(collected.found.values()), collected.bad, silent, time.monotonic() - started, collected.answers
+    )
 
 
 def _open_socket(bind: str) -> socket.socket:
@@ -146,35 +151,43 @@ def _send(sock: socket.socket, payload: bytes, address: tuple[str, int], iface: 
         log.debug("probe to %s:%s via %s failed: %s", address[0], address[1], iface or "route", e)
 
 
-def _drain(
-    sock: socket.socket,
-    message_ids: set[str],
-    found: dict[str, ProbeMatch],
-    bad: dict[str, str],
-    answered: set[tuple[str, int]],
-) -> None:
-    while True:
-        try:
-            data, (host, port) = sock.recvfrom(wsd.MAX_DATAGRAM)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as e:
-            # ICMP errors surface here on some systems; they concern one target
-            log.debug("recvfrom: %s", e)
-            continue
+class _Collector:
+    """Answers read so far: matches by endpoint, unusable ones by source."""
+
+    def __init__(self, message_ids: set[str]) -> None:
+        self.message_ids = message_ids
+        self.found: dict[str, ProbeMatch] = {}
+        self.bad: dict[str, str] = {}
+        self.answered: set[tuple[str, int]] = set()
+        self.answers = 0
+
+    def drain(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                data, (host, port) = sock.recvfrom(wsd.MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                # ICMP errors surface here on some systems; they concern one target
+                log.debug("recvfrom: %s", e)
+                continue
+            self.feed(data, host, port)
+
+    def feed(self, data: bytes, host: str, port: int) -> None:
         source = f"{host}:{port}"
         try:
             relates_to, matches = wsd.parse_probe_matches(data, source)
         except DeviceProtocolError as e:
-            bad.setdefault(source, str(e))
-            answered.add((host, port))
-            continue
-        if relates_to is not None and relates_to.strip() not in message_ids:
-            continue  # an answer to someone else's (or an earlier) probe
-        answered.add((host, port))
+            self.bad.setdefault(source, str(e))
+            self.answered.add((host, port))
+            return
+        if relates_to is not None and relates_to.strip() not in self.message_ids:
+            return  # an answer to someone else's (or an earlier) probe
+        self.answered.add((host, port))
+        self.answers += 1
         for match in matches:
-            known = found.get(match.endpoint)
-            found[match.endpoint] = match if known is None else known.merged(match)
+            known = self.found.get(match.endpoint)
+            self.found[match.endpoint] = match if known is None else known.merged(match)
 
 
 _SIOCGIFFLAGS, _SIOCGIFADDR, _IFF_UP = 0x8913, 0x8915, 0x1

@@ -31,6 +31,7 @@ from typing import Any
 from xml.etree.ElementTree import Element
 
 import requests
+from lxml import etree
 
 from camera_discovery import xmlsafe
 from labwitness.clock import Clock, SystemClock
@@ -56,7 +57,7 @@ SERVICES = {
 # cameras say it: ter:NotAuthorized (the ONVIF spec), wsse:FailedAuthentication
 # (WS-Security), or only a reason text such as "Sender not Authorized".
 _AUTH_CODES = {"notauthorized", "failedauthentication", "invalidsecuritytoken", "invalidsecurity", "failedcheck"}
-_AUTH_REASON = re.compile(r"not\s*authori[sz]ed|unauthori[sz]ed|authenticat|password|credential", re.IGNORECASE)
+_AUTH_REASON = re.compile(r"not\s*authori[sz]ed|unauthori[sz]ed|authori[sz]ation|authenticat|password|credential", re.IGNORECASE)
 
 
 def wsdl_dir() -> Path:
@@ -162,8 +163,6 @@ class SoapSession:
         envelope, action = _Wsdl.get(service).build(operation, params)
         if auth and self.has_credentials:
             self._sign(envelope)
-        from lxml import etree
-
         body = etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
         headers = {
             "Content-Type": f'application/soap+xml; charset=utf-8; action="{action}"',
