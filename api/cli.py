@@ -159,7 +159,12 @@ def demo(
     _setup_logging(verbose)
     from api.demo import run_demo
 
-    settings = _settings(data_dir=data_dir, segment_seconds=segment_seconds, port=port)
+    import os
+
+    # the simulated cameras live on loopback: probe from there unless told otherwise
+    settings = _settings(data_dir=data_dir, segment_seconds=segment_seconds, port=port,
+                         discovery_interfaces=None if os.environ.get("LABWITNESS_DISCOVERY_INTERFACES") else "127.0.0.1",
+                         public_base_url=None if os.environ.get("LABWITNESS_PUBLIC_BASE_URL") else f"http://127.0.0.1:{port}")
     try:
         run_demo(settings, cameras=cameras, duration=duration, stop=_stop_on_signals(), console=console)
     except LabwitnessError as e:
@@ -210,7 +215,7 @@ def discover(
     settings = _settings()
     try:
         devices = run_discovery(timeout=timeout, hosts=host or [], multicast=not no_multicast, username=username,
-                                password=password, port=settings.discovery_port)
+                                password=password, port=settings.discovery_port, interfaces=settings.discovery_ifaces)
     except (LabwitnessError, ValueError) as e:
         _fail(e if isinstance(e, LabwitnessError) else ConfigError(str(e)))
     if json_out:
@@ -244,7 +249,8 @@ def camera_add(
     if from_discovery:
         from camera_discovery.discovery import discover as run_discovery
 
-        devices = run_discovery(timeout=timeout, username=username, password=password, port=settings.discovery_port)
+        devices = run_discovery(timeout=timeout, username=username, password=password, port=settings.discovery_port,
+                                interfaces=settings.discovery_ifaces)
         dev = next((d for d in devices if d.endpoint == from_discovery), None)
         if dev is None:
             _fail(LabwitnessError(f"未发现设备 / device {from_discovery!r} did not answer the discovery probe"))

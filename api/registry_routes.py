@@ -230,8 +230,9 @@ def scan(rt: RuntimeDep, who: Admin, body: ScanIn) -> list[dict]:
     from camera_discovery.discovery import discover
 
     devices = discover(timeout=body.timeout, hosts=body.hosts, multicast=body.multicast, username=body.username,
-                       password=body.password, port=rt.settings.discovery_port)
-    rt.discovered = {d.endpoint: d for d in devices}
+                       password=body.password, port=rt.settings.discovery_port, interfaces=rt.settings.discovery_ifaces)
+    rt.discovered = {d.endpoint: d for d in devices if d.endpoint}  # a responder with no usable answer has none
+    rt.audit.append(who.actor, "discovery.scan", "", {"found": len(devices), "hosts": body.hosts}, who.role)
     return [d.to_json() for d in devices]
 
 

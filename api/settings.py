@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     report_margin_s: int = Field(default=300, ge=0, le=3600)  # footage before/after a test
     max_record_hours: int = Field(default=72, ge=1, le=24 * 31)  # longest test window accepted
     discovery_port: int = 3702  # WS-Discovery (multicast group 239.255.255.250)
+    discovery_interfaces: str = ""  # comma-separated IPv4 addresses to probe from; empty = every interface that is up
 
     public_base_url: str = "http://127.0.0.1:8000"  # what QR codes on evidence packages point at
 
@@ -69,6 +70,10 @@ class Settings(BaseSettings):
     def _retention(self) -> "Settings":
         validate_retention(self.retention_months, self.retention_margin_days)
         return self
+
+    @property
+    def discovery_ifaces(self) -> list[str] | None:
+        return [x.strip() for x in self.discovery_interfaces.split(",") if x.strip()] or None
 
     @property
     def spool_path(self) -> Path:

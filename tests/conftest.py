@@ -196,6 +196,7 @@ def running(tmp_path, seaweed, rtsp, db_url):
     settings = load_settings(
         data_dir=tmp_path / "data", database_url=db_url, s3_endpoint=seaweed.endpoint, s3_access_key=ACCESS,
         s3_secret_key=SECRET, s3_bucket="api-footage", segment_seconds=1.0,
+        discovery_port=free_port(), discovery_interfaces="127.0.0.1",  # never the shared 3702, never off loopback
     )
     with Runtime(settings) as rt:
         rt.registry.put_area(Area(id="lixue", name="力学室", created_ms=0), actor="test")
