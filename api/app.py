@@ -26,6 +26,8 @@ from api.settings import Settings
 log = logging.getLogger(__name__)
 
 SEVERITY = ["ok", "warning", "critical"]
+MAX_BODY = 1 << 20  # 1 MiB: no single request needs more
+MAX_BATCH_BODY = 8 << 20  # up to 1000 test records
 
 
 class SegmentOut(BaseModel):
@@ -96,6 +98,22 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
     app = FastAPI(title="labwitness", version="0.1.0", lifespan=lifespan,
                   description="实验室检测区域视频留存与索引 / Lab testing-area video retention and indexing")
     problems.install(app)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        """Refuse oversized requests before reading them (the batch endpoint gets more room)."""
+        limit = MAX_BATCH_BODY if request.url.path.endswith("/batch") else MAX_BODY
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return problems.problem(413, "请求体过大 / request body too large", f"at most {limit} bytes")
+        if length is None and request.method in ("POST", "PUT", "PATCH"):
+            body = b""
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    return problems.problem(413, "请求体过大 / request body too large", f"at most {limit} bytes")
+            request._body = body  # starlette re-reads the cached body
+        return await call_next(request)
     app.include_router(registry_routes.router)
     app.include_router(admin_routes.router)
     app.include_router(records_routes.router)

@@ -104,6 +104,8 @@ def verify(rt: RuntimeDep, request: Request, package_id: str):
             "files": [{"name": f["name"], "sha256": f["sha256"], "camera_id": f["camera_id"], "window": f["window"]}
                       for f in manifest["files"]],
         })
+    who = f"public@{request.client.host if request.client else '?'}"
+    rt.audit.append(who, "export.verify", package_id, {"genuine": facts["genuine"]}, "public")
     if "text/html" in request.headers.get("accept", ""):
         ok = facts["genuine"]
         rows = "".join(f"<tr><td>{escape(f['name'])}</td><td><code>{escape(f['sha256'])}</code></td></tr>" for f in facts.get("files", []))

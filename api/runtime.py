@@ -86,12 +86,12 @@ class Runtime:
         self.tokens = TokenStore(engine, now_ms)
         self.audit = AuditLog(engine, now_ms)
         self.records = RecordStore(engine, now_ms)
-        self._bootstrap_admin()
         from api.exporter import Exporter
 
         self.exporter = Exporter(self)
         try:
             upgrade(engine)
+            self._bootstrap_admin()
         except Exception as e:  # recording must not wait for the database
             log.error("index database not reachable at start-up (%s); recording continues into the spool", e)
         if not self.recording:

@@ -196,3 +196,40 @@ def test_signed_export_verify_tamper_and_hold(running, tmp_path):
     actions = [e["action"] for e in client.get("/api/v1/audit").json()]
     assert {"export.start", "export.done", "export.download", "hold.release"} <= set(actions)
     assert rt.audit.verify().ok
+
+
+def test_cli_export_then_offline_verify(running, tmp_path):
+    import json
+    import zipfile
+
+    from test_cli import lw
+
+    client, rt = running
+    ingest = _ingest_client(client, rt)
+    now = datetime.now(timezone.utc)
+    assert ingest.put("/api/v1/test-records/REC-CLI", json=_record(now - timedelta(seconds=3), now, report_no="JC-CLI")).status_code == 201
+    wait_for(lambda: rt.index.footage("cam-api", 0, 2**62).segments[-1].end_ms > now.timestamp() * 1000 + 500, 30,
+             what="footage past the record's end")
+    s = rt.settings
+    env = {**__import__("os").environ, "PYTHONPATH": str(__import__("pathlib").Path(__file__).resolve().parents[1]),
+           "LABWITNESS_DATA_DIR": str(s.data_dir), "LABWITNESS_DATABASE_URL": s.db_url,
+           "LABWITNESS_S3_ENDPOINT": s.s3_endpoint, "LABWITNESS_S3_ACCESS_KEY": s.s3_access_key,
+           "LABWITNESS_S3_SECRET_KEY": s.s3_secret_key.get_secret_value(), "LABWITNESS_S3_BUCKET": s.s3_bucket}
+    out = tmp_path / "evidence.zip"
+    r = lw(["export", "JC-CLI", "--out", str(out)], env, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "/verify/" in r.stderr
+    pub = tmp_path / "lab.pub"
+    pub.write_bytes(rt.exporter.key.public_pem())
+    ok = lw(["verify", str(out), "--public-key", str(pub), "--json"], env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert json.loads(ok.stdout)["files"] == {"cam-api.mp4": "ok"}
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(out) as src, zipfile.ZipFile(bad, "w") as dst:
+        for n in src.namelist():
+            data = src.read(n)
+            dst.writestr(n, data[:-1] + bytes([data[-1] ^ 1]) if n.endswith(".mp4") else data)
+    r = lw(["verify", str(bad)], env)
+    assert r.returncode == 1 and "cam-api.mp4: altered" in r.stderr + r.stdout
+    assert lw(["export", "NO-SUCH-REPORT"], env).returncode == 1
+    assert lw(["verify", str(tmp_path / "lab.pub")], env).returncode == 1  # not a zip: a clear error

@@ -145,3 +145,43 @@ def test_cli_tokens_audit_and_csv_import(tmp_path, seaweed):
     db.close()
     bad = lw(["audit", "verify"], env)
     assert bad.returncode == 1 and "tampered" in bad.stderr
+
+
+def test_oversized_and_traversal_inputs_are_refused(running):
+    client, rt = running
+    big = "x" * (2 << 20)
+    r = client.post("/api/v1/areas", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.headers["content-type"] == "application/problem+json"
+    r = client.put("/api/v1/test-records/R1", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    for url in ("/api/v1/test-records/..%2F..%2Fetc%2Fpasswd", "/api/v1/cameras/..%2Fsecret/footage?start=2026-01-01T00:00:00Z&end=2026-01-01T01:00:00Z",
+                "/api/v1/reports/..%2F..%2Fx/footage", "/api/v1/exports/..%2F..%2Findex.sqlite3/download"):
+        method = client.put if "test-records" in url else client.get
+        r = method(url, json={}) if method is client.put else method(url)
+        assert r.status_code in (404, 422), (url, r.status_code, r.text[:200])
+        assert "root:" not in r.text
+    # a camera id can never become an object key outside its prefix
+    r = client.post("/api/v1/cameras", json={"id": "../../x", "rtsp_url": "rtsp://127.0.0.1/x"})
+    assert r.status_code == 422
+
+
+def test_bootstrap_admin_token_only_on_first_start(tmp_path, seaweed):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.runtime import Runtime
+    from api.settings import load_settings
+    from conftest import ACCESS, SECRET
+
+    kw = dict(data_dir=tmp_path / "d", s3_endpoint=seaweed.endpoint, s3_access_key=ACCESS, s3_secret_key=SECRET,
+              s3_bucket="boot-footage", bootstrap_admin_token="lw_bootstrap-secret-0123456789")
+    with Runtime(load_settings(**kw), recording=False) as rt:
+        with TestClient(create_app(rt.settings, rt)) as c:
+            r = c.post("/api/v1/tokens", json={"name": "ops", "role": "operations"},
+                       headers={"Authorization": "Bearer lw_bootstrap-secret-0123456789"})
+            assert r.status_code == 201
+            boot_id = next(t.id for t in rt.tokens.list() if t.name == "bootstrap-admin")
+            assert c.delete(f"/api/v1/tokens/{boot_id}", headers={"Authorization": "Bearer lw_bootstrap-secret-0123456789"}).status_code == 200
+    # a later start with the variable still set does not bring the revoked token back
+    with Runtime(load_settings(**kw), recording=False) as rt:
+        assert rt.tokens.lookup("lw_bootstrap-secret-0123456789") is None
