@@ -94,7 +94,9 @@ def test_report_footage_and_stitched_playback(running):
     assert [c["camera_id"] for c in body["cameras"]] == ["cam-api"]
     cam = body["cameras"][0]
     assert body["margin_s"] == 300
-    assert datetime.fromisoformat(cam["window_start"]) == now.replace(microsecond=now.microsecond // 1000 * 1000) - timedelta(seconds=303)
+    from labwitness.clock import from_ms, utc_ms
+
+    assert datetime.fromisoformat(cam["window_start"]) == from_ms(utc_ms(now - timedelta(seconds=3)) - 300_000)
     assert cam["window_start_local"].endswith("+08:00")
     assert cam["clips"] and 0 < cam["coverage"] < 1  # the margin reaches before recording began
     assert client.get("/api/v1/reports/NO-SUCH/footage").status_code == 404
