@@ -173,8 +173,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
             raise ValueError("end 必须晚于 start / end must be after start")
         if (end - start).days > 31:
             raise ValueError("时间窗口最长 31 天 / the window may span at most 31 days")
-        rt.registry.camera(camera_id)
         f = rt.index.footage(camera_id, utc_ms(start), utc_ms(end))
+        if not f.segments and not f.gaps:
+            rt.registry.camera(camera_id)  # 404 for a camera we never had; a removed one's footage stays visible
         rt.audit.append(who.actor, "footage.list", camera_id, {"start": start.isoformat(), "end": end.isoformat()}, who.role)
         return FootageOut(camera_id=camera_id, start=start, end=end, coverage=round(f.coverage, 6),
                           segments=[seg_out(s) for s in f.segments], gaps=[gap_out(g) for g in f.gaps])
