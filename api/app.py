@@ -25,7 +25,6 @@ from api.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SEVERITY = ["ok", "warning", "critical"]
 MAX_BODY = 1 << 20  # 1 MiB: no single request needs more
 MAX_BATCH_BODY = 8 << 20  # up to 1000 test records
 
@@ -135,36 +134,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
 
     @app.get("/api/v1/health")
     def health(rt: RuntimeDep, who: Operations) -> dict:
-        info = rt.store.info
-        workers = rt.recorder.workers() if rt.recorder else {}
-        backlog = rt.recorder.uploader.backlog() if rt.recorder else 0
-        levels = ["ok"]
-        problems_ = []
-        if not info.retention_enforced:
-            levels.append("warning")
-            problems_.append("存储未强制保留 / retention NOT enforced by storage")
-        for cid, w in workers.items():
-            if w.status.state in ("reconnecting", "spool_full"):
-                levels.append("critical" if w.status.state == "spool_full" else "warning")
-                problems_.append(f"{cid}: {w.status.state}: {w.status.last_error}")
-            elif w.stalled():
-                levels.append("warning")
-                problems_.append(f"{cid}: 无新录像片段 / no new segments since {w.status.last_segment_at.isoformat()}")
-        if backlog and rt.recorder and rt.recorder.uploader.last_error:
-            levels.append("warning")
-            problems_.append(f"上传积压 / upload backlog of {backlog} segments: {rt.recorder.uploader.last_error}")
-        status = max(levels, key=SEVERITY.index)
-        return {
-            "status": status, "problems": problems_,
-            "storage": {"backend": info.backend, "location": info.location, "retention_enforced": info.retention_enforced,
-                        "detail": info.detail},
-            "retention": {"months": rt.policy.months, "margin_days": rt.policy.margin_days},
-            "spool": {"backlog_segments": backlog, "bytes": rt.recorder.quota.used if rt.recorder else 0,
-                      "last_upload_error": rt.recorder.uploader.last_error if rt.recorder else ""},
-            "cameras": {cid: {"state": "stalled" if w.stalled() else w.status.state, "segments": w.status.segments,
-                              "last_segment_at": w.status.last_segment_at, "last_error": w.status.last_error}
-                        for cid, w in workers.items()},
-        }
+        from api.health import health_report
+
+        return health_report(rt)
 
     @app.get("/api/v1/cameras/{camera_id}/footage")
     def footage(rt: RuntimeDep, who: Inspector, camera_id: str, start: Annotated[AwareDatetime, Query()],

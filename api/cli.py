@@ -550,6 +550,30 @@ def verify(package: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]
     raise typer.Exit(0 if rep.ok else 1)
 
 
+@app.command()
+def health(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """录像留存健康检查 / Retention health; exit 0 ok, 1 warning, 2 critical (for cron and monitoring)."""
+    from api.health import SEVERITY, health_report
+    from api.runtime import Runtime
+
+    settings = _settings()
+    try:
+        with Runtime(settings, recording=False) as rt:
+            rep = health_report(rt)
+    except LabwitnessError as e:
+        rep = {"status": "critical", "problems": [str(e)], "cameras": {}}
+    if json_out:
+        _print_json(rep)
+    else:
+        colour = {"ok": "green", "warning": "yellow", "critical": "red"}[rep["status"]]
+        console.print(f"[{colour}]{rep['status']}[/]")
+        for p in rep["problems"]:
+            console.print(f"  - {p}")
+        _table("摄像机 / cameras", ["camera", "area", "last segment age s", "coverage 24h", "gaps 24h"],
+               [[cid, f["area_id"], f["last_segment_age_s"], f["coverage_24h"], f["gaps_24h"]] for cid, f in rep["cameras"].items()])
+    raise typer.Exit(SEVERITY.index(rep["status"]))
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """把索引数据库迁移到最新结构 / Migrate the index database to the newest schema."""

@@ -16,7 +16,7 @@ from index.db import make_engine, sqlite_url
 from index.queries import IndexStore
 from storage.s3 import S3ObjectStore
 
-from conftest import ACCESS, SECRET, wait_for
+from conftest import ACCESS, SECRET, free_port, wait_for
 from recording import decode_object
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,3 +166,26 @@ def test_registry_cli_round_trip_never_shows_passwords(tmp_path, seaweed):
     assert json.loads(lw(["camera", "list", "--json"], env).stdout) == []
     db = (tmp_path / "data" / "index.sqlite3").read_bytes()
     assert b"T0psecret" not in db  # encrypted at rest, and not in the revisions either
+
+
+def test_health_exit_codes_follow_output_not_liveness(tmp_path, seaweed, rtsp):
+    env = env_for(tmp_path, seaweed, bucket="health-footage")
+    r = lw(["health", "--json"], env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["status"] == "ok"
+    # recorded a little, then nothing: the camera is offline by its output
+    assert lw(["record", "--url", rtsp.url("/live"), "--camera-id", "cam-h", "--duration", "3", "--segment-seconds", "1"],
+              env).returncode == 0
+    r = lw(["health", "--json"], env)
+    rep = json.loads(r.stdout)
+    assert rep["cameras"]["cam-h"]["last_segment_age_s"] is not None
+    env_short = dict(env, LABWITNESS_SEGMENT_SECONDS="1", LABWITNESS_RTSP_READ_TIMEOUT_S="1")
+    import time
+
+    time.sleep(4)
+    r = lw(["health", "--json"], env_short)
+    rep = json.loads(r.stdout)
+    assert r.returncode == 2 and rep["status"] == "critical" and rep["cameras"]["cam-h"]["offline"] is True
+    assert any("cam-h" in p for p in rep["problems"])
+    r = lw(["health"], dict(env_short, LABWITNESS_S3_ENDPOINT=f"http://127.0.0.1:{free_port()}"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
