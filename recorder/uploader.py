@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 from datetime import datetime
 from pathlib import Path
@@ -54,7 +55,7 @@ def segment_row(c: Committed) -> Segment:
 class Uploader:
     def __init__(self, spools: Callable[[], list[CameraSpool]], store: ObjectStore, index: IndexStore,
                  retain_until: RetainUntil, *, clock: Clock | None = None, stop: threading.Event | None = None,
-                 metrics: RecorderMetrics | None = None, backoff_cap_s: float = 10.0) -> None:
+                 metrics: RecorderMetrics | None = None, backoff_cap_s: float = 10.0, upload_workers: int = 4) -> None:
         self.spools = spools
         self.store = store
         self.index = index
@@ -75,6 +76,8 @@ class Uploader:
         # One pass at a time: drain() from a stopping service and the thread's
         # own loop must never upload the same segment twice.
         self._pass = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=upload_workers, thread_name_prefix="upload")
+        self._fail_lock = threading.Lock()
 
     def notify(self, c: Committed) -> None:
         self.closed_at[(c.meta.camera_id, c.seq)] = time.monotonic()
@@ -89,8 +92,8 @@ class Uploader:
             except Exception:
                 log.exception("uploader pass failed")
                 busy = False
-            if not busy:
-                self.wake.wait(1.0)
+            # waiting on a backoff: look again soon, but never spin
+            self.wake.wait(0.25 if busy else 1.0)
 
     def backlog(self) -> int:
         return sum(len(s.committed()) for s in self.spools())
@@ -101,23 +104,26 @@ class Uploader:
             return self._pass_once()
 
     def _pass_once(self) -> bool:
-        waiting = False
-        total = 0
-        for spool in self.spools():
-            items = spool.committed()
-            total += len(items)
-            for c in items:
-                if self.stop.is_set():
-                    return True
-                if not self._advance(spool, c):
-                    waiting = True
-                    break  # keep this camera's order: nothing after a stuck segment
-            self._index_gaps(spool)
-        self.metrics.spool_backlog.set(total)
+        # Cameras are drained in parallel (each camera's order is kept inside
+        # _drain_camera), so one slow PUT does not hold up every other camera.
         spools = self.spools()
+        results = list(self._pool.map(self._drain_camera, spools))
+        self.metrics.spool_backlog.set(sum(n for _, n in results))
         if spools:
             self.metrics.spool_bytes.set(spools[0].quota.used)
-        return waiting
+        return any(waiting for waiting, _ in results)
+
+    def _drain_camera(self, spool: CameraSpool) -> tuple[bool, int]:
+        """(still waiting, segments seen) for one camera, oldest first."""
+        items = spool.committed()
+        for c in items:
+            if self.stop.is_set():
+                return True, len(items)
+            if not self._advance(spool, c):
+                self._index_gaps(spool)
+                return True, len(items)  # keep this camera's order: nothing after a stuck segment
+        self._index_gaps(spool)
+        return False, len(items)
 
     def _advance(self, spool: CameraSpool, c: Committed) -> bool:
         now = self.clock.monotonic()
@@ -183,15 +189,17 @@ class Uploader:
     def _store_failed(self, msg: str) -> None:
         self.last_error = msg
         self.metrics.upload_errors.labels("storage").inc()
-        delay = max(self._store_backoff.next_delay(), 0.5)
-        self._store_retry_at = self.clock.monotonic() + delay
+        with self._fail_lock:
+            delay = max(self._store_backoff.next_delay(), 0.5)
+            self._store_retry_at = self.clock.monotonic() + delay
         log.warning("object store unavailable, retrying in %.1fs (footage stays in the spool): %s", delay, msg)
 
     def _index_failed(self, msg: str) -> None:
         self.last_error = msg
         self.metrics.upload_errors.labels("index").inc()
-        delay = max(self._index_backoff.next_delay(), 0.5)
-        self._index_retry_at = self.clock.monotonic() + delay
+        with self._fail_lock:
+            delay = max(self._index_backoff.next_delay(), 0.5)
+            self._index_retry_at = self.clock.monotonic() + delay
         log.warning("index database unavailable, retrying in %.1fs (rows kept in the spool): %s", delay, msg)
 
     def drain(self, timeout: float) -> bool:

@@ -143,7 +143,7 @@ class S3ObjectStore:
             raise StorageError(f"object store refused {key}: {e.code}: {e.message}") from e
         if not result.version_id:
             raise ObjectLockError(f"store returned no version id for {key}: bucket is not versioned")
-        stored, user = self.stat(key, result.version_id)
+        stored, user = self.stat(key, result.version_id, with_hold=False)
         self._verify(stored, user, meta, retain_until)
         return stored
 
@@ -205,7 +205,7 @@ class S3ObjectStore:
         return None
 
     # -- reads ----------------------------------------------------------------
-    def stat(self, key: str, version_id: str | None = None) -> tuple[StoredObject, dict[str, str]]:
+    def stat(self, key: str, version_id: str | None = None, *, with_hold: bool = True) -> tuple[StoredObject, dict[str, str]]:
         try:
             st = self.client.stat_object(self.bucket, key, version_id=version_id)
             mode = until = None
@@ -214,10 +214,11 @@ class S3ObjectStore:
                 if r is not None:
                     mode, until = r.mode, r.retain_until_date
             hold = False
-            try:
-                hold = self.client.is_object_legal_hold_enabled(self.bucket, key, version_id=st.version_id)
-            except S3Error:
-                pass
+            if with_hold:  # a fresh upload has none: skip the extra request on the hot path
+                try:
+                    hold = self.client.is_object_legal_hold_enabled(self.bucket, key, version_id=st.version_id)
+                except S3Error:
+                    pass
         except _TRANSIENT as e:
             raise StorageUnavailableError(str(e)) from e
         except S3Error as e:
