@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -118,19 +119,22 @@ class IndexStore:
         """Segments and gaps of one camera overlapping [start_ms, end_ms)."""
         if end_ms <= start_ms:
             raise ValueError("end must be after start")
-        with Session(self.engine, expire_on_commit=False) as s:
+        seg_t, gap_t = Segment.__table__, Gap.__table__
+        # Plain rows (attribute access by column name), not ORM entities: a report
+        # can span thousands of segments, and entity construction would dominate.
+        with self.engine.connect() as conn:
             # Bounded lower edge keeps this an index range scan: no segment is
             # longer than MAX_SEGMENT_MS, so one starting earlier cannot overlap.
-            segs = s.exec(
-                select(Segment)
-                .where(Segment.camera_id == camera_id, Segment.status == "stored")
-                .where(Segment.start_ms < end_ms, Segment.start_ms > start_ms - MAX_SEGMENT_MS, Segment.end_ms > start_ms)
-                .order_by(col(Segment.start_ms))
+            segs = conn.execute(
+                sa_select(seg_t)
+                .where(seg_t.c.camera_id == camera_id, seg_t.c.start_ms < end_ms,
+                       seg_t.c.start_ms > start_ms - MAX_SEGMENT_MS, seg_t.c.end_ms > start_ms, seg_t.c.status == "stored")
+                .order_by(seg_t.c.start_ms)
             ).all()
-            gaps = s.exec(
-                select(Gap)
-                .where(Gap.camera_id == camera_id, Gap.start_ms < end_ms, Gap.end_ms > start_ms)
-                .order_by(col(Gap.start_ms))
+            gaps = conn.execute(
+                sa_select(gap_t)
+                .where(gap_t.c.camera_id == camera_id, gap_t.c.start_ms < end_ms, gap_t.c.end_ms > start_ms)
+                .order_by(gap_t.c.start_ms)
             ).all()
         return Footage(camera_id, start_ms, end_ms, list(segs), list(gaps))
 
