@@ -5,20 +5,16 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from index.tokens import ROLES
 
 from api.auth import Admin
-from api.runtime import Runtime
+from api.deps import RuntimeDep
 
 
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
 
-
-RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 router = APIRouter(prefix="/api/v1")
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
-from typing import Annotated, Iterator
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi import FastAPI, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime, BaseModel
@@ -20,6 +20,7 @@ from labwitness.errors import NotFoundError
 
 from api import admin_routes, export_routes, problems, records_routes, registry_routes
 from api.auth import Inspector, Operations
+from api.deps import RuntimeDep, object_stream
 from api.runtime import Runtime
 from api.settings import Settings
 
@@ -66,11 +67,7 @@ class FootageOut(BaseModel):
     gaps: list[GapOut]
 
 
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
 
-
-RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_interval_s: float = 5.0) -> FastAPI:
@@ -195,18 +192,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
             except ValueError:
                 return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
         body = rt.store.open(seg.key, seg.version_id, offset=start, length=end - start + 1)
-
-        def stream() -> Iterator[bytes]:
-            try:
-                yield from body.stream(256 * 1024)
-            finally:
-                body.close()
-                body.release_conn()
-
         headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start + 1), "ETag": f'"{seg.sha256}"'}
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-        return StreamingResponse(stream(), status_code=status, media_type="video/mp4", headers=headers)
+        return StreamingResponse(object_stream(body), status_code=status, media_type="video/mp4", headers=headers)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(rt: RuntimeDep, who: Operations) -> Response:

@@ -12,7 +12,6 @@ import logging
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -239,7 +238,7 @@ def camera_add(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """登记摄像机 / Register a camera by RTSP URL or from a discovery result."""
-    from api.runtime import new_camera, registry_only
+    from api.runtime import index_only, new_camera
     from labwitness.clock import SystemClock, utc_ms
 
     if (url is None) == (from_discovery is None):
@@ -261,7 +260,8 @@ def camera_add(
                  "manufacturer": dev.manufacturer or "", "model": dev.model or "", "serial": dev.serial or "",
                  "clock_offset_ms": round(dev.clock_offset_s * 1000) if dev.clock_offset_s is not None else None}
     try:
-        with registry_only(settings) as (reg, cipher):
+        with index_only(settings) as ix:
+            reg, cipher = ix.registry, ix.cipher
             try:
                 row = new_camera(cipher, utc_ms(SystemClock().now()), id, url, username=username,
                                  password=password, name=name, area_id=area, **onvif)
@@ -278,9 +278,10 @@ def camera_add(
 @camera_app.command("list")
 def camera_list(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """列出摄像机 / List cameras (passwords are never shown)."""
-    from api.runtime import registry_only
+    from api.runtime import index_only
 
-    with registry_only(_settings()) as (reg, _):
+    with index_only(_settings()) as ix:
+        reg = ix.registry
         cams = reg.cameras()
     rows = [{"id": c.id, "name": c.name, "rtsp_url": c.rtsp_url, "area_id": c.area_id, "enabled": c.enabled,
              "username": c.username, "has_password": bool(c.password_enc), "onvif_endpoint": c.onvif_endpoint,
@@ -295,10 +296,11 @@ def camera_list(json_out: Annotated[bool, typer.Option("--json")] = False) -> No
 @camera_app.command("remove")
 def camera_remove(id: Annotated[str, typer.Argument(help="camera id")]) -> None:
     """移除摄像机（停止录制；已录视频保留至保留期满） / Remove a camera: recording stops, its footage stays until retention ends."""
-    from api.runtime import registry_only
+    from api.runtime import index_only
 
     try:
-        with registry_only(_settings()) as (reg, _):
+        with index_only(_settings()) as ix:
+            reg = ix.registry
             reg.remove_camera(id, _actor())
     except LabwitnessError as e:
         _fail(e)
@@ -309,11 +311,12 @@ def camera_remove(id: Annotated[str, typer.Argument(help="camera id")]) -> None:
 def area_add(id: Annotated[str, typer.Option("--id")], name: Annotated[str, typer.Option()],
              description: Annotated[str, typer.Option()] = "") -> None:
     """新增或修改检测区域 / Create or rename a testing area."""
-    from api.runtime import registry_only
+    from api.runtime import index_only
     from index.models import Area
 
     try:
-        with registry_only(_settings()) as (reg, _):
+        with index_only(_settings()) as ix:
+            reg = ix.registry
             reg.put_area(Area(id=id, name=name, description=description, created_ms=0), _actor())
     except LabwitnessError as e:
         _fail(e)
@@ -321,9 +324,10 @@ def area_add(id: Annotated[str, typer.Option("--id")], name: Annotated[str, type
 
 @area_app.command("list")
 def area_list(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
-    from api.runtime import registry_only
+    from api.runtime import index_only
 
-    with registry_only(_settings()) as (reg, _):
+    with index_only(_settings()) as ix:
+        reg = ix.registry
         rows = [{"id": a.id, "name": a.name, "description": a.description} for a in reg.areas()]
     _print_json(rows) if json_out else _table("检测区域 / areas", ["id", "name"], [[r["id"], r["name"]] for r in rows])
 
@@ -334,11 +338,12 @@ def equipment_add(id: Annotated[str, typer.Option("--id", help="the lab's asset 
                   kind: Annotated[str, typer.Option()] = "",
                   camera: Annotated[Optional[list[str]], typer.Option("--camera", help="camera watching it (repeat)")] = None) -> None:
     """登记检测设备及其摄像机 / Register an instrument and the cameras that watch it."""
-    from api.runtime import registry_only
+    from api.runtime import index_only
     from index.models import Equipment
 
     try:
-        with registry_only(_settings()) as (reg, _):
+        with index_only(_settings()) as ix:
+            reg = ix.registry
             reg.put_equipment(Equipment(id=id, name=name, area_id=area, kind=kind, created_ms=0), camera or [], _actor())
     except LabwitnessError as e:
         _fail(e)
@@ -346,9 +351,10 @@ def equipment_add(id: Annotated[str, typer.Option("--id", help="the lab's asset 
 
 @equipment_app.command("list")
 def equipment_list(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
-    from api.runtime import registry_only
+    from api.runtime import index_only
 
-    with registry_only(_settings()) as (reg, _):
+    with index_only(_settings()) as ix:
+        reg = ix.registry
         rows = [{"id": e.id, "name": e.name, "area_id": e.area_id, "kind": e.kind, "camera_ids": cams} for e, cams in reg.equipment()]
     _print_json(rows) if json_out else _table("检测设备 / equipment", ["id", "name", "area", "cameras"],
                                               [[r["id"], r["name"], r["area_id"], ", ".join(r["camera_ids"])] for r in rows])
@@ -362,36 +368,15 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(records_app, name="records")
 
 
-def _index_only(settings):
-    """Tokens, audit and records without storage or recorders."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def ctx():
-        from index.audit import AuditLog
-        from index.db import make_engine
-        from index.migrate import upgrade
-        from index.records import RecordStore
-        from index.tokens import TokenStore
-        from labwitness.clock import SystemClock, utc_ms
-
-        engine = make_engine(settings.db_url)
-        try:
-            upgrade(engine)
-            now = lambda: utc_ms(SystemClock().now())  # noqa: E731
-            yield TokenStore(engine, now), AuditLog(engine, now), RecordStore(engine, now)
-        finally:
-            engine.dispose()
-
-    return ctx()
-
-
 @token_app.command("create")
 def token_create(name: Annotated[str, typer.Option()], role: Annotated[str, typer.Option(help="admin | inspector | operations | ingest")],
                  json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """创建 API 令牌（只显示一次） / Create an API token (shown once)."""
+    from api.runtime import index_only
+
     try:
-        with _index_only(_settings()) as (tokens, audit, _):
+        with index_only(_settings()) as ix:
+            tokens, audit = ix.tokens, ix.audit
             row, token = tokens.create(name, role, _actor())
             audit.append(_actor(), "token.create", f"token:{row.id}", {"name": name, "role": role}, "admin")
     except ValueError as e:
@@ -403,7 +388,10 @@ def token_create(name: Annotated[str, typer.Option()], role: Annotated[str, type
 
 @token_app.command("list")
 def token_list(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
-    with _index_only(_settings()) as (tokens, _, __):
+    from api.runtime import index_only
+
+    with index_only(_settings()) as ix:
+        tokens = ix.tokens
         rows = [{"id": t.id, "name": t.name, "role": t.role, "prefix": t.prefix, "revoked": t.revoked_ms is not None}
                 for t in tokens.list()]
     _print_json(rows) if json_out else _table("令牌 / tokens", ["id", "name", "role", "prefix", "revoked"],
@@ -413,8 +401,11 @@ def token_list(json_out: Annotated[bool, typer.Option("--json")] = False) -> Non
 @token_app.command("revoke")
 def token_revoke(token_id: Annotated[int, typer.Argument()]) -> None:
     """吊销令牌 / Revoke a token."""
+    from api.runtime import index_only
+
     try:
-        with _index_only(_settings()) as (tokens, audit, _):
+        with index_only(_settings()) as ix:
+            tokens, audit = ix.tokens, ix.audit
             t = tokens.revoke(token_id)
             audit.append(_actor(), "token.revoke", f"token:{token_id}", {"name": t.name}, "admin")
     except LabwitnessError as e:
@@ -425,7 +416,10 @@ def token_revoke(token_id: Annotated[int, typer.Argument()]) -> None:
 def audit_verify(expected_head: Annotated[Optional[str], typer.Option(help="the last hash you kept, to catch a cut tail")] = None,
                  json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """校验审计日志哈希链 / Verify the audit log's hash chain; exit 1 if anything was altered or removed."""
-    with _index_only(_settings()) as (_, audit, __):
+    from api.runtime import index_only
+
+    with index_only(_settings()) as ix:
+        audit = ix.audit
         rep = audit.verify(expected_head)
     if json_out:
         _print_json(rep.__dict__)
@@ -445,6 +439,8 @@ def records_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=Fa
     operator, started_at, ended_at (lists separated by ';', times ISO 8601 with offset). Every row is validated
     like the API does; bad rows are reported with their line number and the rest are imported.
     """
+    from api.runtime import index_only
+
     import csv
 
     from pydantic import ValidationError
@@ -453,7 +449,8 @@ def records_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=Fa
 
     settings = _settings()
     results = []
-    with _index_only(settings) as (_, audit, records), open(file, newline="", encoding="utf-8-sig") as f:
+    with index_only(settings) as ix, open(file, newline="", encoding="utf-8-sig") as f:
+        audit, records = ix.audit, ix.records
         for line, row in enumerate(csv.DictReader(f), start=2):
             rid = (row.get("record_id") or "").strip()
             try:

@@ -26,13 +26,10 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import uuid
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization

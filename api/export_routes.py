@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 from html import escape
-from typing import Annotated, Iterator
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel
 from sqlmodel import Session, select
@@ -17,14 +16,11 @@ from labwitness.errors import NotFoundError
 
 from api.auth import Admin, Inspector
 from api.evidence import new_package_id, signature_ok
+from api.deps import RuntimeDep, object_stream
 from api.runtime import Runtime
 
 
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
 
-
-RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 router = APIRouter()
 
 
@@ -65,15 +61,7 @@ def download(rt: RuntimeDep, who: Inspector, package_id: str) -> StreamingRespon
         raise NotFoundError(f"证据包尚未完成 / package {package_id} is {pkg.status}")
     body = rt.store.open(pkg.package_key, pkg.package_version_id)
     rt.audit.append(who.actor, "export.download", pkg.report_no, {"package_id": package_id}, who.role)
-
-    def stream() -> Iterator[bytes]:
-        try:
-            yield from body.stream(256 * 1024)
-        finally:
-            body.close()
-            body.release_conn()
-
-    return StreamingResponse(stream(), media_type="application/zip", headers={
+    return StreamingResponse(object_stream(body), media_type="application/zip", headers={
         "Content-Disposition": f'attachment; filename="evidence-{package_id}.zip"', "ETag": f'"{pkg.package_sha256}"'})
 
 

@@ -7,7 +7,6 @@ import logging
 import tempfile
 import threading
 import zipfile
-from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
@@ -16,7 +15,7 @@ from sqlmodel import Session
 from index.models import ExportPackage, Hold
 from index.records import record_content
 from labwitness.clock import from_ms, utc_ms
-from labwitness.errors import LabwitnessError, NotFoundError
+from labwitness.errors import NotFoundError
 from storage.layout import iso_ms
 
 from api.evidence import MANIFEST, PUBKEY, QR, SIGNATURE, ExportError, SigningKey, qr_png

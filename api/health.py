@@ -8,7 +8,6 @@ workers — never from "the process is alive".
 
 from __future__ import annotations
 
-from datetime import timedelta
 
 from labwitness.clock import from_ms, utc_ms
 from labwitness.errors import IndexUnavailableError, LabwitnessError

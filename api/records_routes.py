@@ -7,13 +7,14 @@ from datetime import datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Path, Response
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from labwitness.clock import from_ms, utc_ms
 from labwitness.errors import LabwitnessError
 
 from api.auth import Ingest, Inspector
+from api.deps import RuntimeDep
 from api.runtime import Runtime
 
 CODE = r"^[A-Za-z0-9\u4e00-\u9fff][A-Za-z0-9\u4e00-\u9fff._/()\-]{0,63}$"
@@ -25,11 +26,7 @@ class RecordValidationError(LabwitnessError):
     status = 422
 
 
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
 
-
-RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 router = APIRouter(prefix="/api/v1")
 
 

@@ -18,13 +18,11 @@ from labwitness.errors import NotFoundError
 from storage.layout import check_camera_id
 
 from api.auth import Admin, Reader
+from api.deps import RuntimeDep
 from api.runtime import Runtime
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
-
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
 
 
 def _actor(request: Request, who: Admin) -> str:
@@ -33,7 +31,6 @@ def _actor(request: Request, who: Admin) -> str:
     return f"{who.actor}@{host}"
 
 
-RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 ActorDep = Annotated[str, Depends(_actor)]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import Iterator
 
 from index.db import make_engine
@@ -160,15 +161,25 @@ def new_camera(cipher: CredentialCipher, now_ms: int, camera_id: str, url: str, 
                   created_ms=now_ms, **fields)
 
 
+@dataclass
+class IndexOnly:
+    registry: Registry
+    cipher: CredentialCipher
+    tokens: TokenStore
+    audit: AuditLog
+    records: RecordStore
+
+
 @contextmanager
-def registry_only(settings: Settings) -> Iterator[tuple[Registry, CredentialCipher]]:
-    """The registry without storage or recorders (CLI commands that only configure)."""
+def index_only(settings: Settings) -> Iterator[IndexOnly]:
+    """The index stores without storage or recorders (CLI commands that only configure or inspect)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.db_url)
     try:
         upgrade(engine)
         cipher = CredentialCipher.from_settings(
             settings.credentials_key.get_secret_value() if settings.credentials_key else None, settings.data_dir)
-        yield Registry(engine, lambda: utc_ms(SystemClock().now())), cipher
+        now = lambda: utc_ms(SystemClock().now())  # noqa: E731
+        yield IndexOnly(Registry(engine, now), cipher, TokenStore(engine, now), AuditLog(engine, now), RecordStore(engine, now))
     finally:
         engine.dispose()

@@ -7,7 +7,7 @@ fragment being built.  Each segment's timestamps are rebased to start at 0.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import BinaryIO
 

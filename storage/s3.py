@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import urllib3
 from minio import Minio
 from minio.commonconfig import COMPLIANCE, ENABLED
-from minio.error import MinioException, S3Error
+from minio.error import S3Error
 from minio.objectlockconfig import DAYS, ObjectLockConfig
 from minio.retention import Retention
 
