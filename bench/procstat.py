@@ -36,16 +36,35 @@ def system_busy() -> tuple[float, float]:
 
 
 class BusyMeter:
-    """Share of the whole machine (all cores) that was busy between start and stop."""
+    """How busy the whole machine (all cores) was between start and stop.
+
+    ``other_cores(ours)`` is the load that the benchmark did not cause (other
+    users of the machine): busy CPU seconds minus the benchmark's own, per
+    second of wall time.  A run with much of it is not a clean measurement.
+    """
 
     def __init__(self) -> None:
         self.b0, self.t0 = system_busy()
+        self.w0 = time.monotonic()
+        self.self0 = _self_cpu()
         self.share: float | None = None
+        self.busy_s = self.wall_s = 0.0
 
     def stop(self) -> float:
         b1, t1 = system_busy()
         self.share = (b1 - self.b0) / max(1, t1 - self.t0)
+        self.busy_s = (b1 - self.b0) / _TICK
+        self.wall_s = time.monotonic() - self.w0
+        self.self_s = _self_cpu() - self.self0
         return self.share
+
+    def other_cores(self, ours_s: float) -> float:
+        return max(0.0, self.busy_s - ours_s - self.self_s) / max(1e-9, self.wall_s)
+
+
+def _self_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 @dataclass

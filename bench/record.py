@@ -98,15 +98,19 @@ def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s
         if py_spy:
             spy_bin = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
             if spy_bin:
-                spy = subprocess.Popen([spy_bin, "record", "-p", str(child.pid), "-r", "29", "--native",
-                                        "-f", "raw", "-o", str(d / "py-spy.txt"), "-d", str(int(minutes * 60 + stagger_s))],
-                                       stdout=subprocess.DEVNULL, stderr=open(d / "py-spy.log", "wb"))
+                with open(d / "py-spy.log", "wb") as spy_log:
+                    spy = subprocess.Popen([spy_bin, "record", "-p", str(child.pid), "-r", "100", "--nonblocking",
+                                            "-f", "raw", "-o", str(d / "py-spy.txt"),
+                                            "-d", str(int(minutes * 60 + stagger_s))],
+                                           stdout=subprocess.DEVNULL, stderr=spy_log)
             else:
                 _log("[yellow]py-spy not found; no profile[/]")
         r = reap(child, timeout=minutes * 60 + stagger_s + drain_timeout + 180)
         wall = time.monotonic() - t0
         share = busy.stop()
         sw_cpu, sim_cpu = proc_cpu(sw.proc.pid) - sw_cpu0, proc_cpu(sim.pid) - sim_cpu0
+        other = busy.other_cores(r.cpu_s + sw_cpu + sim_cpu)
+        restarts = sw.restarts
         child = None
     finally:
         if child is not None and child.poll() is None:
@@ -119,15 +123,15 @@ def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s
                 spy.kill()
                 spy.wait()
         sw.stop()
+        if not keep:  # gigabytes per run
+            for sub in ("seaweed", "spool"):
+                shutil.rmtree(d / sub, ignore_errors=True)
     result_f = d / "result.json"
     if r.returncode != 0 or not result_f.exists():
         tail = (d / "recorder.log").read_text(errors="replace").splitlines()[-30:]
         raise RuntimeError(f"labwitness recorder exited with {r.returncode}; log tail:\n" + "\n".join(tail))
     s = json.loads(result_f.read_text())
     loss = judge(s)
-    if not keep:
-        for sub in ("seaweed", "spool"):
-            shutil.rmtree(d / sub, ignore_errors=True)
     stream_min = s["stream_seconds"] / 60
     return {
         "recorder": "labwitness", "streams": n, "minutes": minutes, "segment_seconds": segment_s,
@@ -137,11 +141,18 @@ def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s
         "cpu_window_per_stream_minute": s["cpu"]["recording"] / stream_min if stream_min else None,
         "cpu_breakdown": s["cpu"], "maxrss_mb": r.maxrss_kb / 1024,
         "seaweed_cpu_s": sw_cpu, "seaweed_cpu_per_stream_minute": sw_cpu / stream_min if stream_min else None,
-        "rtsp_server_cpu_s": sim_cpu, "machine_busy": share,
-        "close_to_locked": s["close_to_locked"], "drained": s["drained"], "drain_s": s["drain_s"],
+        "rtsp_server_cpu_s": sim_cpu, "machine_busy": share, "other_load_cores": other, "seaweed_restarts": restarts,
+        "close_to_locked": s["close_to_locked"], "close_to_locked_recording": s["close_to_locked_recording"],
+        "keeps_pace": keeps_pace(s), "drained": s["drained"], "drain_s": s["drain_s"],
         "backlog_at_stop": s["backlog_at_stop"], "backlog_max": s["backlog_max"],
         **loss, "dir": str(d), "cameras": s["cameras"],
     }
+
+
+def keeps_pace(s: dict) -> bool:
+    """Uploads keep up: while recording, no segment waited a segment length to be locked."""
+    c = s["close_to_locked_recording"]
+    return c["max"] is None or c["max"] < s["segment_seconds"]
 
 
 def judge(s: dict) -> dict:
@@ -216,6 +227,7 @@ def run_ffmpeg(url: str, n: int, minutes: float, segment_s: float, stagger_s: fl
         reaped = [reap(p, timeout=30) for p in procs]
         share = busy.stop()
         sim_cpu = proc_cpu(sim.pid) - sim_cpu0
+        other = busy.other_cores(sum(r.cpu_s for r in reaped) + sim_cpu)
     finally:
         for p in procs:
             if p.returncode is None and p.poll() is None:
@@ -246,7 +258,7 @@ def run_ffmpeg(url: str, n: int, minutes: float, segment_s: float, stagger_s: fl
         "cpu_recording_window_s": cpu_window,
         "cpu_window_per_stream_minute": cpu_window / stream_min if stream_min else None,
         "maxrss_mb_each": max((r.maxrss_kb for r in reaped), default=0) / 1024,
-        "rtsp_server_cpu_s": sim_cpu, "machine_busy": share, "segments": files, "expected_segments": expected,
+        "rtsp_server_cpu_s": sim_cpu, "machine_busy": share, "other_load_cores": other, "segments": files, "expected_segments": expected,
         "cameras_short": short, "died_early": died_early, "bytes": nbytes,
         "ok": died_early == 0 and short == 0, "dir": str(d),
     }
@@ -285,6 +297,8 @@ def print_compare(lw: dict | None, ff: dict | None) -> None:
     t.add_row("RTSP server CPU s (load generator, not included)", g(lw, "rtsp_server_cpu_s", ".1f"), g(ff, "rtsp_server_cpu_s", ".1f"), "")
     t.add_row("machine busy (share of both cores)", _f(lw and lw["machine_busy"] * 100, ".0f") + "%" if lw else "—",
               _f(ff and ff["machine_busy"] * 100, ".0f") + "%" if ff else "—", "")
+    t.add_row("load from other processes on the machine (cores)", g(lw, "other_load_cores", ".2f"), g(ff, "other_load_cores", ".2f"),
+              "≈0 for a clean run")
     t.add_row("max RSS MB", g(lw, "maxrss_mb", ".0f"), (g(ff, "maxrss_mb_each", ".0f") + " each") if ff else "—", "")
     if lw:
         t.add_row("segments expected ≥ / written / stored+locked / indexed",
@@ -295,9 +309,12 @@ def print_compare(lw: dict | None, ff: dict | None) -> None:
                   (f"{ff['cameras_short']} cams short, {ff['died_early']} died") if ff else "—",
                   f"0 {_goal(lw['ok'])}")
         t.add_row("frames indexed / frames in recorded media time", f"{lw['frame_share'] * 100:.2f}%", "", "")
-        c = lw["close_to_locked"]
-        t.add_row("close → locked in S3, s: p50 / p99 / max", f"{_f(c['p50'], '.2f')} / {_f(c['p99'], '.2f')} / {_f(c['max'], '.2f')}", "",
+        c, cr = lw["close_to_locked"], lw["close_to_locked_recording"]
+        t.add_row("[bold]close → locked in S3, s: p50 / p99 / max[/] (all segments)",
+                  f"{_f(c['p50'], '.2f')} / {_f(c['p99'], '.2f')} / {_f(c['max'], '.2f')}", "",
                   f"p99 < {GOAL_P99} {_goal(c['p99'] < GOAL_P99 if c['p99'] is not None else None)}")
+        t.add_row("  same, segments closed while recording (not the stop burst)",
+                  f"{_f(cr['p50'], '.2f')} / {_f(cr['p99'], '.2f')} / {_f(cr['max'], '.2f')}", "", "")
         t.add_row("upload backlog max / at stop; drain s", f"{lw['backlog_max']:.0f} / {lw['backlog_at_stop']}; {lw['drain_s']:.1f}", "", "")
     console.print(t)
     if lw and lw["problems"]:
@@ -306,25 +323,47 @@ def print_compare(lw: dict | None, ff: dict | None) -> None:
             console.print(f"  {p}")
 
 
-def print_find_max(steps: list[dict], best: int | None) -> None:
+def print_find_max(steps: list[dict], best: int | None, paced: int | None) -> None:
     t = Table(title="bench/record --find-max (labwitness)")
-    for col in ("N", "ok", "lost", "gaps", "dropped", "frames", "CPU s/stream-min", "machine busy",
-                "seaweed CPU s", "p99 close→locked s", "max s", "backlog max", "drain s"):
+    for col in ("N", "0 lost", "pace", "lost", "gaps", "drop", "frames", "CPU/s-min", "busy", "other",
+                "SW CPU", "p99 rec", "p99 all", "backlog", "drain"):
         t.add_column(col, justify="right")
     for s in steps:
-        c = s["close_to_locked"]
-        t.add_row(str(s["streams"]), "[green]yes[/]" if s["ok"] else "[red]no[/]", str(s["lost_segments"]), str(s["gaps"]),
+        if "error" in s:
+            t.add_row(str(s["streams"]), "[red]no[/]", "—", *(["—"] * 11))
+            continue
+        c, cr = s["close_to_locked"], s["close_to_locked_recording"]
+        yes = lambda v: "[green]yes[/]" if v else "[red]no[/]"  # noqa: E731
+        t.add_row(str(s["streams"]), yes(s["ok"]), yes(s["keeps_pace"]), str(s["lost_segments"]), str(s["gaps"]),
                   str(s["dropped_packets"]), f"{s['frame_share'] * 100:.1f}%", _f(s["cpu_per_stream_minute"]),
-                  f"{s['machine_busy'] * 100:.0f}%", f"{s['seaweed_cpu_s']:.1f}", _f(c["p99"], ".2f"), _f(c["max"], ".2f"),
+                  f"{s['machine_busy'] * 100:.0f}%", f"{s['other_load_cores']:.2f}", f"{s['seaweed_cpu_s']:.1f}", _f(cr["p99"], ".2f"), _f(c["p99"], ".2f"),
                   f"{s['backlog_max']:.0f}", f"{s['drain_s']:.1f}")
     console.print(t)
+    console.print("[dim]pace = uploads kept up; drop = dropped packets; frames = indexed / media time × fps; "
+                  "CPU/s-min = labwitness CPU s per stream-minute; busy = machine (both cores); other = cores used by "
+                  "other processes; SW CPU = SeaweedFS CPU s; p99 rec / all = close→locked p99 s while recording / "
+                  "all segments; backlog = max segments waiting; drain = s to upload at stop[/]")
     console.print(f"[bold]largest N with 0 lost segments:[/] {best if best is not None else 'none'} "
                   f"(goal ≥ {GOAL_MAX_N}: {_goal(best is not None and best >= GOAL_MAX_N)})")
+    console.print(f"[bold]largest N with 0 lost segments and uploads keeping pace:[/] {paced if paced is not None else 'none'}")
     for s in steps:
-        if not s["ok"] and s["problems"]:
+        if "error" in s:
+            console.print(f"[red]N={s['streams']} failed:[/] {s['error']}")
+        elif not s["ok"] and s["problems"]:
             console.print(f"[red]N={s['streams']} failed:[/]")
             for p in s["problems"]:
                 console.print(f"  {p}")
+
+
+def _code_version() -> dict:
+    """The commit measured, and any uncommitted change to the code on the recording path."""
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "modified": git("status", "--porcelain", "--", "recorder", "storage", "index", "labwitness").splitlines()}
 
 
 # -- main ----------------------------------------------------------------------------
@@ -353,8 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = OUT / f"run-{stamp}"
     run_dir.mkdir(parents=True)
     src = ensure_source(OUT, log=_log)
+    version = _code_version()
+    _log(f"code: {version['commit'] or 'unknown commit'}"
+         + (f", uncommitted: {version['modified']}" if version["modified"] else ""))
     _log(f"source: {src.ts.name}, {src.seconds:g} s looped, {src.bitrate / 1e6:.2f} Mbit/s, GOP {GOP / FPS:g} s")
-    result: dict = {"started": stamp, "argv": sys.argv[1:], "cpus": os.cpu_count(), "source": {
+    result: dict = {"started": stamp, "argv": sys.argv[1:], "cpus": os.cpu_count(), "code": version, "source": {
         "file": src.ts.name, "bitrate": src.bitrate, "fps": FPS, "gop_s": GOP / FPS, "resolution": "1920x1080",
         "generate_seconds": src.generate_seconds}}
     sim = RtspSimulator({"/cam": src.mount()}, workdir=run_dir / "rtsp")
@@ -365,23 +407,33 @@ def main(argv: list[str] | None = None) -> int:
         if args.find_max:
             minutes, seg = args.find_max_minutes, args.find_max_segment_seconds
             stagger = args.stagger_seconds if args.stagger_seconds is not None else min(seg, minutes * 30)
-            steps, best = [], None
+            steps, best, paced, pace_broken = [], None, None, False
             for n in [int(x) for x in args.steps.split(",") if x.strip()]:
                 _log(f"find-max: labwitness N={n}, {minutes:g} min, {seg:g} s segments ...")
-                s = run_labwitness(url, n, minutes, seg, stagger, run_dir, sim=sim, drain_timeout=args.drain_timeout,
-                                   keep=args.keep, py_spy=args.py_spy)
+                try:
+                    s = run_labwitness(url, n, minutes, seg, stagger, run_dir, sim=sim, drain_timeout=args.drain_timeout,
+                                       keep=args.keep, py_spy=args.py_spy)
+                except RuntimeError as e:  # the recorder died or hung: that N is not sustained
+                    _log(f"[red]N={n}: {e}[/]")
+                    steps.append({"streams": n, "ok": False, "error": str(e)})
+                    break
                 s.pop("cameras")
                 steps.append(s)
                 c = s["close_to_locked"]
-                _log(f"  N={n}: ok={s['ok']} lost={s['lost_segments']} gaps={s['gaps']} frames={s['frame_share'] * 100:.1f}% "
+                _log(f"  N={n}: ok={s['ok']} pace={s['keeps_pace']} lost={s['lost_segments']} gaps={s['gaps']} frames={s['frame_share'] * 100:.1f}% "
                      f"cpu/stream-min={s['cpu_per_stream_minute']:.3f} busy={s['machine_busy'] * 100:.0f}% "
+                     f"other-load={s['other_load_cores']:.2f} cores "
                      f"p99={_f(c['p99'], '.2f')}s")
                 if not s["ok"]:
                     break
                 best = n
-            result.update(mode="find-max", steps=steps, max_streams=best,
+                if not s["keeps_pace"]:
+                    pace_broken = True
+                elif not pace_broken:
+                    paced = n
+            result.update(mode="find-max", steps=steps, max_streams=best, max_streams_keeping_pace=paced,
                           goal={"max_streams": GOAL_MAX_N, "met": best is not None and best >= GOAL_MAX_N})
-            print_find_max(steps, best)
+            print_find_max(steps, best, paced)
             code = 0 if result["goal"]["met"] else 1
         else:
             n, minutes, seg = args.streams, args.minutes, args.segment_seconds

@@ -31,6 +31,7 @@ def _cpu() -> float:
 
 CPU_AT_START = _cpu()  # interpreter start-up, before the project's imports
 
+from bench.procstat import percentile  # noqa: E402
 from index.db import make_engine, sqlite_url  # noqa: E402
 from index.migrate import upgrade  # noqa: E402
 from index.queries import IndexStore  # noqa: E402
@@ -62,12 +63,8 @@ def _thread_cpu() -> dict[str, float]:
 def _percentiles(values: list[float]) -> dict:
     if not values:
         return {"n": 0, "p50": None, "p90": None, "p99": None, "max": None, "mean": None}
-    v = sorted(values)
-
-    def q(p: float) -> float:
-        return v[max(0, min(len(v) - 1, int(-(-p * len(v) // 100)) - 1))]
-
-    return {"n": len(v), "p50": q(50), "p90": q(90), "p99": q(99), "max": v[-1], "mean": sum(v) / len(v)}
+    q = {p: percentile(values, p) for p in (50, 90, 99)}
+    return {"n": len(values), "p50": q[50], "p90": q[90], "p99": q[99], "max": max(values), "mean": sum(values) / len(values)}
 
 
 def main(config_path: str) -> int:
@@ -115,7 +112,10 @@ def main(config_path: str) -> int:
     t_stop = time.time()
     cpu_stop = _cpu()
     threads_at_stop = _thread_cpu()
-    backlog_at_stop = service.uploader.backlog()
+    # the uploader's own gauge: Uploader.backlog() lists the spool while the
+    # uploader thread may be releasing records (it can raise FileNotFoundError)
+    backlog_at_stop = service.metrics.spool_backlog._value.get()
+    locked_before_stop = len(service.uploader.latencies)
     workers = service.workers()
     drained = service.stop(drain_timeout=float(cfg["drain_timeout_s"]))
     t_drained = time.time()
@@ -179,6 +179,9 @@ def main(config_path: str) -> int:
         "backlog_at_stop": backlog_at_stop,
         "backlog_max": backlog_max,
         "close_to_locked": _percentiles(lat),
+        # while recording only: the last segments of every camera all close at
+        # stop, and the uploader then works through them in one burst
+        "close_to_locked_recording": _percentiles(lat[:locked_before_stop]),
         "frames_indexed": all_frames,
         "cameras": cameras,
     }
