@@ -353,14 +353,13 @@ class CameraWorker:
                 if (pkt.is_keyframe and span >= target_ticks) or span >= max_ticks:
                     close(dts)
             if seg is None:
-                if not (pkt.is_keyframe or dropping_since is None) or not open_segment(dts, arrival):
+                # after dropping for a full spool, recording resumes only at a keyframe
+                resumable = dropping_since is None or pkt.is_keyframe
+                if not (resumable and open_segment(dts, arrival)):
                     self._dropped(1)
                     return
             timeline.observe(float((dts - origin) * tb), arrival)
-            try:
-                seg.writer.write_video(pkt, dts, pts)
-            except SpoolError:
-                raise
+            seg.writer.write_video(pkt, dts, pts)
             self.status.frames += 1
             if self.status.state != "recording" and self.status.segments > 0:
                 self.status.state = "recording"
