@@ -121,6 +121,8 @@ class RecorderService:
     def stop(self, drain_timeout: float = 0.0) -> bool:
         """Stop workers (closing their segments), then upload what is left."""
         with self._sync_lock:
+            for _, _, _, stop in self._workers.values():  # signal all first: cameras stop together
+                stop.set()
             for cid in list(self._workers):
                 self._stop_worker(cid)
         drained = self.uploader.drain(drain_timeout) if drain_timeout > 0 else False

@@ -275,8 +275,13 @@ class CameraSpool:
 
     def committed(self) -> list[Committed]:
         """Finished segments still in the spool, oldest first."""
-        recs = sorted(p for p in self.dir.glob("[0-9]" * 12 + ".json"))
-        return [self.load(r) for r in recs]
+        out = []
+        for r in sorted(self.dir.glob("[0-9]" * 12 + ".json")):
+            try:
+                out.append(self.load(r))
+            except FileNotFoundError:
+                continue  # released by an upload worker between the listing and the read
+        return out
 
     def mark_stored(self, c: Committed, version_id: str, retain_until: datetime | None, lock_mode: str | None) -> None:
         write_json_atomic(c.record, {

@@ -222,7 +222,11 @@ class CameraWorker:
                 self.url,
                 options={"rtsp_transport": "tcp", "timeout": str(int(self.cfg.read_timeout_s * 1e6)),
                          "analyzeduration": "2000000", "probesize": "2000000"},
-                timeout=(self.cfg.open_timeout_s, self.cfg.read_timeout_s),
+                # Reads are bounded by FFmpeg's own RTSP "timeout" above. PyAV's read
+                # timeout would run a Python interrupt callback on every FFmpeg I/O
+                # check (~3,200/s per stream, taking the GIL each time): it doubled
+                # the recorder's CPU in bench/record and fired falsely under load.
+                timeout=(self.cfg.open_timeout_s, None),
             )
         except Exception as e:
             reason, message = classify(e)

@@ -164,3 +164,26 @@ def test_spool_filling_mid_segment_keeps_the_complete_fragments(tmp_path, store,
     (seg,) = list(p.index.iter_segments("cam-1"))
     d = decode_object(store, seg.key, seg.version_id)
     assert d["errors"] == 0 and d["frames"] == seg.frames
+
+
+def test_camera_that_freezes_mid_stream_times_out_and_resumes(tmp_path, store, rtsp):
+    """A camera that stops sending but keeps the connection open (SIGSTOP) is a
+    'timeout' gap, bounded by the RTSP read timeout, and recording resumes after."""
+    import os
+    import signal
+
+    p = pipeline(tmp_path, store, rtsp.url("/live"), segment_seconds=1.0, read_timeout_s=2)
+    with Background(p.worker):
+        wait_for(lambda: p.worker.status.segments >= 2, 30, what="first segments")
+        os.kill(rtsp.pid, signal.SIGSTOP)
+        frozen_at = time.time()
+        try:
+            wait_for(lambda: p.worker.status.state == "reconnecting", 15, what="the stall to be detected")
+            assert time.time() - frozen_at < 10
+        finally:
+            os.kill(rtsp.pid, signal.SIGCONT)
+        seen = p.worker.status.segments
+        wait_for(lambda: p.worker.status.segments >= seen + 2, 30, what="recording after the camera thawed")
+    assert p.uploader.drain(60)
+    reasons = [g.reason for g in p.index.gaps("cam-1")]
+    assert reasons and reasons[0] == "timeout", reasons
