@@ -60,6 +60,10 @@ def _thread_cpu() -> dict[str, float]:
     return {k: round(v, 2) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])}
 
 
+def _backlog(service: RecorderService) -> float:
+    return service.metrics.registry.get_sample_value("labwitness_spool_backlog_segments") or 0.0
+
+
 def _percentiles(values: list[float]) -> dict:
     if not values:
         return {"n": 0, "p50": None, "p90": None, "p99": None, "max": None, "mean": None}
@@ -107,14 +111,14 @@ def main(config_path: str) -> int:
             next_i += 1
         if now >= deadline:
             break
-        backlog_max = max(backlog_max, service.metrics.spool_backlog._value.get())
+        backlog_max = max(backlog_max, _backlog(service))
         stop_early.wait(min(0.2, max(0.0, deadline - now)))
     t_stop = time.time()
     cpu_stop = _cpu()
     threads_at_stop = _thread_cpu()
     # the uploader's own gauge: Uploader.backlog() lists the spool while the
     # uploader thread may be releasing records (it can raise FileNotFoundError)
-    backlog_at_stop = service.metrics.spool_backlog._value.get()
+    backlog_at_stop = _backlog(service)
     locked_before_stop = len(service.uploader.latencies)
     workers = service.workers()
     drained = service.stop(drain_timeout=float(cfg["drain_timeout_s"]))
