@@ -63,8 +63,8 @@ from index.queries import IndexStore
 from labwitness.clock import utc_ms
 from recorder.segmenter import SegmentWriter
 from recorder.uploader import segment_row
-from storage.s3 import S3ObjectStore, file_sha256
 from storage.layout import SegmentMeta
+from storage.s3 import S3ObjectStore, file_sha256
 from storage.seaweed import EmbeddedSeaweed
 
 REPO = Path(__file__).resolve().parent.parent
