@@ -84,12 +84,15 @@ class Exporter:
         files, all_sources = [], []
         with tempfile.TemporaryDirectory(prefix="lw-export-") as tmp:
             tmpd = Path(tmp)
-            cams = sorted(windows.items())
-            for n, (cam, (lo, hi)) in enumerate(cams):
+            cams = windows
+            per_cam: dict[str, int] = {}
+            for n, (cam, lo, hi) in enumerate(cams):
                 f = rt.index.footage(cam, lo, hi)
                 if not f.segments:
                     continue
-                name = f"{cam}.mp4"
+                per_cam[cam] = per_cam.get(cam, 0) + 1
+                several = sum(1 for w in cams if w[0] == cam) > 1
+                name = f"{cam}-{per_cam[cam]}.mp4" if several else f"{cam}.mp4"
 
                 def progress(frac: float, n=n) -> None:
                     pkg.progress = round((n + frac) / len(cams) * 0.9, 3)

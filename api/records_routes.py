@@ -179,19 +179,29 @@ class ReportFootage(BaseModel):
     cameras: list[CameraFootage]
 
 
-def report_windows(rt: Runtime, report_no: str) -> tuple[list, dict[str, tuple[int, int]]]:
-    """Records of the report and, per camera, the window [start - margin, end + margin]
-    (records of one report that share a camera are merged into one window)."""
+def merge_windows(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping or touching windows become one; separate ones stay separate (a 7-day
+    and a 28-day cube test of one report must not become weeks of footage)."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(spans):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def report_windows(rt: Runtime, report_no: str) -> tuple[list, list[tuple[str, int, int]]]:
+    """Records of the report and its footage windows as (camera, start, end):
+    each record's [start - margin, end + margin] on each of its cameras, merged per
+    camera only where they overlap."""
     records = rt.records.by_report(report_no)
     margin = rt.settings.report_margin_s * 1000
-    windows: dict[str, tuple[int, int]] = {}
+    spans: dict[str, list[tuple[int, int]]] = {}
     for r in records:
         for cam in rt.records.cameras_for(json.loads(r.area_ids), json.loads(r.equipment_ids)):
-            lo, hi = r.started_ms - margin, r.ended_ms + margin
-            if cam in windows:
-                lo, hi = min(lo, windows[cam][0]), max(hi, windows[cam][1])
-            windows[cam] = (lo, hi)
-    return records, windows
+            spans.setdefault(cam, []).append((r.started_ms - margin, r.ended_ms + margin))
+    return records, [(cam, lo, hi) for cam in sorted(spans) for lo, hi in merge_windows(spans[cam])]
 
 
 @router.get("/reports/{report_no}/footage")
@@ -200,7 +210,7 @@ def report_footage(rt: RuntimeDep, who: Inspector, report_no: str) -> ReportFoot
     records, windows = report_windows(rt, report_no)
     held = rt.holds_for_report(report_no)
     cams = []
-    for cam, (lo, hi) in sorted(windows.items()):
+    for cam, lo, hi in windows:
         f = rt.index.footage(cam, lo, hi)
         start, end = from_ms(lo), from_ms(hi)
         cams.append(CameraFootage(
@@ -213,6 +223,6 @@ def report_footage(rt: RuntimeDep, who: Inspector, report_no: str) -> ReportFoot
             gaps=[GapOut(start=from_ms(g.start_ms), end=from_ms(g.end_ms), reason=g.reason) for g in f.gaps],
             stitched_url=f"/api/v1/cameras/{cam}/media?start={start.isoformat()}&end={end.isoformat()}".replace("+", "%2B"),
         ))
-    rt.audit.append(who.actor, "report.footage", report_no, {"cameras": sorted(windows)}, who.role)
+    rt.audit.append(who.actor, "report.footage", report_no, {"cameras": sorted({w[0] for w in windows})}, who.role)
     return ReportFootage(report_no=report_no, records=[record_view(r) for r in records],
                          margin_s=rt.settings.report_margin_s, cameras=cams)

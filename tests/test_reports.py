@@ -235,3 +235,15 @@ def test_cli_export_then_offline_verify(running, tmp_path):
     assert r.returncode == 1 and "cam-api.mp4: altered" in r.stderr + r.stdout
     assert lw(["export", "NO-SUCH-REPORT"], env).returncode == 1
     assert lw(["verify", str(tmp_path / "lab.pub")], env).returncode == 1  # not a zip: a clear error
+
+
+@pytest.mark.parametrize("spans, merged", [
+    ([(0, 10), (5, 20)], [(0, 20)]),  # overlapping tests: one window
+    ([(0, 10), (10, 20)], [(0, 20)]),  # touching
+    ([(0, 10), (100, 120)], [(0, 10), (100, 120)]),  # a 7-day and a 28-day test stay apart
+    ([(100, 120), (0, 10), (5, 8)], [(0, 10), (100, 120)]),
+])
+def test_report_windows_merge_only_where_they_overlap(spans, merged):
+    from api.records_routes import merge_windows
+
+    assert merge_windows(spans) == merged

@@ -70,3 +70,4 @@ def test_naive_datetime_rejected():
 def test_ceil_to_second():
     assert ceil_to_second(t(2026, 1, 1, 0, 0, 0, 999)) == t(2026, 1, 1, 0, 0, 1)
     assert ceil_to_second(t(2026, 1, 1)) == t(2026, 1, 1)
+
