@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -97,6 +97,10 @@ class Segment(SQLModel, table=True):
     recorder_id: str = Field(default="", max_length=64)
     # stored | garbage (garbage = marked for deletion after expiry; never before)
     status: str = Field(default="stored", max_length=16)
+    # Last time the integrity audit re-hashed the stored object / the lock
+    # verification read its retention back (None = never).
+    verified_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    lock_verified_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class Gap(SQLModel, table=True):
@@ -216,3 +220,78 @@ class Hold(SQLModel, table=True):
     placed_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
     released_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     released_by: str | None = Field(default=None, max_length=200)
+
+
+class JobRun(SQLModel, table=True):
+    """One run of a retention job (sweep, verify, integrity, reconcile, rebuild,
+    content): health reads the latest of each; an interrupted run stays
+    ``running`` with no ``finished_ms`` and the next run resumes from the marks."""
+
+    __tablename__ = "job_run"
+    __table_args__ = (Index("ix_job_run_job_started", "job", "started_ms"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job: str = Field(max_length=32)
+    started_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    finished_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    status: str = Field(default="running", max_length=16)  # running | ok | warning | critical | failed | refused
+    dry_run: bool = False
+    actor: str = Field(default="scheduler", max_length=200)
+    summary: str = Field(default="{}")  # JSON
+
+
+class IntegrityFinding(SQLModel, table=True):
+    """Something wrong between the index and storage: missing, altered,
+    lock_mismatch, orphan_object, orphan_row ...  Kept until resolved (never
+    resolved by deleting footage)."""
+
+    __tablename__ = "integrity_finding"
+    __table_args__ = (Index("ix_integrity_finding_open", "resolved_ms", "kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_run_id: int | None = None
+    found_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    kind: str = Field(max_length=32)
+    severity: str = Field(default="critical", max_length=16)  # warning | critical
+    camera_id: str = Field(default="", max_length=64)
+    segment_id: int | None = None
+    key: str = Field(default="", max_length=300)
+    version_id: str = Field(default="", max_length=200)
+    detail: str = Field(default="", max_length=2000)
+    resolved_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    resolved_by: str | None = Field(default=None, max_length=200)
+
+
+class ContentEvent(SQLModel, table=True):
+    """Footage that exists but is not usable: blackout, frozen, obscured
+    (covered or defocused lens), moved (scene differs from the approved
+    reference).  ``end_ms`` grows while the condition lasts."""
+
+    __tablename__ = "content_event"
+    __table_args__ = (Index("ix_content_event_camera_start", "camera_id", "start_ms"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    camera_id: str = Field(max_length=64)
+    kind: str = Field(max_length=16)  # blackout | frozen | obscured | moved
+    start_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    end_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    ongoing: bool = True
+    detail: str = Field(default="", max_length=2000)
+
+
+class CameraContentState(SQLModel, table=True):
+    """Per camera: how far content sampling got, its own sharpness baseline,
+    the latest sample (thumbnail for the UI) and the admin-approved reference frame."""
+
+    __tablename__ = "camera_content_state"
+
+    camera_id: str = Field(primary_key=True, max_length=64)
+    sampled_until_ms: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    last_segment_id: int | None = None
+    sharpness_baseline: float | None = None
+    last_sample_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    thumbnail_jpeg: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    reference_jpeg: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    reference_approved_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    reference_approved_by: str | None = Field(default=None, max_length=200)
+    state: str = Field(default="{}")  # JSON: detector state carried between runs
