@@ -11,6 +11,7 @@ stream or a file in an evidence package).
 from __future__ import annotations
 
 import hashlib
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -65,6 +66,26 @@ def _fetch(store: ObjectStore, seg: Segment):
     return tmp
 
 
+@dataclass
+class _Timing:
+    """Per segment and stream, the window arithmetic done once in exact fractions
+    so that each packet costs integer compares and one add: output dts =
+    input dts + ``off``; a packet is dropped when its dts < ``skip`` (before the
+    start keyframe) or >= ``end`` (at or past the window end)."""
+
+    off: int
+    end: int
+    skip: int | None
+    exact: Fraction  # output ticks = input dts + exact (for last_ms)
+
+
+def _timing(tb: Fraction, vtb: Fraction, v0: int, seg_off: Fraction, end_s: Fraction, skip_before: int | None) -> _Timing:
+    # t(seconds from the output origin) = seg_off + dts*tb - v0*vtb; output ticks = t / tb
+    c = seg_off / tb - Fraction(v0) * vtb / tb
+    skip = None if skip_before is None else math.ceil(Fraction(skip_before) * vtb / tb)
+    return _Timing(math.floor(c), math.ceil(end_s / tb - c), skip, c)
+
+
 def stitch(store: ObjectStore, segments: Sequence[Segment], start_ms: int, end_ms: int, out: BinaryIO,
            progress: Callable[[float], None] | None = None) -> StitchResult:
     segs = sorted((s for s in segments if s.end_ms > start_ms and s.start_ms < end_ms), key=lambda s: s.start_ms)
@@ -76,73 +97,85 @@ def stitch(store: ObjectStore, segments: Sequence[Segment], start_ms: int, end_m
     v_out = a_out = None
     origin_ms: int | None = None
     last_v = last_a = -1
+    last_video: tuple[int, Fraction, Fraction] | None = None  # (dts, exact offset, time base) of the last frame kept
     try:
         for i, seg in enumerate(segs):
             with _fetch(store, seg) as f:
-                with av.open(f) as src:  # pass 1: first video dts and, for the first segment, the start keyframe
-                    v_in = src.streams.video[0]
-                    v0 = skip_before = None
-                    want = Fraction(max(0, start_ms - seg.start_ms), 1000)
-                    for p in src.demux(v_in):
-                        if not p.size or p.dts is None:
-                            continue
-                        if v0 is None:
-                            v0 = p.dts
-                        if origin_ms is not None or (p.dts - v0) * v_in.time_base > want:
-                            break
-                        if p.is_keyframe:
-                            skip_before = p.dts
-                if v0 is None:
-                    continue  # no video in this segment
-                if origin_ms is None:
+                v0 = skip_before = None
+                if origin_ms is None:  # first segment: find the keyframe at or before the window start
+                    with av.open(f) as src:
+                        v_in = src.streams.video[0]
+                        want = Fraction(max(0, start_ms - seg.start_ms), 1000)
+                        for p in src.demux(v_in):
+                            if not p.size or p.dts is None:
+                                continue
+                            if v0 is None:
+                                v0 = p.dts
+                            if (p.dts - v0) * v_in.time_base > want:
+                                break
+                            if p.is_keyframe:
+                                skip_before = p.dts
+                    if v0 is None:
+                        continue  # no video in this segment
                     skip_before = v0 if skip_before is None else skip_before
                     origin_ms = seg.start_ms + int((skip_before - v0) * v_in.time_base * 1000)
                     result.first_ms = origin_ms
-                else:
-                    skip_before = None
-                f.seek(0)
-                with av.open(f) as src:  # pass 2: stream copy, packet by packet
+                    f.seek(0)
+                # one demux pass per segment: packets before the first video packet (audio)
+                # wait until it fixes the segment's origin v0
+                with av.open(f) as src:
                     v_in = src.streams.video[0]
                     a_in = src.streams.audio[0] if src.streams.audio else None
                     if v_out is None:
                         v_out = container.add_stream_from_template(v_in)
                         if a_in is not None:
                             a_out = container.add_stream_from_template(a_in)
-                    result.sources.append({"segment_id": seg.id, "key": seg.key, "version_id": seg.version_id,
-                                           "sha256": seg.sha256})
-                    seg_off = Fraction(seg.start_ms - origin_ms, 1000)
-                    skip_s = (skip_before - v0) * v_in.time_base if skip_before is not None else None
+                    vtb, v_index = v_in.time_base, v_in.index
+                    seg_off, end_s = Fraction(seg.start_ms - origin_ms, 1000), Fraction(end_ms - origin_ms, 1000)
+                    tv = ta = None
+                    pending = []
                     for p in src.demux([s for s in (v_in, a_in) if s is not None]):
                         if not p.size or p.dts is None:
                             continue
-                        is_v = p.stream.type == "video"
-                        tb = p.stream.time_base
-                        rel = (p.dts - v0) * v_in.time_base if is_v else p.dts * tb - v0 * v_in.time_base
-                        if skip_s is not None and rel < skip_s:
-                            continue
-                        t = seg_off + rel  # seconds from the output origin
-                        if origin_ms + t * 1000 >= end_ms:
-                            continue
-                        dts = int(t / tb)
-                        pts = dts + ((p.pts - p.dts) if p.pts is not None else 0)
-                        if is_v:
-                            dts = max(dts, last_v + 1)
-                            last_v = dts
-                            p.stream = v_out
-                            result.frames += 1
-                            result.last_ms = int(origin_ms + t * 1000)
-                        else:
-                            if a_out is None:
+                        if tv is None:
+                            if p.stream.index != v_index:
+                                pending.append(p)
                                 continue
-                            dts = max(dts, last_a + 1)
-                            last_a = dts
-                            p.stream = a_out
-                        p.dts, p.pts = dts, max(pts, dts)
-                        container.mux_one(p)
+                            v0 = p.dts if v0 is None else v0
+                            tv = _timing(vtb, vtb, v0, seg_off, end_s, skip_before)
+                            if a_in is not None:
+                                ta = _timing(a_in.time_base, vtb, v0, seg_off, end_s, skip_before)
+                            result.sources.append({"segment_id": seg.id, "key": seg.key, "version_id": seg.version_id,
+                                                   "sha256": seg.sha256})
+                            batch, pending = pending + [p], []
+                        else:
+                            batch = (p,)
+                        for q in batch:
+                            dts = q.dts
+                            if q.stream.index == v_index:
+                                if (tv.skip is not None and dts < tv.skip) or dts >= tv.end:
+                                    continue
+                                raw = dts + tv.off
+                                out_dts = last_v = max(raw, last_v + 1)
+                                last_video = (dts, tv.exact, vtb)
+                                q.stream = v_out
+                                result.frames += 1
+                            else:
+                                if a_out is None or (ta.skip is not None and dts < ta.skip) or dts >= ta.end:
+                                    continue
+                                raw = dts + ta.off
+                                out_dts = last_a = max(raw, last_a + 1)
+                                q.stream = a_out
+                            pts = raw + ((q.pts - dts) if q.pts is not None else 0)
+                            q.dts, q.pts = out_dts, max(pts, out_dts)
+                            container.mux_one(q)
             if progress:
                 progress((i + 1) / len(segs))
     finally:
         container.close()
+    if last_video is not None:
+        dts, exact, vtb = last_video
+        result.last_ms = origin_ms + math.floor((dts + exact) * vtb * 1000)
     result.bytes = sink.size
     result.sha256 = sink.sha.hexdigest()
     return result

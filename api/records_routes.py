@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import time
 from datetime import datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
+import orjson
 from fastapi import APIRouter, Path, Response
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
@@ -16,6 +19,7 @@ from labwitness.errors import LabwitnessError
 from api.auth import Ingest, Inspector
 from api.deps import RuntimeDep
 from api.runtime import Runtime
+from index.records import merge_windows  # noqa: F401  (re-exported: tests and callers)
 
 CODE = r"^[A-Za-z0-9\u4e00-\u9fff][A-Za-z0-9\u4e00-\u9fff._/()\-]{0,63}$"
 ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -179,50 +183,60 @@ class ReportFootage(BaseModel):
     cameras: list[CameraFootage]
 
 
-def merge_windows(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Overlapping or touching windows become one; separate ones stay separate (a 7-day
-    and a 28-day cube test of one report must not become weeks of footage)."""
-    out: list[tuple[int, int]] = []
-    for lo, hi in sorted(spans):
-        if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return out
-
-
 def report_windows(rt: Runtime, report_no: str) -> tuple[list, list[tuple[str, int, int]]]:
     """Records of the report and its footage windows as (camera, start, end):
     each record's [start - margin, end + margin] on each of its cameras, merged per
-    camera only where they overlap."""
-    records = rt.records.by_report(report_no)
-    margin = rt.settings.report_margin_s * 1000
-    spans: dict[str, list[tuple[int, int]]] = {}
-    for r in records:
-        for cam in rt.records.cameras_for(json.loads(r.area_ids), json.loads(r.equipment_ids)):
-            spans.setdefault(cam, []).append((r.started_ms - margin, r.ended_ms + margin))
-    return records, [(cam, lo, hi) for cam in sorted(spans) for lo, hi in merge_windows(spans[cam])]
+    camera only where they overlap (index.records.merge_windows)."""
+    rf = rt.records.report_footage(report_no, rt.settings.report_margin_s * 1000, holds=False)
+    return rf.records, [(w.camera_id, w.start_ms, w.end_ms) for w in rf.windows]
 
 
-@router.get("/reports/{report_no}/footage")
-def report_footage(rt: RuntimeDep, who: Inspector, report_no: str) -> ReportFootage:
-    tz = ZoneInfo(rt.settings.timezone)
-    records, windows = report_windows(rt, report_no)
-    held = rt.holds_for_report(report_no)
+@functools.lru_cache(maxsize=64)
+def _utc_day(day: int) -> str:
+    t = time.gmtime(day * 86400)
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+
+
+def _iso(ms: int) -> str:
+    """RFC 3339 UTC with milliseconds, by integer arithmetic: a long report has
+    thousands of clip times, and datetime objects cost several times more."""
+    day, rest = divmod(ms, 86_400_000)
+    h, rest = divmod(rest, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, milli = divmod(rest, 1000)
+    return f"{_utc_day(day)}{h:02d}:{m:02d}:{s:02d}.{milli:03d}Z"
+
+
+def footage_body(rf, report_no: str, margin_s: int, tz: ZoneInfo) -> bytes:
+    """The JSON of GET /reports/{no}/footage (shape: :class:`ReportFootage`) from the
+    index's rows, encoded directly with orjson: validating thousands of clips
+    through pydantic, or encoding them with the json module, cost several times
+    the query itself (bench/report_query); the tests check the shape against the model."""
+    held = rf.held
     cams = []
-    for cam, lo, hi in windows:
-        f = rt.index.footage(cam, lo, hi)
-        start, end = from_ms(lo), from_ms(hi)
-        cams.append(CameraFootage(
-            camera_id=cam, window_start=start, window_end=end,
-            window_start_local=start.astimezone(tz).isoformat(timespec="seconds"),
-            window_end_local=end.astimezone(tz).isoformat(timespec="seconds"),
-            coverage=round(f.coverage, 6),
-            clips=[ClipOut(segment_id=s.id, start=from_ms(s.start_ms), end=from_ms(s.end_ms), sha256=s.sha256,
-                           media_url=f"/api/v1/segments/{s.id}/media", on_hold=s.id in held) for s in f.segments],
-            gaps=[GapOut(start=from_ms(g.start_ms), end=from_ms(g.end_ms), reason=g.reason) for g in f.gaps],
-            stitched_url=f"/api/v1/cameras/{cam}/media?start={start.isoformat()}&end={end.isoformat()}".replace("+", "%2B"),
-        ))
-    rt.audit.append(who.actor, "report.footage", report_no, {"cameras": sorted({w[0] for w in windows})}, who.role)
-    return ReportFootage(report_no=report_no, records=[record_view(r) for r in records],
-                         margin_s=rt.settings.report_margin_s, cameras=cams)
+    for w in rf.windows:
+        # each clip ends where the next begins: format every instant once
+        iso = {t: _iso(t) for t in {t for _, lo, hi, _ in w.clips for t in (lo, hi)}}
+        start, end = from_ms(w.start_ms), from_ms(w.end_ms)
+        stitched = f"/api/v1/cameras/{w.camera_id}/media?start={start.isoformat()}&end={end.isoformat()}"
+        cams.append({
+            "camera_id": w.camera_id, "window_start": _iso(w.start_ms), "window_end": _iso(w.end_ms),
+            "window_start_local": start.astimezone(tz).isoformat(timespec="seconds"),
+            "window_end_local": end.astimezone(tz).isoformat(timespec="seconds"),
+            "coverage": round(w.coverage, 6),
+            "clips": [{"segment_id": sid, "start": iso[lo], "end": iso[hi], "media_url": f"/api/v1/segments/{sid}/media",
+                       "sha256": sha, "on_hold": sid in held} for sid, lo, hi, sha in w.clips],
+            "gaps": [{"start": _iso(lo), "end": _iso(hi), "reason": reason} for lo, hi, reason in w.gaps],
+            "stitched_url": stitched.replace("+", "%2B"),
+        })
+    body = {"report_no": report_no, "records": [record_view(r).model_dump(mode="json") for r in rf.records],
+            "margin_s": margin_s, "cameras": cams}
+    return orjson.dumps(body)
+
+
+@router.get("/reports/{report_no}/footage", response_model=ReportFootage)
+def report_footage(rt: RuntimeDep, who: Inspector, report_no: str) -> Response:
+    rf = rt.records.report_footage(report_no, rt.settings.report_margin_s * 1000)
+    rt.audit.append(who.actor, "report.footage", report_no, {"cameras": sorted({w.camera_id for w in rf.windows})}, who.role)
+    return Response(footage_body(rf, report_no, rt.settings.report_margin_s, ZoneInfo(rt.settings.timezone)),
+                    media_type="application/json")

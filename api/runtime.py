@@ -119,17 +119,6 @@ class Runtime:
         except IndexUnavailableError:
             log.error("index unavailable: bootstrap admin token not created yet")
 
-    def holds_for_report(self, report_no: str) -> set[int]:
-        """Segment ids under a legal hold placed by an export of this report."""
-        from sqlmodel import Session, select
-
-        from index.models import ExportPackage, Hold
-
-        with Session(self.index.engine) as s:
-            q = select(Hold.segment_id).join(ExportPackage, ExportPackage.id == Hold.package_id).where(
-                ExportPackage.report_no == report_no, Hold.released_ms == None)  # noqa: E711
-            return set(s.exec(q))
-
     def camera_spec(self, cam: Camera) -> CameraSpec:
         """What a recorder needs: the URL with the decrypted credentials put back."""
         return CameraSpec(cam.id, with_credentials(cam.rtsp_url, cam.username, self.cipher.decrypt(cam.password_enc)),

@@ -22,21 +22,20 @@ catalog, and compared with it again after re-creation).  PostgreSQL is then
 ``ANALYZE``d (what autovacuum would do in production); SQLite is not (the
 project never runs ANALYZE).
 
-Query: what ``GET /api/v1/reports/{report_no}/footage`` does, without HTTP:
-``api.records_routes.report_windows`` (``RecordStore.by_report`` +
-``RecordStore.cameras_for`` per record) then ``IndexStore.footage`` per camera
-over [start - margin, end + margin] (+ ``coverage``).  Random report numbers
-(``--queries`` of them, with replacement).  A warm-up pass reads the same
-reports' rows through a cheap column-only query (same pages, same indexes),
-then the product path is timed over the sample in another order, caches warm
-(goals: PostgreSQL p99 < 20 ms, SQLite p99 < 50 ms).  Further passes: an
-instrumented one splitting the time into "inside cursor.execute" and
-"SQLAlchemy/SQLModel/Python", ``report_windows`` alone, and a what-if
-(NOT the product path: only the columns the handler shows, as Core rows, all
-cameras of a report on one connection) to size the gain of that query shape.
-Finally the exact SQL of the segment range query (captured from
-``IndexStore.footage`` itself) is run under ``EXPLAIN (ANALYZE, BUFFERS)`` /
-``EXPLAIN QUERY PLAN``, to show whether ``ix_segment_camera_start`` is used.
+Query: what ``GET /api/v1/reports/{report_no}/footage`` does, without HTTP and
+the audit append: ``RecordStore.report_footage`` (the report's records, their
+cameras, then segments and gaps per camera window over [start - margin, end +
+margin], all on one connection) and ``api.records_routes.footage_body`` (the
+response body, validated by its pydantic model).  Random report numbers
+(``--queries`` of them, with replacement).  A warm-up pass runs the same
+reports (pages cached, statement cache filled), then the product path is
+timed over the sample in another order (goals: PostgreSQL p99 < 20 ms, SQLite
+p99 < 50 ms).  Further passes: an instrumented one splitting the time into
+"inside cursor.execute" and the rest (SQLAlchemy and Python), and the index
+query alone without building the body.  Finally the exact SQL of the segment
+range query (captured from ``RecordStore.report_footage`` itself) is run under
+``EXPLAIN (ANALYZE, BUFFERS)`` / ``EXPLAIN QUERY PLAN``, to show whether
+``ix_segment_camera_start`` is used.
 
 Results go to ``bench/out/report_query-*.json``.
 """
@@ -55,18 +54,18 @@ import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 
-from api.records_routes import report_windows
+from zoneinfo import ZoneInfo
+
+from api.records_routes import footage_body
 from index.db import make_engine, sqlite_url
 from index.migrate import upgrade
-from index.models import Area, Camera, Equipment, EquipmentCamera, Gap, Segment, TestRecord
-from index.queries import IndexStore
+from index.models import Area, Camera, Equipment, EquipmentCamera, TestRecord
 from index.records import RecordStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,6 +73,7 @@ OUT = REPO / "bench" / "out"
 PG_ADMIN_URL = os.environ.get("LABWITNESS_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 GOAL_P99_MS = {"postgresql": 20.0, "sqlite": 50.0}
 MARGIN_S = 300  # api.settings.Settings.report_margin_s default
+TZ = ZoneInfo("Asia/Shanghai")
 DAY_MS = 86_400_000
 MIN_MS = 60_000
 SEG_MS = 60_000
@@ -411,19 +411,16 @@ def _summary(ms: list[float]) -> dict:
             "p99_ms": round(_pct(ms, 0.99), 3), "max_ms": round(max(ms), 3), "mean_ms": round(statistics.fmean(ms), 3)}
 
 
-class _Runtime(SimpleNamespace):
-    """The two attributes of api.runtime.Runtime that report_windows reads."""
-
-
-def footage_per_report(rt, index: IndexStore, report_no: str) -> tuple[int, int, int]:
-    """What GET /reports/{report_no}/footage does with the index: (records, cameras, segments)."""
-    records, windows = report_windows(rt, report_no)
-    segs = 0
-    for cam, (lo, hi) in sorted(windows.items()):
-        f = index.footage(cam, lo, hi)
-        f.coverage  # noqa: B018  (the handler reports it)
-        segs += len(f.segments)
-    return len(records), len(windows), segs
+def footage_per_report(records: RecordStore, report_no: str, body: bool = True) -> tuple[int, int, int]:
+    """What GET /reports/{report_no}/footage does (without HTTP and the audit append):
+    RecordStore.report_footage, then the response body. (records, windows, segments)."""
+    rf = records.report_footage(report_no, MARGIN_S * 1000)
+    if body:
+        footage_body(rf, report_no, MARGIN_S, TZ)
+    else:
+        for w in rf.windows:
+            w.coverage  # noqa: B018
+    return len(rf.records), len(rf.windows), sum(len(w.clips) for w in rf.windows)
 
 
 class _SqlMeter:
@@ -445,35 +442,36 @@ class _SqlMeter:
         self.total += time.perf_counter() - conn.info.pop("_lw_t0", time.perf_counter())
         self.count += 1
 
+    def _dbapi_rows(self, conn, stmt):
+        """index.records._dbapi_rows runs its statement on the DB-API cursor, where
+        SQLAlchemy's events do not see it: time and capture it here."""
+        compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+        params = compiled.params
+        if compiled.positional:
+            params = tuple(params[k] for k in compiled.positiontup)
+        if self.capture:
+            self.captured.append((str(compiled), params))
+        t = time.perf_counter()
+        try:
+            return self._orig_dbapi_rows(conn, stmt)
+        finally:
+            self.total += time.perf_counter() - t
+            self.count += 1
+
     @contextmanager
     def on(self):
+        import index.records as records_mod
+
+        self._orig_dbapi_rows = records_mod._dbapi_rows
+        records_mod._dbapi_rows = self._dbapi_rows
         event.listen(self.engine, "before_cursor_execute", self._before)
         event.listen(self.engine, "after_cursor_execute", self._after)
         try:
             yield self
         finally:
+            records_mod._dbapi_rows = self._orig_dbapi_rows
             event.remove(self.engine, "before_cursor_execute", self._before)
             event.remove(self.engine, "after_cursor_execute", self._after)
-
-
-def footage_lean(conn, camera_id: str, start_ms: int, end_ms: int) -> tuple[list, list]:
-    """What-if, NOT the product path: the same WHERE clauses as IndexStore.footage, but only
-    the columns the handler shows (id, start, end, sha256) as plain Core rows, on a
-    connection the caller holds for the whole report."""
-    from sqlalchemy import select
-
-    from index.queries import MAX_SEGMENT_MS
-
-    segs = conn.execute(
-        select(Segment.id, Segment.start_ms, Segment.end_ms, Segment.sha256)
-        .where(Segment.camera_id == camera_id, Segment.status == "stored")
-        .where(Segment.start_ms < end_ms, Segment.start_ms > start_ms - MAX_SEGMENT_MS, Segment.end_ms > start_ms)
-        .order_by(Segment.start_ms)).all()
-    gaps = conn.execute(
-        select(Gap.start_ms, Gap.end_ms, Gap.reason)
-        .where(Gap.camera_id == camera_id, Gap.start_ms < end_ms, Gap.end_ms > start_ms)
-        .order_by(Gap.start_ms)).all()
-    return segs, gaps
 
 
 def _fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
@@ -485,34 +483,28 @@ def _fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
 
 
 def measure(engine: Engine, lab: Lab, n_queries: int, seed: int, breakdown_n: int = 100) -> dict:
-    rt = _Runtime(records=RecordStore(engine, lambda: lab.t_end), settings=SimpleNamespace(report_margin_s=MARGIN_S))
-    index = IndexStore(engine)
+    records = RecordStore(engine, lambda: lab.t_end)
     sample = random.Random(seed + 7).choices(lab.report_nos, k=n_queries)
     order = list(range(len(sample)))
     random.Random(seed + 8).shuffle(order)
 
-    def lean_pass(idx: list[int]) -> list[float]:
+    def timed_pass(idx: list[int], body: bool = True) -> list[float]:
         out = [0.0] * len(sample)
         for i in idx:
             t = time.perf_counter()
-            _, windows = report_windows(rt, sample[i])
-            with engine.connect() as conn:
-                for cam, (lo, hi) in sorted(windows.items()):
-                    footage_lean(conn, cam, lo, hi)
+            footage_per_report(records, sample[i], body)
             out[i] = (time.perf_counter() - t) * 1000
         return out
 
-    # pass 1 (warm-up, not the headline): the same reports through report_windows + footage_lean, which
-    # reads the same test_record, segment and gap pages as the product path at a fraction of its CPU;
-    # it also warms the connection pool and SQLAlchemy's statement cache for report_windows
-    cold = lean_pass(list(range(len(sample))))
+    # pass 1 (warm-up, not the headline): the same reports, so the pages are cached and
+    # SQLAlchemy's statement cache is filled
+    cold = timed_pass(list(range(len(sample))), body=False)
     # pass 2: THE measurement — the product path, same reports in another order, warm caches
     warm, warm_cpu, shape = [0.0] * len(sample), [0.0] * len(sample), [None] * len(sample)
-    footage_per_report(rt, index, sample[order[-1]])  # compiles IndexStore.footage's statements once
     load0, wall0, cpu0 = os.getloadavg()[0], time.perf_counter(), time.process_time()
     for i in order:
         t, c = time.perf_counter(), time.thread_time()
-        shape[i] = footage_per_report(rt, index, sample[i])
+        shape[i] = footage_per_report(records, sample[i])
         warm[i] = (time.perf_counter() - t) * 1000
         warm_cpu[i] = (time.thread_time() - c) * 1000
     contention = {"loadavg_1min_before": round(load0, 2), "loadavg_1min_after": round(os.getloadavg()[0], 2),
@@ -525,16 +517,10 @@ def measure(engine: Engine, lab: Lab, n_queries: int, seed: int, breakdown_n: in
     with meter.on():
         t = time.perf_counter()
         for i in order[:k]:
-            footage_per_report(rt, index, sample[i])
+            footage_per_report(records, sample[i])
         wall = time.perf_counter() - t
-    # pass 4: report_windows alone (the product's records -> cameras step)
-    rw = [0.0] * len(sample)
-    for i in order:
-        t = time.perf_counter()
-        report_windows(rt, sample[i])
-        rw[i] = (time.perf_counter() - t) * 1000
-    # pass 5 (what-if, warm): report_windows as the product does it, then footage_lean per camera on one connection
-    lean = lean_pass(order)
+    # pass 4: the index query alone (no response body)
+    index_only = timed_pass(order, body=False)
     worst = max(range(len(sample)), key=lambda j: warm[j])
     a, b = _fit([s[2] for s in shape], warm)
     _, cb = _fit([s[1] for s in shape], [w - b * s[2] for w, s in zip(warm, shape, strict=True)])
@@ -543,7 +529,7 @@ def measure(engine: Engine, lab: Lab, n_queries: int, seed: int, breakdown_n: in
         "warm": _summary(warm),
         "warm_client_cpu": _summary(warm_cpu),
         "contention": contention,
-        "warm_up_pass_lean_cold_cache": _summary(cold),
+        "warm_up_pass": _summary(cold),
         "per_report": {
             "records_mean": round(statistics.fmean(s[0] for s in shape), 2),
             "cameras_mean": round(statistics.fmean(s[1] for s in shape), 2),
@@ -564,26 +550,24 @@ def measure(engine: Engine, lab: Lab, n_queries: int, seed: int, breakdown_n: in
                       "sql_ms_per_report": round(meter.total / k * 1000, 3),
                       "python_orm_ms_per_report": round((wall - meter.total) / k * 1000, 3),
                       "note": "sql = time inside cursor.execute (driver + server); the rest is SQLAlchemy/SQLModel/Python"},
-        "report_windows_only": _summary(rw),
-        "what_if_lean_columns": {**_summary(lean),
-                                 "note": "NOT the product path: report_windows + Core select of id/start/end/sha256, "
-                                         "all cameras on one connection (see footage_lean)"},
+        "index_query_only": _summary(index_only),
     }
 
 
 def _capture_footage_sql(engine: Engine, lab: Lab, seed: int) -> tuple[dict, tuple[str, int, int]]:
-    """The statements IndexStore.footage really sends, for one camera window of a random report."""
-    rt = _Runtime(records=RecordStore(engine, lambda: lab.t_end), settings=SimpleNamespace(report_margin_s=MARGIN_S))
+    """The statements RecordStore.report_footage really sends, for a random report with footage."""
+    records = RecordStore(engine, lambda: lab.t_end)
     rng = random.Random(seed + 9)
-    while True:
-        _, windows = report_windows(rt, rng.choice(lab.report_nos))
-        if windows:
-            break
-    cam, (lo, hi) = sorted(windows.items())[0]
     meter = _SqlMeter(engine)
     meter.capture = True
-    with meter.on():
-        IndexStore(engine).footage(cam, lo, hi)
+    while True:
+        meter.captured.clear()
+        with meter.on():
+            rf = records.report_footage(rng.choice(lab.report_nos), MARGIN_S * 1000, holds=False)
+        if rf.windows:
+            break
+    w = rf.windows[0]
+    cam, lo, hi = w.camera_id, w.start_ms, w.end_ms
     stmts = [(s, p) for s, p in meter.captured if "FROM segment" in s or "FROM gap" in s]
     return {"segment": next(x for x in stmts if "FROM segment" in x[0]),
             "gap": next(x for x in stmts if "FROM gap" in x[0])}, (cam, lo, hi)
@@ -713,15 +697,14 @@ def _print(results: list[dict], lab: Lab) -> None:
                   f"< {r['goal_p99_ms']:.0f} {'met' if r['goal_met'] else 'NOT met'}")
     console.print(t)
     t = Table(title="where the time goes (ms per report)")
-    for col in ("db", "client CPU p50/p99", "CPU/wall", "report_windows p99", "in execute", "rest (Python)",
-                "statements", "what-if lean p99", "ix_segment_camera_start"):
+    for col in ("db", "client CPU p50/p99", "CPU/wall", "index query p99", "in execute", "rest (Python)",
+                "statements", "ix_segment_camera_start"):
         t.add_column(col, justify="right")
     for r in results:
         q, b, c = r["query"], r["query"]["breakdown"], r["query"]["warm_client_cpu"]
         t.add_row(r["db"], f"{c['p50_ms']:.1f} / {c['p99_ms']:.1f}", f"{q['contention']['client_cpu_over_wall']:.2f}",
-                  f"{q['report_windows_only']['p99_ms']:.2f}", f"{b['sql_ms_per_report']:.2f}",
+                  f"{q['index_query_only']['p99_ms']:.2f}", f"{b['sql_ms_per_report']:.2f}",
                   f"{b['python_orm_ms_per_report']:.2f}", f"{b['statements_per_report']}",
-                  f"{q['what_if_lean_columns']['p99_ms']:.2f}",
                   "used" if r["explain"]["segment_uses_ix_segment_camera_start"] else "NOT used")
     console.print(t)
     for r in results:

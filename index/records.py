@@ -9,14 +9,18 @@ join can never be stale, and it costs one index range scan per camera.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
+from typing import Any, Callable, Sequence
 
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from index.models import Camera, Equipment, EquipmentCamera, TestRecord, TestRecordRevision
-from index.queries import _guard
+from index.models import Camera, Equipment, EquipmentCamera, ExportPackage, Gap, Hold, Segment, TestRecord, TestRecordRevision
+from index.queries import MAX_SEGMENT_MS, _guard
 from labwitness.errors import NotFoundError
 
 _CONTENT = ("report_no", "commission_no", "project_name", "test_item", "sample_ids", "area_ids", "equipment_ids",
@@ -28,6 +32,52 @@ def record_content(r: TestRecord) -> dict[str, Any]:
     for k in ("sample_ids", "area_ids", "equipment_ids"):
         d[k] = json.loads(d[k])
     return d
+
+
+def merge_windows(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping or touching windows become one; separate ones stay separate (a 7-day
+    and a 28-day cube test of one report must not become weeks of footage)."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(spans):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+@dataclass(frozen=True)
+class WindowFootage:
+    """One camera over one (merged) report window: clips as (segment_id, start_ms,
+    end_ms, sha256) and gaps as (start_ms, end_ms, reason), both in time order."""
+
+    camera_id: str
+    start_ms: int
+    end_ms: int
+    clips: list[tuple[int, int, int, str]]
+    gaps: list[tuple[int, int, str]]
+
+    @property
+    def covered_ms(self) -> int:
+        total, cursor = 0, self.start_ms
+        for _, lo, hi, _ in self.clips:  # time-ordered: merge overlaps in one pass
+            lo, hi = max(lo, cursor), min(hi, self.end_ms)
+            if hi > lo:
+                total += hi - lo
+                cursor = hi
+        return total
+
+    @property
+    def coverage(self) -> float:
+        span = self.end_ms - self.start_ms
+        return self.covered_ms / span if span > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class ReportFootage:
+    records: list  # TestRecord-shaped rows, by start
+    windows: list[WindowFootage] = field(default_factory=list)
+    held: set[int] = field(default_factory=set)  # segment ids on legal hold for this report's exports
 
 
 class RecordStore:
@@ -96,18 +146,112 @@ class RecordStore:
         return [a for a in area_ids if a not in known_a], [e for e in equipment_ids if e not in known_e]
 
     @_guard
+    def report_footage(self, report_no: str, margin_ms: int, *, holds: bool = True) -> ReportFootage:
+        """Everything an inspector's "footage of this report" needs, on one connection
+        in a fixed handful of statements: records (1), cameras of their areas and
+        instruments (2-3), per camera window segments and gaps (2), holds (1).
+        Only the columns shown are fetched, as plain rows: a week-long test has
+        ~10 000 one-minute segments and ORM entities would dominate (bench/report_query)."""
+        rec_t, seg_t, gap_t = TestRecord.__table__, Segment.__table__, Gap.__table__
+        with self.engine.connect() as conn:
+            records = conn.execute(sa_select(rec_t).where(rec_t.c.report_no == report_no)
+                                   .order_by(rec_t.c.started_ms)).all()
+            if not records:
+                raise NotFoundError(f"报告编号没有对应的检测记录 / no test record has report no. {report_no!r}")
+            per_record = [(json.loads(r.area_ids), json.loads(r.equipment_ids)) for r in records]
+            cams = _resolve_cameras(conn, per_record)
+            spans: dict[str, list[tuple[int, int]]] = {}
+            for r, cam_set in zip(records, cams, strict=True):
+                for cam in cam_set:
+                    spans.setdefault(cam, []).append((r.started_ms - margin_ms, r.ended_ms + margin_ms))
+            # Most windows of a report are the same few spans on many cameras: one
+            # statement per distinct span with camera_id IN (...), not one per camera.
+            by_span: dict[tuple[int, int], list[str]] = {}
+            for cam in sorted(spans):
+                for span in merge_windows(spans[cam]):
+                    by_span.setdefault(span, []).append(cam)
+            clips: dict[tuple[str, int, int], list] = {}
+            gaps: dict[tuple[str, int, int], list] = {}
+            for (lo, hi), cams_here in by_span.items():
+                for k in cams_here:
+                    clips[(k, lo, hi)], gaps[(k, lo, hi)] = [], []
+                # Bounded lower edge keeps this an index range scan (see IndexStore.footage).
+                seg_rows = _dbapi_rows(conn,
+                    sa_select(seg_t.c.camera_id, seg_t.c.id, seg_t.c.start_ms, seg_t.c.end_ms, seg_t.c.sha256)
+                    .where(seg_t.c.camera_id.in_(cams_here), seg_t.c.start_ms < hi,
+                           seg_t.c.start_ms > lo - MAX_SEGMENT_MS, seg_t.c.end_ms > lo, seg_t.c.status == "stored")
+                    .order_by(seg_t.c.camera_id, seg_t.c.start_ms))
+                for cam, rows in groupby(seg_rows, key=itemgetter(0)):
+                    clips[(cam, lo, hi)] = [r[1:] for r in rows]
+                gap_rows = conn.execute(
+                    sa_select(gap_t.c.camera_id, gap_t.c.start_ms, gap_t.c.end_ms, gap_t.c.reason)
+                    .where(gap_t.c.camera_id.in_(cams_here), gap_t.c.start_ms < hi, gap_t.c.end_ms > lo)
+                    .order_by(gap_t.c.camera_id, gap_t.c.start_ms)).all()
+                for cam, rows in groupby(gap_rows, key=itemgetter(0)):
+                    gaps[(cam, lo, hi)] = [r[1:] for r in rows]
+            windows = [WindowFootage(cam, lo, hi, clips[(cam, lo, hi)], gaps[(cam, lo, hi)])
+                       for cam, lo, hi in sorted(clips)]
+            held: set[int] = set()
+            if holds and any(w.clips for w in windows):
+                held = set(conn.execute(
+                    sa_select(Hold.__table__.c.segment_id)
+                    .join(ExportPackage.__table__, ExportPackage.__table__.c.id == Hold.__table__.c.package_id)
+                    .where(ExportPackage.__table__.c.report_no == report_no, Hold.__table__.c.released_ms.is_(None))).scalars())
+        return ReportFootage(list(records), windows, held)
+
+    @_guard
     def cameras_for(self, area_ids: list[str], equipment_ids: list[str]) -> list[str]:
         """Cameras of the areas, plus the cameras watching the instruments (or, for an
         instrument no camera is linked to, the cameras of its area)."""
-        with Session(self.engine) as s:
-            cams: set[str] = set()
-            if area_ids:
-                cams |= set(s.exec(select(Camera.id).where(col(Camera.area_id).in_(area_ids))))
-            for eq_id in equipment_ids:
-                linked = set(s.exec(select(EquipmentCamera.camera_id).where(EquipmentCamera.equipment_id == eq_id)))
-                if not linked:
-                    eq = s.get(Equipment, eq_id)
-                    if eq is not None and eq.area_id:
-                        linked = set(s.exec(select(Camera.id).where(Camera.area_id == eq.area_id)))
-                cams |= linked
-        return sorted(cams)
+        with self.engine.connect() as conn:
+            return sorted(_resolve_cameras(conn, [(area_ids, equipment_ids)])[0])
+
+
+def _dbapi_rows(conn, stmt) -> list[tuple]:
+    """Run a SELECT on the connection's DB-API cursor and return its plain tuples.
+    For the one statement that returns thousands of rows per report: SQLAlchemy's
+    Row objects cost a third of the whole query there (bench/report_query).  Same
+    connection, same transaction; the statement is compiled by SQLAlchemy for the
+    dialect (expanding IN rendered), so it stays portable."""
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.params
+    if compiled.positional:
+        params = tuple(params[k] for k in compiled.positiontup)
+    cur = conn.connection.cursor()
+    try:
+        cur.execute(str(compiled), params)
+        return cur.fetchall()
+    finally:
+        cur.close()
+
+
+def _resolve_cameras(conn, per_record: list[tuple[list[str], list[str]]]) -> list[set[str]]:
+    """For each record (area ids, equipment ids): the cameras of its areas plus the
+    cameras watching its instruments (or, for an instrument no camera is linked to,
+    the cameras of the instrument's area) — :meth:`RecordStore.cameras_for` for all
+    records of a report at once, in 2-3 statements."""
+    ec_t, eq_t, cam_t = EquipmentCamera.__table__, Equipment.__table__, Camera.__table__
+    all_eq = sorted({e for _, eqs in per_record for e in eqs})
+    links: dict[str, set[str]] = {}
+    eq_area: dict[str, str] = {}
+    if all_eq:
+        for eq_id, cam_id in conn.execute(sa_select(ec_t.c.equipment_id, ec_t.c.camera_id)
+                                          .where(ec_t.c.equipment_id.in_(all_eq))):
+            links.setdefault(eq_id, set()).add(cam_id)
+        unlinked = [e for e in all_eq if e not in links]
+        if unlinked:
+            eq_area = {i: a for i, a in conn.execute(sa_select(eq_t.c.id, eq_t.c.area_id).where(eq_t.c.id.in_(unlinked))) if a}
+    areas = sorted({a for ars, _ in per_record for a in ars} | set(eq_area.values()))
+    by_area: dict[str, set[str]] = {}
+    if areas:
+        for cam_id, area_id in conn.execute(sa_select(cam_t.c.id, cam_t.c.area_id).where(cam_t.c.area_id.in_(areas))):
+            by_area.setdefault(area_id, set()).add(cam_id)
+    out = []
+    for ars, eqs in per_record:
+        cams: set[str] = set()
+        for a in ars:
+            cams |= by_area.get(a, set())
+        for e in eqs:
+            cams |= links.get(e) or by_area.get(eq_area.get(e, ""), set())
+        out.append(cams)
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 from datetime import datetime, timedelta, timezone
 
 import av
@@ -91,6 +92,9 @@ def test_report_footage_and_stitched_playback(running):
     wait_for(lambda: rt.index.footage("cam-api", 0, 2**62).segments[-1].end_ms > (now + timedelta(seconds=4)).timestamp() * 1000,
              30, what="footage past the record's end")
     body = client.get("/api/v1/reports/JC-2/footage").json()
+    from api.records_routes import ReportFootage
+
+    ReportFootage.model_validate(body)  # the hand-encoded body has the documented shape
     assert [c["camera_id"] for c in body["cameras"]] == ["cam-api"]
     cam = body["cameras"][0]
     assert body["margin_s"] == 300
@@ -247,3 +251,17 @@ def test_report_windows_merge_only_where_they_overlap(spans, merged):
     from api.records_routes import merge_windows
 
     assert merge_windows(spans) == merged
+
+
+_RNG = random.Random(7)
+
+
+@pytest.mark.parametrize("ms", [0, 86_399_999, 951_782_400_000, 1_790_000_123_456, 4_102_444_799_999]
+                         + [_RNG.randrange(0, 4_102_444_800_000) for _ in range(200)])
+def test_clip_times_format_like_datetime(ms):
+    """The report body formats times by integer arithmetic; it must agree with datetime."""
+    from api.records_routes import _iso
+    from labwitness.clock import from_ms
+
+    assert _iso(ms) == from_ms(ms).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    assert datetime.fromisoformat(_iso(ms)) == from_ms(ms)
