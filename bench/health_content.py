@@ -1,0 +1,225 @@
+"""Content-health benchmark: CPU per camera-minute of sampling stored footage.
+
+    python -m bench.health_content [--minutes 10] [--repeat 3] [--sample-seconds 10] [--no-camera-like] [--keep]
+
+Setup (not timed): the benchmark camera clip (:func:`bench.source.ensure_source`:
+1080p25 H.264 ~4.4 Mbit/s, IDR every 2 s, x264 ``ultrafast`` with per-frame
+noise, so its IDRs are large: ~800 KB) and, unless ``--no-camera-like``, the
+same picture re-encoded the way IP cameras encode (x264 ``veryfast``: CABAC,
+deblocking, 4 Mbit/s VBV, IDR every 2 s; made once with ffmpeg and cached in
+``bench/out/``) are each remuxed by the recorder's own muxer into a 60 s
+fragmented-MP4 segment (:func:`bench.export.make_segment`), stored
+``--minutes`` times in an embedded SeaweedFS (COMPLIANCE lock) and indexed in
+SQLite for one camera each.
+
+(a) labwitness: :func:`retention.content_job.run_content_check` over that
+    camera's footage at the default rate (one keyframe per 10 s): ranged reads of
+    the init segment, ``mfra``, a few ``moof`` boxes and the sampled IDRs,
+    decode, detectors (incl. ORB against an approved reference), events,
+    thumbnail, state, JobRun.  CPU of this process (``process_time``, all
+    threads) per camera-minute; SeaweedFS's CPU is shown apart, never added.
+    The camera's state is reset between repeats.
+(b) baselines, same footage, same run:
+    * ``ffmpeg -i segment.mp4 -f null -`` (full decode; CPU from ``wait4``),
+      on a local copy of one segment, scaled per minute;
+    * PyAV demuxing the whole segment with ``skip_frame=NONKEY`` and decoding one
+      keyframe per 10 s (the extractor's fallback path), from a local file.
+
+Goal: (a) <= 0.05 CPU s per camera-minute.  Results: ``bench/out/health_content-*.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from sqlmodel import Session, delete
+
+from bench.export import _proc_cpu, _run_reaped, make_segment, store_hour
+from bench.source import ensure_source
+from index.db import make_engine, sqlite_url
+from index.migrate import upgrade
+from index.models import Camera, CameraContentState, ContentEvent
+from index.queries import IndexStore
+from labwitness.clock import SystemClock
+from retention.content import ContentConfig
+from retention.content_index import approve_reference
+from retention.content_job import ContentJobConfig, run_content_check
+from retention.keyframes import FileSource, KeyframeDecoder, demux_keyframes, locate_keyframes
+from storage.s3 import S3ObjectStore
+from storage.seaweed import EmbeddedSeaweed
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "bench" / "out"
+ACCESS, SECRET = "labwitness-bench", "labwitness-bench-secret"
+GOAL = 0.05  # CPU s per camera-minute
+FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
+
+console = Console(width=None if sys.stdout.isatty() else 130)
+
+
+def _log(msg: str) -> None:
+    console.print(f"[dim]{datetime.now():%H:%M:%S}[/] {msg}")
+
+
+def camera_like(src_mp4: Path) -> Path:
+    """The source re-encoded like an IP camera (CABAC, deblocking, VBV 4 Mbit/s), cached."""
+    out = OUT / (src_mp4.stem + "-camlike-veryfast.mp4")
+    if not out.exists():
+        _log("encoding the camera-like 1080p source once (x264 veryfast, 4 Mbit/s VBV) ...")
+        tmp = out.with_suffix(".tmp.mp4")
+        subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-i", str(src_mp4), "-an", "-c:v", "libx264",
+                        "-preset", "veryfast", "-profile:v", "main", "-b:v", "4M", "-maxrate", "4M", "-bufsize", "8M",
+                        "-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-bf", "0", str(tmp)], check=True)
+        tmp.replace(out)
+    return out
+
+
+def bench_source(name: str, src_mp4: Path, run: Path, sw: EmbeddedSeaweed, args) -> dict:
+    seg_file = run / f"{name}-segment.mp4"
+    seg = make_segment(src_mp4, 60, seg_file)
+    size = seg_file.stat().st_size
+    _log(f"[{name}] segment: {seg['frames']} frames ({seg['keyframes']} keyframes), {seg['width']}x{seg['height']}, "
+         f"{size / 1e6:.1f} MB = {size * 8 / seg['media_s'] / 1e6:.2f} Mbit/s")
+    with FileSource(seg_file) as f:
+        cfg_t, picked, r = locate_keyframes(f, args.sample_seconds)
+        idr = [k.size for k in picked]
+        samples = [k.data for k in picked]
+    # decode alone, for the breakdown
+    dec = KeyframeDecoder()
+    c0 = time.process_time()
+    for _ in range(3):
+        for data in samples:
+            dec.decode(cfg_t.codec, cfg_t.extradata, data)
+    decode_ms = (time.process_time() - c0) / (3 * len(samples)) * 1000
+
+    store = S3ObjectStore(sw.endpoint, ACCESS, SECRET, f"lw-content-{name}")
+    store.check()
+    engine = make_engine(sqlite_url(run / f"{name}.sqlite3"))
+    upgrade(engine)
+    index = IndexStore(engine)
+    camera = "cam-export"  # the camera id store_hour writes
+    with Session(engine) as s:
+        s.add(Camera(id=camera, rtsp_url="rtsp://127.0.0.1/bench", created_ms=0))
+        s.commit()
+    n = max(1, round(args.minutes))
+    t0 = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=n + 5)
+    up = store_hour(store, index, seg_file, seg, n, 60_000, t0)
+    _log(f"[{name}] stored and indexed {n} segments in {up:.1f} s")
+    job_cfg = ContentJobConfig(content=ContentConfig(sample_seconds=args.sample_seconds), initial_lookback_s=(n + 10) * 60)
+    clock = SystemClock()
+    # an approved reference, as in production (so the ORB comparison is part of the cost)
+    run_content_check(index, store, clock, ContentJobConfig(content=job_cfg.content, initial_lookback_s=(n + 10) * 60,
+                                                            max_segments_per_camera=1))
+    approve_reference(engine, camera, "bench", 0)
+    runs = []
+    sw_pid = sw.proc.pid
+    for k in range(args.repeat):
+        with Session(engine) as s:  # forget what was sampled, keep the reference
+            st = s.get(CameraContentState, camera)
+            st.sampled_until_ms, st.state, st.last_segment_id, st.sharpness_baseline = 0, "{}", None, None
+            s.add(st)
+            s.exec(delete(ContentEvent))
+            s.commit()
+        sw0, c0, w0 = _proc_cpu(sw_pid), time.process_time(), time.perf_counter()
+        summary = run_content_check(index, store, clock, job_cfg)
+        cpu, wall, sw_cpu = time.process_time() - c0, time.perf_counter() - w0, _proc_cpu(sw_pid) - sw0
+        tot = summary.to_json()["totals"]
+        runs.append({"cpu_s": cpu, "wall_s": wall, "seaweed_cpu_s": sw_cpu, "cpu_per_min": cpu / n, **tot,
+                     "status": summary.status, "events": sum(len(c.events) for c in summary.cameras.values())})
+        _log(f"[{name}] run {k + 1}: {cpu:.3f} CPU s for {n} min -> {cpu / n:.4f} CPU s/camera-min "
+             f"({tot['samples']} keyframes, {tot['reads']} ranged reads, {tot['bytes_read'] / 1e6:.1f} MB of "
+             f"{n * size / 1e6:.0f} MB; SeaweedFS {sw_cpu:.2f} s; wall {wall:.2f} s)")
+    engine.dispose()
+
+    # baselines on a local copy of one segment
+    ff = []
+    for _ in range(args.repeat):
+        rc, cpu, err = _run_reaped([FFMPEG, "-hide_banner", "-loglevel", "error", "-i", str(seg_file), "-f", "null", "-"])
+        if rc != 0:
+            raise RuntimeError(f"ffmpeg failed: {err}")
+        ff.append(cpu)
+    nk = []
+    for _ in range(args.repeat):
+        c0 = time.process_time()
+        got = demux_keyframes(str(seg_file), args.sample_seconds)
+        nk.append(time.process_time() - c0)
+    per_min = statistics.median(r["cpu_per_min"] for r in runs)
+    return {
+        "segment": {**seg, "bytes": size, "mbit_s": size * 8 / seg["media_s"] / 1e6, "idr_bytes": idr},
+        "minutes": n, "runs": runs,
+        "labwitness_cpu_per_min": per_min,
+        "decode_ms_per_keyframe": decode_ms,
+        "keyframes_per_min": len(picked),
+        "baseline_ffmpeg_full_decode_cpu_per_min": statistics.median(ff) * 60 / seg["media_s"],
+        "baseline_pyav_nonkey_demux_cpu_per_min": statistics.median(nk) * 60 / seg["media_s"],
+        "baseline_pyav_keyframes": len(got),
+        "seaweed_cpu_per_min": statistics.median(r["seaweed_cpu_s"] for r in runs) / n,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.health_content", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=int, default=10, help="minutes of footage per source (60 s segments)")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--sample-seconds", type=float, default=10.0)
+    ap.add_argument("--no-camera-like", action="store_true", help="only the bench.source clip")
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args(argv)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run = OUT / f"health_content-{stamp}"
+    run.mkdir(parents=True)
+    src = ensure_source(OUT, log=_log)
+    sources = {"bench-source": src.mp4}
+    if not args.no_camera_like:
+        sources["camera-like"] = camera_like(src.mp4)
+    sw = EmbeddedSeaweed(run / "seaweed", ACCESS, SECRET)
+    sw.start()
+    doc: dict = {"benchmark": "health_content", "started": stamp, "args": vars(args), "goal_cpu_per_min": GOAL}
+    try:
+        results = {name: bench_source(name, path, run, sw, args) for name, path in sources.items()}
+    finally:
+        sw.stop()
+        if not args.keep:
+            shutil.rmtree(run, ignore_errors=True)
+    doc["results"] = results
+    doc["machine"] = {"cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg()}
+    t = Table(title=f"content health, CPU s per camera-minute (1080p, one keyframe per {args.sample_seconds:g} s; "
+                    f"medians of {args.repeat})")
+    for c in ("source", "Mbit/s", "IDR KB", "labwitness", "decode/keyframe ms", "ffmpeg full decode", "ratio",
+              "PyAV NONKEY demux", "ratio", "SeaweedFS"):
+        t.add_column(c, justify="right")
+    ok = True
+    for name, r in results.items():
+        lw, ffb, nkb = r["labwitness_cpu_per_min"], r["baseline_ffmpeg_full_decode_cpu_per_min"], r["baseline_pyav_nonkey_demux_cpu_per_min"]
+        ok &= lw <= GOAL
+        t.add_row(name, f"{r['segment']['mbit_s']:.2f}", f"{statistics.median(r['segment']['idr_bytes']) / 1000:.0f}",
+                  f"{lw:.4f}", f"{r['decode_ms_per_keyframe']:.1f}", f"{ffb:.3f}", f"{lw / ffb:.3f}", f"{nkb:.3f}",
+                  f"{lw / nkb:.3f}", f"{r['seaweed_cpu_per_min']:.4f}")
+        r["ratio_vs_ffmpeg_full_decode"] = lw / ffb
+        r["ratio_vs_pyav_nonkey_demux"] = lw / nkb
+        r["goal_met"] = lw <= GOAL
+    console.print(t)
+    for name, r in results.items():
+        console.print(f"{name}: {r['labwitness_cpu_per_min']:.4f} CPU s per camera-minute (goal <= {GOAL}: "
+                      f"{'met' if r['goal_met'] else 'NOT met'}); {r['keyframes_per_min']} keyframes/min x "
+                      f"{r['decode_ms_per_keyframe']:.1f} ms decode = {r['keyframes_per_min'] * r['decode_ms_per_keyframe'] / 1000:.4f} s "
+                      f"of it is decoding")
+    f = OUT / f"health_content-{stamp}.json"
+    f.write_text(json.dumps(doc, indent=2, default=str))
+    _log(f"results written to {f}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

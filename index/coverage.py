@@ -1,0 +1,229 @@
+"""Recorded time and bytes per camera over long windows, fast.
+
+Health asks "how much of the last 183 days did each camera record?" — over a
+full six-month index that is 16.8 M segment rows for 64 cameras, far too many
+to sum on every check.  Closed days (older than ``open_days``) are rolled up
+once into ``coverage_day``; open days and the partial edges of a window are
+summed live from ``segment``.
+
+Invariants:
+1. A ``coverage_day`` row equals the sum over the stored segments of that
+   camera clipped to that UTC day, as of ``computed_ms``.
+2. Days are only rolled up once closed (default: older than 2 days), so
+   normal recording never touches a rolled-up day.
+3. A segment indexed later for a closed day (spool drained after a long
+   outage, reconcile re-indexing an orphan object) is found through the
+   segment-id watermark and its day is recomputed.  The watermark trails by
+   one refresh, so a row whose id was taken before a refresh but committed
+   after it is still seen by the next one.
+4. Whoever deletes segment rows (the expiry sweep) calls :meth:`invalidate`
+   for their days in the same run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from sqlalchemy import and_, case, delete, func, insert, literal, select
+from sqlalchemy.engine import Engine
+
+from index.models import Camera, CoverageDay, IndexMeta, Segment
+from index.queries import MAX_SEGMENT_MS, _guard
+
+DAY_MS = 86_400_000
+_SEEN, _CHECKED = "coverage_seen_segment_id", "coverage_checked_segment_id"
+
+
+@dataclass(frozen=True)
+class Totals:
+    recorded_ms: int = 0
+    bytes: int = 0
+    segments: int = 0
+
+    def __add__(self, o: "Totals") -> "Totals":
+        return Totals(self.recorded_ms + o.recorded_ms, self.bytes + o.bytes, self.segments + o.segments)
+
+
+def day_of(ms: int) -> int:
+    return ms // DAY_MS * DAY_MS
+
+
+class CoverageStore:
+    def __init__(self, engine: Engine, now_ms: Callable[[], int], open_days: int = 2) -> None:
+        self.engine = engine
+        self.now_ms = now_ms
+        self.open_days = open_days
+
+    def _first_open_day(self) -> int:
+        return day_of(self.now_ms()) - (self.open_days - 1) * DAY_MS
+
+    # -- maintenance ----------------------------------------------------------
+    @_guard
+    def refresh(self, camera_ids: Iterable[str] | None = None) -> int:
+        """Roll up every closed day not rolled up yet (and days that got late
+        segments); returns how many camera-days were (re)computed."""
+        seg, cov = Segment.__table__, CoverageDay.__table__
+        first_open = self._first_open_day()
+        done = 0
+        with self.engine.begin() as conn:
+            meta = dict(conn.execute(select(IndexMeta.__table__.c.key, IndexMeta.__table__.c.value)
+                                     .where(IndexMeta.__table__.c.key.in_([_SEEN, _CHECKED]))).all())
+            checked = int(meta.get(_CHECKED, "0") or 0)
+            max_id = conn.execute(select(func.max(seg.c.id))).scalar() or 0
+            # 3. late segments of closed days: recompute those days (nothing is rolled up before the first refresh)
+            if checked:
+                late_day = (seg.c.start_ms // DAY_MS) * DAY_MS
+                late = conn.execute(select(seg.c.camera_id, late_day).distinct()
+                                    .where(seg.c.id > checked, seg.c.start_ms < first_open)).all()
+                for cam, d in late:  # a late segment may spill into the next day too
+                    conn.execute(delete(cov).where(cov.c.camera_id == cam, cov.c.day_ms >= int(d),
+                                                   cov.c.day_ms <= int(d) + DAY_MS))
+            cams = set(camera_ids) if camera_ids is not None else (
+                set(conn.execute(select(Camera.__table__.c.id)).scalars())
+                | set(conn.execute(select(cov.c.camera_id).distinct()).scalars()))
+            for cam in sorted(cams):
+                first = conn.execute(select(func.min(seg.c.start_ms)).where(seg.c.camera_id == cam)).scalar()
+                if first is None:
+                    continue
+                have = set(conn.execute(select(cov.c.day_ms).where(cov.c.camera_id == cam)).scalars())
+                missing = [d for d in range(day_of(first), first_open, DAY_MS) if d not in have]
+                for lo, hi in _runs(missing):
+                    rows = _day_sums(conn, cam, lo, hi)
+                    now = self.now_ms()
+                    conn.execute(insert(cov), [
+                        {"camera_id": cam, "day_ms": d, "recorded_ms": rows.get(d, Totals()).recorded_ms,
+                         "bytes": rows.get(d, Totals()).bytes, "segments": rows.get(d, Totals()).segments, "computed_ms": now}
+                        for d in range(lo, hi, DAY_MS)])
+                    done += (hi - lo) // DAY_MS
+            _set_meta(conn, _CHECKED, str(int(meta.get(_SEEN, "0") or 0)))
+            _set_meta(conn, _SEEN, str(max_id))
+        return done
+
+    @_guard
+    def invalidate(self, camera_id: str, start_ms: int, end_ms: int) -> None:
+        """Forget the rolled-up days [start, end] of a camera (after deleting rows there)."""
+        cov = CoverageDay.__table__
+        with self.engine.begin() as conn:
+            conn.execute(delete(cov).where(cov.c.camera_id == camera_id, cov.c.day_ms >= day_of(start_ms),
+                                           cov.c.day_ms <= day_of(end_ms)))
+
+    # -- reads ----------------------------------------------------------------
+    @_guard
+    def totals(self, camera_ids: list[str], start_ms: int, end_ms: int) -> dict[str, Totals]:
+        """Recorded ms (clipped to the window), bytes and segments (counted where they
+        start) per camera over [start, end): rolled-up closed days inside the window,
+        the edges and open days live.  A camera whose rollup is incomplete (not
+        refreshed yet) is summed live over the whole window: slower, never wrong."""
+        out = {c: Totals() for c in camera_ids}
+        if not camera_ids or end_ms <= start_ms:
+            return out
+        cov, seg = CoverageDay.__table__, Segment.__table__
+        first_full = -(-start_ms // DAY_MS) * DAY_MS  # first day boundary at or after start
+        last_full = min(day_of(end_ms), self._first_open_day())  # rollups may cover [first_full, last_full)
+        with self.engine.connect() as conn:
+            complete: set[str] = set()
+            if last_full > first_full:
+                rolled = {cam: (n, rec, by, segs) for cam, n, rec, by, segs in conn.execute(
+                    select(cov.c.camera_id, func.count(), func.sum(cov.c.recorded_ms), func.sum(cov.c.bytes),
+                           func.sum(cov.c.segments))
+                    .where(cov.c.camera_id.in_(camera_ids), cov.c.day_ms >= first_full, cov.c.day_ms < last_full)
+                    .group_by(cov.c.camera_id))}
+                for cam in camera_ids:
+                    # days before a camera's first footage have no rollup row: they are zero
+                    first = conn.execute(select(func.min(seg.c.start_ms)).where(seg.c.camera_id == cam)).scalar()
+                    if first is None:
+                        complete.add(cam)
+                        continue
+                    want = max(0, (last_full - max(first_full, day_of(first))) // DAY_MS)
+                    n, rec, by, segs = rolled.get(cam, (0, 0, 0, 0))
+                    if n == want:
+                        complete.add(cam)
+                        out[cam] = Totals(int(rec or 0), int(by or 0), int(segs or 0))
+            partial = [c for c in camera_ids if c not in complete]
+            if partial:
+                out.update(_window_sums(conn, partial, start_ms, end_ms))
+            have = [c for c in camera_ids if c in complete]
+            ranges = [(start_ms, first_full), (last_full, end_ms)] if last_full > first_full else [(start_ms, end_ms)]
+            for lo, hi in ranges:
+                if have and hi > lo:
+                    for cam, t in _window_sums(conn, have, lo, hi).items():
+                        out[cam] = out[cam] + t
+        return out
+
+    @_guard
+    def oldest(self, camera_ids: list[str]) -> dict[str, int | None]:
+        """Start of each camera's oldest stored segment (an index range scan each)."""
+        seg = Segment.__table__
+        with self.engine.connect() as conn:
+            return {c: conn.execute(select(func.min(seg.c.start_ms)).where(seg.c.camera_id == c, seg.c.status == "stored")).scalar()
+                    for c in camera_ids}
+
+    def stored_bytes(self, camera_ids: list[str]) -> int:
+        """All stored footage of these cameras (rolled-up days plus the rest, live)."""
+        firsts = [t for t in self.oldest(camera_ids).values() if t is not None]
+        if not firsts:
+            return 0
+        return sum(t.bytes for t in self.totals(camera_ids, min(firsts), self.now_ms() + DAY_MS).values())
+
+
+def _runs(days: list[int]) -> list[tuple[int, int]]:
+    """Contiguous runs of day starts as [lo, hi) ranges."""
+    out: list[tuple[int, int]] = []
+    for d in days:
+        if out and out[-1][1] == d:
+            out[-1] = (out[-1][0], d + DAY_MS)
+        else:
+            out.append((d, d + DAY_MS))
+    return out
+
+
+def _clipped(seg, lo, hi):
+    """Milliseconds of a segment inside [lo, hi), portable SQL (no LEAST/GREATEST in SQLite)."""
+    s = case((seg.c.start_ms < lo, lo), else_=seg.c.start_ms)
+    e = case((seg.c.end_ms > hi, hi), else_=seg.c.end_ms)
+    return e - s
+
+
+def _window_sums(conn, camera_ids: list[str], lo: int, hi: int) -> dict[str, Totals]:
+    seg = Segment.__table__
+    lo_l, hi_l = literal(lo), literal(hi)
+    rows = conn.execute(
+        select(seg.c.camera_id, func.sum(_clipped(seg, lo_l, hi_l)),
+               func.sum(case((seg.c.start_ms >= lo, seg.c.size), else_=0)),
+               func.sum(case((seg.c.start_ms >= lo, 1), else_=0)))
+        .where(seg.c.camera_id.in_(camera_ids), seg.c.start_ms < hi, seg.c.start_ms > lo - MAX_SEGMENT_MS,
+               seg.c.end_ms > lo, seg.c.status == "stored")
+        .group_by(seg.c.camera_id)).all()
+    return {cam: Totals(int(rec or 0), int(by or 0), int(n or 0)) for cam, rec, by, n in rows}
+
+
+def _day_sums(conn, camera_id: str, lo: int, hi: int) -> dict[int, Totals]:
+    """Per UTC day in [lo, hi): recorded ms clipped to the day, bytes and count
+    (a segment's bytes and count go to the day it starts in)."""
+    seg = Segment.__table__
+    day = (seg.c.start_ms // DAY_MS) * DAY_MS  # integer division on both databases
+    nxt = day + DAY_MS
+    own = case((seg.c.end_ms > nxt, nxt), else_=seg.c.end_ms) - seg.c.start_ms
+    spill = case((seg.c.end_ms > nxt, seg.c.end_ms - nxt), else_=0)
+    rows = conn.execute(
+        select(day.label("day"), func.sum(own), func.sum(spill), func.sum(seg.c.size), func.count())
+        .where(and_(seg.c.camera_id == camera_id, seg.c.start_ms >= lo - MAX_SEGMENT_MS, seg.c.start_ms < hi,
+                    seg.c.status == "stored"))
+        .group_by(day)).all()
+    out: dict[int, Totals] = {}
+    for d, own_ms, spill_ms, by, n in rows:
+        d = int(d)
+        if lo <= d < hi:
+            out[d] = out.get(d, Totals()) + Totals(int(own_ms or 0), int(by or 0), int(n))
+        if spill_ms and lo <= d + DAY_MS < hi:
+            out[d + DAY_MS] = out.get(d + DAY_MS, Totals()) + Totals(int(spill_ms), 0, 0)
+    return out
+
+
+def _set_meta(conn, key: str, value: str) -> None:
+    t = IndexMeta.__table__
+    if conn.execute(select(t.c.key).where(t.c.key == key)).first() is None:
+        conn.execute(insert(t).values(key=key, value=value))
+    else:
+        conn.execute(t.update().where(t.c.key == key).values(value=value))

@@ -1,0 +1,220 @@
+"""The content-health job: sample each camera's new footage, keep events, thumbnail, state.
+
+Procedure per camera (``run_content_check``):
+
+1. Load :class:`~index.models.CameraContentState` (sampling mark
+   ``sampled_until_ms``, detector state, reference).  A camera never sampled
+   starts ``initial_lookback_s`` before now, not at the beginning of six months.
+2. Take the stored segments ending after the mark, oldest first (at most
+   ``max_segments_per_camera`` per run).  For each: the next sample is due
+   ``sample_seconds`` after the last one; a segment that ends before it is
+   passed over without a single read.  Otherwise its keyframes from the due
+   time on, ``sample_seconds`` apart, are read by byte range and decoded
+   (:mod:`retention.keyframes`), judged (:func:`retention.content.judge`) and
+   folded into events (:func:`retention.content.fold`).
+3. Events, detector state and the new mark are written in one transaction per
+   segment, so an interrupted run resumes where it stopped; the latest sample
+   becomes the camera's thumbnail (320 px JPEG) with the camera's last write.
+4. A segment that cannot be read (storage down) stops that camera for this run
+   with the mark before it (retried next run); one that cannot be decoded at
+   all is reported and passed over.
+
+One :class:`~index.models.JobRun` row (``job='content'``) per run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from index.models import Camera, JobRun, Segment
+from index.queries import MAX_SEGMENT_MS
+from labwitness.clock import Clock, utc_ms
+from labwitness.errors import StorageError
+from retention import content_index
+from retention.content import ContentConfig, DetectorState, EventUpdate, Reference, fold, judge, thumbnail_jpeg
+from retention.keyframes import KeyframeDecoder, ParseError, SampleStats, StoreSource, luma, sample_keyframes
+
+log = logging.getLogger(__name__)
+
+JOB = "content"
+
+
+@dataclass(frozen=True)
+class ContentJobConfig:
+    content: ContentConfig = field(default_factory=ContentConfig)
+    initial_lookback_s: float = 3600.0
+    max_segments_per_camera: int = 240
+
+
+@dataclass
+class CameraResult:
+    camera_id: str
+    segments: int = 0  # segments sampled
+    skipped: int = 0  # segments passed over (no sample due in them)
+    samples: int = 0
+    reads: int = 0  # ranged reads from storage
+    bytes_read: int = 0
+    fallbacks: int = 0  # segments whose boxes did not parse (full demux)
+    undecodable: int = 0
+    events: list[dict] = field(default_factory=list)  # opened/extended/closed this run
+    ongoing: list[str] = field(default_factory=list)
+    sampled_until_ms: int = 0
+    error: str = ""
+
+
+@dataclass
+class ContentSummary:
+    run_id: int | None
+    status: str  # ok | warning | failed
+    started_ms: int
+    finished_ms: int
+    cpu_s: float
+    cameras: dict[str, CameraResult]
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["job"] = JOB
+        d["totals"] = {k: sum(getattr(c, k) for c in self.cameras.values())
+                       for k in ("segments", "skipped", "samples", "reads", "bytes_read", "fallbacks", "undecodable")}
+        return d
+
+
+def _engine(ix) -> Engine:
+    return getattr(ix, "engine", ix)
+
+
+def _cameras(engine: Engine) -> list[str]:
+    with content_index.db_errors(), Session(engine) as s:
+        return list(s.exec(select(Camera.id).order_by(Camera.id)))
+
+
+def _segments(engine: Engine, camera_id: str, after_ms: int, limit: int) -> list[Segment]:
+    with content_index.db_errors(), Session(engine, expire_on_commit=False) as s:
+        return list(s.exec(
+            select(Segment).where(Segment.camera_id == camera_id, Segment.status == "stored", Segment.end_ms > after_ms,
+                                  Segment.start_ms > after_ms - MAX_SEGMENT_MS)  # keeps it an index range scan
+            .order_by(col(Segment.start_ms)).limit(limit)))
+
+
+def check_camera(engine: Engine, store, camera_id: str, now_ms: int, cfg: ContentJobConfig,
+                 decoder: KeyframeDecoder | None = None) -> CameraResult:
+    """Sample one camera's footage since its mark (steps 1-4 of the module docstring)."""
+    c = cfg.content
+    decoder = decoder or KeyframeDecoder()
+    res = CameraResult(camera_id)
+    row = content_index.load_state(engine, camera_id)
+    state = DetectorState.from_json(row.state)
+    if row.sharpness_baseline is not None and state.baseline is None:
+        state.baseline = row.sharpness_baseline
+    reference = None
+    if row.reference_jpeg:
+        try:
+            reference = Reference.from_jpeg(row.reference_jpeg, c)
+        except ValueError:
+            log.error("camera %s: approved reference is not a readable JPEG; moved camera not checked", camera_id)
+    mark = row.sampled_until_ms or int(now_ms - cfg.initial_lookback_s * 1000)
+    res.sampled_until_ms = mark
+    every_ms = round(c.sample_seconds * 1000)
+    last_frame = None
+    segs = _segments(engine, camera_id, mark, cfg.max_segments_per_camera)
+    for i, seg in enumerate(segs):
+        due_ms = seg.start_ms if state.frame_ms is None else max(seg.start_ms, state.frame_ms + every_ms)
+        media_end_ms = seg.start_ms + (seg.media_duration_ms or seg.end_ms - seg.start_ms)
+        changed: dict[tuple[str, int], EventUpdate] = {}
+        if due_ms < media_end_ms:
+            src = StoreSource(store, seg.key, seg.version_id, seg.size)
+            stats = SampleStats()
+            try:
+                keyframes = sample_keyframes(src, c.sample_seconds, (due_ms - seg.start_ms) / 1000, decoder=decoder,
+                                             stats=stats)
+            except StorageError as e:
+                res.error = f"segment {seg.id} ({seg.key}): {e}"[:500]
+                log.warning("camera %s: content sampling stopped at segment %s: %s", camera_id, seg.id, e)
+                break
+            except (ParseError, ValueError, OSError) as e:  # not even a full demux decodes it
+                log.error("camera %s: segment %s (%s) has no decodable keyframe: %s", camera_id, seg.id, seg.key, e)
+                keyframes = []
+                res.undecodable += 1
+            res.reads += src.reads
+            res.bytes_read += src.bytes_read
+            res.fallbacks += int(stats.fallback)
+            res.segments += 1
+            for k in keyframes:
+                t_ms = seg.start_ms + round(k.media_s * 1000)
+                j = judge(state, t_ms, luma(k.frame), c, reference)
+                for u in fold(state, [(t_ms, j.findings)], c):
+                    changed[(u.kind, u.start_ms)] = u
+                last_frame = (t_ms, k.frame)
+            res.samples += len(keyframes)
+        else:
+            res.skipped += 1
+        updates = list(changed.values())
+        res.events.extend({"kind": u.kind, "start_ms": u.start_ms, "end_ms": u.end_ms, "ongoing": u.ongoing,
+                           "detail": u.detail} for u in updates)
+        row.sampled_until_ms = max(row.sampled_until_ms or 0, seg.end_ms)
+        row.last_segment_id = seg.id
+        row.sharpness_baseline = state.baseline
+        row.state = state.to_json()
+        if last_frame is not None and (i == len(segs) - 1 or updates):
+            row.last_sample_ms = last_frame[0]
+            row.thumbnail_jpeg = thumbnail_jpeg(_bgr_small(last_frame[1], c.thumbnail_width), c)
+            last_frame = None
+        content_index.save(engine, row, updates)
+        res.sampled_until_ms = row.sampled_until_ms
+    if last_frame is not None:  # stopped early (storage error): keep the newest picture anyway
+        row.last_sample_ms = last_frame[0]
+        row.thumbnail_jpeg = thumbnail_jpeg(_bgr_small(last_frame[1], c.thumbnail_width), c)
+        content_index.save(engine, row, [])
+    res.ongoing = sorted(k for k, r in state.runs.items() if r.count >= c.need(k))
+    return res
+
+
+def _bgr_small(frame, width: int):
+    """Colour picture ``width`` wide straight from the decoder's YUV (swscale does both at once)."""
+    h = max(2, round(frame.height * width / frame.width) // 2 * 2)
+    return frame.reformat(width=width, height=h, format="bgr24").to_ndarray()
+
+
+def run_content_check(index, store, clock: Clock, config: ContentConfig | ContentJobConfig | None = None, *,
+                      camera_id: str | None = None, actor: str = "scheduler") -> ContentSummary:
+    """Run the content check over every registered camera (or one); record a JobRun."""
+    cfg = config if isinstance(config, ContentJobConfig) else ContentJobConfig(content=config or ContentConfig())
+    engine = _engine(index)
+    started = utc_ms(clock.now())
+    cpu0 = time.process_time()
+    with content_index.db_errors(), Session(engine) as s:
+        run = JobRun(job=JOB, started_ms=started, actor=actor)
+        s.add(run)
+        s.commit()
+        run_id = run.id
+    results: dict[str, CameraResult] = {}
+    status = "failed"
+    try:
+        cams = [camera_id] if camera_id else _cameras(engine)
+        decoder = KeyframeDecoder()
+        for cam in cams:
+            results[cam] = check_camera(engine, store, cam, utc_ms(clock.now()), cfg, decoder)
+        problem = any(r.error or r.undecodable or r.ongoing for r in results.values())
+        status = "warning" if problem else "ok"
+    finally:
+        summary = ContentSummary(run_id, status, started, utc_ms(clock.now()), time.process_time() - cpu0, results)
+        try:
+            with content_index.db_errors(), Session(engine) as s:
+                row = s.get(JobRun, run_id)
+                row.status, row.finished_ms = status, summary.finished_ms
+                d = summary.to_json()
+                for r in d["cameras"].values():
+                    r["events"] = r["events"][-50:]  # bounded row size
+                row.summary = json.dumps(d, ensure_ascii=False, default=str)
+                s.add(row)
+                s.commit()
+        except Exception:
+            log.exception("content job run %s: could not record its end", run_id)
+    return summary
