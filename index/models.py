@@ -295,3 +295,30 @@ class CameraContentState(SQLModel, table=True):
     reference_approved_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     reference_approved_by: str | None = Field(default=None, max_length=200)
     state: str = Field(default="{}")  # JSON: detector state carried between runs
+
+
+class CoverageDay(SQLModel, table=True):
+    """Per camera and UTC day: recorded milliseconds, bytes and segment count of the
+    stored segments (a segment crossing midnight is split between the two days).
+    A cache for health over six months (16.8 M rows for 64 cameras): days are
+    rolled up once and recomputed when segments of that day appear later (late
+    uploads after an outage, reconcile, rebuild) or are deleted (sweep)."""
+
+    __tablename__ = "coverage_day"
+
+    camera_id: str = Field(primary_key=True, max_length=64)
+    day_ms: int = Field(sa_column=Column(BigInteger, primary_key=True))
+    recorded_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
+    segments: int
+    computed_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class IndexMeta(SQLModel, table=True):
+    """Small key/value facts about the index itself (e.g. the segment id up to
+    which coverage_day is known to be complete)."""
+
+    __tablename__ = "index_meta"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(default="", max_length=2000)
