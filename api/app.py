@@ -80,6 +80,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
         if owned:
             rt.__enter__()
         app.state.runtime = rt
+        if getattr(rt, "health_collector", None) is None:  # once per runtime (apps may be rebuilt in tests)
+            from api.health import HealthCollector
+
+            rt.health_collector = HealthCollector(rt)
+            rt.metrics.registry.register(rt.health_collector)
         sched = BackgroundScheduler(timezone="UTC")
         sched.add_job(rt.sync_cameras, "interval", seconds=sync_interval_s, id="sync-cameras",
                       max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
@@ -131,9 +136,20 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
 
     @app.get("/api/v1/health")
     def health(rt: RuntimeDep, who: Operations) -> dict:
+        """Recording and retention health (same report as ``labwitness health --json``)."""
         from api.health import health_report
 
         return health_report(rt)
+
+    @app.get("/api/v1/health/retention")
+    def health_retention(rt: RuntimeDep, who: Operations) -> dict:
+        """Retention health: coverage 24 h / 7 d / 183 d, gaps, oldest footage, runway,
+        integrity findings, lock verification and the retention jobs' last runs."""
+        from api.health import health_report
+
+        rep = health_report(rt)
+        return {k: rep[k] for k in ("status", "problems", "alerts", "checked_at", "storage", "retention", "integrity",
+                                    "jobs", "areas", "cameras")}
 
     @app.get("/api/v1/cameras/{camera_id}/footage")
     def footage(rt: RuntimeDep, who: Inspector, camera_id: str, start: Annotated[AwareDatetime, Query()],

@@ -571,6 +571,142 @@ def health(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     raise typer.Exit(SEVERITY.index(rep["status"]))
 
 
+retention_app = typer.Typer(help="录像留存任务 / retention jobs (exit 0 ok, 1 warning, 2 critical, 3 refused, 4 could not run)",
+                            no_args_is_help=True)
+index_app = typer.Typer(help="索引维护 / index maintenance", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
+app.add_typer(index_app, name="index")
+
+#: exit codes of the retention commands (ok/warning/critical as `health`)
+JOB_EXIT = {"ok": 0, "warning": 1, "critical": 2, "refused": 3, "failed": 4}
+JOB_NAMES = {"sweep": "过期清理 / expiry sweep", "verify": "锁定校验 / lock verification",
+             "integrity": "完整性审计 / integrity audit", "reconcile": "索引与存储核对 / reconcile",
+             "rebuild": "索引重建 / index rebuild"}
+
+
+def _run_job(json_out: bool, verbose: bool, job, **overrides) -> None:
+    """Run one retention job in a storage+index runtime (no recording), print, exit with its status."""
+    _setup_logging(verbose)
+    from api.runtime import Runtime
+    from api.settings import load_settings
+
+    try:
+        settings = load_settings(**overrides)
+        with Runtime(settings, recording=False) as rt:
+            res = job(rt, settings)
+    except LabwitnessError as e:
+        if json_out:
+            _print_json({"status": "failed", "error": str(e)})
+        console.print(f"[bold red]错误 / error:[/] {e}")
+        raise typer.Exit(JOB_EXIT["failed"])
+    if json_out:
+        _print_json(res.to_json())
+    else:
+        colour = {"ok": "green", "warning": "yellow", "critical": "red", "refused": "red", "failed": "red"}[res.status]
+        console.print(f"{JOB_NAMES[res.job]}: [{colour}]{res.status}[/] (run {res.run_id}{', dry run' if res.dry_run else ''})")
+        if res.status == "refused":
+            console.print(f"  {res.summary.get('message', res.summary.get('reason'))}")
+        _table("摘要 / summary", ["key", "value"],
+               [[k, json.dumps(v, ensure_ascii=False, default=str) if isinstance(v, (dict, list)) else v]
+                for k, v in res.summary.items() if k not in ("would_delete_versions", "message")])
+        if res.findings:
+            _table(f"发现问题 {len(res.findings)} 项 / {len(res.findings)} findings",
+                   ["kind", "severity", "camera", "key", "version", "detail"],
+                   [[f["kind"], f["severity"], f["camera_id"], f["key"], f["version_id"], f["detail"]]
+                    for f in res.findings[:200]])
+    raise typer.Exit(JOB_EXIT[res.status])
+
+
+@retention_app.command("sweep")
+def retention_sweep(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="only report what would be deleted")] = False,
+    max_share: Annotated[Optional[float], typer.Option(help="largest share of one camera's footage one run may delete "
+                                                           "(LABWITNESS_SWEEP_MAX_SHARE, default 0.10)")] = None,
+    camera: Annotated[Optional[list[str]], typer.Option("--camera", help="only this camera (repeat)")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+    verbose: Annotated[bool, typer.Option("-v")] = False,
+) -> None:
+    """删除保留期满且未被冻结的录像 / Delete footage past its retain-until (index and storage) and not on hold.
+
+    Refuses on an empty or fresh index and when this host's clock disagrees with the store's;
+    stops a camera when one run would delete more than --max-share of its footage."""
+    from retention.sweep import SweepConfig, run_sweep
+
+    if max_share is not None and not 0 < max_share <= 1:
+        _fail(ConfigError(f"--max-share 须在 (0, 1] 内 / --max-share must be in (0, 1], got {max_share}"))
+
+    def job(rt, settings):
+        cfg = SweepConfig(max_share=max_share or settings.sweep_max_share, max_clock_skew_s=settings.sweep_max_clock_skew_s,
+                          retention_months=settings.retention_months, dry_run=dry_run, cameras=camera or None)
+        return run_sweep(rt.store, rt.index.engine, rt.clock, cfg, actor=_actor())
+
+    _run_job(json_out, verbose, job)
+
+
+@retention_app.command("verify")
+def retention_verify(
+    sample: Annotated[Optional[int], typer.Option(help="segments to read back (LABWITNESS_VERIFY_SAMPLE)")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+    verbose: Annotated[bool, typer.Option("-v")] = False,
+) -> None:
+    """校验存储桶与录像的合规锁定 / Check the bucket's Object Lock and read back sampled versions' retention."""
+    from retention.verify import run_verify
+
+    _run_job(json_out, verbose, lambda rt, st: run_verify(rt.store, rt.index.engine, rt.clock,
+                                                          sample=sample or st.verify_sample, actor=_actor()))
+
+
+@retention_app.command("integrity")
+def retention_integrity(
+    budget_bytes: Annotated[Optional[int], typer.Option(help="bytes to re-hash (LABWITNESS_INTEGRITY_BUDGET_BYTES)")] = None,
+    budget_objects: Annotated[Optional[int], typer.Option(help="objects to re-hash (LABWITNESS_INTEGRITY_BUDGET_OBJECTS)")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+    verbose: Annotated[bool, typer.Option("-v")] = False,
+) -> None:
+    """重新计算录像哈希，发现篡改或丢失 / Re-hash recent and sampled footage; report altered or missing versions."""
+    from retention.integrity import run_integrity
+
+    _run_job(json_out, verbose, lambda rt, st: run_integrity(
+        rt.store, rt.index.engine, rt.clock, budget_bytes=budget_bytes or st.integrity_budget_bytes,
+        budget_objects=budget_objects or st.integrity_budget_objects, actor=_actor()))
+
+
+@retention_app.command("reconcile")
+def retention_reconcile(
+    repair: Annotated[bool, typer.Option("--repair", help="re-index versions that have no row when that is safe")] = False,
+    camera: Annotated[Optional[list[str]], typer.Option("--camera", help="only this camera (repeat)")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+    verbose: Annotated[bool, typer.Option("-v")] = False,
+) -> None:
+    """核对索引与存储（双向） / Compare index and storage both ways; never deletes footage or rows."""
+    from retention.reconcile import run_reconcile
+
+    _run_job(json_out, verbose, lambda rt, st: run_reconcile(rt.store, rt.index.engine, rt.clock, repair=repair,
+                                                             cameras=camera or None, actor=_actor()))
+
+
+@index_app.command("rebuild")
+def index_rebuild(
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+    verbose: Annotated[bool, typer.Option("-v")] = False,
+) -> None:
+    """仅凭对象元数据重建索引 / Rebuild the index (cameras, segments, gaps) from object metadata alone.
+
+    Only adds what is missing; rebuilt cameras are disabled until an admin sets their URL again."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from retention.rebuild import run_rebuild
+
+    def job(rt, settings):
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console, disable=json_out) as bar:
+            task = bar.add_task("重建索引 / rebuilding index", total=None)
+            return run_rebuild(rt.store, rt.index.engine, rt.clock, actor=_actor(),
+                               progress=lambda done, total: bar.update(task, completed=done, total=total))
+
+    _run_job(json_out, verbose, job)
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """把索引数据库迁移到最新结构 / Migrate the index database to the newest schema."""
@@ -587,6 +723,16 @@ def db_upgrade() -> None:
         raise typer.Exit(1)
     finally:
         engine.dispose()
+
+
+def _register_extensions() -> None:
+    """Command groups that live in their own modules (content health, reports)."""
+    from api.cli_content import register as register_content
+
+    register_content(app)
+
+
+_register_extensions()
 
 
 def main() -> None:

@@ -1,77 +1,122 @@
-"""Health by output: is every enabled camera producing locked segments right now?
+"""Health by output: is every enabled camera producing locked segments right now,
+and does the retention hold?
 
-One report for ``GET /api/v1/health`` and ``labwitness health`` (exit 0 ok,
-1 warning, 2 critical).  Facts come from the index (what really reached
-storage), the spool (what is waiting) and, inside the service, the live
-workers — never from "the process is alive".
+One report for ``GET /api/v1/health``, ``GET /api/v1/health/retention``,
+``labwitness health`` (exit 0 ok, 1 warning, 2 critical) and the Prometheus
+gauges.  Facts come from the index (what really reached storage, see
+:mod:`retention.health`), the spool (what is waiting) and, inside the service,
+the live workers — never from "the process is alive".
 """
 
 from __future__ import annotations
 
+import shutil
 
+from index.coverage import CoverageStore
 from labwitness.clock import from_ms, utc_ms
 from labwitness.errors import IndexUnavailableError, LabwitnessError
+from retention import health as rh
 
-SEVERITY = ["ok", "warning", "critical"]
+SEVERITY = list(rh.SEVERITY)
 
 
-def health_report(rt) -> dict:
-    levels, problems = ["ok"], []
+def _capacity(rt, used: int) -> tuple[int, int] | None:
+    """(total, free) bytes for the runway: the configured capacity, else the
+    embedded SeaweedFS's disk, else unknown."""
+    cap = rt.settings.storage_capacity_bytes
+    if cap:
+        return cap, max(0, cap - used)
+    if rt.seaweed is not None:
+        du = shutil.disk_usage(rt.settings.data_dir)
+        return used + du.free, du.free
+    return None
 
-    def flag(level: str, text: str) -> None:
-        levels.append(level)
-        problems.append(text)
+
+def health_report(rt, *, refresh_coverage: bool = True) -> dict:
+    now = rt.clock.now()
+    now_ms = utc_ms(now)
+    extra: list[dict] = []
+
+    def flag(level: str, code: str, text: str, camera: str | None = None) -> None:
+        extra.append({"level": level, "code": code, "camera": camera, "text": text})
 
     info = rt.store.info
     try:
         rt.store.check(create=False)
     except LabwitnessError as e:
-        flag("critical", f"对象存储异常 / object store: {e}")
-    if not info.retention_enforced:
-        flag("warning", "存储未强制保留 / retention NOT enforced by storage")
+        flag("critical", "storage_unavailable", f"对象存储异常 / object store: {e}")
 
-    now = rt.clock.now()
-    now_ms = utc_ms(now)
-    offline_after_ms = int(2 * rt.settings.segment_seconds * 1000) + int(rt.settings.rtsp_read_timeout_s * 1000)
     workers = rt.recorder.workers() if rt.recorder else {}
+    backlog = rt.recorder.uploader.backlog() if rt.recorder else _spool_backlog(rt.settings.spool_path)
+    upload_error = rt.recorder.uploader.last_error if rt.recorder else ""
     cameras: dict[str, dict] = {}
+    facts = None
     try:
-        cams = rt.registry.cameras(enabled_only=True)
-        for cam in cams:
-            last = rt.index.latest_segment(cam.id)
-            day = rt.index.footage(cam.id, now_ms - 86_400_000, now_ms)
-            age_s = (now_ms - last.end_ms) / 1000 if last else None
-            w = workers.get(cam.id)
-            fact = {
-                "area_id": cam.area_id, "last_segment_end": from_ms(last.end_ms).isoformat() if last else None,
-                "last_segment_age_s": round(age_s, 1) if age_s is not None else None,
-                "coverage_24h": round(day.coverage, 4), "gaps_24h": len(day.gaps),
-                "clock_offset_s": cam.clock_offset_ms / 1000 if cam.clock_offset_ms is not None else None,
+        cov = CoverageStore(rt.index.engine, lambda: now_ms)
+        if refresh_coverage:
+            cov.refresh()
+        retention_days = (rt.policy(now) - now).total_seconds() / 86400
+        facts = rh.gather(rt.index.engine, cov, now_ms, segment_seconds=rt.settings.segment_seconds,
+                          read_timeout_s=rt.settings.rtsp_read_timeout_s, retention_days=retention_days,
+                          retention_enforced=info.retention_enforced, spool_backlog=backlog, upload_error=upload_error)
+        cap = _capacity(rt, facts.storage.used_bytes)
+        if cap is not None:
+            s = facts.storage
+            s.capacity_bytes, s.free_bytes = cap
+            s.runway_days = round(s.free_bytes / s.growth_bytes_per_day, 1) if s.growth_bytes_per_day > 0 else None
+        status, problems = rh.classify(facts)
+        for c in facts.cameras:
+            w = workers.get(c.camera_id)
+            d = {
+                "area_id": c.area_id, "name": c.name,
+                "last_segment_end": from_ms(c.last_segment_end_ms).isoformat() if c.last_segment_end_ms else None,
+                "last_segment_age_s": c.last_segment_age_s, "offline": c.offline,
+                "coverage": c.coverage, "unusable": c.unusable, "usable_coverage": c.usable_coverage,
+                "unusable_ongoing": c.unusable_ongoing,
+                "coverage_24h": c.coverage.get("24h"), "gaps_24h": len(c.gaps_24h),
+                "gaps": [{"start": from_ms(g["start_ms"]).isoformat(), "end": from_ms(g["end_ms"]).isoformat(),
+                          "reason": g["reason"]} for g in c.gaps_24h],
+                "gap_reasons_7d": c.gap_reasons_7d,
+                "oldest_footage": from_ms(c.oldest_ms).isoformat() if c.oldest_ms else None,
+                "oldest_footage_age_days": c.oldest_age_days, "bytes_183d": c.bytes_183d,
+                "clock_offset_s": c.clock_offset_s,
                 "state": ("stalled" if w.stalled() else w.status.state) if w else None,
                 "last_error": w.status.last_error if w else "",
             }
-            if last is None or now_ms - last.end_ms > offline_after_ms:
-                fact["offline"] = True
-                flag("critical", f"{cam.id}: 无新录像 / no footage stored for "
-                                 f"{'ever' if last is None else f'{age_s:.0f} s'} ({fact['last_error'] or 'offline'})")
             if w is not None and w.status.state == "spool_full":
-                flag("critical", f"{cam.id}: 本地缓存已满 / spool full: footage is not being recorded")
-            if cam.clock_offset_ms is not None and abs(cam.clock_offset_ms) > 5000:
-                flag("warning", f"{cam.id}: 摄像机时钟偏差 / camera clock off by {cam.clock_offset_ms / 1000:.1f} s")
-            cameras[cam.id] = fact
+                flag("critical", "spool_full", f"{c.camera_id}: 本地缓存已满 / spool full: footage is not being recorded",
+                     c.camera_id)
+            cameras[c.camera_id] = d
     except IndexUnavailableError as e:
-        flag("critical", f"索引数据库不可用 / index database unavailable: {e}")
-
-    backlog = rt.recorder.uploader.backlog() if rt.recorder else _spool_backlog(rt.settings.spool_path)
-    if backlog and rt.recorder and rt.recorder.uploader.last_error:
-        flag("warning", f"上传积压 / upload backlog of {backlog} segments: {rt.recorder.uploader.last_error}")
+        status, problems = "critical", []
+        flag("critical", "index_unavailable", f"索引数据库不可用 / index database unavailable: {e}")
+    alerts = problems + extra
+    status = max([status] + [a["level"] for a in extra if a["level"] in SEVERITY], key=SEVERITY.index)
+    areas: dict[str, dict] = {}
+    for cid, d in cameras.items():
+        a = areas.setdefault(d["area_id"] or "", {"cameras": 0, "offline": 0, "min_coverage_24h": 1.0,
+                                                  "min_coverage_183d": 1.0})
+        a["cameras"] += 1
+        a["offline"] += int(d["offline"])
+        a["min_coverage_24h"] = min(a["min_coverage_24h"], d["coverage"].get("24h", 0.0))
+        a["min_coverage_183d"] = min(a["min_coverage_183d"], d["coverage"].get("183d", 0.0))
+    st = facts.storage if facts else None
     return {
-        "status": max(levels, key=SEVERITY.index), "problems": problems, "checked_at": now.isoformat(),
+        "status": status, "problems": [a["text"] for a in alerts if a["level"] in ("warning", "critical")],
+        "alerts": alerts, "checked_at": now.isoformat(),
         "storage": {"backend": info.backend, "location": info.location, "retention_enforced": info.retention_enforced,
-                    "detail": info.detail},
+                    "detail": info.detail,
+                    "used_bytes": st.used_bytes if st else None,
+                    "growth_bytes_per_day": st.growth_bytes_per_day if st else None,
+                    "capacity_bytes": st.capacity_bytes if st else None, "free_bytes": st.free_bytes if st else None,
+                    "runway_days": st.runway_days if st else None, "needed_days": st.needed_days if st else None},
         "retention": {"months": rt.policy.months, "margin_days": rt.policy.margin_days},
+        "integrity": {"open_findings": facts.findings_open if facts else {},
+                      "critical_findings": facts.findings_critical if facts else 0},
+        "jobs": facts.jobs if facts else {},
         "spool": {"backlog_segments": backlog, "bytes": rt.recorder.quota.used if rt.recorder else None,
-                  "last_upload_error": rt.recorder.uploader.last_error if rt.recorder else ""},
+                  "last_upload_error": upload_error},
+        "areas": areas,
         "cameras": cameras,
     }
 
@@ -81,3 +126,91 @@ def _spool_backlog(spool_dir) -> int:
     if not spool_dir.exists():
         return 0
     return sum(1 for p in spool_dir.glob("*/" + "[0-9]" * 12 + ".json"))
+
+
+class HealthCollector:
+    """Prometheus gauges from the health report, computed at scrape time at most
+    every ``ttl_s`` (a scrape every 15 s must not re-read six months of index)."""
+
+    def __init__(self, rt, ttl_s: float = 30.0) -> None:
+        self.rt = rt
+        self.ttl_s = ttl_s
+        self._cached: tuple[float, dict] | None = None
+
+    def report(self) -> dict | None:
+        import time
+
+        now = time.monotonic()
+        if self._cached is None or now - self._cached[0] > self.ttl_s:
+            try:
+                self._cached = (now, health_report(self.rt))
+            except Exception:  # a scrape must still return the recorder's own metrics
+                return self._cached[1] if self._cached else None
+        return self._cached[1]
+
+    def describe(self):
+        return []  # metrics are created at collect time (no registration-time health run)
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        rep = self.report()
+        if rep is None:
+            return
+        g = GaugeMetricFamily
+        status = g("labwitness_health_status", "Overall health: 0 ok, 1 warning, 2 critical")
+        status.add_metric([], SEVERITY.index(rep["status"]))
+        age = g("labwitness_camera_last_segment_age_seconds", "Seconds since the camera's newest stored segment ended",
+                labels=["camera", "area"])
+        off = g("labwitness_camera_offline", "1 when no segment ended within 2 segment lengths", labels=["camera", "area"])
+        cov = g("labwitness_camera_coverage_ratio", "Share of the window covered by stored footage",
+                labels=["camera", "area", "window"])
+        bad = g("labwitness_camera_unusable_ratio", "Share of the window recorded but not usable (blackout, frozen, "
+                                                    "obscured, moved)", labels=["camera", "area", "window"])
+        clock = g("labwitness_camera_clock_offset_seconds", "Camera clock minus host clock (ONVIF)", labels=["camera"])
+        oldest = g("labwitness_camera_oldest_footage_age_days", "Age of the oldest retained footage",
+                   labels=["camera", "area"])
+        for cam, d in rep["cameras"].items():
+            area = d["area_id"] or ""
+            if d["last_segment_age_s"] is not None:
+                age.add_metric([cam, area], d["last_segment_age_s"])
+            off.add_metric([cam, area], 1.0 if d["offline"] else 0.0)
+            for w, v in d["coverage"].items():
+                cov.add_metric([cam, area, w], v)
+            for w, v in d["unusable"].items():
+                bad.add_metric([cam, area, w], v)
+            if d["clock_offset_s"] is not None:
+                clock.add_metric([cam], d["clock_offset_s"])
+            if d["oldest_footage_age_days"] is not None:
+                oldest.add_metric([cam, area], d["oldest_footage_age_days"])
+        st = rep["storage"]
+        storage = []
+        for name, key, text in (("labwitness_storage_used_bytes", "used_bytes", "Bytes of stored footage"),
+                                ("labwitness_storage_growth_bytes_per_day", "growth_bytes_per_day", "Footage bytes per day (last 7 days)"),
+                                ("labwitness_storage_runway_days", "runway_days", "Days until storage is full at the current rate"),
+                                ("labwitness_storage_capacity_bytes", "capacity_bytes", "Storage capacity used for the runway")):
+            m = g(name, text)
+            if st.get(key) is not None:
+                m.add_metric([], st[key])
+            storage.append(m)
+        enforced = g("labwitness_retention_enforced", "1 when storage enforces retention (Object Lock COMPLIANCE)")
+        enforced.add_metric([], 1.0 if st["retention_enforced"] else 0.0)
+        findings = g("labwitness_integrity_findings_open", "Open integrity findings", labels=["kind"])
+        for kind, n in rep["integrity"]["open_findings"].items():
+            findings.add_metric([kind], n)
+        job_ok = g("labwitness_job_last_success_timestamp_seconds", "When each retention job last succeeded", labels=["job"])
+        job_status = g("labwitness_job_last_status", "Last run of each job: 0 ok, 1 warning, 2 critical, 3 failed/refused",
+                       labels=["job"])
+        codes = {"ok": 0, "warning": 1, "critical": 2}
+        for job, run in rep["jobs"].items():
+            if run.get("last_success_ms"):
+                job_ok.add_metric([job], run["last_success_ms"] / 1000)
+            job_status.add_metric([job], codes.get(run["status"], 3))
+        lock = g("labwitness_lock_verified_ratio", "Share of sampled objects whose retention read back as expected")
+        verify = rep["jobs"].get("verify")
+        if verify and isinstance(verify.get("summary"), dict):
+            sm = verify["summary"]
+            checked = sm.get("checked") or sm.get("sampled") or 0
+            if checked:
+                lock.add_metric([], 1 - (sm.get("mismatches", sm.get("problems", 0)) or 0) / checked)
+        yield from [status, age, off, cov, bad, clock, oldest, *storage, enforced, findings, job_ok, job_status, lock]

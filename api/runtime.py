@@ -53,6 +53,7 @@ class Runtime:
         self.audit: AuditLog | None = None
         self.discovered: dict = {}  # endpoint -> DiscoveredDevice of the last scan
         self.recorder: RecorderService | None = None
+        self.jobs = None  # the retention jobs' scheduler (serve/record only; see start_jobs)
         self.cipher = CredentialCipher.from_settings(
             settings.credentials_key.get_secret_value() if settings.credentials_key else None, settings.data_dir)
 
@@ -106,6 +107,24 @@ class Runtime:
             spool_max_bytes=s.spool_max_bytes, spool_reserve_bytes=s.spool_reserve_bytes,
         ).start()
         self._stack.callback(self.recorder.stop, 30.0)
+        if s.retention_jobs:
+            self.start_jobs()
+
+    # -- retention jobs (sweep, verify, integrity, reconcile) on a schedule ----------
+    def start_jobs(self) -> None:
+        """Start the retention jobs' scheduler; it is stopped when the runtime exits."""
+        if self.jobs is not None:
+            return
+        from retention.jobs import build_scheduler
+
+        self.jobs = build_scheduler(self.store, self.index.engine, self.clock, self.settings.jobs_config())
+        self.jobs.start()
+        self._stack.callback(self.stop_jobs)
+
+    def stop_jobs(self) -> None:
+        if self.jobs is not None:
+            self.jobs.shutdown(wait=False)
+            self.jobs = None
 
     def _bootstrap_admin(self) -> None:
         """First start only: the token from LABWITNESS_BOOTSTRAP_ADMIN_TOKEN becomes an admin token."""

@@ -52,7 +52,25 @@ class Settings(BaseSettings):
     discovery_port: int = 3702  # WS-Discovery (multicast group 239.255.255.250)
     discovery_interfaces: str = ""  # comma-separated IPv4 addresses to probe from; empty = every interface that is up
 
+    content_sample_seconds: float = Field(default=10.0, ge=1.0, le=600.0)  # content health: one keyframe per N s
+
+    # Storage capacity for the runway in health (bytes).  Unset: the free space of the
+    # embedded SeaweedFS's disk; with an external S3 endpoint, unknown unless set.
+    storage_capacity_bytes: int | None = Field(default=None, ge=1)
     public_base_url: str = "http://127.0.0.1:8000"  # what QR codes on evidence packages point at
+
+    # Retention jobs (docs/retention.md); an interval of 0 disables that job in `serve`.
+    retention_jobs: bool = True  # run them on a schedule inside `serve`
+    sweep_interval_h: float = Field(default=24.0, ge=0)
+    verify_interval_h: float = Field(default=6.0, ge=0)
+    integrity_interval_h: float = Field(default=1.0, ge=0)
+    reconcile_interval_h: float = Field(default=24.0, ge=0)
+    content_interval_h: float = Field(default=0.25, ge=0)  # content health sampling of new footage
+    sweep_max_share: float = Field(default=0.10, gt=0, le=1)  # of one camera's footage per sweep
+    sweep_max_clock_skew_s: float = Field(default=120.0, gt=0)  # our clock vs the store's
+    verify_sample: int = Field(default=200, ge=1)
+    integrity_budget_bytes: int = Field(default=2 << 30, ge=1)
+    integrity_budget_objects: int = Field(default=1000, ge=1)
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -78,6 +96,19 @@ class Settings(BaseSettings):
     @property
     def spool_path(self) -> Path:
         return self.spool_dir or self.data_dir / "spool"
+
+    def jobs_config(self):
+        """The retention jobs' schedule and limits (a plain dataclass of ``retention.jobs``)."""
+        from retention.jobs import JobsConfig
+
+        return JobsConfig(
+            sweep_interval_h=self.sweep_interval_h, verify_interval_h=self.verify_interval_h,
+            integrity_interval_h=self.integrity_interval_h, reconcile_interval_h=self.reconcile_interval_h,
+            sweep_max_share=self.sweep_max_share, sweep_max_clock_skew_s=self.sweep_max_clock_skew_s,
+            verify_sample=self.verify_sample, integrity_budget_bytes=self.integrity_budget_bytes,
+            integrity_budget_objects=self.integrity_budget_objects, retention_months=self.retention_months,
+            content_interval_h=self.content_interval_h, content_sample_seconds=self.content_sample_seconds,
+        )
 
     @property
     def db_url(self) -> str:

@@ -11,8 +11,11 @@ console: say what is wrong and what to do, in zh-CN first, English second.
     ├── StorageError                object store
     │   ├── StorageUnavailableError store unreachable (retried, never dropped)
     │   ├── ObjectLockError         bucket/object lacks the COMPLIANCE lock
-    │   └── IntegrityError          bytes or metadata do not match their hash
+    │   ├── IntegrityError          bytes or metadata do not match their hash
+    │   └── ObjectNotFoundError     the key or version does not exist (any more)
     ├── IndexUnavailableError       database unreachable (spool keeps the rows)
+    ├── JobRefusedError             a retention job refused to run (empty or fresh
+    │                               index, clock disagreeing with the store)
     ├── NotFoundError               a camera/segment that does not exist
     ├── ConflictError               creating something that already exists
     ├── StreamError                 a camera stream could not be recorded
@@ -61,8 +64,25 @@ class IntegrityError(StorageError):
     code = "integrity"
 
 
+class ObjectNotFoundError(StorageError):
+    """The object version is not in the store (deleted, or never written)."""
+
+    code = "object-not-found"
+
+
 class IndexUnavailableError(LabwitnessError):
     code = "index-unavailable"
+
+
+class JobRefusedError(LabwitnessError):
+    """A retention job saw a condition under which acting would be unsafe and
+    changed nothing; ``reason`` is a slug (index_empty, index_fresh, clock_skew)."""
+
+    code = "job-refused"
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class NotFoundError(LabwitnessError):

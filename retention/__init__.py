@@ -1,7 +1,13 @@
-"""Retention: how long footage must be kept, and (later) the jobs that act on it.
+"""Retention: how long footage must be kept, and the jobs that act on it.
 
-Owns the policy arithmetic (:mod:`retention.policy`, pure functions with
-table-driven tests).  The recorder never imports this package — recording does
+Owns the policy arithmetic and the sweep's decisions (:mod:`retention.policy`,
+pure functions with table-driven tests) and the scheduled jobs — expiry sweep
+(:mod:`~retention.sweep`), lock verification (:mod:`~retention.verify`),
+integrity audit (:mod:`~retention.integrity`), reconcile
+(:mod:`~retention.reconcile`), index rebuild (:mod:`~retention.rebuild`) and
+their bookkeeping and schedule (:mod:`~retention.jobs`); procedures and
+invariants in ``docs/retention.md``.  Imports ``storage``, ``index`` and
+``labwitness`` only.  The recorder never imports this package — recording does
 not depend on deletion code; ``api`` passes :func:`retention.policy.RetentionPolicy`
 into the uploader as a plain callable.
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Iterator, Protocol
+from typing import BinaryIO, Iterable, Iterator, Protocol
 
 from storage.layout import SegmentMeta
 
@@ -48,6 +48,9 @@ class ObjectStore(Protocol):
 
     def delete_version(self, key: str, version_id: str) -> None:
         """Ask the store to delete a version. A locked version must be refused by the store."""
+
+    def delete_versions(self, items: Iterable[tuple[str, str]], now: datetime) -> dict[tuple[str, str], str | None]:
+        """Guarded batch delete: re-read each version's lock, delete only expired, unheld ones."""
 
     def list_keys(self, prefix: str) -> Iterator[str]:
         ...

@@ -17,14 +17,17 @@ still locked.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterable, Iterator
 from urllib.parse import urlsplit
 
 import urllib3
 from minio import Minio
 from minio.commonconfig import COMPLIANCE, ENABLED
+from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 from minio.objectlockconfig import DAYS, ObjectLockConfig
 from minio.retention import Retention
@@ -33,6 +36,7 @@ from labwitness.errors import (
     ConfigError,
     IntegrityError,
     ObjectLockError,
+    ObjectNotFoundError,
     StorageError,
     StorageUnavailableError,
 )
@@ -41,6 +45,37 @@ from storage.layout import SegmentMeta
 
 # Errors that mean "the store is not answering", as opposed to "it said no".
 _TRANSIENT = (urllib3.exceptions.HTTPError, OSError, TimeoutError)
+# Codes that mean "this key/version does not exist" (SeaweedFS answers NoSuchKey
+# for a deleted version on HEAD, NoSuchVersion on GET).
+_GONE = ("NoSuchKey", "NoSuchVersion", "NoSuchObject", "ResourceNotFound")
+
+
+def _refused(key: str, e: S3Error) -> StorageError:
+    if e.code in _GONE:
+        return ObjectNotFoundError(f"对象不存在 / {key}: {e.code}")
+    return StorageError(f"{key}: {e.code}: {e.message}")
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One entry of a versioned listing."""
+
+    key: str
+    version_id: str
+    size: int
+    is_latest: bool
+    is_delete_marker: bool
+    last_modified: datetime | None
+
+
+@dataclass(frozen=True)
+class LockConfig:
+    """The bucket's Object Lock state as the store reports it."""
+
+    enabled: bool
+    versioning: bool
+    mode: str | None  # default retention mode, if any
+    days: int | None  # default retention in days, if any
 
 
 def file_sha256(path: Path) -> str:
@@ -222,7 +257,7 @@ class S3ObjectStore:
         except _TRANSIENT as e:
             raise StorageUnavailableError(str(e)) from e
         except S3Error as e:
-            raise StorageError(f"{key}: {e.code}: {e.message}") from e
+            raise _refused(key, e) from e
         if until is not None and until.tzinfo is None:
             until = until.replace(tzinfo=timezone.utc)
         user = {k: v for k, v in (st.metadata or {}).items() if k.lower().startswith("x-amz-meta-")}
@@ -234,7 +269,7 @@ class S3ObjectStore:
         except _TRANSIENT as e:
             raise StorageUnavailableError(str(e)) from e
         except S3Error as e:
-            raise StorageError(f"{key}: {e.code}: {e.message}") from e
+            raise _refused(key, e) from e
 
     def list_keys(self, prefix: str) -> Iterator[str]:
         try:
@@ -243,17 +278,123 @@ class S3ObjectStore:
         except _TRANSIENT as e:
             raise StorageUnavailableError(str(e)) from e
 
-    # -- deletion (retention sweeps only) -------------------------------------
-    def delete_version(self, key: str, version_id: str, now: datetime | None = None) -> None:
-        """Delete one expired version. Refuses locally while it is still locked,
-        and the store refuses again (AccessDenied) if asked anyway."""
-        stored, _ = self.stat(key, version_id)
-        now = now or datetime.now(timezone.utc)
-        if stored.legal_hold or (stored.retain_until is not None and stored.retain_until > now):
-            raise ObjectLockError(f"{key}@{version_id} is locked until {stored.retain_until} (hold={stored.legal_hold})")
+    def list_versions(self, prefix: str) -> Iterator[ObjectVersion]:
+        """Every version (and delete marker) under ``prefix``, key order."""
         try:
-            self.client.remove_object(self.bucket, key, version_id=version_id)
+            for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True, include_version=True):
+                lm = o.last_modified
+                if lm is not None and lm.tzinfo is None:
+                    lm = lm.replace(tzinfo=timezone.utc)
+                yield ObjectVersion(o.object_name, o.version_id or "", o.size or 0,
+                                    str(o.is_latest).lower() == "true", bool(o.is_delete_marker), lm)
         except _TRANSIENT as e:
             raise StorageUnavailableError(str(e)) from e
         except S3Error as e:
-            raise ObjectLockError(f"store refused to delete {key}@{version_id}: {e.code}") from e
+            raise StorageError(f"listing {prefix}: {e.code}: {e.message}") from e
+
+    def list_prefixes(self, prefix: str) -> Iterator[str]:
+        """The "directories" directly under ``prefix`` (e.g. camera ids under ``v1/``)."""
+        try:
+            for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=False):
+                if o.is_dir:
+                    yield o.object_name
+        except _TRANSIENT as e:
+            raise StorageUnavailableError(str(e)) from e
+        except S3Error as e:
+            raise StorageError(f"listing {prefix}: {e.code}: {e.message}") from e
+
+    def lock_config(self) -> LockConfig:
+        """Object Lock and versioning as the bucket reports them now (not as cached at start-up)."""
+        try:
+            versioning = self.client.get_bucket_versioning(self.bucket).status == ENABLED
+            try:
+                cfg = self.client.get_object_lock_config(self.bucket)
+            except S3Error as e:
+                if e.code not in ("ObjectLockConfigurationNotFoundError", "InvalidRequest"):
+                    raise
+                return LockConfig(False, versioning, None, None)
+        except _TRANSIENT as e:
+            raise StorageUnavailableError(str(e)) from e
+        except S3Error as e:
+            raise StorageError(f"object lock configuration: {e.code}: {e.message}") from e
+        days = cfg.duration if cfg.duration_unit and cfg.duration_unit.lower().startswith("day") else None
+        if cfg.duration and cfg.duration_unit and cfg.duration_unit.lower().startswith("year"):
+            days = cfg.duration * 365
+        return LockConfig(True, versioning, cfg.mode, days)
+
+    def server_time(self) -> datetime:
+        """The store's clock, from the ``Date`` header of a bucket HEAD (1 s resolution).
+
+        S3 enforces retention against its own clock; the sweep refuses to act when
+        ours disagrees with it by more than a bound."""
+        try:
+            resp = self.client._url_open("HEAD", self.client._get_region(self.bucket), bucket_name=self.bucket)
+            date = resp.headers.get("Date")
+        except _TRANSIENT as e:
+            raise StorageUnavailableError(str(e)) from e
+        except S3Error as e:
+            date = e.response.headers.get("Date") if e.response is not None else None
+        if not date:
+            raise StorageError("对象存储未返回 Date 头 / the object store sent no Date header; cannot check the clock")
+        return parsedate_to_datetime(date).astimezone(timezone.utc)
+
+    # -- deletion (retention sweeps only) -------------------------------------
+    def delete_versions(self, items: Iterable[tuple[str, str]], now: datetime) -> dict[tuple[str, str], str | None]:
+        """The deletion guard: delete expired versions, in one multi-object request.
+
+        Each version's retention and legal hold are read back first; a version
+        still locked at ``now`` or held is refused here (and would be refused
+        again by the store: COMPLIANCE answers AccessDenied).  Returns, per
+        ``(key, version_id)``: ``None`` deleted, ``"gone"`` it did not exist,
+        ``"locked: ..."`` refused by the guard or the store, ``"error: ..."`` other.
+        Raises :class:`StorageUnavailableError` when the store does not answer.
+        """
+        out: dict[tuple[str, str], str | None] = {}
+        allowed: list[tuple[str, str]] = []
+        for key, vid in items:
+            if not vid:
+                out[(key, vid)] = "error: no version id (would only add a delete marker)"
+                continue
+            try:
+                stored, _ = self.stat(key, vid)
+            except ObjectNotFoundError:
+                out[(key, vid)] = "gone"
+                continue
+            if stored.legal_hold:
+                out[(key, vid)] = "locked: legal hold"
+            elif self.info.retention_enforced and stored.retain_until is None:
+                out[(key, vid)] = "locked: no retention read back (refusing to delete an unknown lock)"
+            elif stored.retain_until is not None and stored.retain_until > now:
+                out[(key, vid)] = f"locked: retain-until {stored.retain_until.isoformat()}"
+            else:
+                allowed.append((key, vid))
+        if allowed:
+            try:
+                errors = list(self.client.remove_objects(self.bucket, [DeleteObject(k, v) for k, v in allowed]))
+            except _TRANSIENT as e:
+                raise StorageUnavailableError(str(e)) from e
+            except S3Error as e:
+                raise StorageError(f"multi-object delete refused: {e.code}: {e.message}") from e
+            failed = {(e.name, e.version_id or ""): e for e in errors}
+            for k, v in allowed:
+                e = failed.get((k, v))
+                if e is None:
+                    out[(k, v)] = None
+                elif e.code in _GONE:
+                    out[(k, v)] = "gone"
+                elif e.code == "AccessDenied":
+                    out[(k, v)] = f"locked: store refused ({e.code})"
+                else:
+                    out[(k, v)] = f"error: {e.code}: {e.message}"
+        return out
+
+    def delete_version(self, key: str, version_id: str, now: datetime | None = None) -> None:
+        """Delete one expired version (through :meth:`delete_versions`' guard)."""
+        res = self.delete_versions([(key, version_id)], now or datetime.now(timezone.utc))[(key, version_id)]
+        if res is None:
+            return
+        if res == "gone":
+            raise ObjectNotFoundError(f"{key}@{version_id} does not exist")
+        if res.startswith("locked"):
+            raise ObjectLockError(f"{key}@{version_id} is locked ({res})")
+        raise StorageError(f"{key}@{version_id}: {res}")

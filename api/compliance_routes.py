@@ -1,0 +1,42 @@
+"""``GET /api/v1/compliance?month=2026-11&format=html|csv|json`` — the monthly
+compliance report (operations, and admins): JSON for scripts, a printable HTML
+page, or a CSV sheet to download.  A malformed month or one that has not begun
+is a 422 problem+json."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from labwitness.clock import utc_ms
+from retention.compliance import ComplianceThresholds, compliance_report
+from retention.compliance_render import render_csv, render_html
+
+from api.auth import Operations
+from api.deps import RuntimeDep
+
+router = APIRouter(prefix="/api/v1")
+
+MONTH_PATTERN = r"^\d{4}-\d{2}$"
+
+
+@router.get("/compliance", responses={200: {"content": {"application/json": {}, "text/html": {}, "text/csv": {}}}})
+def compliance(rt: RuntimeDep, who: Operations,
+               month: Annotated[str, Query(pattern=MONTH_PATTERN, description="calendar month in the lab's time zone, e.g. 2026-11")],
+               format: Annotated[Literal["json", "html", "csv"], Query(description="json | html | csv")] = "json",
+               download: Annotated[bool, Query(description="as an attachment (csv always is)")] = False) -> Response:
+    """合规报告 / Compliance report of one calendar month (lab time zone; the current month up to now)."""
+    tz = ZoneInfo(rt.settings.timezone)
+    report = compliance_report(rt.index.engine, month, tz, utc_ms(rt.clock.now()), thresholds=ComplianceThresholds(),
+                               policy=rt.policy)
+    rt.audit.append(who.actor, "compliance.report", month, {"format": format, "verdict": report.verdict.level}, who.role)
+    disposition = "attachment" if download or format == "csv" else "inline"
+    headers = {"Content-Disposition": f'{disposition}; filename="labwitness-compliance-{month}.{format}"'}
+    if format == "html":
+        return HTMLResponse(render_html(report), headers=headers)
+    if format == "csv":
+        return Response(render_csv(report).encode("utf-8"), media_type="text/csv; charset=utf-8", headers=headers)
+    return JSONResponse(report.to_json(), headers=headers)

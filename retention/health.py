@@ -1,0 +1,283 @@
+"""Retention health: can operations prove, right now, that every camera's footage
+is kept for six months and nothing was lost or altered?
+
+Two halves:
+
+* :func:`gather` reads facts from the index (and what the caller knows about
+  storage and the spool): per camera last segment age, coverage over 24 h /
+  7 d / 183 d (and how much of it was recorded but not usable), gaps with
+  reasons, oldest retained footage, camera clock offset, bytes; for the lab
+  storage used, growth per day, runway, open integrity findings and the latest
+  run of every retention job.  Six months of coverage come from
+  :mod:`index.coverage`'s day rollup, so this stays well under a second on a
+  64-camera, 183-day index.
+* :func:`classify` is pure policy: facts + thresholds -> ok / warning /
+  critical with the reasons, bilingual, each one something an operator can act on.
+  Table-driven tests pin it down.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Iterable
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from index.coverage import DAY_MS, CoverageStore
+from index.models import Camera, ContentEvent, Gap, IntegrityFinding, JobRun
+from index.queries import _guard
+
+SEVERITY = ("ok", "warning", "critical")
+WINDOWS = {"24h": DAY_MS, "7d": 7 * DAY_MS, "183d": 183 * DAY_MS}
+#: how often each job is expected to succeed (hours); a job older than twice this is stale
+JOB_EXPECTED_H = {"sweep": 24, "verify": 24, "integrity": 24, "reconcile": 24 * 7, "content": 1}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    coverage_warning: float = 0.99  # 24 h coverage below this: warning
+    coverage_critical: float = 0.90  # ... below this: critical
+    clock_offset_warning_s: float = 5.0
+    runway_warning_margin_days: float = 30.0
+    job_stale_factor: float = 2.0
+
+
+@dataclass
+class CameraFacts:
+    camera_id: str
+    name: str = ""
+    area_id: str | None = None
+    enabled: bool = True
+    last_segment_end_ms: int | None = None
+    last_segment_age_s: float | None = None
+    offline: bool = False
+    coverage: dict[str, float] = field(default_factory=dict)  # window -> recorded share
+    unusable: dict[str, float] = field(default_factory=dict)  # window -> share recorded but not usable
+    usable_coverage: dict[str, float] = field(default_factory=dict)
+    unusable_ongoing: list[str] = field(default_factory=list)  # content conditions still going on
+    gaps_24h: list[dict] = field(default_factory=list)
+    gap_reasons_7d: dict[str, int] = field(default_factory=dict)
+    oldest_ms: int | None = None
+    oldest_age_days: float | None = None
+    bytes_183d: int = 0
+    clock_offset_s: float | None = None
+
+
+@dataclass
+class StorageFacts:
+    retention_enforced: bool
+    used_bytes: int = 0
+    growth_bytes_per_day: float = 0.0
+    capacity_bytes: int | None = None  # None: unknown
+    free_bytes: int | None = None
+    runway_days: float | None = None  # days until full at the current rate; None: unknown or not growing
+    needed_days: float = 0.0  # days until the sweep starts freeing space (the rule's window not yet filled)
+
+
+@dataclass
+class Facts:
+    now_ms: int
+    segment_seconds: float
+    retention_days: float
+    cameras: list[CameraFacts]
+    storage: StorageFacts
+    findings_open: dict[str, int] = field(default_factory=dict)  # kind -> count (critical and warning)
+    findings_critical: int = 0
+    jobs: dict[str, dict] = field(default_factory=dict)  # job -> latest run
+    spool_backlog: int = 0
+    upload_error: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def offline_after_ms(segment_seconds: float, read_timeout_s: float) -> int:
+    """A camera is offline when no segment ended within two segment lengths (plus
+    the read timeout, the time the recorder needs to notice a silent camera)."""
+    return int(2 * segment_seconds * 1000 + read_timeout_s * 1000)
+
+
+@_guard
+def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seconds: float, read_timeout_s: float,
+           retention_days: float, retention_enforced: bool, capacity: tuple[int, int] | None = None,
+           spool_backlog: int = 0, upload_error: str = "", camera_ids: Iterable[str] | None = None) -> Facts:
+    """Facts for every enabled camera (or ``camera_ids``).  ``capacity`` is
+    (total, free) bytes of the storage when known."""
+    with engine.connect() as conn:
+        cams = conn.execute(select(Camera.__table__.c.id, Camera.__table__.c.name, Camera.__table__.c.area_id,
+                                   Camera.__table__.c.enabled, Camera.__table__.c.clock_offset_ms)
+                            .order_by(Camera.__table__.c.id)).all()
+    wanted = set(camera_ids) if camera_ids is not None else None
+    cams = [c for c in cams if (c.enabled if wanted is None else c.id in wanted)]
+    ids = [c.id for c in cams]
+    facts = {c.id: CameraFacts(c.id, c.name, c.area_id, bool(c.enabled),
+                               clock_offset_s=c.clock_offset_ms / 1000 if c.clock_offset_ms is not None else None)
+             for c in cams}
+    limit = offline_after_ms(segment_seconds, read_timeout_s)
+    for name, span in WINDOWS.items():
+        totals = coverage.totals(ids, now_ms - span, now_ms)
+        unusable = _unusable(engine, ids, now_ms - span, now_ms)
+        for cam in ids:
+            f = facts[cam]
+            f.coverage[name] = round(min(1.0, totals[cam].recorded_ms / span), 6)
+            bad = min(unusable.get(cam, (0, set()))[0], totals[cam].recorded_ms)
+            f.unusable[name] = round(bad / span, 6)
+            f.usable_coverage[name] = round(max(0.0, (totals[cam].recorded_ms - bad) / span), 6)
+            if name == "24h":
+                f.unusable_ongoing = sorted(unusable.get(cam, (0, set()))[1])
+            if name == "183d":
+                f.bytes_183d = totals[cam].bytes
+    oldest = coverage.oldest(ids)
+    with engine.connect() as conn:
+        seg_end = _latest_ends(conn, ids)
+        gap_t = Gap.__table__
+        for cam in ids:
+            f = facts[cam]
+            f.last_segment_end_ms = seg_end.get(cam)
+            f.last_segment_age_s = round((now_ms - f.last_segment_end_ms) / 1000, 1) if f.last_segment_end_ms else None
+            f.offline = f.last_segment_end_ms is None or now_ms - f.last_segment_end_ms > limit
+            f.oldest_ms = oldest.get(cam)
+            f.oldest_age_days = round((now_ms - f.oldest_ms) / DAY_MS, 2) if f.oldest_ms is not None else None
+        if ids:
+            for cam, lo, hi, reason in conn.execute(
+                    select(gap_t.c.camera_id, gap_t.c.start_ms, gap_t.c.end_ms, gap_t.c.reason)
+                    .where(gap_t.c.camera_id.in_(ids), gap_t.c.start_ms < now_ms, gap_t.c.end_ms > now_ms - 7 * DAY_MS)
+                    .order_by(gap_t.c.camera_id, gap_t.c.start_ms)):
+                f = facts[cam]
+                f.gap_reasons_7d[reason] = f.gap_reasons_7d.get(reason, 0) + 1
+                if hi > now_ms - DAY_MS:
+                    f.gaps_24h.append({"start_ms": lo, "end_ms": hi, "reason": reason})
+        fi = IntegrityFinding.__table__
+        findings = conn.execute(select(fi.c.kind, fi.c.severity, func.count()).where(fi.c.resolved_ms.is_(None))
+                                .group_by(fi.c.kind, fi.c.severity)).all()
+        jobs = _latest_jobs(conn)
+    findings_open: dict[str, int] = {}
+    for kind, _sev, n in findings:
+        findings_open[kind] = findings_open.get(kind, 0) + n
+    critical = sum(n for _k, sev, n in findings if sev == "critical")
+
+    used = coverage.stored_bytes(ids)
+    week = coverage.totals(ids, now_ms - 7 * DAY_MS, now_ms)
+    recording_days = min(7.0, max((now_ms - min((o for o in oldest.values() if o), default=now_ms)) / DAY_MS, 1 / 24))
+    growth = sum(t.bytes for t in week.values()) / recording_days
+    oldest_age = max((f.oldest_age_days or 0.0) for f in facts.values()) if facts else 0.0
+    storage = StorageFacts(retention_enforced, used, round(growth, 1),
+                           needed_days=round(max(0.0, retention_days - oldest_age), 2))
+    if capacity is not None:
+        storage.capacity_bytes, storage.free_bytes = capacity
+        storage.runway_days = round(storage.free_bytes / growth, 1) if growth > 0 else None
+    return Facts(now_ms, segment_seconds, retention_days, list(facts.values()), storage, findings_open, critical, jobs,
+                 spool_backlog, upload_error)
+
+
+def _latest_ends(conn, ids: list[str]) -> dict[str, int]:
+    from index.models import Segment
+
+    seg = Segment.__table__
+    out = {}
+    for cam in ids:  # one index lookup each (ORDER BY start DESC LIMIT 1)
+        row = conn.execute(select(seg.c.end_ms).where(seg.c.camera_id == cam, seg.c.status == "stored")
+                           .order_by(seg.c.start_ms.desc()).limit(1)).first()
+        if row:
+            out[cam] = row[0]
+    return out
+
+
+def _unusable(engine: Engine, ids: list[str], lo: int, hi: int) -> dict[str, tuple[int, set[str]]]:
+    """Per camera: ms of [lo, hi) under a content event (overlaps merged) and the ongoing kinds."""
+    if not ids:
+        return {}
+    ev = ContentEvent.__table__
+    with engine.connect() as conn:
+        rows = conn.execute(select(ev.c.camera_id, ev.c.start_ms, ev.c.end_ms, ev.c.kind, ev.c.ongoing)
+                            .where(ev.c.camera_id.in_(ids), ev.c.start_ms < hi, ev.c.end_ms > lo)
+                            .order_by(ev.c.camera_id, ev.c.start_ms)).all()
+    out: dict[str, tuple[int, set[str]]] = {}
+    cursor: dict[str, int] = {}
+    for cam, s, e, kind, ongoing in rows:
+        total, kinds = out.get(cam, (0, set()))
+        s, e = max(s, lo, cursor.get(cam, lo)), min(e, hi)
+        if e > s:
+            total += e - s
+            cursor[cam] = e
+        if ongoing:
+            kinds.add(kind)
+        out[cam] = (total, kinds)
+    return out
+
+
+def _latest_jobs(conn) -> dict[str, dict]:
+    jr = JobRun.__table__
+    out: dict[str, dict] = {}
+    latest = select(jr.c.job, func.max(jr.c.id).label("id")).where(jr.c.dry_run.is_(False)).group_by(jr.c.job).subquery()
+    ok = select(jr.c.job, func.max(jr.c.finished_ms).label("t")).where(
+        jr.c.status.in_(["ok", "warning"]), jr.c.dry_run.is_(False)).group_by(jr.c.job).subquery()
+    last_ok = {job: t for job, t in conn.execute(select(ok.c.job, ok.c.t))}
+    for row in conn.execute(select(jr).join(latest, latest.c.id == jr.c.id)):
+        try:
+            summary = json.loads(row.summary or "{}")
+        except ValueError:
+            summary = {}
+        out[row.job] = {"status": row.status, "started_ms": row.started_ms, "finished_ms": row.finished_ms,
+                        "last_success_ms": last_ok.get(row.job), "summary": summary}
+    return out
+
+
+# -- policy -------------------------------------------------------------------------------
+def classify(f: Facts, th: Thresholds = Thresholds()) -> tuple[str, list[dict]]:
+    """Overall status and the problems behind it, each ``{level, code, camera?, text}``
+    (level ``info`` is shown but does not change the status)."""
+    problems: list[dict] = []
+
+    def flag(level: str, code: str, text: str, camera: str | None = None) -> None:
+        problems.append({"level": level, "code": code, "camera": camera, "text": text})
+
+    if not f.storage.retention_enforced:
+        flag("warning", "retention_not_enforced",
+             "存储未强制保留（无对象锁定），录像可被删除 / retention NOT enforced by storage (no Object Lock)")
+    for c in f.cameras:
+        if c.offline:
+            age = "从未 / never" if c.last_segment_age_s is None else f"{c.last_segment_age_s:.0f} s"
+            flag("critical", "camera_offline", f"{c.camera_id}: 无新录像 / no footage stored for {age}", c.camera_id)
+        cov = c.coverage.get("24h")
+        if cov is not None and not c.offline and c.oldest_age_days is not None and c.oldest_age_days >= 1:
+            if cov < th.coverage_critical:
+                flag("critical", "coverage_low", f"{c.camera_id}: 24 小时覆盖率 {cov:.1%} / 24 h coverage {cov:.1%}", c.camera_id)
+            elif cov < th.coverage_warning:
+                flag("warning", "coverage_low", f"{c.camera_id}: 24 小时覆盖率 {cov:.1%} / 24 h coverage {cov:.1%}", c.camera_id)
+        if c.unusable_ongoing:
+            kinds = ", ".join(c.unusable_ongoing)
+            flag("warning", "content_unusable", f"{c.camera_id}: 画面不可用 / picture not usable: {kinds}", c.camera_id)
+        if c.clock_offset_s is not None and abs(c.clock_offset_s) > th.clock_offset_warning_s:
+            flag("warning", "clock_offset", f"{c.camera_id}: 摄像机时钟偏差 / camera clock off by {c.clock_offset_s:+.1f} s",
+                 c.camera_id)
+    s = f.storage
+    if s.capacity_bytes is None:  # informational: does not change the status
+        flag("info", "capacity_unknown", "存储容量未知，无法计算可用天数 / storage capacity unknown: set "
+                                            "LABWITNESS_STORAGE_CAPACITY_BYTES to get the runway")
+    elif s.runway_days is not None:
+        if s.runway_days < s.needed_days:
+            flag("critical", "runway_short", f"存储将在 {s.runway_days:.0f} 天后写满，早于最旧录像可删除的 {s.needed_days:.0f} 天 / "
+                                             f"storage full in {s.runway_days:.0f} days, before the oldest footage may be "
+                                             f"deleted ({s.needed_days:.0f} days)")
+        elif s.runway_days < s.needed_days + th.runway_warning_margin_days:
+            flag("warning", "runway_short", f"存储余量紧张：{s.runway_days:.0f} 天 / storage runway only {s.runway_days:.0f} days")
+    for kind, n in sorted(f.findings_open.items()):
+        flag("critical" if f.findings_critical else "warning", f"integrity_{kind}",
+             f"完整性问题 {n} 项（{kind}）/ {n} open integrity finding(s): {kind}")
+    for job, run in sorted(f.jobs.items()):
+        if run["status"] in ("failed", "critical", "refused"):
+            flag("critical" if run["status"] == "critical" else "warning", f"job_{job}",
+                 f"任务 {job} 最近一次 {run['status']} / job {job} last run: {run['status']}")
+        expected = JOB_EXPECTED_H.get(job)
+        last = run.get("last_success_ms")
+        if expected and last is not None and f.now_ms - last > th.job_stale_factor * expected * 3_600_000:
+            flag("warning", f"job_{job}_stale", f"任务 {job} 已 {(f.now_ms - last) / 3_600_000:.0f} 小时未成功 / "
+                                                f"job {job} has not succeeded for {(f.now_ms - last) / 3_600_000:.0f} h")
+    if f.spool_backlog and f.upload_error:
+        flag("warning", "upload_backlog", f"上传积压 {f.spool_backlog} 段 / upload backlog of {f.spool_backlog} segments: "
+                                          f"{f.upload_error}")
+    status = max((p["level"] for p in problems if p["level"] in SEVERITY), key=SEVERITY.index, default="ok")
+    return status, problems

@@ -1,0 +1,240 @@
+"""Bookkeeping shared by the retention jobs, and their schedule.
+
+Every run of a job is a :class:`~index.models.JobRun` row (health reads the
+latest of each job); what a run finds wrong is an
+:class:`~index.models.IntegrityFinding`.  :func:`build_scheduler` puts the jobs
+on an APScheduler ``BackgroundScheduler``; ``api.runtime`` starts and stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterator
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from index.models import IntegrityFinding, JobRun
+from labwitness.clock import Clock, utc_ms
+from labwitness.errors import IndexUnavailableError
+from retention.policy import DEFAULT_MAX_CLOCK_SKEW_S, DEFAULT_MAX_SHARE
+
+log = logging.getLogger(__name__)
+
+JOBS = ("sweep", "verify", "integrity", "reconcile", "rebuild", "content")
+STATUSES = ("ok", "warning", "critical", "refused", "failed")
+
+
+@contextmanager
+def db_errors() -> Iterator[None]:
+    """Database faults as the one error type callers handle."""
+    try:
+        yield
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as e:
+        raise IndexUnavailableError(f"索引数据库不可用 / index database unavailable: {e}"[:500]) from e
+
+
+@dataclass
+class JobResult:
+    """What a run ended with (also what ``--json`` prints)."""
+
+    job: str
+    run_id: int | None
+    status: str  # ok | warning | critical | refused | failed
+    summary: dict[str, Any] = field(default_factory=dict)
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"job": self.job, "run_id": self.run_id, "status": self.status, "dry_run": self.dry_run,
+                "summary": self.summary, "findings": self.findings}
+
+
+class JobRecorder:
+    """One ``job_run`` row from start to finish, and the findings of that run.
+
+    Use as a context manager: an exception escaping the block marks the run
+    ``failed`` (with the error in its summary) and propagates."""
+
+    def __init__(self, engine: Engine, clock: Clock, job: str, *, dry_run: bool = False, actor: str = "scheduler") -> None:
+        self.engine = engine
+        self.clock = clock
+        self.job = job
+        self.dry_run = dry_run
+        self.actor = actor
+        self.run_id: int | None = None
+        self.findings: list[dict[str, Any]] = []
+        self.critical = 0
+        self.warnings = 0
+        self.result: JobResult | None = None
+
+    def __enter__(self) -> "JobRecorder":
+        with db_errors(), Session(self.engine) as s:
+            row = JobRun(job=self.job, started_ms=utc_ms(self.clock.now()), dry_run=self.dry_run, actor=self.actor)
+            s.add(row)
+            s.commit()
+            self.run_id = row.id
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is not None and self.result is None:
+            log.error("retention job %s (run %s) failed", self.job, self.run_id, exc_info=(exc_type, exc, tb))
+            try:
+                self.finish("failed", {"error": f"{type(exc).__name__}: {exc}"[:1500]})
+            except IndexUnavailableError:
+                pass  # the run stays "running": health shows it never finished
+
+    def finding(self, kind: str, *, severity: str = "critical", camera_id: str = "", segment_id: int | None = None,
+                key: str = "", version_id: str = "", detail: str = "") -> bool:
+        """Record a finding unless the same one (kind, key, version) is still open; True if new."""
+        entry = {"kind": kind, "severity": severity, "camera_id": camera_id, "segment_id": segment_id, "key": key,
+                 "version_id": version_id, "detail": detail[:2000]}
+        self.findings.append(entry)
+        if severity == "critical":
+            self.critical += 1
+        else:
+            self.warnings += 1
+        with db_errors(), Session(self.engine) as s:
+            q = select(IntegrityFinding.id).where(IntegrityFinding.kind == kind, IntegrityFinding.key == key,
+                                                  IntegrityFinding.version_id == version_id,
+                                                  IntegrityFinding.resolved_ms == None)  # noqa: E711
+            if key == "" and segment_id is not None:
+                q = q.where(IntegrityFinding.segment_id == segment_id)
+            if s.exec(q).first() is not None:
+                return False
+            s.add(IntegrityFinding(job_run_id=self.run_id, found_ms=utc_ms(self.clock.now()), **entry))
+            s.commit()
+        log.log(logging.ERROR if severity == "critical" else logging.WARNING, "%s finding %s: %s@%s %s",
+                self.job, kind, key, version_id, detail)
+        return True
+
+    def status(self, *, warning: bool = False) -> str:
+        """ok / warning / critical from this run's findings (plus the caller's own warning)."""
+        if self.critical:
+            return "critical"
+        return "warning" if (self.warnings or warning) else "ok"
+
+    def finish(self, status: str, summary: dict[str, Any]) -> JobResult:
+        if status not in STATUSES:
+            raise ValueError(f"unknown job status {status!r}")
+        summary = dict(summary)
+        summary.setdefault("findings", len(self.findings))
+        with db_errors(), Session(self.engine) as s:
+            row = s.get(JobRun, self.run_id)
+            row.status = status
+            row.finished_ms = utc_ms(self.clock.now())
+            row.summary = json.dumps(summary, ensure_ascii=False, default=str)
+            s.add(row)
+            s.commit()
+        self.result = JobResult(self.job, self.run_id, status, summary, self.findings, self.dry_run)
+        return self.result
+
+
+def latest_runs(engine: Engine) -> dict[str, JobRun]:
+    """The newest run of each job (for health and for scheduling)."""
+    out: dict[str, JobRun] = {}
+    with db_errors(), Session(engine, expire_on_commit=False) as s:
+        for job in JOBS:
+            row = s.exec(select(JobRun).where(JobRun.job == job).order_by(col(JobRun.started_ms).desc()).limit(1)).first()
+            if row is not None:
+                out[job] = row
+    return out
+
+
+# -- schedule ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class JobsConfig:
+    """Intervals and limits of the scheduled jobs (``api.settings`` fills it from ``LABWITNESS_*``)."""
+
+    sweep_interval_h: float = 24.0
+    verify_interval_h: float = 6.0
+    integrity_interval_h: float = 1.0
+    reconcile_interval_h: float = 24.0
+    sweep_max_share: float = DEFAULT_MAX_SHARE
+    sweep_max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S
+    verify_sample: int = 200
+    integrity_budget_bytes: int = 2 << 30
+    integrity_budget_objects: int = 1000
+    retention_months: int = 6
+    content_interval_h: float = 0.25
+    content_sample_seconds: float = 10.0
+    coverage_refresh_min: float = 10.0  # health's day rollup (index.coverage)
+    #: delay before a job that is overdue (or never ran) runs after start-up
+    start_delay_s: float = 300.0
+
+
+def next_run_time(last_started_ms: int | None, interval_h: float, now: datetime, start_delay_s: float) -> datetime:
+    """When a job should first run after start-up: one interval after its last run,
+    but not before ``start_delay_s`` (so a restart neither skips nor stampedes)."""
+    earliest = now + timedelta(seconds=start_delay_s)
+    if last_started_ms is None:
+        return earliest
+    from labwitness.clock import from_ms
+
+    return max(earliest, from_ms(last_started_ms) + timedelta(hours=interval_h))
+
+
+def build_scheduler(store, engine: Engine, clock: Clock, cfg: JobsConfig, *,
+                    on_result: Callable[[JobResult], None] | None = None):
+    """A (not started) ``BackgroundScheduler`` running sweep, verify, integrity and reconcile."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from index.coverage import CoverageStore
+    from labwitness.clock import utc_ms
+    from retention import integrity, reconcile, sweep, verify
+    from retention.content import ContentConfig
+    from retention.content_job import ContentJobConfig, run_content_check
+
+    def wrap(name: str, fn: Callable[[], JobResult]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                res = fn()
+            except Exception:  # recorded as a failed JobRun already; keep the scheduler alive
+                log.exception("scheduled retention job %s failed", name)
+                return
+            log.info("retention job %s: %s %s", name, res.status, getattr(res, "summary", None) or res.to_json())
+            if on_result is not None:
+                on_result(res)
+        run.__name__ = f"retention_{name}"
+        return run
+
+    jobs = {
+        "sweep": (cfg.sweep_interval_h, lambda: sweep.run_sweep(
+            store, engine, clock, sweep.SweepConfig(max_share=cfg.sweep_max_share, max_clock_skew_s=cfg.sweep_max_clock_skew_s,
+                                                    retention_months=cfg.retention_months))),
+        "verify": (cfg.verify_interval_h, lambda: verify.run_verify(store, engine, clock, sample=cfg.verify_sample)),
+        "integrity": (cfg.integrity_interval_h, lambda: integrity.run_integrity(
+            store, engine, clock, budget_bytes=cfg.integrity_budget_bytes, budget_objects=cfg.integrity_budget_objects)),
+        "reconcile": (cfg.reconcile_interval_h, lambda: reconcile.run_reconcile(store, engine, clock, repair=True)),
+        "content": (cfg.content_interval_h, lambda: run_content_check(
+            engine, store, clock, ContentJobConfig(content=ContentConfig(sample_seconds=cfg.content_sample_seconds)))),
+    }
+    try:
+        last = latest_runs(engine)
+    except IndexUnavailableError:
+        last = {}
+    now = clock.now()
+    sched = BackgroundScheduler(timezone="UTC")
+    for name, (hours, fn) in jobs.items():
+        if hours <= 0:
+            continue  # 0 disables a job
+        prev = last.get(name)
+        sched.add_job(wrap(name, fn), "interval", hours=hours, id=f"retention-{name}", max_instances=1, coalesce=True,
+                      next_run_time=next_run_time(prev.started_ms if prev else None, hours, now, cfg.start_delay_s))
+    if cfg.coverage_refresh_min > 0:  # keeps health fast: closed days rolled up ahead of the next check
+        coverage = CoverageStore(engine, lambda: utc_ms(clock.now()))
+
+        def refresh_coverage() -> None:
+            try:
+                coverage.refresh()
+            except Exception:
+                log.exception("coverage rollup refresh failed")
+        sched.add_job(refresh_coverage, "interval", minutes=cfg.coverage_refresh_min, id="coverage-refresh",
+                      max_instances=1, coalesce=True, next_run_time=now + timedelta(seconds=cfg.start_delay_s / 5))
+    return sched

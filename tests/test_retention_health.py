@@ -1,0 +1,131 @@
+"""Retention health: facts from a planted index (SQLite and PostgreSQL), the pure
+classification table, and the API/metrics surface on a running service."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlmodel import Session
+
+from index.coverage import DAY_MS, CoverageStore
+from index.models import Camera, ContentEvent, Gap, IntegrityFinding, JobRun, Segment
+from retention.health import CameraFacts, Facts, StorageFacts, Thresholds, classify, gather
+
+NOW = 1_790_035_200_000 + 10 * DAY_MS + 12 * 3_600_000  # noon, ten days after a UTC midnight
+MIN = 60_000
+
+
+def _seg(cam, start, n, dur=MIN, size=1000):
+    return Segment(camera_id=cam, start_ms=start, end_ms=start + dur, media_duration_ms=dur, key=f"v1/{cam}/{n}.mp4",
+                   version_id="v", size=size, sha256="0" * 64)
+
+
+@pytest.fixture
+def planted(index):
+    """cam-ok: 9 days, one 30-minute gap 2 hours ago and a 1-hour blackout; cam-dead: stopped 3 days ago."""
+    rows, n = [], 0
+    for cam, until in (("cam-ok", NOW), ("cam-dead", NOW - 3 * DAY_MS)):
+        t = NOW - 9 * DAY_MS
+        while t < until:
+            if cam == "cam-ok" and NOW - 2 * 3_600_000 <= t < NOW - 90 * MIN:
+                t += MIN
+                continue
+            rows.append(_seg(cam, t, n))
+            n += 1
+            t += MIN
+    with Session(index.engine) as s:
+        s.add_all([Camera(id="cam-ok", rtsp_url="rtsp://x/", area_id="mech", created_ms=0, clock_offset_ms=8000),
+                   Camera(id="cam-dead", rtsp_url="rtsp://x/", area_id="mech", created_ms=0),
+                   Camera(id="cam-off", rtsp_url="rtsp://x/", enabled=False, created_ms=0)])
+        s.add_all(rows)
+        s.add(Gap(camera_id="cam-ok", start_ms=NOW - 2 * 3_600_000, end_ms=NOW - 90 * MIN, reason="timeout"))
+        s.add(ContentEvent(camera_id="cam-ok", kind="blackout", start_ms=NOW - 5 * 3_600_000, end_ms=NOW - 4 * 3_600_000,
+                           ongoing=False))
+        s.add(IntegrityFinding(found_ms=NOW - 1000, kind="altered", camera_id="cam-ok", key="v1/cam-ok/7.mp4"))
+        s.add(JobRun(job="verify", started_ms=NOW - 3_600_000, finished_ms=NOW - 3_500_000, status="ok",
+                     summary=json.dumps({"checked": 50, "mismatches": 0})))
+        s.add(JobRun(job="sweep", started_ms=NOW - 10 * DAY_MS, finished_ms=NOW - 10 * DAY_MS + 1000, status="ok"))
+        s.commit()
+    return index.engine
+
+
+def test_gather_facts_from_the_index(planted):
+    cov = CoverageStore(planted, lambda: NOW)
+    cov.refresh()
+    f = gather(planted, cov, NOW, segment_seconds=60, read_timeout_s=10, retention_days=190, retention_enforced=True,
+               capacity=(10**9, 10**9 - 30_000), spool_backlog=0)
+    cams = {c.camera_id: c for c in f.cameras}
+    assert set(cams) == {"cam-ok", "cam-dead"}  # disabled cameras are not judged
+    ok, dead = cams["cam-ok"], cams["cam-dead"]
+    assert ok.offline is False and ok.last_segment_age_s == 0.0
+    assert ok.coverage["24h"] == pytest.approx(1 - 30 / 1440, abs=1e-6)
+    assert ok.unusable["24h"] == pytest.approx(60 / 1440, abs=1e-6)
+    assert ok.usable_coverage["24h"] == pytest.approx(1 - 90 / 1440, abs=1e-6)
+    assert ok.coverage["7d"] == pytest.approx(1 - 30 / (7 * 1440), abs=1e-6)
+    assert ok.coverage["183d"] == pytest.approx((9 * 1440 - 30) / (183 * 1440), abs=1e-6)
+    assert ok.gaps_24h == [{"start_ms": NOW - 2 * 3_600_000, "end_ms": NOW - 90 * MIN, "reason": "timeout"}]
+    assert ok.gap_reasons_7d == {"timeout": 1} and ok.oldest_age_days == 9.0 and ok.clock_offset_s == 8.0
+    assert dead.offline is True and dead.coverage["24h"] == 0.0 and dead.last_segment_age_s == 3 * 86400
+    assert f.findings_open == {"altered": 1} and f.findings_critical == 1
+    assert f.jobs["verify"]["summary"] == {"checked": 50, "mismatches": 0} and f.jobs["sweep"]["status"] == "ok"
+    assert f.storage.used_bytes == 1000 * (9 * 1440 - 30 + 6 * 1440)
+    assert f.storage.growth_bytes_per_day == pytest.approx(1000 * (7 * 1440 - 30 + 4 * 1440) / 7, rel=1e-6)
+    assert f.storage.needed_days == pytest.approx(181, abs=0.01)
+    status, problems = classify(f)
+    codes = {(p["code"], p["camera"]) for p in problems}
+    assert status == "critical"
+    assert ("camera_offline", "cam-dead") in codes and ("clock_offset", "cam-ok") in codes
+    assert ("integrity_altered", None) in codes and ("job_sweep_stale", None) in codes
+    assert ("coverage_low", "cam-ok") in codes  # 97.9 % < 99 %
+
+
+def _facts(**kw) -> Facts:
+    cam = CameraFacts("c", coverage={"24h": kw.pop("cov", 1.0)}, oldest_age_days=kw.pop("age", 30.0),
+                      offline=kw.pop("offline", False), clock_offset_s=kw.pop("clock", 0.0),
+                      unusable_ongoing=kw.pop("ongoing", []), last_segment_age_s=5.0)
+    storage = StorageFacts(kw.pop("enforced", True), capacity_bytes=kw.pop("capacity", 100), free_bytes=50,
+                           runway_days=kw.pop("runway", None), needed_days=kw.pop("needed", 150.0))
+    return Facts(NOW, 60, 190, [cam], storage, kw.pop("findings", {}), kw.pop("critical", 0), kw.pop("jobs", {}),
+                 kw.pop("backlog", 0), kw.pop("upload_error", ""))
+
+
+@pytest.mark.parametrize("kw, status, code", [
+    ({}, "ok", None),
+    ({"offline": True}, "critical", "camera_offline"),
+    ({"cov": 0.985}, "warning", "coverage_low"),
+    ({"cov": 0.5}, "critical", "coverage_low"),
+    ({"cov": 0.5, "age": 0.5}, "ok", None),  # a camera added today is not judged on 24 h coverage yet
+    ({"clock": -6.0}, "warning", "clock_offset"),
+    ({"ongoing": ["frozen"]}, "warning", "content_unusable"),
+    ({"enforced": False}, "warning", "retention_not_enforced"),
+    ({"runway": 100.0, "needed": 150.0}, "critical", "runway_short"),
+    ({"runway": 170.0, "needed": 150.0}, "warning", "runway_short"),
+    ({"runway": 500.0, "needed": 150.0}, "ok", None),
+    ({"capacity": None}, "ok", "capacity_unknown"),  # shown, but does not change the status
+    ({"findings": {"missing": 2}, "critical": 2}, "critical", "integrity_missing"),
+    ({"findings": {"orphan_object": 1}, "critical": 0}, "warning", "integrity_orphan_object"),
+    ({"jobs": {"sweep": {"status": "refused", "last_success_ms": NOW}}}, "warning", "job_sweep"),
+    ({"jobs": {"integrity": {"status": "critical", "last_success_ms": NOW}}}, "critical", "job_integrity"),
+    ({"jobs": {"verify": {"status": "ok", "last_success_ms": NOW - 3 * DAY_MS}}}, "warning", "job_verify_stale"),
+    ({"jobs": {"verify": {"status": "ok", "last_success_ms": NOW - DAY_MS}}}, "ok", None),
+    ({"backlog": 5, "upload_error": "S3 down"}, "warning", "upload_backlog"),
+    ({"backlog": 5}, "ok", None),  # a backlog draining without errors is normal
+])
+def test_classify_table(kw, status, code):
+    got, problems = classify(_facts(**kw), Thresholds())
+    assert got == status
+    assert [p["code"] for p in problems] == ([code] if code else [])
+
+
+def test_retention_health_api_and_metrics(running):
+    client, rt = running
+    h = client.get("/api/v1/health/retention")
+    assert h.status_code == 200, h.text
+    body = h.json()
+    assert body["status"] in ("ok", "warning") and body["storage"]["retention_enforced"] is True
+    assert set(body["cameras"]["cam-api"]["coverage"]) == {"24h", "7d", "183d"}
+    assert body["storage"]["runway_days"] is None or body["storage"]["runway_days"] > 0
+    m = client.get("/metrics").text
+    assert 'labwitness_camera_coverage_ratio{area=' in m and 'camera="cam-api"' in m
+    assert "labwitness_retention_enforced 1.0" in m and "labwitness_health_status" in m
