@@ -728,8 +728,10 @@ def db_upgrade() -> None:
 def _register_extensions() -> None:
     """Command groups that live in their own modules (content health, reports)."""
     from api.cli_content import register as register_content
+    from api.cli_report import register as register_report
 
     register_content(app)
+    register_report(app)
 
 
 _register_extensions()

@@ -20,7 +20,7 @@ from api.deps import RuntimeDep
 
 router = APIRouter(prefix="/api/v1")
 
-MONTH_PATTERN = r"^\d{4}-\d{2}$"
+MONTH_PATTERN = r"^[0-9]{4}-[0-9]{2}$"
 
 
 @router.get("/compliance", responses={200: {"content": {"application/json": {}, "text/html": {}, "text/csv": {}}}})

@@ -198,9 +198,10 @@ class HealthCollector:
         findings = g("labwitness_integrity_findings_open", "Open integrity findings", labels=["kind"])
         for kind, n in rep["integrity"]["open_findings"].items():
             findings.add_metric([kind], n)
-        job_ok = g("labwitness_job_last_success_timestamp_seconds", "When each retention job last succeeded", labels=["job"])
+        # `task`, not `job`: Prometheus reserves `job` for the scrape job (it would become `exported_job`)
+        job_ok = g("labwitness_job_last_success_timestamp_seconds", "When each retention job last succeeded", labels=["task"])
         job_status = g("labwitness_job_last_status", "Last run of each job: 0 ok, 1 warning, 2 critical, 3 failed/refused",
-                       labels=["job"])
+                       labels=["task"])
         codes = {"ok": 0, "warning": 1, "critical": 2}
         for job, run in rep["jobs"].items():
             if run.get("last_success_ms"):
@@ -210,7 +211,7 @@ class HealthCollector:
         verify = rep["jobs"].get("verify")
         if verify and isinstance(verify.get("summary"), dict):
             sm = verify["summary"]
-            checked = sm.get("checked") or sm.get("sampled") or 0
-            if checked:
-                lock.add_metric([], 1 - (sm.get("mismatches", sm.get("problems", 0)) or 0) / checked)
+            checked = sm.get("checked") or 0
+            if checked:  # run_verify's summary: {"checked": n, "ok": m, ...}
+                lock.add_metric([], (sm.get("ok") or 0) / checked)
         yield from [status, age, off, cov, bad, clock, oldest, *storage, enforced, findings, job_ok, job_status, lock]

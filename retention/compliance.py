@@ -28,9 +28,11 @@ What counts toward the verdict (:class:`ComplianceThresholds`):
   in the period, bucket-level findings.
 
 Disabled cameras and cameras no longer in the registry are listed with their
-numbers but not counted in their area's or the overall verdict.  An area's
+numbers but their coverage is not counted in their area's or the overall
+verdict; the lock and integrity of their kept footage still is (report level).  An area's
 verdict is the worst of its counted cameras'; an area without an enabled camera
-is not compliant.
+is not compliant; cameras without an area form an "area" of their own when
+one of them counts.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ VERDICT_LABELS = {COMPLIANT: "合规 / compliant", PARTIAL: "部分合规 / part
 REPORT_JOBS = ("verify", "integrity")
 COMPLETED = ("ok", "warning", "critical")
 LOCK_KINDS = ("lock_missing", "lock_mismatch")
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_MONTH = re.compile(r"^([0-9]{4})-([0-9]{2})$")
 
 
 # -- configuration ----------------------------------------------------------------
@@ -323,8 +325,8 @@ class ComplianceReport:
 
 def parse_month(month: str) -> tuple[int, int]:
     """``"2026-11"`` -> (2026, 11); ValueError with a bilingual message otherwise."""
-    m = _MONTH.match(month or "")
-    if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 1970:
+    m = _MONTH.fullmatch(month or "")
+    if not m or not 1 <= int(m.group(2)) <= 12 or not 1970 <= int(m.group(1)) <= 9998:
         raise ValueError(f"月份格式应为 YYYY-MM / month must look like 2026-11, got {month!r}")
     return int(m.group(1)), int(m.group(2))
 
@@ -498,10 +500,14 @@ def _unusable(conn: Connection, lo: int, hi: int, windows: dict[str, tuple[int, 
     for camera_id, evs in events.items():
         wlo, whi = windows.get(camera_id, (lo, hi))
         rec = merge_spans((max(s, wlo), min(e, whi)) for s, e in recorded.get(camera_id, ()))
-        clip = lambda rows: merge_spans((max(s, wlo), min(e, whi)) for _, s, e in rows)  # noqa: E731
-        by_kind = {k: overlap_ms(clip([x for x in evs if x[0] == k]), rec) for k in sorted({x[0] for x in evs})}
-        out[camera_id] = (overlap_ms(clip(evs), rec), by_kind)
+        by_kind = {k: overlap_ms(_clip_events([x for x in evs if x[0] == k], wlo, whi), rec)
+                   for k in sorted({x[0] for x in evs})}
+        out[camera_id] = (overlap_ms(_clip_events(evs, wlo, whi), rec), by_kind)
     return out
+
+
+def _clip_events(rows, lo: int, hi: int) -> list[tuple[int, int]]:
+    return merge_spans((max(s, lo), min(e, hi)) for _, s, e in rows)
 
 
 def _findings(conn: Connection, lo: int, hi: int) -> dict[str, dict[tuple[str, str, bool], int]]:
@@ -578,21 +584,10 @@ def _worst(levels) -> str:
     return max(levels, key=LEVELS.index, default=COMPLIANT)
 
 
-def _camera_verdict(c: CameraReport, t: ComplianceThresholds) -> Verdict:
+def _keeping_problems(c: CameraReport) -> list[tuple[str, str]]:
+    """Lock and integrity problems of the camera's footage: these count even for a camera that is
+    disabled or removed (its footage is still kept, and must be kept right)."""
     found: list[tuple[str, str]] = []
-    if c.period_ms <= 0:
-        return Verdict(COMPLIANT, ())
-    cov, usable = c.coverage or 0.0, c.usable_coverage or 0.0
-    if cov < t.coverage_ok:
-        found.append((PARTIAL if cov >= t.coverage_partial else NOT_COMPLIANT,
-                      f"录像覆盖率 {_pct(cov)} 低于 {_pct(t.coverage_ok)} / coverage {_pct(cov)} below {_pct(t.coverage_ok)}"))
-    if usable < t.usable_ok:
-        found.append((PARTIAL if usable >= t.usable_partial else NOT_COMPLIANT,
-                      f"有效画面覆盖率 {_pct(usable)} 低于 {_pct(t.usable_ok)} / usable coverage {_pct(usable)} "
-                      f"below {_pct(t.usable_ok)}"))
-    if t.max_gap_s is not None and c.gaps.longest_ms > t.max_gap_s * 1000:
-        found.append((PARTIAL, f"最长中断 {c.gaps.longest_ms / 3_600_000:.2f} 小时，超过 {t.max_gap_s / 3600:g} 小时 / "
-                               f"longest gap {c.gaps.longest_ms / 3_600_000:.2f} h exceeds {t.max_gap_s / 3600:g} h"))
     lk = c.lock
     if lk.missing_retain_until:
         found.append((NOT_COMPLIANT, f"{lk.missing_retain_until} 个片段没有保留期限 / {lk.missing_retain_until} "
@@ -614,6 +609,25 @@ def _camera_verdict(c: CameraReport, t: ComplianceThresholds) -> Verdict:
                                      f"({', '.join(sorted(other))})"))
     if ig.open_warning:
         found.append((PARTIAL, f"完整性警告 {ig.open_warning} 项未解决 / {ig.open_warning} open integrity warnings"))
+    return found
+
+
+def _camera_verdict(c: CameraReport, t: ComplianceThresholds) -> Verdict:
+    found: list[tuple[str, str]] = []
+    if c.period_ms <= 0:
+        return Verdict(COMPLIANT, ())
+    cov, usable = c.coverage or 0.0, c.usable_coverage or 0.0
+    if cov < t.coverage_ok:
+        found.append((PARTIAL if cov >= t.coverage_partial else NOT_COMPLIANT,
+                      f"录像覆盖率 {_pct(cov)} 低于 {_pct(t.coverage_ok)} / coverage {_pct(cov)} below {_pct(t.coverage_ok)}"))
+    if usable < t.usable_ok:
+        found.append((PARTIAL if usable >= t.usable_partial else NOT_COMPLIANT,
+                      f"有效画面覆盖率 {_pct(usable)} 低于 {_pct(t.usable_ok)} / usable coverage {_pct(usable)} "
+                      f"below {_pct(t.usable_ok)}"))
+    if t.max_gap_s is not None and c.gaps.longest_ms > t.max_gap_s * 1000:
+        found.append((PARTIAL, f"最长中断 {c.gaps.longest_ms / 3_600_000:.2f} 小时，超过 {t.max_gap_s / 3600:g} 小时 / "
+                               f"longest gap {c.gaps.longest_ms / 3_600_000:.2f} h exceeds {t.max_gap_s / 3600:g} h"))
+    found += _keeping_problems(c)
     if c.oldest_age_days is None:
         if c.expected_days > t.oldest_tolerance_days:
             found.append((NOT_COMPLIANT, "没有任何已存储的录像 / no stored footage at all"))
@@ -699,6 +713,14 @@ def compliance_report(engine: Engine, month: str, tz: ZoneInfo, now_ms: int, *,
     for a in area_reports:
         if a.verdict.level != COMPLIANT:
             found.append((a.verdict.level, f"{a.name or a.area_id or '未分配 / unassigned'}: {a.verdict.label}"))
+    for c in cameras:
+        if not c.counted:
+            found += [(level, f"{c.camera_id}: {text}") for level, text in _keeping_problems(c)]
+    unlisted = _integrity({k: n for cid, rows in findings.items() if cid and cid not in windows for k, n in rows.items()})
+    if unlisted.open_critical:
+        found.append((NOT_COMPLIANT, f"其他摄像机的完整性问题 {unlisted.open_critical} 项未解决 / {unlisted.open_critical} "
+                                     f"open findings on footage of cameras without data this period "
+                                     f"({', '.join(sorted(unlisted.open_by_kind))})"))
     bucket = _integrity(findings.get("", {}))
     if bucket.open_critical:
         found.append((NOT_COMPLIANT, f"存储桶级问题 {bucket.open_critical} 项未解决 / {bucket.open_critical} open "
@@ -731,10 +753,8 @@ def _areas(areas: dict, cameras: list[CameraReport]) -> list[AreaReport]:
         cs = by_area[aid]
         counted = [c for c in cs if c.counted]
         if aid is None and not counted:
-            if not cs:
-                continue
-            verdict = Verdict(COMPLIANT, ("未分配区域的摄像机均未计入 / no counted camera without an area",))
-        elif not counted:
+            continue  # no area and nothing counted (e.g. removed cameras): listed among the cameras only
+        if not counted:
             verdict = Verdict(NOT_COMPLIANT, ("区域内没有启用的摄像机 / no enabled camera in this area",))
         else:
             reasons = tuple(f"{c.camera_id}: {r}" for c in counted for r in c.verdict.reasons)

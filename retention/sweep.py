@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 from index.coverage import CoverageStore
 from index.models import Hold, Segment
 from labwitness.clock import Clock, from_ms, utc_ms
-from labwitness.errors import JobRefusedError, ObjectNotFoundError
+from labwitness.errors import JobRefusedError
 from retention.jobs import JobRecorder, JobResult, db_errors
 from retention.policy import (
     DEFAULT_MAX_CLOCK_SKEW_S,
@@ -138,8 +138,8 @@ class _Sweep:
                                 f"is over but storage keeps it: {why}")
 
     # -- step 8-9: delete through the guard, then remove rows ----------------------
-    def _delete_batch(self, segs: list[Segment], now: datetime) -> None:
-        results = self.store.delete_versions([(s.key, s.version_id) for s in segs], now)
+    def _delete_batch(self, segs: list[Segment], now: datetime, read_back: dict | None = None) -> None:
+        results = self.store.delete_versions([(s.key, s.version_id) for s in segs], now, read_back=read_back)
         done, back = [], []
         for s in segs:
             r = results.get((s.key, s.version_id), "error: no answer")
@@ -169,10 +169,10 @@ class _Sweep:
             return
         now_ms = utc_ms(now)
         gone, deletable, back = [], [], []
+        read = self.store.stat_versions([(s.key, s.version_id) for s in garbage])
         for seg in garbage:
-            try:
-                obj, _ = self.store.stat(seg.key, seg.version_id)
-            except ObjectNotFoundError:
+            obj = read[(seg.key, seg.version_id)]
+            if obj is None:
                 gone.append(seg.id)
                 continue
             v = may_delete(now_ms=now_ms, end_ms=seg.end_ms, retain_until_ms=seg.retain_until_ms, held=seg.id in held,
@@ -227,10 +227,11 @@ class _Sweep:
         for cam, segs in plan.items():
             for i in range(0, len(segs), self.cfg.batch_size):
                 batch = []
-                for seg in segs[i:i + self.cfg.batch_size]:
-                    try:
-                        obj, _ = self.store.stat(seg.key, seg.version_id)
-                    except ObjectNotFoundError:
+                chunk = segs[i:i + self.cfg.batch_size]
+                read = self.store.stat_versions([(s.key, s.version_id) for s in chunk])
+                for seg in chunk:
+                    obj = read[(seg.key, seg.version_id)]
+                    if obj is None:
                         self.kept["object_missing"] += 1
                         self.run.finding("missing", severity="warning", camera_id=cam, segment_id=seg.id, key=seg.key,
                                          version_id=seg.version_id,
@@ -250,7 +251,7 @@ class _Sweep:
                     continue
                 marked = self._mark_garbage([s.id for s in batch])  # step 7: the row first
                 self._coverage(batch)
-                self._delete_batch([s for s in batch if s.id in marked], now)  # steps 8-9
+                self._delete_batch([s for s in batch if s.id in marked], now, read)  # steps 8-9
 
     def summary(self, now: datetime) -> dict:
         out = {"now": now.isoformat(), "max_share": self.cfg.max_share, "planned": self.planned_by_camera,

@@ -49,7 +49,11 @@ class ObjectStore(Protocol):
     def delete_version(self, key: str, version_id: str) -> None:
         """Ask the store to delete a version. A locked version must be refused by the store."""
 
-    def delete_versions(self, items: Iterable[tuple[str, str]], now: datetime) -> dict[tuple[str, str], str | None]:
+    def stat_versions(self, items: Iterable[tuple[str, str]]) -> dict[tuple[str, str], StoredObject | None]:
+        """Many :meth:`stat` calls at once; ``None`` for versions that do not exist."""
+
+    def delete_versions(self, items: Iterable[tuple[str, str]], now: datetime, *,
+                        read_back: dict[tuple[str, str], StoredObject | None] | None = None) -> dict[tuple[str, str], str | None]:
         """Guarded batch delete: re-read each version's lock, delete only expired, unheld ones."""
 
     def list_keys(self, prefix: str) -> Iterator[str]:

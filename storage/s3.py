@@ -17,6 +17,7 @@ still locked.
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -339,7 +340,25 @@ class S3ObjectStore:
         return parsedate_to_datetime(date).astimezone(timezone.utc)
 
     # -- deletion (retention sweeps only) -------------------------------------
-    def delete_versions(self, items: Iterable[tuple[str, str]], now: datetime) -> dict[tuple[str, str], str | None]:
+    def stat_versions(self, items: Iterable[tuple[str, str]], workers: int = 8) -> dict[tuple[str, str], StoredObject | None]:
+        """:meth:`stat` (with legal hold) of many versions, ``None`` for the missing
+        ones.  Each costs two HTTP round trips, so they run concurrently: the sweep
+        reads every version back before and again inside the deletion guard."""
+        items = list(items)
+
+        def one(item: tuple[str, str]) -> StoredObject | None:
+            try:
+                return self.stat(*item)[0]
+            except ObjectNotFoundError:
+                return None
+
+        if not items:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+            return dict(zip(items, pool.map(one, items), strict=True))
+
+    def delete_versions(self, items: Iterable[tuple[str, str]], now: datetime, *,
+                        read_back: dict[tuple[str, str], StoredObject | None] | None = None) -> dict[tuple[str, str], str | None]:
         """The deletion guard: delete expired versions, in one multi-object request.
 
         Each version's retention and legal hold are read back first; a version
@@ -347,17 +366,22 @@ class S3ObjectStore:
         again by the store: COMPLIANCE answers AccessDenied).  Returns, per
         ``(key, version_id)``: ``None`` deleted, ``"gone"`` it did not exist,
         ``"locked: ..."`` refused by the guard or the store, ``"error: ..."`` other.
+        ``read_back``: what :meth:`stat_versions` returned for these versions moments
+        ago in the same run (the sweep's own check), so they are not read twice;
+        the store's COMPLIANCE lock still refuses anything locked.
         Raises :class:`StorageUnavailableError` when the store does not answer.
         """
         out: dict[tuple[str, str], str | None] = {}
         allowed: list[tuple[str, str]] = []
+        items = list(items)
+        known = read_back or {}
+        read = {**known, **self.stat_versions([it for it in items if it[1] and it not in known])}
         for key, vid in items:
             if not vid:
                 out[(key, vid)] = "error: no version id (would only add a delete marker)"
                 continue
-            try:
-                stored, _ = self.stat(key, vid)
-            except ObjectNotFoundError:
+            stored = read[(key, vid)]
+            if stored is None:
                 out[(key, vid)] = "gone"
                 continue
             if stored.legal_hold:

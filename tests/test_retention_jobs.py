@@ -194,7 +194,7 @@ def test_empty_or_fresh_index_is_refused(fx, index):
 class CrashBetweenMarkAndDelete(S3ObjectStore):
     """The store as seen by a sweep that dies after marking rows, before any delete."""
 
-    def delete_versions(self, items, now):
+    def delete_versions(self, items, now, **kw):
         raise StorageUnavailableError("injected: the sweep was killed between mark and delete")
 
 

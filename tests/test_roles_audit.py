@@ -16,6 +16,7 @@ ROLES = ("admin", "inspector", "operations", "ingest")
 ALLOWED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/v1/health"): {"operations"},
     ("GET", "/api/v1/health/retention"): {"operations"},
+    ("GET", "/api/v1/compliance"): {"operations"},
     ("GET", "/api/v1/cameras/{camera_id}/footage"): {"inspector"},
     ("GET", "/api/v1/cameras/{camera_id}/media"): {"inspector"},
     ("GET", "/api/v1/segments/{segment_id}/media"): {"inspector"},
