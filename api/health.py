@@ -18,6 +18,7 @@ from labwitness.errors import IndexUnavailableError, LabwitnessError
 from retention import health as rh
 
 SEVERITY = list(rh.SEVERITY)
+UPLOAD_LAG_WARNING_S = 15 * 60  # footage older than this still only in the spool: storage is not keeping up
 
 
 def _capacity(rt, used: int) -> tuple[int, int] | None:
@@ -49,6 +50,11 @@ def health_report(rt, *, refresh_coverage: bool = True) -> dict:
     workers = rt.recorder.workers() if rt.recorder else {}
     backlog = rt.recorder.uploader.backlog() if rt.recorder else _spool_backlog(rt.settings.spool_path)
     upload_error = rt.recorder.uploader.last_error if rt.recorder else ""
+    oldest_waiting = rt.recorder.uploader.oldest_waiting_end() if rt.recorder else None
+    upload_lag_s = round(max(0.0, (now - oldest_waiting).total_seconds()), 1) if oldest_waiting else 0.0
+    if upload_lag_s > UPLOAD_LAG_WARNING_S:
+        flag("warning", "upload_lag", f"上传滞后 {upload_lag_s / 60:.0f} 分钟 / footage waits {upload_lag_s / 60:.0f} min in the "
+                                      f"local spool before reaching storage")
     cameras: dict[str, dict] = {}
     facts = None
     try:
@@ -115,7 +121,7 @@ def health_report(rt, *, refresh_coverage: bool = True) -> dict:
                       "critical_findings": facts.findings_critical if facts else 0},
         "jobs": facts.jobs if facts else {},
         "spool": {"backlog_segments": backlog, "bytes": rt.recorder.quota.used if rt.recorder else None,
-                  "last_upload_error": upload_error},
+                  "upload_lag_s": upload_lag_s, "last_upload_error": upload_error},
         "areas": areas,
         "cameras": cameras,
     }
@@ -193,6 +199,9 @@ class HealthCollector:
             if st.get(key) is not None:
                 m.add_metric([], st[key])
             storage.append(m)
+        lag = g("labwitness_upload_lag_seconds", "Age of the oldest segment waiting in the spool for storage")
+        lag.add_metric([], rep["spool"]["upload_lag_s"])
+        storage.append(lag)
         enforced = g("labwitness_retention_enforced", "1 when storage enforces retention (Object Lock COMPLIANCE)")
         enforced.add_metric([], 1.0 if st["retention_enforced"] else 0.0)
         findings = g("labwitness_integrity_findings_open", "Open integrity findings", labels=["kind"])

@@ -98,6 +98,16 @@ class Uploader:
     def backlog(self) -> int:
         return sum(len(s.committed()) for s in self.spools())
 
+    def oldest_waiting_end(self):
+        """End time of the oldest segment not yet stored and indexed (None: nothing
+        waiting); health reports ``now - this`` as the upload lag."""
+        ends = []
+        for s in self.spools():
+            items = s.committed()
+            if items:
+                ends.append(items[0].meta.end)
+        return min(ends, default=None)
+
     def run_once(self) -> bool:
         """One pass over every camera's spool; True if anything is still waiting."""
         with self._pass:

@@ -129,3 +129,15 @@ def test_retention_health_api_and_metrics(running):
     m = client.get("/metrics").text
     assert 'labwitness_camera_coverage_ratio{area=' in m and 'camera="cam-api"' in m
     assert "labwitness_retention_enforced 1.0" in m and "labwitness_health_status" in m
+    # every metric the shipped alert rules and dashboard use is really exported
+    import re
+    from pathlib import Path
+
+    from test_deploy_samples import ALLOWED, DASHBOARD, RULES
+
+    exported = set(re.findall(r"^# TYPE (labwitness_[a-z0-9_]+)", m, re.M))
+    exported |= {n + s for n in exported for s in ("_bucket", "_sum", "_count")}
+    used = set(re.findall(r"\blabwitness_[a-z0-9_]+", RULES.read_text() + Path(DASHBOARD).read_text()))
+    assert used <= exported, f"used in deploy/ but not exported: {sorted(used - exported)}"
+    assert ALLOWED <= exported | {"labwitness_job_last_success_timestamp_seconds", "labwitness_job_last_status",
+                                  "labwitness_lock_verified_ratio"}
