@@ -9,8 +9,9 @@ summed live from ``segment``.
 Invariants:
 1. A ``coverage_day`` row equals the sum over the stored segments of that
    camera clipped to that UTC day, as of ``computed_ms``.
-2. Days are only rolled up once closed (default: older than 2 days), so
-   normal recording never touches a rolled-up day.
+2. Days are only rolled up once closed (default: before today, UTC), so
+   normal recording never touches a rolled-up day; the few segments of
+   yesterday still in the spool at midnight are caught by invariant 3.
 3. A segment indexed later for a closed day (spool drained after a long
    outage, reconcile re-indexing an orphan object) is found through the
    segment-id watermark and its day is recomputed.  The watermark trails by
@@ -50,7 +51,7 @@ def day_of(ms: int) -> int:
 
 
 class CoverageStore:
-    def __init__(self, engine: Engine, now_ms: Callable[[], int], open_days: int = 2) -> None:
+    def __init__(self, engine: Engine, now_ms: Callable[[], int], open_days: int = 1) -> None:
         self.engine = engine
         self.now_ms = now_ms
         self.open_days = open_days
@@ -110,11 +111,13 @@ class CoverageStore:
 
     # -- reads ----------------------------------------------------------------
     @_guard
-    def totals(self, camera_ids: list[str], start_ms: int, end_ms: int) -> dict[str, Totals]:
+    def totals(self, camera_ids: list[str], start_ms: int, end_ms: int,
+               firsts: dict[str, int | None] | None = None) -> dict[str, Totals]:
         """Recorded ms (clipped to the window), bytes and segments (counted where they
         start) per camera over [start, end): rolled-up closed days inside the window,
         the edges and open days live.  A camera whose rollup is incomplete (not
-        refreshed yet) is summed live over the whole window: slower, never wrong."""
+        refreshed yet) is summed live over the whole window: slower, never wrong.
+        ``firsts``: each camera's oldest segment start if the caller has it (:meth:`oldest`)."""
         out = {c: Totals() for c in camera_ids}
         if not camera_ids or end_ms <= start_ms:
             return out
@@ -131,7 +134,8 @@ class CoverageStore:
                     .group_by(cov.c.camera_id))}
                 for cam in camera_ids:
                     # days before a camera's first footage have no rollup row: they are zero
-                    first = conn.execute(select(func.min(seg.c.start_ms)).where(seg.c.camera_id == cam)).scalar()
+                    first = firsts[cam] if firsts is not None and cam in firsts else conn.execute(
+                        select(func.min(seg.c.start_ms)).where(seg.c.camera_id == cam)).scalar()
                     if first is None:
                         complete.add(cam)
                         continue
@@ -159,12 +163,13 @@ class CoverageStore:
             return {c: conn.execute(select(func.min(seg.c.start_ms)).where(seg.c.camera_id == c, seg.c.status == "stored")).scalar()
                     for c in camera_ids}
 
-    def stored_bytes(self, camera_ids: list[str]) -> int:
+    def stored_bytes(self, camera_ids: list[str], firsts: dict[str, int | None] | None = None) -> int:
         """All stored footage of these cameras (rolled-up days plus the rest, live)."""
-        firsts = [t for t in self.oldest(camera_ids).values() if t is not None]
-        if not firsts:
+        firsts = firsts if firsts is not None else self.oldest(camera_ids)
+        known = [t for t in firsts.values() if t is not None]
+        if not known:
             return 0
-        return sum(t.bytes for t in self.totals(camera_ids, min(firsts), self.now_ms() + DAY_MS).values())
+        return sum(t.bytes for t in self.totals(camera_ids, min(known), self.now_ms() + DAY_MS, firsts).values())
 
 
 def _runs(days: list[int]) -> list[tuple[int, int]]:

@@ -116,8 +116,10 @@ def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seco
                                clock_offset_s=c.clock_offset_ms / 1000 if c.clock_offset_ms is not None else None)
              for c in cams}
     limit = offline_after_ms(segment_seconds, read_timeout_s)
+    oldest = coverage.oldest(ids)
+    by_window = {}
     for name, span in WINDOWS.items():
-        totals = coverage.totals(ids, now_ms - span, now_ms)
+        totals = by_window[name] = coverage.totals(ids, now_ms - span, now_ms, oldest)
         unusable = _unusable(engine, ids, now_ms - span, now_ms)
         for cam in ids:
             f = facts[cam]
@@ -129,7 +131,6 @@ def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seco
                 f.unusable_ongoing = sorted(unusable.get(cam, (0, set()))[1])
             if name == "183d":
                 f.bytes_183d = totals[cam].bytes
-    oldest = coverage.oldest(ids)
     with engine.connect() as conn:
         seg_end = _latest_ends(conn, ids)
         gap_t = Gap.__table__
@@ -158,8 +159,8 @@ def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seco
         findings_open[kind] = findings_open.get(kind, 0) + n
     critical = sum(n for _k, sev, n in findings if sev == "critical")
 
-    used = coverage.stored_bytes(ids)
-    week = coverage.totals(ids, now_ms - 7 * DAY_MS, now_ms)
+    used = coverage.stored_bytes(ids, oldest)
+    week = by_window["7d"]
     recording_days = min(7.0, max((now_ms - min((o for o in oldest.values() if o), default=now_ms)) / DAY_MS, 1 / 24))
     growth = sum(t.bytes for t in week.values()) / recording_days
     oldest_age = max((f.oldest_age_days or 0.0) for f in facts.values()) if facts else 0.0
