@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import FastAPI, Header, Path, Query, Request
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime, BaseModel
 
@@ -18,7 +18,7 @@ from index.models import Gap, Segment
 from labwitness.clock import from_ms, utc_ms
 from labwitness.errors import NotFoundError
 
-from api import admin_routes, export_routes, problems, records_routes, registry_routes
+from api import admin_routes, compliance_routes, export_routes, problems, records_routes, registry_routes
 from api.auth import Inspector, Operations
 from api.deps import RuntimeDep, object_stream
 from api.runtime import Runtime
@@ -119,6 +119,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
     app.include_router(admin_routes.router)
     app.include_router(records_routes.router)
     app.include_router(export_routes.router)
+    app.include_router(compliance_routes.router)
 
     def seg_out(s: Segment) -> SegmentOut:
         start, end = from_ms(s.start_ms), from_ms(s.end_ms)
@@ -217,10 +218,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
     def metrics(rt: RuntimeDep, who: Operations) -> Response:
         return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def home(rt: RuntimeDep) -> str:
-        from api.ui import home_page
+    from api import web  # the web UI: pages, /static, sign-in sessions, the public status page at "/"
 
-        return home_page(rt, tz)
-
+    web.install(app)
     return app

@@ -5,7 +5,7 @@ pattern behind simulated ONVIF cameras (WS-Discovery on loopback, device and
 media services with digest auth); the demo *discovers* them, registers them
 into demo testing areas, records them into embedded SeaweedFS with six-month
 COMPLIANCE Object Lock, indexes them in SQLite, pushes a few demo test
-records, and serves the API.
+records, and serves the API and the web UI (sign in with a printed token).
 """
 
 from __future__ import annotations
@@ -75,7 +75,9 @@ def run_demo(settings: Settings, *, cameras: int, duration: float | None, stop: 
         console.print(Panel.fit(
             f"[bold]labwitness 演示 / demo[/] — 发现 {len(found)}/{cameras} 路模拟 ONVIF 摄像机 discovered simulated cameras, "
             f"{settings.segment_seconds:g} s 分段 segments\n"
-            f"状态页 status:  {base}/\n"
+            f"网页界面 web UI: {base}/login  — 粘贴下面的管理员令牌登录 / sign in by pasting the admin token below\n"
+            f"  （监督令牌看报告录像，运维令牌看留存健康 / inspector token: report footage; operations token: health）\n"
+            f"公开状态页 public status: {base}/\n"
             f"API 文档 docs:  {base}/docs\n"
             f"报告录像 report footage: curl -H 'Authorization: Bearer {tokens['inspector']}' {base}/api/v1/reports/JC-DEMO-0001/footage\n"
             f"管理员令牌 admin token:     {tokens['admin']}\n"

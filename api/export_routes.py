@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-from html import escape
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlmodel import Session, select
 
@@ -94,16 +93,10 @@ def verify(rt: RuntimeDep, request: Request, package_id: str):
         })
     who = f"public@{request.client.host if request.client else '?'}"
     rt.audit.append(who, "export.verify", package_id, {"genuine": facts["genuine"]}, "public")
-    if "text/html" in request.headers.get("accept", ""):
-        ok = facts["genuine"]
-        rows = "".join(f"<tr><td>{escape(f['name'])}</td><td><code>{escape(f['sha256'])}</code></td></tr>" for f in facts.get("files", []))
-        return HTMLResponse(
-            "<!doctype html><html lang=zh-CN><meta charset=utf-8><meta name=viewport content='width=device-width'>"
-            f"<title>证据包验证 / Evidence verification</title><h1>{'✅ 真实有效 / Genuine' if ok else '❌ 无法验证 / NOT verified'}</h1>"
-            f"<p>报告编号 Report no.: {escape(str(facts.get('report_no', '—')))} · 证据包 Package: {escape(package_id)}</p>"
-            f"<p>导出时间 Exported: {escape(str(facts.get('created_at', '—')))}</p>"
-            f"<table><tr><th>文件 File</th><th>SHA-256</th></tr>{rows}</table></html>",
-            status_code=200 if pkg else 404)
+    if "text/html" in request.headers.get("accept", ""):  # a browser (e.g. the QR code scanned): the web UI's page
+        from api.web.public import verify_html
+
+        return verify_html(request, facts, 200 if pkg else 404)
     if pkg is None:
         raise NotFoundError(f"证据包不存在（可能是伪造的） / no such evidence package (it may be counterfeit): {package_id}")
     return facts

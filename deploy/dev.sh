@@ -7,7 +7,8 @@
 #   bash deploy/dev.sh setup  # only install
 #
 # Installs: Debian packages (GStreamer RTSP server for the camera simulator,
-# ffmpeg for benchmark baselines) with apt-get, and a virtualenv in .venv with
+# ffmpeg for benchmark baselines, Chromium for the web UI's browser tests) with
+# apt-get, and a virtualenv in .venv with
 # the project and its test extras.  Re-running is cheap: a stamp file records
 # what was installed.
 set -euo pipefail
@@ -20,6 +21,7 @@ APT_PACKAGES=(
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   gstreamer1.0-libav ffmpeg
+  chromium fonts-wqy-microhei  # web UI browser tests (headless, via Playwright); a CJK font for their screenshots
 )
 
 log() { printf '\033[1m[labwitness setup]\033[0m %s\n' "$*" >&2; }

@@ -24,6 +24,7 @@ ALLOWED: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/api/v1/areas"): set(),
     ("GET", "/api/v1/cameras"): {"inspector", "operations"},
     ("GET", "/api/v1/cameras/{camera_id}"): {"inspector", "operations"},
+    ("GET", "/api/v1/cameras/{camera_id}/thumbnail"): {"inspector", "operations"},
     ("POST", "/api/v1/cameras"): set(),
     ("PATCH", "/api/v1/cameras/{camera_id}"): set(),
     ("DELETE", "/api/v1/cameras/{camera_id}"): set(),

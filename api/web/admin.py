@@ -1,0 +1,317 @@
+"""Admin pages: cameras (live status, thumbnails), discovery scans, areas,
+equipment, and the audit log.  Every change goes through the REST route
+functions themselves (``api.registry_routes``), so validation, revisions and
+audit events are exactly the API's."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
+from sqlmodel import Session, col, select
+
+from index.models import CameraContentState
+from labwitness.clock import utc_ms
+from labwitness.errors import LabwitnessError
+
+from api import registry_routes as reg
+from api.secrets import split_credentials
+from api.web.public import redirect
+from api.web.render import fragment, render
+from api.web.session import WebUser, checked_form, page
+
+router = APIRouter(include_in_schema=False)
+AdminUser = Annotated[WebUser, Depends(page())]
+ReaderUser = Annotated[WebUser, Depends(page("inspector", "operations"))]
+
+
+def problem_text(e: Exception) -> str:
+    """A short message for a refused change (pydantic errors as ``field: message``)."""
+    if isinstance(e, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, er['loc'])) or 'form'}: {er['msg']}" for er in e.errors())
+    return str(e)
+
+
+def flash(user: WebUser, level: str, message: str) -> None:
+    user.session.flash.append((level, message))
+
+
+def attempt(user: WebUser, ok_message: str, fn) -> bool:
+    try:
+        fn()
+    except (ValidationError, LabwitnessError, ValueError) as e:
+        flash(user, "error", problem_text(e))
+        return False
+    flash(user, "ok", ok_message)
+    return True
+
+
+def opt(v: str | None) -> str | None:
+    v = (v or "").strip()
+    return v or None
+
+
+# -- cameras -----------------------------------------------------------------------
+def camera_rows(rt) -> list[dict]:
+    """Each camera with live status: recording/offline, last segment age, clock offset."""
+    now_ms = utc_ms(rt.clock.now())
+    with Session(rt.index.engine) as s:
+        thumbs = set(s.exec(select(CameraContentState.camera_id).where(col(CameraContentState.thumbnail_jpeg).is_not(None))))
+    limit_s = rt.settings.segment_seconds * 2 + rt.settings.rtsp_read_timeout_s
+    area_names = {a.id: a.name for a in rt.registry.areas()}
+    rows = []
+    for c in rt.registry.cameras():
+        v = reg.camera_view(rt, c)
+        last = rt.index.latest_segment(c.id)
+        age = round((now_ms - last.end_ms) / 1000, 1) if last else None
+        if not c.enabled:
+            status = "disabled"
+        elif v.state == "recording" and age is not None and age <= limit_s:
+            status = "recording"
+        else:
+            status = "offline"
+        rows.append({"id": c.id, "name": c.name, "area_id": c.area_id, "area_name": area_names.get(c.area_id or "", ""),
+                     "enabled": c.enabled, "state": v.state,
+                     "status": status, "age_s": age, "clock_offset_s": v.clock_offset_s, "has_thumb": c.id in thumbs,
+                     "manufacturer": c.manufacturer, "model": c.model, "serial": c.serial, "username": c.username,
+                     "has_password": v.has_password, "rtsp_url": split_credentials(c.rtsp_url)[0]})
+    return rows
+
+
+@router.get("/ui/cameras", response_class=HTMLResponse)
+def cameras(request: Request, user: ReaderUser) -> Response:
+    rt = request.app.state.runtime
+    return render(request, "cameras.html", user=user, cameras=camera_rows(rt), areas=rt.registry.areas())
+
+
+@router.get("/ui/cameras/rows", response_class=HTMLResponse)
+def camera_rows_fragment(request: Request, user: ReaderUser) -> Response:
+    rt = request.app.state.runtime
+    return fragment(request, "_camera_rows.html", user, cameras=camera_rows(rt), areas=rt.registry.areas())
+
+
+@router.post("/ui/cameras/add")
+async def add_camera(request: Request, user: AdminUser) -> Response:
+    rt = request.app.state.runtime
+    form = await checked_form(request, user)
+    tasks = BackgroundTasks()
+
+    def go() -> None:
+        body = reg.CameraIn(id=form.get("id", "").strip(), name=form.get("name", "").strip(),
+                            rtsp_url=opt(form.get("rtsp_url")), area_id=opt(form.get("area_id")),
+                            username=opt(form.get("username")), password=opt(form.get("password")))
+        reg.add_camera(rt, user.actor, body, tasks)
+
+    attempt(user, "camera.added", go)
+    resp = redirect("/ui/cameras")
+    resp.background = tasks
+    return resp
+
+
+@router.post("/ui/cameras/{camera_id}/update")
+async def update_camera(request: Request, user: AdminUser, camera_id: str) -> Response:
+    rt = request.app.state.runtime
+    form = await checked_form(request, user)
+    tasks = BackgroundTasks()
+
+    def go() -> None:
+        patch = reg.CameraPatch(name=form.get("name", "").strip(), area_id=opt(form.get("area_id")),
+                                enabled=form.get("enabled") == "on")
+        reg.patch_camera(rt, user.actor, camera_id, patch, tasks)
+
+    attempt(user, "camera.updated", go)
+    resp = redirect("/ui/cameras")
+    resp.background = tasks
+    return resp
+
+
+@router.post("/ui/cameras/{camera_id}/remove")
+async def remove_camera(request: Request, user: AdminUser, camera_id: str) -> Response:
+    rt = request.app.state.runtime
+    await checked_form(request, user)
+    tasks = BackgroundTasks()
+    attempt(user, "camera.removed", lambda: reg.remove_camera(rt, user.actor, camera_id, tasks))
+    resp = redirect("/ui/cameras")
+    resp.background = tasks
+    return resp
+
+
+# -- discovery -----------------------------------------------------------------------
+@dataclass
+class ScanJob:
+    """The UI's one background scan (a scan is cheap; one at a time is plenty)."""
+
+    state: str = "idle"  # idle | running | done | failed
+    started: float = 0.0
+    expected_s: float = 0.0
+    finished_at_ms: int | None = None
+    devices: list[dict] = field(default_factory=list)
+    error: str = ""
+    by: str = ""
+    username: str | None = None  # ONVIF credentials of the scan, reused when adding a device;
+    password: str | None = None  # kept in server memory only, never rendered
+
+    def progress(self) -> float:
+        if self.state != "running":
+            return 1.0
+        return min(0.95, (time.monotonic() - self.started) / max(self.expected_s, 0.1))
+
+
+def scan_job(request: Request) -> ScanJob:
+    return request.app.state.web_scan
+
+
+def device_rows(rt, job: ScanJob) -> list[dict]:
+    out = []
+    for d in job.devices:
+        known = rt.registry.camera_by_endpoint(d["endpoint"]) if d.get("endpoint") else None
+        profile = (d.get("profiles") or [{}])[0]
+        uri = profile.get("stream_uri")
+        scopes = d.get("scopes") or {}
+        suggested = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in (d.get("serial") or scopes.get("name") or "cam").lower())
+        out.append({**d, "name": scopes.get("name") or "", "location": scopes.get("location") or "",
+                    "stream_uri": split_credentials(uri)[0] if uri else None, "width": profile.get("width"),
+                    "height": profile.get("height"), "encoding": profile.get("encoding"),
+                    "registered_as": known.id if known else None, "suggested_id": suggested.strip("-.")[:64] or "cam"})
+    return out
+
+
+def _discovery_ctx(request: Request) -> dict:
+    rt = request.app.state.runtime
+    job = scan_job(request)
+    return {"job": job, "devices": device_rows(rt, job), "areas": rt.registry.areas(),
+            "equipment": [e for e, _ in rt.registry.equipment()]}
+
+
+@router.get("/ui/discovery", response_class=HTMLResponse)
+def discovery(request: Request, user: AdminUser) -> Response:
+    rt = request.app.state.runtime
+    return render(request, "discovery.html", user=user, **_discovery_ctx(request),
+                  discovery_port=rt.settings.discovery_port)
+
+
+@router.get("/ui/discovery/status", response_class=HTMLResponse)
+def discovery_status(request: Request, user: AdminUser) -> Response:
+    return fragment(request, "_scan.html", user, **_discovery_ctx(request))
+
+
+@router.post("/ui/discovery/scan", response_class=HTMLResponse)
+async def start_scan(request: Request, user: AdminUser) -> Response:
+    rt = request.app.state.runtime
+    form = await checked_form(request, user)
+    job = scan_job(request)
+    hosts = [h for h in form.get("hosts", "").replace(",", " ").split() if h]
+    try:
+        body = reg.ScanIn(timeout=float(form.get("timeout") or 3), hosts=hosts, multicast=form.get("multicast", "on") == "on",
+                          username=opt(form.get("username")), password=opt(form.get("password")))
+    except (ValidationError, ValueError) as e:
+        if job.state != "running":
+            job.state, job.error, job.devices = "failed", problem_text(e), []
+        if not request.headers.get("hx-request"):
+            return redirect("/ui/discovery")
+        return fragment(request, "_scan.html", user, **_discovery_ctx(request))
+    with request.app.state.web_scan_lock:
+        if job.state != "running":
+            job.state, job.started, job.devices, job.error, job.by = "running", time.monotonic(), [], "", user.actor
+            job.expected_s = body.timeout + 2.0  # probe wait, then the ONVIF queries
+            job.username, job.password = body.username, body.password
+
+            def run() -> None:
+                try:
+                    job.devices = reg.scan(rt, user.principal, body)
+                    job.state = "done"
+                except Exception as e:  # the page shows why the scan could not run
+                    job.error, job.state = problem_text(e), "failed"
+                job.finished_at_ms = utc_ms(rt.clock.now())
+
+            threading.Thread(target=run, name="ui-discovery-scan", daemon=True).start()
+    if not request.headers.get("hx-request"):  # without JavaScript: the page itself shows the scan's progress
+        return redirect("/ui/discovery")
+    return fragment(request, "_scan.html", user, **_discovery_ctx(request))
+
+
+@router.post("/ui/discovery/add")
+async def add_discovered(request: Request, user: AdminUser) -> Response:
+    rt = request.app.state.runtime
+    form = await checked_form(request, user)
+    job = scan_job(request)
+    tasks = BackgroundTasks()
+
+    def go() -> None:
+        body = reg.CameraIn(id=form.get("id", "").strip(), name=form.get("name", "").strip(),
+                            from_discovery=opt(form.get("endpoint")), area_id=opt(form.get("area_id")),
+                            username=opt(form.get("username")) or job.username,
+                            password=opt(form.get("password")) or job.password)
+        cam = reg.add_camera(rt, user.actor, body, tasks)
+        eq_id = opt(form.get("equipment_id"))
+        if eq_id:
+            eq = next(((e, cams) for e, cams in rt.registry.equipment() if e.id == eq_id), None)
+            if eq is None:
+                raise ValueError(f"equipment {eq_id!r} not found")
+            e, cams = eq
+            reg.put_equipment(rt, user.actor, reg.EquipmentIn(id=e.id, name=e.name, area_id=e.area_id, kind=e.kind,
+                                                              camera_ids=sorted({*cams, cam.id})))
+
+    ok = attempt(user, "camera.added", go)
+    resp = redirect("/ui/cameras" if ok else "/ui/discovery")
+    resp.background = tasks
+    return resp
+
+
+# -- areas and equipment ---------------------------------------------------------------
+@router.get("/ui/areas", response_class=HTMLResponse)
+def areas(request: Request, user: AdminUser) -> Response:
+    rt = request.app.state.runtime
+    cams = rt.registry.cameras()
+    rows = [{"id": a.id, "name": a.name, "description": a.description,
+             "cameras": [c.id for c in cams if c.area_id == a.id]} for a in rt.registry.areas()]
+    return render(request, "areas.html", user=user, areas=rows)
+
+
+@router.post("/ui/areas")
+async def put_area(request: Request, user: AdminUser) -> Response:
+    rt = request.app.state.runtime
+    form = await checked_form(request, user)
+    attempt(user, "area.saved", lambda: reg.put_area(rt, user.actor, reg.AreaIn(
+        id=form.get("id", "").strip(), name=form.get("name", "").strip(), description=form.get("description", "").strip())))
+    return redirect("/ui/areas")
+
+
+@router.get("/ui/equipment", response_class=HTMLResponse)
+def equipment(request: Request, user: AdminUser) -> Response:
+    rt = request.app.state.runtime
+    rows = [{"id": e.id, "name": e.name, "area_id": e.area_id, "kind": e.kind, "cameras": cams}
+            for e, cams in rt.registry.equipment()]
+    return render(request, "equipment.html", user=user, equipment=rows, areas=rt.registry.areas(),
+                  cameras=rt.registry.cameras())
+
+
+@router.post("/ui/equipment")
+async def put_equipment(request: Request, user: AdminUser) -> Response:
+    rt = request.app.state.runtime
+    form = await checked_form(request, user)
+    attempt(user, "equipment.saved", lambda: reg.put_equipment(rt, user.actor, reg.EquipmentIn(
+        id=form.get("id", "").strip(), name=form.get("name", "").strip(), area_id=opt(form.get("area_id")),
+        kind=form.get("kind", "").strip(), camera_ids=form.getlist("camera_ids"))))
+    return redirect("/ui/equipment")
+
+
+# -- audit log ---------------------------------------------------------------------------
+@router.get("/ui/audit", response_class=HTMLResponse)
+def audit(request: Request, user: AdminUser, before_id: int | None = None) -> Response:
+    rt = request.app.state.runtime
+    if before_id is not None and not 1 <= before_id <= 2**62:
+        before_id = None
+    events = rt.audit.events(100, before_id)
+    chain = rt.audit.verify()
+    rows = [{"id": e.id, "at_ms": e.at_ms, "actor": e.actor, "role": e.role, "action": e.action, "target": e.target,
+             "detail": json.dumps(json.loads(e.detail or "{}"), ensure_ascii=False, sort_keys=True)[:400],
+             "hash": e.hash} for e in events]
+    return render(request, "audit.html", user=user, events=rows, chain=chain,
+                  older=rows[-1]["id"] if len(rows) == 100 else None)

@@ -1,0 +1,191 @@
+"""Inspector pages: find test records, a report's footage (timeline with gaps,
+player), evidence export with progress, download and QR code.
+
+Footage is played from the API itself (``/api/v1/segments/{id}/media`` with
+HTTP Range, through the session relay), so every play is the API's audited
+``footage.play``; opening a report is audited as ``report.footage`` like
+``GET /api/v1/reports/{no}/footage``."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Annotated
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlmodel import Session, col, select
+
+from index.models import ExportPackage, TestRecord
+from labwitness.clock import from_ms, utc_ms
+from labwitness.errors import LabwitnessError, NotFoundError
+
+from api import export_routes
+from api.evidence import qr_png
+from api.records_routes import CODE
+from api.web import timeline
+from api.web.admin import problem_text
+from api.web.public import not_found_page, redirect
+from api.web.render import SECURITY_HEADERS, fragment, render
+from api.web.session import WebUser, checked_form, page
+
+router = APIRouter(include_in_schema=False)
+InspectorUser = Annotated[WebUser, Depends(page("inspector"))]
+MAX_RESULTS = 200
+TIME_FIELDS = ("started_ms", "ended_ms")
+
+
+def report_link(report_no: str) -> str:
+    return f"/ui/report?no={quote(report_no, safe='')}"
+
+
+def _local_ms(value: str, tz: ZoneInfo) -> int | None:
+    """``<input type=datetime-local>`` value, in the lab's time zone, as UTC ms."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        d = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return utc_ms(d.replace(tzinfo=tz) if d.tzinfo is None else d)
+
+
+def search_records(engine, *, report_no: str = "", commission_no: str = "", sample_id: str = "",
+                   start_ms: int | None = None, end_ms: int | None = None, limit: int = MAX_RESULTS) -> list[TestRecord]:
+    """Records matching every given criterion (substring match on the numbers; a time
+    range selects records whose test window overlaps it), newest first."""
+    q = select(TestRecord)
+    if report_no:
+        q = q.where(col(TestRecord.report_no).contains(report_no, autoescape=True))
+    if commission_no:
+        q = q.where(col(TestRecord.commission_no).contains(commission_no, autoescape=True))
+    if sample_id:
+        q = q.where(col(TestRecord.sample_ids).contains(sample_id, autoescape=True))
+    if start_ms is not None:
+        q = q.where(TestRecord.ended_ms > start_ms)
+    if end_ms is not None:
+        q = q.where(TestRecord.started_ms < end_ms)
+    with Session(engine, expire_on_commit=False) as s:
+        return list(s.exec(q.order_by(col(TestRecord.started_ms).desc()).limit(limit)))
+
+
+@router.get("/ui/search", response_class=HTMLResponse)
+def search(request: Request, user: InspectorUser, report_no: str = "", commission_no: str = "", sample_id: str = "",
+           start: str = "", end: str = "") -> Response:
+    rt = request.app.state.runtime
+    tz = ZoneInfo(rt.settings.timezone)
+    crit = {"report_no": report_no.strip()[:64], "commission_no": commission_no.strip()[:64],
+            "sample_id": sample_id.strip()[:64]}
+    start_ms, end_ms = _local_ms(start, tz), _local_ms(end, tz)
+    searched = any(crit.values()) or start_ms is not None or end_ms is not None
+    rows = search_records(rt.records.engine, **crit, start_ms=start_ms, end_ms=end_ms,
+                          limit=MAX_RESULTS if searched else 20)
+    results = [{"record_id": r.record_id, "report_no": r.report_no, "commission_no": r.commission_no,
+                "project_name": r.project_name, "test_item": r.test_item, "sample_ids": json.loads(r.sample_ids),
+                "operator": r.operator, "started_ms": r.started_ms, "ended_ms": r.ended_ms, "revision": r.revision,
+                "link": report_link(r.report_no)} for r in rows]
+    return render(request, "search.html", user=user, results=results, searched=searched,
+                  form={**crit, "start": start, "end": end}, truncated=len(rows) >= MAX_RESULTS)
+
+
+def _revisions(rt, record_id: str) -> list[dict]:
+    out = []
+    for v in rt.records.revisions(record_id):
+        before = json.loads(v.before) if v.before else None
+        after = json.loads(v.after)
+        changes = [{"field": k, "before": (before or {}).get(k), "after": after.get(k), "time": k in TIME_FIELDS}
+                   for k in after if before is None or before.get(k) != after.get(k)]
+        out.append({"revision": v.revision, "at_ms": v.at_ms, "actor": v.actor, "created": before is None,
+                    "changes": changes})
+    return out
+
+
+@router.get("/ui/report", response_class=HTMLResponse)
+def report(request: Request, user: InspectorUser, no: str = "", export: str = "") -> Response:
+    rt = request.app.state.runtime
+    if not re.fullmatch(CODE, no or ""):
+        return not_found_page(request, no)
+    try:
+        rf = rt.records.report_footage(no, rt.settings.report_margin_s * 1000)
+    except NotFoundError as e:
+        return not_found_page(request, str(e))
+    rt.audit.append(user.principal.actor, "report.footage", no,
+                    {"cameras": sorted({w.camera_id for w in rf.windows}), "via": "ui"}, user.role)
+    names = {c.id: c.name for c in rt.registry.cameras()}
+    records = []
+    for r in rf.records:
+        records.append({"record_id": r.record_id, "revision": r.revision, "commission_no": r.commission_no,
+                        "project_name": r.project_name, "test_item": r.test_item,
+                        "sample_ids": json.loads(r.sample_ids), "area_ids": json.loads(r.area_ids),
+                        "equipment_ids": json.loads(r.equipment_ids), "operator": r.operator,
+                        "started_ms": r.started_ms, "ended_ms": r.ended_ms, "revisions": _revisions(rt, r.record_id)})
+    cameras = []
+    for w in rf.windows:
+        lo, hi = w.start_ms, w.end_ms
+        marks = []
+        for r in rf.records:
+            for kind, at in (("start", r.started_ms), ("end", r.ended_ms)):
+                x = timeline.marker(lo, hi, at)
+                if x is not None:
+                    marks.append({"kind": kind, "x": x, "at_ms": at, "record_id": r.record_id})
+        start, end = from_ms(lo), from_ms(hi)
+        cameras.append({
+            "camera_id": w.camera_id, "name": names.get(w.camera_id, ""), "start_ms": lo, "end_ms": hi,
+            "coverage": w.coverage, "bars": timeline.bars(lo, hi, w.clips, w.gaps), "ticks": timeline.ticks(lo, hi),
+            "marks": marks, "clips": len(w.clips), "held": sum(1 for c in w.clips if c[0] in rf.held),
+            "gaps": [{"start_ms": a, "end_ms": b, "reason": reason} for a, b, reason in w.gaps],
+            "playlist": [{"u": f"/api/v1/segments/{sid}/media", "s": a, "e": b} for sid, a, b, _ in w.clips],
+            "stitched_url": (f"/api/v1/cameras/{quote(w.camera_id, safe='')}/media?start={quote(start.isoformat(), safe='')}"
+                             f"&end={quote(end.isoformat(), safe='')}"),
+        })
+    with Session(rt.index.engine) as s:
+        exports = list(s.exec(select(ExportPackage).where(ExportPackage.report_no == no)
+                              .order_by(col(ExportPackage.created_ms).desc()).limit(20)))
+    current = next((p for p in exports if p.id == export), None)
+    return render(request, "report.html", user=user, report_no=no, records=records, cameras=cameras,
+                  margin_s=rt.settings.report_margin_s, exports=exports, current=current)
+
+
+@router.post("/ui/report/export", response_class=HTMLResponse)
+async def start_export(request: Request, user: InspectorUser) -> Response:
+    rt = request.app.state.runtime
+    form = await checked_form(request, user)
+    no = form.get("no", "")
+    try:
+        view = export_routes.start_export(rt, user.principal, no)
+    except (LabwitnessError, ValueError) as e:
+        if request.headers.get("hx-request"):
+            return fragment(request, "_export.html", user, pkg=None, error=problem_text(e))
+        user.session.flash.append(("error", problem_text(e)))
+        return redirect(report_link(no))
+    if request.headers.get("hx-request"):
+        return fragment(request, "_export.html", user, pkg=rt.exporter.get(view.id), error="")
+    return redirect(report_link(no) + f"&export={view.id}#export")
+
+
+@router.get("/ui/exports/{package_id}", response_class=HTMLResponse)
+def export_status(request: Request, user: InspectorUser, package_id: str) -> Response:
+    rt = request.app.state.runtime
+    try:
+        pkg = rt.exporter.get(package_id)
+    except NotFoundError as e:
+        return fragment(request, "_export.html", user, status=404, pkg=None, error=str(e))
+    return fragment(request, "_export.html", user, pkg=pkg, error="")
+
+
+@router.get("/ui/exports/{package_id}/qr.png")
+def export_qr(request: Request, user: InspectorUser, package_id: str) -> Response:
+    rt = request.app.state.runtime
+    try:
+        pkg = rt.exporter.get(package_id)
+    except NotFoundError:
+        pkg = None
+    if pkg is None or pkg.status != "done":
+        return Response(status_code=404)
+    url = json.loads(pkg.manifest)["verify_url"]  # what the QR code in the package says
+    return Response(qr_png(url), media_type="image/png",
+                    headers={**SECURITY_HEADERS, "Cache-Control": "private, max-age=3600"})

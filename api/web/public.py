@@ -1,0 +1,132 @@
+"""Pages anyone may open: the status page at ``/``, sign-in/out, the language
+switch, and the HTML rendering of the public ``/verify/{package_id}`` check.
+
+Public pages show facts only: camera names, recording state, coverage, lock
+mode and retain-until dates — never footage, thumbnails or credentials."""
+
+from __future__ import annotations
+
+import secrets
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from labwitness.clock import utc_ms
+
+from api.web import i18n
+from api.web.render import HOME, render
+from api.web.session import (LANG_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE, UI_ROLES, CsrfRefused, checked_form,
+                             client_host, current_user, local_path, page, read_form, same_origin, stores)
+
+router = APIRouter(include_in_schema=False)
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request) -> Response:
+    rt = request.app.state.runtime
+    workers = rt.recorder.workers() if rt.recorder else {}
+    now_ms = utc_ms(rt.clock.now())
+    cams = []
+    for cam in rt.registry.cameras():
+        w = workers.get(cam.id)
+        f = rt.index.footage(cam.id, now_ms - 3_600_000, now_ms + 1)
+        state = ("stalled" if w.stalled() else w.status.state) if w else ("disabled" if not cam.enabled else "not_recording")
+        cams.append({"id": cam.id, "name": cam.name, "area_id": cam.area_id, "state": state,
+                     "coverage": f.coverage, "gaps": len(f.gaps),
+                     "recent": [{"start_ms": s.start_ms, "duration_s": s.media_duration_ms / 1000, "lock": s.lock_mode,
+                                 "retain_until_ms": s.retain_until_ms} for s in f.segments[-6:] if s.retain_until_ms]})
+    info = rt.store.info
+    return render(request, "home.html", cameras=cams, storage=info, months=rt.policy.months,
+                  margin_days=rt.policy.margin_days, home_url=HOME.get(getattr(current_user(request), "role", ""), ""))
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "") -> Response:
+    user = current_user(request)
+    if user is not None:
+        return redirect(local_path(next, HOME[user.role]))
+    return _login_page(request, next)
+
+
+def _login_page(request: Request, next_url: str, error: str = "", status: int = 200) -> Response:
+    pre = secrets.token_urlsafe(24)
+    resp = render(request, "login.html", status=status, login_csrf=pre, next_url=local_path(next_url, ""), error=error)
+    resp.set_cookie(LOGIN_CSRF_COOKIE, pre, max_age=3600, httponly=True, samesite="strict", secure=_secure(request),
+                    path="/login")
+    return resp
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    rt = request.app.state.runtime
+    form = await read_form(request)
+    pre = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    sent = form.get("csrf", "")
+    if not pre or not same_origin(request) or not secrets.compare_digest(sent.encode(), pre.encode()):
+        raise CsrfRefused()
+    token = form.get("token", "").strip()
+    next_url = form.get("next", "")
+    row = rt.tokens.lookup(token) if token and len(token) <= 200 else None
+    host = client_host(request)
+    if row is None:
+        rt.audit.append(f"public@{host}", "ui.signin_failed", "", {}, "public")
+        return _login_page(request, next_url, "login.invalid", status=401)
+    if row.role not in UI_ROLES:
+        rt.audit.append(f"{row.role}:{row.name}@{host}", "ui.signin_refused", f"token:{row.id}", {}, row.role)
+        return _login_page(request, next_url, "login.no_ui_role", status=403)
+    store = stores(request)
+    store.drop(request.cookies.get(SESSION_COOKIE))  # never reuse an id from before sign-in (fixation)
+    sid, _ = store.create(token, row.name, row.role)
+    rt.audit.append(f"{row.role}:{row.name}@{host}", "ui.signin", f"token:{row.id}", {}, row.role)
+    resp = redirect(local_path(next_url, HOME[row.role]))
+    resp.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="lax", secure=_secure(request), path="/")
+    resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return resp
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    user = page("inspector", "operations")(request)
+    await checked_form(request, user)
+    stores(request).drop(request.cookies.get(SESSION_COOKIE))
+    request.app.state.runtime.audit.append(user.actor, "ui.signout", f"token:{user.principal.token_id}", {}, user.role)
+    resp = redirect("/login")
+    resp.delete_cookie(SESSION_COOKIE, path="/")
+    return resp
+
+
+@router.get("/lang/{code}")
+def set_language(request: Request, code: str, next: str = "/") -> Response:
+    resp = redirect(local_path(next))
+    if code in i18n.LANGUAGES:
+        resp.set_cookie(LANG_COOKIE, code, max_age=365 * 86400, httponly=True, samesite="lax", secure=_secure(request),
+                        path="/")
+    return resp
+
+
+def verify_html(request: Request, facts: dict, status: int) -> HTMLResponse:
+    """The public verify page (``GET /verify/{id}`` with ``Accept: text/html``), zh-CN first."""
+    return render(request, "verify.html", status=status, facts=facts, user=None,
+                  lang_links=[(code, f"/lang/{code}?next={quote(request.url.path, safe='/')}") for code in i18n.LANGUAGES])
+
+
+def forbidden_page(request: Request) -> Response:
+    return render(request, "error.html", status=403, message_key="error.forbidden")
+
+
+def csrf_page(request: Request) -> Response:
+    return render(request, "error.html", status=403, message_key="error.csrf")
+
+
+def not_found_page(request: Request, message: str) -> Response:
+    return render(request, "error.html", status=404, message_key="error.not_found", detail=message)
+
