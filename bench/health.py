@@ -64,7 +64,7 @@ def _log(msg: str) -> None:
 class _LiveOnly(CoverageStore):
     """Baseline: no rollup — every window summed live from the segment table."""
 
-    def totals(self, camera_ids, start_ms, end_ms):
+    def totals(self, camera_ids, start_ms, end_ms, firsts=None):
         from index.coverage import Totals, _window_sums
 
         with self.engine.connect() as conn:
@@ -104,6 +104,14 @@ def bench_health(engine, lab: Lab, runs: int) -> dict:
         times.append(s)
     _log(f"health with rollup: p50 {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms "
          f"({ncams} cameras, status {status})")
+    # the lab's "now" is a UTC midnight, where today's live part is empty: measure at 23:59 too,
+    # the worst case (a whole day summed live on top of the rollup)
+    late = now - 60_000
+    cov_late = CoverageStore(engine, lambda: late)
+    cov_late.refresh()
+    late_times = [_health_once(engine, cov_late, late)[0] for _ in range(max(3, runs // 2))]
+    _log(f"health at 23:59 (a full day live): p50 {statistics.median(late_times) * 1000:.0f} ms, "
+         f"max {max(late_times) * 1000:.0f} ms")
     live = _LiveOnly(engine, lambda: now)
     base = [_health_once(engine, live, now)[0] for _ in range(2)]
     _log(f"baseline (live sums, no rollup): {min(base):.2f} s")
@@ -111,8 +119,9 @@ def bench_health(engine, lab: Lab, runs: int) -> dict:
             "incremental_refresh_s": round(incremental, 3),
             "health_p50_s": round(statistics.median(times), 4), "health_max_s": round(max(times), 4),
             "health_runs": runs, "baseline_live_s": round(min(base), 3),
+            "health_2359_p50_s": round(statistics.median(late_times), 4), "health_2359_max_s": round(max(late_times), 4),
             "speedup": round(min(base) / statistics.median(times), 1), "status": status,
-            "goal_s": GOAL_S, "goal_met": max(times) < GOAL_S}
+            "goal_s": GOAL_S, "goal_met": max(times + late_times) < GOAL_S}
 
 
 def bench_sweep(n: int) -> dict:
@@ -234,10 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         result["sweep"] = bench_sweep(args.sweep_objects)
     h = result["health"]
     t = Table(title=f"retention health over {args.cameras} cameras x {args.days} days ({lab.n_segments_estimate:,} segments, {kind})")
-    for col in ("first rollup s", "incremental s", "health p50 ms", "health max ms", "baseline live s", "speed-up", "goal"):
+    for col in ("first rollup s", "incremental s", "health p50 ms", "health max ms", "at 23:59 p50/max ms", "baseline live s",
+                "speed-up", "goal"):
         t.add_column(col, justify="right")
     t.add_row(f"{h['first_refresh_s']:.1f}", f"{h['incremental_refresh_s']:.3f}", f"{h['health_p50_s'] * 1000:.0f}",
-              f"{h['health_max_s'] * 1000:.0f}", f"{h['baseline_live_s']:.2f}", f"{h['speedup']:.0f}x",
+              f"{h['health_max_s'] * 1000:.0f}", f"{h['health_2359_p50_s'] * 1000:.0f} / {h['health_2359_max_s'] * 1000:.0f}",
+              f"{h['baseline_live_s']:.2f}", f"{h['speedup']:.0f}x",
               f"< {GOAL_S:.0f} s {'met' if h['goal_met'] else 'NOT met'}")
     console.print(t)
     if "sweep" in result:
