@@ -102,7 +102,7 @@ class Runtime:
             s.spool_path, self.store, self.index, self.policy,
             RecorderConfig(segment_seconds=s.segment_seconds, open_timeout_s=s.rtsp_open_timeout_s,
                            read_timeout_s=s.rtsp_read_timeout_s, backoff_cap_s=s.backoff_cap_s,
-                           recorder_id=s.recorder_id),
+                           recorder_id=s.recorder_id, rtsp_client=s.rtsp_client),
             clock=self.clock, metrics=self.metrics,
             spool_max_bytes=s.spool_max_bytes, spool_reserve_bytes=s.spool_reserve_bytes,
         ).start()

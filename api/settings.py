@@ -11,6 +11,7 @@ import os
 import socket
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,8 @@ class Settings(BaseSettings):
     segment_seconds: float = 60.0
     rtsp_open_timeout_s: float = 10.0
     rtsp_read_timeout_s: float = 10.0
+    # RTSP client of the recorder: "ffmpeg" (FFmpeg's, through PyAV) or "native" (recorder.rtsp_native, less CPU)
+    rtsp_client: Literal["ffmpeg", "native"] = "ffmpeg"
     backoff_cap_s: float = 10.0
     retention_months: int = 6
     retention_margin_days: int = 7

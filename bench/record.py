@@ -72,8 +72,9 @@ def expected_segments(window_s: float, segment_s: float) -> int:
 
 # -- (a) labwitness ---------------------------------------------------------------
 def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s: float, run_dir: Path, *,
-                   sim: RtspSimulator, drain_timeout: float, keep: bool, py_spy: bool) -> dict:
-    d = run_dir / f"labwitness-n{n}"
+                   sim: RtspSimulator, drain_timeout: float, keep: bool, py_spy: bool, client: str = "ffmpeg",
+                   profile: bool = False) -> dict:
+    d = run_dir / f"labwitness-{client}-n{n}"
     if d.exists():
         shutil.rmtree(d)
     d.mkdir(parents=True)
@@ -85,7 +86,8 @@ def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s
             "endpoint": sw.endpoint, "access_key": ACCESS, "secret_key": SECRET, "bucket": f"bench-n{n}",
             "workdir": str(d), "url": url, "streams": n, "segment_seconds": segment_s,
             "duration_s": minutes * 60, "stagger_s": stagger_s, "drain_timeout_s": drain_timeout,
-            "result": str(d / "result.json"),
+            "result": str(d / "result.json"), "rtsp_client": client,
+            "profile": str(d / "profile.pstats") if profile else None,
         }
         (d / "config.json").write_text(json.dumps(cfg, indent=1))
         sw_cpu0, sim_cpu0 = proc_cpu(sw.proc.pid), proc_cpu(sim.pid)
@@ -134,7 +136,7 @@ def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s
     loss = judge(s)
     stream_min = s["stream_seconds"] / 60
     return {
-        "recorder": "labwitness", "streams": n, "minutes": minutes, "segment_seconds": segment_s,
+        "recorder": "labwitness", "rtsp_client": client, "streams": n, "minutes": minutes, "segment_seconds": segment_s,
         "stagger_s": stagger_s, "stream_minutes": stream_min, "wall_s": wall,
         "cpu_s": r.cpu_s, "cpu_user_s": r.user_s, "cpu_sys_s": r.sys_s, "cpu_per_stream_minute": r.cpu_s / stream_min if stream_min else None,
         "cpu_recording_window_s": s["cpu"]["recording"],
@@ -277,7 +279,7 @@ def print_compare(lw: dict | None, ff: dict | None) -> None:
     t = Table(title=f"bench/record — {(lw or ff)['streams']} streams × {(lw or ff)['minutes']:g} min, "
                     f"{(lw or ff)['segment_seconds']:g} s segments, starts staggered over {(lw or ff)['stagger_s']:g} s")
     t.add_column("figure")
-    t.add_column("labwitness", justify="right")
+    t.add_column(f"labwitness ({(lw or {}).get('rtsp_client', '—')} RTSP client)", justify="right")
     t.add_column("ffmpeg -c copy -f segment", justify="right")
     t.add_column("goal")
     ratio = (lw["cpu_per_stream_minute"] / ff["cpu_per_stream_minute"]) if lw and ff else None
@@ -384,6 +386,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-labwitness", action="store_true")
     ap.add_argument("--drain-timeout", type=float, default=120.0, help="seconds labwitness may take to upload at stop")
     ap.add_argument("--py-spy", action="store_true", help="sample the labwitness process with py-spy (raw output in its dir)")
+    ap.add_argument("--client", choices=("ffmpeg", "native"), default="ffmpeg",
+                    help="labwitness's RTSP client (LABWITNESS_RTSP_CLIENT): ffmpeg (PyAV) or native (recorder.rtsp_native)")
+    ap.add_argument("--profile", action="store_true",
+                    help="run the labwitness recorder under cProfile (profile.pstats in its dir; slows it: "
+                         "do not read CPU figures from such a run)")
     ap.add_argument("--keep", action="store_true", help="keep recorded files, spool and SeaweedFS data")
     args = ap.parse_args(argv)
 
@@ -412,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
                 _log(f"find-max: labwitness N={n}, {minutes:g} min, {seg:g} s segments ...")
                 try:
                     s = run_labwitness(url, n, minutes, seg, stagger, run_dir, sim=sim, drain_timeout=args.drain_timeout,
-                                       keep=args.keep, py_spy=args.py_spy)
+                                       keep=args.keep, py_spy=args.py_spy, client=args.client, profile=args.profile)
                 except RuntimeError as e:  # the recorder died or hung: that N is not sustained
                     _log(f"[red]N={n}: {e}[/]")
                     steps.append({"streams": n, "ok": False, "error": str(e)})
@@ -442,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_labwitness:
                 _log(f"(a) labwitness: {n} streams, {minutes:g} min, {seg:g} s segments ...")
                 lw = run_labwitness(url, n, minutes, seg, stagger, run_dir, sim=sim, drain_timeout=args.drain_timeout,
-                                    keep=args.keep, py_spy=args.py_spy)
+                                    keep=args.keep, py_spy=args.py_spy, client=args.client, profile=args.profile)
             if not args.skip_ffmpeg:
                 _log(f"(b) ffmpeg: {n} processes, {minutes:g} min, {seg:g} s segments ...")
                 ff = run_ffmpeg(url, n, minutes, seg, stagger, run_dir, sim=sim, keep=args.keep)

@@ -90,7 +90,8 @@ def main(config_path: str) -> int:
     index = IndexStore(engine)
     n, seg_s = cfg["streams"], float(cfg["segment_seconds"])
     service = RecorderService(work / "spool", store, index, RetentionPolicy(),
-                              RecorderConfig(segment_seconds=seg_s, recorder_id="bench"))
+                              RecorderConfig(segment_seconds=seg_s, recorder_id="bench",
+                                             rtsp_client=cfg.get("rtsp_client", "ffmpeg")))
     specs = [CameraSpec(f"bench-{i:03d}", cfg["url"]) for i in range(n)]
     service.start()
     cpu_ready = _cpu()
@@ -194,5 +195,34 @@ def main(config_path: str) -> int:
     return 0
 
 
+def _profiled(config_path: str) -> int:
+    """main() under cProfile, all threads (threading.setprofile), written as pstats."""
+    import cProfile
+    import pstats
+
+    cfg = json.loads(Path(config_path).read_text())
+    profiles: list[cProfile.Profile] = []
+
+    def per_thread(frame, event, arg):  # the first event of each new thread swaps in its own profiler
+        p = cProfile.Profile()
+        profiles.append(p)
+        p.enable()
+
+    threading.setprofile(per_thread)
+    main_prof = cProfile.Profile()
+    main_prof.enable()
+    try:
+        return main(config_path)
+    finally:
+        main_prof.disable()
+        for p in profiles:
+            p.disable()
+        stats = pstats.Stats(main_prof)
+        for p in profiles:
+            stats.add(p)
+        stats.dump_stats(cfg["profile"])
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    _cfg = json.loads(Path(sys.argv[1]).read_text())
+    sys.exit(_profiled(sys.argv[1]) if _cfg.get("profile") else main(sys.argv[1]))

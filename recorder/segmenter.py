@@ -9,13 +9,55 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import BinaryIO
+from typing import BinaryIO, Union
 
 import av
 
 #: audio codecs the MP4 muxer carries; others are left out (and counted)
 MP4_AUDIO = {"aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"}
 VIDEO_CODECS = {"h264", "hevc"}
+
+
+@dataclass(frozen=True)
+class TrackTemplate:
+    """One track described by codec parameters, for inputs without a PyAV input stream.
+
+    ``stream`` only supplies the codec id and type (a stream of a tiny in-memory
+    input); the rest is set on each segment's output stream before its header
+    is written.  ``extradata`` may be Annex B parameter sets (H.264/H.265: the
+    MP4 muxer builds avcC/hvcC from them) or an AudioSpecificConfig (AAC).
+    """
+
+    stream: av.stream.Stream
+    time_base: Fraction
+    extradata: bytes = b""
+    width: int = 0
+    height: int = 0
+    sample_rate: int = 0
+    layout: str = ""
+
+
+#: what SegmentWriter accepts per track: the demuxer's own stream (PyAV input) or a template
+Track = Union[av.stream.Stream, TrackTemplate]
+
+
+def _add_track(container: av.container.OutputContainer, t: Track) -> av.stream.Stream:
+    if not isinstance(t, TrackTemplate):
+        return container.add_stream_from_template(t)
+    s = container.add_stream_from_template(t.stream)
+    s.time_base = t.time_base
+    cc = s.codec_context
+    if s.type == "video":  # audio templates keep a decoder context, whose time base is read-only
+        cc.time_base = t.time_base
+    if t.extradata:
+        cc.extradata = t.extradata
+    if t.width:
+        cc.width, cc.height = t.width, t.height
+    if t.sample_rate:
+        cc.sample_rate = t.sample_rate
+    if t.layout:
+        cc.layout = t.layout
+    return s
 
 
 @dataclass
@@ -28,7 +70,7 @@ class SegmentStats:
 
 
 class SegmentWriter:
-    def __init__(self, out: BinaryIO, video: av.video.stream.VideoStream, audio: av.audio.stream.AudioStream | None,
+    def __init__(self, out: BinaryIO, video: Track, audio: Track | None,
                  base_dts: int, frag_duration_us: int = 1_000_000) -> None:
         self.container = av.open(out, mode="w", format="mp4", options={
             "movflags": "frag_keyframe+empty_moov+default_base_moof",
@@ -36,9 +78,9 @@ class SegmentWriter:
             "flush_packets": "1",
         })
         self.v_in = video
-        self.v_out = self.container.add_stream_from_template(video)
+        self.v_out = _add_track(self.container, video)
         self.a_in = audio
-        self.a_out = self.container.add_stream_from_template(audio) if audio is not None else None
+        self.a_out = _add_track(self.container, audio) if audio is not None else None
         self.base_dts = base_dts  # in video time base
         self.a_base = (
             int(Fraction(base_dts) * video.time_base / audio.time_base) if audio is not None else 0

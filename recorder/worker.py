@@ -1,6 +1,7 @@
 """One camera: ``run()`` (reconnect with backoff) around ``run_once()`` (one RTSP session).
 
-A session demuxes packets with PyAV (RTSP over TCP, bounded open/read
+A session reads packets from an RTSP input (:mod:`recorder.inputs`: FFmpeg's
+RTSP client through PyAV, or labwitness's own, over TCP with bounded open/read
 timeouts), stream-copies them into fMP4 segments cut at the first keyframe
 after the target length, and commits each segment to the spool.  Every packet
 received lands in exactly one segment; every interruption becomes a gap whose
@@ -14,15 +15,12 @@ whether this camera is really being recorded.
 
 from __future__ import annotations
 
-import errno
 import logging
 import socket
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from fractions import Fraction
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -31,9 +29,10 @@ import av
 from labwitness.clock import Clock, SystemClock
 from labwitness.errors import SpoolError, StreamError
 from recorder.backoff import Backoff
+from recorder.inputs import RTSP_CLIENTS, StreamInput, check_rtsp_url, classify, open_input, redact
 from recorder.metrics import RecorderMetrics
 from recorder.recovery import salvage
-from recorder.segmenter import MP4_AUDIO, VIDEO_CODECS, SegmentWriter
+from recorder.segmenter import SegmentWriter
 from recorder.spool import CameraSpool, Committed, HashingFile
 from recorder.timing import SessionTimeline
 from storage.layout import SegmentMeta, iso_ms
@@ -52,55 +51,17 @@ class RecorderConfig:
     max_segment_factor: float = 4.0
     #: how often a camera that refused connections is probed with a bare TCP connect
     probe_interval_s: float = 0.5
+    #: RTSP client: "ffmpeg" (FFmpeg's, through PyAV) or "native" (recorder.rtsp_native)
+    rtsp_client: str = "ffmpeg"
 
     def __post_init__(self) -> None:
         if not self.segment_seconds > 0:
             raise ValueError(f"分段时长必须大于 0 / segment length must be > 0 seconds, got {self.segment_seconds}")
+        if self.rtsp_client not in RTSP_CLIENTS:
+            raise ValueError(f"未知的 RTSP 客户端 / unknown RTSP client {self.rtsp_client!r}; use one of {', '.join(RTSP_CLIENTS)}")
 
 
-def classify(exc: BaseException) -> tuple[str, str]:
-    """Map an FFmpeg/PyAV failure to (gap reason, human message)."""
-    msg = f"{type(exc).__name__}: {exc}"
-    code = getattr(exc, "errno", None)
-    if isinstance(exc, av.error.HTTPUnauthorizedError) or code in (errno.EACCES, errno.EPERM) or "401" in str(exc):
-        return "auth_failed", f"摄像机拒绝了用户名或密码 / camera rejected the credentials (401): {msg}"
-    if isinstance(exc, (av.error.ConnectionRefusedError, ConnectionRefusedError)) or code == errno.ECONNREFUSED:
-        return "refused", f"连接被拒绝 / connection refused: {msg}"
-    if isinstance(exc, (av.error.ExitError, TimeoutError)) or code in (errno.ETIMEDOUT, errno.EAGAIN) or "timed out" in str(exc).lower():
-        return "timeout", f"超时 / timed out: {msg}"
-    if isinstance(exc, (av.error.EOFError, ConnectionResetError, BrokenPipeError)) or code in (errno.ECONNRESET, errno.EPIPE):
-        return "stream_ended", f"码流结束 / stream ended: {msg}"
-    if isinstance(exc, av.error.InvalidDataError):
-        return "decode_error", f"数据无效 / invalid data: {msg}"
-    if isinstance(exc, (av.error.HTTPNotFoundError, av.error.HTTPClientError)) or code in (errno.ENOENT,):
-        return "not_found", f"码流地址不存在 / stream not found on camera: {msg}"
-    if isinstance(exc, (OSError, av.error.FFmpegError)) and code in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL):
-        return "unreachable", f"主机不可达 / host unreachable: {msg}"
-    return "stream_error", msg
-
-
-def _resolvable(host: str) -> bool:
-    try:
-        socket.getaddrinfo(host, None)
-        return True
-    except OSError:
-        return False
-
-
-def check_rtsp_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("rtsp", "rtsps") or not parts.hostname:
-        raise StreamError("not_rtsp", f"不是 RTSP 地址 / not an RTSP URL (rtsp://host[:port]/path): {redact(url)}")
-    return url
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for logs and gap details."""
-    p = urlsplit(url)
-    if p.password is None:
-        return url
-    netloc = f"{p.username}:***@{p.hostname}" + (f":{p.port}" if p.port else "")
-    return p._replace(netloc=netloc).geturl()
+__all__ = ["CameraWorker", "RecorderConfig", "WorkerStatus", "check_rtsp_url", "classify", "redact"]
 
 
 @dataclass
@@ -214,56 +175,22 @@ class CameraWorker:
             return False
 
     # -- one session ---------------------------------------------------------------
-    def _open(self) -> av.container.InputContainer:
-        check_rtsp_url(self.url)
-        t0 = time.monotonic()
-        try:
-            return av.open(
-                self.url,
-                options={"rtsp_transport": "tcp", "timeout": str(int(self.cfg.read_timeout_s * 1e6)),
-                         "analyzeduration": "2000000", "probesize": "2000000"},
-                # Reads are bounded by FFmpeg's own RTSP "timeout" above. PyAV's read
-                # timeout would run a Python interrupt callback on every FFmpeg I/O
-                # check (~3,200/s per stream, taking the GIL each time): it doubled
-                # the recorder's CPU in bench/record and fired falsely under load.
-                timeout=(self.cfg.open_timeout_s, None),
-            )
-        except Exception as e:
-            reason, message = classify(e)
-            if isinstance(e, av.error.InvalidDataError):
-                # FFmpeg reports both a silent peer (its read timed out) and a
-                # peer that is not an RTSP server as "invalid data"; the time
-                # it took tells them apart.
-                if time.monotonic() - t0 >= 0.9 * min(self.cfg.open_timeout_s, self.cfg.read_timeout_s):
-                    reason, message = "timeout", f"超时：设备无应答 / timed out: the device did not answer ({message})"
-                else:
-                    reason, message = "not_rtsp", f"设备未按 RTSP 协议应答 / the device did not answer as an RTSP server ({message})"
-            elif reason == "stream_error" and not _resolvable(urlsplit(self.url).hostname or ""):
-                reason, message = "unreachable", f"无法解析主机名 / cannot resolve the camera's host name ({message})"
-            raise StreamError(reason, f"{self._scrub(message)} [{redact(self.url)}]") from e
-
     def run_once(self) -> None:
         """Record one RTSP session until it ends; raise StreamError with the reason."""
-        container = self._open()
+        src = open_input(self.url, self.cfg.rtsp_client, self.cfg.open_timeout_s, self.cfg.read_timeout_s,
+                         on_loss=self._rtp_lost)
         try:
-            self._record(container)
+            self._record(src)
         finally:
             try:
-                container.close()
+                src.close()
             except Exception:
                 log.debug("close of %s failed", redact(self.url), exc_info=True)
 
-    def _record(self, container: av.container.InputContainer) -> None:
-        video = next((s for s in container.streams.video), None)
-        if video is None:
-            raise StreamError("no_video", f"码流中没有视频 / the stream has no video track [{redact(self.url)}]")
-        vcodec = video.codec_context.name
-        if vcodec not in VIDEO_CODECS:
-            raise StreamError("unsupported_codec", f"不支持的视频编码 / video codec {vcodec!r} is not H.264/H.265")
-        audio = next((s for s in container.streams.audio if s.codec_context.name in MP4_AUDIO), None)
-        streams = [video] + ([audio] if audio is not None else [])
-        tb = video.time_base
-        frame_ticks = self._frame_ticks(video)
+    def _record(self, src: StreamInput) -> None:
+        vcodec = src.video_codec
+        tb = src.time_base
+        frame_ticks = src.frame_ticks
         target_ticks = int(self.cfg.segment_seconds / tb)
         max_ticks = int(self.cfg.segment_seconds * self.cfg.max_segment_factor / tb)
         session_id = uuid.uuid4().hex
@@ -271,11 +198,9 @@ class CameraWorker:
         timeline = SessionTimeline()
         origin: int | None = None
         last_dts: int | None = None
-        held: list[tuple[av.Packet, float]] = []  # leading packets without timestamps
         seg: _Open | None = None
         dropping_since: datetime | None = None
         est_bytes = 512 * 1024  # room wanted before a segment opens; grows to 2x the largest seen
-        last_arrival = [time.monotonic()]
 
         def close(end_dts: int, reason: str | None = None) -> None:
             nonlocal seg, est_bytes
@@ -305,14 +230,13 @@ class CameraWorker:
             start_w, end_w = timeline.close_segment(float((s.first_dts - origin) * tb), float((end_dts - origin) * tb))
             start = datetime.fromtimestamp(start_w, timezone.utc)
             end = datetime.fromtimestamp(end_w, timezone.utc)
-            cc = video.codec_context
             meta = SegmentMeta(
                 camera_id=self.camera_id, start=start, end=end,
                 media_duration_ms=round(float((end_dts - s.first_dts) * tb) * 1000),
-                codec=vcodec, width=cc.width or 0, height=cc.height or 0,
+                codec=vcodec, width=src.width, height=src.height,
                 sha256=s.out.sha.hexdigest(), size=s.out.size, recorder_id=self.cfg.recorder_id,
                 session_id=session_id, sequence=s.seq, area_id=self.area_id,
-                audio_codec=audio.codec_context.name if audio is not None else "", frames=s.writer.stats.frames,
+                audio_codec=src.audio_codec, frames=s.writer.stats.frames,
             )
             committed = self.spool.commit(s.seq, s.out, meta)
             est_bytes = max(est_bytes, s.out.size * 2)
@@ -342,7 +266,7 @@ class CameraWorker:
                 "start_estimate": iso_ms(datetime.fromtimestamp(est or arrival, timezone.utc)),
                 "recorder_id": self.cfg.recorder_id, "area_id": self.area_id,
             })
-            seg = _Open(seq, out, SegmentWriter(out, video, audio, first_dts), first_dts)
+            seg = _Open(seq, out, SegmentWriter(out, src.video, src.audio, first_dts), first_dts)
             return True
 
         def handle_video(pkt: av.Packet, dts: int, pts: int, arrival: float) -> None:
@@ -370,48 +294,20 @@ class CameraWorker:
                 self.metrics.camera_up.labels(self.camera_id).set(1)
 
         try:
-            for pkt in container.demux(streams):
-                arrival = self.clock.now().timestamp()
-                last_arrival[0] = time.monotonic()
+            for is_audio, pkt, dts, pts in src.packets():
                 if self.stop.is_set():
                     break
-                if pkt.stream.type == "audio":
+                if is_audio:
                     if seg is not None:
                         seg.writer.write_audio(pkt)
                     continue
-                if pkt.size == 0:
-                    continue  # demuxer flush packet at end of stream
-                dts = pkt.dts if pkt.dts is not None else pkt.pts
-                if dts is None:
-                    if last_dts is None:
-                        # FFmpeg's RTP demuxer hands the first IDR without
-                        # timestamps; dropping it would lose the first GOP.
-                        held.append((pkt, arrival))
-                        continue
-                    dts = last_dts + frame_ticks
-                if held:
-                    first = dts - frame_ticks * len(held)
-                    for i, (hp, harr) in enumerate(held):
-                        d = first + i * frame_ticks
-                        handle_video(hp, d, d, harr)
-                    held.clear()
-                pts = pkt.pts if pkt.pts is not None else dts
-                handle_video(pkt, dts, pts, arrival)
-            if held:  # a stream that never gave a timestamp: still keep what came
-                for i, (hp, harr) in enumerate(held):
-                    handle_video(hp, i * frame_ticks, i * frame_ticks, harr)
-                held.clear()
+                handle_video(pkt, dts, pts, self.clock.now().timestamp())
         except SpoolError as e:
             if seg is not None and last_dts is not None:
                 close(last_dts + frame_ticks)  # salvages what reached the disk
             self._spool_full(self.spool.last_end or self.clock.now(), str(e))
             raise StreamError("spool_full", f"本地缓存已满 / local spool full: {e}") from e
-        except av.error.FFmpegError as e:
-            reason, message = classify(e)
-            if reason in ("decode_error", "stream_error") and time.monotonic() - last_arrival[0] >= 0.9 * self.cfg.read_timeout_s:
-                reason, message = "timeout", f"超时：码流中断 / timed out: no data for {self.cfg.read_timeout_s:.0f}s ({message})"
-            raise StreamError(reason, self._scrub(message)) from e
-        except OSError as e:
+        except (av.error.FFmpegError, OSError) as e:  # the muxer or the spool file failed
             reason, message = classify(e)
             raise StreamError(reason, self._scrub(message)) from e
         finally:
@@ -427,14 +323,6 @@ class CameraWorker:
         """FFmpeg quotes the URL in its errors: never let a password through."""
         return text.replace(self.url, redact(self.url))
 
-    def _frame_ticks(self, video) -> int:
-        rate = video.average_rate or video.guessed_rate or video.base_rate or Fraction(25)
-        try:
-            ticks = int(round(1 / (Fraction(rate) * video.time_base)))
-        except (ZeroDivisionError, TypeError):
-            ticks = 0
-        return ticks if ticks > 0 else max(1, int(round(Fraction(1, 25) / video.time_base)))
-
     def _spool_full(self, since: datetime, detail: str = "") -> None:
         msg = ("本地缓存空间不足，停止录制新画面，直到上传腾出空间 / local spool is full: new footage is NOT being "
                f"recorded until uploads free space (camera {self.camera_id}) {detail}")
@@ -446,3 +334,8 @@ class CameraWorker:
     def _dropped(self, n: int) -> None:
         self.status.dropped_packets += n
         self.metrics.dropped_packets.labels(self.camera_id, "spool_full").inc(n)
+
+    def _rtp_lost(self, n: int) -> None:
+        """RTP packets the camera sent that never arrived (native client): footage lost, counted."""
+        self.status.dropped_packets += n
+        self.metrics.dropped_packets.labels(self.camera_id, "rtp_loss").inc(n)

@@ -79,6 +79,15 @@ class LockConfig:
     days: int | None  # default retention in days, if any
 
 
+#: Largest segment sent as one PUT; bigger ones go in parts of this size.  minio's
+#: default part size (5 MiB) turns a 60 s 1080p segment (~33 MB) into a 7-part
+#: multipart upload: 9 requests instead of 1, each signed and hashed on its own,
+#: plus a thread pool per upload -- measured in bench/record as recorder and
+#: SeaweedFS CPU.  minio holds one part in memory while sending it, so this
+#: also bounds the memory of one upload.
+SINGLE_PUT_BYTES = 64 * 1024 * 1024
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -171,7 +180,7 @@ class S3ObjectStore:
             with open(path, "rb") as f:
                 result = self.client.put_object(
                     self.bucket, key, f, meta.size, content_type="video/mp4",
-                    metadata=meta.to_user_metadata(), retention=retention,
+                    metadata=meta.to_user_metadata(), retention=retention, part_size=SINGLE_PUT_BYTES,
                 )
         except _TRANSIENT as e:
             raise StorageUnavailableError(f"upload of {key} failed: {e}") from e

@@ -23,8 +23,9 @@ def _all_locked(store, segs) -> None:
         assert obj.mode == "COMPLIANCE" and obj.retain_until is not None
 
 
-def test_camera_killed_and_restarted_gives_a_bounded_gap_and_quick_resume(tmp_path, store, rtsp):
-    p = pipeline(tmp_path, store, rtsp.url("/live"), segment_seconds=2.0, read_timeout_s=3)
+@pytest.mark.parametrize("client", ["ffmpeg", "native"])
+def test_camera_killed_and_restarted_gives_a_bounded_gap_and_quick_resume(tmp_path, store, rtsp, client):
+    p = pipeline(tmp_path, store, rtsp.url("/live"), segment_seconds=2.0, read_timeout_s=3, rtsp_client=client)
     with Background(p.worker):
         wait_for(lambda: p.worker.status.segments >= 2, 30, what="first segments")
         killed_at = time.time()
@@ -166,13 +167,14 @@ def test_spool_filling_mid_segment_keeps_the_complete_fragments(tmp_path, store,
     assert d["errors"] == 0 and d["frames"] == seg.frames
 
 
-def test_camera_that_freezes_mid_stream_times_out_and_resumes(tmp_path, store, rtsp):
+@pytest.mark.parametrize("client", ["ffmpeg", "native"])
+def test_camera_that_freezes_mid_stream_times_out_and_resumes(tmp_path, store, rtsp, client):
     """A camera that stops sending but keeps the connection open (SIGSTOP) is a
     'timeout' gap, bounded by the RTSP read timeout, and recording resumes after."""
     import os
     import signal
 
-    p = pipeline(tmp_path, store, rtsp.url("/live"), segment_seconds=1.0, read_timeout_s=2)
+    p = pipeline(tmp_path, store, rtsp.url("/live"), segment_seconds=1.0, read_timeout_s=2, rtsp_client=client)
     with Background(p.worker):
         wait_for(lambda: p.worker.status.segments >= 2, 30, what="first segments")
         os.kill(rtsp.pid, signal.SIGSTOP)

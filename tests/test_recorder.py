@@ -17,6 +17,12 @@ from retention.policy import RetentionPolicy
 from recording import decode_object, pipeline
 
 
+@pytest.fixture(params=["ffmpeg", "native"])
+def client(request) -> str:
+    """Every recording test runs with both RTSP clients (LABWITNESS_RTSP_CLIENT)."""
+    return request.param
+
+
 def _one_session(p) -> None:
     with pytest.raises(StreamError) as e:
         p.worker.run_once()
@@ -24,9 +30,9 @@ def _one_session(p) -> None:
     assert e.value.reason == "stream_ended"
 
 
-def test_every_frame_served_is_stored_once_keyframe_aligned_and_locked(tmp_path, store, rtsp, clips):
+def test_every_frame_served_is_stored_once_keyframe_aligned_and_locked(tmp_path, store, rtsp, clips, client):
     clip = clips["h264"]
-    p = pipeline(tmp_path, store, rtsp.url("/clip"), segment_seconds=2.0)
+    p = pipeline(tmp_path, store, rtsp.url("/clip"), segment_seconds=2.0, rtsp_client=client)
     _one_session(p)
     assert p.uploader.drain(60), "spool did not drain"
     assert list((tmp_path / "spool" / "cam-1").glob("*.mp4*")) == []  # released after store + index
@@ -53,9 +59,9 @@ def test_every_frame_served_is_stored_once_keyframe_aligned_and_locked(tmp_path,
 
 
 @pytest.mark.parametrize("mount, codec, audio", [("/hevc", "hevc", False), ("/audio", "h264", True)])
-def test_h265_and_audio_are_stream_copied(tmp_path, store, rtsp, clips, mount, codec, audio):
+def test_h265_and_audio_are_stream_copied(tmp_path, store, rtsp, clips, mount, codec, audio, client):
     clip = clips["hevc" if codec == "hevc" else "audio"]
-    p = pipeline(tmp_path, store, rtsp.url(mount), segment_seconds=2.0)
+    p = pipeline(tmp_path, store, rtsp.url(mount), segment_seconds=2.0, rtsp_client=client)
     _one_session(p)
     assert p.uploader.drain(60)
     segs = list(p.index.iter_segments("cam-1"))
@@ -67,9 +73,9 @@ def test_h265_and_audio_are_stream_copied(tmp_path, store, rtsp, clips, mount, c
         assert all(d["audio_packets"] > 0 for d in decoded)
 
 
-def test_corrupt_h264_mid_stream_is_stored_not_fatal(tmp_path, store, rtsp, clips):
+def test_corrupt_h264_mid_stream_is_stored_not_fatal(tmp_path, store, rtsp, clips, client):
     clip = clips["corrupt"]
-    p = pipeline(tmp_path, store, rtsp.url("/corrupt"), segment_seconds=2.0)
+    p = pipeline(tmp_path, store, rtsp.url("/corrupt"), segment_seconds=2.0, rtsp_client=client)
     _one_session(p)
     assert p.uploader.drain(60)
     segs = list(p.index.iter_segments("cam-1"))
@@ -99,7 +105,7 @@ def _silent_server():
     return srv, stop, conns
 
 
-def test_bad_inputs_get_clear_reasons(tmp_path, store, rtsp):
+def test_bad_inputs_get_clear_reasons(tmp_path, store, rtsp, client):
     from conftest import free_port
 
     cases = {
@@ -109,13 +115,13 @@ def test_bad_inputs_get_clear_reasons(tmp_path, store, rtsp):
         "no_video": rtsp.url("/noaudio"),
     }
     for expected, url in cases.items():
-        p = pipeline(tmp_path / expected, store, url, open_timeout_s=3, read_timeout_s=3)
+        p = pipeline(tmp_path / expected, store, url, open_timeout_s=3, read_timeout_s=3, rtsp_client=client)
         with pytest.raises(StreamError) as e:
             p.worker.run_once()
         assert e.value.reason == expected, (url, e.value.reason, str(e.value))
         assert "wrong" not in str(e.value)  # passwords never echoed
     # unauthenticated too
-    p = pipeline(tmp_path / "noauth", store, rtsp.url("/secure"), open_timeout_s=3)
+    p = pipeline(tmp_path / "noauth", store, rtsp.url("/secure"), open_timeout_s=3, rtsp_client=client)
     with pytest.raises(StreamError) as e:
         p.worker.run_once()
     assert e.value.reason == "auth_failed" and "401" in str(e.value)
@@ -123,7 +129,7 @@ def test_bad_inputs_get_clear_reasons(tmp_path, store, rtsp):
     srv, stop, conns = _silent_server()
     try:
         p = pipeline(tmp_path / "hung", store, f"rtsp://127.0.0.1:{srv.getsockname()[1]}/x",
-                     open_timeout_s=1.5, read_timeout_s=1.5)
+                     open_timeout_s=1.5, read_timeout_s=1.5, rtsp_client=client)
         t0 = time.monotonic()
         with pytest.raises(StreamError) as e:
             p.worker.run_once()
@@ -141,7 +147,8 @@ def test_bad_inputs_get_clear_reasons(tmp_path, store, rtsp):
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
-        p = pipeline(tmp_path / "http", store, f"rtsp://127.0.0.1:{httpd.server_address[1]}/x", open_timeout_s=3, read_timeout_s=3)
+        p = pipeline(tmp_path / "http", store, f"rtsp://127.0.0.1:{httpd.server_address[1]}/x", open_timeout_s=3, read_timeout_s=3,
+                     rtsp_client=client)
         with pytest.raises(StreamError) as e:
             p.worker.run_once()
         assert e.value.reason == "not_rtsp", str(e.value)
@@ -149,14 +156,14 @@ def test_bad_inputs_get_clear_reasons(tmp_path, store, rtsp):
         httpd.shutdown()
         httpd.server_close()
 
-    p = pipeline(tmp_path / "dns", store, "rtsp://camera.invalid/x", open_timeout_s=3)
+    p = pipeline(tmp_path / "dns", store, "rtsp://camera.invalid/x", open_timeout_s=3, rtsp_client=client)
     with pytest.raises(StreamError) as e:
         p.worker.run_once()
     assert e.value.reason == "unreachable" and "camera.invalid" in str(e.value)
 
 
-def test_right_credentials_record(tmp_path, store, rtsp):
-    p = pipeline(tmp_path, store, rtsp.url("/secure", "admin", "s3cret"), segment_seconds=1.0)
+def test_right_credentials_record(tmp_path, store, rtsp, client):
+    p = pipeline(tmp_path, store, rtsp.url("/secure", "admin", "s3cret"), segment_seconds=1.0, rtsp_client=client)
     t = threading.Timer(3.5, p.worker.stop.set)
     t.start()
     p.worker.run_once()
