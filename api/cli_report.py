@@ -21,13 +21,7 @@ FORMATS = ("html", "csv", "json")
 CHECK_EXIT = {"compliant": 0, "partial": 1, "not_compliant": 2}
 
 
-def _group(app: typer.Typer, name: str, help: str) -> typer.Typer:
-    for info in app.registered_groups:
-        if info.name == name and info.typer_instance is not None:
-            return info.typer_instance
-    group = typer.Typer(help=help, no_args_is_help=True)
-    app.add_typer(group, name=name)
-    return group
+from api.cli_content import _group  # noqa: E402  (one helper for the extension modules)
 
 
 def compliance(

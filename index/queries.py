@@ -8,8 +8,9 @@ keep the data in the spool and retry.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select as sa_select
@@ -31,13 +32,7 @@ class Footage:
     @property
     def covered_ms(self) -> int:
         """Milliseconds of the window covered by stored segments (overlaps merged)."""
-        total, cursor = 0, self.start_ms
-        for s in sorted(self.segments, key=lambda s: s.start_ms):
-            lo, hi = max(s.start_ms, cursor), min(s.end_ms, self.end_ms)
-            if hi > lo:
-                total += hi - lo
-                cursor = hi
-        return total
+        return covered_ms(sorted((s.start_ms, s.end_ms) for s in self.segments), self.start_ms, self.end_ms)
 
     @property
     def coverage(self) -> float:
@@ -45,14 +40,33 @@ class Footage:
         return self.covered_ms / span if span > 0 else 0.0
 
 
+@contextmanager
+def db_errors() -> Iterator[None]:
+    """Database faults as the one error type callers handle (they keep data in the
+    spool, report health critical, or exit "could not run")."""
+    try:
+        yield
+    except sa_exc.OperationalError as e:
+        raise IndexUnavailableError(f"索引数据库不可用 / index database unavailable: {e.orig!s}"[:500]) from e
+    except sa_exc.InterfaceError as e:
+        raise IndexUnavailableError(f"索引数据库不可用 / index database unavailable: {e!s}"[:500]) from e
+
+
+def covered_ms(spans: Iterable[tuple[int, int]], start_ms: int, end_ms: int) -> int:
+    """Milliseconds of [start, end) covered by ``spans`` (sorted by start; overlaps merged)."""
+    total, cursor = 0, start_ms
+    for lo, hi in spans:
+        lo, hi = max(lo, cursor), min(hi, end_ms)
+        if hi > lo:
+            total += hi - lo
+            cursor = hi
+    return total
+
+
 def _guard(fn):
     def wrapper(*a, **kw):
-        try:
+        with db_errors():
             return fn(*a, **kw)
-        except sa_exc.OperationalError as e:
-            raise IndexUnavailableError(f"索引数据库不可用 / index database unavailable: {e.orig!s}"[:500]) from e
-        except sa_exc.InterfaceError as e:
-            raise IndexUnavailableError(f"index database unavailable: {e!s}"[:500]) from e
 
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__

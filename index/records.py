@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from index.models import Camera, Equipment, EquipmentCamera, ExportPackage, Gap, Hold, Segment, TestRecord, TestRecordRevision
-from index.queries import MAX_SEGMENT_MS, _guard
+from index.queries import MAX_SEGMENT_MS, _guard, covered_ms
 from labwitness.errors import NotFoundError
 
 _CONTENT = ("report_no", "commission_no", "project_name", "test_item", "sample_ids", "area_ids", "equipment_ids",
@@ -59,13 +59,7 @@ class WindowFootage:
 
     @property
     def covered_ms(self) -> int:
-        total, cursor = 0, self.start_ms
-        for _, lo, hi, _ in self.clips:  # time-ordered: merge overlaps in one pass
-            lo, hi = max(lo, cursor), min(hi, self.end_ms)
-            if hi > lo:
-                total += hi - lo
-                cursor = hi
-        return total
+        return covered_ms(((lo, hi) for _, lo, hi, _ in self.clips), self.start_ms, self.end_ms)  # clips are time-ordered
 
     @property
     def coverage(self) -> float:

@@ -9,28 +9,20 @@ updates the same rows.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable
 
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from index.models import CameraContentState, ContentEvent
-from labwitness.errors import IndexUnavailableError, NotFoundError
+from index.queries import db_errors  # noqa: F401  (the jobs import it from here too)
+from labwitness.errors import NotFoundError
 from retention.content import EventUpdate, unusable_by_kind, unusable_ms
 
 #: an event never lasts longer than this without a sample; bounds the window query's lower edge
 MAX_EVENT_SCAN_MS = 400 * 24 * 3600 * 1000
 
-
-@contextmanager
-def db_errors() -> Iterator[None]:
-    try:
-        yield
-    except (sa_exc.OperationalError, sa_exc.InterfaceError) as e:
-        raise IndexUnavailableError(f"索引数据库不可用 / index database unavailable: {e}"[:500]) from e
 
 
 def _engine(ix) -> Engine:

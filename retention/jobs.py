@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from index.models import IntegrityFinding, JobRun
 from labwitness.clock import Clock, utc_ms
+from index.queries import db_errors  # noqa: F401  (the jobs import it from here too)
 from labwitness.errors import IndexUnavailableError
 from retention.policy import DEFAULT_MAX_CLOCK_SKEW_S, DEFAULT_MAX_SHARE
 
@@ -29,14 +28,6 @@ log = logging.getLogger(__name__)
 JOBS = ("sweep", "verify", "integrity", "reconcile", "rebuild", "content")
 STATUSES = ("ok", "warning", "critical", "refused", "failed")
 
-
-@contextmanager
-def db_errors() -> Iterator[None]:
-    """Database faults as the one error type callers handle."""
-    try:
-        yield
-    except (sa_exc.OperationalError, sa_exc.InterfaceError) as e:
-        raise IndexUnavailableError(f"索引数据库不可用 / index database unavailable: {e}"[:500]) from e
 
 
 @dataclass

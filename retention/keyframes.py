@@ -313,9 +313,8 @@ def parse_moof(buf: bytes, moof_offset: int, cfg: TrackConfig) -> FragmentHead:
             q += 8
         if tf_flags & 0x02:
             q += 4
-        d_dur, d_size, d_flags = cfg.default_duration, cfg.default_size, cfg.default_flags
-        if tf_flags & 0x08:
-            d_dur = struct.unpack_from(">I", buf, q)[0]
+        d_size, d_flags = cfg.default_size, cfg.default_flags
+        if tf_flags & 0x08:  # default sample duration: not needed, but present it shifts the fields after it
             q += 4
         if tf_flags & 0x10:
             d_size = struct.unpack_from(">I", buf, q)[0]
