@@ -72,10 +72,12 @@ def run_demo(settings: Settings, *, cameras: int, duration: float | None, stop: 
         if not thread.is_alive():
             raise SystemExit(f"API could not start on {settings.host}:{settings.port} (port in use?)")
         base = f"http://{settings.host}:{settings.port}"
+        once = app.state.web_sessions.issue_once(tokens["admin"], "demo-admin", "admin", ttl_s=3600)
         console.print(Panel.fit(
             f"[bold]labwitness 演示 / demo[/] — 发现 {len(found)}/{cameras} 路模拟 ONVIF 摄像机 discovered simulated cameras, "
             f"{settings.segment_seconds:g} s 分段 segments\n"
-            f"网页界面 web UI: {base}/login  — 粘贴下面的管理员令牌登录 / sign in by pasting the admin token below\n"
+            f"网页界面 web UI: 打开下面的一次性链接（1 小时内有效）/ open the one-time link below (valid for an hour),\n"
+            f"  或在 or at {base}/login 粘贴令牌 paste a token\n"
             f"  （监督令牌看报告录像，运维令牌看留存健康 / inspector token: report footage; operations token: health）\n"
             f"公开状态页 public status: {base}/\n"
             f"API 文档 docs:  {base}/docs\n"
@@ -87,6 +89,8 @@ def run_demo(settings: Settings, *, cameras: int, duration: float | None, stop: 
             f"{rt.policy.months} 个月 months + {rt.policy.margin_days} 天 days)\n"
             f"数据 data:      {settings.data_dir.resolve()}\n"
             "按 Ctrl-C 停止 / press Ctrl-C to stop", title="labwitness"))
+        # outside the panel, unwrapped: a newcomer copies or clicks it whole
+        print(f"\n  {base}/login/once/{once}\n", flush=True)
         stop.wait(duration)
         console.print("正在停止并上传剩余录像 / stopping and uploading what is left …")
         server.should_exit = True

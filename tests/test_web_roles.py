@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from index.models import ExportPackage
 from labwitness.clock import utc_ms
 
+from api.web.session import SESSION_COOKIE
 from webtools import CAMERA_PASSWORD, REPORT, browser, csrf_of, sign_in, web_runtime
 
 PUBLIC = "public"
@@ -22,6 +23,7 @@ PAGES: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/"): PUBLIC,
     ("GET", "/login"): PUBLIC,
     ("POST", "/login"): PUBLIC,
+    ("GET", "/login/once/{once}"): PUBLIC,
     ("GET", "/lang/{code}"): PUBLIC,
     ("POST", "/logout"): {"inspector", "operations"},
     ("GET", "/ui/cameras"): {"inspector", "operations"},
@@ -82,7 +84,7 @@ def test_every_ui_route_every_role(web):
     ui_routes = {(m, r.path) for router in PAGE_ROUTERS for r in router.routes if isinstance(r, APIRoute) for m in r.methods}
     assert ui_routes == set(PAGES), f"UI routes without an expectation: {ui_routes ^ set(PAGES)}"
     pid = _fake_package(rt)
-    params = {"camera_id": "cam-web", "package_id": pid, "code": "en"}
+    params = {"camera_id": "cam-web", "package_id": pid, "code": "en", "once": "not-a-code"}
     seg_id = next(rt.index.iter_segments("cam-web")).id
 
     browsers = {"anonymous": browser(app)}
@@ -102,7 +104,9 @@ def test_every_ui_route_every_role(web):
             ok = allowed == PUBLIC or who == "admin" or (isinstance(allowed, set) and who in allowed)
             if method == "GET":
                 r = b.get(url, headers={"Accept": "text/html"})
-                if allowed == PUBLIC:
+                if path == "/login/once/{once}":  # a made-up one-time code signs nobody in
+                    assert r.status_code == 401 and SESSION_COOKIE not in r.headers.get("set-cookie", ""), (who, r.status_code)
+                elif allowed == PUBLIC:
                     assert r.status_code in (200, 303), (path, who, r.status_code)
                 elif ok:
                     assert r.status_code == 200, (path, who, r.status_code, r.text[:300])

@@ -310,3 +310,30 @@ def test_timeline_edges():
     assert len(timeline.bars(0, 7 * 86_400_000, week, [])) == 1  # ten thousand clips, one bar
     assert timeline.marker(0, 100, 50) == 50.0 and timeline.marker(0, 100, 150) is None
     assert [t.x for t in timeline.ticks(0, 1000)] == [0.0, 25.0, 50.0, 75.0, 100.0]
+
+
+def test_one_time_sign_in_link_works_once_and_expires(web):
+    """What `labwitness demo` prints: a code that signs in once, never the token in a URL."""
+    client, rt, tokens = web
+    store = client.app.state.web_sessions
+    code = store.issue_once(tokens["admin"], "web-admin", "admin", ttl_s=60)
+    assert tokens["admin"] not in code
+    b = browser(client.app)
+    r = b.get(f"/login/once/{code}")
+    assert r.status_code == 303 and r.headers["location"] == "/ui/cameras"
+    assert "HttpOnly" in r.headers["set-cookie"] and b.get("/ui/cameras").status_code == 200
+    again = browser(client.app).get(f"/login/once/{code}")  # used up
+    assert again.status_code == 401 and SESSION_COOKIE not in again.headers.get("set-cookie", "")
+    clock = FakeClock()
+    old, store.clock = store.clock, clock
+    try:
+        late = store.issue_once(tokens["admin"], "web-admin", "admin", ttl_s=60)
+        clock.t += 61
+        assert browser(client.app).get(f"/login/once/{late}").status_code == 401
+    finally:
+        store.clock = old
+    # a revoked token's code signs nobody in
+    code = store.issue_once(tokens["operations"], "web-operations", "operations")
+    rt.tokens.revoke(next(t.id for t in rt.tokens.list() if t.name == "web-operations"))
+    assert browser(client.app).get(f"/login/once/{code}").status_code == 401
+    assert [e.detail for e in rt.audit.events(50) if e.action == "ui.signin" and "one-time" in e.detail]

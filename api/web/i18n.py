@@ -63,6 +63,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "login.token": ("API 令牌", "API token"),
     "login.submit": ("登录", "Sign in"),
     "login.invalid": ("令牌无效或已吊销", "The token is invalid or revoked"),
+    "login.once_invalid": ("一次性登录链接已使用或已过期，请粘贴令牌登录", "This one-time sign-in link was already used or has expired: sign in with a token"),
     "login.no_ui_role": ("数据上传令牌不能登录网页界面", "Ingest tokens cannot sign in to the web UI"),
     # public status page
     "home.title": ("检测区域录像留存状态", "Testing-area recording status"),

@@ -93,6 +93,27 @@ async def login(request: Request) -> Response:
     return resp
 
 
+@router.get("/login/once/{once}")
+def login_once(request: Request, once: str) -> Response:
+    """Sign in with a one-time code printed by ``labwitness demo`` (see SessionStore.issue_once)."""
+    rt = request.app.state.runtime
+    store = stores(request)
+    got = store.redeem_once(once)
+    row = rt.tokens.lookup(got[0]) if got else None  # the token may have been revoked since
+    host = client_host(request)
+    if row is None or row.role not in UI_ROLES:
+        rt.audit.append(f"public@{host}", "ui.signin_failed", "", {"via": "one-time link"}, "public")
+        return _login_page(request, "", "login.once_invalid", status=401)
+    store.drop(request.cookies.get(SESSION_COOKIE))
+    sid, _ = store.create(got[0], row.name, row.role)
+    rt.audit.append(f"{row.role}:{row.name}@{host}", "ui.signin", f"token:{row.id}", {"via": "one-time link"}, row.role)
+    resp = redirect(HOME[row.role])
+    resp.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="lax", secure=_secure(request), path="/")
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    return resp
+
+
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     user = page("inspector", "operations")(request)

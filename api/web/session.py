@@ -70,6 +70,7 @@ class SessionStore:
         self.idle_s, self.absolute_s, self.max_sessions, self.clock = idle_s, absolute_s, max_sessions, clock
         self._lock = threading.Lock()
         self._sessions: dict[str, WebSession] = {}
+        self._once: dict[str, tuple[str, str, str, float]] = {}  # code hash -> (token, name, role, expires)
 
     @staticmethod
     def _h(sid: str) -> str:
@@ -101,6 +102,24 @@ class SessionStore:
             if touch:
                 sess.last_seen = now
             return sess
+
+    def issue_once(self, token: str, name: str, role: str, ttl_s: float = 600.0) -> str:
+        """A one-time sign-in code (``/login/once/{code}``) for a token, valid ``ttl_s``:
+        how ``labwitness demo`` opens a newcomer straight into the UI without putting
+        the token itself in a URL (URLs end up in histories and logs; the code dies on use)."""
+        code = secrets.token_urlsafe(16)  # 128 bits, single use, short-lived
+        with self._lock:
+            self._once[self._h(code)] = (token, name, role, self.clock() + ttl_s)
+        return code
+
+    def redeem_once(self, code: str) -> tuple[str, str, str] | None:
+        if not code or len(code) > 100:
+            return None
+        with self._lock:
+            got = self._once.pop(self._h(code), None)
+        if got is None or self.clock() > got[3]:
+            return None
+        return got[:3]
 
     def drop(self, sid: str | None) -> None:
         if sid:
