@@ -57,6 +57,10 @@ def classify(exc: BaseException) -> tuple[str, str]:
     """Map an FFmpeg/PyAV/socket failure to (gap reason, human message)."""
     msg = f"{type(exc).__name__}: {exc}"
     code = getattr(exc, "errno", None)
+    if isinstance(exc, OSError) and not isinstance(exc, av.error.FFmpegError) and getattr(exc, "filename", None):
+        # a local file (the spool), not the camera: FFmpeg's errors carry the URL as their
+        # filename, Python's socket errors carry none
+        return "spool_error", f"本地缓存读写失败 / local spool I/O failed: {msg}"
     if isinstance(exc, av.error.HTTPUnauthorizedError) or code in (errno.EACCES, errno.EPERM) or "401" in str(exc):
         return "auth_failed", f"摄像机拒绝了用户名或密码 / camera rejected the credentials (401): {msg}"
     if isinstance(exc, (av.error.ConnectionRefusedError, ConnectionRefusedError)) or code == errno.ECONNREFUSED:

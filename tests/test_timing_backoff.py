@@ -69,3 +69,28 @@ def test_health_by_output_not_liveness(tmp_path, state, age_s, stalled):
     w.status.state = state
     w.status.last_segment_at = clock.now() - timedelta(seconds=age_s)
     assert w.stalled() is stalled
+
+
+@pytest.mark.parametrize("exc, reason", [
+    (FileNotFoundError(2, "No such file or directory", "/spool/cam/000000000004.mp4.part"), "spool_error"),
+    (PermissionError(13, "Permission denied", "/spool/cam/000000000004.mp4.part"), "spool_error"),
+    (ConnectionRefusedError(111, "Connection refused"), "refused"),
+    (TimeoutError("timed out"), "timeout"),
+    (ConnectionResetError(104, "Connection reset by peer"), "stream_ended"),
+    (OSError(113, "No route to host"), "unreachable"),
+])
+def test_gap_reasons_tell_the_spool_from_the_camera(exc, reason):
+    """A local file error (the spool) is never reported as the camera's fault."""
+    from recorder.inputs import classify
+
+    assert classify(exc)[0] == reason
+
+
+def test_ffmpeg_errors_keep_their_camera_reasons():
+    import av
+
+    from recorder.inputs import classify
+
+    unauthorized = av.error.HTTPUnauthorizedError(-1094995529, "Server returned 401 Unauthorized", "rtsp://cam/x")
+    not_found = av.error.HTTPNotFoundError(-875574520, "Server returned 404 Not Found", "rtsp://cam/x")
+    assert classify(unauthorized)[0] == "auth_failed" and classify(not_found)[0] == "not_found"
