@@ -23,16 +23,19 @@ Invariants:
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from sqlalchemy import and_, case, delete, func, insert, literal, select
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
 from index.models import Camera, CoverageDay, IndexMeta, Segment
 from index.queries import MAX_SEGMENT_MS, _guard
 
 DAY_MS = 86_400_000
+_REFRESH_LOCK = threading.Lock()
 _SEEN, _CHECKED = "coverage_seen_segment_id", "coverage_checked_segment_id"
 
 
@@ -60,10 +63,19 @@ class CoverageStore:
         return day_of(self.now_ms()) - (self.open_days - 1) * DAY_MS
 
     # -- maintenance ----------------------------------------------------------
-    @_guard
     def refresh(self, camera_ids: Iterable[str] | None = None) -> int:
         """Roll up every closed day not rolled up yet (and days that got late
-        segments); returns how many camera-days were (re)computed."""
+        segments); returns how many camera-days were (re)computed.  Refreshes in
+        this process take turns; one racing another process (``labwitness health``
+        beside the service) loses cleanly and leaves the work to the winner."""
+        with _REFRESH_LOCK:
+            try:
+                return self._refresh(camera_ids)
+            except sa_exc.IntegrityError:  # another process rolled the same days up first
+                return 0
+
+    @_guard
+    def _refresh(self, camera_ids: Iterable[str] | None = None) -> int:
         seg, cov = Segment.__table__, CoverageDay.__table__
         first_open = self._first_open_day()
         done = 0

@@ -98,3 +98,27 @@ def test_late_segments_and_deletions_are_seen(lab):
     got = cov.totals(["a"], lo, hi)["a"]
     assert (got.recorded_ms, got.bytes, got.segments) == _brute(segs3, "a", lo, hi)
     assert day_of(T0 + 5) == T0
+
+
+def test_concurrent_refreshes_do_not_fail(lab):
+    """The scheduler, an API request and `labwitness health` may refresh at once."""
+    import threading
+
+    engine, segs = lab
+    now = T0 + 9 * DAY_MS + 3 * 3600_000
+    errors, done = [], []
+
+    def one():
+        try:
+            done.append(CoverageStore(engine, lambda: now).refresh())
+        except Exception as e:  # noqa: BLE001  (the test reports any failure)
+            errors.append(e)
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and sum(done) > 0
+    got = CoverageStore(engine, lambda: now).totals(["a"], T0, T0 + 9 * DAY_MS)["a"]
+    assert (got.recorded_ms, got.bytes, got.segments) == _brute(segs, "a", T0, T0 + 9 * DAY_MS)
