@@ -618,6 +618,13 @@ class NativeRtspInput:
                     if not vdep.ready:
                         self.skipped_before_params += 1  # no SPS/PPS yet (none in the SDP): cannot describe it
                         continue
+                    if self._last_vts is not None and self._last_vts - 90_000 < au.ts < self._last_vts:
+                        # presentation time running backwards in decode order: B-frames.  This
+                        # client gives each frame dts = pts and cannot reorder them; recording
+                        # them would store the picture out of order.  The worker switches the
+                        # camera to FFmpeg's client, which derives decode timestamps.
+                        raise StreamError("b_frames", "摄像机使用 B 帧，内置 RTSP 客户端不支持 / the camera sends B-frames, "
+                                                      "which the native RTSP client does not reorder")
                     pkt = Packet(au.data)
                     pkt.time_base = VIDEO_TB
                     pkt.pts = pkt.dts = au.ts

@@ -93,6 +93,7 @@ class CameraWorker:
         self.url = url
         self.spool = spool
         self.cfg = cfg
+        self.rtsp_client = cfg.rtsp_client  # per camera: falls back to "ffmpeg" for a camera sending B-frames
         self.clock = clock or SystemClock()
         self.stop = stop or threading.Event()
         self.metrics = metrics or RecorderMetrics()
@@ -177,10 +178,18 @@ class CameraWorker:
     # -- one session ---------------------------------------------------------------
     def run_once(self) -> None:
         """Record one RTSP session until it ends; raise StreamError with the reason."""
-        src = open_input(self.url, self.cfg.rtsp_client, self.cfg.open_timeout_s, self.cfg.read_timeout_s,
+        src = open_input(self.url, self.rtsp_client, self.cfg.open_timeout_s, self.cfg.read_timeout_s,
                          on_loss=self._rtp_lost)
         try:
             self._record(src)
+        except StreamError as e:
+            if e.reason != "b_frames":
+                raise
+            # this camera needs decode timestamps derived from a reorder buffer: FFmpeg's
+            # client has one; the session is reopened with it right away (first retry is immediate)
+            self.rtsp_client = "ffmpeg"
+            log.warning("camera %s sends B-frames: recording it with the FFmpeg RTSP client from now on", self.camera_id)
+            raise StreamError("unsupported_codec", f"{e}; 改用 FFmpeg 客户端 / switched to the FFmpeg client") from e
         finally:
             try:
                 src.close()

@@ -238,3 +238,55 @@ def test_rtp_captured_from_gstreamer(rtsp, clips, mount, codec):
     assert len(again.out) == clip.frames
     assert sum(au.damaged for au in again.out) == 1
     assert [au.data for au in again.out if not au.damaged] == [bytes(p) for p, au in zip(aus, again.out, strict=True) if not au.damaged]
+
+
+def test_a_camera_sending_b_frames_is_switched_to_the_ffmpeg_client(tmp_path, store):
+    """The native client cannot reorder B-frames; rather than store pictures out of
+    order, the worker records that camera with FFmpeg's client from then on."""
+    import time
+
+    from camera_discovery.simulator.rtsp import Mount, RtspSimulator
+    from conftest import wait_for
+    from recording import Background, decode_object, pipeline
+
+    import numpy as np
+
+    clip = tmp_path / "bframes.mp4"  # 6 s, 25 fps, x264 with B-frames (display order != decode order)
+    with av.open(str(clip), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
+        s.codec_context.gop_size = 25
+        s.codec_context.max_b_frames = 2
+        s.codec_context.options = {"bf": "2", "b-adapt": "0", "preset": "superfast"}
+        for i in range(150):
+            img = np.zeros((240, 320, 3), np.uint8)
+            img[:, (i * 4) % 300:(i * 4) % 300 + 20] = 255
+            img[::7, ::5] = (i * 37) % 255
+            for pk in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(pk)
+        for pk in s.encode():
+            c.mux(pk)
+    bframes = Mount.from_clip(clip)
+    sim = RtspSimulator({"/bframes": bframes}, workdir=tmp_path / "rtsp")
+    sim.start()
+    try:
+        p = pipeline(tmp_path, store, sim.url("/bframes"), segment_seconds=1.0, rtsp_client="native")
+        with Background(p.worker):
+            wait_for(lambda: p.worker.rtsp_client == "ffmpeg", 20, what="the switch to the FFmpeg client")
+            wait_for(lambda: p.worker.status.segments >= 3, 30, what="segments recorded after the switch")
+            wait_for(lambda: p.worker.status.state == "reconnecting", 30, what="the end of the 6 s clip")
+        assert p.uploader.drain(60)
+    finally:
+        sim.stop()
+    gaps = p.index.gaps("cam-1")
+    assert any(g.reason == "unsupported_codec" and "B" in g.detail for g in gaps)
+    segs = list(p.index.iter_segments("cam-1"))
+    last = decode_object(store, segs[-1].key, segs[-1].version_id)
+    assert last["frames"] > 0 and last["errors"] == 0 and last["first_is_key"]
+    # the FFmpeg client's segments carry real decode order: presentation times differ from decode times
+    import io
+
+    with av.open(io.BytesIO(last["bytes"])) as c:
+        pts = [pk.pts for pk in c.demux(c.streams.video[0]) if pk.size]
+    assert pts != sorted(pts), "expected B-frames (presentation order != decode order) in the stored segment"
+
