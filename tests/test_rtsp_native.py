@@ -243,7 +243,6 @@ def test_rtp_captured_from_gstreamer(rtsp, clips, mount, codec):
 def test_a_camera_sending_b_frames_is_switched_to_the_ffmpeg_client(tmp_path, store):
     """The native client cannot reorder B-frames; rather than store pictures out of
     order, the worker records that camera with FFmpeg's client from then on."""
-    import time
 
     from camera_discovery.simulator.rtsp import Mount, RtspSimulator
     from conftest import wait_for
