@@ -76,6 +76,8 @@ class CoverageStore:
 
     @_guard
     def _refresh(self, camera_ids: Iterable[str] | None = None) -> int:
+        # Short write transactions (one per camera): on SQLite the uploader's index
+        # writes wait for ours, and a first rollup of six months takes seconds.
         seg, cov = Segment.__table__, CoverageDay.__table__
         first_open = self._first_open_day()
         done = 0
@@ -95,20 +97,25 @@ class CoverageStore:
             cams = set(camera_ids) if camera_ids is not None else (
                 set(conn.execute(select(Camera.__table__.c.id)).scalars())
                 | set(conn.execute(select(cov.c.camera_id).distinct()).scalars()))
-            for cam in sorted(cams):
+        for cam in sorted(cams):
+            with self.engine.connect() as conn:  # read: sums of the missing days
                 first = conn.execute(select(func.min(seg.c.start_ms)).where(seg.c.camera_id == cam)).scalar()
                 if first is None:
                     continue
                 have = set(conn.execute(select(cov.c.day_ms).where(cov.c.camera_id == cam)).scalars())
                 missing = [d for d in range(day_of(first), first_open, DAY_MS) if d not in have]
-                for lo, hi in _runs(missing):
-                    rows = _day_sums(conn, cam, lo, hi)
-                    now = self.now_ms()
+                runs = [(lo, hi, _day_sums(conn, cam, lo, hi)) for lo, hi in _runs(missing)]
+            if not runs:
+                continue
+            now = self.now_ms()
+            with self.engine.begin() as conn:  # write: one short transaction per camera
+                for lo, hi, rows in runs:
                     conn.execute(insert(cov), [
                         {"camera_id": cam, "day_ms": d, "recorded_ms": rows.get(d, Totals()).recorded_ms,
                          "bytes": rows.get(d, Totals()).bytes, "segments": rows.get(d, Totals()).segments, "computed_ms": now}
                         for d in range(lo, hi, DAY_MS)])
                     done += (hi - lo) // DAY_MS
+        with self.engine.begin() as conn:
             _set_meta(conn, _CHECKED, str(int(meta.get(_SEEN, "0") or 0)))
             _set_meta(conn, _SEEN, str(max_id))
         return done
