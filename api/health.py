@@ -67,9 +67,7 @@ def health_report(rt, *, refresh_coverage: bool = True) -> dict:
                           retention_enforced=info.retention_enforced, spool_backlog=backlog, upload_error=upload_error)
         cap = _capacity(rt, facts.storage.used_bytes)
         if cap is not None:
-            s = facts.storage
-            s.capacity_bytes, s.free_bytes = cap
-            s.runway_days = round(s.free_bytes / s.growth_bytes_per_day, 1) if s.growth_bytes_per_day > 0 else None
+            facts.storage.set_capacity(*cap)
         status, problems = rh.classify(facts)
         for c in facts.cameras:
             w = workers.get(c.camera_id)

@@ -187,7 +187,7 @@ def report_windows(rt: Runtime, report_no: str) -> tuple[list, list[tuple[str, i
     """Records of the report and its footage windows as (camera, start, end):
     each record's [start - margin, end + margin] on each of its cameras, merged per
     camera only where they overlap (index.records.merge_windows)."""
-    rf = rt.records.report_footage(report_no, rt.settings.report_margin_s * 1000, holds=False)
+    rf = rt.records.report_footage(report_no, rt.settings.report_margin_s * 1000, holds=False, footage=False)
     return rf.records, [(w.camera_id, w.start_ms, w.end_ms) for w in rf.windows]
 
 

@@ -445,12 +445,10 @@ class _SqlMeter:
     def _dbapi_rows(self, conn, stmt):
         """index.records._dbapi_rows runs its statement on the DB-API cursor, where
         SQLAlchemy's events do not see it: time and capture it here."""
-        compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-        params = compiled.params
-        if compiled.positional:
-            params = tuple(params[k] for k in compiled.positiontup)
         if self.capture:
-            self.captured.append((str(compiled), params))
+            from index.records import compiled
+
+            self.captured.append(compiled(conn, stmt))
         t = time.perf_counter()
         try:
             return self._orig_dbapi_rows(conn, stmt)

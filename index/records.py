@@ -140,12 +140,13 @@ class RecordStore:
         return [a for a in area_ids if a not in known_a], [e for e in equipment_ids if e not in known_e]
 
     @_guard
-    def report_footage(self, report_no: str, margin_ms: int, *, holds: bool = True) -> ReportFootage:
+    def report_footage(self, report_no: str, margin_ms: int, *, holds: bool = True, footage: bool = True) -> ReportFootage:
         """Everything an inspector's "footage of this report" needs, on one connection
         in a fixed handful of statements: records (1), cameras of their areas and
         instruments (2-3), per camera window segments and gaps (2), holds (1).
         Only the columns shown are fetched, as plain rows: a week-long test has
-        ~10 000 one-minute segments and ORM entities would dominate (bench/report_query)."""
+        ~10 000 one-minute segments and ORM entities would dominate (bench/report_query).
+        ``footage=False``: records and windows only (clips and gaps left empty)."""
         rec_t, seg_t, gap_t = TestRecord.__table__, Segment.__table__, Gap.__table__
         with self.engine.connect() as conn:
             records = conn.execute(sa_select(rec_t).where(rec_t.c.report_no == report_no)
@@ -169,6 +170,8 @@ class RecordStore:
             for (lo, hi), cams_here in by_span.items():
                 for k in cams_here:
                     clips[(k, lo, hi)], gaps[(k, lo, hi)] = [], []
+                if not footage:
+                    continue
                 # Bounded lower edge keeps this an index range scan (see IndexStore.footage).
                 seg_rows = _dbapi_rows(conn,
                     sa_select(seg_t.c.camera_id, seg_t.c.id, seg_t.c.start_ms, seg_t.c.end_ms, seg_t.c.sha256)
@@ -193,12 +196,15 @@ class RecordStore:
                     .where(ExportPackage.__table__.c.report_no == report_no, Hold.__table__.c.released_ms.is_(None))).scalars())
         return ReportFootage(list(records), windows, held)
 
-    @_guard
-    def cameras_for(self, area_ids: list[str], equipment_ids: list[str]) -> list[str]:
-        """Cameras of the areas, plus the cameras watching the instruments (or, for an
-        instrument no camera is linked to, the cameras of its area)."""
-        with self.engine.connect() as conn:
-            return sorted(_resolve_cameras(conn, [(area_ids, equipment_ids)])[0])
+
+def compiled(conn, stmt) -> tuple[str, dict | tuple]:
+    """The SQL and parameters SQLAlchemy would send for ``stmt`` on this connection's
+    dialect (expanding IN rendered), for running it on the DB-API cursor."""
+    c = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = c.params
+    if c.positional:
+        params = tuple(params[k] for k in c.positiontup)
+    return str(c), params
 
 
 def _dbapi_rows(conn, stmt) -> list[tuple]:
@@ -207,13 +213,10 @@ def _dbapi_rows(conn, stmt) -> list[tuple]:
     Row objects cost a third of the whole query there (bench/report_query).  Same
     connection, same transaction; the statement is compiled by SQLAlchemy for the
     dialect (expanding IN rendered), so it stays portable."""
-    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    params = compiled.params
-    if compiled.positional:
-        params = tuple(params[k] for k in compiled.positiontup)
+    sql, params = compiled(conn, stmt)
     cur = conn.connection.cursor()
     try:
-        cur.execute(str(compiled), params)
+        cur.execute(sql, params)
         return cur.fetchall()
     finally:
         cur.close()
@@ -222,8 +225,8 @@ def _dbapi_rows(conn, stmt) -> list[tuple]:
 def _resolve_cameras(conn, per_record: list[tuple[list[str], list[str]]]) -> list[set[str]]:
     """For each record (area ids, equipment ids): the cameras of its areas plus the
     cameras watching its instruments (or, for an instrument no camera is linked to,
-    the cameras of the instrument's area) — :meth:`RecordStore.cameras_for` for all
-    records of a report at once, in 2-3 statements."""
+    the cameras of the instrument's area) — for all records of a report at once,
+    in 2-3 statements."""
     ec_t, eq_t, cam_t = EquipmentCamera.__table__, Equipment.__table__, Camera.__table__
     all_eq = sorted({e for _, eqs in per_record for e in eqs})
     links: dict[str, set[str]] = {}

@@ -75,6 +75,10 @@ class StorageFacts:
     runway_days: float | None = None  # days until full at the current rate; None: unknown or not growing
     needed_days: float = 0.0  # days until the sweep starts freeing space (the rule's window not yet filled)
 
+    def set_capacity(self, total: int, free: int) -> None:
+        self.capacity_bytes, self.free_bytes = total, free
+        self.runway_days = round(free / self.growth_bytes_per_day, 1) if self.growth_bytes_per_day > 0 else None
+
 
 @dataclass
 class Facts:
@@ -167,8 +171,7 @@ def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seco
     storage = StorageFacts(retention_enforced, used, round(growth, 1),
                            needed_days=round(max(0.0, retention_days - oldest_age), 2))
     if capacity is not None:
-        storage.capacity_bytes, storage.free_bytes = capacity
-        storage.runway_days = round(storage.free_bytes / growth, 1) if growth > 0 else None
+        storage.set_capacity(*capacity)
     return Facts(now_ms, segment_seconds, retention_days, list(facts.values()), storage, findings_open, critical, jobs,
                  spool_backlog, upload_error)
 
