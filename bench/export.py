@@ -116,12 +116,14 @@ def _run_reaped(cmd: list[str], timeout: float = 3600) -> tuple[int, float, str]
 
 
 # -- setup ----------------------------------------------------------------------------
-def make_segment(src_mp4: Path, seconds: float, out: Path) -> dict:
-    """``seconds`` of the source clip (looped if shorter) through the recorder's SegmentWriter."""
+def make_segment(src_mp4: Path, seconds: float, out: Path, *, from_keyframe: int = 0) -> dict:
+    """``seconds`` of the source clip (looped if shorter) through the recorder's SegmentWriter,
+    starting at its ``from_keyframe``-th keyframe (0: the start)."""
     with av.open(str(src_mp4)) as src:
         v_in = src.streams.video[0]
         packets = [p for p in src.demux(v_in) if p.size and p.dts is not None]
     tb = v_in.time_base
+    start_dts = [p.dts for p in packets if p.is_keyframe][from_keyframe]
     first = packets[0].dts
     step = packets[1].dts - packets[0].dts
     loop_len = packets[-1].dts - first + step  # one clip, in time-base units
@@ -129,17 +131,17 @@ def make_segment(src_mp4: Path, seconds: float, out: Path) -> dict:
     with open(out, "wb") as f:
         with av.open(str(src_mp4)) as src:
             v_in = src.streams.video[0]
-            writer = SegmentWriter(f, v_in, None, base_dts=first)
+            writer = SegmentWriter(f, v_in, None, base_dts=start_dts)
             written, loop = 0, 0
             while written < limit:
                 for p in src.demux(v_in):
-                    if not p.size or p.dts is None:
+                    if not p.size or p.dts is None or (loop == 0 and p.dts < start_dts):
                         continue
                     off = loop * loop_len
-                    if p.dts + off - first >= limit:
+                    if p.dts + off - start_dts >= limit:
                         break
+                    written = p.dts + off - start_dts + step  # before write_video, which rebases p.dts
                     writer.write_video(p, p.dts + off, (p.pts if p.pts is not None else p.dts) + off)
-                    written = p.dts + off - first + step
                 loop += 1
                 src.seek(0)
             writer.close()
@@ -148,12 +150,15 @@ def make_segment(src_mp4: Path, seconds: float, out: Path) -> dict:
             "width": v_in.codec_context.width, "height": v_in.codec_context.height, "codec": v_in.codec_context.name}
 
 
-def store_hour(store: S3ObjectStore, index: IndexStore, seg_file: Path, seg: dict, n: int, seg_ms: int,
+def store_hour(store: S3ObjectStore, index: IndexStore, seg_file: Path | list[Path], seg: dict, n: int, seg_ms: int,
                t0: datetime) -> float:
-    sha, size = file_sha256(seg_file), seg_file.stat().st_size
+    """``n`` consecutive segments of camera ``CAMERA`` from ``t0``: the file, or the files in turn."""
+    files = seg_file if isinstance(seg_file, list) else [seg_file]
+    facts = [(f, file_sha256(f), f.stat().st_size) for f in files]
     retain = datetime.now(timezone.utc) + timedelta(days=1)
 
     def one(i: int) -> None:
+        seg_file, sha, size = facts[i % len(facts)]
         start = t0 + timedelta(milliseconds=i * seg_ms)
         meta = SegmentMeta(camera_id=CAMERA, start=start, end=start + timedelta(milliseconds=seg_ms),
                            media_duration_ms=seg_ms, codec=seg["codec"], width=seg["width"], height=seg["height"],

@@ -9,9 +9,16 @@ Procedure per camera (``run_content_check``):
    ``max_segments_per_camera`` per run).  For each: the next sample is due
    ``sample_seconds`` after the last one; a segment that ends before it is
    passed over without a single read.  Otherwise its keyframes from the due
-   time on, ``sample_seconds`` apart, are read by byte range and decoded
+   time on, ``sample_seconds`` apart, are read by byte range
    (:mod:`retention.keyframes`), judged (:func:`retention.content.judge`) and
-   folded into events (:func:`retention.content.fold`).
+   folded into events (:func:`retention.content.fold`).  Decoding is what
+   costs, so a keyframe is decoded only when its bitstream shows a change since
+   the last decoded one (coded size, the quiet seconds before it, a bit-exact
+   repeat: :func:`retention.content.decode_reason`), at least once a minute,
+   and always the segment's last; the others take the verdict of the next
+   decoded one if it is unchanged, and are decoded after all when it is not
+   (:func:`_judge_segment`), so events start and end where decoding every
+   keyframe would put them.
 3. Events, detector state and the new mark are written in one transaction per
    segment, so an interrupted run resumes where it stopped; the latest sample
    becomes the camera's thumbnail (320 px JPEG) with the camera's last write.
@@ -38,8 +45,10 @@ from index.queries import MAX_SEGMENT_MS
 from labwitness.clock import Clock, utc_ms
 from labwitness.errors import StorageError
 from retention import content_index
-from retention.content import ContentConfig, DetectorState, EventUpdate, Reference, fold, judge, thumbnail_jpeg
-from retention.keyframes import KeyframeDecoder, ParseError, SampleStats, StoreSource, luma, sample_keyframes
+from retention.content import (
+    Coded, ContentConfig, DetectorState, EventUpdate, Finding, Reference, decode_reason, fold, judge, thumbnail_jpeg,
+)
+from retention.keyframes import Keyframe, KeyframeDecoder, ParseError, SampleStats, StoreSource, luma, sample_keyframes
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +67,10 @@ class CameraResult:
     camera_id: str
     segments: int = 0  # segments sampled
     skipped: int = 0  # segments passed over (no sample due in them)
-    samples: int = 0
+    samples: int = 0  # keyframes sampled (read)
+    decoded: int = 0  # of which decoded and judged
+    inherited: int = 0  # of which took the next decoded one's verdict (nothing changed in the bitstream)
+    undecodable_samples: int = 0
     reads: int = 0  # ranged reads from storage
     bytes_read: int = 0
     fallbacks: int = 0  # segments whose boxes did not parse (full demux)
@@ -82,7 +94,8 @@ class ContentSummary:
         d = asdict(self)
         d["job"] = JOB
         d["totals"] = {k: sum(getattr(c, k) for c in self.cameras.values())
-                       for k in ("segments", "skipped", "samples", "reads", "bytes_read", "fallbacks", "undecodable")}
+                       for k in ("segments", "skipped", "samples", "decoded", "inherited", "reads", "bytes_read",
+                                 "fallbacks", "undecodable", "undecodable_samples")}
         return d
 
 
@@ -133,7 +146,7 @@ def check_camera(engine: Engine, store, camera_id: str, now_ms: int, cfg: Conten
             stats = SampleStats()
             try:
                 keyframes = sample_keyframes(src, c.sample_seconds, (due_ms - seg.start_ms) / 1000, decoder=decoder,
-                                             stats=stats)
+                                             stats=stats, lazy=True)
             except StorageError as e:
                 res.error = f"segment {seg.id} ({seg.key}): {e}"[:500]
                 log.warning("camera %s: content sampling stopped at segment %s: %s", camera_id, seg.id, e)
@@ -146,12 +159,11 @@ def check_camera(engine: Engine, store, camera_id: str, now_ms: int, cfg: Conten
             res.bytes_read += src.bytes_read
             res.fallbacks += int(stats.fallback)
             res.segments += 1
-            for k in keyframes:
-                t_ms = seg.start_ms + round(k.media_s * 1000)
-                j = judge(state, t_ms, luma(k.frame), c, reference)
-                for u in fold(state, [(t_ms, j.findings)], c):
-                    changed[(u.kind, u.start_ms)] = u
-                last_frame = (t_ms, k.frame)
+            for u in _judge_segment(state, seg.start_ms, keyframes, c, reference, res):
+                changed[(u.kind, u.start_ms)] = u
+            newest = next((k for k in reversed(keyframes) if k.decoded), None)
+            if newest is not None:
+                last_frame = (seg.start_ms + round(newest.media_s * 1000), newest.frame)
             res.samples += len(keyframes)
         else:
             res.skipped += 1
@@ -174,6 +186,73 @@ def check_camera(engine: Engine, store, camera_id: str, now_ms: int, cfg: Conten
         content_index.save(engine, row, [])
     res.ongoing = sorted(k for k, r in state.runs.items() if r.count >= c.need(k))
     return res
+
+
+def _judge_segment(state: DetectorState, start_ms: int, keyframes: list[Keyframe], c: ContentConfig,
+                   reference: Reference | None, res: CameraResult) -> list[EventUpdate]:
+    """Judge one segment's sampled keyframes, in order, into event updates.
+
+    Decoding is what costs, so a keyframe whose bitstream shows no change since
+    the last decoded one (:func:`retention.content.decode_reason`) is held back.
+    The next decoded keyframe settles the held ones: same verdict -> they take it
+    (nothing happened in between that decoding could have shown, short of a
+    change the bitstream hides for less than ``decode_at_least_every_s``);
+    another verdict -> the state goes back to before it and the held keyframes
+    are decoded and judged one by one, so the change is placed at the sample
+    where it happened.  The segment's last keyframe is always decoded: nothing
+    stays held across segments (the state is saved per segment) and it is the
+    thumbnail."""
+    out: list[EventUpdate] = []
+    held: list[tuple[int, Keyframe, Coded]] = []
+
+    def decoded_gray(k: Keyframe):
+        try:
+            return luma(k.frame)
+        except ParseError as e:
+            res.undecodable_samples += 1
+            log.warning("camera %s: keyframe at %.1f s does not decode: %s", res.camera_id, k.media_s, e)
+            return None
+
+    def settle(t_ms: int, j, coded: Coded) -> None:
+        res.decoded += 1
+        out.extend(fold(state, [(t_ms, j.findings)], c))
+        state.verdict, state.coded = {f.kind: f.detail for f in j.findings}, coded
+
+    def decode_held() -> None:
+        for tp, kp, cp in held:
+            g = decoded_gray(kp)
+            if g is not None:
+                settle(tp, judge(state, tp, g, c, reference), cp)
+        held.clear()
+
+    for n, k in enumerate(keyframes):
+        t_ms = start_ms + round(k.media_s * 1000)
+        repeat = state.observe(k.coded_bytes, k.digest.hex() if k.digest else None, c)
+        coded = Coded(k.coded_bytes, k.activity, repeat)
+        why = "decoded" if k.decoded else decode_reason(state.coded, coded, len(held), c, state.jitter)
+        if why is None and n < len(keyframes) - 1:
+            held.append((t_ms, k, coded))
+            continue
+        gray = decoded_gray(k)
+        if gray is None:
+            decode_held()
+            continue
+        if not held:
+            settle(t_ms, judge(state, t_ms, gray, c, reference), coded)
+            continue
+        before, saved = state.verdict or {}, state.copy()
+        j = judge(state, t_ms, gray, c, reference)  # a look ahead: kept only if nothing changed
+        if {f.kind for f in j.findings} == set(before):
+            res.inherited += len(held)
+            out.extend(fold(state, [(tp, tuple(Finding(kind, tp, detail) for kind, detail in before.items()))
+                                    for tp, _, _ in held], c))
+            held.clear()
+            settle(t_ms, j, coded)
+        else:
+            state.restore(saved)
+            decode_held()
+            settle(t_ms, judge(state, t_ms, gray, c, reference), coded)
+    return out
 
 
 def _bgr_small(frame, width: int):

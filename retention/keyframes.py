@@ -35,6 +35,7 @@ from __future__ import annotations
 import io
 import logging
 import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator, Protocol
 
@@ -385,6 +386,9 @@ class KeySample:
     offset: int
     size: int
     data: bytes = field(default=b"", repr=False)  # the sample itself (one access unit, length-prefixed NALs)
+    #: the smallest fragment (bytes) between the previous sample and this one: with 1 s
+    #: fragments, the coded change of the quietest second (None: no fragment in between)
+    activity: int | None = None
 
 
 @dataclass
@@ -471,6 +475,7 @@ def locate_keyframes(src: ByteSource, every_s: float, first_at_s: float = 0.0, *
     due = first_at_s
     picked: list[KeySample] = []
     want = max(MOOF_READ, read_hint)
+    after = 0  # index of the first fragment after the last sample (activity window)
     for i, (t, off) in enumerate(frags):
         if t is not None and t / ts + 1e-6 < due:
             continue  # mfra says it starts before the due time: no need to read it
@@ -485,8 +490,11 @@ def locate_keyframes(src: ByteSource, every_s: float, first_at_s: float = 0.0, *
             continue
         if head.sample_offset + head.sample_size > src.size:
             raise ParseError("sample beyond the end of the file")
+        between = [frags[j + 1][1] - frags[j][1] for j in range(after, i)]
         picked.append(KeySample(media_s, head.sample_offset, head.sample_size,
-                                r.read_sample(head.sample_offset, head.sample_size)))
+                                r.read_sample(head.sample_offset, head.sample_size),
+                                min(between) if between else None))
+        after = i + 1
         want = max(MOOF_READ, int((head.sample_offset + head.sample_size - off) * 1.25))
         due = media_s + every_s
     r.hint = want
@@ -540,10 +548,67 @@ def luma(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="gray")
 
 
-@dataclass(frozen=True)
+#: VCL NAL unit types (the coded picture; SEI, parameter sets and filler excluded)
+_VCL = {"h264": range(1, 6), "hevc": range(0, 32)}
+
+
+def coded_picture(codec: str, extradata: bytes | None, data: bytes) -> tuple[int, bytes]:
+    """(bytes, digest) of the coded picture in one access unit (length-prefixed NAL
+    units, the length size from ``avcC``/``hvcC``), counting only VCL NAL units, so
+    that a camera's SEI timestamps or CBR filler change neither."""
+    n = 4
+    if extradata:
+        if codec == "h264" and len(extradata) > 4:
+            n = (extradata[4] & 3) + 1
+        elif codec == "hevc" and len(extradata) > 21:
+            n = (extradata[21] & 3) + 1
+    vcl = _VCL.get(codec, range(0, 0))
+    crc = 0  # CRC-32: four times cheaper than a cryptographic hash, and a collision only costs one more decode
+    pos, total, size = 0, 0, len(data)
+    while pos + n <= size:
+        length = int.from_bytes(data[pos: pos + n], "big")
+        pos += n
+        if length <= 0 or pos + length > size:
+            break
+        first = data[pos]
+        kind = first & 0x1F if codec == "h264" else (first >> 1) & 0x3F
+        if kind in vcl:
+            crc = zlib.crc32(memoryview(data)[pos: pos + length], crc)
+            total += length
+        pos += length
+    return total, crc.to_bytes(4, "big")
+
+
 class Keyframe:
-    media_s: float
-    frame: av.VideoFrame
+    """One sampled keyframe: its time, what its bitstream says (:attr:`coded_bytes`,
+    :attr:`digest`, :attr:`activity`) and its picture, decoded on first use of
+    :attr:`frame` (raises :class:`ParseError` if it does not decode).  Reading a
+    keyframe is cheap; decoding it is what costs (see :mod:`retention.content_job`)."""
+
+    __slots__ = ("media_s", "_frame", "_decode", "coded_bytes", "digest", "activity")
+
+    def __init__(self, media_s: float, frame: av.VideoFrame | None = None, *,
+                 decode: Callable[[], av.VideoFrame] | None = None, coded_bytes: int = 0, digest: bytes = b"",
+                 activity: int | None = None) -> None:
+        if frame is None and decode is None:
+            raise ValueError("a keyframe needs a frame or a way to decode one")
+        self.media_s = media_s
+        self._frame, self._decode = frame, decode
+        self.coded_bytes, self.digest, self.activity = coded_bytes, digest, activity
+
+    @property
+    def decoded(self) -> bool:
+        return self._frame is not None
+
+    @property
+    def frame(self) -> av.VideoFrame:
+        if self._frame is None:
+            self._frame = self._decode()
+            self._decode = None
+        return self._frame
+
+    def __repr__(self) -> str:
+        return f"Keyframe({self.media_s:.3f}s, {self.coded_bytes} B, decoded={self.decoded})"
 
 
 @dataclass
@@ -556,8 +621,9 @@ class SampleStats:
 
 def sample_keyframes(src: ByteSource, every_s: float, first_at_s: float = 0.0, *,
                      decoder: KeyframeDecoder | None = None, stats: SampleStats | None = None,
-                     whole: Callable[[], bytes] | None = None) -> list[Keyframe]:
-    """Decoded keyframes of one segment, ``every_s`` apart (see :func:`locate_keyframes`).
+                     whole: Callable[[], bytes] | None = None, lazy: bool = False) -> list[Keyframe]:
+    """Keyframes of one segment, ``every_s`` apart (see :func:`locate_keyframes`),
+    decoded now, or with ``lazy`` when their :attr:`Keyframe.frame` is first read.
 
     Falls back to demuxing the whole object (``whole()``, default: one read of
     all of ``src``) with PyAV, ``skip_frame='NONKEY'``, when the boxes do not parse.
@@ -569,7 +635,12 @@ def sample_keyframes(src: ByteSource, every_s: float, first_at_s: float = 0.0, *
         decoder.read_hint = r.hint
         out = []
         for k in picked:
-            out.append(Keyframe(k.media_s, decoder.decode(cfg.codec, cfg.extradata, k.data)))
+            coded, digest = coded_picture(cfg.codec, cfg.extradata, k.data)
+            kf = Keyframe(k.media_s, decode=lambda d=k.data: decoder.decode(cfg.codec, cfg.extradata, d),
+                          coded_bytes=coded, digest=digest, activity=k.activity)
+            if not lazy:
+                kf.frame  # noqa: B018 - decoding now surfaces a bad keyframe here, where the full demux can take over
+            out.append(kf)
         stats.keyframes += len(out)
         return out
     except (ParseError, struct.error, IndexError, _NeedMore) as e:

@@ -25,11 +25,13 @@ from recorder.segmenter import SegmentWriter
 from recorder.uploader import segment_row
 from retention import content_index
 from retention.content import (
-    ContentConfig, DetectorState, EventUpdate, Finding, Reference, check_moved, fold, judge, unusable_ms,
+    Coded, ContentConfig, DetectorState, EventUpdate, Finding, Reference, check_moved, decode_reason, fold, judge,
+    unusable_ms,
 )
 from retention.content_job import ContentJobConfig, run_content_check
 from retention.keyframes import (
-    BytesSource, FileSource, StoreSource, demux_keyframes, locate_keyframes, luma, parse_mfra_tail, sample_keyframes,
+    BytesSource, FileSource, StoreSource, coded_picture, demux_keyframes, locate_keyframes, luma, parse_mfra_tail,
+    sample_keyframes,
 )
 from storage.layout import SegmentMeta
 from storage.s3 import file_sha256
@@ -487,3 +489,101 @@ def test_moved_is_checked_once_a_minute_until_suspected():
         seen.append((t, "moved" in j.metrics, {f.kind for f in j.findings}))
     assert [t for t, checked, _ in seen if checked] == [0, 60, 70, 80, 90, 100]
     assert [t for t, _, kinds in seen if "moved" in kinds] == [60, 70, 80, 90, 100]
+
+
+# -- decoding only what may have changed ----------------------------------------------------
+GATE = ContentConfig(sample_seconds=10)  # decoded at least every 60 s = every 6th sample
+_C = Coded(100_000, 20_000, False)
+
+
+@pytest.mark.parametrize("name,last,cur,undecoded,expected", [
+    ("never decoded", None, _C, 0, "first"),
+    ("same bitstream", _C, Coded(102_000, 21_000, False), 0, None),
+    ("fifth held", _C, _C, 4, None),
+    ("sixth: a minute since the last decode", _C, _C, 5, "interval"),
+    ("picture much smaller (black, covered, defocused)", _C, Coded(30_000, 20_000, False), 0, "coded-size"),
+    ("picture much larger (recovered)", _C, Coded(130_000, 20_000, False), 0, "coded-size"),
+    ("size within 3 %", _C, Coded(97_500, 20_000, False), 0, None),
+    ("6 % smaller: a noisy picture defocused", _C, Coded(94_000, 20_000, False), 0, "coded-size"),
+    ("seconds between keyframes went quiet (frozen)", _C, Coded(100_000, 9_000, False), 0, "activity"),
+    ("seconds between keyframes got busy", _C, Coded(100_000, 41_000, False), 0, "activity"),
+    ("activity unknown (a segment's first second) is no change", _C, Coded(100_000, None, False), 0, None),
+    ("keyframe repeated bit for bit", _C, Coded(100_000, 20_000, True), 0, "repeat"),
+    ("repeat ended", Coded(100_000, 20_000, True), _C, 0, "repeat"),
+])
+def test_decode_reason(name, last, cur, undecoded, expected):
+    assert decode_reason(last, cur, undecoded, GATE) == expected
+
+
+@pytest.mark.parametrize("jitter,size,expected", [
+    (0.0, 96_000, "coded-size"), (0.02, 96_000, None), (0.02, 91_000, "coded-size"), (0.04, 85_000, None),
+    (0.1, 79_000, "coded-size"),  # a very noisy camera still flags a fifth of its bits gone
+])
+def test_decode_reason_allows_for_the_cameras_usual_change(jitter, size, expected):
+    assert decode_reason(_C, Coded(size, 20_000, False), 0, GATE, jitter) == expected
+
+
+def test_decode_every_sample_when_asked():
+    cfg = ContentConfig(sample_seconds=10, decode_at_least_every_s=10)
+    assert decode_reason(_C, _C, 0, cfg) == "interval"
+
+
+def test_coded_picture_counts_vcl_only():
+    avcc = bytes([1, 0x64, 0, 0x28, 0xFF])  # lengthSizeMinusOne = 3
+    sei, idr, filler = b"\x06" + b"\x05" * 30, b"\x65" + b"\x88" * 100, b"\x0c" + b"\xff" * 50
+    au = b"".join(len(n).to_bytes(4, "big") + n for n in (sei, idr, filler))
+    size, digest = coded_picture("h264", avcc, au)
+    assert size == len(idr)
+    au2 = b"".join(len(n).to_bytes(4, "big") + n for n in (b"\x06" + b"\x07" * 30, idr))  # another SEI, no filler
+    assert coded_picture("h264", avcc, au2) == (size, digest)
+    assert coded_picture("h264", avcc, au.replace(b"\x88" * 100, b"\x89" * 100))[1] != digest
+
+
+#: a 20 s segment, healthy but for seconds 6-14
+MID = {
+    "mid-clean": (lambda t: SCENE.view(t), set()),
+    "mid-black": (lambda t: flat(17, 1.0) if 6 <= t < 14 else SCENE.view(t), {"blackout"}),
+    "mid-covered": (lambda t: flat(95, 1.5) if 6 <= t < 14 else SCENE.view(t), {"obscured"}),
+    "mid-defocused": (lambda t: SCENE.view(t, blur=2.5) if 6 <= t < 14 else SCENE.view(t), {"obscured"}),
+    "mid-frozen": (lambda t: SCENE.view(6.0, mover=True, noise=0) if 6 <= t < 14 else SCENE.view(t), {"frozen"}),
+}
+
+
+def test_gated_decoding_finds_what_decoding_everything_finds(store, index, tmp_path):
+    """Same footage, two cameras each: one decodes every sample, the other only what
+    the bitstream flags.  Events must be identical, to the millisecond."""
+    engine = index.engine
+    every = ContentJobConfig(content=ContentConfig(sample_seconds=2.0, decode_at_least_every_s=2.0),
+                             initial_lookback_s=7 * 86400)
+    gated = ContentJobConfig(content=ContentConfig(sample_seconds=2.0), initial_lookback_s=7 * 86400)
+    healthy = encode_fmp4(tmp_path / "healthy.mp4", lambda t: SCENE.view(t), SEG_S)
+    clock = FakeClock(T0 + timedelta(seconds=3 * SEG_S))
+    with Session(engine) as s:
+        for cam in MID:
+            for v in ("every", "gated"):
+                s.add(Camera(id=f"{cam}-{v}", rtsp_url=f"rtsp://127.0.0.1/{cam}", created_ms=0))
+        s.commit()
+    for cam, (fn, _) in MID.items():
+        seg = encode_fmp4(tmp_path / f"{cam}.mp4", fn, SEG_S)
+        for v in ("every", "gated"):
+            _put(store, index, healthy, f"{cam}-{v}", T0, SEG_S, 1)
+            _put(store, index, seg, f"{cam}-{v}", T0 + timedelta(seconds=SEG_S), SEG_S, 2)
+    decoded = {}
+    for cam, (_, kinds) in MID.items():
+        a = run_content_check(index, store, clock, every, camera_id=f"{cam}-every").cameras[f"{cam}-every"]
+        b = run_content_check(index, store, clock, gated, camera_id=f"{cam}-gated").cameras[f"{cam}-gated"]
+        ea = [(e.kind, e.start_ms, e.end_ms, e.ongoing) for e in content_index.events(engine, f"{cam}-every")]
+        eb = [(e.kind, e.start_ms, e.end_ms, e.ongoing) for e in content_index.events(engine, f"{cam}-gated")]
+        assert {k for k, *_ in ea} == kinds, (cam, ea)
+        assert eb == ea, (cam, a, b)
+        assert a.samples == b.samples == 2 * SEG_S // 2 and a.decoded == a.samples and a.inherited == 0
+        assert b.decoded + b.inherited == b.samples
+        decoded[cam] = b.decoded
+        st = content_index.load_state(engine, f"{cam}-gated")
+        assert st.last_sample_ms == utc_ms(T0) + (2 * SEG_S - 2) * 1000  # the thumbnail is the newest sample
+    # healthy footage: the first sample and each segment's last, plus what the bitstream flagged
+    # (here: each clip is a new encoder, whose first keyframe is small, and the one after it)
+    assert decoded["mid-clean"] <= 6, decoded
+    for cam in MID:
+        if cam != "mid-clean":
+            assert decoded[cam] > decoded["mid-clean"], decoded  # the condition was looked at, not guessed
