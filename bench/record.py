@@ -72,7 +72,7 @@ def expected_segments(window_s: float, segment_s: float) -> int:
 
 # -- (a) labwitness ---------------------------------------------------------------
 def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s: float, run_dir: Path, *,
-                   sim: RtspSimulator, drain_timeout: float, keep: bool, py_spy: bool, client: str = "ffmpeg",
+                   sim: RtspSimulator, drain_timeout: float, keep: bool, py_spy: bool, client: str = "native",
                    profile: bool = False) -> dict:
     d = run_dir / f"labwitness-{client}-n{n}"
     if d.exists():
@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-labwitness", action="store_true")
     ap.add_argument("--drain-timeout", type=float, default=120.0, help="seconds labwitness may take to upload at stop")
     ap.add_argument("--py-spy", action="store_true", help="sample the labwitness process with py-spy (raw output in its dir)")
-    ap.add_argument("--client", choices=("ffmpeg", "native"), default="ffmpeg",
+    ap.add_argument("--client", choices=("ffmpeg", "native"), default="native",
                     help="labwitness's RTSP client (LABWITNESS_RTSP_CLIENT): ffmpeg (PyAV) or native (recorder.rtsp_native)")
     ap.add_argument("--profile", action="store_true",
                     help="run the labwitness recorder under cProfile (profile.pstats in its dir; slows it: "

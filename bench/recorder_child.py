@@ -91,7 +91,7 @@ def main(config_path: str) -> int:
     n, seg_s = cfg["streams"], float(cfg["segment_seconds"])
     service = RecorderService(work / "spool", store, index, RetentionPolicy(),
                               RecorderConfig(segment_seconds=seg_s, recorder_id="bench",
-                                             rtsp_client=cfg.get("rtsp_client", "ffmpeg")))
+                                             rtsp_client=cfg.get("rtsp_client", "native")))
     specs = [CameraSpec(f"bench-{i:03d}", cfg["url"]) for i in range(n)]
     service.start()
     cpu_ready = _cpu()

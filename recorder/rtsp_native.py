@@ -67,13 +67,16 @@ BUFFER_BYTES = 256 * 1024
 #: takes a batch of packets.  A camera sends its ~400 packets/s as they are
 #: made; receiving them as they come costs one thread wake-up and one GIL
 #: hand-over per packet or two, which on a 2-core box with dozens of camera
-#: threads was most of the recorder's CPU (perf: futex waits and context
-#: switches; 40 ms took the camera threads from 6.7 to 3.5 CPU-s in bench/record).
-#: 100 ms of delay is nothing to a recorder (it measured no worse than 40 ms and
-#: halves the wake-ups again at 100+ cameras), and the session's wall clock is
-#: anchored on the least-delayed packet (recorder.timing), which the last packet
-#: of each batch still is.  The socket buffer holds far more than 100 ms of video.
-BATCH_WAIT_S = 0.1
+#: threads was most of the recorder's CPU (perf: futex waits, context switches
+#: and the scheduler, over half of the process).  bench/record, 10 streams,
+#: CPU-s per stream-minute in the recording window, same day: 100 ms 0.36,
+#: 250 ms 0.25, 500 ms 0.21 (plain ``ffmpeg -c copy``: 0.40).  Half a second of
+#: delay is nothing to a recorder: the session's wall clock is anchored on the
+#: least-delayed packet (recorder.timing), which the last packet of some batch
+#: always is; a segment closes at most this much later; and the kernel's
+#: receive buffer (autotuned, megabytes) holds far more than half a second of
+#: video, so the camera never waits on us.
+BATCH_WAIT_S = 0.5
 #: a read at least this large means packets are queued: read again at once
 _BATCH_BYTES = 16 * 1024
 VIDEO_TB = Fraction(1, 90000)

@@ -51,8 +51,8 @@ class RecorderConfig:
     max_segment_factor: float = 4.0
     #: how often a camera that refused connections is probed with a bare TCP connect
     probe_interval_s: float = 0.5
-    #: RTSP client: "ffmpeg" (FFmpeg's, through PyAV) or "native" (recorder.rtsp_native)
-    rtsp_client: str = "ffmpeg"
+    #: RTSP client: "native" (recorder.rtsp_native) or "ffmpeg" (FFmpeg's, through PyAV)
+    rtsp_client: str = "native"
 
     def __post_init__(self) -> None:
         if not self.segment_seconds > 0:
@@ -84,6 +84,11 @@ class _Open:
     frames: int = 0
 
 
+#: session set-up failures that may be the native client's own limits rather than the
+#: camera's (refused, timeout, auth_failed, not_found, unreachable are the camera's for both)
+NATIVE_DOUBTS = frozenset({"stream_error", "not_rtsp", "decode_error", "no_video", "unsupported_codec"})
+
+
 class CameraWorker:
     def __init__(self, camera_id: str, url: str, spool: CameraSpool, cfg: RecorderConfig, *,
                  clock: Clock | None = None, stop: threading.Event | None = None,
@@ -93,7 +98,11 @@ class CameraWorker:
         self.url = url
         self.spool = spool
         self.cfg = cfg
-        self.rtsp_client = cfg.rtsp_client  # per camera: falls back to "ffmpeg" for a camera sending B-frames
+        # per camera: "native" falls back to "ffmpeg" for what only FFmpeg's client does
+        # (rtsps://, B-frames) and for a camera whose session the native client cannot set up
+        self.rtsp_client = cfg.rtsp_client
+        if self.rtsp_client == "native" and urlsplit(url).scheme != "rtsp":
+            self.rtsp_client = "ffmpeg"
         self.clock = clock or SystemClock()
         self.stop = stop or threading.Event()
         self.metrics = metrics or RecorderMetrics()
@@ -178,8 +187,17 @@ class CameraWorker:
     # -- one session ---------------------------------------------------------------
     def run_once(self) -> None:
         """Record one RTSP session until it ends; raise StreamError with the reason."""
-        src = open_input(self.url, self.rtsp_client, self.cfg.open_timeout_s, self.cfg.read_timeout_s,
-                         on_loss=self._rtp_lost)
+        try:
+            src = open_input(self.url, self.rtsp_client, self.cfg.open_timeout_s, self.cfg.read_timeout_s,
+                             on_loss=self._rtp_lost)
+        except StreamError as e:
+            if self.rtsp_client == "native" and e.reason in NATIVE_DOUBTS:
+                # an answer the native client did not understand: FFmpeg's client may; the
+                # next attempt (immediate) uses it, and the camera keeps it from then on
+                self.rtsp_client = "ffmpeg"
+                log.warning("camera %s: the native RTSP client could not open the session (%s: %s); "
+                            "trying the FFmpeg RTSP client from now on", self.camera_id, e.reason, e)
+            raise
         try:
             self._record(src)
         except StreamError as e:

@@ -176,3 +176,31 @@ def test_right_credentials_record(tmp_path, store, rtsp, client):
 def test_segment_length_must_be_positive(seconds):
     with pytest.raises(ValueError, match="> 0"):
         RecorderConfig(segment_seconds=seconds)
+
+
+def test_native_client_hands_over_to_ffmpeg_where_it_cannot_go(tmp_path, store, rtsp):
+    """The native client is the default; a camera it cannot record is recorded with FFmpeg's."""
+    import http.server
+
+    p = pipeline(tmp_path / "tls", store, "rtsps://127.0.0.1:1/x", rtsp_client="native")
+    assert p.worker.rtsp_client == "ffmpeg"  # TLS: FFmpeg's client from the start
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        p = pipeline(tmp_path / "odd", store, f"rtsp://127.0.0.1:{httpd.server_address[1]}/x", open_timeout_s=3,
+                     read_timeout_s=3, rtsp_client="native")
+        with pytest.raises(StreamError):
+            p.worker.run_once()
+        assert p.worker.rtsp_client == "ffmpeg"  # an answer it did not understand: FFmpeg's client tries next
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    # the camera's own faults are not the client's: no hand-over
+    from conftest import free_port
+
+    p = pipeline(tmp_path / "refused", store, f"rtsp://127.0.0.1:{free_port()}/x", open_timeout_s=3, rtsp_client="native")
+    with pytest.raises(StreamError) as e:
+        p.worker.run_once()
+    assert e.value.reason == "refused" and p.worker.rtsp_client == "native"
+    p = pipeline(tmp_path / "ok", store, rtsp.url("/clip"), segment_seconds=2.0)
+    assert p.worker.rtsp_client == "native"  # the default
