@@ -26,7 +26,7 @@ from recorder.uploader import segment_row
 from retention import content_index
 from retention.content import (
     Coded, ContentConfig, DetectorState, EventUpdate, Finding, Reference, check_moved, decode_reason, fold, judge,
-    unusable_ms,
+    layout_ncc, unusable_ms,
 )
 from retention.content_job import ContentJobConfig, run_content_check
 from retention.keyframes import (
@@ -144,6 +144,26 @@ def test_detectors_one_frame(name, frame, expected):
     for k in range(3):  # the camera's own sharpness baseline, learnt from healthy samples
         assert _kinds(state, k * 2000, SCENE.view(k * 0.5), ref) == set()
     assert _kinds(state, 10_000, frame(), ref) == expected, name
+
+
+def _bar(f: np.ndarray, x: int, width: int = 24) -> np.ndarray:
+    f = f.copy()
+    f[:, x:x + width] = 235  # a bright full-height object (a white coat close to the lens)
+    return f
+
+
+@pytest.mark.parametrize("name, other, same_place", [
+    ("same view", lambda f: SCENE.view(3.0, mover=False), True),
+    ("a bright object passes through", lambda f: _bar(SCENE.view(3.0, mover=False), 400), True),
+    ("the bright object elsewhere in both", lambda f: _bar(_bar(SCENE.view(3.0, mover=False), 100), 500), True),
+    ("pointing elsewhere (flipped)", lambda f: np.ascontiguousarray(np.flipud(f)), False),
+    ("another room", lambda f: Scene(seed=99).view(3.0, mover=False), False),
+    ("shifted by a third of the picture", lambda f: np.ascontiguousarray(np.roll(f, W // 3, axis=1)), False),
+])
+def test_layout_correlation_ignores_what_passes_through(name, other, same_place):
+    ref = _bar(SCENE.view(0.0, mover=False), 60)
+    ncc = layout_ncc(ref, other(ref))
+    assert (ncc > CFG.moved_max_layout_ncc) == same_place, (name, ncc)
 
 
 @pytest.mark.parametrize("name, second, frozen", [
