@@ -8,9 +8,9 @@ Procedure for one segment (``put_segment``):
    ``x-amz-checksum-sha256``, which the store verifies against the body it
    received and refuses (``BadDigest``) on a mismatch -> ``IntegrityError``,
    nothing stored; and as the signed payload hash, so minio does not hash the
-   body again.  Only a store that has not yet shown it verifies (it echoes the
-   checksum in its answer; SeaweedFS, MinIO and AWS do) gets the file hashed
-   here first, as does a multipart upload.
+   body again.  A store is trusted with this only once :meth:`check` has seen
+   it refuse a probe PUT with a wrong checksum (SeaweedFS, MinIO and AWS do);
+   any other store gets the file hashed here first, as does a multipart upload.
 2. PUT the object with ``x-amz-object-lock-mode: COMPLIANCE`` and the
    retain-until date, plus the user metadata of :class:`SegmentMeta`.
 3. Read the version's retention back (GetObjectRetention) and its metadata
@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -52,11 +54,15 @@ from labwitness.errors import (
 from storage.base import StoredObject, StoreInfo
 from storage.layout import SegmentMeta
 
+log = logging.getLogger(__name__)
+
 # Errors that mean "the store is not answering", as opposed to "it said no".
 _TRANSIENT = (urllib3.exceptions.HTTPError, OSError, TimeoutError)
 # Codes that mean "this key/version does not exist" (SeaweedFS answers NoSuchKey
 # for a deleted version on HEAD, NoSuchVersion on GET).
 _GONE = ("NoSuchKey", "NoSuchVersion", "NoSuchObject", "ResourceNotFound")
+# Codes for "the body does not match the checksum or payload hash you sent".
+_BAD_DIGEST = ("BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest", "XAmzContentChecksumMismatch")
 
 
 def _refused(key: str, e: S3Error) -> StorageError:
@@ -160,8 +166,8 @@ class S3ObjectStore:
         self.client = _Minio(host, access_key=access_key, secret_key=secret_key, secure=secure, region=region,
                              http_client=http)
         self.bucket = bucket
-        #: the store checks x-amz-checksum-sha256 (seen echoed in a PUT answer): the upload
-        #: itself then proves the bytes, and the spool file need not be hashed before it
+        #: the store refused a PUT whose x-amz-checksum-sha256 did not match (:meth:`check`): the
+        #: upload itself then proves the bytes, and the spool file need not be hashed before it
         self.verifies_checksums = False
         self.allow_unenforced = allow_unenforced
         self.default_retention_days = default_retention_days
@@ -205,7 +211,29 @@ class S3ObjectStore:
                     "LABWITNESS_ALLOW_UNENFORCED_RETENTION=true to accept that retention is NOT enforced."
                 )
             self.info = StoreInfo("s3", self.info.location, False, "bucket without Object Lock: retention NOT enforced by storage")
+        self.verifies_checksums = self._refuses_bad_checksum()
         return self.info
+
+    #: where the checksum probe goes; on a store that verifies, nothing is ever stored there
+    CHECKSUM_PROBE_KEY = "_labwitness/checksum-probe"
+
+    def _refuses_bad_checksum(self) -> bool:
+        """PUT a few bytes with a wrong ``x-amz-checksum-sha256``: a store that verifies
+        refuses it and stores nothing.  One that stores it anyway does not verify (the
+        probe object is left there, a few bytes, possibly under the bucket's default lock)."""
+        body = b"labwitness checksum probe"
+        wrong = base64.b64encode(hashlib.sha256(b"not " + body).digest()).decode()
+        try:
+            self.client.put_object(self.bucket, self.CHECKSUM_PROBE_KEY, io.BytesIO(body), len(body),
+                                   metadata={"x-amz-checksum-sha256": wrong})
+        except S3Error as e:
+            return e.code in _BAD_DIGEST
+        except _TRANSIENT as e:
+            raise StorageUnavailableError(f"对象存储不可达 / object store {self.info.location} unreachable: {e}") from e
+        log.warning("object store %s stored a PUT whose x-amz-checksum-sha256 did not match: it does not verify "
+                    "checksums, so each segment is hashed before upload (probe left at %s)", self.info.location,
+                    self.CHECKSUM_PROBE_KEY)
+        return False
 
     # -- writes -------------------------------------------------------------
     def put_segment(self, path: Path, meta: SegmentMeta, retain_until: datetime) -> StoredObject:
@@ -229,12 +257,10 @@ class S3ObjectStore:
         except _TRANSIENT as e:
             raise StorageUnavailableError(f"upload of {key} failed: {e}") from e
         except S3Error as e:
-            if e.code in ("BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest"):
+            if e.code in _BAD_DIGEST:
                 raise IntegrityError(f"spool file {path} does not match its recorded sha256 {meta.sha256}: the store "
                                      f"refused it ({e.code})") from e
             raise StorageError(f"object store refused {key}: {e.code}: {e.message}") from e
-        if single and not self.verifies_checksums:
-            self.verifies_checksums = result.http_headers.get("x-amz-checksum-sha256") == checksum
         if not result.version_id:
             raise ObjectLockError(f"store returned no version id for {key}: bucket is not versioned")
         stored, user = self.stat(key, result.version_id, with_hold=False)

@@ -63,10 +63,10 @@ def test_find_segment_reuses_a_version_after_a_crash(store, tmp_path):
 
 @pytest.mark.parametrize("store_has_verified", [False, True], ids=["hashed-here", "verified-by-the-store"])
 def test_damaged_spool_file_is_not_uploaded(store, tmp_path, store_has_verified):
-    if store_has_verified:  # a first upload shows the store checks x-amz-checksum-sha256 ...
-        ok = _meta(tmp_path / "ok.mp4", b"good bytes", datetime(2026, 11, 25, 5, 0, tzinfo=timezone.utc))
-        store.put_segment(tmp_path / "ok.mp4", ok, RetentionPolicy()(ok.end))
-    assert store.verifies_checksums is store_has_verified  # ... SeaweedFS echoes the checksum it checked
+    # check() saw SeaweedFS refuse a probe PUT with a wrong x-amz-checksum-sha256, and the probe left nothing
+    assert store.verifies_checksums
+    assert list(store.client.list_objects(store.bucket, prefix=store.CHECKSUM_PROBE_KEY, include_version=True)) == []
+    store.verifies_checksums = store_has_verified  # False: as with a store not known to verify
     meta = _meta(tmp_path / "seg.mp4", b"original bytes")
     (tmp_path / "seg.mp4").write_bytes(b"tampered bytes")
     with pytest.raises(IntegrityError, match="the store refused it" if store_has_verified else "!= recorded"):
