@@ -74,9 +74,14 @@ BUFFER_BYTES = 256 * 1024
 #: delay is nothing to a recorder: the session's wall clock is anchored on the
 #: least-delayed packet (recorder.timing), which the last packet of some batch
 #: always is; a segment closes at most this much later; and the kernel's
-#: receive buffer (autotuned, megabytes) holds far more than half a second of
-#: video, so the camera never waits on us.
+#: receive buffer holds the half second, so the camera never waits on us: the
+#: pause is shortened to what half the socket's current receive buffer holds
+#: at the session's measured rate (:meth:`NativeRtspInput._pause`), which on a
+#: LAN starts near 128 KiB and grows as Linux autotunes it.
 BATCH_WAIT_S = 0.5
+#: shortest pause, and the pause for the first second, before the rate is known
+_MIN_WAIT_S = 0.05
+_FIRST_WAIT_S = 0.1
 #: a read at least this large means packets are queued: read again at once
 _BATCH_BYTES = 16 * 1024
 VIDEO_TB = Fraction(1, 90000)
@@ -591,6 +596,7 @@ class NativeRtspInput:
         lost_seen = 0
         bye = False
         last_read = _BATCH_BYTES
+        t_start, got = time.monotonic(), 0
         while True:
             buf, mv = self._buf, self._mv
             pos, end = self._pos, self._end
@@ -658,13 +664,26 @@ class NativeRtspInput:
             if time.monotonic() >= self._next_keepalive:
                 self._keepalive()
             if last_read < _BATCH_BYTES:
-                time.sleep(self.batch_wait_s)
+                time.sleep(self._pause(got, time.monotonic() - t_start))
             last_read = self._recv()
+            got += last_read
             if last_read == 0:
                 vdep.flush()
                 if vout:
                     continue  # hand out the last access unit, then end
                 raise self._fail("stream_ended", "码流结束 / stream ended: the camera closed the connection")
+
+    def _pause(self, got: int, elapsed: float) -> float:
+        """How long to wait before the next read: ``batch_wait_s``, unless the socket's
+        receive buffer could not hold that long at this session's rate (Linux reports
+        SO_RCVBUF doubled for its bookkeeping: about half of it is room for data)."""
+        if elapsed < 1.0 or got <= 0:
+            return min(self.batch_wait_s, _FIRST_WAIT_S)
+        try:
+            room = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) / 2
+        except OSError:
+            room = 64 * 1024
+        return max(min(_MIN_WAIT_S, self.batch_wait_s), min(self.batch_wait_s, room / (got / elapsed)))
 
     def _rtcp(self, ch: int, p: memoryview) -> bool:
         reports, bye = parse_rtcp(p)

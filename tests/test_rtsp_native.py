@@ -9,6 +9,7 @@ End-to-end recording with the native client runs in tests/test_recorder.py.
 from __future__ import annotations
 
 import base64
+import socket
 import struct
 
 import av
@@ -289,3 +290,21 @@ def test_a_camera_sending_b_frames_is_switched_to_the_ffmpeg_client(tmp_path, st
         pts = [pk.pts for pk in c.demux(c.streams.video[0]) if pk.size]
     assert pts != sorted(pts), "expected B-frames (presentation order != decode order) in the stored segment"
 
+
+
+@pytest.mark.parametrize("rcvbuf, got, elapsed, expected", [
+    (1 << 20, 300_000, 0.5, 0.1),  # first second: rate unknown
+    (1 << 20, 550_000, 2.0, 0.5),  # 4 Mbit/s camera, 1 MiB asked (2 MiB reported): the full half second
+    (64 * 1024, 1_100_000, 2.0, 64 * 1024 / 550_000),  # a LAN socket before autotuning: what half of it holds
+    (64 * 1024, 40_000_000, 2.0, 0.05),  # very high rate: never below the floor
+])
+def test_read_pause_never_outgrows_the_receive_buffer(rcvbuf, got, elapsed, expected):
+    inp = NativeRtspInput("rtsp://127.0.0.1:1/x", 1.0, 1.0)
+    a, b = socket.socketpair()
+    try:
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # Linux reports (and keeps) twice this
+        inp.sock = a
+        assert inp._pause(got, elapsed) == pytest.approx(expected, rel=0.02)
+    finally:
+        a.close()
+        b.close()
