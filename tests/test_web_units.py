@@ -159,7 +159,13 @@ def test_session_expiry_redirects_pages_and_htmx(web):
         r = b.get("/ui/areas")
         assert r.status_code == 303 and r.headers["location"] == "/login?next=/ui/areas"
         r = b.get("/ui/cameras/rows", headers={"HX-Request": "true"})
-        assert r.status_code == 401 and r.headers["hx-redirect"].startswith("/login")
+        assert r.status_code == 401 and r.headers["hx-redirect"] == "/login"
+        # back to the page the browser showed after signing in, never to the bare table fragment
+        r = b.get("/ui/cameras/rows", headers={"HX-Request": "true", "HX-Current-URL": "http://testserver/ui/cameras?area=a1"})
+        assert r.status_code == 401 and r.headers["hx-redirect"] == "/login?next=/ui/cameras%3Farea%3Da1"
+        for foreign in ("http://evil.example/ui/cameras", "//evil.example/x", "javascript:alert(1)"):
+            r = b.get("/ui/cameras/rows", headers={"HX-Request": "true", "HX-Current-URL": foreign})
+            assert r.headers["hx-redirect"] == "/login", foreign
     finally:
         store.clock = old_clock
 

@@ -29,7 +29,9 @@ from labwitness.errors import NotFoundError
 from api.auth import Reader
 from api.deps import RuntimeDep
 from api.web import admin, inspector, ops, public
-from api.web.session import CsrfRefused, PageForbidden, SessionRelay, SessionStore, SignInRequired, login_url
+from api.web.session import (
+    CsrfRefused, PageForbidden, SessionRelay, SessionStore, SignInRequired, htmx_page, login_url,
+)
 
 STATIC = Path(__file__).parent / "static"
 
@@ -66,9 +68,11 @@ def install(app: FastAPI, *, idle_s: float = 3600.0, absolute_s: float = 12 * 36
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:
+        if request.headers.get("hx-request"):
+            # an htmx fragment (a table refreshing itself): send the whole page to sign-in, and
+            # back afterwards to the page the browser showed, not to the bare fragment
+            return Response(status_code=401, headers={"HX-Redirect": login_url(htmx_page(request))})
         url = login_url(exc.next_url if request.method == "GET" else "")
-        if request.headers.get("hx-request"):  # an htmx fragment: send the whole page to sign-in
-            return Response(status_code=401, headers={"HX-Redirect": url})
         return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
 
     @app.exception_handler(PageForbidden)

@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Callable
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from fastapi import Request
 
@@ -198,6 +198,14 @@ def local_path(url: str | None, default: str = "/") -> str:
     if not url or not url.startswith("/") or url.startswith("//") or "\\" in url or any(ord(c) < 32 for c in url):
         return default
     return url
+
+
+def htmx_page(request: Request) -> str:
+    """The page an htmx request came from (``HX-Current-URL``), as a same-site path, or ""."""
+    page = urlsplit(request.headers.get("hx-current-url", ""))
+    if page.netloc and page.netloc != request.url.netloc:
+        return ""
+    return local_path(page.path + (f"?{page.query}" if page.query else ""), "")
 
 
 def requested_path(request: Request) -> str:
