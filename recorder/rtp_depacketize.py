@@ -35,6 +35,18 @@ _RTP = struct.Struct("!BBHI")
 _U16 = struct.Struct("!H")
 
 
+def _payload_bounds(p: memoryview, n: int, b0: int) -> tuple[int, int]:
+    """(start, end) of an RTP packet's payload after CSRCs, header extension and
+    padding (RFC 3550 5.1, 5.3.1); (0, 0) when the packet is too short for them."""
+    off = 12 + ((b0 & 0x0F) << 2)
+    if b0 & 0x10:  # header extension: skip it
+        if n < off + 4:
+            return 0, 0
+        off += 4 + (((p[off + 2] << 8) | p[off + 3]) << 2)
+    end = n - p[n - 1] if b0 & 0x20 else n  # padding
+    return off, end
+
+
 class AccessUnit(NamedTuple):
     data: bytes
     #: RTP timestamp extended past its 32-bit wrap (same clock as the stream)
@@ -122,13 +134,7 @@ class VideoDepacketizer:
             self.malformed += 1
             return
         b0, b1, seq, ts = _RTP.unpack_from(p)
-        off = 12 + ((b0 & 0x0F) << 2)
-        if b0 & 0x10:  # header extension: skip it
-            if n < off + 4:
-                self.malformed += 1
-                return
-            off += 4 + (((p[off + 2] << 8) | p[off + 3]) << 2)
-        end = n - p[n - 1] if b0 & 0x20 else n  # padding
+        off, end = _payload_bounds(p, n, b0)
         if off >= end:
             self.malformed += 1
             return
@@ -288,10 +294,7 @@ class AacDepacketizer:
             self.malformed += 1
             return
         b0, b1, seq, ts = _RTP.unpack_from(p)
-        off = 12 + ((b0 & 0x0F) << 2)
-        if b0 & 0x10:
-            off += 4 + (((p[off + 2] << 8) | p[off + 3]) << 2)
-        end = n - p[n - 1] if b0 & 0x20 else n
+        off, end = _payload_bounds(p, n, b0)
         if self._seq >= 0 and seq != self._seq:
             gap = (seq - self._seq) & 0xFFFF
             if gap >= 0x8000:

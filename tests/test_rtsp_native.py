@@ -136,6 +136,17 @@ def test_aac_hbr_several_frames_per_packet():
     assert aac_config("158856e500")[1:] == (8000, 1)
 
 
+@pytest.mark.parametrize("raw", [
+    bytes([0x9F, 0x60]) + struct.pack("!HI", 1, 0) + b"\x00" * 6,  # 15 CSRCs and an extension, 14 bytes in all
+    bytes([0x90, 0xE0]) + struct.pack("!HI", 1, 0) + b"\x00" * 4 + b"\x00\x00\xff\xff",  # extension longer than the packet
+    bytes([0xA0, 0xE0]) + struct.pack("!HI", 1, 0) + b"\x00" * 3 + b"\xff",  # padding longer than the packet
+])
+def test_truncated_rtp_headers_are_counted_not_fatal(raw):
+    for d in (VideoDepacketizer("h264"), AacDepacketizer()):
+        d.push(memoryview(raw))
+        assert d.malformed == 1 and d.out == [], type(d).__name__
+
+
 def test_rtcp_sender_report_and_bye():
     sr = struct.pack("!BBHIIIIII", 0x80, 200, 6, 42, 3_900_000_000, 2**31, 12345, 10, 1000)
     bye = struct.pack("!BBHI", 0x81, 203, 1, 42)
