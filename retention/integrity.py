@@ -13,14 +13,14 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from sqlalchemy import func, update
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from index.models import Segment
 from labwitness.clock import Clock, utc_ms
 from labwitness.errors import ObjectNotFoundError
-from retention.jobs import JobRecorder, JobResult, db_errors
+from retention.jobs import JobRecorder, JobResult, db_errors, mark_checked
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +99,6 @@ def run_integrity(store, engine: Engine, clock: Clock, *, budget_bytes: int = 2 
             if intact:
                 ok += 1
                 good.append(seg.id)
-        if good:
-            seg_t = Segment.__table__
-            with db_errors(), engine.begin() as c:
-                c.execute(update(seg_t).where(seg_t.c.id.in_(good)).values(verified_ms=utc_ms(clock.now())))
+        mark_checked(engine, good, "verified_ms", utc_ms(clock.now()))
         return run.finish(run.status(), {"checked": checked, "ok": ok, "hashed_bytes": hashed_bytes,
                                          "budget_bytes": budget_bytes, "budget_objects": budget_objects})

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from index.models import IntegrityFinding, JobRun
+from index.models import IntegrityFinding, JobRun, Segment
 from labwitness.clock import Clock, utc_ms
 from index.queries import db_errors  # noqa: F401  (the jobs import it from here too)
 from labwitness.errors import IndexUnavailableError
@@ -44,6 +45,16 @@ class JobResult:
     def to_json(self) -> dict[str, Any]:
         return {"job": self.job, "run_id": self.run_id, "status": self.status, "dry_run": self.dry_run,
                 "summary": self.summary, "findings": self.findings}
+
+
+def mark_checked(engine: Engine, ids: list[int], column: str, at_ms: int) -> None:
+    """Stamp segments as checked (``verified_ms`` by the integrity audit, ``lock_verified_ms``
+    by lock verification), in one statement."""
+    if not ids:
+        return
+    seg = Segment.__table__
+    with db_errors(), engine.begin() as c:
+        c.execute(update(seg).where(seg.c.id.in_(ids)).values({column: at_ms}))
 
 
 class JobRecorder:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import func, update
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from index.models import Segment
 from labwitness.clock import Clock, utc_ms
 from labwitness.errors import ObjectNotFoundError
-from retention.jobs import JobRecorder, JobResult, db_errors
+from retention.jobs import JobRecorder, JobResult, db_errors, mark_checked
 from retention.policy import lock_problem
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,5 @@ def run_verify(store, engine: Engine, clock: Clock, *, sample: int = 200, actor:
                 continue
             ok += 1
             verified.append(seg.id)
-        if verified:
-            seg_t = Segment.__table__
-            with db_errors(), engine.begin() as c:
-                c.execute(update(seg_t).where(seg_t.c.id.in_(verified)).values(lock_verified_ms=utc_ms(clock.now())))
+        mark_checked(engine, verified, "lock_verified_ms", utc_ms(clock.now()))
         return run.finish(run.status(), {"bucket": bucket, "checked": checked, "ok": ok})
