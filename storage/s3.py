@@ -166,9 +166,10 @@ class S3ObjectStore:
         self.client = _Minio(host, access_key=access_key, secret_key=secret_key, secure=secure, region=region,
                              http_client=http)
         self.bucket = bucket
-        #: the store refused a PUT whose x-amz-checksum-sha256 did not match (:meth:`check`): the
-        #: upload itself then proves the bytes, and the spool file need not be hashed before it
-        self.verifies_checksums = False
+        #: the store refused a PUT whose x-amz-checksum-sha256 did not match (:meth:`check`, once:
+        #: None until then): the upload itself then proves the bytes, and the spool file need
+        #: not be hashed before it
+        self.verifies_checksums: bool | None = None
         self.allow_unenforced = allow_unenforced
         self.default_retention_days = default_retention_days
         self.info = StoreInfo("s3", f"{endpoint.rstrip('/')}/{bucket}", retention_enforced=True)
@@ -211,7 +212,8 @@ class S3ObjectStore:
                     "LABWITNESS_ALLOW_UNENFORCED_RETENTION=true to accept that retention is NOT enforced."
                 )
             self.info = StoreInfo("s3", self.info.location, False, "bucket without Object Lock: retention NOT enforced by storage")
-        self.verifies_checksums = self._refuses_bad_checksum()
+        if self.verifies_checksums is None:  # once: health calls check() on every request
+            self.verifies_checksums = self._refuses_bad_checksum()
         return self.info
 
     #: where the checksum probe goes; on a store that verifies, nothing is ever stored there

@@ -105,3 +105,11 @@ def test_wrong_credentials_are_a_clear_error(seaweed):
 def test_bad_camera_ids_never_reach_a_key(camera_id):
     with pytest.raises(ValueError):
         segment_key(camera_id, datetime(2026, 1, 1, tzinfo=timezone.utc), 1000)
+
+
+def test_checksum_probe_runs_once_not_on_every_health_check(store, monkeypatch):
+    assert store.verifies_checksums is True  # probed by the first check()
+    calls = []
+    monkeypatch.setattr(store, "_refuses_bad_checksum", lambda: calls.append(1) or True)
+    store.check(create=False)  # what GET /health does on every request
+    assert calls == []
