@@ -2,12 +2,18 @@
 
 Every error a lab admin or operator can act on is one of these; the API maps
 them to RFC 9457 problem+json (``api.problems``) and the CLI prints their
-message and exits non-zero.  Messages are written for the person at the
-console: say what is wrong and what to do, in zh-CN first, English second.
+message and exits with the code of its class (``api.cli_exit``: 2 for bad
+input or configuration, 3 refused, 1 any other failure).  Messages are written
+for the person at the console: say what is wrong and what to do, in zh-CN
+first, English second.  Anything that is *not* one of these reaching the API
+is a bug: a 500 problem with an error id that is also in the log.
 
     LabwitnessError
     ├── ConfigError                 settings refused at start-up (exit 2)
     │   └── RetentionTooShortError  retention below the legal 6 months
+    ├── ValidationError             input refused at the door: a camera URL, an id,
+    │                               a time window, a month (HTTP 422, CLI exit 2);
+    │                               also a ValueError, so pydantic validators may raise it
     ├── StorageError                object store
     │   ├── StorageUnavailableError store unreachable (retried, never dropped)
     │   ├── ObjectLockError         bucket/object lacks the COMPLIANCE lock
@@ -46,6 +52,14 @@ class ConfigError(LabwitnessError):
 
 class RetentionTooShortError(ConfigError):
     code = "retention-too-short"
+
+
+class ValidationError(LabwitnessError, ValueError):
+    """What a person or client sent is not acceptable (a malformed camera URL, an
+    unknown area, a window that ends before it starts).  Only these become 422:
+    any other ``ValueError`` reaching the API is a bug and answers 500."""
+
+    code = "invalid-input"
 
 
 class StorageError(LabwitnessError):
