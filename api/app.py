@@ -18,7 +18,7 @@ from index.models import Gap, Segment
 from labwitness.clock import from_ms, utc_ms
 from labwitness.errors import NotFoundError
 
-from api import admin_routes, compliance_routes, export_routes, problems, records_routes, registry_routes
+from api import admin_routes, compliance_routes, docs_routes, export_routes, problems, records_routes, registry_routes
 from api.auth import Inspector, Operations
 from api.deps import RuntimeDep, object_stream
 from api.runtime import Runtime
@@ -96,9 +96,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
             if owned:
                 rt.__exit__(None, None, None)
 
-    app = FastAPI(title="labwitness", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="labwitness", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="实验室检测区域视频留存与索引 / Lab testing-area video retention and indexing")
     problems.install(app)
+    docs_routes.install(app)  # /docs from vendored Swagger UI (no CDN), /favicon.ico
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):
