@@ -15,14 +15,11 @@ from pydantic import BaseModel, Field, field_validator
 
 from index.models import Area, Camera, Equipment
 from labwitness.errors import NotFoundError
-from storage.layout import check_camera_id
+from labwitness.ids import EntityId
 
 from api.auth import Admin, Reader
 from api.deps import RuntimeDep
 from api.runtime import Runtime
-
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-
 
 
 def _actor(request: Request, who: Admin) -> str:
@@ -35,17 +32,17 @@ ActorDep = Annotated[str, Depends(_actor)]
 
 
 class AreaIn(BaseModel):
-    id: str = Field(pattern=ID_PATTERN, examples=["lixue"])
+    id: EntityId = Field(examples=["lixue"])
     name: str = Field(min_length=1, max_length=200, examples=["力学室"])
     description: str = Field(default="", max_length=2000)
 
 
 class CameraIn(BaseModel):
-    id: str = Field(pattern=ID_PATTERN)
+    id: EntityId
     name: str = Field(default="", max_length=200)
     rtsp_url: str | None = Field(default=None, max_length=2000, description="rtsp://host:554/path (credentials may be given here or below)")
     from_discovery: str | None = Field(default=None, max_length=200, description="endpoint reference from the last discovery scan")
-    area_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    area_id: EntityId | None = None
     username: str | None = Field(default=None, max_length=200)
     password: str | None = Field(default=None, max_length=200)
     enabled: bool = True
@@ -54,7 +51,7 @@ class CameraIn(BaseModel):
 class CameraPatch(BaseModel):
     name: str | None = Field(default=None, max_length=200)
     rtsp_url: str | None = Field(default=None, max_length=2000)
-    area_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    area_id: EntityId | None = None
     enabled: bool | None = None
     username: str | None = Field(default=None, max_length=200)
     password: str | None = Field(default=None, max_length=200)
@@ -77,11 +74,11 @@ class CameraView(BaseModel):
 
 
 class EquipmentIn(BaseModel):
-    id: str = Field(pattern=ID_PATTERN, examples=["UTM-2019-003"])
+    id: EntityId = Field(examples=["UTM-2019-003"])
     name: str = Field(min_length=1, max_length=200, examples=["微机控制电液伺服万能试验机"])
-    area_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    area_id: EntityId | None = None
     kind: str = Field(default="", max_length=200)
-    camera_ids: list[str] = Field(default_factory=list, max_length=64)
+    camera_ids: list[EntityId] = Field(default_factory=list, max_length=64)
 
 
 class EquipmentView(EquipmentIn):
@@ -214,8 +211,6 @@ def list_equipment(rt: RuntimeDep, who: Reader) -> list[EquipmentView]:
 
 @router.post("/equipment", status_code=201)
 def put_equipment(rt: RuntimeDep, actor: ActorDep, body: EquipmentIn) -> EquipmentView:
-    for cid in body.camera_ids:
-        check_camera_id(cid)
     e, cams = rt.registry.put_equipment(Equipment(id=body.id, name=body.name, area_id=body.area_id, kind=body.kind,
                                                   created_ms=0), body.camera_ids, actor)
     rt.audit.append(actor, "equipment.put", body.id, body.model_dump(), "admin")

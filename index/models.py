@@ -211,14 +211,22 @@ class ExportPackage(SQLModel, table=True):
     package_key: str = Field(default="", max_length=300)  # object key of the zip in storage
     package_version_id: str = Field(default="", max_length=200)
     package_sha256: str = Field(default="", max_length=64)
+    #: JSON list of {code, message, camera_id?}: what the package cannot vouch for
+    #: (a window not over yet, low coverage, a camera without footage)
+    warnings: str = Field(default="[]")
+    #: heartbeat of a running export; one that stops beating was interrupted (docs/exports.md)
+    updated_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class Hold(SQLModel, table=True):
-    """An S3 legal hold put on a segment version because exported footage depends on it."""
+    """An S3 legal hold put on a segment version because exported footage depends on it.
+    Written ``pending`` before the S3 hold is set and ``placed`` once it is, so every
+    S3 hold labwitness set has an unreleased row (docs/exports.md)."""
 
     id: int | None = Field(default=None, primary_key=True)
     segment_id: int = Field(index=True)
-    package_id: str = Field(max_length=64)
+    package_id: str = Field(max_length=64, index=True)
+    state: str = Field(default="pending", max_length=16)  # pending | placed (released: released_ms set)
     placed_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
     released_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     released_by: str | None = Field(default=None, max_length=200)

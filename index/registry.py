@@ -17,6 +17,7 @@ from sqlmodel import Session, SQLModel, col, select
 from index.models import Area, Camera, Equipment, EquipmentCamera, Revision
 from index.queries import _guard
 from labwitness.errors import ConflictError, NotFoundError
+from labwitness.ids import check_entity_id
 
 _SECRET_FIELDS = {"password_enc"}
 
@@ -57,6 +58,7 @@ class Registry:
     @_guard
     def put_area(self, area: Area, actor: str) -> Area:
         """Create or update an area (idempotent: an unchanged area writes no revision)."""
+        check_entity_id(area.id, "检测区域编号", "area id")
         with Session(self.engine, expire_on_commit=False) as s:
             cur = s.get(Area, area.id)
             before = snapshot(cur)
@@ -97,6 +99,7 @@ class Registry:
 
     @_guard
     def add_camera(self, cam: Camera, actor: str) -> Camera:
+        check_entity_id(cam.id, "摄像机编号", "camera id")
         with Session(self.engine, expire_on_commit=False) as s:
             if s.get(Camera, cam.id) is not None:
                 raise ConflictError(f"摄像机编号已存在 / camera id {cam.id!r} already exists")
@@ -176,6 +179,7 @@ class Registry:
 
     @_guard
     def put_equipment(self, eq: Equipment, camera_ids: list[str], actor: str) -> tuple[Equipment, list[str]]:
+        check_entity_id(eq.id, "设备编号", "equipment id")
         with Session(self.engine, expire_on_commit=False) as s:
             self._check_area(s, eq.area_id)
             for cid in camera_ids:

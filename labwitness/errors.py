@@ -14,6 +14,7 @@ is a bug: a 500 problem with an error id that is also in the log.
     ├── ValidationError             input refused at the door: a camera URL, an id,
     │                               a time window, a month (HTTP 422, CLI exit 2);
     │                               also a ValueError, so pydantic validators may raise it
+    │   └── InvalidIdentifierError  an id or number outside its grammar (labwitness.ids)
     ├── StorageError                object store
     │   ├── StorageUnavailableError store unreachable (retried, never dropped)
     │   ├── ObjectLockError         bucket/object lacks the COMPLIANCE lock
@@ -101,6 +102,13 @@ class JobRefusedError(LabwitnessError):
 
 class NotFoundError(LabwitnessError):
     code = "not-found"
+
+
+class InvalidIdentifierError(ValidationError):
+    """An id or number that breaks its rule (``labwitness.ids``): bad input, 422."""
+
+    code = "invalid-identifier"
+    status = 422
 
 
 class ConflictError(LabwitnessError):

@@ -11,21 +11,18 @@ ISO 8601 with milliseconds; text is percent-encoded (UTF-8), so an area called
 
 from __future__ import annotations
 
-import re
 from urllib.parse import quote, unquote
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 
-CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+from labwitness.ids import check_entity_id
+
 SCHEMA = "1"
 
 
 def check_camera_id(camera_id: str) -> str:
-    if not CAMERA_ID_RE.match(camera_id):
-        raise ValueError(
-            f"摄像机编号无效 / invalid camera id {camera_id!r}: use 1-64 letters, digits, '.', '_' or '-'"
-        )
-    return camera_id
+    """The camera id grammar of :mod:`labwitness.ids` (it becomes a key prefix)."""
+    return check_entity_id(camera_id, "摄像机编号", "camera id")
 
 
 def iso_ms(dt: datetime) -> str:
