@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from labwitness.errors import ConfigError
+from labwitness.segment_limits import MAX_TARGET_SECONDS
 from retention.policy import validate as validate_retention
 
 
@@ -84,8 +85,8 @@ class Settings(BaseSettings):
     def _segment_positive(cls, v: float) -> float:
         if not v > 0:
             raise ValueError(f"LABWITNESS_SEGMENT_SECONDS must be > 0 (got {v})")
-        if v > 600:
-            raise ValueError(f"LABWITNESS_SEGMENT_SECONDS must be <= 600 (got {v})")
+        if v > MAX_TARGET_SECONDS:  # the index's queries rely on segments being short (labwitness.segment_limits)
+            raise ValueError(f"LABWITNESS_SEGMENT_SECONDS must be <= {MAX_TARGET_SECONDS} (got {v})")
         return v
 
     @model_validator(mode="after")

@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from index.models import Gap, Segment
 from labwitness.errors import IndexUnavailableError, NotFoundError
+from labwitness.segment_limits import MAX_SEGMENT_MS  # the bound every query of the index relies on
 
 
 @dataclass(frozen=True)

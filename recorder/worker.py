@@ -28,6 +28,7 @@ import av
 
 from labwitness.clock import Clock, SystemClock
 from labwitness.errors import SpoolError, StreamError
+from labwitness.segment_limits import MAX_SEGMENT_MS, MAX_TARGET_FACTOR
 from recorder.backoff import Backoff
 from recorder.inputs import RTSP_CLIENTS, StreamInput, check_rtsp_url, classify, open_input, redact
 from recorder.metrics import RecorderMetrics
@@ -39,6 +40,11 @@ from storage.layout import SegmentMeta, iso_ms
 
 log = logging.getLogger(__name__)
 
+#: Hard cut in media seconds, whatever the configuration: the index finds no segment
+#: longer than MAX_SEGMENT_MS (wall clock), and a segment's wall length may exceed its
+#: media length by the timeline's drift allowance (500 ppm, recorder.timing): 0.1 % below.
+HARD_CUT_S = MAX_SEGMENT_MS / 1000 * (1 - 1e-3)
+
 
 @dataclass(frozen=True)
 class RecorderConfig:
@@ -48,7 +54,7 @@ class RecorderConfig:
     backoff_cap_s: float = 10.0
     recorder_id: str = "recorder-1"
     #: a segment longer than this many targets is cut even without a keyframe
-    max_segment_factor: float = 4.0
+    max_segment_factor: float = MAX_TARGET_FACTOR
     #: how often a camera that refused connections is probed with a bare TCP connect
     probe_interval_s: float = 0.5
     #: RTSP client: "native" (recorder.rtsp_native) or "ffmpeg" (FFmpeg's, through PyAV)
@@ -219,7 +225,7 @@ class CameraWorker:
         tb = src.time_base
         frame_ticks = src.frame_ticks
         target_ticks = int(self.cfg.segment_seconds / tb)
-        max_ticks = int(self.cfg.segment_seconds * self.cfg.max_segment_factor / tb)
+        max_ticks = int(min(self.cfg.segment_seconds * self.cfg.max_segment_factor, HARD_CUT_S) / tb)
         session_id = uuid.uuid4().hex
         self.status.sessions += 1
         timeline = SessionTimeline()
@@ -233,6 +239,9 @@ class CameraWorker:
             nonlocal seg, est_bytes
             assert seg is not None and origin is not None
             s, seg = seg, None
+            # a camera's clock jumping ahead must not stretch the segment past the cut: its
+            # content ends before the packet that jumped, which opens the next segment
+            end_dts = min(end_dts, s.first_dts + max_ticks)
             failure: BaseException | None = None
             try:
                 s.writer.close()

@@ -1,0 +1,90 @@
+"""Latent bugs found in review (issue 12): each test failed on the code before its fix."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import av
+from sqlmodel import Session
+
+from camera_discovery.simulator.clip import make_clip
+from index.coverage import CoverageStore
+from index.models import Area, Camera, Segment, TestRecord
+from index.records import RecordStore
+from labwitness.clock import FakeClock, utc_ms
+from labwitness.segment_limits import MAX_SEGMENT_MS
+from recorder.inputs import PyAVInput
+from recorder.spool import CameraSpool, SpoolQuota
+from recorder.worker import CameraWorker, RecorderConfig
+from retention.compliance import compliance_report
+from retention.content_job import _segments as content_segments
+
+UTC = timezone.utc
+
+
+# -- one bound on a segment's length, for the recorder and every query -----------------------
+
+def _long_segment(camera_id: str, start_ms: int, length_ms: int) -> Segment:
+    return Segment(camera_id=camera_id, start_ms=start_ms, end_ms=start_ms + length_ms, media_duration_ms=length_ms,
+                   key=f"v1/{camera_id}/{start_ms}.mp4", version_id="v1", size=1000, sha256="0" * 64,
+                   retain_until_ms=start_ms + 200 * 86_400_000, lock_mode="COMPLIANCE", codec="h264")
+
+
+def test_long_segment_is_found_by_footage_report_coverage_compliance_and_content_queries(index):
+    """A segment as long as the recorder may write (40 min: 600 s x 4 without a keyframe) that
+    starts 39 min before a window: every query must still see it (the old 30 min bound lost it)."""
+    month = datetime(2026, 11, 1, tzinfo=UTC)
+    lo = utc_ms(month)
+    seg = index.add_segment(_long_segment("cam-long", lo - MAX_SEGMENT_MS + 60_000, MAX_SEGMENT_MS))
+    assert seg.end_ms - seg.start_ms == MAX_SEGMENT_MS == 40 * 60_000
+    in_window = seg.end_ms - lo  # one minute of it lies in November
+    with Session(index.engine) as s:
+        s.add(Area(id="mech", name="力学室", created_ms=0))
+        s.add(Camera(id="cam-long", rtsp_url="rtsp://x/", area_id="mech", created_ms=0))
+        s.add(TestRecord(record_id="r1", report_no="R-LONG", started_ms=lo, ended_ms=seg.end_ms,
+                         area_ids=json.dumps(["mech"]), equipment_ids="[]", updated_ms=0))
+        s.commit()
+
+    assert [x.id for x in index.footage("cam-long", lo, seg.end_ms).segments] == [seg.id]
+    window = RecordStore(index.engine, lambda: 0).report_footage("R-LONG", margin_ms=0).windows[0]
+    assert [c[0] for c in window.clips] == [seg.id] and window.coverage == 1.0
+    now_ms = lo + 3 * 86_400_000
+    assert CoverageStore(index.engine, lambda: now_ms).totals(["cam-long"], lo, seg.end_ms)["cam-long"].recorded_ms \
+        == in_window
+    report = compliance_report(index.engine, "2026-11", ZoneInfo("UTC"), now_ms)
+    assert {c.camera_id: c.recorded_ms for c in report.cameras}["cam-long"] == in_window
+    assert [x.id for x in content_segments(index.engine, "cam-long", lo, 10)] == [seg.id]
+
+
+class JumpingClock(PyAVInput):
+    """A real clip whose camera clock jumps an hour ahead after ``at`` frames (seen on
+    cameras that resync their clock): the timestamps the recorder gets, nothing faked."""
+
+    def __init__(self, path, at: int, jump_s: int) -> None:
+        super().__init__(str(path), av.open(str(path)), 10.0)
+        self.at, self.jump = at, int(jump_s / self.time_base)
+
+    def packets(self):
+        n = 0
+        for is_audio, pkt, dts, pts in super().packets():
+            n += not is_audio
+            shift = self.jump if n > self.at else 0
+            yield is_audio, pkt, dts + shift, pts + shift
+
+
+def test_recorder_cuts_every_segment_within_the_bound_the_index_relies_on(tmp_path):
+    """One keyframe in 45 minutes (1 fps), at the longest target the settings allow: without a
+    keyframe the recorder cuts at 4 x 600 s, never past MAX_SEGMENT_MS of wall time, and a
+    camera clock jumping ahead does not stretch a segment past it either."""
+    clip = make_clip(tmp_path / "one-gop.mp4", seconds=2700, fps=1, width=64, height=64, gop=100_000)
+    spool = CameraSpool(tmp_path / "spool", "cam-1", SpoolQuota(tmp_path / "spool", None, 0))
+    clock = FakeClock(datetime(2026, 11, 1, tzinfo=UTC))
+    worker = CameraWorker("cam-1", "rtsp://camera/ch1", spool, RecorderConfig(segment_seconds=600), clock=clock)
+    worker._record(JumpingClock(clip.path, at=2000, jump_s=3600))
+    segs = [c.meta for c in spool.committed()]
+    lengths = [(m.end - m.start) / timedelta(milliseconds=1) for m in segs]
+    assert len(segs) >= 2 and sum(m.frames for m in segs) == 2700
+    assert all(x <= MAX_SEGMENT_MS for x in lengths), lengths
+    assert lengths[0] > 39 * 60_000  # cut by the 4 x target rule, not earlier
