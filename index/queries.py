@@ -170,7 +170,3 @@ class IndexStore:
         with Session(self.engine, expire_on_commit=False) as s:
             return list(s.exec(select(Gap).where(Gap.camera_id == camera_id).order_by(col(Gap.start_ms))))
 
-
-#: Upper bound on one segment's length; the recorder cuts long before this
-#: (a camera whose keyframes never come is cut at 4 x target, see recorder).
-MAX_SEGMENT_MS = 30 * 60 * 1000
