@@ -43,8 +43,9 @@ from sqlmodel import Session, col, select
 from index.models import Camera, JobRun, Segment
 from index.queries import MAX_SEGMENT_MS
 from labwitness.clock import Clock, utc_ms
-from labwitness.errors import StorageError
+from labwitness.errors import JobRefusedError, StorageError
 from retention import content_index
+from retention.jobs import exclusive
 from retention.content import (
     Coded, ContentConfig, DetectorState, EventUpdate, Finding, Reference, decode_reason, fold, judge, thumbnail_jpeg,
 )
@@ -89,6 +90,7 @@ class ContentSummary:
     finished_ms: int
     cpu_s: float
     cameras: dict[str, CameraResult]
+    message: str = ""  # why a refused run did not run
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -261,6 +263,11 @@ def _bgr_small(frame, width: int):
     return frame.reformat(width=width, height=h, format="bgr24").to_ndarray()
 
 
+def _refused(job: str, e: JobRefusedError) -> ContentSummary:
+    return ContentSummary(None, "refused", 0, 0, 0.0, {}, message=str(e))
+
+
+@exclusive(JOB, engine_arg="index", refused=_refused)
 def run_content_check(index, store, clock: Clock, config: ContentConfig | ContentJobConfig | None = None, *,
                       camera_id: str | None = None, actor: str = "scheduler") -> ContentSummary:
     """Run the content check over every registered camera (or one); record a JobRun."""

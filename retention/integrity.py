@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 from index.models import Segment
 from labwitness.clock import Clock, utc_ms
 from labwitness.errors import ObjectNotFoundError
-from retention.jobs import JobRecorder, JobResult, db_errors, mark_checked
+from retention.jobs import JobRecorder, JobResult, db_errors, exclusive, mark_checked
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ def sha256_of(store, key: str, version_id: str) -> tuple[str, int]:
     return h.hexdigest(), n
 
 
+@exclusive("integrity")
 def run_integrity(store, engine: Engine, clock: Clock, *, budget_bytes: int = 2 << 30, budget_objects: int = 1000,
                   actor: str = "scheduler") -> JobResult:
     with JobRecorder(engine, clock, "integrity", actor=actor) as run:

@@ -8,8 +8,11 @@ on an APScheduler ``BackgroundScheduler``; ``api.runtime`` starts and stops it.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -21,7 +24,8 @@ from sqlmodel import Session, col, select
 from index.models import IntegrityFinding, JobRun, Segment
 from labwitness.clock import Clock, utc_ms
 from index.queries import db_errors  # noqa: F401  (the jobs import it from here too)
-from labwitness.errors import IndexUnavailableError
+from index.joblock import job_lock
+from labwitness.errors import IndexUnavailableError, JobRefusedError
 from retention.policy import DEFAULT_MAX_CLOCK_SKEW_S, DEFAULT_MAX_SHARE
 
 log = logging.getLogger(__name__)
@@ -45,6 +49,40 @@ class JobResult:
     def to_json(self) -> dict[str, Any]:
         return {"job": self.job, "run_id": self.run_id, "status": self.status, "dry_run": self.dry_run,
                 "summary": self.summary, "findings": self.findings}
+
+
+#: The lock each job holds while it runs (index.joblock).  The jobs that delete footage or
+#: decide what the index says is stored share one: a rebuild or a reconcile running beside
+#: a sweep would index, or report missing, versions the sweep is deleting.
+JOB_LOCKS = {"sweep": "index-storage", "reconcile": "index-storage", "rebuild": "index-storage",
+             "verify": "verify", "integrity": "integrity", "content": "content"}
+
+
+def exclusive(job: str, *, engine_arg: str = "engine", refused: Callable[[str, JobRefusedError], Any] | None = None):
+    """Run the decorated job holding its lock (:data:`JOB_LOCKS`), in the scheduler or a CLI
+    alike.  A run already going elsewhere makes this one a ``refused`` result (reason
+    ``already_running``; the CLI exits 3) that writes no run row, so health keeps showing
+    the run that is really going.  ``refused(job, error)`` builds that result (default: a
+    :class:`JobResult`)."""
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            given = sig.bind_partial(*args, **kwargs).arguments
+            target = given[engine_arg]
+            with ExitStack() as held:
+                try:
+                    held.enter_context(job_lock(getattr(target, "engine", target), JOB_LOCKS[job]))
+                except JobRefusedError as e:
+                    log.warning("retention job %s refused (%s): %s", job, e.reason, e)
+                    if refused is not None:
+                        return refused(job, e)
+                    return JobResult(job, None, "refused", {"reason": e.reason, "message": str(e)},
+                                     dry_run=bool(getattr(given.get("cfg"), "dry_run", False)))
+                return fn(*args, **kwargs)
+        return run
+    return deco
 
 
 def mark_checked(engine: Engine, ids: list[int], column: str, at_ms: int) -> None:

@@ -20,7 +20,7 @@ from index.models import Area, Camera, Gap, Segment
 from index.queries import IndexStore
 from labwitness.clock import Clock, utc_ms
 from labwitness.errors import ObjectNotFoundError
-from retention.jobs import JobRecorder, JobResult, db_errors
+from retention.jobs import JobRecorder, JobResult, db_errors, exclusive
 from storage.base import StoredObject
 from storage.layout import SegmentMeta
 
@@ -72,6 +72,7 @@ def infer_gaps(spans: Iterable[tuple[int, int]], camera_id: str, tolerance_ms: i
     return gaps
 
 
+@exclusive("rebuild")
 def run_rebuild(store, engine: Engine, clock: Clock, *, progress: Progress | None = None, workers: int = 8,
                 actor: str = "scheduler") -> JobResult:
     index = IndexStore(engine)

@@ -25,7 +25,7 @@ from index.models import Segment
 from index.queries import IndexStore
 from labwitness.clock import Clock, from_ms, utc_ms
 from retention.integrity import sha256_of
-from retention.jobs import JobRecorder, JobResult, db_errors
+from retention.jobs import JobRecorder, JobResult, db_errors, exclusive
 from retention.rebuild import FOOTAGE_PREFIX, read_meta, row_from_object
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,7 @@ class _Reconcile:
         return "", meta, stored
 
 
+@exclusive("reconcile")
 def run_reconcile(store, engine: Engine, clock: Clock, *, repair: bool = False, cameras: Sequence[str] | None = None,
                   actor: str = "scheduler") -> JobResult:
     with JobRecorder(engine, clock, "reconcile", actor=actor) as run:

@@ -23,7 +23,7 @@ from index.coverage import CoverageStore
 from index.models import Hold, Segment
 from labwitness.clock import Clock, from_ms, utc_ms
 from labwitness.errors import JobRefusedError
-from retention.jobs import JobRecorder, JobResult, db_errors
+from retention.jobs import JobRecorder, JobResult, db_errors, exclusive
 from retention.policy import (
     DEFAULT_MAX_CLOCK_SKEW_S,
     DEFAULT_MAX_SHARE,
@@ -265,6 +265,7 @@ class _Sweep:
         return out
 
 
+@exclusive("sweep")
 def run_sweep(store, engine: Engine, clock: Clock, cfg: SweepConfig | None = None, *, actor: str = "scheduler") -> JobResult:
     """One sweep; returns its result (``refused`` changes nothing).  Raises only
     when the store or the index fails mid-way (the run is then recorded ``failed``)."""

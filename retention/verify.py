@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 from index.models import Segment
 from labwitness.clock import Clock, utc_ms
 from labwitness.errors import ObjectNotFoundError
-from retention.jobs import JobRecorder, JobResult, db_errors, mark_checked
+from retention.jobs import JobRecorder, JobResult, db_errors, exclusive, mark_checked
 from retention.policy import lock_problem
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ def sample_segments(engine: Engine, sample: int) -> list[Segment]:
     return recent + older
 
 
+@exclusive("verify")
 def run_verify(store, engine: Engine, clock: Clock, *, sample: int = 200, actor: str = "scheduler") -> JobResult:
     with JobRecorder(engine, clock, "verify", actor=actor) as run:
         bucket = check_bucket(store, run)
