@@ -10,6 +10,11 @@ Bounded: the probe waits ``timeout`` seconds (less for a directed-only scan
 whose every target answered); devices are queried by at most ``max_workers``
 threads, each request bounded by ``query_timeout``, the whole query phase by
 ``query_budget`` after which unfinished devices are reported as timed out.
+
+Safe against the LAN: an unusable answer is one counted entry (``bad_replies``),
+never a failed scan; a device is queried only on the host that answered or one
+the admin named (:mod:`.xaddr_policy`), other addresses are listed in
+``skipped_xaddrs`` and never contacted.
 """
 
 from __future__ import annotations
@@ -19,12 +24,11 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from urllib.parse import urlsplit
 
-from camera_discovery import soap
+from camera_discovery import soap, xaddr_policy
 from camera_discovery.models import DeviceInfo, DiscoveredDevice, ProbeMatch
 from camera_discovery.onvif_client import query_device
-from camera_discovery.probe import probe
+from camera_discovery.probe import ProbeResult, probe
 from camera_discovery.ws_discovery import DEFAULT_PORT
 from labwitness.errors import DeviceError, DeviceUnreachableError
 
@@ -58,15 +62,37 @@ def discover(
         preload = threading.Thread(target=_preload, name="onvif-wsdl-preload", daemon=True)
         preload.start()
     found = probe(timeout, hosts, port=port, multicast=multicast, interfaces=interfaces)
-    devices = [DiscoveredDevice(endpoint=None, source=source, error=message) for source, message in found.bad_answers.items()]
+    devices = _bad_answers(found)
     if query_devices and found.matches:
         if preload is not None:
             preload.join()
         budget = query_budget if query_budget is not None else max(10.0, 4 * query_timeout)
-        devices += _query_all(found.matches, username, password, query_timeout, budget, max_workers)
+        asked = asked_hosts(hosts, found.targets)
+        devices += _query_all(found.matches, username, password, query_timeout, budget, max_workers, asked)
     else:
         devices += [DiscoveredDevice.from_match(m) for m in found.matches]
     return sorted(devices, key=lambda d: (d.scopes.name or "", d.endpoint or "", d.source))
+
+
+def _bad_answers(found: ProbeResult) -> list[DiscoveredDevice]:
+    """One entry per responder whose answers were unusable, with their count."""
+    devices = [DiscoveredDevice(endpoint=None, source=source, error=message, bad_replies=found.bad_counts.get(source, 1))
+               for source, message in found.bad_answers.items()]
+    if found.bad_unlisted:
+        devices.append(DiscoveredDevice(
+            endpoint=None, source="*", bad_replies=found.bad_unlisted,
+            error=f"另有 {found.bad_unlisted} 个无法使用的应答（来源过多，未逐一列出）/ {found.bad_unlisted} more "
+                  "unusable answers from further sources (too many sources to list)"))
+    if devices:
+        log.warning("discovery: %d unusable answers from %d sources skipped",
+                    sum(d.bad_replies for d in devices), len(found.bad_answers) + bool(found.bad_unlisted))
+    return devices
+
+
+def asked_hosts(hosts: Sequence[str], targets: Sequence[tuple[str, int]]) -> set[str]:
+    """The hosts the admin named for this scan: the probed addresses and the names as typed."""
+    names = {h.strip().rsplit(":", 1)[0] if h.count(":") == 1 else h.strip() for h in hosts if "/" not in h}
+    return {a for a, _ in targets} | {n for n in names if n}
 
 
 def _preload() -> None:
@@ -83,11 +109,12 @@ def _query_all(
     query_timeout: float,
     budget: float,
     max_workers: int,
+    asked: set[str],
 ) -> list[DiscoveredDevice]:
     results: dict[str, DiscoveredDevice] = {}
     pool = ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(matches))), thread_name_prefix="onvif-query")
     futures: dict[Future[DiscoveredDevice], ProbeMatch] = {
-        pool.submit(_query_one, m, username, password, query_timeout): m for m in matches
+        pool.submit(_query_one, m, username, password, query_timeout, asked): m for m in matches
     }
     deadline = time.monotonic() + budget
     pending = set(futures)
@@ -107,14 +134,23 @@ def _query_all(
     return [results[m.endpoint] for m in matches]
 
 
-def _query_one(match: ProbeMatch, username: str | None, password: str | None, timeout: float) -> DiscoveredDevice:
-    xaddrs = ordered_xaddrs(match)
+def _query_one(match: ProbeMatch, username: str | None, password: str | None, timeout: float,
+               asked: set[str]) -> DiscoveredDevice:
+    allowed = xaddr_policy.allowed_hosts(match.source.rsplit(":", 1)[0], asked)
+    xaddrs, skipped = xaddr_policy.partition(match.xaddrs, allowed)
+    if skipped:
+        log.warning("discovery: %s (answered from %s) named service addresses on other hosts; not contacted: %s",
+                    match.endpoint, match.source, " ".join(skipped))
     if not xaddrs:
-        return DiscoveredDevice.from_match(match, error="设备未提供服务地址 / the device announced no HTTP XAddr")
+        error = ("设备未提供服务地址 / the device announced no HTTP XAddr" if not skipped else
+                 "设备的服务地址都不在应答的主机上，未连接 / every service address the device named is on another "
+                 "host than the one that answered; not contacted (scan that host with --host to query it)")
+        return DiscoveredDevice.from_match(match, error=error, skipped_xaddrs=skipped)
     error: DeviceError | None = None
     for xaddr in xaddrs:
         try:
-            return DiscoveredDevice.from_match(match, query_device(xaddr, username, password, timeout))
+            info = query_device(xaddr, username, password, timeout, allowed_hosts=allowed)
+            return DiscoveredDevice.from_match(match, info, skipped_xaddrs=skipped)
         except DeviceUnreachableError as e:
             error = e  # Camera quirk: a dead XAddr (old IP, IPv6 link-local) listed first
         except DeviceError as e:
@@ -122,13 +158,8 @@ def _query_one(match: ProbeMatch, username: str | None, password: str | None, ti
             break
         except Exception as e:  # a bug here must not end the scan for every other device
             log.exception("querying %s failed", xaddr)
-            return DiscoveredDevice.from_match(match, error=f"内部错误 / internal error querying {xaddr}: {e!r}")
+            return DiscoveredDevice.from_match(match, error=f"内部错误 / internal error querying {xaddr}: {e!r}",
+                                               skipped_xaddrs=skipped)
     assert error is not None
     partial = error.partial if isinstance(error.partial, DeviceInfo) else None
-    return DiscoveredDevice.from_match(match, partial, error=str(error))
-
-
-def ordered_xaddrs(match: ProbeMatch) -> list[str]:
-    """XAddrs to try, those on the host that answered the probe first."""
-    source_host = match.source.rsplit(":", 1)[0]
-    return sorted(match.xaddrs, key=lambda x: urlsplit(x).hostname != source_host)
+    return DiscoveredDevice.from_match(match, partial, error=str(error), skipped_xaddrs=skipped)

@@ -14,6 +14,11 @@ from typing import Any
 from urllib.parse import unquote
 
 _SCOPE_PREFIX = "onvif://www.onvif.org/"
+#: service addresses kept per device: a camera lists one to three (IPv4, IPv6,
+#: a second NIC); an answer listing thousands would cost a timeout each
+MAX_XADDRS = 8
+#: types and scopes kept per device, however many answers it sends
+MAX_TOKENS = 64
 
 
 @dataclass(frozen=True)
@@ -64,9 +69,9 @@ class ProbeMatch:
         """Union of two answers from the same endpoint, first-seen order kept."""
         return ProbeMatch(
             endpoint=self.endpoint,
-            xaddrs=_union(self.xaddrs, other.xaddrs),
-            types=_union(self.types, other.types),
-            scopes=_union(self.scopes, other.scopes),
+            xaddrs=_union(self.xaddrs, other.xaddrs)[:MAX_XADDRS],
+            types=_union(self.types, other.types)[:MAX_TOKENS],
+            scopes=_union(self.scopes, other.scopes)[:MAX_TOKENS],
             source=self.source or other.source,
         )
 
@@ -112,6 +117,8 @@ class DeviceInfo:
     services: dict[str, str] = field(default_factory=dict)
     profiles: list[MediaProfile] = field(default_factory=list)
     snapshot_uri: str | None = None
+    #: service addresses the device named on another host, not contacted (see xaddr_policy)
+    skipped_xaddrs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -137,9 +144,14 @@ class DiscoveredDevice:
     profiles: list[MediaProfile] = field(default_factory=list)
     snapshot_uri: str | None = None
     error: str | None = None
+    #: service addresses not contacted: on another host than the one that answered
+    skipped_xaddrs: list[str] = field(default_factory=list)
+    #: for a responder whose answers were unusable: how many it sent
+    bad_replies: int = 0
 
     @classmethod
-    def from_match(cls, match: ProbeMatch, info: DeviceInfo | None = None, error: str | None = None) -> DiscoveredDevice:
+    def from_match(cls, match: ProbeMatch, info: DeviceInfo | None = None, error: str | None = None,
+                   skipped_xaddrs: list[str] | None = None) -> DiscoveredDevice:
         device = cls(
             endpoint=match.endpoint,
             xaddrs=list(match.xaddrs),
@@ -147,6 +159,7 @@ class DiscoveredDevice:
             types=list(match.types),
             source=match.source,
             error=error,
+            skipped_xaddrs=list(skipped_xaddrs or ()),
         )
         if info is not None:
             device.manufacturer = info.manufacturer
@@ -156,6 +169,7 @@ class DiscoveredDevice:
             device.clock_offset_s = info.clock_offset_s
             device.profiles = list(info.profiles)
             device.snapshot_uri = info.snapshot_uri
+            device.skipped_xaddrs += [x for x in info.skipped_xaddrs if x not in device.skipped_xaddrs]
         return device
 
     def to_json(self) -> dict[str, Any]:
@@ -172,6 +186,8 @@ class DiscoveredDevice:
             "firmware": self.firmware,
             "snapshot_uri": self.snapshot_uri,
             "error": self.error,
+            "skipped_xaddrs": list(self.skipped_xaddrs),
+            "bad_replies": self.bad_replies,
         }
 
 

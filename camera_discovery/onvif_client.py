@@ -21,6 +21,7 @@ import math
 from datetime import timedelta
 
 from camera_discovery import onvif_parse as parse
+from camera_discovery import xaddr_policy
 from camera_discovery.models import DeviceInfo, MediaProfile
 from camera_discovery.soap import Exchange, SoapSession
 from labwitness.clock import Clock, SystemClock
@@ -42,15 +43,20 @@ def query_device(
     clock: Clock | None = None,
     clock_samples: int = 2,
     max_profiles: int = MAX_PROFILES,
+    allowed_hosts: frozenset[str] | None = None,
 ) -> DeviceInfo:
     """Query the device service at ``xaddr``; see the module docstring.
 
     ``timeout`` bounds each request (connect, each read; a whole answer gets
     twice that). ``clock_samples`` = 1 skips the clock refinement (offset
     then known to ±0.5 s instead of ±0.25 s, and up to a second quicker).
+    ``allowed_hosts`` (see :mod:`.xaddr_policy`) are the only hosts contacted;
+    by default the host of ``xaddr`` itself, the address the caller chose.
     """
     info = DeviceInfo(xaddr=xaddr)
-    with SoapSession(username, password, timeout, clock=clock or SystemClock()) as session:
+    if allowed_hosts is None:
+        allowed_hosts = xaddr_policy.allowed_hosts(xaddr_policy.url_host(xaddr) or "")
+    with SoapSession(username, password, timeout, clock=clock or SystemClock(), allowed_hosts=allowed_hosts) as session:
         try:
             _Query(session, xaddr, info).run(clock_samples, max_profiles)
         except DeviceError as e:
@@ -75,6 +81,12 @@ class _Query:
         # Camera quirk: no media service in GetServices/GetCapabilities, yet
         # the media calls work on the device service's own address.
         media = self.info.services.get(parse.NS_MEDIA, self.xaddr)
+        if not self.session.may_contact(media):
+            # The device names its media service on another host: a camera behind NAT
+            # reporting its inside address, or an answer aiming us elsewhere. Not
+            # contacted; the device service's own address serves media on most cameras.
+            self.info.skipped_xaddrs.append(media)
+            media = self.xaddr
         profiles = parse.parse_profiles(self.call("media", "GetProfiles", at=media).payload)
         self.info.profiles = [self.stream_uri(media, p) for p in profiles[:max_profiles]] + profiles[max_profiles:]
         if profiles:

@@ -37,16 +37,27 @@ DEFAULT_RATE_PPS = 2000
 _RECV_BUFFER = 1 << 20
 
 
+#: sources whose unusable answers are listed one by one; beyond, they are only counted
+#: (one host spoofing thousands of sources must not grow the result without bound)
+MAX_BAD_SOURCES = 64
+
+
 @dataclass
 class ProbeResult:
     matches: list[ProbeMatch] = field(default_factory=list)
     #: ``host:port`` → why its answer was unusable (malformed, DTD, ...)
     bad_answers: dict[str, str] = field(default_factory=dict)
+    #: ``host:port`` → how many unusable datagrams it sent (same keys as ``bad_answers``)
+    bad_counts: dict[str, int] = field(default_factory=dict)
+    #: unusable datagrams from sources beyond :data:`MAX_BAD_SOURCES` (counted, not listed)
+    bad_unlisted: int = 0
     #: directed targets (``host:port``) that sent nothing usable
     silent: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
     #: datagrams received that answered our probes (before de-duplication)
     answers: int = 0
+    #: the directed targets ``(ipv4, port)`` probed, as the admin asked for them
+    targets: list[tuple[str, int]] = field(default_factory=list)
 
 
 def probe(
@@ -118,7 +129,8 @@ def probe(
                 collected.drain(sock)
     silent = [f"{h}:{p}" for h, p in targets if (h, p) not in collected.answered]
     return ProbeResult(
-        list(collected.found.values()), collected.bad, silent, time.monotonic() - started, collected.answers
+        list(collected.found.values()), collected.bad, collected.bad_counts, collected.bad_unlisted, silent,
+        time.monotonic() - started, collected.answers, targets,
     )
 
 
@@ -158,6 +170,8 @@ class _Collector:
         self.message_ids = message_ids
         self.found: dict[str, ProbeMatch] = {}
         self.bad: dict[str, str] = {}
+        self.bad_counts: dict[str, int] = {}
+        self.bad_unlisted = 0
         self.answered: set[tuple[str, int]] = set()
         self.answers = 0
 
@@ -174,12 +188,18 @@ class _Collector:
             self.feed(data, host, port)
 
     def feed(self, data: bytes, host: str, port: int) -> None:
+        """Take one datagram. Any host on the LAN can send anything here: whatever
+        goes wrong reading it makes it one bad answer, never a failed scan."""
         source = f"{host}:{port}"
         try:
             relates_to, matches = wsd.parse_probe_matches(data, source)
         except DeviceProtocolError as e:
-            self.bad.setdefault(source, str(e))
-            self.answered.add((host, port))
+            self._bad(host, port, str(e))
+            return
+        except Exception as e:  # a parser bug met by a hostile datagram: that datagram's, not the scan's
+            if source not in self.bad_counts:
+                log.warning("unreadable WS-Discovery answer from %s", source, exc_info=True)
+            self._bad(host, port, f"应答无法解析 / the answer could not be read ({type(e).__name__}: {e})")
             return
         if relates_to is not None and relates_to.strip() not in self.message_ids:
             return  # an answer to someone else's (or an earlier) probe
@@ -188,6 +208,15 @@ class _Collector:
         for match in matches:
             known = self.found.get(match.endpoint)
             self.found[match.endpoint] = match if known is None else known.merged(match)
+
+    def _bad(self, host: str, port: int, why: str) -> None:
+        source = f"{host}:{port}"
+        self.answered.add((host, port))
+        if source in self.bad_counts or len(self.bad_counts) < MAX_BAD_SOURCES:
+            self.bad.setdefault(source, why[:500])
+            self.bad_counts[source] = self.bad_counts.get(source, 0) + 1
+        else:
+            self.bad_unlisted += 1
 
 
 _SIOCGIFFLAGS, _SIOCGIFADDR, _IFF_UP = 0x8913, 0x8915, 0x1

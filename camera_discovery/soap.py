@@ -33,7 +33,7 @@ from xml.etree.ElementTree import Element
 import requests
 from lxml import etree
 
-from camera_discovery import xmlsafe
+from camera_discovery import xaddr_policy, xmlsafe
 from labwitness.clock import Clock, SystemClock
 from labwitness.errors import (
     DeviceAuthError,
@@ -129,8 +129,11 @@ class SoapSession:
         *,
         clock: Clock | None = None,
         max_bytes: int = xmlsafe.MAX_XML_BYTES,
+        allowed_hosts: frozenset[str] | None = None,
     ) -> None:
         self.username = username
+        #: hosts this session may POST to (camera_discovery.xaddr_policy); None: any
+        self.allowed_hosts = allowed_hosts
         self.password = password
         self.timeout = timeout
         self.clock = clock or SystemClock()
@@ -148,6 +151,9 @@ class SoapSession:
     def has_credentials(self) -> bool:
         return self.username is not None and self.password is not None
 
+    def may_contact(self, xaddr: str) -> bool:
+        return self.allowed_hosts is None or xaddr_policy.may_contact(xaddr, self.allowed_hosts)
+
     def close(self) -> None:
         self._http.close()
 
@@ -160,6 +166,11 @@ class SoapSession:
     def call(self, xaddr: str, service: str, operation: str, *, auth: bool, **params: Any) -> Exchange:
         """Call ``operation``; signed when ``auth`` (and credentials exist)."""
         what = f"{operation} @ {xaddr}"
+        if not self.may_contact(xaddr):
+            # the last line of defence: an address a device handed us on another host
+            # gets neither the request nor the credentials' digest
+            raise DeviceProtocolError(f"服务地址不在应答设备的主机上，未连接 / not contacted: {xaddr} is not on the "
+                                      "host that answered the scan, nor one the admin asked for")
         envelope, action = _Wsdl.get(service).build(operation, params)
         if auth and self.has_credentials:
             self._sign(envelope)

@@ -20,7 +20,7 @@ from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape
 
 from camera_discovery import xmlsafe
-from camera_discovery.models import ProbeMatch
+from camera_discovery.models import MAX_TOKENS, MAX_XADDRS, ProbeMatch
 from labwitness.errors import DeviceProtocolError
 
 MULTICAST_GROUP = "239.255.255.250"
@@ -115,7 +115,8 @@ def parse_probe_matches(data: bytes, source: str) -> tuple[str | None, list[Prob
 
 
 def _match(el: Element, source: str) -> ProbeMatch | None:
-    xaddrs = tuple(a for a in (xmlsafe.text(el, "XAddrs") or "").split() if a.lower().startswith(("http://", "https://")))
+    http = (a for a in (xmlsafe.text(el, "XAddrs") or "").split() if a.lower().startswith(("http://", "https://")))
+    xaddrs = tuple(dict.fromkeys(http))[:MAX_XADDRS]
     endpoint = normalise_endpoint(xmlsafe.text(el, "EndpointReference", "Address"))
     if not endpoint:
         # Camera quirk: an empty or missing EndpointReference. The first XAddr
@@ -126,8 +127,8 @@ def _match(el: Element, source: str) -> ProbeMatch | None:
     return ProbeMatch(
         endpoint=endpoint,
         xaddrs=xaddrs,
-        types=tuple((xmlsafe.text(el, "Types") or "").split()),
-        scopes=split_scopes(xmlsafe.text(el, "Scopes") or ""),
+        types=tuple(dict.fromkeys((xmlsafe.text(el, "Types") or "").split()))[:MAX_TOKENS],
+        scopes=tuple(dict.fromkeys(split_scopes(xmlsafe.text(el, "Scopes") or "")))[:MAX_TOKENS],
         source=source,
     )
 

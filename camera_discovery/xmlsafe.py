@@ -19,6 +19,7 @@ descendants when a wrapper element the schema requires is missing.
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Iterator
 from xml.etree.ElementTree import Element, ParseError
@@ -34,6 +35,8 @@ MAX_XML_BYTES = 1_000_000
 
 # Encodings expat decodes by itself; anything else is transcoded first.
 _EXPAT_ENCODINGS = {"utf-8", "utf8", "utf-16", "utf16", "iso-8859-1", "latin-1", "latin1", "us-ascii", "ascii"}
+#: text codecs that are not character sets of documents (they map names or escapes)
+_NOT_CHARSETS = {"idna", "punycode", "undefined", "unicode-escape", "raw-unicode-escape"}
 _DECLARATION = re.compile(rb"^\s*<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"'][^>]*\?>")
 _HTML_START = re.compile(rb"^\s*(<!doctype\s+html|<html|<head|<body)", re.IGNORECASE)
 
@@ -104,9 +107,18 @@ def _transcode(data: bytes) -> bytes:
     if name in _EXPAT_ENCODINGS:
         return data
     try:
+        # Only a real character set may decode the answer: Python's codec registry
+        # also holds transforms (base64, zlib) and codecs that refuse the "replace"
+        # handler or any decoding at all (idna, undefined). A hostile answer names
+        # any of them; whatever the codec raises, it is one bad answer.
+        codec = codecs.lookup(name)
+        if not codec._is_text_encoding or codec.name in _NOT_CHARSETS:
+            raise LookupError(name)
         text = data[match.end():].decode(name, errors="replace")
     except LookupError:
         raise DeviceProtocolError(f"未知字符编码 / unknown XML encoding {name!r}") from None
+    except (UnicodeError, ValueError, TypeError) as e:
+        raise DeviceProtocolError(f"字符编码无法解码 / the answer cannot be decoded as {name!r} ({e})") from None
     return b'<?xml version="1.0" encoding="utf-8"?>' + text.encode("utf-8")
 
 

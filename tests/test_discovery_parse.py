@@ -362,7 +362,7 @@ def test_discovered_device_json_keys():
                               clock_offset_s=1.23456)
     out = device.to_json()
     assert list(out) == ["endpoint", "xaddrs", "manufacturer", "model", "serial", "clock_offset_s", "profiles",
-                         "scopes", "firmware", "snapshot_uri", "error"]
+                         "scopes", "firmware", "snapshot_uri", "error", "skipped_xaddrs", "bad_replies"]
     assert out["profiles"] == [{"token": "P", "stream_uri": "rtsp://x", "width": 1, "height": 2, "encoding": "H264"}]
     assert out["scopes"] == {"name": None, "hardware": None, "location": None}
     assert out["clock_offset_s"] == 1.235
