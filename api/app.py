@@ -18,7 +18,8 @@ from index.models import Gap, Segment
 from labwitness.clock import from_ms, utc_ms
 from labwitness.errors import NotFoundError
 
-from api import admin_routes, compliance_routes, docs_routes, export_routes, problems, records_routes, registry_routes
+from api import (admin_routes, compliance_routes, docs_routes, export_routes, keys_routes, problems, records_routes,
+                 registry_routes)
 from api.auth import Inspector, Operations
 from api.deps import RuntimeDep, object_stream
 from api.runtime import Runtime
@@ -121,6 +122,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
     app.include_router(records_routes.router)
     app.include_router(export_routes.router)
     app.include_router(compliance_routes.router)
+    app.include_router(keys_routes.router)
 
     def seg_out(s: Segment) -> SegmentOut:
         start, end = from_ms(s.start_ms), from_ms(s.end_ms)

@@ -48,6 +48,13 @@ def _settings(**overrides):
         _fail(e)
 
 
+def _print_stop_report(rt) -> None:
+    """The stop message: what this run uploaded, and that the spool is empty (or what is left, and where)."""
+    report = getattr(getattr(rt, "recorder", None), "stop_report", None)
+    if report is not None:
+        console.print(report.message(), style=None if report.spool_empty else "red", markup=False)
+
+
 def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
 
@@ -117,8 +124,8 @@ def record(
     else:
         for cid, s in summary.items():
             console.print(f"{cid}: {s['segments']} segments, {s['frames']} frames {s['last_error']}")
+    _print_stop_report(rt)
     if not drained:
-        console.print("[red]部分录像仍在本地缓存中，未能上传 / some footage is still in the spool, not yet stored[/]")
         raise typer.Exit(1)
     if not any(s["segments"] for s in summary.values()):
         errs = "; ".join(s["last_error"] for s in summary.values() if s["last_error"])
@@ -137,12 +144,16 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from api.installation import announce_served_url
 
     settings = _settings(host=host, port=port)
     try:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+        service = create_app(settings)
+        announce_served_url(settings)  # `labwitness export` beside it puts the same verify URL into packages
+        uvicorn.run(service, host=settings.host, port=settings.port, log_level="info")
     except LabwitnessError as e:
         _fail(e)
+    _print_stop_report(getattr(service.state, "runtime", None))
 
 
 @app.command()
@@ -162,8 +173,7 @@ def demo(
 
     # the simulated cameras live on loopback: probe from there unless told otherwise
     settings = _settings(data_dir=data_dir, segment_seconds=segment_seconds, port=port,
-                         discovery_interfaces=None if os.environ.get("LABWITNESS_DISCOVERY_INTERFACES") else "127.0.0.1",
-                         public_base_url=None if os.environ.get("LABWITNESS_PUBLIC_BASE_URL") else f"http://127.0.0.1:{port}")
+                         discovery_interfaces=None if os.environ.get("LABWITNESS_DISCOVERY_INTERFACES") else "127.0.0.1")
     try:
         run_demo(settings, cameras=cameras, duration=duration, stop=_stop_on_signals(), console=console)
     except LabwitnessError as e:
@@ -517,7 +527,8 @@ def export(report_no: Annotated[str, typer.Argument()],
             body.release_conn()
     except LabwitnessError as e:
         _fail(e)
-    console.print(f"证据包 / package: {target}  sha256 {pkg.package_sha256}\n验证 / verify: {settings.public_base_url}/verify/{pkg.id}")
+    verify_url = json.loads(pkg.manifest)["verify_url"]  # what the package's QR code says
+    console.print(f"证据包 / package: {target}  sha256 {pkg.package_sha256}\n验证 / verify: {verify_url}")
 
 
 @app.command()
@@ -728,10 +739,12 @@ def db_upgrade() -> None:
 def _register_extensions() -> None:
     """Command groups that live in their own modules (content health, reports)."""
     from api.cli_content import register as register_content
+    from api.cli_key import register as register_key
     from api.cli_report import register as register_report
 
     register_content(app)
     register_report(app)
+    register_key(app)
 
 
 _register_extensions()

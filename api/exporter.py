@@ -18,6 +18,7 @@ from labwitness.clock import from_ms, utc_ms
 from labwitness.errors import NotFoundError
 from storage.layout import iso_ms
 
+from api import installation
 from api.evidence import MANIFEST, PUBKEY, QR, SIGNATURE, ExportError, SigningKey, qr_png
 from api.media import stitch
 
@@ -80,7 +81,7 @@ class Exporter:
         records, windows = report_windows(rt, pkg.report_no)
         if not windows:
             raise ExportError("报告关联的区域/设备没有摄像机 / no camera covers the report's areas or equipment")
-        base = (public_base_url or rt.settings.public_base_url).rstrip("/")
+        base = (public_base_url or installation.public_base_url(rt.settings)).rstrip("/")
         files, all_sources = [], []
         with tempfile.TemporaryDirectory(prefix="lw-export-") as tmp:
             tmpd = Path(tmp)

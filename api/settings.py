@@ -62,7 +62,9 @@ class Settings(BaseSettings):
     # Storage capacity for the runway in health (bytes).  Unset: the free space of the
     # embedded SeaweedFS's disk; with an external S3 endpoint, unknown unless set.
     storage_capacity_bytes: int | None = Field(default=None, ge=1)
-    public_base_url: str = "http://127.0.0.1:8000"  # what QR codes on evidence packages point at
+    # what QR codes on evidence packages point at; unset: what serve/demo announced in DATA_DIR/installation.json,
+    # else http://127.0.0.1:8000 (read it through api.installation.public_base_url)
+    public_base_url: str | None = None
 
     # Retention jobs (docs/retention.md); an interval of 0 disables that job in `serve`.
     retention_jobs: bool = True  # run them on a schedule inside `serve`

@@ -18,6 +18,7 @@ from labwitness.errors import SpoolError
 from recorder.metrics import RecorderMetrics
 from recorder.recovery import recover
 from recorder.spool import CameraSpool, SpoolQuota
+from recorder.stop_report import StopReport
 from recorder.uploader import RetainUntil, Uploader
 from recorder.worker import CameraWorker, RecorderConfig
 from storage.base import ObjectStore
@@ -60,6 +61,7 @@ class RecorderService:
         self.uploader = Uploader(self.spools, store, index, retain_until, clock=self.clock, stop=self._stop,
                                  metrics=self.metrics, backoff_cap_s=cfg.backoff_cap_s)
         self._uploader_thread: threading.Thread | None = None
+        self.stop_report: StopReport | None = None  # set by stop(): what was uploaded, what is left
         # Every camera that still has footage in the spool is uploaded, whether
         # or not it is configured any more (a removed camera's footage is kept).
         for d in sorted(self.spool_dir.iterdir()):
@@ -130,5 +132,6 @@ class RecorderService:
         self.uploader.wake.set()
         if self._uploader_thread is not None:
             self._uploader_thread.join(10)
+        self.stop_report = StopReport.of(self.spools(), self.spool_dir, self.uploader.done_segments, self.uploader.done_bytes)
         self._lockf.close()
         return drained

@@ -78,6 +78,9 @@ class Uploader:
         self._pass = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=upload_workers, thread_name_prefix="upload")
         self._fail_lock = threading.Lock()
+        #: segments (and their bytes) this process stored, locked, indexed and released from the spool
+        self.done_segments = 0
+        self.done_bytes = 0
 
     def notify(self, c: Committed) -> None:
         self.closed_at[(c.meta.camera_id, c.seq)] = time.monotonic()
@@ -182,6 +185,9 @@ class Uploader:
             c.indexed = True
             self.metrics.indexed.labels(spool.camera_id).inc()
         spool.release(c)
+        with self._fail_lock:  # upload workers run in parallel
+            self.done_segments += 1
+            self.done_bytes += c.meta.size
         return True
 
     def _index_gaps(self, spool: CameraSpool) -> None:

@@ -94,3 +94,96 @@ def test_docs_render_in_a_browser_that_cannot_leave_the_machine(tmp_path, seawee
             assert outside == [] and problems == [], (outside, problems)
         finally:
             browser.close()
+
+
+def test_public_base_url_configured_beats_announced_beats_default(tmp_path):
+    from api.installation import DEFAULT_PUBLIC_BASE_URL, announce_served_url, public_base_url
+    from api.settings import load_settings
+
+    cli = load_settings(data_dir=tmp_path / "d")
+    assert public_base_url(cli) == DEFAULT_PUBLIC_BASE_URL  # nothing served yet
+    assert announce_served_url(load_settings(data_dir=tmp_path / "d", host="0.0.0.0", port=8123)) == "http://127.0.0.1:8123"
+    assert public_base_url(cli) == "http://127.0.0.1:8123"  # another process on the same data dir agrees
+    configured = load_settings(data_dir=tmp_path / "d", public_base_url="https://lab.example.cn/lw/")
+    assert announce_served_url(configured.model_copy(update={"port": 9000})) == "https://lab.example.cn/lw"
+    assert public_base_url(configured) == "https://lab.example.cn/lw"
+    assert public_base_url(cli) == "http://127.0.0.1:8123"  # a configured URL is not written over the served one
+
+
+def test_serve_announces_its_url_and_publishes_the_key_the_cli_exports(tmp_path, seaweed):
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    from api.installation import public_base_url
+    from api.settings import load_settings
+    from test_cli import ROOT, env_for, lw
+
+    env = env_for(tmp_path, seaweed, bucket="serve-footage", LABWITNESS_RETENTION_JOBS="false")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    serve = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        def keys():
+            try:
+                return httpx.get(f"{base}/.well-known/labwitness-keys.json", timeout=2)
+            except httpx.TransportError:
+                return None
+
+        published = wait_for(lambda: serve.poll() is None and keys(), 60, what="labwitness serve")
+        assert published.status_code == 200 and "public" in published.headers["cache-control"]  # no token asked
+        [key] = published.json()["keys"]
+        exported = lw(["key", "export"], env)
+        assert exported.returncode == 0, exported.stderr
+        assert key["public_key_pem"] == exported.stdout and key["algorithm"] == "Ed25519" and key["valid_until"] is None
+        assert key["key_id"].startswith("SHA256:") and key["valid_from"].endswith("Z")
+        # a CLI beside it on the same data directory puts the same URL into packages
+        assert public_base_url(load_settings(data_dir=tmp_path / "data")) == base
+    finally:
+        serve.send_signal(signal.SIGINT)
+        _, err = serve.communicate(timeout=90)
+    assert serve.returncode == 0, err[-3000:]
+    assert "the spool is empty" in err and str(tmp_path / "data" / "spool") in err  # the stop message
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_cli_export_beside_the_service_uses_its_url_and_verifies_with_the_exported_key(running, tmp_path, seaweed):
+    import json
+    import zipfile
+    from datetime import datetime, timedelta, timezone
+
+    from api.evidence import SigningKey
+    from api.installation import announce_served_url
+    from labwitness.clock import utc_ms
+    from test_cli import env_for, lw
+
+    client, rt = running
+    served = announce_served_url(rt.settings.model_copy(update={"port": 18123}))  # as `serve --port 18123` does
+    now = datetime.now(timezone.utc)
+    rt.records.upsert("REC-KEY", {
+        "report_no": "JC-KEY-1", "commission_no": "WT-KEY-1", "project_name": "p", "test_item": "t", "sample_ids": ["S-1"],
+        "area_ids": ["lixue"], "equipment_ids": [], "operator": "张三",
+        "started_ms": utc_ms(now - timedelta(seconds=4)), "ended_ms": utc_ms(now)}, actor="test")
+    wait_for(lambda: rt.index.footage("cam-api", 0, 2**62).segments[-1].end_ms > utc_ms(now) + 500, 30,
+             what="footage past the record's end")
+    # the service's data directory, index and store
+    env = env_for(tmp_path, seaweed, bucket="api-footage", LABWITNESS_DATABASE_URL=rt.settings.db_url)
+    pkg, lab_pub = tmp_path / "evidence.zip", tmp_path / "lab.pub"
+    exported = lw(["export", "JC-KEY-1", "--out", str(pkg)], env)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    with zipfile.ZipFile(pkg) as zf:
+        verify_url = json.loads(zf.read("manifest.json"))["verify_url"]
+    assert verify_url.startswith(f"{served}/verify/") and verify_url in exported.stderr.replace("\n", "")
+
+    assert lw(["key", "export", "--out", str(lab_pub)], env).returncode == 0
+    ok = lw(["verify", str(pkg), "--public-key", str(lab_pub)], env)
+    assert ok.returncode == 0 and "genuine" in ok.stderr, ok.stderr
+    # the well-known document (public) serves the same key the CLI exported
+    doc = TestClient(client.app).get("/.well-known/labwitness-keys.json").json()
+    assert [k["public_key_pem"] for k in doc["keys"]] == [lab_pub.read_text()]
+    # and a key that is not the lab's is refused
+    (tmp_path / "other.pub").write_bytes(SigningKey.load(tmp_path / "other-lab").public_pem())
+    assert lw(["verify", str(pkg), "--public-key", str(tmp_path / "other.pub")], env).returncode == 1
