@@ -18,6 +18,8 @@ is a bug: a 500 problem with an error id that is also in the log.
     ├── StorageError                object store
     │   ├── StorageUnavailableError store unreachable (retried, never dropped)
     │   ├── ObjectLockError         bucket/object lacks the COMPLIANCE lock
+    │   │   └── LockUnreadableError a version's retention or legal hold could not be
+    │   │                           read: treated as locked, never as "no lock"
     │   ├── IntegrityError          bytes or metadata do not match their hash
     │   └── ObjectNotFoundError     the key or version does not exist (any more)
     ├── IndexUnavailableError       database unreachable (spool keeps the rows)
@@ -73,6 +75,13 @@ class StorageUnavailableError(StorageError):
 
 class ObjectLockError(StorageError):
     code = "object-lock"
+
+
+class LockUnreadableError(ObjectLockError):
+    """The store found the version but would not tell its retention or legal hold
+    (AccessDenied, an internal error): whoever deletes must treat it as locked."""
+
+    code = "lock-unreadable"
 
 
 class IntegrityError(StorageError):

@@ -121,13 +121,17 @@ def index_says_expired(*, now_ms: int, end_ms: int, retain_until_ms: int | None,
 
 
 def may_delete(*, now_ms: int, end_ms: int, retain_until_ms: int | None, held: bool,
-               stored_retain_until_ms: int | None, legal_hold: bool, store_enforced: bool = True) -> Verdict:
+               stored_retain_until_ms: int | None, legal_hold: bool, store_enforced: bool = True,
+               lock_unreadable: bool = False) -> Verdict:
     """Whether one indexed version may be deleted at ``now_ms``: only if the index
     *and* the retention read back from storage are both past, neither the index
-    (Hold) nor storage (legal hold) holds it, and it is older than the legal minimum."""
+    (Hold) nor storage (legal hold) holds it, and it is older than the legal minimum.
+    A lock storage would not tell (``lock_unreadable``) is a lock."""
     v = index_says_expired(now_ms=now_ms, end_ms=end_ms, retain_until_ms=retain_until_ms, held=held)
     if not v.ok:
         return v
+    if lock_unreadable:
+        return Verdict(False, "storage_lock_unreadable")
     if legal_hold:
         return Verdict(False, "legal_hold")
     if stored_retain_until_ms is None:

@@ -131,6 +131,18 @@ class _Sweep:
         with db_errors(), self.engine.begin() as c:
             return c.execute(delete(SEG).where(and_(SEG.c.id.in_(ids), SEG.c.status == "garbage"))).rowcount
 
+    def _storage_verdict(self, seg: Segment, obj, now_ms: int, held: set[int]):
+        """:func:`may_delete` on the index row and what storage read back; a lock storage
+        would not tell is a lock (and a finding: someone must look at the store)."""
+        v = may_delete(now_ms=now_ms, end_ms=seg.end_ms, retain_until_ms=seg.retain_until_ms, held=seg.id in held,
+                       stored_retain_until_ms=utc_ms(obj.retain_until) if obj.retain_until else None,
+                       legal_hold=obj.legal_hold, store_enforced=self.enforced, lock_unreadable=bool(obj.lock_unreadable))
+        if v.reason == "storage_lock_unreadable":
+            self.run.finding("lock_unreadable", severity="warning", camera_id=seg.camera_id, segment_id=seg.id,
+                             key=seg.key, version_id=seg.version_id,
+                             detail=f"{obj.lock_unreadable}; 未删除 / not deleted: a lock that cannot be read counts as a lock")
+        return v
+
     def _lock_mismatch(self, seg: Segment, why: str) -> None:
         self.run.finding("lock_mismatch", severity="warning", camera_id=seg.camera_id, segment_id=seg.id, key=seg.key,
                          version_id=seg.version_id,
@@ -175,14 +187,13 @@ class _Sweep:
             if obj is None:
                 gone.append(seg.id)
                 continue
-            v = may_delete(now_ms=now_ms, end_ms=seg.end_ms, retain_until_ms=seg.retain_until_ms, held=seg.id in held,
-                           stored_retain_until_ms=utc_ms(obj.retain_until) if obj.retain_until else None,
-                           legal_hold=obj.legal_hold, store_enforced=self.enforced)
+            v = self._storage_verdict(seg, obj, now_ms, held)
             if v.ok:
                 deletable.append(seg)
             else:
                 back.append(seg.id)
-                self._lock_mismatch(seg, v.reason)
+                if v.reason != "storage_lock_unreadable":  # reported as such already
+                    self._lock_mismatch(seg, v.reason)
         self.stats["recovered_rows_removed"] += self._remove_garbage_rows(gone)
         self._set_status(back, "garbage", "stored")
         self._coverage(garbage)
@@ -237,10 +248,7 @@ class _Sweep:
                                          version_id=seg.version_id,
                                          detail="expired row's version is not in storage; row kept for review")
                         continue
-                    v = may_delete(now_ms=now_ms, end_ms=seg.end_ms, retain_until_ms=seg.retain_until_ms,
-                                   held=seg.id in held,
-                                   stored_retain_until_ms=utc_ms(obj.retain_until) if obj.retain_until else None,
-                                   legal_hold=obj.legal_hold, store_enforced=self.enforced)
+                    v = self._storage_verdict(seg, obj, now_ms, held)
                     if not v.ok:
                         self.kept[v.reason] += 1
                         continue

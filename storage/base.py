@@ -18,6 +18,8 @@ class StoredObject:
     retain_until: datetime | None  # None only for a store that does not enforce retention
     mode: str | None  # "COMPLIANCE" when enforced
     legal_hold: bool = False
+    #: why the lock could not be read back (then ``legal_hold`` is True: fail closed); "" when it was
+    lock_unreadable: str = ""
 
 
 @dataclass(frozen=True)

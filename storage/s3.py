@@ -46,6 +46,7 @@ from minio.retention import Retention
 from labwitness.errors import (
     ConfigError,
     IntegrityError,
+    LockUnreadableError,
     ObjectLockError,
     ObjectNotFoundError,
     StorageError,
@@ -61,6 +62,10 @@ _TRANSIENT = (urllib3.exceptions.HTTPError, OSError, TimeoutError)
 # Codes that mean "this key/version does not exist" (SeaweedFS answers NoSuchKey
 # for a deleted version on HEAD, NoSuchVersion on GET).
 _GONE = ("NoSuchKey", "NoSuchVersion", "NoSuchObject", "ResourceNotFound")
+# Answers to a legal-hold read that mean "this version has none" (SeaweedFS says
+# NoSuchObjectLegalHold for a version never held; minio's client knows only the
+# second).  Any other failure of a lock read is "could not read", never "none".
+_NO_HOLD = ("NoSuchObjectLegalHold", "NoSuchObjectLockConfiguration")
 # Codes for "the body does not match the checksum or payload hash you sent".
 _BAD_DIGEST = ("BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest", "XAmzContentChecksumMismatch")
 
@@ -189,8 +194,9 @@ class S3ObjectStore:
                     self.client.set_object_lock_config(
                         self.bucket, ObjectLockConfig(COMPLIANCE, self.default_retention_days, DAYS)
                     )
-                except S3Error:
-                    pass  # per-object retention below is what we rely on and verify
+                except S3Error as e:  # per-object retention below is what we rely on and verify
+                    log.warning("bucket %s: default retention not set (%s); every object still gets its own lock",
+                                self.bucket, e.code)
             try:
                 cfg = self.client.get_object_lock_config(self.bucket)
                 enabled = cfg is not None
@@ -328,27 +334,46 @@ class S3ObjectStore:
 
     # -- reads ----------------------------------------------------------------
     def stat(self, key: str, version_id: str | None = None, *, with_hold: bool = True) -> tuple[StoredObject, dict[str, str]]:
+        """The version's size, retention, legal hold and user metadata.  Raises
+        :class:`ObjectNotFoundError` only when the version itself is not there, and
+        :class:`LockUnreadableError` when it is but its retention or hold could not be read."""
         try:
             st = self.client.stat_object(self.bucket, key, version_id=version_id)
-            mode = until = None
-            if self.info.retention_enforced:
-                r = self.client.get_object_retention(self.bucket, key, version_id=st.version_id)
-                if r is not None:
-                    mode, until = r.mode, r.retain_until_date
-            hold = False
-            if with_hold:  # a fresh upload has none: skip the extra request on the hot path
-                try:
-                    hold = self.client.is_object_legal_hold_enabled(self.bucket, key, version_id=st.version_id)
-                except S3Error:
-                    pass
         except _TRANSIENT as e:
             raise StorageUnavailableError(str(e)) from e
         except S3Error as e:
             raise _refused(key, e) from e
+        mode = until = None
+        if self.info.retention_enforced:
+            r = self._lock_read(key, st.version_id, "保留期 / retention", self.client.get_object_retention)
+            if r is not None:
+                mode, until = r.mode, r.retain_until_date
+        # a fresh upload has no hold: skip the extra request on the hot path
+        hold = with_hold and self._lock_read(key, st.version_id, "法律保全 / legal hold", self._legal_hold)
         if until is not None and until.tzinfo is None:
             until = until.replace(tzinfo=timezone.utc)
         user = {k: v for k, v in (st.metadata or {}).items() if k.lower().startswith("x-amz-meta-")}
         return StoredObject(key, st.version_id or "", st.size or 0, until, mode, hold), user
+
+    def _legal_hold(self, bucket: str, key: str, version_id: str | None = None) -> bool:
+        try:
+            return self.client.is_object_legal_hold_enabled(bucket, key, version_id=version_id)
+        except S3Error as e:
+            # a bucket without Object Lock has no holds: it answers InvalidRequest
+            if e.code in _NO_HOLD or (e.code == "InvalidRequest" and not self.info.retention_enforced):
+                return False
+            raise
+
+    def _lock_read(self, key: str, version_id: str | None, what: str, read):
+        """One lock read of a version HEAD just found: a refusal (AccessDenied, an
+        internal error, even NoSuchKey from a racing delete) is "unreadable", which
+        the deletion guard treats as locked -- never as "no lock"."""
+        try:
+            return read(self.bucket, key, version_id=version_id)
+        except _TRANSIENT as e:
+            raise StorageUnavailableError(str(e)) from e
+        except S3Error as e:
+            raise LockUnreadableError(f"{what} 无法读取 / could not be read for {key}@{version_id}: {e.code}") from e
 
     def open(self, key: str, version_id: str | None = None, offset: int = 0, length: int | None = None) -> BinaryIO:
         try:
@@ -437,6 +462,8 @@ class S3ObjectStore:
                 return self.stat(*item)[0]
             except ObjectNotFoundError:
                 return None
+            except LockUnreadableError as e:  # fail closed: held, and the reason kept for the report
+                return StoredObject(item[0], item[1], 0, None, None, legal_hold=True, lock_unreadable=str(e))
 
         if not items:
             return {}
@@ -470,7 +497,9 @@ class S3ObjectStore:
             if stored is None:
                 out[(key, vid)] = "gone"
                 continue
-            if stored.legal_hold:
+            if stored.lock_unreadable:
+                out[(key, vid)] = f"locked: lock unreadable ({stored.lock_unreadable})"
+            elif stored.legal_hold:
                 out[(key, vid)] = "locked: legal hold"
             elif self.info.retention_enforced and stored.retain_until is None:
                 out[(key, vid)] = "locked: no retention read back (refusing to delete an unknown lock)"

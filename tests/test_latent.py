@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import av
+import pytest
 from sqlmodel import Session
 
 from camera_discovery.simulator.clip import make_clip
@@ -20,6 +21,9 @@ from recorder.spool import CameraSpool, SpoolQuota
 from recorder.worker import CameraWorker, RecorderConfig
 from retention.compliance import compliance_report
 from retention.content_job import _segments as content_segments
+from retention.policy import may_delete
+
+from test_retention_jobs import Fixture, sweep
 
 UTC = timezone.utc
 
@@ -30,6 +34,11 @@ def _long_segment(camera_id: str, start_ms: int, length_ms: int) -> Segment:
     return Segment(camera_id=camera_id, start_ms=start_ms, end_ms=start_ms + length_ms, media_duration_ms=length_ms,
                    key=f"v1/{camera_id}/{start_ms}.mp4", version_id="v1", size=1000, sha256="0" * 64,
                    retain_until_ms=start_ms + 200 * 86_400_000, lock_mode="COMPLIANCE", codec="h264")
+
+
+@pytest.fixture
+def fx(store, index, tmp_path) -> Fixture:
+    return Fixture(store, index, tmp_path)
 
 
 def test_long_segment_is_found_by_footage_report_coverage_compliance_and_content_queries(index):
@@ -88,3 +97,73 @@ def test_recorder_cuts_every_segment_within_the_bound_the_index_relies_on(tmp_pa
     assert len(segs) >= 2 and sum(m.frames for m in segs) == 2700
     assert all(x <= MAX_SEGMENT_MS for x in lengths), lengths
     assert lengths[0] > 39 * 60_000  # cut by the 4 x target rule, not earlier
+
+
+# -- the deletion guard fails closed: a lock it cannot read is a lock ---------------------------
+
+def _deny_lock_reads(store, denied: dict[str, list[str]]) -> None:
+    """A bucket policy that makes SeaweedFS refuse (AccessDenied) one kind of lock read on some
+    keys, to the sweep's own credentials too, while HEAD still finds the versions: a real store
+    answering a lock read with an error, as a misconfigured policy or a store fault would."""
+    statements = [{"Effect": "Deny", "Principal": "*", "Action": [action],
+                   "Resource": [f"arn:aws:s3:::{store.bucket}/{k}" for k in keys]} for action, keys in denied.items()]
+    store.client.set_bucket_policy(store.bucket, json.dumps({"Version": "2012-10-17", "Statement": statements}))
+
+
+def _in_storage(store, seg) -> bool:
+    from minio.error import S3Error
+
+    try:
+        store.client.stat_object(store.bucket, seg.key, version_id=seg.version_id)
+        return True
+    except S3Error as e:
+        assert e.code in ("NoSuchKey", "NoSuchVersion"), e.code
+        return False
+
+
+def test_unreadable_legal_hold_or_retention_stops_that_deletion_and_is_reported(fx):
+    fx.put("cam-a", seconds=600, lock_s=None, age=timedelta(days=1))  # keeps one run's share under the limit
+    held, hold_unreadable, retention_unreadable, expired = (fx.put("cam-a") for _ in range(4))
+    fx.store.set_legal_hold(held.key, held.version_id, True)
+    _deny_lock_reads(fx.store, {"s3:GetObjectLegalHold": [hold_unreadable.key],
+                                "s3:GetObjectRetention": [retention_unreadable.key]})
+    fx.wait_expired()
+    # the guard itself: an unreadable hold is not "no hold"
+    item = (hold_unreadable.key, hold_unreadable.version_id)
+    assert fx.store.delete_versions([item], datetime.now(UTC))[item].startswith("locked: lock unreadable")
+    assert _in_storage(fx.store, hold_unreadable)
+
+    res = sweep(fx)
+    assert res.status == "warning", res.summary
+    assert res.summary["deleted"] == 1 and not _in_storage(fx.store, expired)  # the rest of the run went on
+    assert res.summary["kept"] == {"legal_hold": 1, "storage_lock_unreadable": 2}, res.summary["kept"]
+    for seg in (held, hold_unreadable, retention_unreadable):
+        assert _in_storage(fx.store, seg) and fx.row(seg).status == "stored"
+    found = {f.segment_id: f.detail for f in fx.findings(kind="lock_unreadable")}
+    assert set(found) == {hold_unreadable.id, retention_unreadable.id}
+    assert "AccessDenied" in found[hold_unreadable.id] and "not deleted" in found[hold_unreadable.id]
+
+    # a garbage row left by an interrupted sweep is not deleted either: back to stored, reported
+    fx.set_row(hold_unreadable, status="garbage")
+    res = sweep(fx)
+    assert fx.row(hold_unreadable).status == "stored" and _in_storage(fx.store, hold_unreadable)
+    assert res.summary["restored"] == 1 and res.summary["kept"]["storage_lock_unreadable"] == 2
+
+
+def test_a_version_never_held_reads_as_no_hold_not_as_unreadable(store, tmp_path):
+    """SeaweedFS answers NoSuchObjectLegalHold for a version that never had a hold: that is
+    "no hold" (the old code swallowed every error to get this one right)."""
+    f = Fixture(store, None, tmp_path)
+    meta, stored = f.put("cam-a", indexed=False)
+    obj, _ = store.stat(meta.key, stored.version_id)
+    assert obj.legal_hold is False and obj.lock_unreadable == "" and obj.mode == "COMPLIANCE"
+    store.set_legal_hold(meta.key, stored.version_id, True)
+    assert store.stat(meta.key, stored.version_id)[0].legal_hold is True
+
+
+@pytest.mark.parametrize("unreadable, legal_hold, ok", [(True, False, False), (True, True, False), (False, False, True)])
+def test_policy_an_unreadable_lock_is_a_lock(unreadable, legal_hold, ok):
+    now = utc_ms(datetime(2027, 6, 1, tzinfo=UTC))
+    v = may_delete(now_ms=now, end_ms=now - 300 * 86_400_000, retain_until_ms=now - 1000, held=False,
+                   stored_retain_until_ms=now - 1000, legal_hold=legal_hold, lock_unreadable=unreadable)
+    assert v.ok is ok and (ok or v.reason == ("storage_lock_unreadable" if unreadable else "legal_hold"))
