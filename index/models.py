@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -74,6 +74,9 @@ class Segment(SQLModel, table=True):
     __table_args__ = (
         Index("ix_segment_camera_start", "camera_id", "start_ms"),
         UniqueConstraint("key", "version_id", name="uq_segment_key_version"),
+        # only the few segments the content-health job has not taken in yet (late uploads)
+        Index("ix_segment_content_unchecked", "camera_id", "start_ms",
+              sqlite_where=text("content_checked_ms IS NULL"), postgresql_where=text("content_checked_ms IS NULL")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -101,6 +104,10 @@ class Segment(SQLModel, table=True):
     # verification read its retention back (None = never).
     verified_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     lock_verified_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # When the content-health job took the segment in (sampled it, passed over it with no
+    # sample due, or found it older than where checking began for its camera); None = not
+    # yet: a segment indexed late, after the job's mark passed its time, is found by this.
+    content_checked_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class Gap(SQLModel, table=True):
