@@ -1,7 +1,7 @@
 """segment.content_checked_ms: every segment is content-checked once, late ones too
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-03 19:30:00
 
 The content-health job used only a per-camera time mark, so a segment indexed
@@ -14,8 +14,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0007'
-down_revision = '0006'
+revision = '0008'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
