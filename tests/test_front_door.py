@@ -187,3 +187,39 @@ def test_cli_export_beside_the_service_uses_its_url_and_verifies_with_the_export
     # and a key that is not the lab's is refused
     (tmp_path / "other.pub").write_bytes(SigningKey.load(tmp_path / "other-lab").public_pem())
     assert lw(["verify", str(pkg), "--public-key", str(tmp_path / "other.pub")], env).returncode == 1
+
+
+def test_the_stop_message_says_what_was_uploaded_and_what_is_left_where(tmp_path, rtsp):
+    from conftest import ACCESS, SECRET, make_store
+    from index.db import make_engine, sqlite_url
+    from index.migrate import upgrade
+    from index.queries import IndexStore
+    from recorder.service import CameraSpec, RecorderService
+    from recorder.worker import RecorderConfig
+    from retention.policy import RetentionPolicy
+    from storage.seaweed import EmbeddedSeaweed
+
+    sw = EmbeddedSeaweed(tmp_path / "seaweed", ACCESS, SECRET).start()  # our own: this test stops it
+    try:
+        engine = make_engine(sqlite_url(tmp_path / "index.sqlite3"))
+        upgrade(engine)
+        index = IndexStore(engine)
+        svc = RecorderService(tmp_path / "spool", make_store(sw), index, RetentionPolicy(),
+                              RecorderConfig(segment_seconds=1.0, backoff_cap_s=1.0)).start()
+        svc.sync([CameraSpec("cam-stop", rtsp.url("/live"))])
+        wait_for(lambda: len(list(index.iter_segments("cam-stop"))) >= 2, 60, what="uploaded segments")
+        sw.pause()  # storage gone: what is recorded from now on stays in the spool
+        spool = tmp_path / "spool" / "cam-stop"
+        wait_for(lambda: len(list(spool.glob("*.mp4"))) >= 2, 60, what="segments waiting in the spool")
+        assert svc.stop(drain_timeout=1.0) is False
+        report = svc.stop_report
+        uploaded = len(list(index.iter_segments("cam-stop")))
+        assert report.uploaded_segments == uploaded and report.uploaded_bytes > 0
+        assert report.remaining_segments == len(list(spool.glob("*.mp4"))) >= 2 and not report.spool_empty
+        said = report.message()
+        assert f"uploaded and locked {uploaded} segments" in said
+        assert f"{report.remaining_segments} segments" in said and str(tmp_path / "spool") in said
+        assert "uploaded at the next start" in said and "仍有" in said  # zh-CN first
+        engine.dispose()
+    finally:
+        sw.stop()
