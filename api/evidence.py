@@ -27,17 +27,20 @@ import io
 import json
 import os
 import uuid
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from labwitness.errors import IntegrityError, LabwitnessError
+from labwitness.errors import IntegrityError, LabwitnessError, ValidationError
+
+from api.package_zip import member_sha256, open_package, read_small
 
 MANIFEST, SIGNATURE, PUBKEY, QR = "manifest.json", "manifest.sig", "signing_key.pub", "verify-qr.png"
+#: what a genuine package's small members can be (a manifest of a long multi-camera export stays far below)
+MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES, MAX_KEY_BYTES = 16 << 20, 4096, 16384
 
 
 class SigningKey:
@@ -103,56 +106,80 @@ class VerifyReport:
     signature_valid: bool
     key_fingerprint: str
     trusted_key: bool | None
-    files: dict[str, str] = field(default_factory=dict)  # name -> ok | altered | missing | unexpected
+    files: dict[str, str] = field(default_factory=dict)  # name -> ok | altered | unreadable | missing | unexpected
     manifest: dict = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
 
 def verify_package(path: Path, trusted_public_pem: bytes | None = None) -> VerifyReport:
-    """Check a package offline: the signature over the manifest, and every file's SHA-256."""
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise IntegrityError(f"不是有效的证据包 / not a readable evidence package: {e}") from e
-    with zf:
+    """Check a package offline: the signature over the manifest, and every file's SHA-256.
+
+    A package that is not even well-formed (not a zip, unsafe member names, a zip
+    bomb, a key that is not Ed25519, a manifest without a file list) raises
+    :class:`IntegrityError` saying what is wrong; a ``trusted_public_pem`` that is
+    not an Ed25519 public key raises :class:`ValidationError` (the caller's input)."""
+    trusted_key = None
+    if trusted_public_pem is not None:
+        trusted_key = load_public_key(trusted_public_pem, ValidationError, "--public-key")
+    with open_package(path) as zf:
         names = set(zf.namelist())
         for required in (MANIFEST, SIGNATURE, PUBKEY):
             if required not in names:
                 raise IntegrityError(f"证据包缺少 {required} / the package has no {required}")
-        manifest_bytes = zf.read(MANIFEST)
-        public = serialization.load_pem_public_key(zf.read(PUBKEY))
-        sig_ok = signature_ok(public, manifest_bytes, zf.read(SIGNATURE).decode().strip())
-        try:
-            manifest = json.loads(manifest_bytes)
-        except ValueError as e:
-            raise IntegrityError(f"manifest.json 无法解析 / manifest.json is not JSON: {e}") from e
-        trusted = None
-        if trusted_public_pem is not None:
-            trusted = fingerprint(serialization.load_pem_public_key(trusted_public_pem)) == fingerprint(public)
+        manifest_bytes = read_small(zf, MANIFEST, MAX_MANIFEST_BYTES)
+        public = load_public_key(read_small(zf, PUBKEY, MAX_KEY_BYTES), IntegrityError, PUBKEY)
+        sig_text = read_small(zf, SIGNATURE, MAX_SIGNATURE_BYTES)
+        sig_ok = sig_text.isascii() and signature_ok(public, manifest_bytes, sig_text.decode("ascii").strip())
+        manifest, listed = _manifest_files(manifest_bytes)
+        trusted = None if trusted_key is None else fingerprint(trusted_key) == fingerprint(public)
         rep = VerifyReport(ok=False, signature_valid=sig_ok, key_fingerprint=fingerprint(public), trusted_key=trusted,
                            manifest=manifest)
+        if not sig_text.isascii():
+            rep.problems.append("manifest.sig 不是 base64 文本 / manifest.sig is not base64 text")
         if not sig_ok:
             rep.problems.append("签名无效：清单被改动或不是本实验室签发 / signature invalid: manifest altered or not signed by this key")
         if trusted is False:
             rep.problems.append("签名密钥不是受信任的实验室密钥 / signed by a key that is not the trusted lab key")
-        listed = {f["name"]: f for f in manifest.get("files", [])}
         for name, meta in listed.items():
             if name not in names:
                 rep.files[name] = "missing"
                 rep.problems.append(f"缺少文件 / missing file: {name}")
                 continue
-            h = hashlib.sha256()
-            with zf.open(name) as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-            rep.files[name] = "ok" if h.hexdigest() == meta.get("sha256") else "altered"
+            digest = member_sha256(zf, name)
+            rep.files[name] = "unreadable" if digest is None else ("ok" if digest == meta.get("sha256") else "altered")
             if rep.files[name] == "altered":
                 rep.problems.append(f"文件被改动 / file altered: {name}")
+            elif rep.files[name] == "unreadable":
+                rep.problems.append(f"文件无法读取（损坏） / file unreadable (corrupt): {name}")
         for extra in names - set(listed) - {MANIFEST, SIGNATURE, PUBKEY, QR}:
             rep.files[extra] = "unexpected"
             rep.problems.append(f"清单外的文件 / file not in the manifest: {extra}")
         rep.ok = sig_ok and trusted is not False and not rep.problems
         return rep
+
+
+def load_public_key(pem: bytes, error: type[LabwitnessError], what: str) -> Ed25519PublicKey:
+    """An Ed25519 public key from PEM, or ``error`` naming what it is instead."""
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+        raise error(f"{what} 不是 PEM 格式的公钥 / {what} is not a PEM public key ({e})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise error(f"{what} 不是 Ed25519 公钥 / {what} is not an Ed25519 key (it is {type(key).__name__.lstrip('_')}); "
+                    "labwitness signs with Ed25519")
+    return key
+
+
+def _manifest_files(manifest_bytes: bytes) -> tuple[dict, dict[str, dict]]:
+    """The manifest and its file list by name; IntegrityError when the manifest is not one."""
+    try:
+        manifest = json.loads(manifest_bytes)
+    except ValueError as e:
+        raise IntegrityError(f"manifest.json 无法解析 / manifest.json is not JSON: {e}") from e
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, list) or not all(isinstance(f, dict) and isinstance(f.get("name"), str) for f in files):
+        raise IntegrityError("manifest.json 缺少文件清单 / manifest.json has no valid \"files\" list")
+    return manifest, {f["name"]: f for f in files}
 
 
 class ExportError(LabwitnessError):

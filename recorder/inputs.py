@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 
 import av
 
-from labwitness.errors import StreamError
+from labwitness.errors import StreamError, ValidationError
+from recorder.rtsp_url import check_rtsp_url
 from recorder.segmenter import MP4_AUDIO, VIDEO_CODECS, Track
 
 RTSP_CLIENTS = ("ffmpeg", "native")
@@ -86,13 +87,6 @@ def resolvable(host: str) -> bool:
         return False
 
 
-def check_rtsp_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("rtsp", "rtsps") or not parts.hostname:
-        raise StreamError("not_rtsp", f"不是 RTSP 地址 / not an RTSP URL (rtsp://host[:port]/path): {redact(url)}")
-    return url
-
-
 def redact(url: str) -> str:
     """The URL without its password, for logs and gap details."""
     p = urlsplit(url)
@@ -105,7 +99,10 @@ def redact(url: str) -> str:
 def open_input(url: str, client: str, open_timeout_s: float, read_timeout_s: float, *,
                on_loss: Callable[[int], None] | None = None) -> StreamInput:
     """Open one RTSP session with the configured client; StreamError on failure."""
-    check_rtsp_url(url)
+    try:
+        check_rtsp_url(url)
+    except ValidationError as e:  # a URL stored before the doors checked it fully: a gap, not a crash
+        raise StreamError("not_rtsp", str(e)) from e
     if client == "native":
         from recorder.rtsp_native import NativeRtspInput
 

@@ -55,6 +55,7 @@ class RecorderService:
         self.quota = SpoolQuota(self.spool_dir, spool_max_bytes, spool_reserve_bytes)
         self._spools: dict[str, CameraSpool] = {}
         self._workers: dict[str, tuple[CameraSpec, CameraWorker, threading.Thread, threading.Event]] = {}
+        self._crashes: dict[str, str] = {}  # camera -> the failure that last ended its worker, logged once
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._stop = threading.Event()
@@ -95,9 +96,12 @@ class RecorderService:
     def _sync(self, cameras: list[CameraSpec]) -> None:
         wanted = {c.camera_id: c for c in cameras}
         for cid in list(self._workers):
-            spec = self._workers[cid][0]
-            if cid not in wanted or wanted[cid] != spec:
+            spec, worker, thread, _ = self._workers[cid]
+            # a thread that ended by itself died of a bug (see _run_worker): start the camera again
+            if cid not in wanted or wanted[cid] != spec or not thread.is_alive():
                 self._stop_worker(cid)
+            elif worker.status.state == "recording":
+                self._crashes.pop(cid, None)  # recovered: the next crash is news again
         for cid, spec in wanted.items():
             if cid not in self._workers:
                 self._start_worker(spec)
@@ -106,9 +110,26 @@ class RecorderService:
         stop = threading.Event()
         w = CameraWorker(spec.camera_id, spec.url, self.spool(spec.camera_id), self.cfg, clock=self.clock, stop=stop,
                          metrics=self.metrics, on_commit=self.uploader.notify, area_id=spec.area_id)
-        t = threading.Thread(target=w.run, name=f"camera-{spec.camera_id}", daemon=True)
+        t = threading.Thread(target=self._run_worker, args=(w,), name=f"camera-{spec.camera_id}", daemon=True)
         self._workers[spec.camera_id] = (spec, w, t, stop)
         t.start()
+
+    def _run_worker(self, w: CameraWorker) -> None:
+        """A worker's thread.  ``run()`` rides out every camera failure and logs each
+        change itself; what escapes it is a bug (a spool that cannot be written, ...).
+        It is logged with its traceback once per kind, not on every restart; the next
+        ``sync()`` starts the camera again."""
+        try:
+            w.run()
+        except Exception as e:
+            kind = f"{type(e).__name__}: {e}"
+            w.status.last_error = kind
+            if self._crashes.get(w.camera_id) == kind:
+                log.debug("camera %s: recorder stopped again: %s", w.camera_id, kind)
+            else:
+                self._crashes[w.camera_id] = kind
+                log.error("camera %s: recorder stopped by an unexpected failure; restarting it at the next sync: %s",
+                          w.camera_id, kind, exc_info=e)
 
     def _stop_worker(self, camera_id: str, timeout: float = 15.0) -> None:
         spec, w, t, stop = self._workers.pop(camera_id)

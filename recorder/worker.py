@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import av
 
 from labwitness.clock import Clock, SystemClock
-from labwitness.errors import SpoolError, StreamError
+from labwitness.errors import SpoolError, StreamError, ValidationError
 from labwitness.segment_limits import MAX_SEGMENT_MS, MAX_TARGET_FACTOR
 from recorder.backoff import Backoff
 from recorder.inputs import RTSP_CLIENTS, StreamInput, check_rtsp_url, classify, open_input, redact
@@ -116,6 +116,8 @@ class CameraWorker:
         self.area_id = area_id
         self.status = WorkerStatus()
         self._backoff = Backoff(cap_s=cfg.backoff_cap_s)
+        #: (reason, exception type) of the failure last logged; None while recording
+        self._failing: tuple[str, str] | None = None
 
     def stalled(self) -> bool:
         """Health by output: "recording" but no segment for longer than any segment may last."""
@@ -137,34 +139,49 @@ class CameraWorker:
         try:
             while not self.stop.is_set():
                 produced_before = self.status.segments
+                unexpected: Exception | None = None
                 try:
                     self.run_once()
                     reason, message = "stream_ended", "码流结束 / the camera ended the stream"
                 except StreamError as e:
                     reason, message = e.reason, str(e)
                 except Exception as e:  # an unknown failure must not end recording of this camera
-                    log.exception("camera %s: unexpected recorder failure", self.camera_id)
-                    reason, message = "recorder_error", f"{type(e).__name__}: {e}"
+                    reason, message, unexpected = "recorder_error", self._scrub(f"{type(e).__name__}: {e}"), e
                 if self.stop.is_set():
                     break
                 if self.status.segments > produced_before:
                     self._backoff.reset()
-                self._interrupted(reason, message)
+                self._interrupted(reason, message, unexpected)
                 self._wait_to_retry(reason)
         finally:
             self.status.state = "stopped"
             self.metrics.camera_up.labels(self.camera_id).set(0)
             spool.mark_stopped()
 
-    def _interrupted(self, reason: str, message: str) -> None:
+    def _interrupted(self, reason: str, message: str, unexpected: Exception | None = None) -> None:
         self.status.state = "reconnecting"
         self.status.last_error = message
         self.metrics.camera_up.labels(self.camera_id).set(0)
         start = self.spool.last_end or self.clock.now()
         if self.spool.pending_open_gap() is None:
-            log.warning("camera %s: recording interrupted (%s): %s", self.camera_id, reason, message)
             self.metrics.gaps.labels(self.camera_id, reason).inc()
-        self.spool.open_gap(start, reason, message)
+        self._log_failure(reason, message, unexpected)
+        self.spool.open_gap(start, reason, message)  # retries failing alike are counted in the gap
+
+    def _log_failure(self, reason: str, message: str, unexpected: Exception | None) -> None:
+        """One line per change of state, not per retry: the first failure after recording,
+        then only a failure of another kind.  An unexpected one is a bug in labwitness,
+        not the camera: its traceback is logged with that one line."""
+        kind = (reason, type(unexpected).__name__ if unexpected is not None else "")
+        if kind == self._failing:
+            log.debug("camera %s: retry failed again (%s): %s", self.camera_id, reason, message)
+            return
+        self._failing = kind
+        if unexpected is None:
+            log.warning("camera %s: recording interrupted (%s): %s", self.camera_id, reason, message)
+        else:
+            log.error("camera %s: unexpected recorder failure, retrying (%s): %s", self.camera_id, reason, message,
+                      exc_info=unexpected)
 
     def _wait_to_retry(self, reason: str) -> None:
         delay = self._backoff.next_delay()
@@ -197,7 +214,8 @@ class CameraWorker:
             src = open_input(self.url, self.rtsp_client, self.cfg.open_timeout_s, self.cfg.read_timeout_s,
                              on_loss=self._rtp_lost)
         except StreamError as e:
-            if self.rtsp_client == "native" and e.reason in NATIVE_DOUBTS:
+            # (a URL that fails labwitness's own check is no doubt about the client)
+            if self.rtsp_client == "native" and e.reason in NATIVE_DOUBTS and not isinstance(e.__cause__, ValidationError):
                 # an answer the native client did not understand: FFmpeg's client may; the
                 # next attempt (immediate) uses it, and the camera keeps it from then on
                 self.rtsp_client = "ffmpeg"
@@ -328,6 +346,9 @@ class CameraWorker:
             if self.status.state != "recording" and self.status.segments > 0:
                 self.status.state = "recording"
                 self.metrics.camera_up.labels(self.camera_id).set(1)
+                if self._failing is not None:
+                    log.info("camera %s: recording again", self.camera_id)
+                    self._failing = None
 
         try:
             for is_audio, pkt, dts, pts in src.packets():
