@@ -14,13 +14,15 @@ from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime, BaseModel
 
-from index.models import Gap, Segment
+from index.models import Segment
+from index.tiling import NOTHING_SPOOLED, Part
 from labwitness.clock import from_ms, utc_ms
 from labwitness.errors import NotFoundError
 
 from api import (admin_routes, compliance_routes, docs_routes, export_routes, keys_routes, problems, records_routes,
                  registry_routes)
 from api.auth import Inspector, Operations
+from api.records_routes import GapOut
 from api.deps import RuntimeDep, object_stream
 from api.runtime import Runtime
 from api.settings import Settings
@@ -49,14 +51,6 @@ class SegmentOut(BaseModel):
     width: int
     height: int
     media_url: str
-
-
-class GapOut(BaseModel):
-    camera_id: str
-    start: datetime
-    end: datetime
-    reason: str
-    detail: str
 
 
 class FootageOut(BaseModel):
@@ -135,8 +129,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
             codec=s.codec, width=s.width, height=s.height, media_url=f"/api/v1/segments/{s.id}/media",
         )
 
-    def gap_out(g: Gap) -> GapOut:
-        return GapOut(camera_id=g.camera_id, start=from_ms(g.start_ms), end=from_ms(g.end_ms), reason=g.reason, detail=g.detail)
+    def gap_out(p: Part) -> GapOut:
+        return GapOut(start=from_ms(p.start_ms), end=from_ms(p.end_ms), reason=p.reason, detail=p.detail,
+                      since=None if p.since_ms is None else from_ms(p.since_ms))
 
     @app.get("/api/v1/health")
     def health(rt: RuntimeDep, who: Operations) -> dict:
@@ -162,12 +157,16 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
             raise ValueError("end 必须晚于 start / end must be after start")
         if (end - start).days > 31:
             raise ValueError("时间窗口最长 31 天 / the window may span at most 31 days")
+        now_ms = utc_ms(rt.clock.now())
+        # the spool before the index, as index.records does: footage indexed in between is seen twice, not missed
+        spooled = rt.spool_view.state([camera_id]).get(camera_id, NOTHING_SPOOLED)
         f = rt.index.footage(camera_id, utc_ms(start), utc_ms(end))
         if not f.segments and not f.gaps:
             rt.registry.camera(camera_id)  # 404 for a camera we never had; a removed one's footage stays visible
+        parts = f.uncovered(now_ms, spooled)  # every uncovered part with its reason
         rt.audit.append(who.actor, "footage.list", camera_id, {"start": start.isoformat(), "end": end.isoformat()}, who.role)
         return FootageOut(camera_id=camera_id, start=start, end=end, coverage=round(f.coverage, 6),
-                          segments=[seg_out(s) for s in f.segments], gaps=[gap_out(g) for g in f.gaps])
+                          segments=[seg_out(s) for s in f.segments], gaps=[gap_out(p) for p in parts])
 
     @app.get("/api/v1/cameras/{camera_id}/media", responses={200: {"content": {"video/mp4": {}}}})
     def stitched(rt: RuntimeDep, who: Inspector, camera_id: str, start: Annotated[AwareDatetime, Query()],

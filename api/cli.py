@@ -52,7 +52,8 @@ def _print_stop_report(rt) -> None:
     """The stop message: what this run uploaded, and that the spool is empty (or what is left, and where)."""
     report = getattr(getattr(rt, "recorder", None), "stop_report", None)
     if report is not None:
-        console.print(report.message(), style=None if report.spool_empty else "red", markup=False)
+        console.print(report.message(), style=None if report.spool_empty else "red", markup=False,
+                      soft_wrap=True)  # a path to copy, never folded
 
 
 def _stop_on_signals() -> threading.Event:
@@ -464,9 +465,9 @@ def records_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=Fa
         for line, row in enumerate(csv.DictReader(f), start=2):
             rid = (row.get("record_id") or "").strip()
             try:
-                from storage.layout import check_camera_id
+                from labwitness.ids import check_number
 
-                check_camera_id(rid)
+                check_number(rid, "记录编号", "record id")
                 data = {k: (row.get(k) or "").strip() for k in ("report_no", "commission_no", "project_name", "test_item",
                                                                "operator", "started_at", "ended_at")}
                 for k in ("sample_ids", "area_ids", "equipment_ids"):
@@ -499,6 +500,7 @@ def export(report_no: Annotated[str, typer.Argument()],
            out: Annotated[Optional[Path], typer.Option(help="where to write the package zip")] = None,
            verbose: Annotated[bool, typer.Option("-v")] = False) -> None:
     """导出报告的证据包 / Export a report's signed evidence package."""
+    from api.exporter import package_file_name
     _setup_logging(verbose)
     from rich.progress import Progress
 
@@ -518,7 +520,7 @@ def export(report_no: Annotated[str, typer.Argument()],
                         break
             if pkg.status != "done":
                 _fail(LabwitnessError(f"导出失败 / export failed: {pkg.error}"))
-            target = out or Path(f"evidence-{report_no}-{pkg.id[:8]}.zip")
+            target = out or Path(package_file_name(report_no, pkg.id))  # never the raw number: it may hold '/'
             body = rt.store.open(pkg.package_key, pkg.package_version_id)
             with open(target, "wb") as f:
                 for chunk in body.stream(1 << 20):
@@ -527,6 +529,8 @@ def export(report_no: Annotated[str, typer.Argument()],
             body.release_conn()
     except LabwitnessError as e:
         _fail(e)
+    for w in json.loads(pkg.warnings or "[]"):  # what the package cannot vouch for (api.export_checks)
+        console.print(f"[yellow]注意 / warning:[/] {w['message']}")
     verify_url = json.loads(pkg.manifest)["verify_url"]  # what the package's QR code says
     console.print(f"证据包 / package: {target}  sha256 {pkg.package_sha256}\n验证 / verify: {verify_url}")
 

@@ -119,4 +119,5 @@ def run_demo(settings: Settings, *, cameras: int, duration: float | None, stop: 
         thread.join(10)
     report = rt.recorder.stop_report if rt is not None and rt.recorder is not None else None
     if report is not None:
-        console.print(report.message(), style=None if report.spool_empty else "red", markup=False)
+        console.print(report.message(), style=None if report.spool_empty else "red", markup=False,
+                      soft_wrap=True)  # a path to copy, never folded

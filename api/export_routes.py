@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
-from sqlmodel import Session, select
 
-from index.models import Hold, Segment
-from labwitness.clock import utc_ms
-from labwitness.errors import NotFoundError
+from labwitness.errors import ConflictError, NotFoundError
+from labwitness.ids import Number
 
 from api.auth import Admin, Inspector
 from api.evidence import new_package_id, signature_ok
+from api.exporter import package_file_name
 from api.deps import RuntimeDep, object_stream
 from api.runtime import Runtime
 
@@ -25,6 +25,14 @@ router = APIRouter()
 
 class ExportView(BaseModel):
     id: str
+class ExportWarning(BaseModel):
+    """What the package cannot vouch for (api.export_checks): window_not_over, low_coverage, no_footage."""
+
+    code: str
+    message: str
+    camera_id: str | None = None
+
+
     report_no: str
     status: str
     progress: float
@@ -35,15 +43,18 @@ class ExportView(BaseModel):
     package_sha256: str | None
 
 
+    warnings: list[ExportWarning]
 def export_view(rt: Runtime, pkg) -> ExportView:
     return ExportView(id=pkg.id, report_no=pkg.report_no, status=pkg.status, progress=pkg.progress, error=pkg.error,
                       status_url=f"/api/v1/exports/{pkg.id}",
                       download_url=f"/api/v1/exports/{pkg.id}/download" if pkg.status == "done" else None,
-                      verify_url=f"/verify/{pkg.id}", package_sha256=pkg.package_sha256 or None)
+                      verify_url=f"/verify/{pkg.id}", package_sha256=pkg.package_sha256 or None,
+                      warnings=json.loads(pkg.warnings or "[]"))
 
 
-@router.post("/api/v1/reports/{report_no}/exports", status_code=202)
-def start_export(rt: RuntimeDep, who: Inspector, report_no: str) -> ExportView:
+# the report no. may hold '/': the path parameter takes it whole (encoded or not)
+@router.post("/api/v1/reports/{report_no:path}/exports", status_code=202)
+def start_export(rt: RuntimeDep, who: Inspector, report_no: Annotated[Number, Path()]) -> ExportView:
     pkg = rt.exporter.start(report_no, who.actor, who.role, new_package_id())
     return export_view(rt, pkg)
 
@@ -61,7 +72,7 @@ def download(rt: RuntimeDep, who: Inspector, package_id: str) -> StreamingRespon
     body = rt.store.open(pkg.package_key, pkg.package_version_id)
     rt.audit.append(who.actor, "export.download", pkg.report_no, {"package_id": package_id}, who.role)
     return StreamingResponse(object_stream(body), media_type="application/zip", headers={
-        "Content-Disposition": f'attachment; filename="evidence-{package_id}.zip"', "ETag": f'"{pkg.package_sha256}"'})
+        "Content-Disposition": f'attachment; filename="{package_file_name(pkg.report_no, pkg.id)}"', "ETag": f'"{pkg.package_sha256}"'})
 
 
 @router.get("/verify/{package_id}", tags=["public"])
@@ -107,18 +118,9 @@ def release_hold(rt: RuntimeDep, who: Admin, package_id: str) -> dict:
     """Release the legal holds this package placed (audited). Versions another package
     still relies on stay held; retention itself is never shortened."""
     pkg = rt.exporter.get(package_id)
-    released = 0
-    with Session(rt.index.engine) as s:
-        mine = list(s.exec(select(Hold).where(Hold.package_id == package_id, Hold.released_ms == None)))  # noqa: E711
-        for h in mine:
-            others = s.exec(select(Hold).where(Hold.segment_id == h.segment_id, Hold.package_id != package_id,
-                                               Hold.released_ms == None)).first()  # noqa: E711
-            if others is None:
-                seg = s.get(Segment, h.segment_id)
-                rt.store.set_legal_hold(seg.key, seg.version_id, False)
-            h.released_ms, h.released_by = utc_ms(rt.clock.now()), who.actor
-            s.add(h)
-            released += 1
-        s.commit()
+    if pkg.status == "running":
+        raise ConflictError(f"证据包仍在导出中，完成或失败后再释放 / package {package_id} is still being exported; "
+                            "release its holds once it is done or failed")
+    released = rt.exporter.release(pkg, who.actor)
     rt.audit.append(who.actor, "hold.release", pkg.report_no, {"package_id": package_id, "holds": released}, who.role)
     return {"package_id": package_id, "released": released}

@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from index.models import ExportPackage, Hold
 from index.records import record_content
+from index.tiling import NOTHING_SPOOLED
 from labwitness.clock import from_ms, utc_ms
 from labwitness.errors import NotFoundError
 from storage.layout import iso_ms
@@ -88,6 +89,7 @@ class Exporter:
             cams = windows
             per_cam: dict[str, int] = {}
             for n, (cam, lo, hi) in enumerate(cams):
+                spooled = rt.spool_view.state([cam]).get(cam, NOTHING_SPOOLED)  # before the index: index.records
                 f = rt.index.footage(cam, lo, hi)
                 if not f.segments:
                     continue
@@ -107,8 +109,10 @@ class Exporter:
                     "footage": {"start": iso_ms(from_ms(res.first_ms)) if res.first_ms else None,
                                 "end": iso_ms(from_ms(res.last_ms)) if res.last_ms else None},
                     "coverage": round(f.coverage, 6),
-                    "gaps": [{"start": iso_ms(from_ms(g.start_ms)), "end": iso_ms(from_ms(g.end_ms)), "reason": g.reason}
-                             for g in f.gaps],
+                    # every uncovered part of the window with its reason (index.tiling), as the API shows it
+                    "gaps": [{"start": iso_ms(from_ms(p.start_ms)), "end": iso_ms(from_ms(p.end_ms)), "reason": p.reason,
+                              **({"since": iso_ms(from_ms(p.since_ms))} if p.since_ms is not None else {})}
+                             for p in f.uncovered(utc_ms(rt.clock.now()), spooled)],
                     "sources": res.sources,
                 })
                 all_sources += res.sources

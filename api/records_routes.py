@@ -159,9 +159,15 @@ class ClipOut(BaseModel):
 
 
 class GapOut(BaseModel):
+    """A part of a footage window without stored footage, and why (``index.tiling``):
+    clips and gaps together tile the window exactly."""
+
     start: datetime
     end: datetime
-    reason: str
+    reason: str = Field(description="pending_upload | a recorded gap's reason (timeout, refused, spool_full, ...) | "
+                                    "camera_offline | not_registered | future | unknown")
+    detail: str = Field(default="", description="the recorder's message (recorded gaps; the cause of camera_offline)")
+    since: datetime | None = Field(default=None, description="camera_offline: when the outage still going on began")
 
 
 class CameraFootage(BaseModel):
@@ -170,7 +176,8 @@ class CameraFootage(BaseModel):
     window_end: datetime
     window_start_local: str
     window_end_local: str
-    coverage: float
+    coverage: float = Field(description="share of the window, margins included, covered by stored footage")
+    test_coverage: float = Field(description="share of the test windows themselves (started_at..ended_at) covered")
     clips: list[ClipOut]
     gaps: list[GapOut]
     stitched_url: str
@@ -207,6 +214,12 @@ def _iso(ms: int) -> str:
     return f"{_utc_day(day)}{h:02d}:{m:02d}:{s:02d}.{milli:03d}Z"
 
 
+def gap_json(p) -> dict:
+    """One :class:`GapOut` from an ``index.tiling.Part`` (JSON-ready)."""
+    return {"start": _iso(p.start_ms), "end": _iso(p.end_ms), "reason": p.reason, "detail": p.detail,
+            "since": None if p.since_ms is None else _iso(p.since_ms)}
+
+
 def footage_body(rf, report_no: str, margin_s: int, tz: ZoneInfo) -> bytes:
     """The JSON of GET /reports/{no}/footage (shape: :class:`ReportFootage`) from the
     index's rows, encoded directly with orjson: validating thousands of clips
@@ -223,10 +236,10 @@ def footage_body(rf, report_no: str, margin_s: int, tz: ZoneInfo) -> bytes:
             "camera_id": w.camera_id, "window_start": _iso(w.start_ms), "window_end": _iso(w.end_ms),
             "window_start_local": start.astimezone(tz).isoformat(timespec="seconds"),
             "window_end_local": end.astimezone(tz).isoformat(timespec="seconds"),
-            "coverage": round(w.coverage, 6),
+            "coverage": round(w.coverage, 6), "test_coverage": round(w.test_coverage, 6),
             "clips": [{"segment_id": sid, "start": iso[lo], "end": iso[hi], "media_url": f"/api/v1/segments/{sid}/media",
                        "sha256": sha, "on_hold": sid in held} for sid, lo, hi, sha in w.clips],
-            "gaps": [{"start": _iso(lo), "end": _iso(hi), "reason": reason} for lo, hi, reason in w.gaps],
+            "gaps": [gap_json(p) for p in w.parts],
             "stitched_url": stitched.replace("+", "%2B"),
         })
     body = {"report_no": report_no, "records": [record_view(r).model_dump(mode="json") for r in rf.records],

@@ -25,6 +25,7 @@ from labwitness.clock import Clock, SystemClock, utc_ms
 from labwitness.errors import IndexUnavailableError
 from recorder.metrics import RecorderMetrics
 from recorder.service import CameraSpec, RecorderService
+from recorder.spool_view import SpoolReader
 from recorder.worker import RecorderConfig, check_rtsp_url
 from retention.policy import RetentionPolicy
 from storage.s3 import S3ObjectStore
@@ -87,7 +88,9 @@ class Runtime:
         self.registry = Registry(engine, now_ms)
         self.tokens = TokenStore(engine, now_ms)
         self.audit = AuditLog(engine, now_ms)
-        self.records = RecordStore(engine, now_ms)
+        # What the spool holds (read-only): report and camera footage explain time not indexed yet.
+        self.spool_view = SpoolReader(s.spool_path)
+        self.records = RecordStore(engine, now_ms, spool=self.spool_view)
         from api.exporter import Exporter
 
         self.exporter = Exporter(self)

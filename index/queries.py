@@ -17,7 +17,8 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from index.models import Gap, Segment
+from index.models import Camera, Gap, Segment
+from index.tiling import NOTHING_SPOOLED, Part, SpoolState, uncovered
 from labwitness.errors import IndexUnavailableError, NotFoundError
 from labwitness.segment_limits import MAX_SEGMENT_MS  # the bound every query of the index relies on
 
@@ -29,6 +30,7 @@ class Footage:
     end_ms: int
     segments: Sequence[Segment]
     gaps: Sequence[Gap]
+    registered_ms: int | None = None  # when the camera was registered (None: not in the registry)
 
     @property
     def covered_ms(self) -> int:
@@ -39,6 +41,12 @@ class Footage:
     def coverage(self) -> float:
         span = self.end_ms - self.start_ms
         return self.covered_ms / span if span > 0 else 0.0
+
+    def uncovered(self, now_ms: int, spool: SpoolState = NOTHING_SPOOLED) -> list[Part]:
+        """Every part of the window without stored footage, with its reason (index.tiling)."""
+        return uncovered(self.start_ms, self.end_ms, ((s.start_ms, s.end_ms) for s in self.segments),
+                         gaps=[(g.start_ms, g.end_ms, g.reason, g.detail) for g in self.gaps],
+                         registered_ms=self.registered_ms, spool=spool, now_ms=now_ms)
 
 
 @contextmanager
@@ -131,7 +139,8 @@ class IndexStore:
 
     @_guard
     def footage(self, camera_id: str, start_ms: int, end_ms: int) -> Footage:
-        """Segments and gaps of one camera overlapping [start_ms, end_ms)."""
+        """Segments and gaps of one camera overlapping [start_ms, end_ms), and when
+        the camera was registered (for :meth:`Footage.uncovered`)."""
         if end_ms <= start_ms:
             raise ValueError("end must be after start")
         seg_t, gap_t = Segment.__table__, Gap.__table__
@@ -151,7 +160,9 @@ class IndexStore:
                 .where(gap_t.c.camera_id == camera_id, gap_t.c.start_ms < end_ms, gap_t.c.end_ms > start_ms)
                 .order_by(gap_t.c.start_ms)
             ).all()
-        return Footage(camera_id, start_ms, end_ms, list(segs), list(gaps))
+            registered = conn.execute(sa_select(Camera.__table__.c.created_ms)
+                                      .where(Camera.__table__.c.id == camera_id)).scalar()
+        return Footage(camera_id, start_ms, end_ms, list(segs), list(gaps), registered)
 
     @_guard
     def latest_segment(self, camera_id: str) -> Segment | None:

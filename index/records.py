@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 
 from index.models import Camera, Equipment, EquipmentCamera, ExportPackage, Gap, Hold, Segment, TestRecord, TestRecordRevision
 from index.queries import MAX_SEGMENT_MS, _guard, covered_ms
+from index.tiling import NOTHING_SPOOLED, Part, SpoolView, spans_coverage, uncovered
 from labwitness.errors import NotFoundError
 
 _CONTENT = ("report_no", "commission_no", "project_name", "test_item", "sample_ids", "area_ids", "equipment_ids",
@@ -49,13 +50,17 @@ def merge_windows(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
 @dataclass(frozen=True)
 class WindowFootage:
     """One camera over one (merged) report window: clips as (segment_id, start_ms,
-    end_ms, sha256) and gaps as (start_ms, end_ms, reason), both in time order."""
+    end_ms, sha256) and recorded gaps as (start_ms, end_ms, reason), both in time
+    order; ``tests``: the test windows themselves (no margins) inside it;
+    ``parts``: every uncovered part of the window with its reason (index.tiling)."""
 
     camera_id: str
     start_ms: int
     end_ms: int
     clips: list[tuple[int, int, int, str]]
     gaps: list[tuple[int, int, str]]
+    tests: list[tuple[int, int]] = field(default_factory=list)
+    parts: list[Part] = field(default_factory=list)
 
     @property
     def covered_ms(self) -> int:
@@ -63,8 +68,14 @@ class WindowFootage:
 
     @property
     def coverage(self) -> float:
+        """Share of the window with its margins covered by stored footage."""
         span = self.end_ms - self.start_ms
         return self.covered_ms / span if span > 0 else 0.0
+
+    @property
+    def test_coverage(self) -> float:
+        """Share of the test windows themselves (started..ended) covered by stored footage."""
+        return spans_coverage(((lo, hi) for _, lo, hi, _ in self.clips), self.tests)
 
 
 @dataclass(frozen=True)
@@ -75,9 +86,10 @@ class ReportFootage:
 
 
 class RecordStore:
-    def __init__(self, engine: Engine, now_ms: Callable[[], int]) -> None:
+    def __init__(self, engine: Engine, now_ms: Callable[[], int], spool: SpoolView | None = None) -> None:
         self.engine = engine
         self.now_ms = now_ms
+        self.spool = spool  # what the recorder's spool holds, to explain footage not indexed yet
 
     @_guard
     def upsert(self, record_id: str, content: dict[str, Any], actor: str) -> tuple[TestRecord, bool, bool]:
@@ -143,10 +155,11 @@ class RecordStore:
     def report_footage(self, report_no: str, margin_ms: int, *, holds: bool = True, footage: bool = True) -> ReportFootage:
         """Everything an inspector's "footage of this report" needs, on one connection
         in a fixed handful of statements: records (1), cameras of their areas and
-        instruments (2-3), per camera window segments and gaps (2), holds (1).
+        instruments (2-3), their registration times (1), per distinct window
+        segments and gaps (2), holds (1); the spool's state is read once per report.
         Only the columns shown are fetched, as plain rows: a week-long test has
         ~10 000 one-minute segments and ORM entities would dominate (bench/report_query).
-        ``footage=False``: records and windows only (clips and gaps left empty)."""
+        ``footage=False``: records and windows only (clips, gaps and parts left empty)."""
         rec_t, seg_t, gap_t = TestRecord.__table__, Segment.__table__, Gap.__table__
         with self.engine.connect() as conn:
             records = conn.execute(sa_select(rec_t).where(rec_t.c.report_no == report_no)
@@ -156,9 +169,20 @@ class RecordStore:
             per_record = [(json.loads(r.area_ids), json.loads(r.equipment_ids)) for r in records]
             cams = _resolve_cameras(conn, per_record)
             spans: dict[str, list[tuple[int, int]]] = {}
+            tests: dict[str, list[tuple[int, int]]] = {}
             for r, cam_set in zip(records, cams, strict=True):
                 for cam in cam_set:
                     spans.setdefault(cam, []).append((r.started_ms - margin_ms, r.ended_ms + margin_ms))
+                    tests.setdefault(cam, []).append((r.started_ms, r.ended_ms))
+            registered: dict[str, int] = {}
+            spooled: dict = {}
+            now_ms = self.now_ms()
+            if footage and spans:
+                registered = dict(conn.execute(sa_select(Camera.__table__.c.id, Camera.__table__.c.created_ms)
+                                               .where(Camera.__table__.c.id.in_(sorted(spans)))).all())
+                # Read the spool before the index: a segment indexed (and released from the
+                # spool) in between is then seen twice (the clip wins), never not at all.
+                spooled = dict(self.spool.state(sorted(spans))) if self.spool is not None else {}
             # Most windows of a report are the same few spans on many cameras: one
             # statement per distinct span with camera_id IN (...), not one per camera.
             by_span: dict[tuple[int, int], list[str]] = {}
@@ -186,8 +210,13 @@ class RecordStore:
                     .order_by(gap_t.c.camera_id, gap_t.c.start_ms)).all()
                 for cam, rows in groupby(gap_rows, key=itemgetter(0)):
                     gaps[(cam, lo, hi)] = [r[1:] for r in rows]
-            windows = [WindowFootage(cam, lo, hi, clips[(cam, lo, hi)], gaps[(cam, lo, hi)])
-                       for cam, lo, hi in sorted(clips)]
+            windows = []
+            for cam, lo, hi in sorted(clips):
+                c, g = clips[(cam, lo, hi)], gaps[(cam, lo, hi)]
+                parts = uncovered(lo, hi, ((a, b) for _, a, b, _ in c), gaps=g, registered_ms=registered.get(cam),
+                                  spool=spooled.get(cam, NOTHING_SPOOLED), now_ms=now_ms) if footage else []
+                windows.append(WindowFootage(cam, lo, hi, c, g, merge_windows([t for t in tests[cam] if lo <= t[0] < hi]),
+                                             parts))
             held: set[int] = set()
             if holds and any(w.clips for w in windows):
                 held = set(conn.execute(

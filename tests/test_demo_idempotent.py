@@ -108,7 +108,7 @@ def test_demo_prints_pasteable_commands_and_a_second_run_reuses_everything(tmp_p
     assert read_state(settings.data_dir)["public_base_url"] == f"http://127.0.0.1:{settings.port}"
     before = _registry(settings)
     said = first.finish()
-    assert "the spool is empty" in said and str(settings.data_dir / "spool") in said.replace("\n", "")
+    assert f"the spool is empty ({settings.data_dir / 'spool'})" in said  # on one line: the path can be copied
 
     # second run, same data directory: the simulators come up on new ports
     settings2 = settings.model_copy(update={"port": free_port()})

@@ -48,14 +48,17 @@ def test_every_key_the_ui_uses_exists():
     from api.web.render import NAV
 
     used |= {f"lang.{c}" for c in i18n.LANGUAGES} | {f"role.{r}" for r in ("admin", "inspector", "operations", "ingest")}
-    used |= {f"timeline.{k}" for k in ("footage", "gap", "missing")} | {"timeline.mark_start", "timeline.mark_end"}
+    used |= {f"timeline.{k}" for k in timeline.KINDS} | {"timeline.mark_start", "timeline.mark_end"}
     used |= {key for _, key, _ in NAV}
     content = TestRecordIn.model_fields.keys() - {"started_at", "ended_at"} | {"started_ms", "ended_ms"}
     used |= {f"record.f.{f}" for f in content}
     used |= {f"state.{s}" for s in ("starting", "recording", "reconnecting", "spool_full", "stopped", "stalled", "disabled")}
     used |= {f"reason.{r}" for r in ("timeout", "refused", "auth_failed", "no_video", "unsupported_codec", "unreachable",
                                      "decode_error", "spool_full", "recorder_down", "recorder_stopped", "stream_ended",
-                                     "not_rtsp", "unknown")}
+                                     "not_rtsp", "unknown", "not_found", "stream_error", "spool_error")}
+    from index.tiling import REASONS
+
+    used |= {f"reason.{r}" for r in REASONS}  # what index.tiling says of uncovered time
     used |= {f"level.{x}" for x in ("ok", "info", "warning", "critical")} | {f"pkg.{x}" for x in ("running", "done", "failed")}
     missing = sorted(k for k in used if not i18n.has(k))
     assert not missing, missing
@@ -310,7 +313,7 @@ def test_timeline_bars_merge_clips_and_mark_gaps():
 
 def test_timeline_edges():
     assert timeline.bars(0, 0, [], []) == []
-    only_gap = timeline.bars(0, 1000, [], [(-500, 2000, "unknown")])
+    only_gap = timeline.bars(0, 1000, [], [(-500, 2000, "timeout")])
     assert [(b.kind, b.start_ms, b.end_ms) for b in only_gap] == [("gap", 0, 1000)]
     week = [(i, i * 60_000, (i + 1) * 60_000, "") for i in range(7 * 24 * 60)]
     assert len(timeline.bars(0, 7 * 86_400_000, week, [])) == 1  # ten thousand clips, one bar

@@ -135,9 +135,12 @@ def report(request: Request, user: InspectorUser, no: str = "", export: str = ""
         start, end = from_ms(lo), from_ms(hi)
         cameras.append({
             "camera_id": w.camera_id, "name": names.get(w.camera_id, ""), "start_ms": lo, "end_ms": hi,
-            "coverage": w.coverage, "bars": timeline.bars(lo, hi, w.clips, w.gaps), "ticks": timeline.ticks(lo, hi),
+            "coverage": w.coverage, "test_coverage": w.test_coverage,
+            "bars": timeline.bars(lo, hi, w.clips, [(p.start_ms, p.end_ms, p.reason) for p in w.parts]),
+            "ticks": timeline.ticks(lo, hi),
             "marks": marks, "clips": len(w.clips), "held": sum(1 for c in w.clips if c[0] in rf.held),
-            "gaps": [{"start_ms": a, "end_ms": b, "reason": reason} for a, b, reason in w.gaps],
+            "gaps": [{"start_ms": p.start_ms, "end_ms": p.end_ms, "reason": p.reason, "kind": timeline.kind_of(p.reason),
+                      "since_ms": p.since_ms, "detail": p.detail} for p in w.parts],
             "playlist": [{"u": f"/api/v1/segments/{sid}/media", "s": a, "e": b} for sid, a, b, _ in w.clips],
             "stitched_url": (f"/api/v1/cameras/{quote(w.camera_id, safe='')}/media?start={quote(start.isoformat(), safe='')}"
                              f"&end={quote(end.isoformat(), safe='')}"),

@@ -56,6 +56,7 @@ def environment() -> Environment:
     env.filters["scrub"] = scrub
     env.filters["bilingual"] = bilingual
     env.filters["summary"] = summary
+    env.filters["fromjson"] = lambda v: json.loads(v) if v else []
     return env
 
 

@@ -1,12 +1,14 @@
 """A report window's timeline per camera, computed server-side (pure functions).
 
 Input: the window [lo, hi) and, from ``RecordStore.report_footage``, the clips
-(segment_id, start_ms, end_ms, sha256) and the recorded gaps (start_ms, end_ms,
-reason), both in time order.  Output: bars in percent of the window, each
-``footage`` (stored segments, merged while they follow each other), ``gap`` (a
-gap the recorder wrote down, with its reason) or ``missing`` (neither: e.g.
-before the camera was added, or footage not indexed yet).  A week of one-minute
-segments becomes a handful of bars, not ten thousand SVG rectangles.
+(segment_id, start_ms, end_ms, sha256) and the uncovered parts with their
+reasons (start_ms, end_ms, reason; ``index.tiling``), both in time order.
+Output: bars in percent of the window, each ``footage`` (stored segments, merged
+while they follow each other), ``pending`` (recorded, still in the spool waiting
+for storage), ``gap`` (an interruption: a recorded reason or the camera offline
+now) or ``missing`` (before the camera was registered, the future, or unknown).
+A week of one-minute segments becomes a handful of bars, not ten thousand SVG
+rectangles.
 """
 
 from __future__ import annotations
@@ -14,12 +16,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from index.tiling import FUTURE, NOT_REGISTERED, PENDING_UPLOAD, UNKNOWN
+
 JOIN_MS = 1500  # clips closer than this are drawn as one run (segments end where the next starts)
+KINDS = ("footage", "pending", "gap", "missing")
+_KIND_OF = {PENDING_UPLOAD: "pending", NOT_REGISTERED: "missing", FUTURE: "missing", UNKNOWN: "missing"}
+
+
+def kind_of(reason: str) -> str:
+    """The bar kind of an uncovered part's reason (any other reason is an interruption: ``gap``)."""
+    return _KIND_OF.get(reason, "gap")
 
 
 @dataclass(frozen=True)
 class Bar:
-    kind: str  # footage | gap | missing
+    kind: str  # one of KINDS
     start_ms: int
     end_ms: int
     x: float  # percent of the window
@@ -47,7 +58,8 @@ def _runs(spans: Sequence[tuple[int, int]], lo: int, hi: int, join_ms: int) -> l
 
 
 def bars(lo: int, hi: int, clips: Sequence[tuple], gaps: Sequence[tuple], join_ms: int | None = None) -> list[Bar]:
-    """Footage runs, recorded gaps (clipped to what no footage covers) and the rest as missing."""
+    """Footage runs, the uncovered parts (clipped to what no footage run covers) by
+    their reason's kind, and anything left as missing."""
     span = hi - lo
     if span <= 0:
         return []
@@ -59,7 +71,7 @@ def bars(lo: int, hi: int, clips: Sequence[tuple], gaps: Sequence[tuple], join_m
         return round((a - lo) * 100 / span, 3), round((b - a) * 100 / span, 3)
 
     out = [Bar("footage", a, b, *pct(a, b)) for a, b in footage]
-    # recorded gaps, minus footage (a gap row may overlap a late-uploaded segment)
+    # uncovered parts, minus footage runs (a run joins clips across holes shorter than ``join``)
     explained: list[tuple[int, int, str]] = []
     for g in gaps:
         a, b, reason = max(g[0], lo), min(g[1], hi), g[2]
@@ -75,8 +87,8 @@ def bars(lo: int, hi: int, clips: Sequence[tuple], gaps: Sequence[tuple], join_m
             explained.append((a, b, reason))
     explained.sort()
     for a, b, reason in explained:
-        out.append(Bar("gap", a, b, *pct(a, b), reason=reason))
-    # whatever is left is missing without a recorded reason
+        out.append(Bar(kind_of(reason), a, b, *pct(a, b), reason=reason))
+    # whatever is left (none, for parts from index.tiling) is missing without a reason
     covered = _runs([(a, b) for a, b in footage] + [(a, b) for a, b, _ in explained], lo, hi, 0)
     cursor = lo
     for a, b in covered + [(hi, hi)]:

@@ -1,0 +1,201 @@
+"""Tiling a footage window into stored footage and reasoned gaps (pure policy).
+
+Every millisecond of a window [lo, hi) that no stored clip covers is given
+exactly one reason, so that clips + gaps always tile the window: an inspector
+never meets a coverage figure with nothing said about the rest.
+
+Reasons, strongest first (an instant that several explain gets the first):
+
+1. ``pending_upload`` — footage recorded into the local spool and not stored and
+   indexed yet (storage or the index is down or behind), including the segment
+   being written now;
+2. a recorded gap's own reason (``timeout``, ``refused``, ``spool_full`` ...):
+   a ``Gap`` row, or a finished gap journaled in the spool and not indexed yet;
+3. ``camera_offline`` — the outage still going on (the spool's open gap), from
+   its start until now; ``since_ms`` is its start (it may lie before the window)
+   and ``detail`` its cause;
+4. ``not_registered`` — before the camera was registered;
+5. ``future`` — after now (a test still running, or the margin after it);
+6. ``unknown`` — none of these (e.g. no recorder ran and none wrote a gap down).
+
+The spool is reached through :class:`SpoolView`, a narrow interface handed in by
+the caller: ``index`` must not import ``recorder`` (``recorder.spool_view``
+implements it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Protocol, Sequence
+
+PENDING_UPLOAD = "pending_upload"
+CAMERA_OFFLINE = "camera_offline"
+NOT_REGISTERED = "not_registered"
+FUTURE = "future"
+UNKNOWN = "unknown"
+REASONS = (PENDING_UPLOAD, CAMERA_OFFLINE, NOT_REGISTERED, FUTURE, UNKNOWN)  # besides the recorded ones
+
+Span = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class OpenGap:
+    """An interruption that has not ended yet (the spool's ``gap-open.json``)."""
+
+    start_ms: int
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SpoolState:
+    """What one camera's spool holds that the index does not know yet."""
+
+    pending: tuple[Span, ...] = ()  # segments committed or being written, not stored+indexed
+    gaps: tuple[tuple[int, int, str], ...] = ()  # finished gaps journaled, not indexed
+    open_gap: OpenGap | None = None
+
+
+NOTHING_SPOOLED = SpoolState()
+
+
+class SpoolView(Protocol):
+    def state(self, camera_ids: Sequence[str]) -> Mapping[str, SpoolState]:
+        """Spool state of each camera that has one (others may be left out)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Part:
+    """An uncovered part of a window and why."""
+
+    start_ms: int
+    end_ms: int
+    reason: str
+    detail: str = ""
+    since_ms: int | None = None
+
+
+def uncovered(lo: int, hi: int, clips: Iterable[Span], *, gaps: Iterable[tuple] = (),
+              registered_ms: int | None = None, spool: SpoolState = NOTHING_SPOOLED,
+              now_ms: int | None = None) -> list[Part]:
+    """The parts of [lo, hi) no clip covers, each with its reason, in time order.
+
+    ``clips``: (start, end) of stored footage, any order, may overlap or stick out
+    of the window.  ``gaps``: recorded gaps as (start, end, reason[, detail]).
+    ``now_ms`` None: nothing is said about an open outage or the future."""
+    if hi <= lo:
+        return []
+    holes = _complement(_merged(clips, lo, hi), lo, hi)
+    og = spool.open_gap
+    layers: list[list[tuple[int, int, str, str, int | None]]] = [
+        [(a, b, PENDING_UPLOAD, "", None) for a, b in spool.pending],
+        [(g[0], g[1], g[2], g[3] if len(g) > 3 else "", None) for g in (*gaps, *spool.gaps)],
+        [(og.start_ms, now_ms, CAMERA_OFFLINE, f"{og.reason}: {og.detail}" if og.detail else og.reason, og.start_ms)]
+        if og is not None and now_ms is not None else [],
+        [(lo, registered_ms, NOT_REGISTERED, "", None)] if registered_ms is not None else [],
+        [(now_ms, hi, FUTURE, "", None)] if now_ms is not None else [],
+    ]
+    parts: list[Part] = []
+    for layer in layers:
+        if not holes:
+            break
+        taken, holes = _take(holes, _disjoint(layer))
+        parts += taken
+    parts += [Part(a, b, UNKNOWN) for a, b in holes]
+    return _joined(sorted(parts, key=lambda p: p.start_ms))
+
+
+def spans_coverage(clips: Iterable[Span], spans: Sequence[Span]) -> float:
+    """Share of the (disjoint) ``spans`` covered by ``clips``; 0.0 for no spans."""
+    total = sum(b - a for a, b in spans if b > a)
+    if total <= 0:
+        return 0.0
+    lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
+    runs = _merged(clips, lo, hi)
+    covered, j = 0, 0
+    for a, b in sorted(spans):
+        while j < len(runs) and runs[j][1] <= a:
+            j += 1
+        k = j
+        while k < len(runs) and runs[k][0] < b:
+            covered += max(0, min(b, runs[k][1]) - max(a, runs[k][0]))
+            k += 1
+    return covered / total
+
+
+def _merged(spans: Iterable[Span], lo: int, hi: int) -> list[Span]:
+    """Spans clipped to [lo, hi), overlapping or touching ones joined, in order."""
+    out: list[Span] = []
+    for a, b in sorted(spans):
+        a, b = max(a, lo), min(b, hi)
+        if b <= a:
+            continue
+        if out and a <= out[-1][1]:
+            if b > out[-1][1]:
+                out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+def _complement(runs: list[Span], lo: int, hi: int) -> list[Span]:
+    out, cursor = [], lo
+    for a, b in runs:
+        if a > cursor:
+            out.append((cursor, a))
+        cursor = max(cursor, b)
+    if cursor < hi:
+        out.append((cursor, hi))
+    return out
+
+
+def _disjoint(layer: list[tuple[int, int, str, str, int | None]]) -> list[tuple[int, int, str, str, int | None]]:
+    """One layer's explanations without overlaps: the earlier-starting one keeps the overlap."""
+    out: list[tuple[int, int, str, str, int | None]] = []
+    for a, b, reason, detail, since in sorted(layer, key=lambda x: (x[0], x[1])):
+        if out:
+            a = max(a, out[-1][1])
+        if b > a:
+            out.append((a, b, reason, detail, since))
+    return out
+
+
+def _take(holes: list[Span], layer: list[tuple[int, int, str, str, int | None]]) -> tuple[list[Part], list[Span]]:
+    """Explain what ``layer`` covers of ``holes`` (both sorted and disjoint); also
+    return what it leaves unexplained.  One pass over both lists."""
+    taken: list[Part] = []
+    left: list[Span] = []
+    j = 0
+    for a, b in holes:
+        cursor = a
+        while j < len(layer) and layer[j][1] <= cursor:
+            j += 1
+        k = j
+        while k < len(layer) and layer[k][0] < b:
+            la, lb, reason, detail, since = layer[k]
+            s, e = max(la, cursor), min(lb, b)
+            if e > s:
+                if s > cursor:
+                    left.append((cursor, s))
+                taken.append(Part(s, e, reason, detail, since))
+                cursor = e
+            if lb > b:
+                break  # the explanation goes on into the next hole
+            k += 1
+        j = k
+        if cursor < b:
+            left.append((cursor, b))
+    return taken, left
+
+
+def _joined(parts: list[Part]) -> list[Part]:
+    """Neighbouring parts with the same explanation become one (back-to-back spooled segments)."""
+    out: list[Part] = []
+    for p in parts:
+        q = out[-1] if out else None
+        if q is not None and q.end_ms == p.start_ms and (q.reason, q.detail, q.since_ms) == (p.reason, p.detail, p.since_ms):
+            out[-1] = Part(q.start_ms, p.end_ms, q.reason, q.detail, q.since_ms)
+        else:
+            out.append(p)
+    return out
