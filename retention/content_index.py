@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from index.models import CameraContentState, ContentEvent
+from index.models import CameraContentState, ContentEvent, Segment
 from index.queries import db_errors  # noqa: F401  (the jobs import it from here too)
 from labwitness.errors import NotFoundError
 from retention.content import EventUpdate, unusable_by_kind, unusable_ms
@@ -35,10 +36,14 @@ def load_state(engine: Engine, camera_id: str) -> CameraContentState:
         return row if row is not None else CameraContentState(camera_id=camera_id)
 
 
-def save(engine: Engine, state: CameraContentState, events: Iterable[EventUpdate]) -> list[ContentEvent]:
-    """Store the camera's state and upsert its events, in one transaction."""
+def save(engine: Engine, state: CameraContentState, events: Iterable[EventUpdate], *,
+         checked: Iterable[int] = (), at_ms: int = 0) -> list[ContentEvent]:
+    """Store the camera's state and upsert its events, and stamp the ``checked`` segments
+    as taken in at ``at_ms`` (``Segment.content_checked_ms``), in one transaction: a
+    segment is checked exactly once even if the job dies half-way."""
     out = []
     with db_errors(), Session(_engine(engine), expire_on_commit=False) as s:
+        _stamp(s, state.camera_id, checked, at_ms)
         for ev in events:
             row = s.exec(select(ContentEvent).where(ContentEvent.camera_id == state.camera_id, ContentEvent.kind == ev.kind,
                                                     ContentEvent.start_ms == ev.start_ms)).first()
@@ -52,6 +57,26 @@ def save(engine: Engine, state: CameraContentState, events: Iterable[EventUpdate
         s.merge(state)
         s.commit()
     return out
+
+
+def _stamp(s: Session, camera_id: str, ids: Iterable[int], at_ms: int) -> None:
+    ids = list(ids)
+    if ids:
+        seg = Segment.__table__
+        s.execute(update(seg).where(seg.c.camera_id == camera_id, seg.c.id.in_(ids)).values(content_checked_ms=at_ms))
+
+
+def start_checking(engine: Engine, state: CameraContentState, from_ms: int, at_ms: int) -> None:
+    """A camera's first run: checking begins at ``from_ms`` (saved as its mark); the footage
+    indexed so far that ends before it is out of scope and stamped taken in.  Footage that is
+    indexed later, however old, is still checked (the job's late pass)."""
+    state.sampled_until_ms = from_ms
+    seg = Segment.__table__
+    with db_errors(), Session(_engine(engine), expire_on_commit=False) as s:
+        s.execute(update(seg).where(seg.c.camera_id == state.camera_id, seg.c.content_checked_ms.is_(None),
+                                    seg.c.end_ms <= from_ms).values(content_checked_ms=at_ms))
+        s.merge(state)
+        s.commit()
 
 
 def events(engine: Engine, camera_id: str | None = None, start_ms: int | None = None, end_ms: int | None = None, *,

@@ -25,6 +25,15 @@ Procedure per camera (``run_content_check``):
 4. A segment that cannot be read (storage down) stops that camera for this run
    with the mark before it (retried next run); one that cannot be decoded at
    all is reported and passed over.
+5. Late footage: a segment indexed after the mark passed its time (uploaded
+   late after a storage outage) is found by ``Segment.content_checked_ms``,
+   which step 3 stamps on every segment taken in (sampled or passed over), in
+   the same transaction.  Late segments are judged oldest first on a detector
+   state of their own (the camera's sharpness baseline carried over, so they
+   never disturb the live timeline), whose runs are closed at their last
+   sample.  A camera's first run marks where checking begins
+   (:func:`~retention.content_index.start_checking`); what was indexed before
+   and ends earlier is out of scope.  So every segment is checked exactly once.
 
 One :class:`~index.models.JobRun` row (``job='content'``) per run.
 """
@@ -79,6 +88,7 @@ class CameraResult:
     events: list[dict] = field(default_factory=list)  # opened/extended/closed this run
     ongoing: list[str] = field(default_factory=list)
     sampled_until_ms: int = 0
+    late: int = 0  # of the segments, those indexed after the mark had passed their time (step 5)
     error: str = ""
 
 
@@ -96,7 +106,7 @@ class ContentSummary:
         d = asdict(self)
         d["job"] = JOB
         d["totals"] = {k: sum(getattr(c, k) for c in self.cameras.values())
-                       for k in ("segments", "skipped", "samples", "decoded", "inherited", "reads", "bytes_read",
+                       for k in ("segments", "late", "skipped", "samples", "decoded", "inherited", "reads", "bytes_read",
                                  "fallbacks", "undecodable", "undecodable_samples")}
         return d
 
@@ -114,13 +124,23 @@ def _segments(engine: Engine, camera_id: str, after_ms: int, limit: int) -> list
     with content_index.db_errors(), Session(engine, expire_on_commit=False) as s:
         return list(s.exec(
             select(Segment).where(Segment.camera_id == camera_id, Segment.status == "stored", Segment.end_ms > after_ms,
-                                  Segment.start_ms > after_ms - MAX_SEGMENT_MS)  # keeps it an index range scan
+                                  Segment.start_ms > after_ms - MAX_SEGMENT_MS,  # keeps it an index range scan
+                                  Segment.content_checked_ms == None)  # noqa: E711
+            .order_by(col(Segment.start_ms)).limit(limit)))
+
+
+def _late_segments(engine: Engine, camera_id: str, mark_ms: int, limit: int) -> list[Segment]:
+    """Segments the mark passed before they were indexed (ix_segment_content_unchecked)."""
+    with content_index.db_errors(), Session(engine, expire_on_commit=False) as s:
+        return list(s.exec(
+            select(Segment).where(Segment.camera_id == camera_id, Segment.content_checked_ms == None,  # noqa: E711
+                                  Segment.status == "stored", Segment.end_ms <= mark_ms)
             .order_by(col(Segment.start_ms)).limit(limit)))
 
 
 def check_camera(engine: Engine, store, camera_id: str, now_ms: int, cfg: ContentJobConfig,
                  decoder: KeyframeDecoder | None = None) -> CameraResult:
-    """Sample one camera's footage since its mark (steps 1-4 of the module docstring)."""
+    """Sample one camera's footage since its mark, then its late footage (steps 1-5 of the module docstring)."""
     c = cfg.content
     decoder = decoder or KeyframeDecoder()
     res = CameraResult(camera_id)
@@ -134,44 +154,19 @@ def check_camera(engine: Engine, store, camera_id: str, now_ms: int, cfg: Conten
             reference = Reference.from_jpeg(row.reference_jpeg, c)
         except ValueError:
             log.error("camera %s: approved reference is not a readable JPEG; moved camera not checked", camera_id)
-    mark = row.sampled_until_ms or int(now_ms - cfg.initial_lookback_s * 1000)
-    res.sampled_until_ms = mark
-    every_ms = round(c.sample_seconds * 1000)
+    if not row.sampled_until_ms:
+        content_index.start_checking(engine, row, int(now_ms - cfg.initial_lookback_s * 1000), now_ms)
+    res.sampled_until_ms = row.sampled_until_ms
     last_frame = None
-    segs = _segments(engine, camera_id, mark, cfg.max_segments_per_camera)
+    segs = _segments(engine, camera_id, row.sampled_until_ms, cfg.max_segments_per_camera)
     for i, seg in enumerate(segs):
-        due_ms = seg.start_ms if state.frame_ms is None else max(seg.start_ms, state.frame_ms + every_ms)
-        media_end_ms = seg.start_ms + (seg.media_duration_ms or seg.end_ms - seg.start_ms)
-        changed: dict[tuple[str, int], EventUpdate] = {}
-        if due_ms < media_end_ms:
-            src = StoreSource(store, seg.key, seg.version_id, seg.size)
-            stats = SampleStats()
-            try:
-                keyframes = sample_keyframes(src, c.sample_seconds, (due_ms - seg.start_ms) / 1000, decoder=decoder,
-                                             stats=stats, lazy=True)
-            except StorageError as e:
-                res.error = f"segment {seg.id} ({seg.key}): {e}"[:500]
-                log.warning("camera %s: content sampling stopped at segment %s: %s", camera_id, seg.id, e)
-                break
-            except (ParseError, ValueError, OSError) as e:  # not even a full demux decodes it
-                log.error("camera %s: segment %s (%s) has no decodable keyframe: %s", camera_id, seg.id, seg.key, e)
-                keyframes = []
-                res.undecodable += 1
-            res.reads += src.reads
-            res.bytes_read += src.bytes_read
-            res.fallbacks += int(stats.fallback)
-            res.segments += 1
-            for u in _judge_segment(state, seg.start_ms, keyframes, c, reference, res):
-                changed[(u.kind, u.start_ms)] = u
-            newest = next((k for k in reversed(keyframes) if k.decoded), None)
-            if newest is not None:
-                last_frame = (seg.start_ms + round(newest.media_s * 1000), newest.frame)
-            res.samples += len(keyframes)
-        else:
-            res.skipped += 1
-        updates = list(changed.values())
-        res.events.extend({"kind": u.kind, "start_ms": u.start_ms, "end_ms": u.end_ms, "ongoing": u.ongoing,
-                           "detail": u.detail} for u in updates)
+        try:
+            updates, frame = _take_in(store, seg, state, c, reference, res, decoder)
+        except StorageError as e:
+            _stopped(res, seg, e)
+            break
+        last_frame = frame or last_frame
+        res.events.extend(_event_dicts(updates))
         row.sampled_until_ms = max(row.sampled_until_ms or 0, seg.end_ms)
         row.last_segment_id = seg.id
         row.sharpness_baseline = state.baseline
@@ -180,14 +175,90 @@ def check_camera(engine: Engine, store, camera_id: str, now_ms: int, cfg: Conten
             row.last_sample_ms = last_frame[0]
             row.thumbnail_jpeg = thumbnail_jpeg(_bgr_small(last_frame[1], c.thumbnail_width), c)
             last_frame = None
-        content_index.save(engine, row, updates)
+        content_index.save(engine, row, updates, checked=[seg.id], at_ms=now_ms)
         res.sampled_until_ms = row.sampled_until_ms
     if last_frame is not None:  # stopped early (storage error): keep the newest picture anyway
         row.last_sample_ms = last_frame[0]
         row.thumbnail_jpeg = thumbnail_jpeg(_bgr_small(last_frame[1], c.thumbnail_width), c)
         content_index.save(engine, row, [])
     res.ongoing = sorted(k for k, r in state.runs.items() if r.count >= c.need(k))
+    if not res.error:
+        _check_late(engine, store, row, state, now_ms, cfg, reference, res, decoder)
     return res
+
+
+def _check_late(engine: Engine, store, row, live: DetectorState, now_ms: int, cfg: ContentJobConfig,
+                reference: Reference | None, res: CameraResult, decoder: KeyframeDecoder) -> None:
+    """Step 5: the segments indexed after the mark passed them, on a timeline of their own."""
+    late = _late_segments(engine, row.camera_id, row.sampled_until_ms, cfg.max_segments_per_camera)
+    if not late:
+        return
+    c = cfg.content
+    own = DetectorState(baseline=live.baseline, baseline_n=live.baseline_n)
+    for i, seg in enumerate(late):
+        try:
+            updates, _ = _take_in(store, seg, own, c, reference, res, decoder)
+        except StorageError as e:
+            _stopped(res, seg, e)
+            break
+        if i == len(late) - 1:  # nothing of this timeline carries over: its events end at its last sample
+            updates += _close_runs(own, c)
+        res.late += 1
+        res.events.extend(_event_dicts(updates))
+        content_index.save(engine, row, updates, checked=[seg.id], at_ms=now_ms)
+    else:
+        return
+    content_index.save(engine, row, _close_runs(own, c))  # stopped by storage: close what the saved part opened
+
+
+def _take_in(store, seg: Segment, state: DetectorState, c: ContentConfig, reference: Reference | None,
+             res: CameraResult, decoder: KeyframeDecoder) -> tuple[list[EventUpdate], tuple | None]:
+    """Sample and judge one segment (step 2): its event updates and its newest decoded
+    (time, frame).  Raises :class:`StorageError` when storage cannot be read."""
+    every_ms = round(c.sample_seconds * 1000)
+    due_ms = seg.start_ms if state.frame_ms is None else max(seg.start_ms, state.frame_ms + every_ms)
+    media_end_ms = seg.start_ms + (seg.media_duration_ms or seg.end_ms - seg.start_ms)
+    if due_ms >= media_end_ms:
+        res.skipped += 1
+        return [], None
+    src = StoreSource(store, seg.key, seg.version_id, seg.size)
+    stats = SampleStats()
+    try:
+        keyframes = sample_keyframes(src, c.sample_seconds, (due_ms - seg.start_ms) / 1000, decoder=decoder,
+                                     stats=stats, lazy=True)
+    except (ParseError, ValueError, OSError) as e:  # not even a full demux decodes it
+        log.error("camera %s: segment %s (%s) has no decodable keyframe: %s", res.camera_id, seg.id, seg.key, e)
+        keyframes = []
+        res.undecodable += 1
+    res.reads += src.reads
+    res.bytes_read += src.bytes_read
+    res.fallbacks += int(stats.fallback)
+    res.segments += 1
+    res.samples += len(keyframes)
+    changed: dict[tuple[str, int], EventUpdate] = {}
+    for u in _judge_segment(state, seg.start_ms, keyframes, c, reference, res):
+        changed[(u.kind, u.start_ms)] = u
+    newest = next((k for k in reversed(keyframes) if k.decoded), None)
+    frame = (seg.start_ms + round(newest.media_s * 1000), newest.frame) if newest is not None else None
+    return list(changed.values()), frame
+
+
+def _close_runs(state: DetectorState, c: ContentConfig) -> list[EventUpdate]:
+    """End every event of ``state`` at its last bad sample (no footage of this timeline follows)."""
+    out = [EventUpdate(kind, run.start_ms, run.last_ms, False, run.detail[:2000])
+           for kind, run in state.runs.items() if run.count >= c.need(kind)]
+    state.runs.clear()
+    return out
+
+
+def _stopped(res: CameraResult, seg: Segment, e: StorageError) -> None:
+    res.error = f"segment {seg.id} ({seg.key}): {e}"[:500]
+    log.warning("camera %s: content sampling stopped at segment %s: %s", res.camera_id, seg.id, e)
+
+
+def _event_dicts(updates: list[EventUpdate]) -> list[dict]:
+    return [{"kind": u.kind, "start_ms": u.start_ms, "end_ms": u.end_ms, "ongoing": u.ongoing, "detail": u.detail}
+            for u in updates]
 
 
 def _judge_segment(state: DetectorState, start_ms: int, keyframes: list[Keyframe], c: ContentConfig,

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import av
 import pytest
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from camera_discovery.simulator.clip import make_clip
 from index.coverage import CoverageStore
@@ -20,7 +20,9 @@ from recorder.inputs import PyAVInput
 from recorder.spool import CameraSpool, SpoolQuota
 from recorder.worker import CameraWorker, RecorderConfig
 from retention.compliance import compliance_report
+from retention import content_index
 from retention.content_job import _segments as content_segments
+from retention.content_job import run_content_check
 from retention.policy import may_delete
 
 from test_retention_jobs import Fixture, sweep
@@ -167,3 +169,38 @@ def test_policy_an_unreadable_lock_is_a_lock(unreadable, legal_hold, ok):
     v = may_delete(now_ms=now, end_ms=now - 300 * 86_400_000, retain_until_ms=now - 1000, held=False,
                    stored_retain_until_ms=now - 1000, legal_hold=legal_hold, lock_unreadable=unreadable)
     assert v.ok is ok and (ok or v.reason == ("storage_lock_unreadable" if unreadable else "legal_hold"))
+
+
+# -- content health: a segment indexed late is checked, once -----------------------------------
+
+def test_content_check_takes_in_a_segment_indexed_after_its_mark_passed(store, index, tmp_path):
+    """A storage outage holds one segment back: the next run's mark passes its time before it is
+    uploaded.  It is still checked (its blackout found and closed), and no segment twice."""
+    from test_content_health import JOB_CFG, SCENE, SEG_S, T0, _put, encode_fmp4, flat
+
+    healthy = encode_fmp4(tmp_path / "healthy.mp4", lambda t: SCENE.view(t), SEG_S)
+    black = encode_fmp4(tmp_path / "black.mp4", lambda t: flat(17, 1.0), SEG_S)
+    with Session(index.engine) as s:
+        s.add(Camera(id="cam-late", rtsp_url="rtsp://127.0.0.1/late", created_ms=0))
+        s.commit()
+    clock = FakeClock(T0 + timedelta(seconds=3 * SEG_S + 5))
+    at = [T0 + timedelta(seconds=i * SEG_S) for i in range(3)]
+    _put(store, index, healthy, "cam-late", at[0], SEG_S, 1)
+    _put(store, index, healthy, "cam-late", at[2], SEG_S, 3)
+    first = run_content_check(index, store, clock, JOB_CFG).cameras["cam-late"]
+    assert first.sampled_until_ms == utc_ms(at[2]) + SEG_S * 1000 and first.events == []
+
+    late = _put(store, index, black, "cam-late", at[1], SEG_S, 2)  # the held-back segment arrives
+    second = run_content_check(index, store, clock, JOB_CFG)
+    r = second.cameras["cam-late"]
+    assert (r.late, r.segments, r.samples) == (1, 1, SEG_S // 2), r
+    (event,) = content_index.events(index.engine, "cam-late")
+    assert event.kind == "blackout" and not event.ongoing
+    assert utc_ms(at[1]) <= event.start_ms < event.end_ms <= late.end_ms
+    assert second.status == "ok" and r.ongoing == []  # the live timeline was not disturbed
+
+    third = run_content_check(index, store, clock, JOB_CFG).cameras["cam-late"]
+    assert (third.late, third.segments, third.reads) == (0, 0, 0)  # checked exactly once
+    with Session(index.engine) as s:
+        stamps = s.exec(select(Segment.content_checked_ms).where(Segment.camera_id == "cam-late")).all()
+    assert len(stamps) == 3 and None not in stamps
