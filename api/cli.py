@@ -500,11 +500,11 @@ def export(report_no: Annotated[str, typer.Argument()],
            out: Annotated[Optional[Path], typer.Option(help="where to write the package zip")] = None,
            verbose: Annotated[bool, typer.Option("-v")] = False) -> None:
     """导出报告的证据包 / Export a report's signed evidence package."""
-    from api.exporter import package_file_name
     _setup_logging(verbose)
     from rich.progress import Progress
 
     from api.evidence import new_package_id
+    from api.exporter import package_file_name
     from api.runtime import Runtime
 
     settings = _settings()
@@ -529,10 +529,10 @@ def export(report_no: Annotated[str, typer.Argument()],
             body.release_conn()
     except LabwitnessError as e:
         _fail(e)
-    for w in json.loads(pkg.warnings or "[]"):  # what the package cannot vouch for (api.export_checks)
-        console.print(f"[yellow]注意 / warning:[/] {w['message']}")
     verify_url = json.loads(pkg.manifest)["verify_url"]  # what the package's QR code says
     console.print(f"证据包 / package: {target}  sha256 {pkg.package_sha256}\n验证 / verify: {verify_url}")
+    for w in json.loads(pkg.warnings or "[]"):  # what the package cannot vouch for (api.export_checks)
+        console.print(f"[yellow]注意 / warning:[/] {w['message']}")
 
 
 @app.command()

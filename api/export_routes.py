@@ -23,8 +23,6 @@ from api.runtime import Runtime
 router = APIRouter()
 
 
-class ExportView(BaseModel):
-    id: str
 class ExportWarning(BaseModel):
     """What the package cannot vouch for (api.export_checks): window_not_over, low_coverage, no_footage."""
 
@@ -33,6 +31,8 @@ class ExportWarning(BaseModel):
     camera_id: str | None = None
 
 
+class ExportView(BaseModel):
+    id: str
     report_no: str
     status: str
     progress: float
@@ -41,9 +41,9 @@ class ExportWarning(BaseModel):
     download_url: str | None
     verify_url: str
     package_sha256: str | None
-
-
     warnings: list[ExportWarning]
+
+
 def export_view(rt: Runtime, pkg) -> ExportView:
     return ExportView(id=pkg.id, report_no=pkg.report_no, status=pkg.status, progress=pkg.progress, error=pkg.error,
                       status_url=f"/api/v1/exports/{pkg.id}",

@@ -1,4 +1,5 @@
-"""The export job: builds, holds, signs and stores one evidence package (see api.evidence)."""
+"""The export job: builds, holds, signs and stores one evidence package (see api.evidence;
+the export -> hold -> release procedure with its crash points is in docs/exports.md)."""
 
 from __future__ import annotations
 
@@ -6,53 +7,107 @@ import json
 import logging
 import tempfile
 import threading
+import uuid
 import zipfile
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlmodel import Session
-
-from index.models import ExportPackage, Hold
+from index.exports import ExportStore
+from index.models import ExportPackage
 from index.records import record_content
 from index.tiling import NOTHING_SPOOLED
 from labwitness.clock import from_ms, utc_ms
-from labwitness.errors import NotFoundError
+from labwitness.errors import LabwitnessError
+from labwitness.ids import check_number, file_slug
 from storage.layout import iso_ms
 
 from api import installation
 from api.evidence import MANIFEST, PUBKEY, QR, SIGNATURE, ExportError, SigningKey, qr_png
+from api.export_checks import WindowFacts, export_warnings
+from api.holds import place_holds, release_holds
 from api.media import stitch
 
 log = logging.getLogger(__name__)
+
+#: a running export whose heartbeat (progress saved per stitched segment) stopped this
+#: long ago died with its process; the next export releases what it held
+STALE_EXPORT_MS = 30 * 60_000
+
+
+def package_file_name(report_no: str, package_id: str) -> str:
+    """``evidence-{slug}-{id}.zip``: never the raw number (it may hold '/', CJK, spaces)."""
+    return f"evidence-{file_slug(report_no)}-{package_id[:8]}.zip"
+
+
+def public_error(e: BaseException) -> str:
+    """What a failed job shows people: our own errors' messages (written for them);
+    anything else, which may carry server paths or internals, only as a reference
+    that the log also has (the caller logs it with the traceback)."""
+    if isinstance(e, LabwitnessError):
+        return str(e)[:2000]
+    ref = uuid.uuid4().hex[:12]
+    e.add_note(f"error ref {ref}")  # the traceback in the log carries the reference
+    return f"导出失败：内部错误（编号 {ref}，详见服务日志） / export failed: internal error (ref {ref}; see the service log)"
 
 
 class Exporter:
     def __init__(self, rt) -> None:
         self.rt = rt
         self.key = SigningKey.load(rt.settings.data_dir)
+        self.exports = ExportStore(rt.index.engine, lambda: utc_ms(rt.clock.now()))
         self._threads: dict[str, threading.Thread] = {}
 
     # -- bookkeeping ------------------------------------------------------------
     def _save(self, pkg: ExportPackage) -> None:
-        with Session(self.rt.index.engine, expire_on_commit=False) as s:
-            s.merge(pkg)
-            s.commit()
+        self.exports.save(pkg)
 
     def get(self, package_id: str) -> ExportPackage:
-        with Session(self.rt.index.engine, expire_on_commit=False) as s:
-            pkg = s.get(ExportPackage, package_id)
-        if pkg is None:
-            raise NotFoundError(f"证据包不存在 / evidence package {package_id!r} not found")
-        return pkg
+        return self.exports.get(package_id)
+
+    def release(self, pkg: ExportPackage, actor: str) -> int:
+        """Release the package's legal holds (docs/exports.md, procedure "release")."""
+        return release_holds(self.rt.store, self.exports, pkg.id, actor)
+
+    def recover(self) -> list[str]:
+        """Finish what interrupted or failed exports left: a running package whose
+        heartbeat stopped is marked failed, and every failed package's unreleased holds
+        are released.  Returns the ids of the packages released; one that storage
+        refuses stays for the next run."""
+        now = utc_ms(self.rt.clock.now())
+        done = []
+        for pkg in self.exports.needing_release(now - STALE_EXPORT_MS):
+            if pkg.id in self._threads and self._threads[pkg.id].is_alive():
+                continue
+            if pkg.status == "running":
+                pkg.status = "failed"
+                pkg.error = "导出中断（进程退出），已释放其法律保留 / export interrupted (its process ended); its legal holds were released"
+                self._save(pkg)
+            try:
+                n = self.release(pkg, "system:export-recovery")
+            except LabwitnessError as e:
+                log.warning("legal holds of interrupted export %s not released yet: %s", pkg.id, e)
+                continue
+            self.rt.audit.append("system", "hold.release", pkg.report_no, {"package_id": pkg.id, "holds": n,
+                                                                           "why": "export failed or interrupted"}, "system")
+            done.append(pkg.id)
+        return done
+
+    def preview_warnings(self, report_no: str) -> list[dict]:
+        """The warnings as the index stands now (the job refines them from what it stitched)."""
+        rf = self.rt.records.report_footage(report_no, self.rt.settings.report_margin_s * 1000, holds=False)
+        return export_warnings(utc_ms(self.rt.clock.now()),
+                               [WindowFacts(w.camera_id, w.start_ms, w.end_ms, w.coverage) for w in rf.windows])
 
     # -- the job ----------------------------------------------------------------
     def start(self, report_no: str, actor: str, role: str, package_id: str) -> ExportPackage:
-        from api.records_routes import report_windows
-
-        report_windows(self.rt, report_no)  # 404 now rather than in the background
-        pkg = ExportPackage(id=package_id, report_no=report_no, created_ms=utc_ms(self.rt.clock.now()), actor=actor)
+        check_number(report_no, "报告编号", "report no.")
+        warnings = self.preview_warnings(report_no)  # 404 now rather than in the background
+        self.recover()
+        pkg = ExportPackage(id=package_id, report_no=report_no, created_ms=utc_ms(self.rt.clock.now()), actor=actor,
+                            warnings=json.dumps(warnings, ensure_ascii=False))
         self._save(pkg)
-        self.rt.audit.append(actor, "export.start", report_no, {"package_id": package_id}, role)
+        self.rt.audit.append(actor, "export.start", report_no, {"package_id": package_id, "warnings": [w["code"] for w in warnings]},
+                             role)
         t = threading.Thread(target=self._run_safely, args=(pkg, role), name=f"export-{package_id[:8]}", daemon=True)
         self._threads[package_id] = t
         t.start()
@@ -70,20 +125,26 @@ class Exporter:
             self.rt.audit.append(pkg.actor, "export.done", pkg.report_no,
                                  {"package_id": pkg.id, "sha256": pkg.package_sha256}, role)
         except Exception as e:  # the job reports its failure through its status
+            pkg.status, pkg.error = "failed", public_error(e)
             log.exception("export %s of report %s failed", pkg.id, pkg.report_no)
-            pkg.status, pkg.error = "failed", f"{type(e).__name__}: {e}"[:2000]
+            # what it held is released now; if storage refuses, the rows stay for recover()
+            try:
+                released = self.release(pkg, "system:export-failed")
+            except Exception:
+                released = None
+                log.exception("export %s: legal holds not released yet (the next export retries)", pkg.id)
             self._save(pkg)
-            self.rt.audit.append(pkg.actor, "export.failed", pkg.report_no, {"package_id": pkg.id, "error": pkg.error}, role)
+            self.rt.audit.append(pkg.actor, "export.failed", pkg.report_no,
+                                 {"package_id": pkg.id, "error": pkg.error, "holds_released": released}, role)
 
     def build(self, pkg: ExportPackage, public_base_url: str | None = None) -> ExportPackage:
-        from api.records_routes import report_windows
-
         rt = self.rt
-        records, windows = report_windows(rt, pkg.report_no)
+        rf = rt.records.report_footage(pkg.report_no, rt.settings.report_margin_s * 1000, holds=False, footage=False)
+        records, windows = rf.records, [(w.camera_id, w.start_ms, w.end_ms) for w in rf.windows]
         if not windows:
             raise ExportError("报告关联的区域/设备没有摄像机 / no camera covers the report's areas or equipment")
         base = (public_base_url or installation.public_base_url(rt.settings)).rstrip("/")
-        files, all_sources = [], []
+        files, all_sources, facts = [], [], []
         with tempfile.TemporaryDirectory(prefix="lw-export-") as tmp:
             tmpd = Path(tmp)
             cams = windows
@@ -91,6 +152,7 @@ class Exporter:
             for n, (cam, lo, hi) in enumerate(cams):
                 spooled = rt.spool_view.state([cam]).get(cam, NOTHING_SPOOLED)  # before the index: index.records
                 f = rt.index.footage(cam, lo, hi)
+                facts.append(WindowFacts(cam, lo, hi, f.coverage if f.segments else 0.0))
                 if not f.segments:
                     continue
                 per_cam[cam] = per_cam.get(cam, 0) + 1
@@ -118,14 +180,12 @@ class Exporter:
                 all_sources += res.sources
             if not files:
                 raise ExportError("报告时段内没有录像 / there is no footage in the report's window")
-            # 2. the originals must outlive the six months while this package is relied upon
+            # 2. the originals must outlive the six months while this package is relied upon:
+            #    Hold rows (pending) first, then the S3 holds, then confirmed (api.holds)
             now_ms = utc_ms(rt.clock.now())
-            for src in all_sources:
-                rt.store.set_legal_hold(src["key"], src["version_id"], True)
-            with Session(rt.index.engine) as s:
-                for src in all_sources:
-                    s.add(Hold(segment_id=src["segment_id"], package_id=pkg.id, placed_ms=now_ms))
-                s.commit()
+            place_holds(rt.store, self.exports, pkg.id, all_sources)
+            warnings = export_warnings(now_ms, facts)
+            pkg.warnings = json.dumps(warnings, ensure_ascii=False)
             # 3. manifest, signature, QR, zip
             manifest = {
                 "schema": "labwitness.evidence/1", "package_id": pkg.id, "report_no": pkg.report_no,
@@ -137,10 +197,11 @@ class Exporter:
                     "started_at": iso_ms(from_ms(r.started_ms)), "ended_at": iso_ms(from_ms(r.ended_ms))} for r in records],
                 "margin_s": rt.settings.report_margin_s,
                 "files": files,
+                "warnings": warnings,
             }
             manifest_bytes = json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True).encode()
             signature = self.key.sign(manifest_bytes)
-            zpath = tmpd / f"evidence-{pkg.report_no}-{pkg.id[:8]}.zip"
+            zpath = tmpd / package_file_name(pkg.report_no, pkg.id)
             with zipfile.ZipFile(zpath, "w", compression=zipfile.ZIP_STORED) as z:
                 for f in files:
                     z.write(tmpd / f["name"], f["name"])
@@ -154,7 +215,9 @@ class Exporter:
             sha = file_sha256(zpath)
             stored = rt.store.put_file(f"exports/{pkg.id}.zip", zpath, rt.policy(rt.clock.now()), content_type="application/zip",
                                        metadata={"lw-report-no": quote(pkg.report_no, safe=""), "lw-sha256": sha})
-        # 5. what /verify answers from
+        # 5. what /verify answers from (unless recover() gave this job up for dead meanwhile)
+        if self.get(pkg.id).status != "running":
+            raise ExportError("导出已被判定中断并释放 / this export was given up as interrupted and its holds released")
         pkg.manifest, pkg.signature = manifest_bytes.decode(), signature
         pkg.package_key, pkg.package_version_id, pkg.package_sha256 = stored.key, stored.version_id, sha
         pkg.status, pkg.progress = "done", 1.0

@@ -6,7 +6,7 @@ import functools
 import json
 import time
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -15,14 +15,13 @@ from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from labwitness.clock import from_ms, utc_ms
 from labwitness.errors import LabwitnessError
+from labwitness.ids import EntityId, Number
 
 from api.auth import Ingest, Inspector
 from api.deps import RuntimeDep
 from api.runtime import Runtime
 from index.records import merge_windows  # noqa: F401  (re-exported: tests and callers)
 
-CODE = r"^[A-Za-z0-9\u4e00-\u9fff][A-Za-z0-9\u4e00-\u9fff._/()\-]{0,63}$"
-ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
 class RecordValidationError(LabwitnessError):
@@ -38,13 +37,13 @@ class TestRecordIn(BaseModel):
     """One test as the core data upload module sends it upstream."""
 
     __test__ = False
-    report_no: str = Field(pattern=CODE, description="报告编号")
-    commission_no: str = Field(default="", max_length=64, description="委托编号")
+    report_no: Number = Field(description="报告编号")
+    commission_no: Number | Literal[""] = Field(default="", description="委托编号")
     project_name: str = Field(default="", max_length=500, description="工程名称")
     test_item: str = Field(default="", max_length=200, description="检测项目")
-    sample_ids: list[Annotated[str, Field(pattern=CODE)]] = Field(default_factory=list, max_length=200, description="样品唯一编号")
-    area_ids: list[Annotated[str, Field(pattern=ID)]] = Field(default_factory=list, max_length=20)
-    equipment_ids: list[Annotated[str, Field(pattern=ID)]] = Field(default_factory=list, max_length=20, description="设备编号")
+    sample_ids: list[Number] = Field(default_factory=list, max_length=200, description="样品唯一编号")
+    area_ids: list[EntityId] = Field(default_factory=list, max_length=20)
+    equipment_ids: list[EntityId] = Field(default_factory=list, max_length=20, description="设备编号")
     operator: str = Field(default="", max_length=200, description="检测人员")
     started_at: AwareDatetime = Field(description="试验开始时间")
     ended_at: AwareDatetime = Field(description="试验结束时间")
@@ -81,7 +80,7 @@ class TestRecordView(BaseModel):
 
 
 class BatchItem(TestRecordIn):
-    record_id: str = Field(pattern=ID)
+    record_id: Number
 
 
 class BatchResult(BaseModel):
@@ -113,8 +112,10 @@ def ingest_one(rt: Runtime, record_id: str, body: TestRecordIn, actor: str, role
     return row, created
 
 
-@router.put("/test-records/{record_id}", responses={200: {"description": "updated or unchanged"}, 201: {"description": "created"}})
-def put_record(rt: RuntimeDep, who: Ingest, record_id: Annotated[str, Path(pattern=ID)], body: TestRecordIn,
+# Numbers may hold '/' (JC2026-0001/A): path parameters take the rest of the path,
+# so both the percent-encoded and the raw form reach the handler whole.
+@router.put("/test-records/{record_id:path}", responses={200: {"description": "updated or unchanged"}, 201: {"description": "created"}})
+def put_record(rt: RuntimeDep, who: Ingest, record_id: Annotated[Number, Path()], body: TestRecordIn,
                response: Response) -> TestRecordView:
     row, created = ingest_one(rt, record_id, body, who.actor, who.role)
     response.status_code = 201 if created else 200
@@ -141,8 +142,8 @@ class RevisionOut(BaseModel):
     after: dict
 
 
-@router.get("/test-records/{record_id}")
-def get_record(rt: RuntimeDep, who: Inspector, record_id: str) -> dict:
+@router.get("/test-records/{record_id:path}")
+def get_record(rt: RuntimeDep, who: Inspector, record_id: Annotated[Number, Path()]) -> dict:
     r = rt.records.get(record_id)
     revs = [RevisionOut(revision=v.revision, at=from_ms(v.at_ms), actor=v.actor, before=json.loads(v.before) if v.before else None,
                         after=json.loads(v.after)) for v in rt.records.revisions(record_id)]
@@ -247,8 +248,8 @@ def footage_body(rf, report_no: str, margin_s: int, tz: ZoneInfo) -> bytes:
     return orjson.dumps(body)
 
 
-@router.get("/reports/{report_no}/footage", response_model=ReportFootage)
-def report_footage(rt: RuntimeDep, who: Inspector, report_no: str) -> Response:
+@router.get("/reports/{report_no:path}/footage", response_model=ReportFootage)
+def report_footage(rt: RuntimeDep, who: Inspector, report_no: Annotated[Number, Path()]) -> Response:
     rf = rt.records.report_footage(report_no, rt.settings.report_margin_s * 1000)
     rt.audit.append(who.actor, "report.footage", report_no, {"cameras": sorted({w.camera_id for w in rf.windows})}, who.role)
     return Response(footage_body(rf, report_no, rt.settings.report_margin_s, ZoneInfo(rt.settings.timezone)),

@@ -220,6 +220,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "export.running": ("正在导出…", "Exporting…"),
     "export.done": ("证据包已生成并锁定保存", "Package built and stored under lock"),
     "export.failed": ("导出失败", "Export failed"),
+    "export.warnings": ("注意：证据包不能证明以下部分", "Note: the package cannot vouch for the following"),
     "export.download": ("下载证据包", "Download package"),
     "export.verify": ("打开验真页面", "Open the verification page"),
     "export.qr_alt": ("验真二维码", "verification QR code"),

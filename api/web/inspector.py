@@ -9,7 +9,6 @@ HTTP Range, through the session relay), so every play is the API's audited
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
 from typing import Annotated
 from urllib.parse import quote
@@ -19,13 +18,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
-from index.models import ExportPackage, TestRecord
+from index.models import TestRecord
 from labwitness.clock import from_ms, utc_ms
 from labwitness.errors import LabwitnessError, NotFoundError
+from labwitness.ids import number_problem
 
 from api import export_routes
 from api.evidence import qr_png
-from api.records_routes import CODE
 from api.web import timeline
 from api.web.admin import problem_text
 from api.web.public import not_found_page, redirect
@@ -107,7 +106,7 @@ def _revisions(rt, record_id: str) -> list[dict]:
 @router.get("/ui/report", response_class=HTMLResponse)
 def report(request: Request, user: InspectorUser, no: str = "", export: str = "") -> Response:
     rt = request.app.state.runtime
-    if not re.fullmatch(CODE, no or ""):
+    if number_problem(no) is not None:
         return not_found_page(request, no)
     try:
         rf = rt.records.report_footage(no, rt.settings.report_margin_s * 1000)
@@ -145,9 +144,7 @@ def report(request: Request, user: InspectorUser, no: str = "", export: str = ""
             "stitched_url": (f"/api/v1/cameras/{quote(w.camera_id, safe='')}/media?start={quote(start.isoformat(), safe='')}"
                              f"&end={quote(end.isoformat(), safe='')}"),
         })
-    with Session(rt.index.engine) as s:
-        exports = list(s.exec(select(ExportPackage).where(ExportPackage.report_no == no)
-                              .order_by(col(ExportPackage.created_ms).desc()).limit(20)))
+    exports = rt.exporter.exports.for_report(no)
     current = next((p for p in exports if p.id == export), None)
     return render(request, "report.html", user=user, report_no=no, records=records, cameras=cameras,
                   margin_s=rt.settings.report_margin_s, exports=exports, current=current)

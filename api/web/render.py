@@ -54,9 +54,9 @@ def environment() -> Environment:
     env.filters["tojson_attr"] = lambda v: json.dumps(v, ensure_ascii=False, separators=(",", ":"))
     env.filters["bytes"] = human_bytes
     env.filters["scrub"] = scrub
+    env.filters["fromjson"] = lambda v: json.loads(v) if v else []
     env.filters["bilingual"] = bilingual
     env.filters["summary"] = summary
-    env.filters["fromjson"] = lambda v: json.loads(v) if v else []
     return env
 
 
