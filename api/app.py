@@ -190,8 +190,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
     def media(rt: RuntimeDep, who: Inspector, segment_id: Annotated[int, Path(ge=1, le=2**62)],
               range_: Annotated[str | None, Header(alias="Range")] = None) -> Response:
         seg = rt.index.segment(segment_id)
-        if not range_ or range_.startswith("bytes=0-"):  # one event per playback, not per seek
-            rt.audit.append(who.actor, "footage.play", f"segment:{segment_id}", {"key": seg.key, "range": range_}, who.role)
         size = seg.size
         start, end = 0, size - 1
         status = 200
@@ -210,6 +208,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
                 status = 206
             except ValueError:
                 return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+        # every read is audited before a byte leaves, whatever its Range (a suffix range is the whole
+        # segment too); a player's many Range requests make one row per person, segment and ten minutes
+        rt.audit.append_once(who.actor, "footage.play", f"segment:{segment_id}", {"key": seg.key, "range": range_},
+                             who.role)
         body = rt.store.open(seg.key, seg.version_id, offset=start, length=end - start + 1)
         headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start + 1), "ETag": f'"{seg.sha256}"'}
         if status == 206:

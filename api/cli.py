@@ -521,6 +521,8 @@ def export(report_no: Annotated[str, typer.Argument()],
             if pkg.status != "done":
                 _fail(LabwitnessError(f"导出失败 / export failed: {pkg.error}"))
             target = out or Path(package_file_name(report_no, pkg.id))  # never the raw number: it may hold '/'
+            # the package leaves storage here: audited like the API's download, before the first byte
+            rt.audit.append(_actor(), "export.download", pkg.report_no, {"package_id": pkg.id, "via": "cli"}, "inspector")
             body = rt.store.open(pkg.package_key, pkg.package_version_id)
             with open(target, "wb") as f:
                 for chunk in body.stream(1 << 20):

@@ -69,8 +69,9 @@ def download(rt: RuntimeDep, who: Inspector, package_id: str) -> StreamingRespon
     pkg = rt.exporter.get(package_id)
     if pkg.status != "done":
         raise NotFoundError(f"证据包尚未完成 / package {package_id} is {pkg.status}")
-    body = rt.store.open(pkg.package_key, pkg.package_version_id)
+    # audited before a byte is read: an audit log that cannot write stops the download
     rt.audit.append(who.actor, "export.download", pkg.report_no, {"package_id": package_id}, who.role)
+    body = rt.store.open(pkg.package_key, pkg.package_version_id)
     return StreamingResponse(object_stream(body), media_type="application/zip", headers={
         "Content-Disposition": f'attachment; filename="{package_file_name(pkg.report_no, pkg.id)}"', "ETag": f'"{pkg.package_sha256}"'})
 

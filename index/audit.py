@@ -10,6 +10,12 @@ PostgreSQL, SQLite's single writer otherwise):
 ``verify`` recomputes the chain: an edited field changes that event's hash, a
 removed event breaks the next one's ``prev_hash``, and a truncated tail is
 caught by comparing with the last hash the caller kept (e.g. in metrics).
+
+Footage reads are audited once per (actor, action, target) and period
+(:meth:`AuditLog.append_once`): a player fetches one segment in many Range
+requests and a page refreshes a thumbnail, and each of them is a read, but one
+row per person, picture and ten minutes says everything.  The row is written
+before the first byte is served; an audit log that cannot write stops the read.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
@@ -25,8 +32,10 @@ from sqlmodel import Session, col, select
 
 from index.models import AuditEvent
 from index.queries import _guard
+from labwitness.url_secrets import redact_text
 
 GENESIS = "0" * 64
+READ_PERIOD_MS = 10 * 60_000  # one audit row per (actor, footage read) and ten minutes
 
 
 def event_hash(prev_hash: str, at_ms: int, actor: str, role: str, action: str, target: str, detail: str) -> str:
@@ -48,10 +57,13 @@ class AuditLog:
         self.engine = engine
         self.now_ms = now_ms
         self._lock = threading.Lock()
+        self._once_lock = threading.Lock()
+        self._recent: OrderedDict[tuple[str, str, str], int] = OrderedDict()  # key -> when appended, oldest first
 
     @_guard
     def append(self, actor: str, action: str, target: str = "", detail: dict | None = None, role: str = "") -> AuditEvent:
-        detail_s = json.dumps(detail or {}, ensure_ascii=False, sort_keys=True, default=str)
+        # whoever calls: a URL in the details never keeps its password (the log is kept for years)
+        detail_s = redact_text(json.dumps(detail or {}, ensure_ascii=False, sort_keys=True, default=str))
         with self._lock, Session(self.engine, expire_on_commit=False) as s:
             q = select(AuditEvent).order_by(col(AuditEvent.id).desc()).limit(1)
             if self.engine.dialect.name == "postgresql":
@@ -63,6 +75,28 @@ class AuditLog:
                             prev_hash=prev, hash=event_hash(prev, at, actor[:200], role, action, target[:300], detail_s))
             s.add(ev)
             s.commit()
+            return ev
+
+    def append_once(self, actor: str, action: str, target: str, detail: dict | None = None, role: str = "",
+                    period_ms: int = READ_PERIOD_MS) -> AuditEvent | None:
+        """Append unless this process appended the same (actor, action, target) less
+        than ``period_ms`` ago; returns the new event, or None when it was covered.
+        A failed append is not remembered, so the next read tries again (and fails
+        the same way while the log is down)."""
+        key = (actor, action, target)
+        with self._once_lock:  # the check and the append together: two parallel reads write one row
+            now = self.now_ms()
+            while self._recent:  # bounded memory: forget what has aged out (ordered by time)
+                oldest_key, at = next(iter(self._recent.items()))
+                if 0 <= now - at < period_ms:
+                    break
+                del self._recent[oldest_key]
+            at = self._recent.get(key)
+            if at is not None and 0 <= now - at < period_ms:  # a clock set back never extends the cover
+                return None
+            ev = self.append(actor, action, target, detail, role)
+            self._recent.pop(key, None)
+            self._recent[key] = now
             return ev
 
     @_guard

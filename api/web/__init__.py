@@ -52,6 +52,10 @@ def camera_thumbnail(rt: RuntimeDep, who: Reader,
         row = s.get(CameraContentState, camera_id)
     if row is None or not row.thumbnail_jpeg:
         raise NotFoundError(f"该摄像机暂无缩略图 / no thumbnail for camera {camera_id!r} yet")
+    # a picture from the footage is a footage read: audited, once per person, camera and ten
+    # minutes (the cameras page refreshes it every few seconds)
+    rt.audit.append_once(who.actor, "footage.thumbnail", f"camera:{camera_id}", {"sample_ms": row.last_sample_ms},
+                         who.role)
     return Response(row.thumbnail_jpeg, media_type="image/jpeg",
                     headers={"Cache-Control": "private, max-age=30", "X-Content-Type-Options": "nosniff"})
 
