@@ -17,13 +17,14 @@ from pydantic import AwareDatetime, BaseModel
 from index.models import Segment
 from index.tiling import NOTHING_SPOOLED, Part
 from labwitness.clock import from_ms, utc_ms
-from labwitness.errors import NotFoundError
+from labwitness.errors import LabwitnessError, NotFoundError
 
 from api import (admin_routes, compliance_routes, docs_routes, export_routes, keys_routes, problems, records_routes,
                  registry_routes)
 from api.auth import Inspector, Operations
 from api.records_routes import GapOut
 from api.deps import RuntimeDep, object_stream
+from api.rate_limit import SourceLimiter, write_floods
 from api.runtime import Runtime
 from api.settings import Settings
 
@@ -80,14 +81,22 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
 
             rt.health_collector = HealthCollector(rt)
             rt.metrics.registry.register(rt.health_collector)
+        limiter = app.state.limiter = SourceLimiter(rt.clock)
         sched = BackgroundScheduler(timezone="UTC")
         sched.add_job(rt.sync_cameras, "interval", seconds=sync_interval_s, id="sync-cameras",
                       max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
+        # a flood's summary row is due when its window ends, even if that source stays quiet
+        sched.add_job(write_floods, "interval", args=(limiter, rt.audit), seconds=15, id="audit-floods",
+                      max_instances=1, coalesce=True)
         sched.start()
         try:
             yield
         finally:
             sched.shutdown(wait=False)
+            try:
+                write_floods(limiter, rt.audit, final=True)  # counted refusals are not lost at shutdown
+            except LabwitnessError:
+                log.exception("could not write the rate limiter's flood summaries to the audit log")
             if owned:
                 rt.__exit__(None, None, None)
 

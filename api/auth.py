@@ -16,6 +16,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from labwitness.errors import LabwitnessError
 
+from api.rate_limit import AUTH_FAILED, audit_failure, refuse_if_over
+
 _bearer = HTTPBearer(auto_error=False, description="API token: `Authorization: Bearer lw_...`")
 
 
@@ -46,9 +48,11 @@ def require(*roles: str) -> Callable[..., Principal]:
     def dependency(request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
         if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
             raise AuthError("需要登录令牌 / an API token is required (Authorization: Bearer ...)")
+        refuse_if_over(request, AUTH_FAILED)  # a source that used up its failures learns nothing more
         rt = request.app.state.runtime
         row = rt.tokens.lookup(creds.credentials)
         if row is None:
+            audit_failure(request, "auth.failed", {"path": request.url.path[:200]})
             raise AuthError("令牌无效或已吊销 / the API token is invalid or revoked")
         if row.role not in allowed:
             raise ForbiddenError(f"角色 {row.role} 无权执行此操作 / role {row.role!r} may not do this "

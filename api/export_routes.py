@@ -15,6 +15,7 @@ from labwitness.ids import Number
 from api.auth import Admin, Inspector
 from api.evidence import new_package_id, signature_ok
 from api.exporter import package_file_name
+from api.rate_limit import VERIFY, RateLimitedError, admit
 from api.deps import RuntimeDep, object_stream
 from api.runtime import Runtime
 
@@ -79,7 +80,16 @@ def download(rt: RuntimeDep, who: Inspector, package_id: str) -> StreamingRespon
 @router.get("/verify/{package_id}", tags=["public"])
 def verify(rt: RuntimeDep, request: Request, package_id: str):
     """Public anti-counterfeit check (no token): is this package genuine, and what does it hold?
-    Facts only, never footage."""
+    Facts only, never footage.  Limited per source address (api.rate_limit): a flood
+    gets 429 and one counted ``verify.flood`` audit row per window."""
+    try:
+        admit(request, VERIFY)
+    except RateLimitedError as e:
+        if "text/html" in request.headers.get("accept", ""):
+            from api.web.public import too_many_page
+
+            return too_many_page(request, e.retry_after_s)
+        raise
     try:
         pkg = rt.exporter.get(package_id)
     except NotFoundError:

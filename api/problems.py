@@ -44,7 +44,7 @@ def install(app: FastAPI) -> None:
         status = getattr(exc, "status", None) or next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 500)
         if status >= 500 and status != 503:
             log.error("request %s failed", request.url.path, exc_info=exc)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else getattr(exc, "headers", None)  # e.g. Retry-After
         resp = problem(status, type(exc).__name__, str(exc), f"https://labwitness.invalid/problems/{exc.code}")
         if headers:
             resp.headers.update(headers)

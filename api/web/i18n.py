@@ -55,6 +55,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "error.forbidden": ("无权访问此页面", "You may not open this page"),
     "error.csrf": ("表单已失效或来源不明，请返回后重试", "The form expired or did not come from this site; go back and try again"),
     "error.not_found": ("未找到", "Not found"),
+    "error.too_many": ("请求过于频繁，请稍后再试", "Too many requests from this address; try again later"),
     "error.home": ("返回首页", "Back to the start page"),
     # sign-in
     "login.title": ("登录", "Sign in"),
@@ -64,6 +65,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "login.submit": ("登录", "Sign in"),
     "login.invalid": ("令牌无效或已吊销", "The token is invalid or revoked"),
     "login.once_invalid": ("一次性登录链接已使用或已过期，请粘贴令牌登录", "This one-time sign-in link was already used or has expired: sign in with a token"),
+    "login.too_many": ("失败次数过多，请稍后再试", "Too many failed sign-ins from this address; try again later"),
     "login.no_ui_role": ("数据上传令牌不能登录网页界面", "Ingest tokens cannot sign in to the web UI"),
     # public status page
     "home.title": ("检测区域录像留存状态", "Testing-area recording status"),

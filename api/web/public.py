@@ -14,6 +14,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from labwitness.clock import utc_ms
 
+from api.rate_limit import AUTH_FAILED, RateLimitedError, audit_failure, refuse_if_over
+
 from api.web import i18n
 from api.web.render import HOME, render
 from api.web.session import (LANG_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE, UI_ROLES, CsrfRefused, checked_form,
@@ -57,9 +59,12 @@ def login_form(request: Request, next: str = "") -> Response:
     return _login_page(request, next)
 
 
-def _login_page(request: Request, next_url: str, error: str = "", status: int = 200) -> Response:
+def _login_page(request: Request, next_url: str, error: str = "", status: int = 200,
+                retry_after_s: int | None = None) -> Response:
     pre = secrets.token_urlsafe(24)
     resp = render(request, "login.html", status=status, login_csrf=pre, next_url=local_path(next_url, ""), error=error)
+    if retry_after_s is not None:
+        resp.headers["Retry-After"] = str(retry_after_s)
     resp.set_cookie(LOGIN_CSRF_COOKIE, pre, max_age=3600, httponly=True, samesite="strict", secure=_secure(request),
                     path="/login")
     return resp
@@ -75,11 +80,11 @@ async def login(request: Request) -> Response:
         raise CsrfRefused()
     token = form.get("token", "").strip()
     next_url = form.get("next", "")
-    row = rt.tokens.lookup(token) if token and len(token) <= 200 else None
+    row, refused = _attempt(request, next_url, "login.invalid", {},
+                            lambda: rt.tokens.lookup(token) if token and len(token) <= 200 else None)
+    if refused is not None:
+        return refused
     host = client_host(request)
-    if row is None:
-        rt.audit.append(f"public@{host}", "ui.signin_failed", "", {}, "public")
-        return _login_page(request, next_url, "login.invalid", status=401)
     if row.role not in UI_ROLES:
         rt.audit.append(f"{row.role}:{row.name}@{host}", "ui.signin_refused", f"token:{row.id}", {}, row.role)
         return _login_page(request, next_url, "login.no_ui_role", status=403)
@@ -93,17 +98,37 @@ async def login(request: Request) -> Response:
     return resp
 
 
+def _attempt(request: Request, next_url: str, failed_key: str, detail: dict, lookup):
+    """(token row, None) for a sign-in attempt whose ``lookup`` found a token, else
+    (None, the refusing page): 401 audited as ``ui.signin_failed``, or 429 once the
+    source has used up its failure budget (api.rate_limit; checked before the lookup)."""
+    try:
+        refuse_if_over(request, AUTH_FAILED)
+        row = lookup()
+        if row is None:
+            audit_failure(request, "ui.signin_failed", detail)
+            return None, _login_page(request, next_url, failed_key, status=401)
+        return row, None
+    except RateLimitedError as e:
+        return None, _login_page(request, next_url, "login.too_many", status=429, retry_after_s=e.retry_after_s)
+
+
 @router.get("/login/once/{once}")
 def login_once(request: Request, once: str) -> Response:
     """Sign in with a one-time code printed by ``labwitness demo`` (see SessionStore.issue_once)."""
     rt = request.app.state.runtime
     store = stores(request)
-    got = store.redeem_once(once)
-    row = rt.tokens.lookup(got[0]) if got else None  # the token may have been revoked since
+    got: list = []
+
+    def redeem():
+        got.extend(store.redeem_once(once) or ())
+        row = rt.tokens.lookup(got[0]) if got else None  # the token may have been revoked since
+        return row if row is not None and row.role in UI_ROLES else None
+
+    row, refused = _attempt(request, "", "login.once_invalid", {"via": "one-time link"}, redeem)
+    if refused is not None:
+        return refused
     host = client_host(request)
-    if row is None or row.role not in UI_ROLES:
-        rt.audit.append(f"public@{host}", "ui.signin_failed", "", {"via": "one-time link"}, "public")
-        return _login_page(request, "", "login.once_invalid", status=401)
     store.drop(request.cookies.get(SESSION_COOKIE))
     sid, _ = store.create(got[0], row.name, row.role)
     rt.audit.append(f"{row.role}:{row.name}@{host}", "ui.signin", f"token:{row.id}", {"via": "one-time link"}, row.role)
@@ -138,6 +163,13 @@ def verify_html(request: Request, facts: dict, status: int) -> HTMLResponse:
     """The public verify page (``GET /verify/{id}`` with ``Accept: text/html``), zh-CN first."""
     return render(request, "verify.html", status=status, facts=facts, user=None,
                   lang_links=[(code, f"/lang/{code}?next={quote(request.url.path, safe='/')}") for code in i18n.LANGUAGES])
+
+
+def too_many_page(request: Request, retry_after_s: int) -> Response:
+    """429 for a browser (the verify page, see api.rate_limit)."""
+    resp = render(request, "error.html", status=429, message_key="error.too_many", user=None)
+    resp.headers["Retry-After"] = str(retry_after_s)
+    return resp
 
 
 def forbidden_page(request: Request) -> Response:
