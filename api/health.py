@@ -190,7 +190,7 @@ class HealthCollector:
         st = rep["storage"]
         storage = []
         for name, key, text in (("labwitness_storage_used_bytes", "used_bytes", "Bytes of stored footage"),
-                                ("labwitness_storage_growth_bytes_per_day", "growth_bytes_per_day", "Footage bytes per day (last 7 days)"),
+                                ("labwitness_storage_growth_bytes_per_day", "growth_bytes_per_day", "Footage bytes per day: each enabled camera's bytes per recorded second (last 24 h of its footage) x 86400"),
                                 ("labwitness_storage_runway_days", "runway_days", "Days until storage is full at the current rate"),
                                 ("labwitness_storage_capacity_bytes", "capacity_bytes", "Storage capacity used for the runway")):
             m = g(name, text)

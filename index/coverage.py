@@ -182,6 +182,27 @@ class CoverageStore:
             return {c: conn.execute(select(func.min(seg.c.start_ms)).where(seg.c.camera_id == c, seg.c.status == "stored")).scalar()
                     for c in camera_ids}
 
+    @_guard
+    def recent_rates(self, camera_ids: list[str], span_ms: int = DAY_MS) -> dict[str, tuple[int, int]]:
+        """Per camera with stored footage: (bytes, media ms) of its segments that start
+        within ``span_ms`` before its newest one, i.e. what it really writes per second
+        of recording, known from its first segment on (and still known for a camera
+        that has stopped).  Two index range scans per camera."""
+        seg = Segment.__table__
+        out: dict[str, tuple[int, int]] = {}
+        with self.engine.connect() as conn:
+            for cam in camera_ids:
+                last = conn.execute(select(func.max(seg.c.start_ms))
+                                    .where(seg.c.camera_id == cam, seg.c.status == "stored")).scalar()
+                if last is None:
+                    continue
+                size, media = conn.execute(
+                    select(func.sum(seg.c.size), func.sum(seg.c.media_duration_ms))
+                    .where(seg.c.camera_id == cam, seg.c.start_ms > last - span_ms, seg.c.start_ms <= last,
+                           seg.c.status == "stored")).one()
+                out[cam] = (int(size or 0), int(media or 0))
+        return out
+
     def stored_bytes(self, camera_ids: list[str], firsts: dict[str, int | None] | None = None) -> int:
         """All stored footage of these cameras (rolled-up days plus the rest, live)."""
         firsts = firsts if firsts is not None else self.oldest(camera_ids)

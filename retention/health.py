@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
@@ -69,7 +69,7 @@ class CameraFacts:
 class StorageFacts:
     retention_enforced: bool
     used_bytes: int = 0
-    growth_bytes_per_day: float = 0.0
+    growth_bytes_per_day: float = 0.0  # see growth_per_day
     capacity_bytes: int | None = None  # None: unknown
     free_bytes: int | None = None
     runway_days: float | None = None  # days until full at the current rate; None: unknown or not growing
@@ -97,6 +97,16 @@ class Facts:
         return asdict(self)
 
 
+def growth_per_day(rates: Mapping[str, tuple[int, int]]) -> float:
+    """Bytes per day the enabled cameras add to storage: per camera, the bytes of its
+    recent segments over their media milliseconds (what it really writes per second
+    of recording) times one day, summed.  Known from each camera's first segment on;
+    dividing what was stored by the installation's age instead reads far too low in
+    the first days (a 10-minute-old installation looked 6 times slower than it was).
+    ``rates``: camera -> (bytes, media ms), :meth:`index.coverage.CoverageStore.recent_rates`."""
+    return round(sum(size / media_ms * DAY_MS for size, media_ms in rates.values() if media_ms > 0), 1)
+
+
 def offline_after_ms(segment_seconds: float, read_timeout_s: float) -> int:
     """A camera is offline when no segment ended within two segment lengths (plus
     the read timeout, the time the recorder needs to notice a silent camera)."""
@@ -121,9 +131,8 @@ def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seco
              for c in cams}
     limit = offline_after_ms(segment_seconds, read_timeout_s)
     oldest = coverage.oldest(ids)
-    by_window = {}
     for name, span in WINDOWS.items():
-        totals = by_window[name] = coverage.totals(ids, now_ms - span, now_ms, oldest)
+        totals = coverage.totals(ids, now_ms - span, now_ms, oldest)
         unusable = _unusable(engine, ids, now_ms - span, now_ms)
         for cam in ids:
             f = facts[cam]
@@ -164,11 +173,9 @@ def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seco
     critical = sum(n for _k, sev, n in findings if sev == "critical")
 
     used = coverage.stored_bytes(ids, oldest)
-    week = by_window["7d"]
-    recording_days = min(7.0, max((now_ms - min((o for o in oldest.values() if o), default=now_ms)) / DAY_MS, 1 / 24))
-    growth = sum(t.bytes for t in week.values()) / recording_days
+    growth = growth_per_day(coverage.recent_rates(ids))
     oldest_age = max((f.oldest_age_days or 0.0) for f in facts.values()) if facts else 0.0
-    storage = StorageFacts(retention_enforced, used, round(growth, 1),
+    storage = StorageFacts(retention_enforced, used, growth,
                            needed_days=round(max(0.0, retention_days - oldest_age), 2))
     if capacity is not None:
         storage.set_capacity(*capacity)
@@ -230,6 +237,26 @@ def _latest_jobs(conn) -> dict[str, dict]:
 
 
 # -- policy -------------------------------------------------------------------------------
+def sweep_not_due(job: str, run: dict, cameras: list[CameraFacts]) -> str:
+    """Why a refused expiry sweep is expected (shown as information), or "" when the
+    refusal is a real problem.  ``index_fresh``: the oldest footage is younger than
+    one retention period, so nothing can have expired (every new installation, for
+    six months).  ``index_empty`` before any camera had recorded is the same; once a
+    camera's footage predates the run, an empty index means rows were lost.  Any other
+    reason (``clock_skew``) stays a warning."""
+    if job != "sweep" or run.get("status") != "refused":
+        return ""
+    reason = (run.get("summary") or {}).get("reason")
+    if reason == "index_fresh":
+        return ("清理暂无可做：最旧的录像还不到一个保留期（新安装属正常） / expiry sweep: nothing can have expired yet, "
+                "the oldest footage is younger than one retention period (expected on a new installation)")
+    started = run.get("started_ms")
+    recorded_before = any(c.oldest_ms is not None and (started is None or c.oldest_ms < started) for c in cameras)
+    if reason == "index_empty" and not recorded_before:
+        return "清理暂无可做：尚无录像 / expiry sweep: nothing has been recorded yet"
+    return ""
+
+
 def classify(f: Facts, th: Thresholds = Thresholds()) -> tuple[str, list[dict]]:
     """Overall status and the problems behind it, each ``{level, code, camera?, text}``
     (level ``info`` is shown but does not change the status)."""
@@ -238,6 +265,8 @@ def classify(f: Facts, th: Thresholds = Thresholds()) -> tuple[str, list[dict]]:
     def flag(level: str, code: str, text: str, camera: str | None = None) -> None:
         problems.append({"level": level, "code": code, "camera": camera, "text": text})
 
+    if not f.cameras:
+        flag("warning", "no_cameras", "没有启用的摄像机，没有任何录像在录制 / no enabled camera: nothing is being recorded")
     if not f.storage.retention_enforced:
         flag("warning", "retention_not_enforced",
              "存储未强制保留（无对象锁定），录像可被删除 / retention NOT enforced by storage (no Object Lock)")
@@ -272,7 +301,10 @@ def classify(f: Facts, th: Thresholds = Thresholds()) -> tuple[str, list[dict]]:
         flag("critical" if f.findings_critical else "warning", f"integrity_{kind}",
              f"完整性问题 {n} 项（{kind}）/ {n} open integrity finding(s): {kind}")
     for job, run in sorted(f.jobs.items()):
-        if run["status"] in ("failed", "critical", "refused"):
+        not_due = sweep_not_due(job, run, f.cameras)
+        if not_due:
+            flag("info", "sweep_not_due", not_due)
+        elif run["status"] in ("failed", "critical", "refused"):
             flag("critical" if run["status"] == "critical" else "warning", f"job_{job}",
                  f"任务 {job} 最近一次 {run['status']} / job {job} last run: {run['status']}")
         expected = JOB_EXPECTED_H.get(job)

@@ -170,9 +170,11 @@ def test_registry_cli_round_trip_never_shows_passwords(tmp_path, seaweed):
 
 def test_health_exit_codes_follow_output_not_liveness(tmp_path, seaweed, rtsp):
     env = env_for(tmp_path, seaweed, bucket="health-footage")
+    # a new installation without cameras records nothing: a warning, not "ok"
     r = lw(["health", "--json"], env)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert json.loads(r.stdout)["status"] == "ok"
+    assert r.returncode == 1, r.stderr[-2000:]
+    rep = json.loads(r.stdout)
+    assert rep["status"] == "warning" and [a["code"] for a in rep["alerts"] if a["level"] != "info"] == ["no_cameras"]
     # recorded a little, then nothing: the camera is offline by its output
     assert lw(["record", "--url", rtsp.url("/live"), "--camera-id", "cam-h", "--duration", "3", "--segment-seconds", "1"],
               env).returncode == 0

@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from index.coverage import DAY_MS, CoverageStore
 from index.models import Camera, ContentEvent, Gap, IntegrityFinding, JobRun, Segment
-from retention.health import CameraFacts, Facts, StorageFacts, Thresholds, classify, gather
+from retention.health import CameraFacts, Facts, StorageFacts, Thresholds, classify, gather, growth_per_day
 
 NOW = 1_790_035_200_000 + 10 * DAY_MS + 12 * 3_600_000  # noon, ten days after a UTC midnight
 MIN = 60_000
@@ -70,7 +70,8 @@ def test_gather_facts_from_the_index(planted):
     assert f.findings_open == {"altered": 1} and f.findings_critical == 1
     assert f.jobs["verify"]["summary"] == {"checked": 50, "mismatches": 0} and f.jobs["sweep"]["status"] == "ok"
     assert f.storage.used_bytes == 1000 * (9 * 1440 - 30 + 6 * 1440)
-    assert f.storage.growth_bytes_per_day == pytest.approx(1000 * (7 * 1440 - 30 + 4 * 1440) / 7, rel=1e-6)
+    # each camera writes 1000 bytes per 60 s of footage: 1.44 MB a day, cam-dead (stopped, still enabled) included
+    assert f.storage.growth_bytes_per_day == pytest.approx(2 * 1000 * 1440, rel=1e-6)
     assert f.storage.needed_days == pytest.approx(181, abs=0.01)
     status, problems = classify(f)
     codes = {(p["code"], p["camera"]) for p in problems}
@@ -83,10 +84,11 @@ def test_gather_facts_from_the_index(planted):
 def _facts(**kw) -> Facts:
     cam = CameraFacts("c", coverage={"24h": kw.pop("cov", 1.0)}, oldest_age_days=kw.pop("age", 30.0),
                       offline=kw.pop("offline", False), clock_offset_s=kw.pop("clock", 0.0),
-                      unusable_ongoing=kw.pop("ongoing", []), last_segment_age_s=5.0)
+                      unusable_ongoing=kw.pop("ongoing", []), last_segment_age_s=5.0, oldest_ms=kw.pop("oldest_ms", None))
+    cams = kw.pop("cameras", [cam])
     storage = StorageFacts(kw.pop("enforced", True), capacity_bytes=kw.pop("capacity", 100), free_bytes=50,
                            runway_days=kw.pop("runway", None), needed_days=kw.pop("needed", 150.0))
-    return Facts(NOW, 60, 190, [cam], storage, kw.pop("findings", {}), kw.pop("critical", 0), kw.pop("jobs", {}),
+    return Facts(NOW, 60, 190, cams, storage, kw.pop("findings", {}), kw.pop("critical", 0), kw.pop("jobs", {}),
                  kw.pop("backlog", 0), kw.pop("upload_error", ""))
 
 
@@ -111,11 +113,39 @@ def _facts(**kw) -> Facts:
     ({"jobs": {"verify": {"status": "ok", "last_success_ms": NOW - DAY_MS}}}, "ok", None),
     ({"backlog": 5, "upload_error": "S3 down"}, "warning", "upload_backlog"),
     ({"backlog": 5}, "ok", None),  # a backlog draining without errors is normal
+    ({"cameras": []}, "warning", "no_cameras"),  # nothing is being recorded
+    # the sweep refusing a young index is expected (every new installation, six months): information
+    ({"jobs": {"sweep": {"status": "refused", "started_ms": NOW, "summary": {"reason": "index_fresh"}}}},
+     "ok", "sweep_not_due"),
+    ({"jobs": {"sweep": {"status": "refused", "started_ms": NOW, "summary": {"reason": "index_empty"}}}},
+     "ok", "sweep_not_due"),  # it ran before anything was recorded
+    ({"oldest_ms": NOW - DAY_MS, "jobs": {"sweep": {"status": "refused", "started_ms": NOW,
+                                                      "summary": {"reason": "index_empty"}}}},
+     "warning", "job_sweep"),  # footage older than the run, yet the index was empty: rows were lost
+    ({"jobs": {"sweep": {"status": "refused", "started_ms": NOW, "summary": {"reason": "clock_skew"}}}},
+     "warning", "job_sweep"),
 ])
 def test_classify_table(kw, status, code):
     got, problems = classify(_facts(**kw), Thresholds())
     assert got == status
     assert [p["code"] for p in problems] == ([code] if code else [])
+
+
+MB = 1_000_000
+
+
+@pytest.mark.parametrize("rates, per_day", [
+    ({}, 0.0),  # nothing recorded yet
+    ({"c": (1000, 60_000)}, 1000 * 1440),
+    ({"c": (MB, 2_000)}, 43_200 * MB),  # 4 Mbit/s: 43.2 GB a day, known from one 2 s segment
+    # ten minutes after the first start: 300 MB in 600 s of footage is 43.2 GB a day (stored bytes over an
+    # installation age of at least one hour said 7.2 GB, a runway 6 times too long)
+    ({"c": (300 * MB, 600_000)}, 43_200 * MB),
+    ({"a": (1000, 60_000), "b": (3000, 60_000)}, 4000 * 1440),  # cameras add up
+    ({"c": (1000, 0)}, 0.0),  # no media time: no rate, not a division by zero
+])
+def test_growth_per_day_table(rates, per_day):
+    assert growth_per_day(rates) == pytest.approx(per_day, rel=1e-9)
 
 
 def test_retention_health_api_and_metrics(running):

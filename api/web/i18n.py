@@ -298,6 +298,8 @@ _MESSAGES: dict[str, tuple[str, str]] = {
                         "spreadsheets."),
     "alert.retention_not_enforced": ("存储未强制保留", "Retention not enforced"),
     "alert.camera_offline": ("摄像机离线", "Camera offline"),
+    "alert.no_cameras": ("没有摄像机在录制", "No camera recording"),
+    "alert.sweep_not_due": ("清理尚无可做", "Sweep not due yet"),
     "alert.coverage_low": ("覆盖率偏低", "Low coverage"),
     "alert.content_unusable": ("画面不可用", "Picture not usable"),
     "alert.clock_offset": ("时钟偏差", "Clock offset"),
