@@ -7,10 +7,11 @@ exporter, time), ``manifest.sig`` (Ed25519 over the exact manifest bytes,
 base64), ``signing_key.pub`` (the lab's public key, PEM) and
 ``verify-qr.png`` (a QR code of the public verify URL).
 
-Procedure "export":
+Procedure "export" (in full, with its invariants and crash points: docs/exports.md):
 1. stitch each camera's window into a temporary file, hashing as it is written;
-2. put an S3 legal hold on every source segment version (and record a Hold),
-   so the originals outlive six months while the package is relied upon;
+2. hold every source segment version — Hold rows (pending) first, then the S3
+   legal holds, then confirmed — so the originals outlive six months while the
+   package is relied upon;
 3. write and sign the manifest, build the zip;
 4. store the zip in the bucket under ``exports/`` with COMPLIANCE retention;
 5. record the manifest and signature, so ``/verify/{id}`` answers without the zip.
