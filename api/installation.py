@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 from api.settings import Settings
@@ -23,7 +24,7 @@ _WILDCARD_HOSTS = {"", "0.0.0.0", "::", "[::]"}
 
 def write_json(path: Path, doc: dict, mode: int = 0o600) -> None:
     """Replace ``path`` atomically with ``doc`` (readers see the old or the new file, never half)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(doc, f, ensure_ascii=False, indent=2, sort_keys=True)
