@@ -231,8 +231,9 @@ def _registry_rows(lab: Lab, now_ms: int) -> list[tuple[type, list[dict]]]:
     return [
         (Area, [dict(id=a, name=AREA_NAMES[i % len(AREA_NAMES)], description="", created_ms=now_ms)
                 for i, a in enumerate(lab.areas)]),
+        # registered when their footage begins (report gaps before that read "not_registered")
         (Camera, [dict(id=c, name=f"摄像机 {c}", rtsp_url=f"rtsp://10.0.{i // 250}.{i % 250 + 1}:554/Streaming/Channels/101",
-                       area_id=lab.cam_area[c], enabled=True, created_ms=now_ms, updated_ms=None, username="admin",
+                       area_id=lab.cam_area[c], enabled=True, created_ms=lab.t0, updated_ms=None, username="admin",
                        password_enc=None, onvif_endpoint=None, onvif_xaddr=None, manufacturer="Hikvision",
                        model="DS-2CD", serial=f"SN{i:06d}", clock_offset_ms=0) for i, c in enumerate(lab.cams)]),
         (Equipment, [dict(id=e, name=f"仪器 {e}", area_id=a, kind="万能试验机", created_ms=now_ms) for e, a in lab.equipment]),

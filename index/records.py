@@ -20,8 +20,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from index.models import Camera, Equipment, EquipmentCamera, ExportPackage, Gap, Hold, Segment, TestRecord, TestRecordRevision
-from index.queries import MAX_SEGMENT_MS, _guard, covered_ms
-from index.tiling import NOTHING_SPOOLED, Part, SpoolView, spans_coverage, uncovered
+from index.queries import MAX_SEGMENT_MS, _guard
+from index.tiling import NOTHING_SPOOLED, Part, SpoolView, merged_runs, spans_coverage, uncovered
 from labwitness.errors import NotFoundError
 
 _CONTENT = ("report_no", "commission_no", "project_name", "test_item", "sample_ids", "area_ids", "equipment_ids",
@@ -52,7 +52,8 @@ class WindowFootage:
     """One camera over one (merged) report window: clips as (segment_id, start_ms,
     end_ms, sha256) and recorded gaps as (start_ms, end_ms, reason), both in time
     order; ``tests``: the test windows themselves (no margins) inside it;
-    ``parts``: every uncovered part of the window with its reason (index.tiling)."""
+    ``parts``: every uncovered part of the window with its reason (index.tiling);
+    ``runs``: the clips merged into runs inside the window (derived when not given)."""
 
     camera_id: str
     start_ms: int
@@ -61,10 +62,16 @@ class WindowFootage:
     gaps: list[tuple[int, int, str]]
     tests: list[tuple[int, int]] = field(default_factory=list)
     parts: list[Part] = field(default_factory=list)
+    runs: list[tuple[int, int]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.runs is None:  # frozen: derived once here, then every figure reads the few runs
+            object.__setattr__(self, "runs", merged_runs(((lo, hi) for _, lo, hi, _ in self.clips),
+                                                         self.start_ms, self.end_ms))
 
     @property
     def covered_ms(self) -> int:
-        return covered_ms(((lo, hi) for _, lo, hi, _ in self.clips), self.start_ms, self.end_ms)  # clips are time-ordered
+        return sum(hi - lo for lo, hi in self.runs)
 
     @property
     def coverage(self) -> float:
@@ -75,7 +82,7 @@ class WindowFootage:
     @property
     def test_coverage(self) -> float:
         """Share of the test windows themselves (started..ended) covered by stored footage."""
-        return spans_coverage(((lo, hi) for _, lo, hi, _ in self.clips), self.tests)
+        return spans_coverage(self.runs, self.tests)
 
 
 @dataclass(frozen=True)
@@ -213,10 +220,11 @@ class RecordStore:
             windows = []
             for cam, lo, hi in sorted(clips):
                 c, g = clips[(cam, lo, hi)], gaps[(cam, lo, hi)]
-                parts = uncovered(lo, hi, ((a, b) for _, a, b, _ in c), gaps=g, registered_ms=registered.get(cam),
+                runs = merged_runs(((a, b) for _, a, b, _ in c), lo, hi)  # one pass over the clips, then runs only
+                parts = uncovered(lo, hi, runs, gaps=g, registered_ms=registered.get(cam),
                                   spool=spooled.get(cam, NOTHING_SPOOLED), now_ms=now_ms) if footage else []
                 windows.append(WindowFootage(cam, lo, hi, c, g, merge_windows([t for t in tests[cam] if lo <= t[0] < hi]),
-                                             parts))
+                                             parts, runs))
             held: set[int] = set()
             if holds and any(w.clips for w in windows):
                 held = set(conn.execute(

@@ -86,7 +86,7 @@ def uncovered(lo: int, hi: int, clips: Iterable[Span], *, gaps: Iterable[tuple] 
     ``now_ms`` None: nothing is said about an open outage or the future."""
     if hi <= lo:
         return []
-    holes = _complement(_merged(clips, lo, hi), lo, hi)
+    holes = _complement(merged_runs(clips, lo, hi), lo, hi)
     og = spool.open_gap
     layers: list[list[tuple[int, int, str, str, int | None]]] = [
         [(a, b, PENDING_UPLOAD, "", None) for a, b in spool.pending],
@@ -112,7 +112,7 @@ def spans_coverage(clips: Iterable[Span], spans: Sequence[Span]) -> float:
     if total <= 0:
         return 0.0
     lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
-    runs = _merged(clips, lo, hi)
+    runs = merged_runs(clips, lo, hi)
     covered, j = 0, 0
     for a, b in sorted(spans):
         while j < len(runs) and runs[j][1] <= a:
@@ -124,18 +124,28 @@ def spans_coverage(clips: Iterable[Span], spans: Sequence[Span]) -> float:
     return covered / total
 
 
-def _merged(spans: Iterable[Span], lo: int, hi: int) -> list[Span]:
-    """Spans clipped to [lo, hi), overlapping or touching ones joined, in order."""
+def merged_runs(spans: Iterable[Span], lo: int, hi: int) -> list[Span]:
+    """Spans clipped to [lo, hi), overlapping or touching ones joined, in order: a
+    week of contiguous one-minute clips becomes a few runs, computed once per window
+    and then cheap to measure, complement or intersect (bench/report_query)."""
     out: list[Span] = []
-    for a, b in sorted(spans):
-        a, b = max(a, lo), min(b, hi)
-        if b <= a:
+    run_a = run_b = None
+    for a, b in sorted(spans):  # already in order from the index: sorting costs one comparison each
+        if b <= lo or a >= hi or b <= a:
             continue
-        if out and a <= out[-1][1]:
-            if b > out[-1][1]:
-                out[-1] = (out[-1][0], b)
+        if run_b is not None and a <= run_b:
+            if b > run_b:
+                run_b = b
         else:
-            out.append((a, b))
+            if run_b is not None:
+                out.append((run_a, run_b))
+            run_a, run_b = a, b
+    if run_b is None:
+        return out
+    out.append((run_a, run_b))
+    # only the first run can start before the window and only the last end after it
+    out[0] = (max(out[0][0], lo), out[0][1])
+    out[-1] = (out[-1][0], min(out[-1][1], hi))
     return out
 
 
