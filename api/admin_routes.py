@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from index.tokens import ROLES
+from labwitness.url_secrets import redact_text
 
 from api.auth import Admin
 from api.deps import RuntimeDep
@@ -74,4 +75,4 @@ def revoke_token(rt: RuntimeDep, who: Admin, token_id: Annotated[int, Path(ge=1,
 def audit(rt: RuntimeDep, who: Admin, limit: Annotated[int, Query(ge=1, le=1000)] = 200,
           before_id: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> list[AuditView]:
     return [AuditView(id=e.id, at_ms=e.at_ms, actor=e.actor, role=e.role, action=e.action, target=e.target,
-                      detail=json.loads(e.detail or "{}"), hash=e.hash) for e in rt.audit.events(limit, before_id)]
+                      detail=json.loads(redact_text(e.detail) or "{}"), hash=e.hash) for e in rt.audit.events(limit, before_id)]

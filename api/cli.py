@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 
 from labwitness.errors import ConfigError, LabwitnessError, StreamError
+from labwitness.url_secrets import redact_url
 
 app = typer.Typer(help="labwitness — 检测区域录像留存与索引 / testing-area video retention and indexing",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -233,7 +234,7 @@ def discover(
         return
     _table(f"发现 {len(devices)} 台设备 / {len(devices)} devices", ["endpoint", "address", "model", "serial", "clock offset s", "main stream", "error"],
            [[d.endpoint, (d.xaddrs or [""])[0], f"{d.manufacturer or ''} {d.model or ''}", d.serial,
-             d.clock_offset_s, d.profiles[0].stream_uri if d.profiles else "", d.error] for d in devices])
+             d.clock_offset_s, redact_url(d.profiles[0].stream_uri) if d.profiles else "", d.error] for d in devices])
 
 
 @camera_app.command("add")
@@ -281,9 +282,9 @@ def camera_add(
             cam = reg.add_camera(row, _actor())
     except LabwitnessError as e:
         _fail(e)
-    view = {"id": cam.id, "rtsp_url": cam.rtsp_url, "area_id": cam.area_id, "username": cam.username,
+    view = {"id": cam.id, "rtsp_url": redact_url(cam.rtsp_url), "area_id": cam.area_id, "username": cam.username,
             "has_password": bool(cam.password_enc), "onvif_endpoint": cam.onvif_endpoint}
-    _print_json(view) if json_out else console.print(f"已登记 / registered {cam.id} ({cam.rtsp_url})")
+    _print_json(view) if json_out else console.print(f"已登记 / registered {cam.id} ({view['rtsp_url']})")
 
 
 @camera_app.command("list")
@@ -294,7 +295,7 @@ def camera_list(json_out: Annotated[bool, typer.Option("--json")] = False) -> No
     with index_only(_settings()) as ix:
         reg = ix.registry
         cams = reg.cameras()
-    rows = [{"id": c.id, "name": c.name, "rtsp_url": c.rtsp_url, "area_id": c.area_id, "enabled": c.enabled,
+    rows = [{"id": c.id, "name": c.name, "rtsp_url": redact_url(c.rtsp_url), "area_id": c.area_id, "enabled": c.enabled,
              "username": c.username, "has_password": bool(c.password_enc), "onvif_endpoint": c.onvif_endpoint,
              "manufacturer": c.manufacturer, "model": c.model} for c in cams]
     if json_out:

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from labwitness.errors import IntegrityError, LabwitnessError, ValidationError
+from labwitness.private_fs import private_dir, private_file
 
 from api.package_zip import member_sha256, open_package, read_small
 
@@ -55,13 +56,13 @@ class SigningKey:
     def load(cls, data_dir: Path) -> "SigningKey":
         f = data_dir / "signing.key"
         if not f.exists():
-            data_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(data_dir)
             pem = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                              serialization.NoEncryption())
             fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as out:
                 out.write(pem)
-        return cls(serialization.load_pem_private_key(f.read_bytes(), password=None))
+        return cls(serialization.load_pem_private_key(private_file(f).read_bytes(), password=None))
 
     def public_pem(self) -> bytes:
         return self.public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -16,6 +16,8 @@ from pydantic import BaseModel, Field, field_validator
 from index.models import Area, Camera, Equipment
 from labwitness.errors import NotFoundError
 from labwitness.ids import EntityId
+from labwitness.url_secrets import redact_url
+from recorder.rtsp_url import MAX_URL_CHARS, check_rtsp_url
 
 from api.auth import Admin, Reader
 from api.deps import RuntimeDep
@@ -116,7 +118,7 @@ def camera_view(rt: Runtime, c: Camera) -> CameraView:
     w = rt.recorder.workers().get(c.id) if rt.recorder else None
     state = w.status.state if w else ("disabled" if not c.enabled else "idle")
     return CameraView(
-        id=c.id, name=c.name, rtsp_url=c.rtsp_url, area_id=c.area_id, enabled=c.enabled, username=c.username,
+        id=c.id, name=c.name, rtsp_url=redact_url(c.rtsp_url), area_id=c.area_id, enabled=c.enabled, username=c.username,
         has_password=bool(c.password_enc), onvif_endpoint=c.onvif_endpoint, manufacturer=c.manufacturer,
         model=c.model, serial=c.serial, clock_offset_s=c.clock_offset_ms / 1000 if c.clock_offset_ms is not None else None,
         state="stalled" if w and w.stalled() else state,
@@ -167,7 +169,7 @@ def add_camera(rt: RuntimeDep, actor: ActorDep, body: CameraIn, tasks: Backgroun
     cam = rt.new_camera(body.id, url, username=body.username, password=body.password, name=body.name,
                         area_id=body.area_id, enabled=body.enabled, **onvif)
     cam = rt.registry.add_camera(cam, actor)
-    rt.audit.append(actor, "camera.add", cam.id, {"rtsp_url": cam.rtsp_url, "area_id": cam.area_id}, "admin")
+    rt.audit.append(actor, "camera.add", cam.id, {"rtsp_url": redact_url(cam.rtsp_url), "area_id": cam.area_id}, "admin")
     tasks.add_task(rt.sync_cameras)
     return camera_view(rt, cam)
 
@@ -181,7 +183,9 @@ def patch_camera(rt: RuntimeDep, actor: ActorDep, camera_id: str, body: CameraPa
     if "rtsp_url" in changes:
         check_rtsp_url(changes["rtsp_url"])
         bare, user, pw = split_credentials(changes["rtsp_url"])
-        changes["rtsp_url"] = bare
+        # a "***" pasted back from the shown URL keeps the secret stored for it
+        changes["rtsp_url"], changes["url_secrets_enc"] = rt.cipher.seal_url(
+            bare, rt.registry.camera(camera_id).url_secrets_enc)
         if user is not None:
             changes.setdefault("username", user)
         if pw is not None:

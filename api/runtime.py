@@ -23,6 +23,7 @@ from index.registry import Registry
 from index.tokens import TokenStore
 from labwitness.clock import Clock, SystemClock, utc_ms
 from labwitness.errors import IndexUnavailableError
+from labwitness.private_fs import private_dir
 from recorder.metrics import RecorderMetrics
 from recorder.service import CameraSpec, RecorderService
 from recorder.spool_view import SpoolReader
@@ -32,7 +33,7 @@ from storage.s3 import S3ObjectStore
 from storage.layout import check_camera_id
 from storage.seaweed import EmbeddedSeaweed
 
-from api.secrets import CredentialCipher, split_credentials, with_credentials
+from api.secrets import CredentialCipher, split_credentials
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class Runtime:
 
     def start(self) -> None:
         s = self.settings
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(s.data_dir)
         endpoint = s.s3_endpoint
         if not endpoint:
             self.seaweed = EmbeddedSeaweed(s.data_dir / "seaweedfs", s.s3_access_key, s.s3_secret_key.get_secret_value())
@@ -96,6 +97,7 @@ class Runtime:
         self.exporter = Exporter(self)
         try:
             upgrade(engine)
+            seal_camera_urls(self.registry, self.cipher)
             self._bootstrap_admin()
         except Exception as e:  # recording must not wait for the database
             log.error("index database not reachable at start-up (%s); recording continues into the spool", e)
@@ -143,8 +145,7 @@ class Runtime:
 
     def camera_spec(self, cam: Camera) -> CameraSpec:
         """What a recorder needs: the URL with the decrypted credentials put back."""
-        return CameraSpec(cam.id, with_credentials(cam.rtsp_url, cam.username, self.cipher.decrypt(cam.password_enc)),
-                          cam.area_id or "")
+        return CameraSpec(cam.id, self.cipher.recording_url(cam), cam.area_id or "")
 
     def sync_cameras(self) -> None:
         """Make the running recorders follow the enabled cameras in the registry."""
@@ -163,13 +164,29 @@ class Runtime:
 
 def new_camera(cipher: CredentialCipher, now_ms: int, camera_id: str, url: str, *, username: str | None = None,
                password: str | None = None, **fields) -> Camera:
-    """A Camera row from a URL that may carry credentials; the password is encrypted."""
+    """A Camera row from a URL that may carry credentials; the password and the secret
+    query values are encrypted, the stored URL keeps ``***`` in their place."""
     check_camera_id(camera_id)
     check_rtsp_url(url)
     bare, url_user, url_pass = split_credentials(url)
-    return Camera(id=camera_id, rtsp_url=bare, username=username or url_user,
+    stored_url, url_secrets_enc = cipher.seal_url(bare)
+    return Camera(id=camera_id, rtsp_url=stored_url, url_secrets_enc=url_secrets_enc, username=username or url_user,
                   password_enc=cipher.encrypt(password if password is not None else url_pass),
                   created_ms=now_ms, **fields)
+
+
+def seal_camera_urls(registry: Registry, cipher: CredentialCipher) -> int:
+    """Cameras registered before query secrets were sealed still hold them in clear in
+    ``rtsp_url``: encrypt them now (migration 0007 cannot, it has no key). Returns how many."""
+    sealed = 0
+    for cam in registry.cameras():
+        stored_url, url_secrets_enc = cipher.seal_url(cam.rtsp_url, cam.url_secrets_enc)
+        if stored_url != cam.rtsp_url:
+            registry.update_camera(cam.id, {"rtsp_url": stored_url, "url_secrets_enc": url_secrets_enc}, "system")
+            sealed += 1
+    if sealed:
+        log.info("encrypted the query-string credentials of %d camera URL(s)", sealed)
+    return sealed
 
 
 @dataclass
@@ -184,13 +201,15 @@ class IndexOnly:
 @contextmanager
 def index_only(settings: Settings) -> Iterator[IndexOnly]:
     """The index stores without storage or recorders (CLI commands that only configure or inspect)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     engine = make_engine(settings.db_url)
     try:
         upgrade(engine)
         cipher = CredentialCipher.from_settings(
             settings.credentials_key.get_secret_value() if settings.credentials_key else None, settings.data_dir)
         now = lambda: utc_ms(SystemClock().now())  # noqa: E731
-        yield IndexOnly(Registry(engine, now), cipher, TokenStore(engine, now), AuditLog(engine, now), RecordStore(engine, now))
+        registry = Registry(engine, now)
+        seal_camera_urls(registry, cipher)
+        yield IndexOnly(registry, cipher, TokenStore(engine, now), AuditLog(engine, now), RecordStore(engine, now))
     finally:
         engine.dispose()

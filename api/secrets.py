@@ -1,5 +1,10 @@
 """Camera credentials encrypted at rest (Fernet: AES-128-CBC + HMAC-SHA256).
 
+Both kinds: the password of ``rtsp://user:password@host`` (``Camera.password_enc``)
+and the values of secret query parameters, ``?user=u&password=…``
+(``Camera.url_secrets_enc``; the stored URL keeps ``***`` in their place, see
+``labwitness.url_secrets``).
+
 The key comes from ``LABWITNESS_CREDENTIALS_KEY`` (a Fernet key, e.g. from
 ``python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'``);
 when unset, one is generated on first start into ``DATA_DIR/credentials.key``
@@ -10,13 +15,17 @@ of the data directory and back it up: without it stored passwords are lost
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from index.models import Camera
 from labwitness.errors import ConfigError
+from labwitness.private_fs import private_dir, private_file
+from labwitness.url_secrets import restore_query_secrets, split_query_secrets
 
 
 class CredentialCipher:
@@ -32,11 +41,11 @@ class CredentialCipher:
             return cls(key.encode())
         f = data_dir / "credentials.key"
         if not f.exists():
-            data_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(data_dir)
             fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as out:
                 out.write(Fernet.generate_key())
-        return cls(f.read_bytes().strip())
+        return cls(private_file(f).read_bytes().strip())
 
     def encrypt(self, secret: str | None) -> str | None:
         return self._f.encrypt(secret.encode()).decode() if secret else None
@@ -48,6 +57,21 @@ class CredentialCipher:
             return self._f.decrypt(token.encode()).decode()
         except InvalidToken as e:
             raise ConfigError("无法解密摄像机密码：密钥不匹配 / cannot decrypt a camera password: wrong credentials key") from e
+
+    def seal_url(self, url: str, stored: str | None = None) -> tuple[str, str | None]:
+        """``(URL to store, encrypted query secrets)``: each secret query value becomes
+        ``***`` in the URL and goes, encrypted, into the second part. A ``***`` already
+        in ``url`` (a stored URL pasted back) keeps the value ``stored`` held for it."""
+        masked, secrets = split_query_secrets(restore_query_secrets(url, self.query_secrets(stored)))
+        return masked, self.encrypt(json.dumps(secrets)) if secrets else None
+
+    def query_secrets(self, stored: str | None) -> list[tuple[str, str]]:
+        return [(name, value) for name, value in json.loads(self.decrypt(stored) or "[]")]
+
+    def recording_url(self, cam: Camera) -> str:
+        """The URL a recorder opens: the camera's stored URL with every secret put back."""
+        url = restore_query_secrets(cam.rtsp_url, self.query_secrets(cam.url_secrets_enc))
+        return with_credentials(url, cam.username, self.decrypt(cam.password_enc))
 
 
 def split_credentials(url: str) -> tuple[str, str | None, str | None]:

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from index.tokens import MIN_TOKEN_CHARS
 from labwitness.errors import ConfigError
 from labwitness.segment_limits import MAX_TARGET_SECONDS
 from retention.policy import validate as validate_retention
@@ -89,6 +90,17 @@ class Settings(BaseSettings):
             raise ValueError(f"LABWITNESS_SEGMENT_SECONDS must be > 0 (got {v})")
         if v > MAX_TARGET_SECONDS:  # the index's queries rely on segments being short (labwitness.segment_limits)
             raise ValueError(f"LABWITNESS_SEGMENT_SECONDS must be <= {MAX_TARGET_SECONDS} (got {v})")
+        return v
+
+    @field_validator("bootstrap_admin_token")
+    @classmethod
+    def _bootstrap_token_long(cls, v: SecretStr | None) -> SecretStr | None:
+        # refused at start-up, before anything runs: a short admin token can be guessed
+        if v is not None and len(v.get_secret_value()) < MIN_TOKEN_CHARS:
+            raise ConfigError(
+                f"LABWITNESS_BOOTSTRAP_ADMIN_TOKEN 过短：至少 {MIN_TOKEN_CHARS} 个字符 / is too short: at least "
+                f"{MIN_TOKEN_CHARS} characters (got {len(v.get_secret_value())}); generate one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
         return v
 
     @model_validator(mode="after")

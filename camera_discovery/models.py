@@ -4,7 +4,8 @@ Owns the shapes other packages consume: :class:`ProbeMatch` (one WS-Discovery
 answer), :class:`DeviceInfo` (what the ONVIF services told us),
 :class:`MediaProfile`, :class:`Scopes`, and :class:`DiscoveredDevice` (the
 two merged, with ``error`` instead of an exception when a device failed) whose
-:meth:`DiscoveredDevice.to_json` is the ``labwitness discover --json`` contract.
+:meth:`DiscoveredDevice.to_json` is the ``labwitness discover --json`` contract
+(URLs in it redacted: a stream or snapshot URI may carry the camera's password).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
+
+from labwitness.url_secrets import redact_url
 
 _SCOPE_PREFIX = "onvif://www.onvif.org/"
 #: service addresses kept per device: a camera lists one to three (IPv4, IPv6,
@@ -90,7 +93,7 @@ class MediaProfile:
     def to_json(self) -> dict[str, Any]:
         return {
             "token": self.token,
-            "stream_uri": self.stream_uri,
+            "stream_uri": redact_url(self.stream_uri) if self.stream_uri else None,  # some cameras put ?pwd= in it
             "width": self.width,
             "height": self.height,
             "encoding": self.encoding,
@@ -184,7 +187,7 @@ class DiscoveredDevice:
             "profiles": [p.to_json() for p in self.profiles],
             "scopes": self.scopes.to_json(),
             "firmware": self.firmware,
-            "snapshot_uri": self.snapshot_uri,
+            "snapshot_uri": redact_url(self.snapshot_uri) if self.snapshot_uri else None,
             "error": self.error,
             "skipped_xaddrs": list(self.skipped_xaddrs),
             "bad_replies": self.bad_replies,

@@ -8,6 +8,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import create_engine
 
+from labwitness.private_fs import private_dir, private_sqlite
+
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
@@ -17,7 +19,10 @@ def make_engine(url: str, *, connect_timeout_s: int = 5) -> Engine:
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
-            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            if not Path(u.database).parent.exists():
+                private_dir(Path(u.database).parent)
+            # footage index and audit log: owner only, before SQLite creates -wal/-shm with its mode
+            private_sqlite(u.database)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")

@@ -18,7 +18,9 @@ class Area(SQLModel, table=True):
 
 class Camera(SQLModel, table=True):
     """A camera. ``rtsp_url`` never holds a password: credentials live in
-    ``username`` and ``password_enc`` (encrypted at rest, see api.secrets)."""
+    ``username`` and ``password_enc``, and the values of secret query parameters
+    (``?user=u&password=…``) in ``url_secrets_enc`` while the URL keeps ``***``
+    in their place (both encrypted at rest, see api.secrets and labwitness.url_secrets)."""
 
     id: str = Field(primary_key=True, max_length=64)
     name: str = Field(default="", max_length=200)
@@ -29,6 +31,7 @@ class Camera(SQLModel, table=True):
     updated_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     username: str | None = Field(default=None, max_length=200)
     password_enc: str | None = Field(default=None, max_length=1000)
+    url_secrets_enc: str | None = Field(default=None, max_length=4000)
     onvif_endpoint: str | None = Field(default=None, max_length=200, index=True)
     onvif_xaddr: str | None = Field(default=None, max_length=2000)
     manufacturer: str = Field(default="", max_length=200)

@@ -2,7 +2,10 @@
 
 Each write and its Revision commit in one transaction, so no change can exist
 without its record of who made it, when, and what it was before and after.
-Secrets never reach a Revision: ``password_enc`` is shown as ``"***"``.
+Secrets never reach a Revision: ``password_enc`` and ``url_secrets_enc`` are
+shown as ``"***"``, camera URLs go through ``labwitness.url_secrets.redact_url``;
+and a camera URL that still carries a secret is refused here, whoever sends it
+(the caller seals it first: ``api.secrets.CredentialCipher.seal_url``).
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from index.models import Area, Camera, Equipment, EquipmentCamera, Revision
 from index.queries import _guard
 from labwitness.errors import ConflictError, NotFoundError
 from labwitness.ids import check_entity_id
+from labwitness.url_secrets import redact_url
 
-_SECRET_FIELDS = {"password_enc"}
+_SECRET_FIELDS = {"password_enc", "url_secrets_enc"}
+_URL_FIELDS = {"rtsp_url", "onvif_xaddr"}
 
 
 def snapshot(row: SQLModel | None) -> str | None:
@@ -28,7 +33,16 @@ def snapshot(row: SQLModel | None) -> str | None:
     data = row.model_dump()
     for f in _SECRET_FIELDS & data.keys():
         data[f] = "***" if data[f] else None
+    for f in _URL_FIELDS & data.keys():
+        data[f] = redact_url(data[f]) if data[f] else data[f]
     return json.dumps(data, ensure_ascii=False, sort_keys=True)
+
+
+def _check_sealed(url: str | None) -> None:
+    """A URL about to be stored must hold no secret in clear (it is shown as stored):
+    one that redaction would change still has one."""
+    if url and redact_url(url) != url:
+        raise ValueError("internal: a camera URL must have its secrets split off and sealed before it is stored")
 
 
 class Registry:
@@ -100,6 +114,7 @@ class Registry:
     @_guard
     def add_camera(self, cam: Camera, actor: str) -> Camera:
         check_entity_id(cam.id, "摄像机编号", "camera id")
+        _check_sealed(cam.rtsp_url)
         with Session(self.engine, expire_on_commit=False) as s:
             if s.get(Camera, cam.id) is not None:
                 raise ConflictError(f"摄像机编号已存在 / camera id {cam.id!r} already exists")
@@ -119,16 +134,18 @@ class Registry:
         try:
             return self.add_camera(cam, actor)
         except ConflictError:
-            return self.update_camera(cam.id, {"rtsp_url": cam.rtsp_url, "username": cam.username,
-                                               "password_enc": cam.password_enc, "enabled": True}, actor)
+            return self.update_camera(cam.id, {"rtsp_url": cam.rtsp_url, "url_secrets_enc": cam.url_secrets_enc,
+                                               "username": cam.username, "password_enc": cam.password_enc,
+                                               "enabled": True}, actor)
 
     @_guard
     def update_camera(self, camera_id: str, changes: dict[str, Any], actor: str) -> Camera:
-        allowed = {"name", "rtsp_url", "area_id", "enabled", "username", "password_enc", "onvif_xaddr",
-                   "manufacturer", "model", "serial", "clock_offset_ms", "onvif_endpoint"}
+        allowed = {"name", "rtsp_url", "area_id", "enabled", "username", "password_enc", "url_secrets_enc",
+                   "onvif_xaddr", "manufacturer", "model", "serial", "clock_offset_ms", "onvif_endpoint"}
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"cannot change {sorted(unknown)}")
+        _check_sealed(changes.get("rtsp_url"))
         with Session(self.engine, expire_on_commit=False) as s:
             cam = s.get(Camera, camera_id)
             if cam is None:

@@ -11,9 +11,21 @@ from sqlmodel import Session, col, select
 
 from index.models import ApiToken
 from index.queries import _guard
-from labwitness.errors import NotFoundError
+from labwitness.errors import NotFoundError, ValidationError
 
 ROLES = ("admin", "inspector", "operations", "ingest")
+#: a token chosen by a person (the bootstrap admin token) must be at least this long:
+#: as long as the generated ones' 256 bits in URL-safe base64 would be without "lw_"
+MIN_TOKEN_CHARS = 32
+#: characters of a token kept in clear to recognise it in lists: a short, fixed part
+#: ("lw_" and three random characters) that is useless for guessing the rest
+PREFIX_CHARS = 6
+
+
+def check_token_strength(token: str) -> None:
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ValidationError(f"令牌过短，至少 {MIN_TOKEN_CHARS} 个字符 / token too short: at least {MIN_TOKEN_CHARS} "
+                              f"characters (got {len(token)}); e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'")
 
 
 def token_hash(token: str) -> str:
@@ -30,8 +42,10 @@ class TokenStore:
         """A new token; the plain token is returned once and never stored."""
         if role not in ROLES:
             raise ValueError(f"未知角色 / unknown role {role!r}; one of {', '.join(ROLES)}")
+        if token is not None:
+            check_token_strength(token)
         token = token or "lw_" + secrets.token_urlsafe(32)
-        row = ApiToken(name=name[:200], role=role, token_hash=token_hash(token), prefix=token[:10],
+        row = ApiToken(name=name[:200], role=role, token_hash=token_hash(token), prefix=token[:PREFIX_CHARS],
                        created_ms=self.now_ms(), created_by=created_by[:200])
         with Session(self.engine, expire_on_commit=False) as s:
             s.add(row)

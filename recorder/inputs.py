@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import av
 
 from labwitness.errors import StreamError, ValidationError
+from labwitness.url_secrets import redact_text, redact_url
 from recorder.rtsp_url import check_rtsp_url
 from recorder.segmenter import MP4_AUDIO, VIDEO_CODECS, Track
 
@@ -88,12 +89,8 @@ def resolvable(host: str) -> bool:
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for logs and gap details."""
-    p = urlsplit(url)
-    if p.password is None:
-        return url
-    netloc = f"{p.username}:***@{p.hostname}" + (f":{p.port}" if p.port else "")
-    return p._replace(netloc=netloc).geturl()
+    """The URL without its secrets (password, secret query values), for logs and gap details."""
+    return redact_url(url)
 
 
 def open_input(url: str, client: str, open_timeout_s: float, read_timeout_s: float, *,
@@ -237,5 +234,5 @@ class PyAVInput:
 
 
 def _scrub(text: str, url: str) -> str:
-    """FFmpeg quotes the URL in its errors: never let a password through."""
-    return text.replace(url, redact(url))
+    """FFmpeg quotes the URL in its errors (in other spellings too): never let a password through."""
+    return redact_text(text.replace(url, redact(url)))

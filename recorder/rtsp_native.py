@@ -46,6 +46,7 @@ from urllib.parse import unquote, urlsplit
 import av
 
 from labwitness.errors import StreamError
+from labwitness.url_secrets import redact_text, redact_url
 from recorder.rtp_depacketize import (
     AacDepacketizer,
     SenderReport,
@@ -253,8 +254,10 @@ class NativeRtspInput:
         self.host = p.hostname or ""
         self.port = p.port or 554
         host = f"[{self.host}]" if ":" in self.host else self.host
-        # the request URL never carries the credentials; it is also what messages show
+        # the request URL never carries the user:password part; a query may still hold a
+        # password (?user=u&password=…): messages and logs show ``shown``, never ``url``
         self.url = f"rtsp://{host}:{self.port}{p.path or '/'}" + (f"?{p.query}" if p.query else "")
+        self.shown = redact_url(self.url)
         self.auth = Auth(unquote(p.username) if p.username is not None else None,
                          unquote(p.password) if p.password is not None else None)
         self.open_timeout_s = open_timeout_s
@@ -333,13 +336,13 @@ class NativeRtspInput:
                 sock.settimeout(1.0)  # best effort: a dead camera must not hold up the reconnect
                 sock.sendall(self._request_bytes("TEARDOWN", self.url, {"Session": self.session}))
         except OSError:
-            log.debug("%s: TEARDOWN not sent (the connection is gone)", self.url)
+            log.debug("%s: TEARDOWN not sent (the connection is gone)", self.shown)
         finally:
             sock.close()
 
     # -- connection and requests ---------------------------------------------------------
     def _fail(self, reason: str, message: str) -> StreamError:
-        return StreamError(reason, f"{message} [{self.url}]")
+        return StreamError(reason, redact_text(f"{message} [{self.url}]"))
 
     def _connect(self) -> None:
         try:
@@ -501,7 +504,7 @@ class NativeRtspInput:
             self.frame_ticks = max(1, round(90000 / video.framerate))
         audio = next((m for m in media if m.kind == "audio"), None)
         if audio is not None and not self._audio_supported(audio):
-            log.info("%s: audio %s is not recorded (the native client records AAC only)", self.url, audio.encoding)
+            log.info("%s: audio %s is not recorded (the native client records AAC only)", self.shown, audio.encoding)
             audio = None
 
         self._vch = self._setup(control_url(base, video.control), 0)
@@ -515,7 +518,7 @@ class NativeRtspInput:
             except StreamError as e:  # video is what matters: record it without the audio
                 if e.reason in ("auth_failed", "timeout", "stream_ended"):
                     raise
-                log.warning("%s: audio track not set up, recording video only: %s", self.url, e)
+                log.warning("%s: audio track not set up, recording video only: %s", self.shown, e)
                 self._ach = -1
         play = self.request("PLAY", base, {"Session": self.session})
         self._parse_rtp_info(play.header("rtp-info"), base, video, audio)
@@ -582,7 +585,7 @@ class NativeRtspInput:
         try:
             self.width, self.height = (h264_dimensions if self.video_codec == "h264" else h265_dimensions)(sps)
         except (ValueError, IndexError):
-            log.warning("%s: could not read the picture size from the SPS", self.url)
+            log.warning("%s: could not read the picture size from the SPS", self.shown)
 
     # -- streaming ---------------------------------------------------------------------
     def packets(self) -> Iterator[tuple[bool, av.Packet, int, int]]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from index.queries import IndexStore
 from labwitness.clock import Clock, SystemClock
 from labwitness.errors import SpoolError
+from labwitness.private_fs import private_dir
 from recorder.metrics import RecorderMetrics
 from recorder.recovery import recover
 from recorder.spool import CameraSpool, SpoolQuota
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class CameraSpec:
     camera_id: str
-    url: str
+    url: str = field(repr=False)  # with the camera's credentials: never in a log line
     area_id: str = ""
 
 
@@ -38,7 +39,7 @@ class RecorderService:
                  cfg: RecorderConfig, *, clock: Clock | None = None, metrics: RecorderMetrics | None = None,
                  spool_max_bytes: int | None = None, spool_reserve_bytes: int = 256 * 1024 * 1024) -> None:
         self.spool_dir = Path(spool_dir)
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.spool_dir)  # footage not yet stored: owner only (labwitness.private_fs)
         # One recorder process per spool: two would salvage each other's open segments.
         import fcntl
 

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Iterator
 
 from labwitness.errors import SpoolError
+from labwitness.private_fs import FILE_MODE, private_dir
 from storage.layout import SegmentMeta, check_camera_id, iso_ms, parse_iso
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class HashingFile(io.RawIOBase):
 
     def __init__(self, path: Path, quota: "SpoolQuota") -> None:
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
         self.sha = hashlib.sha256()
         self.size = 0
         self._quota = quota
@@ -181,7 +182,7 @@ class CameraSpool:
     def __init__(self, root: Path, camera_id: str, quota: SpoolQuota) -> None:
         self.camera_id = check_camera_id(camera_id)
         self.dir = Path(root) / camera_id
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
         self.quota = quota
         self._lock = threading.Lock()
         self._state = self._read_state()

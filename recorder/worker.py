@@ -29,6 +29,7 @@ import av
 from labwitness.clock import Clock, SystemClock
 from labwitness.errors import SpoolError, StreamError, ValidationError
 from labwitness.segment_limits import MAX_SEGMENT_MS, MAX_TARGET_FACTOR
+from labwitness.url_secrets import redact_text
 from recorder.backoff import Backoff
 from recorder.inputs import RTSP_CLIENTS, StreamInput, check_rtsp_url, classify, open_input, redact
 from recorder.metrics import RecorderMetrics
@@ -377,8 +378,8 @@ class CameraWorker:
             raise StreamError("stream_ended", "码流没有数据 / the stream ended before any video arrived")
 
     def _scrub(self, text: str) -> str:
-        """FFmpeg quotes the URL in its errors: never let a password through."""
-        return text.replace(self.url, redact(self.url))
+        """FFmpeg quotes the URL in its errors (in other spellings too): never let a password through."""
+        return redact_text(text.replace(self.url, redact(self.url)))
 
     def _spool_full(self, since: datetime, detail: str = "") -> None:
         msg = ("本地缓存空间不足，停止录制新画面，直到上传腾出空间 / local spool is full: new footage is NOT being "

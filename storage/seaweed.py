@@ -28,6 +28,7 @@ from labwitness.errors import ConfigError, StorageUnavailableError
 log = logging.getLogger(__name__)
 
 _PORT_NAMES = ("master", "volume", "filer", "s3", "admin")
+from labwitness.private_fs import private_dir
 
 
 def _port_free(port: int) -> bool:
@@ -128,7 +129,7 @@ class EmbeddedSeaweed:
         on this data directory (two weeds on one directory would corrupt it)."""
         import fcntl
 
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)  # every stored object's bytes, and the store's state
         self._lockf = open(self.data_dir / ".lock", "a+")
         try:
             fcntl.flock(self._lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -129,7 +129,7 @@ def test_cli_tokens_audit_and_csv_import(tmp_path, seaweed):
     assert t["token"].startswith("lw_") and t["role"] == "ingest"
     assert lw(["token", "create", "--name", "x", "--role", "root"], env).returncode == 2
     listed = json.loads(lw(["token", "list", "--json"], env).stdout)
-    assert listed[0]["prefix"] == t["token"][:10] and t["token"] not in json.dumps(listed)
+    assert listed[0]["prefix"] == t["token"][:6] and t["token"] not in json.dumps(listed)
     csv_file = tmp_path / "records.csv"
     csv_file.write_text(
         "record_id,report_no,commission_no,project_name,test_item,sample_ids,area_ids,equipment_ids,operator,started_at,ended_at\n"
@@ -180,14 +180,14 @@ def test_bootstrap_admin_token_only_on_first_start(tmp_path, seaweed):
     from conftest import ACCESS, SECRET
 
     kw = dict(data_dir=tmp_path / "d", s3_endpoint=seaweed.endpoint, s3_access_key=ACCESS, s3_secret_key=SECRET,
-              s3_bucket="boot-footage", bootstrap_admin_token="lw_bootstrap-secret-0123456789")
+              s3_bucket="boot-footage", bootstrap_admin_token="lw_bootstrap-secret-0123456789-abcdefghij")
     with Runtime(load_settings(**kw), recording=False) as rt:
         with TestClient(create_app(rt.settings, rt)) as c:
             r = c.post("/api/v1/tokens", json={"name": "ops", "role": "operations"},
-                       headers={"Authorization": "Bearer lw_bootstrap-secret-0123456789"})
+                       headers={"Authorization": "Bearer lw_bootstrap-secret-0123456789-abcdefghij"})
             assert r.status_code == 201
             boot_id = next(t.id for t in rt.tokens.list() if t.name == "bootstrap-admin")
-            assert c.delete(f"/api/v1/tokens/{boot_id}", headers={"Authorization": "Bearer lw_bootstrap-secret-0123456789"}).status_code == 200
+            assert c.delete(f"/api/v1/tokens/{boot_id}", headers={"Authorization": "Bearer lw_bootstrap-secret-0123456789-abcdefghij"}).status_code == 200
     # a later start with the variable still set does not bring the revoked token back
     with Runtime(load_settings(**kw), recording=False) as rt:
-        assert rt.tokens.lookup("lw_bootstrap-secret-0123456789") is None
+        assert rt.tokens.lookup("lw_bootstrap-secret-0123456789-abcdefghij") is None

@@ -19,9 +19,9 @@ from sqlmodel import Session, col, select
 from index.models import CameraContentState
 from labwitness.clock import utc_ms
 from labwitness.errors import LabwitnessError
+from labwitness.url_secrets import redact_text, redact_url
 
 from api import registry_routes as reg
-from api.secrets import split_credentials
 from api.web.public import redirect
 from api.web.render import fragment, render
 from api.web.session import WebUser, checked_form, page
@@ -80,7 +80,7 @@ def camera_rows(rt) -> list[dict]:
                      "enabled": c.enabled, "state": v.state,
                      "status": status, "age_s": age, "clock_offset_s": v.clock_offset_s, "has_thumb": c.id in thumbs,
                      "manufacturer": c.manufacturer, "model": c.model, "serial": c.serial, "username": c.username,
-                     "has_password": v.has_password, "rtsp_url": split_credentials(c.rtsp_url)[0]})
+                     "has_password": v.has_password, "rtsp_url": redact_url(c.rtsp_url)})
     return rows
 
 
@@ -176,7 +176,7 @@ def device_rows(rt, job: ScanJob) -> list[dict]:
         scopes = d.get("scopes") or {}
         suggested = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in (d.get("serial") or scopes.get("name") or "cam").lower())
         out.append({**d, "name": scopes.get("name") or "", "location": scopes.get("location") or "",
-                    "stream_uri": split_credentials(uri)[0] if uri else None, "width": profile.get("width"),
+                    "stream_uri": redact_url(uri) if uri else None, "width": profile.get("width"),
                     "height": profile.get("height"), "encoding": profile.get("encoding"),
                     "registered_as": known.id if known else None, "suggested_id": suggested.strip("-.")[:64] or "cam"})
     return out
@@ -311,7 +311,7 @@ def audit(request: Request, user: AdminUser, before_id: int | None = None) -> Re
     events = rt.audit.events(100, before_id)
     chain = rt.audit.verify()
     rows = [{"id": e.id, "at_ms": e.at_ms, "actor": e.actor, "role": e.role, "action": e.action, "target": e.target,
-             "detail": json.dumps(json.loads(e.detail or "{}"), ensure_ascii=False, sort_keys=True)[:400],
+             "detail": json.dumps(json.loads(redact_text(e.detail) or "{}"), ensure_ascii=False, sort_keys=True)[:400],
              "hash": e.hash} for e in events]
     return render(request, "audit.html", user=user, events=rows, chain=chain,
                   older=rows[-1]["id"] if len(rows) == 100 else None)

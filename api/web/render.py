@@ -15,6 +15,8 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from labwitness.url_secrets import redact_text
+
 from api.web import i18n
 from api.web.session import LANG_COOKIE, WebUser, current_user
 
@@ -64,9 +66,9 @@ _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
 
 
 def scrub(text) -> str:
-    """Belt and braces: no ``scheme://user:password@`` ever reaches a page (the
-    recorder and the registry already strip credentials from what they report)."""
-    return _USERINFO.sub(r"\1***@", "" if text is None else str(text))
+    """Belt and braces: no URL's password (``user:password@``, ``?password=``) ever
+    reaches a page (the recorder and the registry already redact what they report)."""
+    return redact_text(_USERINFO.sub(r"\1***@", "" if text is None else str(text)))
 
 
 def bilingual(text, lang: str) -> str:
