@@ -2,9 +2,13 @@
 
 Every port binds to 127.0.0.1 and is chosen free at start (kept in
 ``DIR/ports.json`` so a restart reuses the endpoint).  gRPC listens on each
-HTTP port + 10000, so ports are drawn from below 55535 and both must be free.
+HTTP port + 10000, and both must be free.  Both lie below the kernel's
+ephemeral port range: there, any outgoing connection on the host (an upload,
+a database or camera session) may take a port while weed is down, and weed
+then refuses to start ("Port allocation failed ... is not available") for as
+long as that connection lives -- seen as an S3 endpoint refusing connections.
 :class:`EmbeddedSeaweed` supervises the process: if it dies it is restarted
-with backoff, and ``stop()`` ends it.
+on the same ports with backoff, saying why in the log, and ``stop()`` ends it.
 """
 
 from __future__ import annotations
@@ -24,11 +28,27 @@ import urllib.request
 from pathlib import Path
 
 from labwitness.errors import ConfigError, StorageUnavailableError
+from labwitness.private_fs import private_dir
 
 log = logging.getLogger(__name__)
 
 _PORT_NAMES = ("master", "volume", "filer", "s3", "admin")
-from labwitness.private_fs import private_dir
+GRPC_OFFSET = 10000
+LOWEST_PORT = 10000
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range of ports for outgoing connections (Linux's default if unknown)."""
+    try:
+        lo, hi = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _outside_ephemeral(port: int) -> bool:
+    lo, hi = ephemeral_range()
+    return all(not lo <= q <= hi for q in (port, port + GRPC_OFFSET))
 
 
 def _port_free(port: int) -> bool:
@@ -41,14 +61,19 @@ def _port_free(port: int) -> bool:
 
 
 def pick_ports(n: int) -> list[int]:
-    """Ports p where p and p+10000 (gRPC) are free, all distinct."""
+    """Ports p where p and p+10000 (gRPC) are free, all distinct, outside the ephemeral range."""
+    lo, hi = ephemeral_range()
+    windows = [(a, b) for a, b in ((LOWEST_PORT, lo - 1 - GRPC_OFFSET), (hi + 1, 65535 - GRPC_OFFSET)) if b - a > 100 * n]
+    if not windows:  # an unusual host whose ephemeral range leaves no room: the old draw
+        log.warning("ephemeral port range %d-%d leaves no room for SeaweedFS's ports; they may clash", lo, hi)
+        windows = [(20000, 45000)]
     chosen: list[int] = []
     rng = random.SystemRandom()
     for _ in range(2000):
-        p = rng.randint(20000, 45000)
-        if any(abs(p - q) < 2 or abs(p - q - 10000) < 2 or abs(q - p - 10000) < 2 for q in chosen):
+        p = rng.randint(*rng.choice(windows))
+        if any(abs(p - q) < 2 or abs(p - q - GRPC_OFFSET) < 2 or abs(q - p - GRPC_OFFSET) < 2 for q in chosen):
             continue
-        if _port_free(p) and _port_free(p + 10000):
+        if _port_free(p) and _port_free(p + GRPC_OFFSET):
             chosen.append(p)
             if len(chosen) == n:
                 return chosen
@@ -87,7 +112,9 @@ class EmbeddedSeaweed:
         f = self.data_dir / "ports.json"
         if f.exists():
             saved = json.loads(f.read_text())
-            if all(_port_free(p) and _port_free(p + 10000) for p in saved.values()):
+            if not all(_outside_ephemeral(p) for p in saved.values()):
+                log.info("embedded SeaweedFS: moving its ports %s out of the ephemeral range", saved)
+            elif all(_port_free(p) and _port_free(p + GRPC_OFFSET) for p in saved.values()):
                 self.ports = saved
                 return
         self.ports = dict(zip(_PORT_NAMES, pick_ports(len(_PORT_NAMES))))
@@ -113,7 +140,8 @@ class EmbeddedSeaweed:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise StorageUnavailableError(f"weed exited with {self.proc.returncode}; see {self.data_dir / 'weed.log'}")
+                raise StorageUnavailableError(f"weed exited with {self.proc.returncode} ({self.last_error()}); "
+                                              f"see {self.data_dir / 'weed.log'}")
             try:
                 with urllib.request.urlopen(f"{self.endpoint}/", timeout=1) as r:
                     r.read()
@@ -123,6 +151,16 @@ class EmbeddedSeaweed:
             except OSError:
                 time.sleep(0.1)
         raise StorageUnavailableError(f"embedded SeaweedFS not ready after {timeout}s; see {self.data_dir / 'weed.log'}")
+
+    def last_error(self) -> str:
+        """weed's last error line (glog E/F), e.g. why it exited."""
+        try:
+            with open(self.data_dir / "weed.log", "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return ""
+        return next((ln.strip() for ln in reversed(lines) if ln[:1] in ("E", "F") and ln[1:2].isdigit()), "")
 
     def start(self) -> "EmbeddedSeaweed":
         """Start weed, or attach to the one another labwitness process already runs
@@ -142,35 +180,52 @@ class EmbeddedSeaweed:
         self._load_ports()
         self._spawn()
         self.wait_ready()
+        self._supervise()
+        log.info("embedded SeaweedFS S3 at %s (data %s)", self.endpoint, self.data_dir)
+        return self
+
+    def _supervise(self) -> None:
         if self.supervise and self._thread is None:
             self._stop.clear()
             self._thread = threading.Thread(target=self._watch, name="seaweed-supervisor", daemon=True)
             self._thread.start()
-        log.info("embedded SeaweedFS S3 at %s (data %s)", self.endpoint, self.data_dir)
-        return self
+
+    def _unsupervise(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+            self._thread = None
 
     def _watch(self) -> None:
-        backoff = 0.5
+        backoff, down_since = 0.5, None
         while not self._stop.wait(0.5):
             if self.proc is None or self.proc.poll() is None:
                 continue
-            log.error("embedded SeaweedFS exited with %s; restarting", self.proc.returncode)
+            if down_since is None:
+                down_since = time.monotonic()
+                log.error("嵌入式对象存储已退出，正在原端口重启 / embedded SeaweedFS exited with %s (%s); restarting it "
+                          "on the same ports (S3 %s)", self.proc.returncode, self.last_error(), self.endpoint)
             if self._stop.wait(backoff):
                 return
             try:
                 self._spawn()
                 self.wait_ready()
-                self.restarts += 1
-                backoff = 0.5
-            except Exception:
-                log.exception("restart of embedded SeaweedFS failed")
+            except Exception as e:
                 backoff = min(backoff * 2, 10)
+                if isinstance(e, StorageUnavailableError):  # e.g. one of its ports held by another connection
+                    log.error("嵌入式对象存储重启失败，%.0f 秒后重试 / restart of embedded SeaweedFS failed, retrying in "
+                              "%.0f s: %s", backoff, backoff, e)
+                else:
+                    log.exception("restart of embedded SeaweedFS failed")
+                self._terminate()  # one that did not become ready is not left running beside the next
+                continue
+            self.restarts += 1
+            log.warning("嵌入式对象存储已恢复 / embedded SeaweedFS is back at %s after %.1f s (restart %d)",
+                        self.endpoint, time.monotonic() - down_since, self.restarts)
+            backoff, down_since = 0.5, None
 
     def stop(self, timeout: float = 15.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._thread = None
+        self._unsupervise()
         self._terminate(timeout)
         if self._lockf is not None:
             self._lockf.close()  # releases the flock
@@ -186,17 +241,15 @@ class EmbeddedSeaweed:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
-    # fault injection for tests: stop without the supervisor noticing, start again
+    # fault injection for tests: stop without the supervisor noticing, start again (supervised again)
     def pause(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._thread = None
+        self._unsupervise()
         self._terminate()
 
     def resume(self) -> None:
         self._spawn()
         self.wait_ready()
+        self._supervise()
 
     def __enter__(self) -> "EmbeddedSeaweed":
         return self.start()
