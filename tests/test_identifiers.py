@@ -184,6 +184,7 @@ def test_real_report_numbers_through_ingest_footage_export_verify(running, tmp_p
     r = subprocess.run([sys.executable, "-m", "api.cli", "export", "JC2026-0001/A"], env=env, cwd=out, capture_output=True,
                        text=True, timeout=180)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "注意 / warning:" in r.stderr and "window" in r.stderr  # its window (with the margin) is not over yet
     made = list(out.iterdir())
     assert len(made) == 1 and made[0].name.startswith("evidence-JC2026-0001_A-") and made[0].suffix == ".zip", made
     assert verify_package(made[0]).ok
