@@ -17,7 +17,7 @@ from pydantic import AwareDatetime, BaseModel
 from index.models import Segment
 from index.tiling import NOTHING_SPOOLED, Part
 from labwitness.clock import from_ms, utc_ms
-from labwitness.errors import LabwitnessError, NotFoundError
+from labwitness.errors import LabwitnessError, NotFoundError, ValidationError
 
 from api import (admin_routes, compliance_routes, docs_routes, export_routes, keys_routes, problems, records_routes,
                  registry_routes)
@@ -163,9 +163,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
     def footage(rt: RuntimeDep, who: Inspector, camera_id: str, start: Annotated[AwareDatetime, Query()],
                 end: Annotated[AwareDatetime, Query()]) -> FootageOut:
         if end <= start:
-            raise ValueError("end 必须晚于 start / end must be after start")
+            raise ValidationError("end 必须晚于 start / end must be after start")
         if (end - start).days > 31:
-            raise ValueError("时间窗口最长 31 天 / the window may span at most 31 days")
+            raise ValidationError("时间窗口最长 31 天 / the window may span at most 31 days")
         now_ms = utc_ms(rt.clock.now())
         # the spool before the index, as index.records does: footage indexed in between is seen twice, not missed
         spooled = rt.spool_view.state([camera_id]).get(camera_id, NOTHING_SPOOLED)
@@ -184,9 +184,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
         from api.media import stream_stitched
 
         if end <= start:
-            raise ValueError("end 必须晚于 start / end must be after start")
+            raise ValidationError("end 必须晚于 start / end must be after start")
         if (end - start).total_seconds() > 24 * 3600:
-            raise ValueError("拼接窗口最长 24 小时 / a stitched window may span at most 24 hours")
+            raise ValidationError("拼接窗口最长 24 小时 / a stitched window may span at most 24 hours")
         f = rt.index.footage(camera_id, utc_ms(start), utc_ms(end))
         if not f.segments:
             raise NotFoundError(f"该时段没有录像 / no footage of {camera_id} in this window")

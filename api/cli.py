@@ -2,7 +2,9 @@
 
 Every command builds :class:`Settings` once (environment, config file, flags)
 and passes it in.  Errors a person can act on are printed as one clear line
-and exit with 2 (configuration) or 1 (operation failed).
+and exit with the code of their class, by the one rule of :mod:`api.cli_exit`
+(2 invalid arguments or configuration, 1 the operation failed, 3 refused),
+which also catches what a command lets escape.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from labwitness.errors import ConfigError, LabwitnessError, StreamError
+from api.cli_exit import HELP as EXIT_HELP, CliGroup, fail
+from labwitness.errors import ConfigError, LabwitnessError
 from labwitness.url_secrets import redact_url
 
-app = typer.Typer(help="labwitness — 检测区域录像留存与索引 / testing-area video retention and indexing",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(cls=CliGroup, help="labwitness — 检测区域录像留存与索引 / testing-area video retention and indexing",
+                  epilog=EXIT_HELP, no_args_is_help=True, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="索引数据库 / index database", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 console = Console(stderr=True)
@@ -36,8 +39,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _fail(e: LabwitnessError) -> None:
-    console.print(f"[bold red]错误 / error:[/] {e}")
-    raise typer.Exit(2 if isinstance(e, ConfigError) else 1)
+    fail(e)
 
 
 def _settings(**overrides):
@@ -94,12 +96,9 @@ def record(
         _fail(ConfigError("--url 与 --camera-id 需同时给出 / --url and --camera-id go together"))
     if duration is not None and duration <= 0:
         _fail(ConfigError(f"--duration 必须大于 0 / --duration must be > 0, got {duration}"))
-    try:
-        if url is not None:
-            check_rtsp_url(url)
-            check_camera_id(camera_id)
-    except (LabwitnessError, ValueError) as e:
-        _fail(ConfigError(str(e)))  # bad arguments: a usage error, exit 2
+    if url is not None:  # a bad URL or id is a ValidationError: exit 2 before anything starts
+        check_rtsp_url(url)
+        check_camera_id(camera_id)
     stop = _stop_on_signals()
     try:
         with Runtime(settings) as rt:
@@ -274,11 +273,8 @@ def camera_add(
     try:
         with index_only(settings) as ix:
             reg, cipher = ix.registry, ix.cipher
-            try:
-                row = new_camera(cipher, utc_ms(SystemClock().now()), id, url, username=username,
-                                 password=password, name=name, area_id=area, **onvif)
-            except (StreamError, ValueError) as e:
-                _fail(ConfigError(str(e)))  # a bad id or URL is a usage error
+            row = new_camera(cipher, utc_ms(SystemClock().now()), id, url, username=username,
+                             password=password, name=name, area_id=area, **onvif)
             cam = reg.add_camera(row, _actor())
     except LabwitnessError as e:
         _fail(e)
@@ -391,9 +387,7 @@ def token_create(name: Annotated[str, typer.Option()], role: Annotated[str, type
             tokens, audit = ix.tokens, ix.audit
             row, token = tokens.create(name, role, _actor())
             audit.append(_actor(), "token.create", f"token:{row.id}", {"name": name, "role": role}, "admin")
-    except ValueError as e:
-        _fail(ConfigError(str(e)))
-    except LabwitnessError as e:
+    except LabwitnessError as e:  # an unknown role is a ValidationError: exit 2
         _fail(e)
     _print_json({"id": row.id, "name": row.name, "role": row.role, "token": token}) if json_out else print(token)
 
@@ -540,7 +534,8 @@ def export(report_no: Annotated[str, typer.Argument()],
 
 @app.command()
 def verify(package: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
-           public_key: Annotated[Optional[Path], typer.Option(help="the lab's published public key (PEM) to trust")] = None,
+           public_key: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
+                                                               help="the lab's published public key (PEM) to trust")] = None,
            json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """离线验证证据包 / Verify an evidence package offline: signature and every file's hash."""
     from api.evidence import verify_package
@@ -615,8 +610,7 @@ def _run_job(json_out: bool, verbose: bool, job, **overrides) -> None:
     except LabwitnessError as e:
         if json_out:
             _print_json({"status": "failed", "error": str(e)})
-        console.print(f"[bold red]错误 / error:[/] {e}")
-        raise typer.Exit(JOB_EXIT["failed"])
+        fail(e, failed=JOB_EXIT["failed"])  # bad configuration is still 2 (api.cli_exit)
     if json_out:
         _print_json(res.to_json())
     else:

@@ -32,6 +32,7 @@ def content(camera: Annotated[Optional[str], typer.Option("--camera", help="only
     frozen picture, covered/defocused lens and moved camera.  Exit 0 ok, 1 unusable picture or unreadable
     footage found, 4 could not run (as the other retention commands)."""
     from api.cli import _actor, _print_json, _settings, _table, console
+    from api.cli_exit import COULD_NOT_RUN, fail
     from api.runtime import Runtime
     from labwitness.clock import from_ms
     from retention.content import ContentConfig
@@ -45,8 +46,7 @@ def content(camera: Annotated[Optional[str], typer.Option("--camera", help="only
     except LabwitnessError as e:
         if json_out:
             _print_json({"job": "content", "status": "failed", "error": str(e)})
-        console.print(f"[bold red]错误 / error:[/] {e}")
-        raise typer.Exit(4)
+        fail(e, failed=COULD_NOT_RUN)
     if json_out:
         _print_json(summary.to_json())
     else:
@@ -66,7 +66,7 @@ def content(camera: Annotated[Optional[str], typer.Option("--camera", help="only
         _table("画面健康 / content health", ["camera", "segments", "samples", "sampled until", "unusable now", "error"],
                [[cid, r.segments, r.samples, show(r.sampled_until_ms) if r.sampled_until_ms else "",
                  ", ".join(r.ongoing), r.error] for cid, r in summary.cameras.items()])
-    raise typer.Exit({"ok": 0, "warning": 1}.get(summary.status, 4))
+    raise typer.Exit({"ok": 0, "warning": 1}.get(summary.status, COULD_NOT_RUN))
 
 
 def approve_reference(id: Annotated[str, typer.Argument(help="camera id")],

@@ -60,9 +60,7 @@ def compliance(
         with index_only(settings) as ix:
             report = compliance_report(ix.registry.engine, month, tz, now_ms,
                                        policy=RetentionPolicy(settings.retention_months, settings.retention_margin_days))
-    except ValueError as e:
-        _fail(ConfigError(str(e)))
-    except LabwitnessError as e:
+    except LabwitnessError as e:  # a malformed or future month is a ValidationError: exit 2 (api.cli_exit)
         _fail(e)
 
     if fmt is not None:

@@ -1,13 +1,23 @@
-"""RFC 9457 problem+json for every error the API returns."""
+"""RFC 9457 problem+json for every error the API returns.
+
+The project's own errors (:mod:`labwitness.errors`) map to their status by
+class: :class:`ValidationError` (bad input) is 422, and it is the only kind of
+``ValueError`` that is.  Anything else that escapes a route is a bug: a 500
+problem carrying an ``error_id`` that is logged with the traceback, so what a
+client reports can be found in the log — and no internal detail (a server path,
+a SQL error) reaches the client.
+"""
 
 from __future__ import annotations
 
 import logging
+import uuid
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from labwitness.errors import (
     ConfigError,
@@ -18,15 +28,17 @@ from labwitness.errors import (
     NotFoundError,
     StorageUnavailableError,
     StreamError,
+    ValidationError,
 )
 
 log = logging.getLogger(__name__)
 
 STATUS = {
+    ValidationError: 422,
     NotFoundError: 404,
     ConflictError: 409,
     StreamError: 422,
-    DiscoveryError: 422,  # what reaches the API is a bad scan request (hosts, CIDR); device errors are per result  # only ever raised to the API by validating a camera URL
+    DiscoveryError: 422,  # what reaches the API is a bad scan request (hosts, CIDR); device errors are per result
     IndexUnavailableError: 503,
     StorageUnavailableError: 503,
     ConfigError: 400,
@@ -42,10 +54,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(LabwitnessError)
     async def _lw(request: Request, exc: LabwitnessError) -> JSONResponse:
         status = getattr(exc, "status", None) or next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 500)
-        if status >= 500 and status != 503:
-            log.error("request %s failed", request.url.path, exc_info=exc)
+        extra = {"error_id": _log_failure(request, exc)} if status >= 500 and status != 503 else {}
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else getattr(exc, "headers", None)  # e.g. Retry-After
-        resp = problem(status, type(exc).__name__, str(exc), f"https://labwitness.invalid/problems/{exc.code}")
+        resp = problem(status, type(exc).__name__, str(exc), f"https://labwitness.invalid/problems/{exc.code}", **extra)
         if headers:
             resp.headers.update(headers)
         return resp
@@ -60,6 +71,45 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem(exc.status_code, str(exc.detail), str(exc.detail))
 
-    @app.exception_handler(ValueError)
-    async def _value(request: Request, exc: ValueError) -> JSONResponse:
-        return problem(422, "请求参数无效 / invalid request", str(exc))
+    app.add_middleware(UnexpectedErrors)
+
+
+def _log_failure(request: Request, exc: BaseException) -> str:
+    error_id = uuid.uuid4().hex[:16]
+    log.error("request %s %s failed (error id %s)", request.method, request.url.path, error_id, exc_info=exc)
+    return error_id
+
+
+def internal_error(request: Request, exc: BaseException) -> JSONResponse:
+    """A bug answered: the id is in the body and, with the traceback, in the log; nothing of the exception is sent."""
+    error_id = _log_failure(request, exc)
+    return problem(500, "内部错误 / internal error",
+                   f"服务器内部错误，请将错误编号告知管理员 / internal error; give the administrator the error id {error_id}",
+                   error_id=error_id)
+
+
+class UnexpectedErrors:
+    """ASGI middleware: what no exception handler claimed becomes :func:`internal_error`.
+    (Starlette's own handler for ``Exception`` answers, then raises again, so the server
+    would log a second traceback without the id.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            if started:  # the answer is under way (a stream broke): nothing can replace it now
+                raise
+            await internal_error(Request(scope), exc)(scope, receive, send)

@@ -11,15 +11,16 @@ import json
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from index.models import Area, Camera, Equipment
-from labwitness.errors import NotFoundError
+from labwitness.errors import NotFoundError, ValidationError
 from labwitness.ids import EntityId
 from labwitness.url_secrets import redact_url
 from recorder.rtsp_url import MAX_URL_CHARS, check_rtsp_url
 
 from api.auth import Admin, Reader
+from api.patch_body import PatchBody
 from api.deps import RuntimeDep
 from api.runtime import Runtime
 
@@ -39,10 +40,14 @@ class AreaIn(BaseModel):
     description: str = Field(default="", max_length=2000)
 
 
+#: a camera URL, checked by the one rule of recorder.rtsp_url (the same check runs on every path in)
+RtspUrl = Annotated[str, Field(max_length=MAX_URL_CHARS), AfterValidator(check_rtsp_url)]
+
+
 class CameraIn(BaseModel):
     id: EntityId
     name: str = Field(default="", max_length=200)
-    rtsp_url: str | None = Field(default=None, max_length=2000, description="rtsp://host:554/path (credentials may be given here or below)")
+    rtsp_url: RtspUrl | None = Field(default=None, description="rtsp://host:554/path (credentials may be given here or below)")
     from_discovery: str | None = Field(default=None, max_length=200, description="endpoint reference from the last discovery scan")
     area_id: EntityId | None = None
     username: str | None = Field(default=None, max_length=200)
@@ -50,9 +55,11 @@ class CameraIn(BaseModel):
     enabled: bool = True
 
 
-class CameraPatch(BaseModel):
+class CameraPatch(PatchBody):
+    table = Camera
+
     name: str | None = Field(default=None, max_length=200)
-    rtsp_url: str | None = Field(default=None, max_length=2000)
+    rtsp_url: RtspUrl | None = None
     area_id: EntityId | None = None
     enabled: bool | None = None
     username: str | None = Field(default=None, max_length=200)
@@ -159,13 +166,13 @@ def add_camera(rt: RuntimeDep, actor: ActorDep, body: CameraIn, tasks: Backgroun
         if dev is None:
             raise NotFoundError(f"最近一次扫描中没有该设备 / device {body.from_discovery!r} is not in the last discovery scan")
         if not dev.profiles or not dev.profiles[0].stream_uri:
-            raise ValueError(f"设备未返回码流地址 / the device reported no stream URI ({dev.error or 'no profiles'})")
+            raise ValidationError(f"设备未返回码流地址 / the device reported no stream URI ({dev.error or 'no profiles'})")
         url = url or dev.profiles[0].stream_uri
         onvif = {"onvif_endpoint": dev.endpoint, "onvif_xaddr": (dev.xaddrs or [None])[0],
                  "manufacturer": dev.manufacturer or "", "model": dev.model or "", "serial": dev.serial or "",
                  "clock_offset_ms": round(dev.clock_offset_s * 1000) if dev.clock_offset_s is not None else None}
     if not url:
-        raise ValueError("需要 rtsp_url 或 from_discovery / give rtsp_url or from_discovery")
+        raise ValidationError("需要 rtsp_url 或 from_discovery / give rtsp_url or from_discovery")
     cam = rt.new_camera(body.id, url, username=body.username, password=body.password, name=body.name,
                         area_id=body.area_id, enabled=body.enabled, **onvif)
     cam = rt.registry.add_camera(cam, actor)
@@ -177,11 +184,9 @@ def add_camera(rt: RuntimeDep, actor: ActorDep, body: CameraIn, tasks: Backgroun
 @router.patch("/cameras/{camera_id}")
 def patch_camera(rt: RuntimeDep, actor: ActorDep, camera_id: str, body: CameraPatch, tasks: BackgroundTasks) -> CameraView:
     from api.secrets import split_credentials
-    from recorder.worker import check_rtsp_url
 
     changes = body.model_dump(exclude_unset=True)
-    if "rtsp_url" in changes:
-        check_rtsp_url(changes["rtsp_url"])
+    if "rtsp_url" in changes:  # checked by CameraPatch (RtspUrl)
         bare, user, pw = split_credentials(changes["rtsp_url"])
         # a "***" pasted back from the shown URL keeps the secret stored for it
         changes["rtsp_url"], changes["url_secrets_enc"] = rt.cipher.seal_url(

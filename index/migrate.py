@@ -8,6 +8,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 
+from index.queries import db_errors
+
 HERE = Path(__file__).parent
 
 
@@ -20,8 +22,9 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate; a database that cannot be reached is IndexUnavailableError, as for every other query."""
     cfg = alembic_config()
-    with engine.begin() as conn:
+    with db_errors(), engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 

@@ -19,7 +19,7 @@ from sqlmodel import Session, SQLModel, col, select
 
 from index.models import Area, Camera, Equipment, EquipmentCamera, Revision
 from index.queries import _guard
-from labwitness.errors import ConflictError, NotFoundError
+from labwitness.errors import ConflictError, NotFoundError, ValidationError
 from labwitness.ids import check_entity_id
 from labwitness.url_secrets import redact_url
 
@@ -183,7 +183,8 @@ class Registry:
 
     def _check_area(self, s: Session, area_id: str | None) -> None:
         if area_id is not None and s.get(Area, area_id) is None:
-            raise NotFoundError(f"检测区域不存在 / area {area_id!r} not found; create it first")
+            # a reference in what was sent, not the thing addressed: bad input (422, CLI exit 2)
+            raise ValidationError(f"检测区域不存在 / area {area_id!r} not found; create it first")
 
     # -- equipment ----------------------------------------------------------------
     @_guard
@@ -201,7 +202,7 @@ class Registry:
             self._check_area(s, eq.area_id)
             for cid in camera_ids:
                 if s.get(Camera, cid) is None:
-                    raise NotFoundError(f"摄像机不存在 / camera {cid!r} not found")
+                    raise ValidationError(f"摄像机不存在 / camera {cid!r} not found")
             cur = s.get(Equipment, eq.id)
             old_links = sorted(l.camera_id for l in s.exec(select(EquipmentCamera).where(EquipmentCamera.equipment_id == eq.id)))
             before = None if cur is None else json.dumps({"equipment": json.loads(snapshot(cur)), "cameras": old_links}, ensure_ascii=False)

@@ -41,7 +41,7 @@ class TokenStore:
     def create(self, name: str, role: str, created_by: str, token: str | None = None) -> tuple[ApiToken, str]:
         """A new token; the plain token is returned once and never stored."""
         if role not in ROLES:
-            raise ValueError(f"未知角色 / unknown role {role!r}; one of {', '.join(ROLES)}")
+            raise ValidationError(f"未知角色 / unknown role {role!r}; one of {', '.join(ROLES)}")
         if token is not None:
             check_token_strength(token)
         token = token or "lw_" + secrets.token_urlsafe(32)

@@ -48,6 +48,7 @@ from sqlalchemy.engine import Connection, Engine
 from index.models import Area, Camera, ContentEvent, Gap, IntegrityFinding, JobRun, Segment
 from index.queries import MAX_SEGMENT_MS
 from labwitness.clock import from_ms, utc_ms
+from labwitness.errors import ValidationError
 from retention.jobs import db_errors
 from retention.policy import RetentionPolicy
 
@@ -324,10 +325,10 @@ class ComplianceReport:
 # -- the period -----------------------------------------------------------------------
 
 def parse_month(month: str) -> tuple[int, int]:
-    """``"2026-11"`` -> (2026, 11); ValueError with a bilingual message otherwise."""
+    """``"2026-11"`` -> (2026, 11); ValidationError with a bilingual message otherwise."""
     m = _MONTH.fullmatch(month or "")
     if not m or not 1 <= int(m.group(2)) <= 12 or not 1970 <= int(m.group(1)) <= 9998:
-        raise ValueError(f"月份格式应为 YYYY-MM / month must look like 2026-11, got {month!r}")
+        raise ValidationError(f"月份格式应为 YYYY-MM / month must look like 2026-11, got {month!r}")
     return int(m.group(1)), int(m.group(2))
 
 
@@ -645,12 +646,12 @@ def compliance_report(engine: Engine, month: str, tz: ZoneInfo, now_ms: int, *,
                       policy: RetentionPolicy | None = None) -> ComplianceReport:
     """The compliance report of ``month`` ("YYYY-MM", calendar month in ``tz``) as of ``now_ms``.
 
-    Raises ValueError for a malformed month or one that has not begun yet."""
+    Raises ValidationError for a malformed month or one that has not begun yet."""
     t = thresholds or ComplianceThresholds()
     policy = policy or RetentionPolicy()
     lo, end = month_bounds(month, tz)
     if now_ms <= lo:
-        raise ValueError(f"月份 {month} 尚未开始 / month {month} has not begun yet")
+        raise ValidationError(f"月份 {month} 尚未开始 / month {month} has not begun yet")
     hi = min(end, now_ms)
     with db_errors(), engine.connect() as conn:
         areas = {a.id: a for a in conn.execute(select(Area.__table__)).all()}

@@ -121,7 +121,7 @@ def test_registry_rest_and_recording_follow_changes_live(running, rtsp):
     ({"id": "../x", "rtsp_url": "rtsp://127.0.0.1/x"}, 422),
     ({"id": "ok", "rtsp_url": "http://127.0.0.1/x"}, 422),
     ({"id": "ok"}, 422),
-    ({"id": "ok", "rtsp_url": "rtsp://127.0.0.1/x", "area_id": "nowhere"}, 404),
+    ({"id": "ok", "rtsp_url": "rtsp://127.0.0.1/x", "area_id": "nowhere"}, 422),  # a bad reference in the body
     ({"id": "cam-api", "rtsp_url": "rtsp://127.0.0.1/x"}, 409),
     ({"id": "ok", "from_discovery": "urn:uuid:unknown"}, 404),
     ({"id": "x" * 65, "rtsp_url": "rtsp://127.0.0.1/x"}, 422),

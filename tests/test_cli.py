@@ -152,7 +152,7 @@ def test_registry_cli_round_trip_never_shows_passwords(tmp_path, seaweed):
     r = lw(["camera", "add", "--id", "utm-cam", "--url", "rtsp://127.0.0.1:8554/main"], env)
     assert r.returncode == 1 and "already exists" in r.stderr
     r = lw(["camera", "add", "--id", "bad", "--url", "rtsp://127.0.0.1/x", "--area", "nowhere"], env)
-    assert r.returncode == 1 and "nowhere" in r.stderr
+    assert r.returncode == 2 and "nowhere" in r.stderr  # an invalid argument, like a bad URL
     r = lw(["camera", "add", "--id", "bad", "--url", "ftp://127.0.0.1/x"], env)
     assert r.returncode == 2 and "RTSP" in r.stderr
     assert lw(["equipment", "add", "--id", "UTM-01", "--name", "万能试验机", "--area", "lixue", "--camera", "utm-cam"],

@@ -9,7 +9,7 @@ import pytest
 from api.secrets import CredentialCipher, split_credentials, with_credentials
 from index.models import Area, Camera, Equipment
 from index.registry import Registry
-from labwitness.errors import ConfigError, ConflictError, NotFoundError
+from labwitness.errors import ConfigError, ConflictError, NotFoundError, ValidationError
 
 
 @pytest.fixture
@@ -54,12 +54,12 @@ def test_every_change_is_a_revision_with_who_when_before_after(reg, cipher):
 
 
 def test_registry_refuses_what_does_not_fit(reg):
-    with pytest.raises(NotFoundError, match="area"):
+    with pytest.raises(ValidationError, match="area"):  # a reference in the input: 422 / exit 2
         reg.add_camera(Camera(id="c1", rtsp_url="rtsp://127.0.0.1/1", area_id="nowhere", created_ms=0), "a")
     reg.add_camera(Camera(id="c1", rtsp_url="rtsp://127.0.0.1/1", created_ms=0), "a")
     with pytest.raises(ConflictError):
         reg.add_camera(Camera(id="c1", rtsp_url="rtsp://127.0.0.1/2", created_ms=0), "a")
-    with pytest.raises(NotFoundError):
+    with pytest.raises(ValidationError):
         reg.put_equipment(Equipment(id="e", name="x", created_ms=0), ["ghost"], "a")
     with pytest.raises(NotFoundError):
         reg.update_camera("ghost", {"enabled": False}, "a")
