@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from index.models import CameraContentState
 from labwitness.clock import utc_ms
-from labwitness.errors import LabwitnessError
+from labwitness.errors import LabwitnessError, ValidationError as InvalidInput
 from labwitness.url_secrets import redact_text, redact_url
 
 from api import registry_routes as reg
@@ -43,9 +43,11 @@ def flash(user: WebUser, level: str, message: str) -> None:
 
 
 def attempt(user: WebUser, ok_message: str, fn) -> bool:
+    """Run a change; refused input (pydantic's or labwitness's ValidationError) is shown as a
+    message. Any other error is a bug and is not dressed up as one: it becomes the API's 500."""
     try:
         fn()
-    except (ValidationError, LabwitnessError, ValueError) as e:
+    except (ValidationError, LabwitnessError) as e:
         flash(user, "error", problem_text(e))
         return False
     flash(user, "ok", ok_message)
@@ -253,7 +255,7 @@ async def add_discovered(request: Request, user: AdminUser) -> Response:
         if eq_id:
             eq = next(((e, cams) for e, cams in rt.registry.equipment() if e.id == eq_id), None)
             if eq is None:
-                raise ValueError(f"equipment {eq_id!r} not found")
+                raise InvalidInput(f"检测设备不存在 / equipment {eq_id!r} not found")
             e, cams = eq
             reg.put_equipment(rt, user.actor, reg.EquipmentIn(id=e.id, name=e.name, area_id=e.area_id, kind=e.kind,
                                                               camera_ids=sorted({*cams, cam.id})))

@@ -157,7 +157,7 @@ async def start_export(request: Request, user: InspectorUser) -> Response:
     no = form.get("no", "")
     try:
         view = export_routes.start_export(rt, user.principal, no)
-    except (LabwitnessError, ValueError) as e:
+    except LabwitnessError as e:  # refused input or a failed start; a bug is the API's 500, not a message
         if request.headers.get("hx-request"):
             return fragment(request, "_export.html", user, pkg=None, error=problem_text(e))
         user.session.flash.append(("error", problem_text(e)))
