@@ -81,8 +81,8 @@ def register_cameras(rt: Runtime, devices: list[DiscoveredDevice]) -> list[str]:
         else:
             # the same camera on the simulators' new ports; the password is unchanged, so not rewritten
             row = rt.new_camera(cam_id, dev.profiles[0].stream_uri, username=DEMO_USER)
-            rt.registry.update_camera(cam_id, {"rtsp_url": row.rtsp_url, "username": row.username, "enabled": True,
-                                               **onvif}, actor="demo")
+            rt.registry.update_camera(cam_id, {"rtsp_url": row.rtsp_url, "url_secrets_enc": row.url_secrets_enc,
+                                               "username": row.username, "enabled": True, **onvif}, actor="demo")
         ids.append(cam_id)
     for cam in ours:
         if cam.id not in ids and cam.enabled:
