@@ -30,9 +30,10 @@ def content(camera: Annotated[Optional[str], typer.Option("--camera", help="only
             json_out: Annotated[bool, typer.Option("--json", help="print the run summary as JSON")] = False) -> None:
     """画面健康检查 / Sample new footage (one keyframe per LABWITNESS_CONTENT_SAMPLE_SECONDS) for blackout,
     frozen picture, covered/defocused lens and moved camera.  Exit 0 ok, 1 unusable picture or unreadable
-    footage found, 4 could not run (as the other retention commands)."""
+    footage found, 3 refused (a content check is already running), 4 could not run (as the other retention
+    commands)."""
     from api.cli import _actor, _print_json, _settings, _table, console
-    from api.cli_exit import COULD_NOT_RUN, fail
+    from api.cli_exit import COULD_NOT_RUN, REFUSED, fail
     from api.runtime import Runtime
     from labwitness.clock import from_ms
     from retention.content import ContentConfig
@@ -63,10 +64,12 @@ def content(camera: Annotated[Optional[str], typer.Option("--camera", help="only
             return (dt.astimezone(zone) if zone else dt).strftime("%Y-%m-%d %H:%M:%S")
 
         console.print(f"content check: {summary.status} ({summary.cpu_s:.2f} CPU s)")
+        if summary.message:
+            console.print(f"  {summary.message}")
         _table("画面健康 / content health", ["camera", "segments", "samples", "sampled until", "unusable now", "error"],
                [[cid, r.segments, r.samples, show(r.sampled_until_ms) if r.sampled_until_ms else "",
                  ", ".join(r.ongoing), r.error] for cid, r in summary.cameras.items()])
-    raise typer.Exit({"ok": 0, "warning": 1}.get(summary.status, COULD_NOT_RUN))
+    raise typer.Exit({"ok": 0, "warning": 1, "refused": REFUSED}.get(summary.status, COULD_NOT_RUN))
 
 
 def approve_reference(id: Annotated[str, typer.Argument(help="camera id")],

@@ -113,6 +113,13 @@ def test_cli_sweep_exits_3_while_another_sweep_runs(tmp_path, seaweed):
         out = json.loads(r.stdout)
         assert out["status"] == "refused" and out["summary"]["reason"] == "already_running"
         assert f"pid {holder.proc.pid}" in out["summary"]["message"]  # says who holds it
+        content = Holder(db, "content")  # and a content check beside another one
+        try:
+            r = lw(["retention", "content", "--json"], env)
+            assert r.returncode == 3, (r.stdout, r.stderr[-2000:])
+            assert json.loads(r.stdout)["status"] == "refused"
+        finally:
+            content.release()
     finally:
         holder.release()
     started = time.monotonic()
