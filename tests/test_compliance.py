@@ -418,6 +418,7 @@ class MiniRuntime:
 @pytest.fixture
 def api(engine, tmp_path):
     from api import compliance_routes, problems
+    from api.rate_limit import SourceLimiter
     from api.settings import load_settings
 
     now = lambda: NOW  # noqa: E731
@@ -427,6 +428,7 @@ def api(engine, tmp_path):
     problems.install(app)
     app.include_router(compliance_routes.router)
     app.state.runtime = rt
+    app.state.limiter = SourceLimiter(rt.clock)  # the auth dependency's failed-sign-in budget (api.rate_limit)
     with TestClient(app, base_url="http://127.0.0.1") as client:
         yield client, rt
 

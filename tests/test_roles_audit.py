@@ -47,6 +47,7 @@ ALLOWED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/verify/{package_id}"): "public",
     ("GET", "/metrics"): {"operations"},
     ("GET", "/"): "public",
+    ("GET", "/.well-known/labwitness-keys.json"): "public",
 }
 PARAMS = {"camera_id": "nope", "segment_id": "999999", "token_id": "999999", "record_id": "R-none",
           "report_no": "NO-REPORT", "package_id": "0" * 32}
