@@ -15,7 +15,7 @@ from urllib.parse import quote
 from index.exports import ExportStore
 from index.models import ExportPackage
 from index.records import record_content
-from index.tiling import NOTHING_SPOOLED
+from index.tiling import NOTHING_SPOOLED, spans_coverage
 from labwitness.clock import from_ms, utc_ms
 from labwitness.errors import LabwitnessError
 from labwitness.ids import check_number, file_slug
@@ -96,7 +96,8 @@ class Exporter:
         """The warnings as the index stands now (the job refines them from what it stitched)."""
         rf = self.rt.records.report_footage(report_no, self.rt.settings.report_margin_s * 1000, holds=False)
         return export_warnings(utc_ms(self.rt.clock.now()),
-                               [WindowFacts(w.camera_id, w.start_ms, w.end_ms, w.coverage) for w in rf.windows])
+                               [WindowFacts(w.camera_id, w.start_ms, w.end_ms, w.coverage, w.test_coverage if w.tests else None)
+                                for w in rf.windows])
 
     # -- the job ----------------------------------------------------------------
     def start(self, report_no: str, actor: str, role: str, package_id: str) -> ExportPackage:
@@ -141,6 +142,7 @@ class Exporter:
         rt = self.rt
         rf = rt.records.report_footage(pkg.report_no, rt.settings.report_margin_s * 1000, holds=False, footage=False)
         records, windows = rf.records, [(w.camera_id, w.start_ms, w.end_ms) for w in rf.windows]
+        tests = [w.tests for w in rf.windows]  # the test windows themselves, per window (low coverage is judged on them)
         if not windows:
             raise ExportError("报告关联的区域/设备没有摄像机 / no camera covers the report's areas or equipment")
         base = (public_base_url or installation.public_base_url(rt.settings)).rstrip("/")
@@ -152,7 +154,8 @@ class Exporter:
             for n, (cam, lo, hi) in enumerate(cams):
                 spooled = rt.spool_view.state([cam]).get(cam, NOTHING_SPOOLED)  # before the index: index.records
                 f = rt.index.footage(cam, lo, hi)
-                facts.append(WindowFacts(cam, lo, hi, f.coverage if f.segments else 0.0))
+                test_cov = spans_coverage(((s.start_ms, s.end_ms) for s in f.segments), tests[n]) if tests[n] else None
+                facts.append(WindowFacts(cam, lo, hi, f.coverage if f.segments else 0.0, test_cov))
                 if not f.segments:
                     continue
                 per_cam[cam] = per_cam.get(cam, 0) + 1
@@ -171,6 +174,7 @@ class Exporter:
                     "footage": {"start": iso_ms(from_ms(res.first_ms)) if res.first_ms else None,
                                 "end": iso_ms(from_ms(res.last_ms)) if res.last_ms else None},
                     "coverage": round(f.coverage, 6),
+                    **({"test_coverage": round(test_cov, 6)} if test_cov is not None else {}),
                     # every uncovered part of the window with its reason (index.tiling), as the API shows it
                     "gaps": [{"start": iso_ms(from_ms(p.start_ms)), "end": iso_ms(from_ms(p.end_ms)), "reason": p.reason,
                               **({"since": iso_ms(from_ms(p.since_ms))} if p.since_ms is not None else {})}

@@ -170,6 +170,9 @@ def test_release_refused_while_the_export_runs(running):
     (100, [("cam-a", 0, 100, 0.95)], []),  # exactly at the bound: fine
     (100, [("cam-b", 0, 50, 0.0), ("cam-a", 0, 50, 0.9)], ["low_coverage", "no_footage"]),  # by camera
     (100, [("cam-a", 200, 300, 0.0)], ["window_not_over", "no_footage"]),  # wholly in the future
+    # judged on the test itself when its windows are known: uncovered margins alone are no warning
+    (100, [("cam-a", 0, 100, 0.5, 1.0)], []),
+    (100, [("cam-a", 0, 100, 0.99, 0.9)], ["low_coverage"]),
     (100, [], []),
 ])
 def test_export_warnings_table(now_ms, windows, codes):
