@@ -66,6 +66,16 @@ class FootageOut(BaseModel):
 
 
 
+def _recover_exports(rt: Runtime) -> None:
+    try:
+        released = rt.exporter.recover()
+    except LabwitnessError as e:  # storage or index down: the next run tries again
+        log.warning("export recovery could not run: %s", e)
+        return
+    if released:
+        log.info("released the legal holds of %d failed or interrupted export(s): %s", len(released), ", ".join(released))
+
+
 def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_interval_s: float = 5.0) -> FastAPI:
     tz = ZoneInfo(settings.timezone)
 
@@ -88,6 +98,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
         # a flood's summary row is due when its window ends, even if that source stays quiet
         sched.add_job(write_floods, "interval", args=(limiter, rt.audit), seconds=15, id="audit-floods",
                       max_instances=1, coalesce=True)
+        # holds of an export that failed or whose process died are released without waiting for the next
+        # export to start (docs/exports.md, "recovery"); first run at start-up
+        sched.add_job(_recover_exports, "interval", args=(rt,), minutes=10, id="export-recovery",
+                      max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
         sched.start()
         try:
             yield
