@@ -26,8 +26,8 @@ from rich.panel import Panel
 
 from camera_discovery.discovery import discover
 from camera_discovery.models import DiscoveredDevice
-from camera_discovery.simulator.onvif import OnvifCameraSimulator
-from camera_discovery.simulator.rtsp import Mount, RtspSimulator
+from simulator.onvif import OnvifCameraSimulator
+from simulator.rtsp import Mount, RtspSimulator
 
 from api.app import create_app
 from api.demo_setup import DEMO_AREAS, DEMO_PASSWORD, DEMO_REPORT, DEMO_USER, ROLES, DemoSetup, demo_serial, set_up

@@ -2,7 +2,7 @@
 
     python -m bench.discover [--cameras 50] [--timeout 2.0] [--rounds 3]
 
-Starts N :class:`~camera_discovery.simulator.onvif.OnvifCameraSimulator` in
+Starts N :class:`~simulator.onvif.OnvifCameraSimulator` in
 this process (one idle thread, one HTTP and two UDP sockets each) sharing a
 free WS-Discovery port on 127.0.0.1, and measures, ``--rounds`` times each:
 
@@ -36,7 +36,7 @@ from rich.table import Table
 from camera_discovery.discovery import discover
 from camera_discovery.models import DiscoveredDevice
 from camera_discovery.probe import probe
-from camera_discovery.simulator.onvif import OnvifCameraSimulator
+from simulator.onvif import OnvifCameraSimulator
 
 OUT = Path(__file__).resolve().parent / "out"
 USER, PASSWORD = "admin", "bench-pw"

@@ -40,7 +40,7 @@ from rich.table import Table
 
 from bench.procstat import BusyMeter, proc_cpu, reap
 from bench.source import FPS, GOP, ensure_source
-from camera_discovery.simulator.rtsp import RtspSimulator
+from simulator.rtsp import RtspSimulator
 from storage.seaweed import EmbeddedSeaweed
 
 REPO = Path(__file__).resolve().parent.parent

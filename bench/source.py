@@ -1,6 +1,6 @@
 """The benchmark's camera: one endless 1080p25 H.264 stream of about 4 Mbit/s.
 
-The clip is made once with :func:`camera_discovery.simulator.clip.make_clip`
+The clip is made once with :func:`simulator.clip.make_clip`
 and cached under ``bench/out/``.  The simulator's own frames (a gradient and a
 moving bar) compress to well under 1 Mbit/s, so a fixed texture plus a little
 per-frame "sensor noise" is added to the luma plane here; x264's rate control
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from camera_discovery.simulator import clip as clipmod
-from camera_discovery.simulator.rtsp import Mount, _gst_quote
+from simulator import clip as clipmod
+from simulator.rtsp import Mount, _gst_quote
 
 WIDTH, HEIGHT, FPS = 1920, 1080, 25
 BITRATE = 4_000_000  # bit/s

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from camera_discovery.simulator.clip import make_clip
-from camera_discovery.simulator.rtsp import Mount, RtspSimulator
 from index.db import make_engine, sqlite_url
 from index.migrate import upgrade
 from index.queries import IndexStore
+from simulator.clip import make_clip
+from simulator.rtsp import Mount, RtspSimulator
 from storage.s3 import S3ObjectStore
 from storage.seaweed import EmbeddedSeaweed
 

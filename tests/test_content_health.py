@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from sqlmodel import Session, select
 
-from camera_discovery.simulator.clip import make_clip
 from index.models import Camera, CameraContentState, ContentEvent, JobRun
 from labwitness.clock import FakeClock, utc_ms
 from recorder.segmenter import SegmentWriter
@@ -33,6 +32,7 @@ from retention.keyframes import (
     BytesSource, FileSource, StoreSource, coded_picture, demux_keyframes, locate_keyframes, luma, parse_mfra_tail,
     sample_keyframes,
 )
+from simulator.clip import make_clip
 from storage.layout import SegmentMeta
 from storage.s3 import file_sha256
 

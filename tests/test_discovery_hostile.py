@@ -21,7 +21,7 @@ from camera_discovery import ws_discovery as wsd
 from camera_discovery.discovery import discover
 from camera_discovery.onvif_client import query_device
 from camera_discovery.probe import MAX_BAD_SOURCES
-from camera_discovery.simulator.onvif import OnvifCameraSimulator
+from simulator.onvif import OnvifCameraSimulator
 
 from conftest import free_port
 

@@ -1,5 +1,5 @@
 """Camera discovery over real sockets: UDP multicast and unicast on loopback,
-ONVIF over HTTP, against simulated cameras (:mod:`camera_discovery.simulator.onvif`).
+ONVIF over HTTP, against simulated cameras (:mod:`simulator.onvif`).
 
 Every test binds only 127.0.0.1, uses its own free WS-Discovery port for both
 multicast and unicast probes (``wsd_port``), and multicasts only on
@@ -19,7 +19,6 @@ from camera_discovery import soap
 from camera_discovery.discovery import discover
 from camera_discovery.onvif_client import query_device
 from camera_discovery.probe import probe
-from camera_discovery.simulator.onvif import OnvifCameraSimulator
 from camera_discovery.soap import SoapSession
 from labwitness.errors import (
     DeviceAuthError,
@@ -27,6 +26,7 @@ from labwitness.errors import (
     DeviceUnreachableError,
     DiscoveryError,
 )
+from simulator.onvif import OnvifCameraSimulator
 
 from conftest import free_port
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from camera_discovery.simulator.onvif import OnvifCameraSimulator
+from simulator.onvif import OnvifCameraSimulator
 
 from conftest import free_port, wait_for
 from test_cli import env_for, lw

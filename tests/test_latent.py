@@ -10,7 +10,6 @@ import av
 import pytest
 from sqlmodel import Session, select
 
-from camera_discovery.simulator.clip import make_clip
 from index.coverage import CoverageStore
 from index.models import Area, Camera, Segment, TestRecord
 from index.records import RecordStore
@@ -24,6 +23,7 @@ from retention import content_index
 from retention.content_job import _segments as content_segments
 from retention.content_job import run_content_check
 from retention.policy import may_delete
+from simulator.clip import make_clip
 
 from test_retention_jobs import Fixture, sweep
 

@@ -15,7 +15,6 @@ import struct
 import av
 import pytest
 
-from camera_discovery.simulator.clip import make_clip
 from recorder.rtp_depacketize import (
     START,
     AacDepacketizer,
@@ -26,6 +25,7 @@ from recorder.rtp_depacketize import (
     parse_rtcp,
 )
 from recorder.rtsp_native import Auth, NativeRtspInput, control_url, parse_sdp
+from simulator.clip import make_clip
 
 
 def rtp(payload: bytes, seq: int, ts: int, marker: bool = False, pt: int = 96) -> memoryview:
@@ -256,7 +256,7 @@ def test_a_camera_sending_b_frames_is_switched_to_the_ffmpeg_client(tmp_path, st
     """The native client cannot reorder B-frames; rather than store pictures out of
     order, the worker records that camera with FFmpeg's client from then on."""
 
-    from camera_discovery.simulator.rtsp import Mount, RtspSimulator
+    from simulator.rtsp import Mount, RtspSimulator
     from conftest import wait_for
     from recording import Background, decode_object, pipeline
 

@@ -9,10 +9,10 @@ from datetime import datetime, timedelta, timezone
 import av
 import pytest
 
-from camera_discovery.simulator.clip import make_clip
 from labwitness.errors import SpoolError
 from recorder.recovery import recover
 from recorder.spool import CameraSpool, SpoolQuota, complete_fragments_end
+from simulator.clip import make_clip
 from storage.layout import SegmentMeta
 
 

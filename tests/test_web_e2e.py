@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from camera_discovery.simulator.onvif import OnvifCameraSimulator
 from index.models import Area
+from simulator.onvif import OnvifCameraSimulator
 
 from conftest import ACCESS, SECRET, free_port, wait_for
 

@@ -44,7 +44,7 @@ from types import TracebackType
 from typing import Literal
 from urllib.parse import quote
 
-from camera_discovery.simulator.clip import ClipInfo, Codec
+from simulator.clip import ClipInfo, Codec
 
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_gst_server.py")
 DEFAULT_PYTHON = os.environ.get("LABWITNESS_GST_PYTHON", "/usr/bin/python3")

@@ -1,6 +1,6 @@
 """Synthetic test clips: small MP4 files with known frame and keyframe counts.
 
-The simulator serves these over RTSP (see :mod:`camera_discovery.simulator.rtsp`)
+The simulator serves these over RTSP (see :mod:`simulator.rtsp`)
 so recorder tests can compare what they stored against exactly what was sent.
 
 Frames are generated straight into YUV 4:2:0 planes with numpy (a moving bar,

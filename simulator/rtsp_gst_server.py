@@ -6,7 +6,7 @@ Usage::
 
 This file runs under the system interpreter, the only one with the ``gi``
 (PyGObject) bindings for GstRtspServer; it imports nothing from the project.
-:class:`camera_discovery.simulator.rtsp.RtspSimulator` is the venv-side driver.
+:class:`simulator.rtsp.RtspSimulator` is the venv-side driver.
 
 CONFIG::
 

@@ -1,1 +1,0 @@
-"""Simulated cameras: generated clips (:mod:`.clip`) served over real RTSP (:mod:`.rtsp`)."""
