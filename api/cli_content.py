@@ -36,7 +36,7 @@ def content(camera: Annotated[Optional[str], typer.Option("--camera", help="only
     from api.cli_exit import COULD_NOT_RUN, REFUSED, fail
     from api.runtime import Runtime
     from labwitness.clock import from_ms
-    from retention.content import ContentConfig
+    from retention.content_detect import ContentConfig
     from retention.content_job import ContentJobConfig, run_content_check
 
     settings = _settings()

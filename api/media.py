@@ -56,8 +56,12 @@ class _Sink:
 
 def _fetch(store: ObjectStore, seg: Segment):
     tmp = tempfile.TemporaryFile()
-    with store.open(seg.key, seg.version_id) as body:
+    body = store.open(seg.key, seg.version_id)
+    try:
         shutil.copyfileobj(body, tmp, 1 << 20)
+    finally:
+        body.close()
+        getattr(body, "release_conn", lambda: None)()
     tmp.seek(0)
     return tmp
 

@@ -80,8 +80,7 @@ class Runtime:
             self._stack.callback(self.seaweed.stop)
             endpoint = self.seaweed.endpoint
         self.store = S3ObjectStore(endpoint, s.s3_access_key, s.s3_secret_key.get_secret_value(), s.s3_bucket,
-                                   secure=s.s3_secure, region=s.s3_region, allow_unenforced=s.allow_unenforced_retention,
-                                   clock=self.clock)
+                                   secure=s.s3_secure, region=s.s3_region, allow_unenforced=s.allow_unenforced_retention)
         self.store.check()
         engine = make_engine(s.db_url)
         self._stack.callback(engine.dispose)
@@ -121,7 +120,7 @@ class Runtime:
         """Start the retention jobs' scheduler; it is stopped when the runtime exits."""
         if self.jobs is not None:
             return
-        from retention.jobs import build_scheduler
+        from retention.scheduler import build_scheduler
 
         self.jobs = build_scheduler(self.store, self.index.engine, self.clock, self.settings.jobs_config())
         self.jobs.start()

@@ -117,8 +117,8 @@ class Settings(BaseSettings):
         return self.spool_dir or self.data_dir / "spool"
 
     def jobs_config(self):
-        """The retention jobs' schedule and limits (a plain dataclass of ``retention.jobs``)."""
-        from retention.jobs import JobsConfig
+        """The retention jobs' schedule and limits (a plain dataclass of ``retention.runs``)."""
+        from retention.runs import JobsConfig
 
         return JobsConfig(
             sweep_interval_h=self.sweep_interval_h, verify_interval_h=self.verify_interval_h,

@@ -52,7 +52,7 @@ from index.migrate import upgrade
 from index.models import Camera, CameraContentState, ContentEvent
 from index.queries import IndexStore
 from labwitness.clock import SystemClock
-from retention.content import ContentConfig
+from retention.content_detect import ContentConfig
 from retention.content_index import approve_reference
 from retention.content_job import ContentJobConfig, run_content_check
 from retention.keyframes import FileSource, KeyframeDecoder, demux_keyframes, locate_keyframes

@@ -1,6 +1,6 @@
 """One run of a job at a time, across processes: the service's scheduler and any CLI.
 
-A lock is named (``retention.jobs.JOB_LOCKS`` maps jobs to names) and held for
+A lock is named (``retention.runs.JOB_LOCKS`` maps jobs to names) and held for
 the whole run; a second taker is refused at once with
 :class:`~labwitness.errors.JobRefusedError` (reason ``already_running``), never
 queued.  Both kinds of lock end with their holder, so a crashed run never

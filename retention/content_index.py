@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from index.models import CameraContentState, ContentEvent, Segment
-from index.queries import db_errors  # noqa: F401  (the jobs import it from here too)
+from index.queries import db_errors
 from labwitness.errors import NotFoundError
 from retention.content import EventUpdate, unusable_by_kind, unusable_ms
 

@@ -14,7 +14,7 @@ Procedure per camera (``run_content_check``):
    folded into events (:func:`retention.content.fold`).  Decoding is what
    costs, so a keyframe is decoded only when its bitstream shows a change since
    the last decoded one (coded size, the quiet seconds before it, a bit-exact
-   repeat: :func:`retention.content.decode_reason`), at least once a minute,
+   repeat: :func:`retention.content_state.decode_reason`), at least once a minute,
    and always the segment's last; the others take the verdict of the next
    decoded one if it is unchanged, and are decoded after all when it is not
    (:func:`_judge_segment`), so events start and end where decoding every
@@ -50,16 +50,15 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from index.models import Camera, JobRun, Segment
-from index.queries import MAX_SEGMENT_MS
+from index.queries import MAX_SEGMENT_MS, db_errors
 from labwitness.clock import Clock, utc_ms
 from labwitness.errors import JobRefusedError, StorageError
 from retention import content_index
-from retention.jobs import exclusive
-from retention.content import (
-    Coded, ContentConfig, DetectorState, EventUpdate, Finding, Reference, decode_reason, fold, judge, thumbnail_jpeg,
-)
+from retention.content import EventUpdate, Finding, fold, judge
+from retention.content_detect import ContentConfig, Reference, thumbnail_jpeg
+from retention.content_state import Coded, DetectorState, decode_reason
 from retention.keyframes import Keyframe, KeyframeDecoder, ParseError, SampleStats, StoreSource, luma, sample_keyframes
-from storage.base import ObjectStore
+from retention.runs import exclusive
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +116,12 @@ def _engine(ix) -> Engine:
 
 
 def _cameras(engine: Engine) -> list[str]:
-    with content_index.db_errors(), Session(engine) as s:
+    with db_errors(), Session(engine) as s:
         return list(s.exec(select(Camera.id).order_by(Camera.id)))
 
 
 def _segments(engine: Engine, camera_id: str, after_ms: int, limit: int) -> list[Segment]:
-    with content_index.db_errors(), Session(engine, expire_on_commit=False) as s:
+    with db_errors(), Session(engine, expire_on_commit=False) as s:
         return list(s.exec(
             select(Segment).where(Segment.camera_id == camera_id, Segment.status == "stored", Segment.end_ms > after_ms,
                                   Segment.start_ms > after_ms - MAX_SEGMENT_MS,  # keeps it an index range scan
@@ -132,14 +131,14 @@ def _segments(engine: Engine, camera_id: str, after_ms: int, limit: int) -> list
 
 def _late_segments(engine: Engine, camera_id: str, mark_ms: int, limit: int) -> list[Segment]:
     """Segments the mark passed before they were indexed (ix_segment_content_unchecked)."""
-    with content_index.db_errors(), Session(engine, expire_on_commit=False) as s:
+    with db_errors(), Session(engine, expire_on_commit=False) as s:
         return list(s.exec(
             select(Segment).where(Segment.camera_id == camera_id, Segment.content_checked_ms == None,  # noqa: E711
                                   Segment.status == "stored", Segment.end_ms <= mark_ms)
             .order_by(col(Segment.start_ms)).limit(limit)))
 
 
-def check_camera(engine: Engine, store: ObjectStore, camera_id: str, now_ms: int, cfg: ContentJobConfig,
+def check_camera(engine: Engine, store, camera_id: str, now_ms: int, cfg: ContentJobConfig,
                  decoder: KeyframeDecoder | None = None) -> CameraResult:
     """Sample one camera's footage since its mark, then its late footage (steps 1-5 of the module docstring)."""
     c = cfg.content
@@ -188,7 +187,7 @@ def check_camera(engine: Engine, store: ObjectStore, camera_id: str, now_ms: int
     return res
 
 
-def _check_late(engine: Engine, store: ObjectStore, row, live: DetectorState, now_ms: int, cfg: ContentJobConfig,
+def _check_late(engine: Engine, store, row, live: DetectorState, now_ms: int, cfg: ContentJobConfig,
                 reference: Reference | None, res: CameraResult, decoder: KeyframeDecoder) -> None:
     """Step 5: the segments indexed after the mark passed them, on a timeline of their own."""
     late = _late_segments(engine, row.camera_id, row.sampled_until_ms, cfg.max_segments_per_camera)
@@ -212,7 +211,7 @@ def _check_late(engine: Engine, store: ObjectStore, row, live: DetectorState, no
     content_index.save(engine, row, _close_runs(own, c))  # stopped by storage: close what the saved part opened
 
 
-def _take_in(store: ObjectStore, seg: Segment, state: DetectorState, c: ContentConfig, reference: Reference | None,
+def _take_in(store, seg: Segment, state: DetectorState, c: ContentConfig, reference: Reference | None,
              res: CameraResult, decoder: KeyframeDecoder) -> tuple[list[EventUpdate], tuple | None]:
     """Sample and judge one segment (step 2): its event updates and its newest decoded
     (time, frame).  Raises :class:`StorageError` when storage cannot be read."""
@@ -267,7 +266,7 @@ def _judge_segment(state: DetectorState, start_ms: int, keyframes: list[Keyframe
     """Judge one segment's sampled keyframes, in order, into event updates.
 
     Decoding is what costs, so a keyframe whose bitstream shows no change since
-    the last decoded one (:func:`retention.content.decode_reason`) is held back.
+    the last decoded one (:func:`retention.content_state.decode_reason`) is held back.
     The next decoded keyframe settles the held ones: same verdict -> they take it
     (nothing happened in between that decoding could have shown, short of a
     change the bitstream hides for less than ``decode_at_least_every_s``);
@@ -340,14 +339,14 @@ def _refused(job: str, e: JobRefusedError) -> ContentSummary:
 
 
 @exclusive(JOB, engine_arg="index", refused=_refused)
-def run_content_check(index, store: ObjectStore, clock: Clock, config: ContentConfig | ContentJobConfig | None = None, *,
+def run_content_check(index, store, clock: Clock, config: ContentConfig | ContentJobConfig | None = None, *,
                       camera_id: str | None = None, actor: str = "scheduler") -> ContentSummary:
     """Run the content check over every registered camera (or one); record a JobRun."""
     cfg = config if isinstance(config, ContentJobConfig) else ContentJobConfig(content=config or ContentConfig())
     engine = _engine(index)
     started = utc_ms(clock.now())
     cpu0 = time.process_time()
-    with content_index.db_errors(), Session(engine) as s:
+    with db_errors(), Session(engine) as s:
         run = JobRun(job=JOB, started_ms=started, actor=actor)
         s.add(run)
         s.commit()
@@ -364,7 +363,7 @@ def run_content_check(index, store: ObjectStore, clock: Clock, config: ContentCo
     finally:
         summary = ContentSummary(run_id, status, started, utc_ms(clock.now()), time.process_time() - cpu0, results)
         try:
-            with content_index.db_errors(), Session(engine) as s:
+            with db_errors(), Session(engine) as s:
                 row = s.get(JobRun, run_id)
                 row.status, row.finished_ms = status, summary.finished_ms
                 d = summary.to_json()

@@ -23,18 +23,17 @@ from labwitness.clock import FakeClock, utc_ms
 from recorder.segmenter import SegmentWriter
 from recorder.uploader import segment_row
 from retention import content_index
-from retention.content import (
-    Coded, ContentConfig, DetectorState, EventUpdate, Finding, Reference, check_moved, decode_reason, fold, judge,
-    layout_ncc, unusable_ms,
-)
+from retention.content import EventUpdate, Finding, fold, judge, unusable_ms
+from retention.content_detect import ContentConfig, Reference, check_moved, layout_ncc
+from retention.content_state import Coded, DetectorState, decode_reason
 from retention.content_job import ContentJobConfig, run_content_check
 from retention.keyframes import (
     BytesSource, FileSource, StoreSource, coded_picture, demux_keyframes, locate_keyframes, luma, parse_mfra_tail,
     sample_keyframes,
 )
 from simulator.clip import make_clip
-from storage.hashing import file_sha256
 from storage.layout import SegmentMeta
+from storage.s3 import file_sha256
 
 W, H = 640, 360
 

@@ -323,7 +323,8 @@ def test_reconcile_finds_orphans_both_ways_and_repairs_only_what_is_safe(fx):
 
 
 def test_scheduler_has_every_job_and_starts_no_earlier_than_the_delay(fx):
-    from retention.jobs import JobsConfig, build_scheduler
+    from retention.runs import JobsConfig
+    from retention.scheduler import build_scheduler
 
     sched = build_scheduler(fx.store, fx.index.engine, SystemClock(),
                             JobsConfig(start_delay_s=600, reconcile_interval_h=0, coverage_refresh_min=0))

@@ -8,7 +8,7 @@ import pytest
 
 from labwitness.clock import utc_ms
 from labwitness.errors import ConfigError
-from retention.jobs import next_run_time
+from retention.scheduler import next_run_time
 from retention.policy import (
     below_legal_minimum,
     clock_skew,

@@ -129,7 +129,7 @@ def test_browser_walkthrough(live, rtsp):
         expect(page.locator('tr[data-camera="utm-cam"]')).to_have_attribute("data-status", "recording", timeout=30_000)
         assert abs(rt.registry.camera("utm-cam").clock_offset_ms - 1500) < 500
         # the content job samples it: the camera list then shows its snapshot (GET /api/v1/cameras/{id}/thumbnail)
-        from retention.content import ContentConfig
+        from retention.content_detect import ContentConfig
         from retention.content_job import ContentJobConfig, run_content_check
 
         wait_for(lambda: len(list(rt.index.iter_segments("utm-cam"))) >= 3, 30, what="segments of utm-cam")

@@ -1,9 +1,10 @@
-"""Bookkeeping shared by the retention jobs, and their schedule.
+"""Bookkeeping shared by the retention jobs: run rows, findings, the one-run-at-a-time lock.
 
 Every run of a job is a :class:`~index.models.JobRun` row (health reads the
 latest of each job); what a run finds wrong is an
-:class:`~index.models.IntegrityFinding`.  :func:`build_scheduler` puts the jobs
-on an APScheduler ``BackgroundScheduler``; ``api.runtime`` starts and stops it.
+:class:`~index.models.IntegrityFinding`.  Each job holds its lock
+(:func:`exclusive`) while it runs.  The jobs import this module and nothing of
+each other's schedule; :mod:`retention.scheduler` sits above them all.
 """
 
 from __future__ import annotations
@@ -14,17 +15,16 @@ import json
 import logging
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from index.models import IntegrityFinding, JobRun, Segment
-from labwitness.clock import Clock, utc_ms
-from index.queries import db_errors  # noqa: F401  (the jobs import it from here too)
 from index.joblock import job_lock
+from index.models import IntegrityFinding, JobRun, Segment
+from index.queries import db_errors
+from labwitness.clock import Clock, utc_ms
 from labwitness.errors import IndexUnavailableError, JobRefusedError
 from retention.policy import DEFAULT_MAX_CLOCK_SKEW_S, DEFAULT_MAX_SHARE
 
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 JOBS = ("sweep", "verify", "integrity", "reconcile", "rebuild", "content")
 STATUSES = ("ok", "warning", "critical", "refused", "failed")
-
 
 
 @dataclass
@@ -186,8 +185,6 @@ def latest_runs(engine: Engine) -> dict[str, JobRun]:
     return out
 
 
-# -- schedule ------------------------------------------------------------------
-
 @dataclass(frozen=True)
 class JobsConfig:
     """Intervals and limits of the scheduled jobs (``api.settings`` fills it from ``LABWITNESS_*``)."""
@@ -207,74 +204,3 @@ class JobsConfig:
     coverage_refresh_min: float = 10.0  # health's day rollup (index.coverage)
     #: delay before a job that is overdue (or never ran) runs after start-up
     start_delay_s: float = 300.0
-
-
-def next_run_time(last_started_ms: int | None, interval_h: float, now: datetime, start_delay_s: float) -> datetime:
-    """When a job should first run after start-up: one interval after its last run,
-    but not before ``start_delay_s`` (so a restart neither skips nor stampedes)."""
-    earliest = now + timedelta(seconds=start_delay_s)
-    if last_started_ms is None:
-        return earliest
-    from labwitness.clock import from_ms
-
-    return max(earliest, from_ms(last_started_ms) + timedelta(hours=interval_h))
-
-
-def build_scheduler(store, engine: Engine, clock: Clock, cfg: JobsConfig, *,
-                    on_result: Callable[[JobResult], None] | None = None):
-    """A (not started) ``BackgroundScheduler`` running sweep, verify, integrity and reconcile."""
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-    from index.coverage import CoverageStore
-    from labwitness.clock import utc_ms
-    from retention import integrity, reconcile, sweep, verify
-    from retention.content import ContentConfig
-    from retention.content_job import ContentJobConfig, run_content_check
-
-    def wrap(name: str, fn: Callable[[], JobResult]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                res = fn()
-            except Exception:  # recorded as a failed JobRun already; keep the scheduler alive
-                log.exception("scheduled retention job %s failed", name)
-                return
-            log.info("retention job %s: %s %s", name, res.status, getattr(res, "summary", None) or res.to_json())
-            if on_result is not None:
-                on_result(res)
-        run.__name__ = f"retention_{name}"
-        return run
-
-    jobs = {
-        "sweep": (cfg.sweep_interval_h, lambda: sweep.run_sweep(
-            store, engine, clock, sweep.SweepConfig(max_share=cfg.sweep_max_share, max_clock_skew_s=cfg.sweep_max_clock_skew_s,
-                                                    retention_months=cfg.retention_months))),
-        "verify": (cfg.verify_interval_h, lambda: verify.run_verify(store, engine, clock, sample=cfg.verify_sample)),
-        "integrity": (cfg.integrity_interval_h, lambda: integrity.run_integrity(
-            store, engine, clock, budget_bytes=cfg.integrity_budget_bytes, budget_objects=cfg.integrity_budget_objects)),
-        "reconcile": (cfg.reconcile_interval_h, lambda: reconcile.run_reconcile(store, engine, clock, repair=True)),
-        "content": (cfg.content_interval_h, lambda: run_content_check(
-            engine, store, clock, ContentJobConfig(content=ContentConfig(sample_seconds=cfg.content_sample_seconds)))),
-    }
-    try:
-        last = latest_runs(engine)
-    except IndexUnavailableError:
-        last = {}
-    now = clock.now()
-    sched = BackgroundScheduler(timezone="UTC")
-    for name, (hours, fn) in jobs.items():
-        if hours <= 0:
-            continue  # 0 disables a job
-        prev = last.get(name)
-        sched.add_job(wrap(name, fn), "interval", hours=hours, id=f"retention-{name}", max_instances=1, coalesce=True,
-                      next_run_time=next_run_time(prev.started_ms if prev else None, hours, now, cfg.start_delay_s))
-    if cfg.coverage_refresh_min > 0:  # keeps health fast: closed days rolled up ahead of the next check
-        coverage = CoverageStore(engine, lambda: utc_ms(clock.now()))
-
-        def refresh_coverage() -> None:
-            try:
-                coverage.refresh()
-            except Exception:
-                log.exception("coverage rollup refresh failed")
-        sched.add_job(refresh_coverage, "interval", minutes=cfg.coverage_refresh_min, id="coverage-refresh",
-                      max_instances=1, coalesce=True, next_run_time=now + timedelta(seconds=cfg.start_delay_s / 5))
-    return sched

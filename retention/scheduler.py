@@ -1,0 +1,88 @@
+"""The retention jobs' schedule: each job on an APScheduler ``BackgroundScheduler``.
+
+Sits above the jobs (sweep, verify, integrity, reconcile, content) and imports
+them; they import only the bookkeeping below them (:mod:`retention.runs`).
+``api.runtime`` builds the scheduler, starts and stops it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Callable
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.engine import Engine
+
+from index.coverage import CoverageStore
+from labwitness.clock import Clock, from_ms, utc_ms
+from labwitness.errors import IndexUnavailableError
+from retention import integrity, reconcile, sweep, verify
+from retention.content_detect import ContentConfig
+from retention.content_job import ContentJobConfig, run_content_check
+from retention.runs import JobResult, JobsConfig, latest_runs
+
+log = logging.getLogger(__name__)
+
+
+def next_run_time(last_started_ms: int | None, interval_h: float, now: datetime, start_delay_s: float) -> datetime:
+    """When a job should first run after start-up: one interval after its last run,
+    but not before ``start_delay_s`` (so a restart neither skips nor stampedes)."""
+    earliest = now + timedelta(seconds=start_delay_s)
+    if last_started_ms is None:
+        return earliest
+    return max(earliest, from_ms(last_started_ms) + timedelta(hours=interval_h))
+
+
+def build_scheduler(store, engine: Engine, clock: Clock, cfg: JobsConfig, *,
+                    on_result: Callable[[JobResult], None] | None = None):
+    """A (not started) ``BackgroundScheduler`` running sweep, verify, integrity, reconcile and
+    the content check, and refreshing health's coverage rollup."""
+
+    def wrap(name: str, fn: Callable[[], JobResult]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                res = fn()
+            except Exception:  # recorded as a failed JobRun already; keep the scheduler alive
+                log.exception("scheduled retention job %s failed", name)
+                return
+            log.info("retention job %s: %s %s", name, res.status, getattr(res, "summary", None) or res.to_json())
+            if on_result is not None:
+                on_result(res)
+        run.__name__ = f"retention_{name}"
+        return run
+
+    jobs = {
+        "sweep": (cfg.sweep_interval_h, lambda: sweep.run_sweep(
+            store, engine, clock, sweep.SweepConfig(max_share=cfg.sweep_max_share, max_clock_skew_s=cfg.sweep_max_clock_skew_s,
+                                                    retention_months=cfg.retention_months))),
+        "verify": (cfg.verify_interval_h, lambda: verify.run_verify(store, engine, clock, sample=cfg.verify_sample)),
+        "integrity": (cfg.integrity_interval_h, lambda: integrity.run_integrity(
+            store, engine, clock, budget_bytes=cfg.integrity_budget_bytes, budget_objects=cfg.integrity_budget_objects)),
+        "reconcile": (cfg.reconcile_interval_h, lambda: reconcile.run_reconcile(store, engine, clock, repair=True)),
+        "content": (cfg.content_interval_h, lambda: run_content_check(
+            engine, store, clock, ContentJobConfig(content=ContentConfig(sample_seconds=cfg.content_sample_seconds)))),
+    }
+    try:
+        last = latest_runs(engine)
+    except IndexUnavailableError:
+        last = {}
+    now = clock.now()
+    sched = BackgroundScheduler(timezone="UTC")
+    for name, (hours, fn) in jobs.items():
+        if hours <= 0:
+            continue  # 0 disables a job
+        prev = last.get(name)
+        sched.add_job(wrap(name, fn), "interval", hours=hours, id=f"retention-{name}", max_instances=1, coalesce=True,
+                      next_run_time=next_run_time(prev.started_ms if prev else None, hours, now, cfg.start_delay_s))
+    if cfg.coverage_refresh_min > 0:  # keeps health fast: closed days rolled up ahead of the next check
+        coverage = CoverageStore(engine, lambda: utc_ms(clock.now()))
+
+        def refresh_coverage() -> None:
+            try:
+                coverage.refresh()
+            except Exception:
+                log.exception("coverage rollup refresh failed")
+        sched.add_job(refresh_coverage, "interval", minutes=cfg.coverage_refresh_min, id="coverage-refresh",
+                      max_instances=1, coalesce=True, next_run_time=now + timedelta(seconds=cfg.start_delay_s / 5))
+    return sched
