@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from minio.error import S3Error
 
+from labwitness.clock import FakeClock
 from labwitness.errors import IntegrityError, ObjectLockError, StorageUnavailableError
 from retention.policy import RetentionPolicy
 from storage.layout import SegmentMeta, segment_key
@@ -113,3 +114,18 @@ def test_checksum_probe_runs_once_not_on_every_health_check(store, monkeypatch):
     monkeypatch.setattr(store, "_refuses_bad_checksum", lambda: calls.append(1) or True)
     store.check(create=False)  # what GET /health does on every request
     assert calls == []
+
+
+def test_delete_version_takes_now_from_the_clock_the_store_was_given(seaweed, tmp_path):
+    """No clock read on the deletion path: a clock a day past the lock lets our guard
+    pass it (and the store's COMPLIANCE lock still refuses); one before it, the guard refuses."""
+    meta = _meta(tmp_path / "seg.mp4", b"clock" * 100)
+    until = datetime.now(timezone.utc) + timedelta(hours=1)
+    ahead = make_store(seaweed, clock=FakeClock(until + timedelta(days=1)))
+    stored = ahead.put_segment(tmp_path / "seg.mp4", meta, until)
+    with pytest.raises(ObjectLockError, match=r"locked: store refused \(AccessDenied\)"):
+        ahead.delete_version(stored.key, stored.version_id)
+    before = make_store(seaweed, ahead.bucket, clock=FakeClock(until - timedelta(minutes=1)))
+    with pytest.raises(ObjectLockError, match="locked: retain-until"):
+        before.delete_version(stored.key, stored.version_id)
+    assert ahead.stat(stored.key, stored.version_id)[0].size == meta.size
