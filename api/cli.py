@@ -518,12 +518,9 @@ def export(report_no: Annotated[str, typer.Argument()],
             target = out or Path(package_file_name(report_no, pkg.id))  # never the raw number: it may hold '/'
             # the package leaves storage here: audited like the API's download, before the first byte
             rt.audit.append(_actor(), "export.download", pkg.report_no, {"package_id": pkg.id, "via": "cli"}, "inspector")
-            body = rt.store.open(pkg.package_key, pkg.package_version_id)
-            with open(target, "wb") as f:
+            with rt.store.open(pkg.package_key, pkg.package_version_id) as body, open(target, "wb") as f:
                 for chunk in body.stream(1 << 20):
                     f.write(chunk)
-            body.close()
-            body.release_conn()
     except LabwitnessError as e:
         _fail(e)
     verify_url = json.loads(pkg.manifest)["verify_url"]  # what the package's QR code says

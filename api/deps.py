@@ -6,6 +6,8 @@ from typing import Annotated, Iterator
 
 from fastapi import Depends, Request
 
+from storage.base import Body
+
 from api.runtime import Runtime
 
 
@@ -16,10 +18,7 @@ def _runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 
 
-def object_stream(body, chunk: int = 256 * 1024) -> Iterator[bytes]:
-    """Stream an S3 response body and always give its connection back."""
-    try:
+def object_stream(body: Body, chunk: int = 256 * 1024) -> Iterator[bytes]:
+    """A stored body as a response's chunks; its connection goes back however the response ends."""
+    with body:
         yield from body.stream(chunk)
-    finally:
-        body.close()
-        body.release_conn()

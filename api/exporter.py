@@ -19,6 +19,7 @@ from index.tiling import NOTHING_SPOOLED, spans_coverage
 from labwitness.clock import from_ms, utc_ms
 from labwitness.errors import LabwitnessError
 from labwitness.ids import check_number, file_slug
+from storage.hashing import file_sha256
 from storage.layout import iso_ms
 
 from api import installation
@@ -214,8 +215,6 @@ class Exporter:
                 z.writestr(PUBKEY, self.key.public_pem())
                 z.writestr(QR, qr_png(manifest["verify_url"]))
             # 4. the package itself is kept, locked, like footage
-            from storage.s3 import file_sha256
-
             sha = file_sha256(zpath)
             stored = rt.store.put_file(f"exports/{pkg.id}.zip", zpath, rt.policy(rt.clock.now()), content_type="application/zip",
                                        metadata={"lw-report-no": quote(pkg.report_no, safe=""), "lw-sha256": sha})

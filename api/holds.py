@@ -7,11 +7,12 @@ from __future__ import annotations
 import logging
 
 from index.exports import ExportStore
+from storage.base import ObjectStore
 
 log = logging.getLogger(__name__)
 
 
-def place_holds(store, exports: ExportStore, package_id: str, sources: list[dict]) -> None:
+def place_holds(store: ObjectStore, exports: ExportStore, package_id: str, sources: list[dict]) -> None:
     """Hold every source version (``{"segment_id", "key", "version_id"}``) of a package.
     Raises on the first failure; the caller then releases what the rows name."""
     # 1. the rows, pending, committed before any hold exists
@@ -23,7 +24,7 @@ def place_holds(store, exports: ExportStore, package_id: str, sources: list[dict
     exports.confirm_holds(package_id)
 
 
-def release_holds(store, exports: ExportStore, package_id: str, actor: str) -> int:
+def release_holds(store: ObjectStore, exports: ExportStore, package_id: str, actor: str) -> int:
     """Release the holds this package placed (pending or placed); a version another
     package still relies on stays held.  Returns how many rows were released; raises
     (leaving the rest unreleased, to be released again) if storage refuses."""

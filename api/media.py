@@ -56,12 +56,8 @@ class _Sink:
 
 def _fetch(store: ObjectStore, seg: Segment):
     tmp = tempfile.TemporaryFile()
-    body = store.open(seg.key, seg.version_id)
-    try:
+    with store.open(seg.key, seg.version_id) as body:
         shutil.copyfileobj(body, tmp, 1 << 20)
-    finally:
-        body.close()
-        getattr(body, "release_conn", lambda: None)()
     tmp.seek(0)
     return tmp
 

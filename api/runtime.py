@@ -80,7 +80,8 @@ class Runtime:
             self._stack.callback(self.seaweed.stop)
             endpoint = self.seaweed.endpoint
         self.store = S3ObjectStore(endpoint, s.s3_access_key, s.s3_secret_key.get_secret_value(), s.s3_bucket,
-                                   secure=s.s3_secure, region=s.s3_region, allow_unenforced=s.allow_unenforced_retention)
+                                   secure=s.s3_secure, region=s.s3_region, allow_unenforced=s.allow_unenforced_retention,
+                                   clock=self.clock)
         self.store.check()
         engine = make_engine(s.db_url)
         self._stack.callback(engine.dispose)

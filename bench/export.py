@@ -63,8 +63,9 @@ from index.queries import IndexStore
 from labwitness.clock import utc_ms
 from recorder.segmenter import SegmentWriter
 from recorder.uploader import segment_row
+from storage.hashing import file_sha256
 from storage.layout import SegmentMeta
-from storage.s3 import S3ObjectStore, file_sha256
+from storage.s3 import S3ObjectStore
 from storage.seaweed import EmbeddedSeaweed
 
 REPO = Path(__file__).resolve().parent.parent
@@ -197,13 +198,8 @@ def run_baseline(store, index: IndexStore, lo: int, hi: int, work: Path, out: Pa
     lines = []
     for i, s in enumerate(segs):
         path = work / f"{i:05d}.mp4"
-        body = store.open(s.key, s.version_id)
-        try:
-            with open(path, "wb") as f:
-                shutil.copyfileobj(body, f, 1 << 20)
-        finally:
-            body.close()
-            body.release_conn()
+        with store.open(s.key, s.version_id) as body, open(path, "wb") as f:
+            shutil.copyfileobj(body, f, 1 << 20)
         lines.append(f"file '{path}'\n")
     (work / "list.txt").write_text("".join(lines))
     t_dl, c_dl, sw_dl = time.perf_counter() - t0, _self_cpu() - c0, _proc_cpu(sw_pid) - sw0

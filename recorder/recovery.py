@@ -18,8 +18,8 @@ from pathlib import Path
 import av
 
 from recorder.spool import CameraSpool, complete_fragments_end
+from storage.hashing import file_sha256
 from storage.layout import SegmentMeta, parse_iso
-from storage.s3 import file_sha256
 
 log = logging.getLogger(__name__)
 

@@ -59,6 +59,7 @@ from retention.content_detect import ContentConfig, Reference, thumbnail_jpeg
 from retention.content_state import Coded, DetectorState, decode_reason
 from retention.keyframes import Keyframe, KeyframeDecoder, ParseError, SampleStats, StoreSource, luma, sample_keyframes
 from retention.runs import exclusive
+from storage.base import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def _late_segments(engine: Engine, camera_id: str, mark_ms: int, limit: int) -> 
             .order_by(col(Segment.start_ms)).limit(limit)))
 
 
-def check_camera(engine: Engine, store, camera_id: str, now_ms: int, cfg: ContentJobConfig,
+def check_camera(engine: Engine, store: ObjectStore, camera_id: str, now_ms: int, cfg: ContentJobConfig,
                  decoder: KeyframeDecoder | None = None) -> CameraResult:
     """Sample one camera's footage since its mark, then its late footage (steps 1-5 of the module docstring)."""
     c = cfg.content
@@ -187,7 +188,7 @@ def check_camera(engine: Engine, store, camera_id: str, now_ms: int, cfg: Conten
     return res
 
 
-def _check_late(engine: Engine, store, row, live: DetectorState, now_ms: int, cfg: ContentJobConfig,
+def _check_late(engine: Engine, store: ObjectStore, row, live: DetectorState, now_ms: int, cfg: ContentJobConfig,
                 reference: Reference | None, res: CameraResult, decoder: KeyframeDecoder) -> None:
     """Step 5: the segments indexed after the mark passed them, on a timeline of their own."""
     late = _late_segments(engine, row.camera_id, row.sampled_until_ms, cfg.max_segments_per_camera)
@@ -211,7 +212,7 @@ def _check_late(engine: Engine, store, row, live: DetectorState, now_ms: int, cf
     content_index.save(engine, row, _close_runs(own, c))  # stopped by storage: close what the saved part opened
 
 
-def _take_in(store, seg: Segment, state: DetectorState, c: ContentConfig, reference: Reference | None,
+def _take_in(store: ObjectStore, seg: Segment, state: DetectorState, c: ContentConfig, reference: Reference | None,
              res: CameraResult, decoder: KeyframeDecoder) -> tuple[list[EventUpdate], tuple | None]:
     """Sample and judge one segment (step 2): its event updates and its newest decoded
     (time, frame).  Raises :class:`StorageError` when storage cannot be read."""
@@ -339,7 +340,7 @@ def _refused(job: str, e: JobRefusedError) -> ContentSummary:
 
 
 @exclusive(JOB, engine_arg="index", refused=_refused)
-def run_content_check(index, store, clock: Clock, config: ContentConfig | ContentJobConfig | None = None, *,
+def run_content_check(index, store: ObjectStore, clock: Clock, config: ContentConfig | ContentJobConfig | None = None, *,
                       camera_id: str | None = None, actor: str = "scheduler") -> ContentSummary:
     """Run the content check over every registered camera (or one); record a JobRun."""
     cfg = config if isinstance(config, ContentJobConfig) else ContentJobConfig(content=config or ContentConfig())

@@ -22,6 +22,7 @@ from index.queries import db_errors
 from labwitness.clock import Clock, utc_ms
 from labwitness.errors import ObjectNotFoundError
 from retention.runs import JobRecorder, JobResult, exclusive, mark_checked
+from storage.base import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -57,22 +58,18 @@ def pick(engine: Engine, budget_bytes: int, budget_objects: int) -> list[Segment
     return picked
 
 
-def sha256_of(store, key: str, version_id: str) -> tuple[str, int]:
-    body = store.open(key, version_id)
+def sha256_of(store: ObjectStore, key: str, version_id: str) -> tuple[str, int]:
     h, n = hashlib.sha256(), 0
-    try:
+    with store.open(key, version_id) as body:
         for chunk in body.stream(CHUNK):
             h.update(chunk)
             n += len(chunk)
-    finally:
-        body.close()
-        body.release_conn()
     return h.hexdigest(), n
 
 
 @exclusive("integrity")
-def run_integrity(store, engine: Engine, clock: Clock, *, budget_bytes: int = 2 << 30, budget_objects: int = 1000,
-                  actor: str = "scheduler") -> JobResult:
+def run_integrity(store: ObjectStore, engine: Engine, clock: Clock, *, budget_bytes: int = 2 << 30,
+                  budget_objects: int = 1000, actor: str = "scheduler") -> JobResult:
     with JobRecorder(engine, clock, "integrity", actor=actor) as run:
         checked = ok = hashed_bytes = 0
         good: list[int] = []

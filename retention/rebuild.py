@@ -21,7 +21,7 @@ from index.queries import IndexStore, db_errors
 from labwitness.clock import Clock, utc_ms
 from labwitness.errors import ObjectNotFoundError
 from retention.runs import JobRecorder, JobResult, exclusive
-from storage.base import StoredObject
+from storage.base import ObjectStore, StoredObject
 from storage.layout import SegmentMeta
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def row_from_object(meta: SegmentMeta, stored: StoredObject) -> Segment:
     )
 
 
-def read_meta(store, key: str, version_id: str) -> tuple[SegmentMeta | None, StoredObject | None, str]:
+def read_meta(store: ObjectStore, key: str, version_id: str) -> tuple[SegmentMeta | None, StoredObject | None, str]:
     """(metadata, lock state, problem) of one version; metadata None when it is not labwitness footage."""
     try:
         stored, user = store.stat(key, version_id, with_hold=False)
@@ -73,7 +73,7 @@ def infer_gaps(spans: Iterable[tuple[int, int]], camera_id: str, tolerance_ms: i
 
 
 @exclusive("rebuild")
-def run_rebuild(store, engine: Engine, clock: Clock, *, progress: Progress | None = None, workers: int = 8,
+def run_rebuild(store: ObjectStore, engine: Engine, clock: Clock, *, progress: Progress | None = None, workers: int = 8,
                 actor: str = "scheduler") -> JobResult:
     index = IndexStore(engine)
     with JobRecorder(engine, clock, "rebuild", actor=actor) as run:

@@ -27,6 +27,7 @@ from labwitness.clock import Clock, from_ms, utc_ms
 from retention.integrity import sha256_of
 from retention.runs import JobRecorder, JobResult, exclusive
 from retention.rebuild import FOOTAGE_PREFIX, read_meta, row_from_object
+from storage.base import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +48,11 @@ def months_between(first_ms: int, last_ms: int) -> Iterator[tuple[int, int]]:
         y, m = _next_month(y, m)
 
 
-def storage_cameras(store) -> set[str]:
+def storage_cameras(store: ObjectStore) -> set[str]:
     return {p[len(FOOTAGE_PREFIX):].strip("/") for p in store.list_prefixes(FOOTAGE_PREFIX)}
 
 
-def storage_months(store, camera_id: str) -> set[tuple[int, int]]:
+def storage_months(store: ObjectStore, camera_id: str) -> set[tuple[int, int]]:
     out = set()
     for yp in store.list_prefixes(f"{FOOTAGE_PREFIX}{camera_id}/"):
         for mp in store.list_prefixes(yp):
@@ -64,7 +65,7 @@ def storage_months(store, camera_id: str) -> set[tuple[int, int]]:
 
 
 class _Reconcile:
-    def __init__(self, store, engine: Engine, clock: Clock, run: JobRecorder, repair: bool) -> None:
+    def __init__(self, store: ObjectStore, engine: Engine, clock: Clock, run: JobRecorder, repair: bool) -> None:
         self.store, self.engine, self.clock, self.run, self.repair = store, engine, clock, run, repair
         self.index = IndexStore(engine)
         self.now_ms = utc_ms(clock.now())
@@ -144,7 +145,7 @@ class _Reconcile:
 
 
 @exclusive("reconcile")
-def run_reconcile(store, engine: Engine, clock: Clock, *, repair: bool = False, cameras: Sequence[str] | None = None,
+def run_reconcile(store: ObjectStore, engine: Engine, clock: Clock, *, repair: bool = False, cameras: Sequence[str] | None = None,
                   actor: str = "scheduler") -> JobResult:
     with JobRecorder(engine, clock, "reconcile", actor=actor) as run:
         rc = _Reconcile(store, engine, clock, run, repair)

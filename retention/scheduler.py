@@ -21,6 +21,7 @@ from retention import integrity, reconcile, sweep, verify
 from retention.content_detect import ContentConfig
 from retention.content_job import ContentJobConfig, run_content_check
 from retention.runs import JobResult, JobsConfig, latest_runs
+from storage.base import GuardedStore
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def next_run_time(last_started_ms: int | None, interval_h: float, now: datetime,
     return max(earliest, from_ms(last_started_ms) + timedelta(hours=interval_h))
 
 
-def build_scheduler(store, engine: Engine, clock: Clock, cfg: JobsConfig, *,
+def build_scheduler(store: GuardedStore, engine: Engine, clock: Clock, cfg: JobsConfig, *,
                     on_result: Callable[[JobResult], None] | None = None):
     """A (not started) ``BackgroundScheduler`` running sweep, verify, integrity, reconcile and
     the content check, and refreshing health's coverage rollup."""

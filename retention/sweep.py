@@ -35,6 +35,7 @@ from retention.policy import (
     may_delete,
     share_exceeded,
 )
+from storage.base import GuardedStore
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ _REFUSALS = {
 
 
 class _Sweep:
-    def __init__(self, store, engine: Engine, clock: Clock, cfg: SweepConfig, run: JobRecorder) -> None:
+    def __init__(self, store: GuardedStore, engine: Engine, clock: Clock, cfg: SweepConfig, run: JobRecorder) -> None:
         self.store, self.engine, self.clock, self.cfg, self.run = store, engine, clock, cfg, run
         self.enforced = store.info.retention_enforced
         self.kept: Counter[str] = Counter()
@@ -275,7 +276,8 @@ class _Sweep:
 
 
 @exclusive("sweep")
-def run_sweep(store, engine: Engine, clock: Clock, cfg: SweepConfig | None = None, *, actor: str = "scheduler") -> JobResult:
+def run_sweep(store: GuardedStore, engine: Engine, clock: Clock, cfg: SweepConfig | None = None, *,
+              actor: str = "scheduler") -> JobResult:
     """One sweep; returns its result (``refused`` changes nothing).  Raises only
     when the store or the index fails mid-way (the run is then recorded ``failed``)."""
     cfg = cfg or SweepConfig()

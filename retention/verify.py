@@ -20,11 +20,12 @@ from labwitness.clock import Clock, utc_ms
 from labwitness.errors import ObjectNotFoundError
 from retention.runs import JobRecorder, JobResult, exclusive, mark_checked
 from retention.policy import lock_problem
+from storage.base import ObjectStore
 
 log = logging.getLogger(__name__)
 
 
-def check_bucket(store, run: JobRecorder) -> dict:
+def check_bucket(store: ObjectStore, run: JobRecorder) -> dict:
     cfg = store.lock_config()
     facts = {"object_lock": cfg.enabled, "versioning": cfg.versioning, "default_mode": cfg.mode,
              "default_days": cfg.days, "enforced_at_startup": store.info.retention_enforced}
@@ -51,7 +52,8 @@ def sample_segments(engine: Engine, sample: int) -> list[Segment]:
 
 
 @exclusive("verify")
-def run_verify(store, engine: Engine, clock: Clock, *, sample: int = 200, actor: str = "scheduler") -> JobResult:
+def run_verify(store: ObjectStore, engine: Engine, clock: Clock, *, sample: int = 200,
+               actor: str = "scheduler") -> JobResult:
     with JobRecorder(engine, clock, "verify", actor=actor) as run:
         bucket = check_bucket(store, run)
         checked = ok = 0

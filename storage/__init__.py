@@ -1,9 +1,10 @@
-"""Object storage for finished segments.
+"""Object storage for finished segments and evidence packages.
 
 Owns the object-store interface (:mod:`storage.base`), the object layout and
 metadata codec (:mod:`storage.layout`), the S3 backend on the ``minio`` client
-(:mod:`storage.s3`), a development filesystem backend that does *not* enforce
-retention (:mod:`storage.fs`), and the embedded SeaweedFS supervisor for the
+(:mod:`storage.s3`, its failures translated by :mod:`storage.s3_errors`), the
+deletion guard (:mod:`storage.deletion`), the file hash stored objects carry
+(:mod:`storage.hashing`), and the embedded SeaweedFS supervisor for the
 single-box profile (:mod:`storage.seaweed`).
 
 Knows nothing of the index or the recorder.  Invariants it guarantees:
@@ -11,5 +12,7 @@ Knows nothing of the index or the recorder.  Invariants it guarantees:
 1. An object reported stored exists as an immutable *version* whose COMPLIANCE
    retain-until was read back from the store and is >= the requested one.
 2. The object's user metadata alone is enough to rebuild its index row.
-3. No method here deletes a version or shortens a retention.
+3. No method shortens a retention.  One module deletes versions:
+   :mod:`storage.deletion`, the guard the expiry sweep calls, which deletes only
+   versions it has just read back as expired and unheld at the *now* it is given.
 """

@@ -16,9 +16,10 @@ Procedure for one segment (``put_segment``):
 3. Read the version's retention back (GetObjectRetention) and its metadata
    (HEAD); both must match what was asked, or -> ``ObjectLockError``.
 
-Network faults become :class:`StorageUnavailableError`; the uploader retries
-those forever with backoff.  Nothing here deletes or shortens anything that is
-still locked.
+Network faults become :class:`StorageUnavailableError` (:mod:`storage.s3_errors`
+translates every call); the uploader retries those forever with backoff.  Nothing
+here deletes or shortens a retention: the only delete is the guard of
+:mod:`storage.deletion`, this class's base.
 """
 
 from __future__ import annotations
@@ -27,75 +28,28 @@ import base64
 import hashlib
 import io
 import logging
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import Iterator, Self
 from urllib.parse import urlsplit
 
 import urllib3
 from minio import Minio
 from minio.commonconfig import COMPLIANCE, ENABLED
-from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 from minio.objectlockconfig import DAYS, ObjectLockConfig
 from minio.retention import Retention
 
-from labwitness.errors import (
-    ConfigError,
-    IntegrityError,
-    LockUnreadableError,
-    ObjectLockError,
-    ObjectNotFoundError,
-    StorageError,
-    StorageUnavailableError,
-)
-from storage.base import StoredObject, StoreInfo
+from labwitness.clock import Clock, SystemClock
+from labwitness.errors import ConfigError, IntegrityError, LockUnreadableError, ObjectLockError, StorageError
+from storage.base import LockConfig, ObjectVersion, StoredObject, StoreInfo
+from storage.deletion import S3DeletionGuard
+from storage.hashing import file_sha256
 from storage.layout import SegmentMeta
+from storage.s3_errors import BAD_DIGEST, NO_HOLD, NO_LOCK_CONFIG, not_found_or_refused, s3_call
 
 log = logging.getLogger(__name__)
-
-# Errors that mean "the store is not answering", as opposed to "it said no".
-_TRANSIENT = (urllib3.exceptions.HTTPError, OSError, TimeoutError)
-# Codes that mean "this key/version does not exist" (SeaweedFS answers NoSuchKey
-# for a deleted version on HEAD, NoSuchVersion on GET).
-_GONE = ("NoSuchKey", "NoSuchVersion", "NoSuchObject", "ResourceNotFound")
-# Answers to a legal-hold read that mean "this version has none" (SeaweedFS says
-# NoSuchObjectLegalHold for a version never held; minio's client knows only the
-# second).  Any other failure of a lock read is "could not read", never "none".
-_NO_HOLD = ("NoSuchObjectLegalHold", "NoSuchObjectLockConfiguration")
-# Codes for "the body does not match the checksum or payload hash you sent".
-_BAD_DIGEST = ("BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest", "XAmzContentChecksumMismatch")
-
-
-def _refused(key: str, e: S3Error) -> StorageError:
-    if e.code in _GONE:
-        return ObjectNotFoundError(f"对象不存在 / {key}: {e.code}")
-    return StorageError(f"{key}: {e.code}: {e.message}")
-
-
-@dataclass(frozen=True)
-class ObjectVersion:
-    """One entry of a versioned listing."""
-
-    key: str
-    version_id: str
-    size: int
-    is_latest: bool
-    is_delete_marker: bool
-    last_modified: datetime | None
-
-
-@dataclass(frozen=True)
-class LockConfig:
-    """The bucket's Object Lock state as the store reports it."""
-
-    enabled: bool
-    versioning: bool
-    mode: str | None  # default retention mode, if any
-    days: int | None  # default retention in days, if any
 
 
 #: Largest segment sent as one PUT; bigger ones go in parts of this size.  minio's
@@ -133,15 +87,37 @@ class _Minio(Minio):
         return headers, date
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+class S3Body:
+    """:class:`storage.base.Body` over a GET's urllib3 response: closing it also
+    returns the connection to the pool, so a caller never has to."""
+
+    def __init__(self, response: urllib3.BaseHTTPResponse) -> None:
+        self._response = response
+        self._closed = False
+
+    def read(self, amt: int | None = None) -> bytes:
+        return self._response.read(amt)
+
+    def stream(self, chunk: int) -> Iterator[bytes]:
+        yield from self._response.stream(chunk)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._response.close()
+            self._response.release_conn()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-class S3ObjectStore:
+class S3ObjectStore(S3DeletionGuard):
+    """:class:`storage.base.GuardedStore` on one bucket; its deleting half is
+    :class:`storage.deletion.S3DeletionGuard`."""
+
     def __init__(
         self,
         endpoint: str,
@@ -154,6 +130,7 @@ class S3ObjectStore:
         allow_unenforced: bool = False,
         timeout_s: float = 10.0,
         default_retention_days: int = 190,
+        clock: Clock | None = None,
     ) -> None:
         parts = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
         if not parts.hostname:
@@ -177,12 +154,14 @@ class S3ObjectStore:
         self.verifies_checksums: bool | None = None
         self.allow_unenforced = allow_unenforced
         self.default_retention_days = default_retention_days
+        #: *now* for :meth:`delete_version` (the sweep passes its own instant)
+        self.clock: Clock = clock or SystemClock()
         self.info = StoreInfo("s3", f"{endpoint.rstrip('/')}/{bucket}", retention_enforced=True)
 
     # -- start-up ---------------------------------------------------------
     def check(self, create: bool = True) -> StoreInfo:
         """Create or validate the bucket; refuse one without Object Lock."""
-        try:
+        with s3_call(self._unreachable(), refused="对象存储拒绝请求 / object store refused"):
             exists = self.client.bucket_exists(self.bucket)
             if not exists:
                 if not create:
@@ -197,18 +176,8 @@ class S3ObjectStore:
                 except S3Error as e:  # per-object retention below is what we rely on and verify
                     log.warning("bucket %s: default retention not set (%s); every object still gets its own lock",
                                 self.bucket, e.code)
-            try:
-                cfg = self.client.get_object_lock_config(self.bucket)
-                enabled = cfg is not None
-            except S3Error as e:
-                if e.code not in ("ObjectLockConfigurationNotFoundError", "InvalidRequest"):
-                    raise
-                enabled = False
+            enabled = self._lock_config_read() is not None
             versioning = self.client.get_bucket_versioning(self.bucket).status == ENABLED
-        except _TRANSIENT as e:
-            raise StorageUnavailableError(f"对象存储不可达 / object store {self.info.location} unreachable: {e}") from e
-        except S3Error as e:
-            raise StorageError(f"对象存储拒绝请求 / object store refused: {e.code}: {e.message}") from e
         if not (enabled and versioning):
             if not self.allow_unenforced:
                 raise ObjectLockError(
@@ -222,6 +191,18 @@ class S3ObjectStore:
             self.verifies_checksums = self._refuses_bad_checksum()
         return self.info
 
+    def _unreachable(self) -> str:
+        return f"对象存储不可达 / object store {self.info.location} unreachable: "
+
+    def _lock_config_read(self) -> ObjectLockConfig | None:
+        """The bucket's Object Lock configuration; None when it has none."""
+        try:
+            return self.client.get_object_lock_config(self.bucket)
+        except S3Error as e:
+            if e.code not in NO_LOCK_CONFIG:
+                raise
+            return None
+
     #: where the checksum probe goes; on a store that verifies, nothing is ever stored there
     CHECKSUM_PROBE_KEY = "_labwitness/checksum-probe"
 
@@ -231,13 +212,12 @@ class S3ObjectStore:
         probe object is left there, a few bytes, possibly under the bucket's default lock)."""
         body = b"labwitness checksum probe"
         wrong = base64.b64encode(hashlib.sha256(b"not " + body).digest()).decode()
-        try:
-            self.client.put_object(self.bucket, self.CHECKSUM_PROBE_KEY, io.BytesIO(body), len(body),
-                                   metadata={"x-amz-checksum-sha256": wrong})
-        except S3Error as e:
-            return e.code in _BAD_DIGEST
-        except _TRANSIENT as e:
-            raise StorageUnavailableError(f"对象存储不可达 / object store {self.info.location} unreachable: {e}") from e
+        with s3_call(self._unreachable()):
+            try:
+                self.client.put_object(self.bucket, self.CHECKSUM_PROBE_KEY, io.BytesIO(body), len(body),
+                                       metadata={"x-amz-checksum-sha256": wrong})
+            except S3Error as e:
+                return e.code in BAD_DIGEST
         log.warning("object store %s stored a PUT whose x-amz-checksum-sha256 did not match: it does not verify "
                     "checksums, so each segment is hashed before upload (probe left at %s)", self.info.location,
                     self.CHECKSUM_PROBE_KEY)
@@ -256,19 +236,18 @@ class S3ObjectStore:
         headers = meta.to_user_metadata()
         if single:  # x-amz-* names pass through minio's metadata as headers, unprefixed
             headers = {**headers, "x-amz-checksum-sha256": checksum, "x-amz-content-sha256": meta.sha256}
-        try:
-            with open(path, "rb") as f:
-                result = self.client.put_object(
-                    self.bucket, key, f, meta.size, content_type="video/mp4",
-                    metadata=headers, retention=retention, part_size=SINGLE_PUT_BYTES,
-                )
-        except _TRANSIENT as e:
-            raise StorageUnavailableError(f"upload of {key} failed: {e}") from e
-        except S3Error as e:
-            if e.code in _BAD_DIGEST:
-                raise IntegrityError(f"spool file {path} does not match its recorded sha256 {meta.sha256}: the store "
-                                     f"refused it ({e.code})") from e
-            raise StorageError(f"object store refused {key}: {e.code}: {e.message}") from e
+
+        def refused(e: S3Error) -> StorageError:
+            if e.code in BAD_DIGEST:
+                return IntegrityError(f"spool file {path} does not match its recorded sha256 {meta.sha256}: the store "
+                                      f"refused it ({e.code})")
+            return StorageError(f"object store refused {key}: {e.code}: {e.message}")
+
+        with s3_call(f"upload of {key} failed: ", refused), open(path, "rb") as f:
+            result = self.client.put_object(
+                self.bucket, key, f, meta.size, content_type="video/mp4",
+                metadata=headers, retention=retention, part_size=SINGLE_PUT_BYTES,
+            )
         if not result.version_id:
             raise ObjectLockError(f"store returned no version id for {key}: bucket is not versioned")
         stored, user = self.stat(key, result.version_id, with_hold=False)
@@ -293,14 +272,9 @@ class S3ObjectStore:
         """Store any file (e.g. an evidence package) as a locked version, verified like a segment."""
         size = path.stat().st_size
         retention = Retention(COMPLIANCE, retain_until) if self.info.retention_enforced else None
-        try:
-            with open(path, "rb") as f:
-                result = self.client.put_object(self.bucket, key, f, size, content_type=content_type,
-                                                metadata=metadata or {}, retention=retention)
-        except _TRANSIENT as e:
-            raise StorageUnavailableError(f"upload of {key} failed: {e}") from e
-        except S3Error as e:
-            raise StorageError(f"object store refused {key}: {e.code}: {e.message}") from e
+        with s3_call(f"upload of {key} failed: ", refused=f"object store refused {key}"), open(path, "rb") as f:
+            result = self.client.put_object(self.bucket, key, f, size, content_type=content_type,
+                                            metadata=metadata or {}, retention=retention)
         stored, _ = self.stat(key, result.version_id)
         if stored.size != size or (self.info.retention_enforced and stored.mode != COMPLIANCE):
             raise ObjectLockError(f"{key}: stored as {stored.size} bytes, lock {stored.mode}")
@@ -308,22 +282,16 @@ class S3ObjectStore:
 
     def set_legal_hold(self, key: str, version_id: str, on: bool) -> None:
         """A legal hold keeps a version past its retain-until until it is released."""
-        try:
+        with s3_call(refused=lambda e: ObjectLockError(f"legal hold on {key}@{version_id} refused: {e.code}")):
             if on:
                 self.client.enable_object_legal_hold(self.bucket, key, version_id=version_id)
             else:
                 self.client.disable_object_legal_hold(self.bucket, key, version_id=version_id)
-        except _TRANSIENT as e:
-            raise StorageUnavailableError(str(e)) from e
-        except S3Error as e:
-            raise ObjectLockError(f"legal hold on {key}@{version_id} refused: {e.code}") from e
 
     def find_segment(self, meta: SegmentMeta) -> StoredObject | None:
         """After a crash between PUT and bookkeeping: reuse the version already stored."""
-        try:
+        with s3_call():
             versions = list(self.client.list_objects(self.bucket, prefix=meta.key, include_version=True))
-        except _TRANSIENT as e:
-            raise StorageUnavailableError(str(e)) from e
         for v in versions:
             if v.object_name != meta.key or v.is_delete_marker:
                 continue
@@ -337,12 +305,8 @@ class S3ObjectStore:
         """The version's size, retention, legal hold and user metadata.  Raises
         :class:`ObjectNotFoundError` only when the version itself is not there, and
         :class:`LockUnreadableError` when it is but its retention or hold could not be read."""
-        try:
+        with s3_call(refused=not_found_or_refused(key)):
             st = self.client.stat_object(self.bucket, key, version_id=version_id)
-        except _TRANSIENT as e:
-            raise StorageUnavailableError(str(e)) from e
-        except S3Error as e:
-            raise _refused(key, e) from e
         mode = until = None
         if self.info.retention_enforced:
             r = self._lock_read(key, st.version_id, "保留期 / retention", self.client.get_object_retention)
@@ -360,7 +324,7 @@ class S3ObjectStore:
             return self.client.is_object_legal_hold_enabled(bucket, key, version_id=version_id)
         except S3Error as e:
             # a bucket without Object Lock has no holds: it answers InvalidRequest
-            if e.code in _NO_HOLD or (e.code == "InvalidRequest" and not self.info.retention_enforced):
+            if e.code in NO_HOLD or (e.code == "InvalidRequest" and not self.info.retention_enforced):
                 return False
             raise
 
@@ -368,67 +332,39 @@ class S3ObjectStore:
         """One lock read of a version HEAD just found: a refusal (AccessDenied, an
         internal error, even NoSuchKey from a racing delete) is "unreadable", which
         the deletion guard treats as locked -- never as "no lock"."""
-        try:
+        with s3_call(refused=lambda e: LockUnreadableError(
+                f"{what} 无法读取 / could not be read for {key}@{version_id}: {e.code}")):
             return read(self.bucket, key, version_id=version_id)
-        except _TRANSIENT as e:
-            raise StorageUnavailableError(str(e)) from e
-        except S3Error as e:
-            raise LockUnreadableError(f"{what} 无法读取 / could not be read for {key}@{version_id}: {e.code}") from e
 
-    def open(self, key: str, version_id: str | None = None, offset: int = 0, length: int | None = None) -> BinaryIO:
-        try:
-            return self.client.get_object(self.bucket, key, version_id=version_id, offset=offset, length=length or 0)
-        except _TRANSIENT as e:
-            raise StorageUnavailableError(str(e)) from e
-        except S3Error as e:
-            raise _refused(key, e) from e
-
-    def list_keys(self, prefix: str) -> Iterator[str]:
-        try:
-            for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True):
-                yield o.object_name
-        except _TRANSIENT as e:
-            raise StorageUnavailableError(str(e)) from e
+    def open(self, key: str, version_id: str | None = None, offset: int = 0, length: int | None = None) -> S3Body:
+        with s3_call(refused=not_found_or_refused(key)):
+            return S3Body(self.client.get_object(self.bucket, key, version_id=version_id, offset=offset,
+                                                 length=length or 0))
 
     def list_versions(self, prefix: str) -> Iterator[ObjectVersion]:
         """Every version (and delete marker) under ``prefix``, key order."""
-        try:
+        with s3_call(refused=f"listing {prefix}"):
             for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True, include_version=True):
                 lm = o.last_modified
                 if lm is not None and lm.tzinfo is None:
                     lm = lm.replace(tzinfo=timezone.utc)
                 yield ObjectVersion(o.object_name, o.version_id or "", o.size or 0,
                                     str(o.is_latest).lower() == "true", bool(o.is_delete_marker), lm)
-        except _TRANSIENT as e:
-            raise StorageUnavailableError(str(e)) from e
-        except S3Error as e:
-            raise StorageError(f"listing {prefix}: {e.code}: {e.message}") from e
 
     def list_prefixes(self, prefix: str) -> Iterator[str]:
         """The "directories" directly under ``prefix`` (e.g. camera ids under ``v1/``)."""
-        try:
+        with s3_call(refused=f"listing {prefix}"):
             for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=False):
                 if o.is_dir:
                     yield o.object_name
-        except _TRANSIENT as e:
-            raise StorageUnavailableError(str(e)) from e
-        except S3Error as e:
-            raise StorageError(f"listing {prefix}: {e.code}: {e.message}") from e
 
     def lock_config(self) -> LockConfig:
         """Object Lock and versioning as the bucket reports them now (not as cached at start-up)."""
-        try:
+        with s3_call(refused="object lock configuration"):
             versioning = self.client.get_bucket_versioning(self.bucket).status == ENABLED
-            try:
-                cfg = self.client.get_object_lock_config(self.bucket)
-            except S3Error as e:
-                if e.code not in ("ObjectLockConfigurationNotFoundError", "InvalidRequest"):
-                    raise
-                return LockConfig(False, versioning, None, None)
-        except _TRANSIENT as e:
-            raise StorageUnavailableError(str(e)) from e
-        except S3Error as e:
-            raise StorageError(f"object lock configuration: {e.code}: {e.message}") from e
+            cfg = self._lock_config_read()
+        if cfg is None:
+            return LockConfig(False, versioning, None, None)
         days = cfg.duration if cfg.duration_unit and cfg.duration_unit.lower().startswith("day") else None
         if cfg.duration and cfg.duration_unit and cfg.duration_unit.lower().startswith("year"):
             days = cfg.duration * 365
@@ -439,101 +375,12 @@ class S3ObjectStore:
 
         S3 enforces retention against its own clock; the sweep refuses to act when
         ours disagrees with it by more than a bound."""
-        try:
-            resp = self.client._url_open("HEAD", self.client._get_region(self.bucket), bucket_name=self.bucket)
-            date = resp.headers.get("Date")
-        except _TRANSIENT as e:
-            raise StorageUnavailableError(str(e)) from e
-        except S3Error as e:
-            date = e.response.headers.get("Date") if e.response is not None else None
+        with s3_call():
+            try:
+                resp = self.client._url_open("HEAD", self.client._get_region(self.bucket), bucket_name=self.bucket)
+                date = resp.headers.get("Date")
+            except S3Error as e:
+                date = e.response.headers.get("Date") if e.response is not None else None
         if not date:
             raise StorageError("对象存储未返回 Date 头 / the object store sent no Date header; cannot check the clock")
         return parsedate_to_datetime(date).astimezone(timezone.utc)
-
-    # -- deletion (retention sweeps only) -------------------------------------
-    def stat_versions(self, items: Iterable[tuple[str, str]], workers: int = 8) -> dict[tuple[str, str], StoredObject | None]:
-        """:meth:`stat` (with legal hold) of many versions, ``None`` for the missing
-        ones.  Each costs two HTTP round trips, so they run concurrently: the sweep
-        reads every version back before and again inside the deletion guard."""
-        items = list(items)
-
-        def one(item: tuple[str, str]) -> StoredObject | None:
-            try:
-                return self.stat(*item)[0]
-            except ObjectNotFoundError:
-                return None
-            except LockUnreadableError as e:  # fail closed: held, and the reason kept for the report
-                return StoredObject(item[0], item[1], 0, None, None, legal_hold=True, lock_unreadable=str(e))
-
-        if not items:
-            return {}
-        with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-            return dict(zip(items, pool.map(one, items), strict=True))
-
-    def delete_versions(self, items: Iterable[tuple[str, str]], now: datetime, *,
-                        read_back: dict[tuple[str, str], StoredObject | None] | None = None) -> dict[tuple[str, str], str | None]:
-        """The deletion guard: delete expired versions, in one multi-object request.
-
-        Each version's retention and legal hold are read back first; a version
-        still locked at ``now`` or held is refused here (and would be refused
-        again by the store: COMPLIANCE answers AccessDenied).  Returns, per
-        ``(key, version_id)``: ``None`` deleted, ``"gone"`` it did not exist,
-        ``"locked: ..."`` refused by the guard or the store, ``"error: ..."`` other.
-        ``read_back``: what :meth:`stat_versions` returned for these versions moments
-        ago in the same run (the sweep's own check), so they are not read twice;
-        the store's COMPLIANCE lock still refuses anything locked.
-        Raises :class:`StorageUnavailableError` when the store does not answer.
-        """
-        out: dict[tuple[str, str], str | None] = {}
-        allowed: list[tuple[str, str]] = []
-        items = list(items)
-        known = read_back or {}
-        read = {**known, **self.stat_versions([it for it in items if it[1] and it not in known])}
-        for key, vid in items:
-            if not vid:
-                out[(key, vid)] = "error: no version id (would only add a delete marker)"
-                continue
-            stored = read[(key, vid)]
-            if stored is None:
-                out[(key, vid)] = "gone"
-                continue
-            if stored.lock_unreadable:
-                out[(key, vid)] = f"locked: lock unreadable ({stored.lock_unreadable})"
-            elif stored.legal_hold:
-                out[(key, vid)] = "locked: legal hold"
-            elif self.info.retention_enforced and stored.retain_until is None:
-                out[(key, vid)] = "locked: no retention read back (refusing to delete an unknown lock)"
-            elif stored.retain_until is not None and stored.retain_until > now:
-                out[(key, vid)] = f"locked: retain-until {stored.retain_until.isoformat()}"
-            else:
-                allowed.append((key, vid))
-        if allowed:
-            try:
-                errors = list(self.client.remove_objects(self.bucket, [DeleteObject(k, v) for k, v in allowed]))
-            except _TRANSIENT as e:
-                raise StorageUnavailableError(str(e)) from e
-            except S3Error as e:
-                raise StorageError(f"multi-object delete refused: {e.code}: {e.message}") from e
-            failed = {(e.name, e.version_id or ""): e for e in errors}
-            for k, v in allowed:
-                e = failed.get((k, v))
-                if e is None:
-                    out[(k, v)] = None
-                elif e.code in _GONE:
-                    out[(k, v)] = "gone"
-                elif e.code == "AccessDenied":
-                    out[(k, v)] = f"locked: store refused ({e.code})"
-                else:
-                    out[(k, v)] = f"error: {e.code}: {e.message}"
-        return out
-
-    def delete_version(self, key: str, version_id: str, now: datetime | None = None) -> None:
-        """Delete one expired version (through :meth:`delete_versions`' guard)."""
-        res = self.delete_versions([(key, version_id)], now or datetime.now(timezone.utc))[(key, version_id)]
-        if res is None:
-            return
-        if res == "gone":
-            raise ObjectNotFoundError(f"{key}@{version_id} does not exist")
-        if res.startswith("locked"):
-            raise ObjectLockError(f"{key}@{version_id} is locked ({res})")
-        raise StorageError(f"{key}@{version_id}: {res}")

@@ -47,12 +47,8 @@ def pipeline(tmp: Path, store, url: str, *, camera_id: str = "cam-1", segment_se
 
 def decode_object(store, key: str, version_id: str) -> dict:
     """Download one stored segment and decode every frame of it."""
-    body = store.open(key, version_id)
-    try:
+    with store.open(key, version_id) as body:
         data = body.read()
-    finally:
-        body.close()
-        body.release_conn()
     out = {"frames": 0, "first_is_key": None, "audio_packets": 0, "errors": 0, "codec": None, "bytes": data}
     with av.open(io.BytesIO(data)) as c:
         v = c.streams.video[0]

@@ -32,8 +32,8 @@ from retention.keyframes import (
     sample_keyframes,
 )
 from simulator.clip import make_clip
+from storage.hashing import file_sha256
 from storage.layout import SegmentMeta
-from storage.s3 import file_sha256
 
 W, H = 640, 360
 
