@@ -3,10 +3,13 @@
 Owns, one module a stage:
 
 - :mod:`recorder.timing`    wall-clock timeline of an RTSP session (pure)
-- :mod:`recorder.backoff`   reconnect schedule (pure)
+- :mod:`recorder.backoff`   reconnect schedule and the uploader's retry gates (pure)
 - :mod:`recorder.spool`     local spool: write, fsync, commit, recover, quota
 - :mod:`recorder.inputs`    one RTSP session as packets: FFmpeg's client (PyAV) or the native one
-- :mod:`recorder.rtsp_native` labwitness's RTSP/RTP-over-TCP client (``LABWITNESS_RTSP_CLIENT=native``)
+- :mod:`recorder.rtsp_native` labwitness's RTSP/RTP-over-TCP client (``LABWITNESS_RTSP_CLIENT=native``),
+  over :mod:`recorder.sdp` (DESCRIBE answers, pure), :mod:`recorder.rtsp_auth` (Basic/Digest, pure),
+  :mod:`recorder.rtsp_conn` (the connection: requests, receive buffer, keep-alive) and
+  :mod:`recorder.rtsp_session` (OPTIONS to PLAY)
 - :mod:`recorder.rtp_depacketize` RTP -> H.264/H.265/AAC access units (pure)
 - :mod:`recorder.segmenter` PyAV stream copy of packets into one fMP4 file
 - :mod:`recorder.worker`    one camera: ``run()`` around ``run_once()``

@@ -2,9 +2,9 @@
 
 Two implementations, chosen by ``RecorderConfig.rtsp_client``:
 
-- ``ffmpeg`` (default): :class:`PyAVInput`, FFmpeg's RTSP demuxer through PyAV.
-- ``native``: :class:`recorder.rtsp_native.NativeRtspInput`, labwitness's own
-  RTSP/RTP-over-TCP client (a fraction of FFmpeg's CPU per stream, see there).
+- ``native`` (default): :class:`recorder.rtsp_native.NativeRtspInput`, labwitness's
+  own RTSP/RTP-over-TCP client (a fraction of FFmpeg's CPU per stream, see there).
+- ``ffmpeg``: :class:`PyAVInput`, FFmpeg's RTSP demuxer through PyAV.
 
 Both hand the worker the same things: codec facts, a track description per
 output stream for :class:`recorder.segmenter.SegmentWriter`, and packets with
@@ -26,6 +26,7 @@ import av
 
 from labwitness.errors import StreamError, ValidationError
 from labwitness.url_secrets import redact_text, redact_url
+from recorder.rtsp_native import NativeRtspInput
 from recorder.rtsp_url import check_rtsp_url
 from recorder.segmenter import MP4_AUDIO, VIDEO_CODECS, Track
 
@@ -101,8 +102,6 @@ def open_input(url: str, client: str, open_timeout_s: float, read_timeout_s: flo
     except ValidationError as e:  # a URL stored before the doors checked it fully: a gap, not a crash
         raise StreamError("not_rtsp", str(e)) from e
     if client == "native":
-        from recorder.rtsp_native import NativeRtspInput
-
         return NativeRtspInput.open(url, open_timeout_s, read_timeout_s, on_loss=on_loss)
     return PyAVInput.open(url, open_timeout_s, read_timeout_s)
 

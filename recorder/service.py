@@ -7,6 +7,7 @@ list (added, removed, URL changed) without a restart.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -41,8 +42,6 @@ class RecorderService:
         self.spool_dir = Path(spool_dir)
         private_dir(self.spool_dir)  # footage not yet stored: owner only (labwitness.private_fs)
         # One recorder process per spool: two would salvage each other's open segments.
-        import fcntl
-
         self._lockf = open(self.spool_dir / ".lock", "a+")
         try:
             fcntl.flock(self._lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -30,7 +30,7 @@ from index.models import Gap, Segment
 from index.queries import IndexStore
 from labwitness.clock import Clock, SystemClock, utc_ms
 from labwitness.errors import IndexUnavailableError, IntegrityError, StorageError, StorageUnavailableError
-from recorder.backoff import Backoff
+from recorder.backoff import RetryGate
 from recorder.metrics import RecorderMetrics
 from recorder.spool import CameraSpool, Committed
 from storage.base import ObjectStore
@@ -64,10 +64,9 @@ class Uploader:
         self.stop = stop or threading.Event()
         self.metrics = metrics or RecorderMetrics()
         self.wake = threading.Event()
-        self._store_backoff = Backoff(initial_s=0.5, cap_s=backoff_cap_s)
-        self._index_backoff = Backoff(initial_s=0.5, cap_s=backoff_cap_s)
-        self._store_retry_at = 0.0
-        self._index_retry_at = 0.0
+        # one gate per resource: a storage outage holds up PUTs, a database outage only the rows
+        self._store_gate = RetryGate(initial_s=0.5, cap_s=backoff_cap_s)
+        self._index_gate = RetryGate(initial_s=0.5, cap_s=backoff_cap_s)
         self.last_error: str = ""
         self.closed_at: dict[tuple[str, int], float] = {}  # segments committed by this process
         self._attempted: set[tuple[str, int]] = set()
@@ -77,7 +76,7 @@ class Uploader:
         # own loop must never upload the same segment twice.
         self._pass = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=upload_workers, thread_name_prefix="upload")
-        self._fail_lock = threading.Lock()
+        self._count_lock = threading.Lock()
         #: segments (and their bytes) this process stored, locked, indexed and released from the spool
         self.done_segments = 0
         self.done_bytes = 0
@@ -141,7 +140,7 @@ class Uploader:
     def _advance(self, spool: CameraSpool, c: Committed) -> bool:
         now = self.clock.monotonic()
         if c.state == "pending":
-            if now < self._store_retry_at:
+            if not self._store_gate.is_open(now):
                 return False
             try:
                 key = (spool.camera_id, c.seq)
@@ -161,8 +160,7 @@ class Uploader:
             except StorageError as e:
                 self._store_failed(str(e))
                 return False
-            self._store_backoff.reset()
-            self._store_retry_at = 0.0
+            self._store_gate.succeeded()
             self.last_error = ""
             spool.mark_stored(c, stored.version_id, stored.retain_until, stored.mode)
             self.metrics.uploaded.labels(spool.camera_id).inc()
@@ -173,25 +171,24 @@ class Uploader:
                 self.metrics.close_to_locked.observe(latency)
                 self.latencies.append(latency)
         if not c.indexed:
-            if now < self._index_retry_at:
+            if not self._index_gate.is_open(now):
                 return True  # stored; the row follows when the database is back
             try:
                 self.index.add_segment(segment_row(c))
             except IndexUnavailableError as e:
                 self._index_failed(str(e))
                 return True
-            self._index_backoff.reset()
-            self._index_retry_at = 0.0
+            self._index_gate.succeeded()
             c.indexed = True
             self.metrics.indexed.labels(spool.camera_id).inc()
         spool.release(c)
-        with self._fail_lock:  # upload workers run in parallel
+        with self._count_lock:  # upload workers run in parallel
             self.done_segments += 1
             self.done_bytes += c.meta.size
         return True
 
     def _index_gaps(self, spool: CameraSpool) -> None:
-        if self.clock.monotonic() < self._index_retry_at:
+        if not self._index_gate.is_open(self.clock.monotonic()):
             return
         for path, g in spool.finished_gaps():
             try:
@@ -203,20 +200,18 @@ class Uploader:
             Path(path).unlink(missing_ok=True)
 
     def _store_failed(self, msg: str) -> None:
-        self.last_error = msg
-        self.metrics.upload_errors.labels("storage").inc()
-        with self._fail_lock:
-            delay = max(self._store_backoff.next_delay(), 0.5)
-            self._store_retry_at = self.clock.monotonic() + delay
+        delay = self._failed(self._store_gate, "storage", msg)
         log.warning("object store unavailable, retrying in %.1fs (footage stays in the spool): %s", delay, msg)
 
     def _index_failed(self, msg: str) -> None:
-        self.last_error = msg
-        self.metrics.upload_errors.labels("index").inc()
-        with self._fail_lock:
-            delay = max(self._index_backoff.next_delay(), 0.5)
-            self._index_retry_at = self.clock.monotonic() + delay
+        delay = self._failed(self._index_gate, "index", msg)
         log.warning("index database unavailable, retrying in %.1fs (rows kept in the spool): %s", delay, msg)
+
+    def _failed(self, gate: RetryGate, kind: str, msg: str) -> float:
+        """Count one failed attempt (``upload_errors{kind}``) and close ``gate`` until its retry; the delay."""
+        self.last_error = msg
+        self.metrics.upload_errors.labels(kind).inc()
+        return gate.failed(self.clock.monotonic())
 
     def drain(self, timeout: float) -> bool:
         """Run passes until the spool is empty or ``timeout`` passes; True if empty."""

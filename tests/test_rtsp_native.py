@@ -24,7 +24,10 @@ from recorder.rtp_depacketize import (
     h265_dimensions,
     parse_rtcp,
 )
-from recorder.rtsp_native import Auth, NativeRtspInput, control_url, parse_sdp
+from recorder.rtsp_auth import Auth
+from recorder.rtsp_native import NativeRtspInput
+from recorder.rtsp_session import aac_track, rtp_info
+from recorder.sdp import SdpMedia, control_url, parse_sdp
 from simulator.clip import make_clip
 
 
@@ -200,6 +203,34 @@ def test_sdp_tracks_and_control_urls():
     assert control_url("rtsp://h:554/clip/", "*") == "rtsp://h:554/clip/"
 
 
+@pytest.mark.parametrize("value, expected", [
+    # whole URLs, as the GStreamer server sends them
+    ("url=rtsp://h:554/clip/stream=0;seq=1;rtptime=900,url=rtsp://h:554/clip/stream=1;seq=5;rtptime=16000",
+     {0: 900, 2: 16000}),
+    ("url=/clip/stream=0;rtptime=7", {0: 7}),  # a path: the control URL ends with it
+    ("url=stream=1;rtptime=8", {2: 8}),  # only the last component
+    ("url=rtsp://h:554/clip/stream=0;seq=1", {}),  # no rtptime: nothing to align with
+    ("", {}),
+])
+def test_rtp_info_is_matched_to_the_tracks_control_urls(value, expected):
+    urls = {"rtsp://h:554/clip/stream=0": 0, "rtsp://h:554/clip/stream=1": 2}
+    assert rtp_info(value, urls) == expected
+
+
+def test_only_aac_hbr_or_lbr_audio_with_a_size_length_is_recorded():
+    def audio(mode: str = "AAC-hbr", config: str = "1588", **fmtp: str) -> SdpMedia:
+        return SdpMedia("audio", 97, "MPEG4-GENERIC", 8000, 1,
+                        {"mode": mode, "config": config, "sizelength": "13", **fmtp})
+
+    a = aac_track(audio(indexlength="3", indexdeltalength="3"))
+    assert a is not None and (a.rate, a.channels, a.size_length, a.index_length, a.index_delta_length) == (8000, 1, 13, 3, 3)
+    assert aac_track(audio("AAC-lbr", sizelength="6", indexlength="2")).size_length == 6
+    assert aac_track(audio("CELP-cbr")) is None  # other MPEG-4 audio modes
+    assert aac_track(audio(config="")) is None  # no AudioSpecificConfig
+    assert aac_track(audio(sizelength="0")) is None
+    assert aac_track(SdpMedia("audio", 8, "PCMA", 8000)) is None  # G.711 is not recorded
+
+
 def test_digest_answer_matches_rfc2617_example():
     a = Auth("Mufasa", "Circle Of Life")
     assert a.challenge(['Basic realm="x"', 'Digest realm="testrealm@host.com", qop="auth,auth-int", '
@@ -314,7 +345,7 @@ def test_read_pause_never_outgrows_the_receive_buffer(rcvbuf, got, elapsed, expe
     a, b = socket.socketpair()
     try:
         a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # Linux reports (and keeps) twice this
-        inp.sock = a
+        inp.conn.sock = a
         assert inp._pause(got, elapsed) == pytest.approx(expected, rel=0.02)
     finally:
         a.close()

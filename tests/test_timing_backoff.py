@@ -1,6 +1,6 @@
 import pytest
 
-from recorder.backoff import Backoff
+from recorder.backoff import Backoff, RetryGate
 from recorder.timing import SessionTimeline
 
 
@@ -48,6 +48,18 @@ def test_backoff_schedule():
     assert delays[7:] == [10.0, 10.0, 10.0]
     b.reset()
     assert b.next_delay() == 0.0
+
+
+def test_retry_gate_closes_for_the_backoff_delay_never_less_than_its_floor():
+    """The uploader's gate per resource (storage, index): a failure closes it for the next
+    backoff delay (at least 0.5 s, also the first time), a success opens it for good."""
+    g = RetryGate(initial_s=0.5, cap_s=4.0)
+    assert g.is_open(0.0)
+    delays = [g.failed(100.0) for _ in range(6)]
+    assert delays == [0.5, 0.5, 1.0, 2.0, 4.0, 4.0]
+    assert not g.is_open(103.9) and g.is_open(104.0)  # retry time from the last failure
+    g.succeeded()
+    assert g.is_open(0.0) and g.failed(200.0) == 0.5 and not g.is_open(200.4)
 
 
 @pytest.mark.parametrize("state, age_s, stalled", [

@@ -1,0 +1,140 @@
+"""RTSP session set-up: OPTIONS, DESCRIBE, SETUP of the tracks labwitness records, PLAY.
+
+:func:`start_session` takes a connected :class:`recorder.rtsp_conn.RtspConnection`
+and leaves it playing; it answers with what was set up (:class:`Playing`):
+the video track (H.264/H.265, required), an AAC track when the camera offers
+one (MPEG4-GENERIC AAC-hbr/lbr; other audio is not recorded: the video is what
+matters) and each track's ``rtptime`` at the PLAY instant from ``RTP-Info``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+
+from labwitness.errors import StreamError
+from recorder.rtp_depacketize import aac_config, h264_param_sets, h265_param_sets
+from recorder.rtsp_conn import RtspConnection
+from recorder.sdp import SdpMedia, control_url, parse_int, parse_sdp
+
+log = logging.getLogger(__name__)
+
+_VIDEO_ENCODINGS = {"H264": "h264", "H265": "hevc", "HEVC": "hevc"}
+#: interleaved channel pairs asked for in SETUP (RTP, then RTCP on the odd one)
+_VIDEO_CHANNEL, _AUDIO_CHANNEL = 0, 2
+
+
+@dataclass
+class AacTrack:
+    """An MPEG4-GENERIC AAC track (RFC 3640) as SDP describes it."""
+
+    config: bytes  # AudioSpecificConfig
+    rate: int
+    channels: int
+    size_length: int
+    index_length: int
+    index_delta_length: int
+    channel: int = -1  # interleaved RTP channel once set up
+
+
+@dataclass
+class Playing:
+    """What one session set up: its tracks' codecs, channels and PLAY-time RTP timestamps."""
+
+    video_codec: str  # "h264" | "hevc"
+    video_params: list[bytes]  # parameter sets from the SDP (may be none: then in-band)
+    framerate: float  # from the SDP; 0 when not given
+    video_channel: int
+    audio: AacTrack | None
+    rtp_info: dict[int, int] = field(default_factory=dict)  # channel -> rtptime at PLAY
+
+
+def aac_track(m: SdpMedia) -> AacTrack | None:
+    """The AAC track of an audio medium, or None when the native client does not record it."""
+    if m.encoding != "MPEG4-GENERIC" or m.fmtp.get("mode", "").lower() not in ("aac-hbr", "aac-lbr"):
+        return None
+    try:
+        config, rate, channels = aac_config(m.fmtp.get("config", ""))
+    except ValueError:
+        return None
+    rate = m.clock_rate or rate
+    if not (rate > 0 and parse_int(m.fmtp.get("sizelength", "-1")) > 0):
+        return None
+    return AacTrack(config, rate, channels, parse_int(m.fmtp.get("sizelength", "13")),
+                    max(0, parse_int(m.fmtp.get("indexlength", "3"))),
+                    max(0, parse_int(m.fmtp.get("indexdeltalength", "3"))))
+
+
+def start_session(conn: RtspConnection) -> Playing:
+    """OPTIONS, DESCRIBE, SETUP video (and AAC audio), PLAY; StreamError when the camera cannot be recorded."""
+    opts = conn.request("OPTIONS", conn.url)
+    if "GET_PARAMETER" in opts.header("public").upper():
+        conn.keepalive_method = "GET_PARAMETER"
+    desc = conn.request("DESCRIBE", conn.url, {"Accept": "application/sdp"})
+    base = desc.header("content-base") or desc.header("content-location") or conn.url
+    session_control, media = parse_sdp(desc.body.decode("utf-8", "replace"))
+    if session_control and session_control != "*":
+        base = control_url(base, session_control)
+    video = next((m for m in media if m.kind == "video"), None)
+    if video is None:
+        raise conn.fail("no_video", "码流中没有视频 / the stream has no video track")
+    codec = _VIDEO_ENCODINGS.get(video.encoding)
+    if codec is None:
+        raise conn.fail("unsupported_codec", f"不支持的视频编码 / video codec {video.encoding or video.payload_type!r} "
+                                             "is not H.264/H.265")
+    params = h264_param_sets(video.fmtp) if codec == "h264" else h265_param_sets(video.fmtp)
+    audio_media = next((m for m in media if m.kind == "audio"), None)
+    audio = aac_track(audio_media) if audio_media is not None else None
+    if audio_media is not None and audio is None:
+        log.info("%s: audio %s is not recorded (the native client records AAC only)", conn.shown, audio_media.encoding)
+
+    playing = Playing(codec, params, video.framerate, _setup(conn, control_url(base, video.control), _VIDEO_CHANNEL), None)
+    if audio is not None:
+        assert audio_media is not None
+        try:
+            audio.channel = _setup(conn, control_url(base, audio_media.control), _AUDIO_CHANNEL)
+            playing.audio = audio
+        except StreamError as e:  # video is what matters: record it without the audio
+            if e.reason in ("auth_failed", "timeout", "stream_ended"):
+                raise
+            log.warning("%s: audio track not set up, recording video only: %s", conn.shown, e)
+    play = conn.request("PLAY", base, {"Session": conn.session})
+    urls = {control_url(base, video.control): playing.video_channel}
+    if playing.audio is not None and audio_media is not None:
+        urls[control_url(base, audio_media.control)] = playing.audio.channel
+    playing.rtp_info = rtp_info(play.header("rtp-info"), urls)
+    conn.playing()
+    return playing
+
+
+def _setup(conn: RtspConnection, uri: str, channel: int) -> int:
+    """SETUP one track interleaved on ``channel``; the channel the camera chose."""
+    headers = {"Transport": f"RTP/AVP/TCP;unicast;interleaved={channel}-{channel + 1}"}
+    if conn.session:
+        headers["Session"] = conn.session
+    resp = conn.request("SETUP", uri, headers)
+    sess = resp.header("session")
+    if sess:
+        sid, _, rest = sess.partition(";")
+        conn.session = sid.strip()
+        m = re.search(r"timeout\s*=\s*(\d+)", rest)
+        if m and int(m.group(1)) > 0:
+            conn.session_timeout_s = float(m.group(1))
+    m = re.search(r"interleaved=(\d+)", resp.header("transport"))
+    return int(m.group(1)) if m else channel
+
+
+def rtp_info(value: str, urls: dict[str, int]) -> dict[int, int]:
+    """Channel -> rtptime from PLAY's ``RTP-Info``, matching each entry's URL to a track's
+    control URL (cameras give it whole, as a path, or as the last component only)."""
+    out: dict[int, int] = {}
+    for entry in value.split(","):
+        fields = dict(f.strip().partition("=")[::2] for f in entry.split(";"))
+        url, rtptime = fields.get("url", ""), fields.get("rtptime", "")
+        if not rtptime.isdigit():
+            continue
+        for u, ch in urls.items():
+            if url and (url == u or u.endswith(url) or url.endswith(u.rsplit("/", 1)[-1])):
+                out[ch] = int(rtptime)
+    return out
