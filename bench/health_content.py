@@ -52,10 +52,13 @@ from index.migrate import upgrade
 from index.models import Camera, CameraContentState, ContentEvent
 from index.queries import IndexStore
 from labwitness.clock import SystemClock
+from retention.byte_sources import FileSource
 from retention.content_detect import ContentConfig
 from retention.content_index import approve_reference
 from retention.content_job import ContentJobConfig, run_content_check
-from retention.keyframes import FileSource, KeyframeDecoder, demux_keyframes, locate_keyframes
+from retention.keyframe_decode import KeyframeDecoder
+from retention.keyframe_locate import locate_keyframes
+from retention.keyframes import demux_keyframes
 from storage.s3 import S3ObjectStore
 from storage.seaweed import EmbeddedSeaweed
 

@@ -1,7 +1,9 @@
 """Shared leaf of the labwitness distribution.
 
 Owns only what every other package needs and nothing may own twice: the one
-exception hierarchy (:mod:`labwitness.errors`) and the clock
-(:mod:`labwitness.clock`).  It imports nothing from the other packages, so any
-of them may import it without creating a cycle.
+exception hierarchy (:mod:`labwitness.errors`), the clock
+(:mod:`labwitness.clock`), and the media bitstream parsers
+(:mod:`labwitness.media`: MP4 boxes, H.264/H.265 NAL units, AAC headers) that
+the recorder and retention both read with.  It imports nothing from the other
+packages, so any of them may import it without creating a cycle.
 """

@@ -1,7 +1,8 @@
-"""RTP payloads -> access units: H.264 (RFC 6184), H.265 (RFC 7798), AAC (RFC 3640).
+"""RTP payloads -> access units: H.264 (RFC 6184), H.265 (RFC 7798), AAC (RFC 3640); RTCP.
 
 Pure code (no I/O, no PyAV) so it is tested with constructed and captured
-packets.  Each depacketizer takes one RTP packet at a time (a ``memoryview``
+packets.  What the payloads *mean* (NAL unit types, SPS dimensions, AAC
+config, ADTS) is codec bitstream parsing, in :mod:`labwitness.media`.  Each depacketizer takes one RTP packet at a time (a ``memoryview``
 into the reader's receive buffer, valid only during the call) and appends
 finished access units to ``self.out`` as :class:`AccessUnit` tuples.
 
@@ -29,6 +30,8 @@ from __future__ import annotations
 import base64
 import struct
 from typing import NamedTuple
+
+from labwitness.media.h26x import H264_IDR, HEVC_IRAP, PARAM_SET_TYPES, SPS_TYPE, nal_type
 
 START = b"\x00\x00\x00\x01"
 _RTP = struct.Struct("!BBHI")
@@ -77,25 +80,57 @@ class _Unwrap:
         return self.ext
 
 
-class VideoDepacketizer:
+class _Depacketizer:
+    """What every depacketizer does with a packet before its payload: the RTP header,
+    the sequence count and the timestamp unwrap."""
+
+    def __init__(self) -> None:
+        self.out: list[AccessUnit] = []
+        self.lost = 0  # RTP packets missing from the sequence
+        self.malformed = 0
+        self._seq = -1
+        self._unwrap = _Unwrap()
+
+    def _header(self, p: memoryview, min_size: int) -> tuple[int, int, int, int, int] | None:
+        """(second header byte, sequence number, timestamp, payload start, payload end);
+        None, counted as malformed, when the packet is shorter than ``min_size``."""
+        n = len(p)
+        if n < min_size:
+            self.malformed += 1
+            return None
+        b0, b1, seq, ts = _RTP.unpack_from(p)
+        off, end = _payload_bounds(p, n, b0)
+        return b1, seq, ts, off, end
+
+    def _sequence(self, seq: int) -> int | None:
+        """How many packets were lost just before this one (0: none); None for a
+        duplicate or a late packet, which is already past and is dropped."""
+        expected = self._seq
+        gap = 0
+        if expected >= 0 and seq != expected:
+            gap = (seq - expected) & 0xFFFF
+            if gap >= 0x8000:
+                return None
+            self.lost += gap
+        self._seq = (seq + 1) & 0xFFFF
+        return gap
+
+
+class VideoDepacketizer(_Depacketizer):
     """H.264 or H.265 RTP -> Annex B access units with parameter sets before every keyframe."""
 
     def __init__(self, codec: str, param_sets: list[bytes] | None = None) -> None:
         if codec not in ("h264", "hevc"):
             raise ValueError(f"unsupported video codec {codec!r}")
+        super().__init__()
         self.codec = codec
-        hevc = codec == "hevc"
-        self._param_types = (32, 33, 34) if hevc else (7, 8)
-        self._payload = self._h265 if hevc else self._h264
-        self.out: list[AccessUnit] = []
-        self.lost = 0  # RTP packets missing from the sequence
-        self.malformed = 0
+        self._param_types = PARAM_SET_TYPES[codec]
+        self._payload = self._h265 if codec == "hevc" else self._h264
         #: current parameter sets (SPS/PPS, or VPS/SPS/PPS), raw NAL units without start codes
         self.params: dict[int, bytes] = {}
         for p in param_sets or ():
             self._note_param(p)
         self.params_changed = False
-        self._seq = -1
         self._ts = -1
         self._chunks: list[bytes] = []
         self._key = False
@@ -103,14 +138,10 @@ class VideoDepacketizer:
         self._damaged = False
         self._fu_start = -1  # index in _chunks where the fragmented NAL in progress starts
         self._fu_key = False  # the fragmented NAL in progress is an IDR/IRAP slice
-        self._unwrap = _Unwrap()
 
     # -- parameter sets ----------------------------------------------------------
-    def _nal_type(self, nal: bytes) -> int:
-        return (nal[0] >> 1) & 0x3F if self.codec == "hevc" else nal[0] & 0x1F
-
     def _note_param(self, nal: bytes) -> None:
-        t = self._nal_type(nal)
+        t = nal_type(self.codec, nal[0])
         if t in self._param_types:
             if self.params.get(t) != nal:
                 self.params[t] = bytes(nal)
@@ -122,33 +153,28 @@ class VideoDepacketizer:
         return all(t in self.params for t in self._param_types)
 
     def sps(self) -> bytes | None:
-        return self.params.get(33 if self.codec == "hevc" else 7)
+        return self.params.get(SPS_TYPE[self.codec])
 
     def annexb_params(self) -> bytes:
         return b"".join(START + self.params[t] for t in self._param_types if t in self.params)
 
     # -- packets -------------------------------------------------------------------
     def push(self, p: memoryview) -> None:
-        n = len(p)
-        if n < 13:
-            self.malformed += 1
+        header = self._header(p, 13)
+        if header is None:
             return
-        b0, b1, seq, ts = _RTP.unpack_from(p)
-        off, end = _payload_bounds(p, n, b0)
+        b1, seq, ts, off, end = header
         if off >= end:
             self.malformed += 1
             return
-        expected = self._seq
-        if seq != expected and expected >= 0:
-            gap = (seq - expected) & 0xFFFF
-            if gap >= 0x8000:
-                return  # a duplicate or a late packet: already past it
-            self.lost += gap
+        gap = self._sequence(seq)
+        if gap is None:
+            return
+        if gap:
             self._damaged = True
             if self._fu_start >= 0:  # the fragmented NAL in progress lost a piece
                 del self._chunks[self._fu_start:]
                 self._fu_start = -1
-        self._seq = (seq + 1) & 0xFFFF
         if ts != self._ts:
             if self._chunks:
                 self._emit()  # the previous access unit lost its marker packet
@@ -175,7 +201,7 @@ class VideoDepacketizer:
             fu = p[off + 1]
             if fu & 0x80:  # start
                 ft = fu & 0x1F
-                self._fu_key = ft == 5
+                self._fu_key = ft == H264_IDR
                 self._fu_start = len(self._chunks)
                 self._chunks.append(START)
                 self._chunks.append(bytes(((h & 0xE0) | ft,)))
@@ -187,7 +213,7 @@ class VideoDepacketizer:
                 self._key = self._key or self._fu_key
                 self._fu_start = -1
         elif 1 <= t <= 23:
-            if t == 5:
+            if t == H264_IDR:
                 self._key = True
             self._fu_start = -1
             self._nal(p[off:end].tobytes(), t)
@@ -200,7 +226,7 @@ class VideoDepacketizer:
                     self.malformed += 1
                     break
                 nt = p[i] & 0x1F
-                if nt == 5:
+                if nt == H264_IDR:
                     self._key = True
                 self._nal(p[i:i + size].tobytes(), nt)
                 i += size
@@ -217,7 +243,7 @@ class VideoDepacketizer:
             fu = p[off + 2]
             if fu & 0x80:
                 ft = fu & 0x3F
-                self._fu_key = 16 <= ft <= 21
+                self._fu_key = ft in HEVC_IRAP
                 self._fu_start = len(self._chunks)
                 self._chunks.append(START)
                 self._chunks.append(bytes(((h0 & 0x81) | (ft << 1), p[off + 1])))
@@ -228,7 +254,7 @@ class VideoDepacketizer:
                 self._key = self._key or self._fu_key
                 self._fu_start = -1
         elif t < 48:
-            if 16 <= t <= 21:
+            if t in HEVC_IRAP:
                 self._key = True
             self._fu_start = -1
             self._nal(p[off:end].tobytes(), t)
@@ -241,7 +267,7 @@ class VideoDepacketizer:
                     self.malformed += 1
                     break
                 nt = (p[i] >> 1) & 0x3F
-                if 16 <= nt <= 21:
+                if nt in HEVC_IRAP:
                     self._key = True
                 self._nal(p[i:i + size].tobytes(), nt)
                 i += size
@@ -271,37 +297,29 @@ class VideoDepacketizer:
             self._emit()
 
 
-class AacDepacketizer:
+class AacDepacketizer(_Depacketizer):
     """MPEG4-GENERIC AAC-hbr / AAC-lbr (RFC 3640): one or more AUs per packet."""
 
     def __init__(self, size_length: int = 13, index_length: int = 3, index_delta_length: int = 3,
                  frame_samples: int = 1024) -> None:
+        super().__init__()
         self.size_length = size_length
         self.index_length = index_length
         self.index_delta_length = index_delta_length
         self.frame_samples = frame_samples
-        self.out: list[AccessUnit] = []
-        self.lost = 0
-        self.malformed = 0
-        self._seq = -1
         self._frag: list[bytes] = []
         self._frag_ts = -1
-        self._unwrap = _Unwrap()
 
     def push(self, p: memoryview) -> None:
-        n = len(p)
-        if n < 14:
-            self.malformed += 1
+        header = self._header(p, 14)
+        if header is None:
             return
-        b0, b1, seq, ts = _RTP.unpack_from(p)
-        off, end = _payload_bounds(p, n, b0)
-        if self._seq >= 0 and seq != self._seq:
-            gap = (seq - self._seq) & 0xFFFF
-            if gap >= 0x8000:
-                return
-            self.lost += gap
+        b1, seq, ts, off, end = header
+        gap = self._sequence(seq)
+        if gap is None:
+            return
+        if gap:
             self._frag.clear()
-        self._seq = (seq + 1) & 0xFFFF
         if off + 2 > end:
             self.malformed += 1
             return
@@ -370,7 +388,7 @@ def parse_rtcp(p: memoryview) -> tuple[list[SenderReport], bool]:
     return reports, bye
 
 
-# -- SDP fmtp helpers and SPS parsing ---------------------------------------------------
+# -- parameter sets from SDP (RFC 6184 sprop-parameter-sets, RFC 7798 sprop-vps/sps/pps) ----
 def h264_param_sets(fmtp: dict[str, str]) -> list[bytes]:
     return _b64_list(fmtp.get("sprop-parameter-sets", ""))
 
@@ -389,147 +407,3 @@ def _b64_list(value: str) -> list[bytes]:
             except ValueError:
                 continue  # a camera's broken sprop: in-band parameter sets will do
     return out
-
-
-def _rbsp_bits(nal: bytes, header: int) -> "_Bits":
-    raw = bytearray()
-    zeros = 0
-    for b in nal[header:]:
-        if zeros >= 2 and b == 3:  # emulation prevention byte
-            zeros = 0
-            continue
-        raw.append(b)
-        zeros = zeros + 1 if b == 0 else 0
-    return _Bits(bytes(raw))
-
-
-class _Bits:
-    def __init__(self, data: bytes) -> None:
-        self.v = int.from_bytes(data, "big")
-        self.n = len(data) * 8
-        self.pos = 0
-
-    def u(self, k: int) -> int:
-        if self.pos + k > self.n:
-            raise ValueError("parameter set truncated")
-        self.pos += k
-        return (self.v >> (self.n - self.pos)) & ((1 << k) - 1) if k else 0
-
-    def ue(self) -> int:
-        zeros = 0
-        while self.u(1) == 0:
-            zeros += 1
-            if zeros > 31:
-                raise ValueError("bad exp-Golomb code")
-        return (1 << zeros) - 1 + self.u(zeros)
-
-    def se(self) -> int:
-        k = self.ue()
-        return (k + 1) // 2 if k & 1 else -(k // 2)
-
-
-def h264_dimensions(sps: bytes) -> tuple[int, int]:
-    """(width, height) in pixels from an H.264 SPS NAL unit (ITU-T H.264 7.3.2.1.1)."""
-    b = _rbsp_bits(sps, 1)
-    profile = b.u(8)
-    b.u(16)  # constraint flags, level
-    b.ue()  # sps id
-    chroma = 1
-    separate = 0
-    if profile in (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135):
-        chroma = b.ue()
-        if chroma == 3:
-            separate = b.u(1)
-        b.ue()
-        b.ue()
-        b.u(1)
-        if b.u(1):  # scaling matrices present
-            for i in range(12 if chroma == 3 else 8):
-                if b.u(1):
-                    last = nxt = 8
-                    for _ in range(16 if i < 6 else 64):
-                        if nxt:
-                            nxt = (last + b.se() + 256) % 256
-                        last = nxt or last
-    b.ue()  # log2_max_frame_num
-    poc = b.ue()
-    if poc == 0:
-        b.ue()
-    elif poc == 1:
-        b.u(1)
-        b.se()
-        b.se()
-        for _ in range(b.ue()):
-            b.se()
-    b.ue()  # max refs
-    b.u(1)
-    w_mbs, h_units = b.ue() + 1, b.ue() + 1
-    frame_mbs_only = b.u(1)
-    if not frame_mbs_only:
-        b.u(1)
-    b.u(1)
-    width, height = w_mbs * 16, (2 - frame_mbs_only) * h_units * 16
-    if b.u(1):  # cropping
-        l, r, t, bo = b.ue(), b.ue(), b.ue(), b.ue()
-        if separate or chroma == 0:
-            cx, cy = 1, 2 - frame_mbs_only
-        else:
-            cx, cy = (2 if chroma in (1, 2) else 1), (2 if chroma == 1 else 1) * (2 - frame_mbs_only)
-        width -= cx * (l + r)
-        height -= cy * (t + bo)
-    return width, height
-
-
-def h265_dimensions(sps: bytes) -> tuple[int, int]:
-    """(width, height) in pixels from an H.265 SPS NAL unit (ITU-T H.265 7.3.2.2)."""
-    b = _rbsp_bits(sps, 2)
-    b.u(4)
-    max_sub = b.u(3)
-    b.u(1)
-    b.u(88)  # general profile space/tier/idc, compatibility and constraint flags
-    b.u(8)  # general level
-    present = [(b.u(1), b.u(1)) for _ in range(max_sub)]
-    if max_sub > 0:
-        for _ in range(max_sub, 8):
-            b.u(2)
-    for prof, lvl in present:
-        if prof:
-            b.u(88)
-        if lvl:
-            b.u(8)
-    b.ue()  # sps id
-    chroma = b.ue()
-    if chroma == 3:
-        b.u(1)
-    width, height = b.ue(), b.ue()
-    if b.u(1):  # conformance window
-        l, r, t, bo = b.ue(), b.ue(), b.ue(), b.ue()
-        width -= (2 if chroma in (1, 2) else 1) * (l + r)
-        height -= (2 if chroma == 1 else 1) * (t + bo)
-    return width, height
-
-
-def aac_config(config_hex: str) -> tuple[bytes, int, int]:
-    """(AudioSpecificConfig, sample rate, channels) from the SDP ``config=`` hex string."""
-    asc = bytes.fromhex(config_hex)
-    if len(asc) < 2:
-        raise ValueError("AAC config too short")
-    rates = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
-    b = _Bits(asc)
-    aot = b.u(5)
-    if aot == 31:
-        aot = 32 + b.u(6)
-    idx = b.u(4)
-    rate = b.u(24) if idx == 15 else rates[idx] if idx < len(rates) else 0
-    channels = b.u(4)
-    return asc, rate, channels
-
-
-def adts_header(asc: bytes, payload_len: int) -> bytes:
-    """A 7-byte ADTS header for one raw AAC frame described by ``asc`` (profile/rate/channels)."""
-    aot = asc[0] >> 3
-    sfi = ((asc[0] & 7) << 1) | (asc[1] >> 7)
-    ch = (asc[1] >> 3) & 15
-    n = payload_len + 7
-    return bytes((0xFF, 0xF1, ((max(aot, 1) - 1) << 6) | (sfi << 2) | (ch >> 2), ((ch & 3) << 6) | (n >> 11),
-                  (n >> 3) & 0xFF, ((n & 7) << 5) | 0x1F, 0xFC))

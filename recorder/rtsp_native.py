@@ -46,15 +46,9 @@ from typing import Callable, Iterator
 import av
 
 from labwitness.errors import StreamError
-from recorder.rtp_depacketize import (
-    AacDepacketizer,
-    SenderReport,
-    VideoDepacketizer,
-    adts_header,
-    h264_dimensions,
-    h265_dimensions,
-    parse_rtcp,
-)
+from labwitness.media.aac import adts_header
+from labwitness.media.h26x import h264_dimensions, h265_dimensions
+from recorder.rtp_depacketize import AacDepacketizer, SenderReport, VideoDepacketizer, parse_rtcp
 from recorder.rtsp_conn import RtspConnection
 from recorder.rtsp_session import start_session
 from recorder.segmenter import TrackTemplate

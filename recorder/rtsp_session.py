@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass, field
 
 from labwitness.errors import StreamError
-from recorder.rtp_depacketize import aac_config, h264_param_sets, h265_param_sets
+from labwitness.media.aac import aac_config
+from recorder.rtp_depacketize import h264_param_sets, h265_param_sets
 from recorder.rtsp_conn import RtspConnection
 from recorder.sdp import SdpMedia, control_url, parse_int, parse_sdp
 

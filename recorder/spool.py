@@ -41,7 +41,6 @@ import json
 import logging
 import os
 import shutil
-import struct
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,6 +48,7 @@ from pathlib import Path
 from typing import Iterator
 
 from labwitness.errors import SpoolError
+from labwitness.media import mp4 as mp4_boxes
 from labwitness.private_fs import FILE_MODE, private_dir
 from storage.layout import SegmentMeta, check_camera_id, iso_ms, parse_iso
 
@@ -357,39 +357,13 @@ class CameraSpool:
 
 
 def complete_fragments_end(path: Path) -> int:
-    """Byte offset just after the last complete ``moof``+``mdat`` pair, or 0.
-
-    A small hand-written box walk: neither PyAV nor FFmpeg exposes "truncate a
-    fragmented MP4 to its last complete fragment", and the walk reads only the
-    8/16-byte box headers.
-    """
+    """Byte offset just after the last complete ``moof``+``mdat`` pair of the file at
+    ``path``, or 0 (see :func:`labwitness.media.mp4.complete_fragments_end`: only the
+    box headers are read)."""
     size = path.stat().st_size
-    good = 0
-    have_moov = False
-    pending_moof = False
     with open(path, "rb") as f:
-        pos = 0
-        while pos + 8 <= size:
-            f.seek(pos)
-            hdr = f.read(8)
-            box_size, box_type = struct.unpack(">I4s", hdr)
-            header = 8
-            if box_size == 1:
-                ext = f.read(8)
-                if len(ext) < 8:
-                    break
-                box_size = struct.unpack(">Q", ext)[0]
-                header = 16
-            elif box_size == 0:
-                box_size = size - pos
-            if box_size < header or pos + box_size > size:
-                break  # truncated box: stop before it
-            if box_type == b"moov":
-                have_moov = True
-            elif box_type == b"moof":
-                pending_moof = True
-            elif box_type == b"mdat" and pending_moof and have_moov:
-                good = pos + box_size
-                pending_moof = False
-            pos += box_size
-    return good
+        def read(offset: int, length: int) -> bytes:
+            f.seek(offset)
+            return f.read(length)
+
+        return mp4_boxes.complete_fragments_end(read, size)

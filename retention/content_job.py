@@ -53,11 +53,14 @@ from index.models import Camera, JobRun, Segment
 from index.queries import MAX_SEGMENT_MS, db_errors
 from labwitness.clock import Clock, utc_ms
 from labwitness.errors import JobRefusedError, StorageError
+from labwitness.media.mp4 import ParseError
 from retention import content_index
 from retention.content import EventUpdate, Finding, fold, judge
 from retention.content_detect import ContentConfig, Reference, thumbnail_jpeg
 from retention.content_state import Coded, DetectorState, decode_reason
-from retention.keyframes import Keyframe, KeyframeDecoder, ParseError, SampleStats, StoreSource, luma, sample_keyframes
+from retention.byte_sources import StoreSource
+from retention.keyframe_decode import Keyframe, KeyframeDecoder, luma
+from retention.keyframes import SampleStats, sample_keyframes
 from retention.runs import exclusive
 from storage.base import ObjectStore
 

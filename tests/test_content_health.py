@@ -27,10 +27,11 @@ from retention.content import EventUpdate, Finding, fold, judge, unusable_ms
 from retention.content_detect import ContentConfig, Reference, check_moved, layout_ncc
 from retention.content_state import Coded, DetectorState, decode_reason
 from retention.content_job import ContentJobConfig, run_content_check
-from retention.keyframes import (
-    BytesSource, FileSource, StoreSource, coded_picture, demux_keyframes, locate_keyframes, luma, parse_mfra_tail,
-    sample_keyframes,
-)
+from labwitness.media.mp4 import parse_mfra_tail
+from retention.byte_sources import BytesSource, FileSource, StoreSource
+from retention.keyframe_decode import coded_picture, luma
+from retention.keyframe_locate import locate_keyframes
+from retention.keyframes import demux_keyframes, sample_keyframes
 from simulator.clip import make_clip
 from storage.hashing import file_sha256
 from storage.layout import SegmentMeta

@@ -15,15 +15,9 @@ import struct
 import av
 import pytest
 
-from recorder.rtp_depacketize import (
-    START,
-    AacDepacketizer,
-    VideoDepacketizer,
-    aac_config,
-    h264_dimensions,
-    h265_dimensions,
-    parse_rtcp,
-)
+from labwitness.media.aac import aac_config
+from labwitness.media.h26x import h264_dimensions, h265_dimensions
+from recorder.rtp_depacketize import START, AacDepacketizer, VideoDepacketizer, parse_rtcp
 from recorder.rtsp_auth import Auth
 from recorder.rtsp_native import NativeRtspInput
 from recorder.rtsp_session import aac_track, rtp_info

@@ -1,0 +1,133 @@
+"""H.264 (ITU-T H.264) and H.265 (ITU-T H.265) NAL units: their types, the units of a
+length-prefixed access unit, and the picture size an SPS declares.
+
+What the recorder needs to cut and describe a stream it depacketizes (parameter sets,
+keyframes, dimensions) and what retention needs to fingerprint a stored keyframe (its
+VCL units), written once.  ``codec`` is ``"h264"`` or ``"hevc"`` throughout.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from labwitness.media.bits import rbsp_bits
+
+#: parameter-set NAL unit types, in the order a decoder wants them: SPS, PPS / VPS, SPS, PPS
+PARAM_SET_TYPES = {"h264": (7, 8), "hevc": (32, 33, 34)}
+SPS_TYPE = {"h264": 7, "hevc": 33}
+#: H.264: a coded slice of an IDR picture, where decoding can start
+H264_IDR = 5
+#: H.265: the IRAP pictures (BLA, IDR, CRA), where decoding can start
+HEVC_IRAP = range(16, 22)
+#: VCL NAL unit types: the coded picture (SEI, parameter sets and filler excluded)
+VCL_TYPES = {"h264": range(1, 6), "hevc": range(0, 32)}
+
+
+def nal_type(codec: str, header_byte: int) -> int:
+    """The NAL unit type in the first header byte of a NAL unit."""
+    return (header_byte >> 1) & 0x3F if codec == "hevc" else header_byte & 0x1F
+
+
+def length_size(codec: str, extradata: bytes | None) -> int:
+    """Bytes of the length prefix before each NAL unit of a sample, from its
+    ``avcC`` / ``hvcC`` (``lengthSizeMinusOne``); 4 when there is none."""
+    if extradata:
+        if codec == "h264" and len(extradata) > 4:
+            return (extradata[4] & 3) + 1
+        if codec == "hevc" and len(extradata) > 21:
+            return (extradata[21] & 3) + 1
+    return 4
+
+
+def length_prefixed(data: bytes, prefix: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each NAL unit of one MP4 sample (``prefix``-byte lengths, each
+    followed by its unit); stops at an empty or overrunning length."""
+    pos, size = 0, len(data)
+    while pos + prefix <= size:
+        length = int.from_bytes(data[pos: pos + prefix], "big")
+        pos += prefix
+        if length <= 0 or pos + length > size:
+            return
+        yield pos, pos + length
+        pos += length
+
+
+def h264_dimensions(sps: bytes) -> tuple[int, int]:
+    """(width, height) in pixels from an H.264 SPS NAL unit (ITU-T H.264 7.3.2.1.1)."""
+    b = rbsp_bits(sps, 1)
+    profile = b.u(8)
+    b.u(16)  # constraint flags, level
+    b.ue()  # sps id
+    chroma = 1
+    separate = 0
+    if profile in (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135):
+        chroma = b.ue()
+        if chroma == 3:
+            separate = b.u(1)
+        b.ue()
+        b.ue()
+        b.u(1)
+        if b.u(1):  # scaling matrices present
+            for i in range(12 if chroma == 3 else 8):
+                if b.u(1):
+                    last = nxt = 8
+                    for _ in range(16 if i < 6 else 64):
+                        if nxt:
+                            nxt = (last + b.se() + 256) % 256
+                        last = nxt or last
+    b.ue()  # log2_max_frame_num
+    poc = b.ue()
+    if poc == 0:
+        b.ue()
+    elif poc == 1:
+        b.u(1)
+        b.se()
+        b.se()
+        for _ in range(b.ue()):
+            b.se()
+    b.ue()  # max refs
+    b.u(1)
+    w_mbs, h_units = b.ue() + 1, b.ue() + 1
+    frame_mbs_only = b.u(1)
+    if not frame_mbs_only:
+        b.u(1)
+    b.u(1)
+    width, height = w_mbs * 16, (2 - frame_mbs_only) * h_units * 16
+    if b.u(1):  # cropping
+        l, r, t, bo = b.ue(), b.ue(), b.ue(), b.ue()
+        if separate or chroma == 0:
+            cx, cy = 1, 2 - frame_mbs_only
+        else:
+            cx, cy = (2 if chroma in (1, 2) else 1), (2 if chroma == 1 else 1) * (2 - frame_mbs_only)
+        width -= cx * (l + r)
+        height -= cy * (t + bo)
+    return width, height
+
+
+def h265_dimensions(sps: bytes) -> tuple[int, int]:
+    """(width, height) in pixels from an H.265 SPS NAL unit (ITU-T H.265 7.3.2.2)."""
+    b = rbsp_bits(sps, 2)
+    b.u(4)
+    max_sub = b.u(3)
+    b.u(1)
+    b.u(88)  # general profile space/tier/idc, compatibility and constraint flags
+    b.u(8)  # general level
+    present = [(b.u(1), b.u(1)) for _ in range(max_sub)]
+    if max_sub > 0:
+        for _ in range(max_sub, 8):
+            b.u(2)
+    for prof, lvl in present:
+        if prof:
+            b.u(88)
+        if lvl:
+            b.u(8)
+    b.ue()  # sps id
+    chroma = b.ue()
+    if chroma == 3:
+        b.u(1)
+    width, height = b.ue(), b.ue()
+    if b.u(1):  # conformance window
+        l, r, t, bo = b.ue(), b.ue(), b.ue(), b.ue()
+        width -= (2 if chroma in (1, 2) else 1) * (l + r)
+        height -= (2 if chroma == 1 else 1) * (t + bo)
+    return width, height
