@@ -55,10 +55,10 @@ from labwitness.clock import Clock, utc_ms
 from labwitness.errors import JobRefusedError, StorageError
 from labwitness.media.mp4 import ParseError
 from retention import content_index
+from retention.byte_sources import StoreSource
 from retention.content import EventUpdate, Finding, fold, judge
 from retention.content_detect import ContentConfig, Reference, thumbnail_jpeg
 from retention.content_state import Coded, DetectorState, decode_reason
-from retention.byte_sources import StoreSource
 from retention.keyframe_decode import Keyframe, KeyframeDecoder, luma
 from retention.keyframes import SampleStats, sample_keyframes
 from retention.runs import exclusive
