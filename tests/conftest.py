@@ -6,6 +6,11 @@
 - PostgreSQL: a fresh database per test on 127.0.0.1:5432, and a throwaway
   cluster on a free port for the test that stops its database.
 - RTSP: GStreamer's RTSP server (Debian), fed from clips generated here.
+
+Each test is marked by what it needs, from the fixtures it uses: ``pg``, ``s3``,
+``rtsp``, ``net`` (simulated ONVIF cameras on loopback; ``browser`` and ``slow``
+are set in the test files).  A test with none of these is marked ``pure``: the
+fast lane ``pytest -m pure`` runs those in seconds.
 """
 
 from __future__ import annotations
@@ -30,6 +35,25 @@ from storage.seaweed import EmbeddedSeaweed
 
 PG_ADMIN_URL = os.environ.get("LABWITNESS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ACCESS, SECRET = "labwitness-test", "labwitness-test-secret"
+#: marker -> the fixtures that start that component (a fixture using one of them, e.g.
+#: ``running``, counts too: pytest lists a test's fixtures with those they use)
+NEEDS = {"pg": {"pg_url", "pg_cluster"}, "s3": {"seaweed", "store"}, "rtsp": {"rtsp"}, "net": {"wsd_port"}}
+#: what keeps a test out of the fast lane: the above, and the markers set in the test files
+NOT_PURE = {*NEEDS, "browser", "slow"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in NEEDS.items():
+            if used & fixtures:
+                item.add_marker(marker)
+        callspec = getattr(item, "callspec", None)
+        # db_url's "postgresql" asks for pg_url only when it runs, so pg_url is not in the list above
+        if callspec is not None and callspec.params.get("db_url") == "postgresql":
+            item.add_marker("pg")
+        if not NOT_PURE & {m.name for m in item.iter_markers()}:
+            item.add_marker("pure")
 
 
 @pytest.fixture(scope="session")

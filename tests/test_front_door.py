@@ -68,6 +68,7 @@ def test_docs_load_only_same_origin_assets_and_they_are_served(tmp_path, seaweed
         assert "Apache License" in (licence_dir / "LICENSE").read_text() and (licence_dir / "NOTICE").exists()
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (deploy/dev.sh test installs it)")
 def test_docs_render_in_a_browser_that_cannot_leave_the_machine(tmp_path, seaweed):
     from playwright.sync_api import expect, sync_playwright

@@ -9,6 +9,8 @@ import signal
 import socket
 import time
 
+import pytest
+
 from storage.seaweed import GRPC_OFFSET, EmbeddedSeaweed, ephemeral_range, pick_ports
 
 from conftest import ACCESS, SECRET, make_store, wait_for
@@ -40,6 +42,7 @@ def _squat(port: int, within_s: float = 5.0) -> socket.socket:
             time.sleep(0.005)
 
 
+@pytest.mark.s3
 def test_a_restart_blocked_by_a_held_port_is_retried_and_comes_back_on_the_same_port(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="storage.seaweed")
     sw = EmbeddedSeaweed(tmp_path / "sw", ACCESS, SECRET).start()
@@ -62,6 +65,7 @@ def test_a_restart_blocked_by_a_held_port_is_retried_and_comes_back_on_the_same_
         sw.stop()
 
 
+@pytest.mark.s3
 def test_resume_after_a_pause_is_supervised_again(tmp_path):
     sw = EmbeddedSeaweed(tmp_path / "sw", ACCESS, SECRET).start()
     try:

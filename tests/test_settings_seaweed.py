@@ -38,6 +38,7 @@ def test_environment_and_config_file(tmp_path, monkeypatch):
         load_settings()
 
 
+@pytest.mark.s3
 def test_embedded_seaweed_restarts_after_a_crash(tmp_path):
     sw = EmbeddedSeaweed(tmp_path / "sw", ACCESS, SECRET).start()
     try:

@@ -26,8 +26,8 @@ from simulator.onvif import OnvifCameraSimulator
 from conftest import ACCESS, SECRET, free_port, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason=f"{CHROMIUM} is missing (deploy/dev.sh installs Debian's chromium)")
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                                     reason=f"{CHROMIUM} is missing (deploy/dev.sh installs Debian's chromium)")]
 ARTIFACTS = Path(os.environ.get("LABWITNESS_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
 REPORT = "JC-E2E-0001"
 
