@@ -290,7 +290,9 @@ class S3ObjectStore(S3DeletionGuard):
 
     def find_segment(self, meta: SegmentMeta) -> StoredObject | None:
         """After a crash between PUT and bookkeeping: reuse the version already stored."""
-        with s3_call():
+        # a refused listing is a StorageError like a refused PUT, so the uploader backs off and
+        # keeps the segment in the spool instead of an untranslated S3Error escaping its loop
+        with s3_call(refused=f"object store refused listing {meta.key}"):
             versions = list(self.client.list_objects(self.bucket, prefix=meta.key, include_version=True))
         for v in versions:
             if v.object_name != meta.key or v.is_delete_marker:

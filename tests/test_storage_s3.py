@@ -129,3 +129,26 @@ def test_delete_version_takes_now_from_the_clock_the_store_was_given(seaweed, tm
     with pytest.raises(ObjectLockError, match="locked: retain-until"):
         before.delete_version(stored.key, stored.version_id)
     assert ahead.stat(stored.key, stored.version_id)[0].size == meta.size
+
+
+def test_a_refused_listing_in_find_segment_is_a_storage_error(store, tmp_path):
+    """The uploader looks a segment up before a re-PUT; a store refusing that listing (here a real
+    bucket policy denying ListBucketVersions) must be a StorageError the uploader backs off on and
+    keeps the segment for, not a raw S3Error escaping its loop."""
+    import json
+
+    from labwitness.errors import StorageError
+
+    p = tmp_path / "seg.mp4"
+    data = b"\x00" * 1000
+    p.write_bytes(data)
+    meta = _meta(p, data)
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*",
+              "Action": ["s3:ListBucketVersions", "s3:ListBucket"], "Resource": [f"arn:aws:s3:::{store.bucket}"]}]}
+    store.client.set_bucket_policy(store.bucket, json.dumps(policy))
+    try:
+        with pytest.raises(StorageError) as err:
+            store.find_segment(meta)
+        assert not isinstance(err.value.__cause__, type(None)) and isinstance(err.value.__cause__, S3Error)
+    finally:
+        store.client.delete_bucket_policy(store.bucket)
