@@ -13,7 +13,6 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-import typer
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
@@ -487,15 +486,7 @@ def test_api_bad_month_is_problem_json(api, params, detail):
 # -- CLI -------------------------------------------------------------------------------------
 
 def test_cli_report_compliance(engine, db_url, tmp_path, monkeypatch):
-    from api.cli_report import register
-
-    app = typer.Typer()
-
-    @app.callback()
-    def root() -> None:
-        """test root"""
-
-    register(app)
+    from api.cli import app
     monkeypatch.setenv("LABWITNESS_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("LABWITNESS_DATABASE_URL", db_url)
     monkeypatch.delenv("LABWITNESS_CONFIG", raising=False)
