@@ -67,6 +67,7 @@ from index.db import make_engine, sqlite_url
 from index.migrate import upgrade
 from index.models import Area, Camera, Equipment, EquipmentCamera, TestRecord
 from index.records import RecordStore
+from labwitness.clock import DAY_MS
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
@@ -74,7 +75,6 @@ PG_ADMIN_URL = os.environ.get("LABWITNESS_BENCH_PG", "postgresql+psycopg://postg
 GOAL_P99_MS = {"postgresql": 20.0, "sqlite": 50.0}
 MARGIN_S = 300  # api.settings.Settings.report_margin_s default
 TZ = ZoneInfo("Asia/Shanghai")
-DAY_MS = 86_400_000
 MIN_MS = 60_000
 SEG_MS = 60_000
 #: the synthetic six months end here (UTC midnight)

@@ -33,8 +33,8 @@ from sqlalchemy.engine import Engine
 
 from index.models import Camera, CoverageDay, IndexMeta, Segment
 from index.queries import MAX_SEGMENT_MS, _guard
+from labwitness.clock import DAY_MS
 
-DAY_MS = 86_400_000
 _REFRESH_LOCK = threading.Lock()
 _SEEN, _CHECKED = "coverage_seen_segment_id", "coverage_checked_segment_id"
 

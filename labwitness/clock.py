@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Protocol
+
+#: One UTC day in the index's unit (milliseconds); days in the index are UTC days.
+DAY_MS = 86_400_000
 
 
 class Clock(Protocol):
@@ -53,8 +56,6 @@ class FakeClock:
         return self._mono
 
     def advance(self, seconds: float) -> None:
-        from datetime import timedelta
-
         self._now += timedelta(seconds=seconds)
         self._mono += seconds
 

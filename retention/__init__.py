@@ -4,8 +4,11 @@ Owns the policy arithmetic and the sweep's decisions (:mod:`retention.policy`,
 pure functions with table-driven tests) and the scheduled jobs — expiry sweep
 (:mod:`~retention.sweep`), lock verification (:mod:`~retention.verify`),
 integrity audit (:mod:`~retention.integrity`), reconcile
-(:mod:`~retention.reconcile`), index rebuild (:mod:`~retention.rebuild`) and
-their bookkeeping and schedule (:mod:`~retention.jobs`); procedures and
+(:mod:`~retention.reconcile`), index rebuild (:mod:`~retention.rebuild`),
+picture health (:mod:`~retention.content_job`) — their bookkeeping below them
+(:mod:`~retention.runs`) and their schedule above them
+(:mod:`~retention.scheduler`); health (:mod:`~retention.health`) and the
+monthly compliance report (:mod:`~retention.compliance`).  Procedures and
 invariants in ``docs/retention.md``.  Imports ``storage``, ``index`` and
 ``labwitness`` only.  The recorder never imports this package — recording does
 not depend on deletion code; ``api`` passes :func:`retention.policy.RetentionPolicy`

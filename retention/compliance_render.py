@@ -14,7 +14,7 @@ import io
 
 from jinja2 import Environment, StrictUndefined
 
-from retention.compliance import VERDICT_LABELS, ComplianceReport
+from retention.compliance_model import JOB_NAMES, VERDICT_LABELS, ComplianceReport
 
 REGULATION = ("《广西壮族自治区建设工程质量检测信息化管理规定》（2015）第七条：主要检测区域应安装视频监控，"
               "录像保存不少于 6 个月 / Guangxi 2015 regulation on construction testing information, Art. 7: "
@@ -28,7 +28,6 @@ GAP_REASONS = {
 CONTENT_KINDS = {"blackout": "黑屏", "frozen": "画面冻结", "obscured": "遮挡/失焦", "moved": "移位"}
 FINDING_KINDS = {"missing": "对象缺失", "altered": "内容被改", "lock_missing": "未锁定", "lock_mismatch": "锁定不符",
                  "orphan_object": "孤立对象", "orphan_row": "孤立索引", "unreadable": "无法读取"}
-JOB_NAMES = {"verify": "锁定校验 / lock verification", "integrity": "完整性审计 / integrity audit"}
 JOB_STATUS = {"ok": "正常", "warning": "警告", "critical": "严重", "failed": "失败", "refused": "拒绝执行", "running": "运行中"}
 
 

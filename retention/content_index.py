@@ -9,6 +9,7 @@ updates the same rows.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -129,8 +130,6 @@ def approve_reference(engine: Engine, camera_id: str, actor: str, now_ms: int, *
                       jpeg: bytes | None = None) -> CameraContentState:
     """Make the camera's latest sample (its thumbnail), or ``jpeg``, the approved reference
     frame that "moved" is judged against.  Audited when ``audit`` (an ``index.audit.AuditLog``) is given."""
-    import hashlib
-
     with db_errors(), Session(_engine(engine), expire_on_commit=False) as s:
         row = s.get(CameraContentState, camera_id)
         picture = jpeg if jpeg is not None else (row.thumbnail_jpeg if row is not None else None)

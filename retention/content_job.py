@@ -44,7 +44,7 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -163,12 +163,7 @@ def check_camera(engine: Engine, store: ObjectStore, camera_id: str, now_ms: int
     res.sampled_until_ms = row.sampled_until_ms
     last_frame = None
     segs = _segments(engine, camera_id, row.sampled_until_ms, cfg.max_segments_per_camera)
-    for i, seg in enumerate(segs):
-        try:
-            updates, frame = _take_in(store, seg, state, c, reference, res, decoder)
-        except StorageError as e:
-            _stopped(res, seg, e)
-            break
+    for i, seg, updates, frame in _taken_in(store, segs, state, c, reference, res, decoder):
         last_frame = frame or last_frame
         res.events.extend(_event_dicts(updates))
         row.sampled_until_ms = max(row.sampled_until_ms or 0, seg.end_ms)
@@ -199,20 +194,27 @@ def _check_late(engine: Engine, store: ObjectStore, row, live: DetectorState, no
         return
     c = cfg.content
     own = DetectorState(baseline=live.baseline, baseline_n=live.baseline_n)
-    for i, seg in enumerate(late):
-        try:
-            updates, _ = _take_in(store, seg, own, c, reference, res, decoder)
-        except StorageError as e:
-            _stopped(res, seg, e)
-            break
+    for i, seg, updates, _ in _taken_in(store, late, own, c, reference, res, decoder):
         if i == len(late) - 1:  # nothing of this timeline carries over: its events end at its last sample
             updates += _close_runs(own, c)
         res.late += 1
         res.events.extend(_event_dicts(updates))
         content_index.save(engine, row, updates, checked=[seg.id], at_ms=now_ms)
-    else:
-        return
-    content_index.save(engine, row, _close_runs(own, c))  # stopped by storage: close what the saved part opened
+    if res.error:  # stopped by storage: close what the saved part opened
+        content_index.save(engine, row, _close_runs(own, c))
+
+
+def _taken_in(store: ObjectStore, segs: list[Segment], state: DetectorState, c: ContentConfig, reference: Reference | None,
+              res: CameraResult, decoder: KeyframeDecoder) -> Iterator[tuple[int, Segment, list[EventUpdate], tuple | None]]:
+    """Each segment taken in (:func:`_take_in`), in order, with its position; a segment that
+    cannot be read stops the walk with ``res.error`` set (step 4: retried next run)."""
+    for i, seg in enumerate(segs):
+        try:
+            updates, frame = _take_in(store, seg, state, c, reference, res, decoder)
+        except StorageError as e:
+            _stopped(res, seg, e)
+            return
+        yield i, seg, updates, frame
 
 
 def _take_in(store: ObjectStore, seg: Segment, state: DetectorState, c: ContentConfig, reference: Reference | None,

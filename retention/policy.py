@@ -20,6 +20,7 @@ import calendar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from labwitness.clock import from_ms
 from labwitness.errors import ConfigError, RetentionTooShortError
 
 LEGAL_MINIMUM_MONTHS = 6
@@ -95,16 +96,10 @@ class Verdict:
     reason: str  # "expired" when ok, else why the version must stay
 
 
-def _ms(instant_ms: int) -> datetime:
-    from labwitness.clock import from_ms
-
-    return from_ms(instant_ms)
-
-
 def below_legal_minimum(end_ms: int, now_ms: int) -> bool:
     """True while footage ending at ``end_ms`` is younger than the law's 6 months
     (independent of any retain-until: a too-short lock never makes footage deletable)."""
-    return add_calendar_months(_ms(end_ms), LEGAL_MINIMUM_MONTHS) > _ms(now_ms)
+    return add_calendar_months(from_ms(end_ms), LEGAL_MINIMUM_MONTHS) > from_ms(now_ms)
 
 
 def index_says_expired(*, now_ms: int, end_ms: int, retain_until_ms: int | None, held: bool) -> Verdict:
@@ -172,7 +167,7 @@ def index_refusal(segment_count: int, oldest_start_ms: int | None, now_ms: int, 
     delete there is looking at wrong retain-untils or a wrong clock."""
     if segment_count <= 0 or oldest_start_ms is None:
         return "index_empty"
-    if add_calendar_months(_ms(oldest_start_ms), months) > _ms(now_ms):
+    if add_calendar_months(from_ms(oldest_start_ms), months) > from_ms(now_ms):
         return "index_fresh"
     return None
 
@@ -188,10 +183,10 @@ def lock_problem(*, mode: str | None, retain_until_ms: int | None, row_retain_un
     if mode != "COMPLIANCE":
         return ("lock_mismatch", f"mode {mode}, expected COMPLIANCE")
     if row_retain_until_ms is not None and retain_until_ms < row_retain_until_ms:
-        return ("lock_mismatch", f"retain-until {_ms(retain_until_ms).isoformat()} is earlier than the index's "
-                                 f"{_ms(row_retain_until_ms).isoformat()}")
-    legal = add_calendar_months(_ms(end_ms), LEGAL_MINIMUM_MONTHS)
-    if _ms(retain_until_ms) < legal:
-        return ("lock_mismatch", f"retain-until {_ms(retain_until_ms).isoformat()} is earlier than end + "
+        return ("lock_mismatch", f"retain-until {from_ms(retain_until_ms).isoformat()} is earlier than the index's "
+                                 f"{from_ms(row_retain_until_ms).isoformat()}")
+    legal = add_calendar_months(from_ms(end_ms), LEGAL_MINIMUM_MONTHS)
+    if from_ms(retain_until_ms) < legal:
+        return ("lock_mismatch", f"retain-until {from_ms(retain_until_ms).isoformat()} is earlier than end + "
                                  f"{LEGAL_MINIMUM_MONTHS} months ({legal.isoformat()})")
     return None

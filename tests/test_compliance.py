@@ -1,6 +1,6 @@
 """Monthly compliance report (retention.compliance): planted index rows, expected
 numbers worked out by hand here; SQLite and PostgreSQL; HTML/CSV renderers, the
-API route and the CLI command."""
+API route and the CLI command; the verdict rules (retention.compliance_rules) as tables."""
 
 from __future__ import annotations
 
@@ -23,13 +23,18 @@ from index.db import make_engine
 from index.migrate import upgrade
 from index.models import Area, AuditEvent, Camera, ContentEvent, Gap, IntegrityFinding, JobRun, Segment
 from index.queries import IndexStore
+from index.tiling import merged_runs
 from index.tokens import TokenStore
 from labwitness.clock import FakeClock, SystemClock, from_ms, utc_ms
-from retention.compliance import (
-    COMPLIANT, NOT_COMPLIANT, PARTIAL, ComplianceThresholds, compliance_report, merge_spans, month_bounds,
-    overlap_ms, parse_month, previous_month,
+from retention.compliance import compliance_report
+from retention.compliance_model import (
+    COMPLIANT, NOT_COMPLIANT, PARTIAL, AreaReport, CameraReport, ComplianceThresholds, GapItem, GapStats,
+    IntegrityStats, JobStatus, LockStats, ReasonStat, Verdict,
 )
+from retention.compliance_queries import overlap_ms
 from retention.compliance_render import render_csv, render_html
+from retention.compliance_rules import area_verdict, camera_verdict, report_verdict
+from retention.months import month_bounds, parse_month, previous_month
 from retention.policy import RetentionPolicy
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -332,8 +337,10 @@ def test_future_month_is_refused(engine):
     ([], [(0, 1)], [], 0),
 ])
 def test_spans(a, b, merged_a, overlap):
-    assert merge_spans(a) == merged_a
-    assert overlap_ms(merge_spans(a), merge_spans(b)) == overlap
+    """Spans merge into runs (index.tiling.merged_runs, here over a window holding them all), runs intersect."""
+    everything = (-10**15, 10**15)
+    assert merged_runs(a, *everything) == merged_a
+    assert overlap_ms(merged_runs(a, *everything), merged_runs(b, *everything)) == overlap
 
 
 # -- renderers ------------------------------------------------------------------------
@@ -539,3 +546,98 @@ def test_kept_footage_of_uncounted_cameras_still_counts(engine):
         "1 segments are not locked in COMPLIANCE mode",  # "off: ..."
         "1 open findings on footage of cameras without data this period (missing)"]
     assert r.verdict.reasons[0].startswith("gone: ") and r.verdict.reasons[1].startswith("off: ")
+
+
+# -- the verdict rules, pure (retention.compliance_rules) ----------------------------------
+
+def camera_row(**kw) -> CameraReport:
+    """A counted camera with a full, well-kept 100 h period; ``kw`` changes what a case is about."""
+    fields = dict(camera_id="cam", name="", area_id="a", enabled=True, in_registry=True, counted=True, created_ms=0,
+                  start_ms=0, end_ms=100 * H, recorded_ms=100 * H, unusable_ms=0, unusable_by_kind={}, gaps=GapStats(),
+                  oldest_start_ms=0, oldest_age_days=200.0, expected_days=183.0, lock=LockStats(),
+                  integrity=IntegrityStats(), notes=(), verdict=Verdict(COMPLIANT))
+    fields.update(kw)
+    return CameraReport(**fields)
+
+
+def two_hour_gap() -> GapStats:
+    return GapStats(1, 2 * H, {"timeout": ReasonStat(1, 2 * H)}, (GapItem("cam", 0, 2 * H, "timeout", 2 * H),))
+
+
+@pytest.mark.parametrize("change, level, reasons", [
+    ({}, COMPLIANT, []),
+    ({"recorded_ms": 98 * H}, PARTIAL, ["coverage 98.00% below 99.00%"]),
+    ({"recorded_ms": 94 * H}, NOT_COMPLIANT, ["coverage 94.00% below 99.00%", "usable coverage 94.00% below 98.00%"]),
+    ({"unusable_ms": 5 * H}, PARTIAL, ["usable coverage 95.00% below 98.00%"]),
+    ({"unusable_ms": 11 * H}, NOT_COMPLIANT, ["usable coverage 89.00% below 98.00%"]),
+    ({"gaps": two_hour_gap()}, PARTIAL, ["longest gap 2.00 h exceeds 1 h"]),
+    ({"lock": LockStats(missing_retain_until=3)}, NOT_COMPLIANT, ["3 segments have no retain-until"]),
+    ({"lock": LockStats(not_compliance_mode=2)}, NOT_COMPLIANT, ["2 segments are not locked in COMPLIANCE mode"]),
+    ({"lock": LockStats(below_legal_days=1)}, NOT_COMPLIANT,
+     ["segments of 1 days are locked for less than end + 6 months"]),
+    ({"lock": LockStats(open_lock_findings=1)}, NOT_COMPLIANT, ["1 open lock verification findings"]),
+    # a lock finding is told once, by the lock numbers, not again among the integrity findings
+    ({"integrity": IntegrityStats(open_critical=1, open_critical_by_kind={"lock_missing": 1})}, COMPLIANT, []),
+    ({"integrity": IntegrityStats(open_critical=2, open_critical_by_kind={"altered": 1, "missing": 1})}, NOT_COMPLIANT,
+     ["2 open critical integrity findings (altered, missing)"]),
+    ({"integrity": IntegrityStats(open_warning=2)}, PARTIAL, ["2 open integrity warnings"]),
+    ({"oldest_age_days": None, "oldest_start_ms": None}, NOT_COMPLIANT, ["no stored footage at all"]),
+    ({"oldest_age_days": None, "oldest_start_ms": None, "expected_days": 0.5}, COMPLIANT, []),  # registered just now
+    ({"oldest_age_days": 150.0}, NOT_COMPLIANT, ["oldest footage is 150.0 days old, 183 days must be kept"]),
+    ({"oldest_age_days": 182.5}, COMPLIANT, []),  # within a day of slack (the sweep runs daily)
+    ({"end_ms": 0, "lock": LockStats(missing_retain_until=3)}, COMPLIANT, []),  # no part of the period: nothing judged
+])
+def test_camera_verdict(change, level, reasons):
+    v = camera_verdict(camera_row(**change), ComplianceThresholds())
+    assert (v.level, [x.split(" / ")[-1] for x in v.reasons]) == (level, reasons)
+
+
+def test_camera_verdict_reads_the_thresholds():
+    gappy = camera_row(gaps=two_hour_gap(), recorded_ms=96 * H)
+    assert camera_verdict(gappy, ComplianceThresholds()).level == PARTIAL
+    lax = ComplianceThresholds(coverage_ok=0.95, usable_ok=0.95, max_gap_s=None)
+    assert camera_verdict(gappy, lax) == Verdict(COMPLIANT, ())
+    strict = ComplianceThresholds(coverage_partial=0.97, usable_partial=0.97)
+    assert camera_verdict(gappy, strict).level == NOT_COMPLIANT
+
+
+def test_area_verdict():
+    ok = camera_row(camera_id="ok")
+    part = camera_row(camera_id="part", verdict=Verdict(PARTIAL, ("coverage low",)))
+    assert area_verdict([]) == Verdict(NOT_COMPLIANT, ("区域内没有启用的摄像机 / no enabled camera in this area",))
+    assert area_verdict([ok]) == Verdict(COMPLIANT, ())
+    assert area_verdict([ok, part]) == Verdict(PARTIAL, ("part: coverage low",))
+
+
+def area_row(verdict: Verdict, name: str = "力学室") -> AreaReport:
+    return AreaReport("a", name, ("cam",), ("cam",), 0, 0, 0, 0, 0, 0, 0, 0, verdict)
+
+
+def job(name: str, completed: int = 1) -> JobStatus:
+    return JobStatus(name, {"ok": completed} if completed else {}, None, None, None)
+
+
+JOBS_RAN = (job("verify"), job("integrity"))
+
+
+@pytest.mark.parametrize("areas, cameras, unlisted, bucket, jobs, require_jobs, level, reasons", [
+    ([area_row(Verdict(COMPLIANT))], [], IntegrityStats(), IntegrityStats(), JOBS_RAN, True, COMPLIANT, []),
+    ([area_row(Verdict(PARTIAL, ("x",)))], [], IntegrityStats(), IntegrityStats(), JOBS_RAN, True, PARTIAL,
+     ["力学室: 部分合规 / partially compliant"]),
+    ([area_row(Verdict(NOT_COMPLIANT), name="")], [], IntegrityStats(), IntegrityStats(), JOBS_RAN, True, NOT_COMPLIANT,
+     ["a: 不合规 / not compliant"]),
+    # a camera that is not counted: its coverage is not judged, the keeping of its footage is
+    ([], [camera_row(camera_id="off", counted=False, recorded_ms=0, lock=LockStats(not_compliance_mode=1))],
+     IntegrityStats(), IntegrityStats(), JOBS_RAN, True, NOT_COMPLIANT,
+     ["off: 1 个片段未以 COMPLIANCE 模式锁定 / 1 segments are not locked in COMPLIANCE mode"]),
+    ([], [], IntegrityStats({"missing": 2}, open_critical=2), IntegrityStats(), JOBS_RAN, True, NOT_COMPLIANT,
+     ["其他摄像机的完整性问题 2 项未解决 / 2 open findings on footage of cameras without data this period (missing)"]),
+    ([], [], IntegrityStats(), IntegrityStats({"orphan_object": 1}, open_critical=1), JOBS_RAN, True, NOT_COMPLIANT,
+     ["存储桶级问题 1 项未解决 / 1 open bucket-level findings (orphan_object)"]),
+    ([], [], IntegrityStats(), IntegrityStats(), (job("verify", 0), job("integrity")), True, PARTIAL,
+     ["锁定校验 / lock verification: 本期没有完成的运行 / no completed run in this period"]),
+    ([], [], IntegrityStats(), IntegrityStats(), (job("verify", 0), job("integrity", 0)), False, COMPLIANT, []),
+])
+def test_report_verdict(areas, cameras, unlisted, bucket, jobs, require_jobs, level, reasons):
+    t = ComplianceThresholds(require_jobs=require_jobs)
+    assert report_verdict(areas, cameras, unlisted, bucket, jobs, t) == Verdict(level, tuple(reasons))

@@ -8,8 +8,9 @@ import random
 import pytest
 from sqlmodel import Session, delete
 
-from index.coverage import DAY_MS, CoverageStore, day_of
+from index.coverage import CoverageStore, day_of
 from index.models import Camera, Segment
+from labwitness.clock import DAY_MS
 
 T0 = 1_790_035_200_000  # a UTC midnight
 MIN = 60_000

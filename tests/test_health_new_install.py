@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from index.coverage import DAY_MS, CoverageStore
-from labwitness.clock import utc_ms
+from index.coverage import CoverageStore
+from labwitness.clock import DAY_MS, utc_ms
 from retention import health as rh
 from retention.sweep import run_sweep
 
