@@ -16,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from labwitness.errors import LabwitnessError
 
+from api.deps import TokensDep
 from api.rate_limit import AUTH_FAILED, audit_failure, refuse_if_over
 
 _bearer = HTTPBearer(auto_error=False, description="API token: `Authorization: Bearer lw_...`")
@@ -45,12 +46,12 @@ class Principal:
 def require(*roles: str) -> Callable[..., Principal]:
     allowed = set(roles) | {"admin"}
 
-    def dependency(request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    def dependency(request: Request, tokens: TokensDep,
+                   creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
         if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
             raise AuthError("需要登录令牌 / an API token is required (Authorization: Bearer ...)")
         refuse_if_over(request, AUTH_FAILED)  # a source that used up its failures learns nothing more
-        rt = request.app.state.runtime
-        row = rt.tokens.lookup(creds.credentials)
+        row = tokens.lookup(creds.credentials)
         if row is None:
             audit_failure(request, "auth.failed", {"path": request.url.path[:200]})
             raise AuthError("令牌无效或已吊销 / the API token is invalid or revoked")

@@ -17,7 +17,7 @@ from retention.compliance_model import ComplianceThresholds
 from retention.compliance_render import render_csv, render_html
 
 from api.auth import Operations
-from api.deps import RuntimeDep
+from api.deps import AuditDep, ClockDep, IndexDep, PolicyDep, SettingsDep
 
 router = APIRouter(prefix="/api/v1")
 
@@ -25,15 +25,16 @@ MONTH_PATTERN = r"^[0-9]{4}-[0-9]{2}$"
 
 
 @router.get("/compliance", responses={200: {"content": {"application/json": {}, "text/html": {}, "text/csv": {}}}})
-def compliance(rt: RuntimeDep, who: Operations,
+def compliance(index: IndexDep, audit: AuditDep, clock: ClockDep, policy: PolicyDep, settings: SettingsDep,
+               who: Operations,
                month: Annotated[str, Query(pattern=MONTH_PATTERN, description="calendar month in the lab's time zone, e.g. 2026-11")],
                format: Annotated[Literal["json", "html", "csv"], Query(description="json | html | csv")] = "json",
                download: Annotated[bool, Query(description="as an attachment (csv always is)")] = False) -> Response:
     """合规报告 / Compliance report of one calendar month (lab time zone; the current month up to now)."""
-    tz = ZoneInfo(rt.settings.timezone)
-    report = compliance_report(rt.index.engine, month, tz, utc_ms(rt.clock.now()), thresholds=ComplianceThresholds(),
-                               policy=rt.policy)
-    rt.audit.append(who.actor, "compliance.report", month, {"format": format, "verdict": report.verdict.level}, who.role)
+    tz = ZoneInfo(settings.timezone)
+    report = compliance_report(index.engine, month, tz, utc_ms(clock.now()), thresholds=ComplianceThresholds(),
+                               policy=policy)
+    audit.append(who.actor, "compliance.report", month, {"format": format, "verdict": report.verdict.level}, who.role)
     disposition = "attachment" if download or format == "csv" else "inline"
     headers = {"Content-Disposition": f'{disposition}; filename="labwitness-compliance-{month}.{format}"'}
     if format == "html":

@@ -9,17 +9,16 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from index.models import ExportPackage
 from labwitness.errors import ConflictError, NotFoundError
 from labwitness.ids import Number
 
 from api.auth import Admin, Inspector
+from api.deps import AuditDep, ExporterDep, StoreDep, object_stream
 from api.evidence import new_package_id, signature_ok
 from api.exporter import package_file_name
 from api.rate_limit import VERIFY, RateLimitedError, admit
-from api.deps import RuntimeDep, object_stream
-from api.runtime import Runtime
-
-
+from api.web.public import too_many_page, verify_html
 
 router = APIRouter()
 
@@ -45,7 +44,7 @@ class ExportView(BaseModel):
     warnings: list[ExportWarning]
 
 
-def export_view(rt: Runtime, pkg) -> ExportView:
+def export_view(pkg: ExportPackage) -> ExportView:
     return ExportView(id=pkg.id, report_no=pkg.report_no, status=pkg.status, progress=pkg.progress, error=pkg.error,
                       status_url=f"/api/v1/exports/{pkg.id}",
                       download_url=f"/api/v1/exports/{pkg.id}/download" if pkg.status == "done" else None,
@@ -55,30 +54,29 @@ def export_view(rt: Runtime, pkg) -> ExportView:
 
 # the report no. may hold '/': the path parameter takes it whole (encoded or not)
 @router.post("/api/v1/reports/{report_no:path}/exports", status_code=202)
-def start_export(rt: RuntimeDep, who: Inspector, report_no: Annotated[Number, Path()]) -> ExportView:
-    pkg = rt.exporter.start(report_no, who.actor, who.role, new_package_id())
-    return export_view(rt, pkg)
+def start_export(exporter: ExporterDep, who: Inspector, report_no: Annotated[Number, Path()]) -> ExportView:
+    return export_view(exporter.start(report_no, who.actor, who.role, new_package_id()))
 
 
 @router.get("/api/v1/exports/{package_id}")
-def export_status(rt: RuntimeDep, who: Inspector, package_id: str) -> ExportView:
-    return export_view(rt, rt.exporter.get(package_id))
+def export_status(exporter: ExporterDep, who: Inspector, package_id: str) -> ExportView:
+    return export_view(exporter.get(package_id))
 
 
 @router.get("/api/v1/exports/{package_id}/download", responses={200: {"content": {"application/zip": {}}}})
-def download(rt: RuntimeDep, who: Inspector, package_id: str) -> StreamingResponse:
-    pkg = rt.exporter.get(package_id)
+def download(exporter: ExporterDep, store: StoreDep, audit: AuditDep, who: Inspector, package_id: str) -> StreamingResponse:
+    pkg = exporter.get(package_id)
     if pkg.status != "done":
         raise NotFoundError(f"证据包尚未完成 / package {package_id} is {pkg.status}")
     # audited before a byte is read: an audit log that cannot write stops the download
-    rt.audit.append(who.actor, "export.download", pkg.report_no, {"package_id": package_id}, who.role)
-    body = rt.store.open(pkg.package_key, pkg.package_version_id)
+    audit.append(who.actor, "export.download", pkg.report_no, {"package_id": package_id}, who.role)
+    body = store.open(pkg.package_key, pkg.package_version_id)
     return StreamingResponse(object_stream(body), media_type="application/zip", headers={
         "Content-Disposition": f'attachment; filename="{package_file_name(pkg.report_no, pkg.id)}"', "ETag": f'"{pkg.package_sha256}"'})
 
 
 @router.get("/verify/{package_id}", tags=["public"])
-def verify(rt: RuntimeDep, request: Request, package_id: str):
+def verify(exporter: ExporterDep, store: StoreDep, audit: AuditDep, request: Request, package_id: str):
     """Public anti-counterfeit check (no token): is this package genuine, and what does it hold?
     Facts only, never footage.  Limited per source address (api.rate_limit): a flood
     gets 429 and one counted ``verify.flood`` audit row per window."""
@@ -86,21 +84,19 @@ def verify(rt: RuntimeDep, request: Request, package_id: str):
         admit(request, VERIFY)
     except RateLimitedError as e:
         if "text/html" in request.headers.get("accept", ""):
-            from api.web.public import too_many_page
-
             return too_many_page(request, e.retry_after_s)
         raise
     try:
-        pkg = rt.exporter.get(package_id)
+        pkg = exporter.get(package_id)
     except NotFoundError:
         pkg = None
     facts: dict = {"package_id": package_id, "genuine": False}
     if pkg is not None and pkg.status == "done":
         manifest = json.loads(pkg.manifest)
-        sig_ok = signature_ok(rt.exporter.key.public, pkg.manifest.encode(), pkg.signature)
+        sig_ok = signature_ok(exporter.key.public, pkg.manifest.encode(), pkg.signature)
         stored_ok = False
         try:
-            obj, user = rt.store.stat(pkg.package_key, pkg.package_version_id)
+            obj, user = store.stat(pkg.package_key, pkg.package_version_id)
             stored_ok = obj.size > 0 and {k.lower(): v for k, v in user.items()}.get("x-amz-meta-lw-sha256") == pkg.package_sha256
         except Exception:  # storage unreachable: say so rather than vouch
             facts["warning"] = "存储暂不可达，未能核对原件 / storage unreachable: the stored original was not re-checked"
@@ -114,10 +110,8 @@ def verify(rt: RuntimeDep, request: Request, package_id: str):
                       for f in manifest["files"]],
         })
     who = f"public@{request.client.host if request.client else '?'}"
-    rt.audit.append(who, "export.verify", package_id, {"genuine": facts["genuine"]}, "public")
+    audit.append(who, "export.verify", package_id, {"genuine": facts["genuine"]}, "public")
     if "text/html" in request.headers.get("accept", ""):  # a browser (e.g. the QR code scanned): the web UI's page
-        from api.web.public import verify_html
-
         return verify_html(request, facts, 200 if pkg else 404)
     if pkg is None:
         raise NotFoundError(f"证据包不存在（可能是伪造的） / no such evidence package (it may be counterfeit): {package_id}")
@@ -125,13 +119,13 @@ def verify(rt: RuntimeDep, request: Request, package_id: str):
 
 
 @router.post("/api/v1/exports/{package_id}/release-hold")
-def release_hold(rt: RuntimeDep, who: Admin, package_id: str) -> dict:
+def release_hold(exporter: ExporterDep, audit: AuditDep, who: Admin, package_id: str) -> dict:
     """Release the legal holds this package placed (audited). Versions another package
     still relies on stay held; retention itself is never shortened."""
-    pkg = rt.exporter.get(package_id)
+    pkg = exporter.get(package_id)
     if pkg.status == "running":
         raise ConflictError(f"证据包仍在导出中，完成或失败后再释放 / package {package_id} is still being exported; "
                             "release its holds once it is done or failed")
-    released = rt.exporter.release(pkg, who.actor)
-    rt.audit.append(who.actor, "hold.release", pkg.report_no, {"package_id": package_id, "holds": released}, who.role)
+    released = exporter.release(pkg, who.actor)
+    audit.append(who.actor, "hold.release", pkg.report_no, {"package_id": package_id, "holds": released}, who.role)
     return {"package_id": package_id, "released": released}

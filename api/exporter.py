@@ -12,13 +12,18 @@ import zipfile
 from pathlib import Path
 from urllib.parse import quote
 
+from index.audit import AuditLog
 from index.exports import ExportStore
 from index.models import ExportPackage
-from index.records import record_content
+from index.queries import IndexStore
+from index.records import RecordStore, record_content
 from index.tiling import NOTHING_SPOOLED, spans_coverage
-from labwitness.clock import from_ms, utc_ms
+from labwitness.clock import Clock, from_ms, utc_ms
 from labwitness.errors import LabwitnessError
 from labwitness.ids import check_number, file_slug
+from recorder.spool_view import SpoolReader
+from retention.policy import RetentionPolicy
+from storage.base import ObjectStore
 from storage.hashing import file_sha256
 from storage.layout import iso_ms
 
@@ -27,6 +32,7 @@ from api.evidence import MANIFEST, PUBKEY, QR, SIGNATURE, ExportError, SigningKe
 from api.export_checks import WindowFacts, export_warnings
 from api.holds import place_holds, release_holds
 from api.media import stitch
+from api.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +58,18 @@ def public_error(e: BaseException) -> str:
 
 
 class Exporter:
-    def __init__(self, rt) -> None:
-        self.rt = rt
-        self.key = SigningKey.load(rt.settings.data_dir)
-        self.exports = ExportStore(rt.index.engine, lambda: utc_ms(rt.clock.now()))
+    def __init__(self, settings: Settings, clock: Clock, store: ObjectStore, index: IndexStore, records: RecordStore,
+                 spool: SpoolReader, audit: AuditLog, exports: ExportStore, policy: RetentionPolicy) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.store = store
+        self.index = index
+        self.records = records
+        self.spool = spool  # read before the index, as index.records does: footage indexed in between is seen twice
+        self.audit = audit
+        self.exports = exports
+        self.policy = policy  # the package is kept, locked, like footage
+        self.key = SigningKey.load(settings.data_dir)
         self._threads: dict[str, threading.Thread] = {}
 
     # -- bookkeeping ------------------------------------------------------------
@@ -67,14 +81,14 @@ class Exporter:
 
     def release(self, pkg: ExportPackage, actor: str) -> int:
         """Release the package's legal holds (docs/exports.md, procedure "release")."""
-        return release_holds(self.rt.store, self.exports, pkg.id, actor)
+        return release_holds(self.store, self.exports, pkg.id, actor)
 
     def recover(self) -> list[str]:
         """Finish what interrupted or failed exports left: a running package whose
         heartbeat stopped is marked failed, and every failed package's unreleased holds
         are released.  Returns the ids of the packages released; one that storage
         refuses stays for the next run."""
-        now = utc_ms(self.rt.clock.now())
+        now = utc_ms(self.clock.now())
         done = []
         for pkg in self.exports.needing_release(now - STALE_EXPORT_MS):
             if pkg.id in self._threads and self._threads[pkg.id].is_alive():
@@ -88,15 +102,15 @@ class Exporter:
             except LabwitnessError as e:
                 log.warning("legal holds of interrupted export %s not released yet: %s", pkg.id, e)
                 continue
-            self.rt.audit.append("system", "hold.release", pkg.report_no, {"package_id": pkg.id, "holds": n,
-                                                                           "why": "export failed or interrupted"}, "system")
+            self.audit.append("system", "hold.release", pkg.report_no, {"package_id": pkg.id, "holds": n,
+                                                                        "why": "export failed or interrupted"}, "system")
             done.append(pkg.id)
         return done
 
     def preview_warnings(self, report_no: str) -> list[dict]:
         """The warnings as the index stands now (the job refines them from what it stitched)."""
-        rf = self.rt.records.report_footage(report_no, self.rt.settings.report_margin_s * 1000, holds=False)
-        return export_warnings(utc_ms(self.rt.clock.now()),
+        rf = self.records.report_footage(report_no, self.settings.report_margin_s * 1000, holds=False)
+        return export_warnings(utc_ms(self.clock.now()),
                                [WindowFacts(w.camera_id, w.start_ms, w.end_ms, w.coverage, w.test_coverage if w.tests else None)
                                 for w in rf.windows])
 
@@ -105,11 +119,11 @@ class Exporter:
         check_number(report_no, "报告编号", "report no.")
         warnings = self.preview_warnings(report_no)  # 404 now rather than in the background
         self.recover()
-        pkg = ExportPackage(id=package_id, report_no=report_no, created_ms=utc_ms(self.rt.clock.now()), actor=actor,
+        pkg = ExportPackage(id=package_id, report_no=report_no, created_ms=utc_ms(self.clock.now()), actor=actor,
                             warnings=json.dumps(warnings, ensure_ascii=False))
         self._save(pkg)
-        self.rt.audit.append(actor, "export.start", report_no, {"package_id": package_id, "warnings": [w["code"] for w in warnings]},
-                             role)
+        self.audit.append(actor, "export.start", report_no, {"package_id": package_id, "warnings": [w["code"] for w in warnings]},
+                          role)
         t = threading.Thread(target=self._run_safely, args=(pkg, role), name=f"export-{package_id[:8]}", daemon=True)
         self._threads[package_id] = t
         t.start()
@@ -124,8 +138,8 @@ class Exporter:
     def _run_safely(self, pkg: ExportPackage, role: str) -> None:
         try:
             self.build(pkg)
-            self.rt.audit.append(pkg.actor, "export.done", pkg.report_no,
-                                 {"package_id": pkg.id, "sha256": pkg.package_sha256}, role)
+            self.audit.append(pkg.actor, "export.done", pkg.report_no,
+                              {"package_id": pkg.id, "sha256": pkg.package_sha256}, role)
         except Exception as e:  # the job reports its failure through its status
             pkg.status, pkg.error = "failed", public_error(e)
             log.exception("export %s of report %s failed", pkg.id, pkg.report_no)
@@ -136,25 +150,25 @@ class Exporter:
                 released = None
                 log.exception("export %s: legal holds not released yet (the next export retries)", pkg.id)
             self._save(pkg)
-            self.rt.audit.append(pkg.actor, "export.failed", pkg.report_no,
-                                 {"package_id": pkg.id, "error": pkg.error, "holds_released": released}, role)
+            self.audit.append(pkg.actor, "export.failed", pkg.report_no,
+                              {"package_id": pkg.id, "error": pkg.error, "holds_released": released}, role)
 
     def build(self, pkg: ExportPackage, public_base_url: str | None = None) -> ExportPackage:
-        rt = self.rt
-        rf = rt.records.report_footage(pkg.report_no, rt.settings.report_margin_s * 1000, holds=False, footage=False)
+        settings = self.settings
+        rf = self.records.report_footage(pkg.report_no, settings.report_margin_s * 1000, holds=False, footage=False)
         records, windows = rf.records, [(w.camera_id, w.start_ms, w.end_ms) for w in rf.windows]
         tests = [w.tests for w in rf.windows]  # the test windows themselves, per window (low coverage is judged on them)
         if not windows:
             raise ExportError("报告关联的区域/设备没有摄像机 / no camera covers the report's areas or equipment")
-        base = (public_base_url or installation.public_base_url(rt.settings)).rstrip("/")
+        base = (public_base_url or installation.public_base_url(settings)).rstrip("/")
         files, all_sources, facts = [], [], []
         with tempfile.TemporaryDirectory(prefix="lw-export-") as tmp:
             tmpd = Path(tmp)
             cams = windows
             per_cam: dict[str, int] = {}
             for n, (cam, lo, hi) in enumerate(cams):
-                spooled = rt.spool_view.state([cam]).get(cam, NOTHING_SPOOLED)  # before the index: index.records
-                f = rt.index.footage(cam, lo, hi)
+                spooled = self.spool.state([cam]).get(cam, NOTHING_SPOOLED)
+                f = self.index.footage(cam, lo, hi)
                 test_cov = spans_coverage(((s.start_ms, s.end_ms) for s in f.segments), tests[n]) if tests[n] else None
                 facts.append(WindowFacts(cam, lo, hi, f.coverage if f.segments else 0.0, test_cov))
                 if not f.segments:
@@ -168,7 +182,7 @@ class Exporter:
                     self._save(pkg)
 
                 with open(tmpd / name, "wb") as out:
-                    res = stitch(rt.store, f.segments, lo, hi, out, progress)
+                    res = stitch(self.store, f.segments, lo, hi, out, progress)
                 files.append({
                     "name": name, "camera_id": cam, "sha256": res.sha256, "size": res.bytes, "frames": res.frames,
                     "window": {"start": iso_ms(from_ms(lo)), "end": iso_ms(from_ms(hi))},
@@ -179,7 +193,7 @@ class Exporter:
                     # every uncovered part of the window with its reason (index.tiling), as the API shows it
                     "gaps": [{"start": iso_ms(from_ms(p.start_ms)), "end": iso_ms(from_ms(p.end_ms)), "reason": p.reason,
                               **({"since": iso_ms(from_ms(p.since_ms))} if p.since_ms is not None else {})}
-                             for p in f.uncovered(utc_ms(rt.clock.now()), spooled)],
+                             for p in f.uncovered(utc_ms(self.clock.now()), spooled)],
                     "sources": res.sources,
                 })
                 all_sources += res.sources
@@ -187,20 +201,20 @@ class Exporter:
                 raise ExportError("报告时段内没有录像 / there is no footage in the report's window")
             # 2. the originals must outlive the six months while this package is relied upon:
             #    Hold rows (pending) first, then the S3 holds, then confirmed (api.holds)
-            now_ms = utc_ms(rt.clock.now())
-            place_holds(rt.store, self.exports, pkg.id, all_sources)
+            now_ms = utc_ms(self.clock.now())
+            place_holds(self.store, self.exports, pkg.id, all_sources)
             warnings = export_warnings(now_ms, facts)
             pkg.warnings = json.dumps(warnings, ensure_ascii=False)
             # 3. manifest, signature, QR, zip
             manifest = {
                 "schema": "labwitness.evidence/1", "package_id": pkg.id, "report_no": pkg.report_no,
                 "created_at": iso_ms(from_ms(now_ms)), "exporter": pkg.actor,
-                "lab_timezone": rt.settings.timezone, "signing_key": self.key.fingerprint,
+                "lab_timezone": settings.timezone, "signing_key": self.key.fingerprint,
                 "verify_url": f"{base}/verify/{pkg.id}",
                 "test_records": [{"record_id": r.record_id, "revision": r.revision, **{
                     k: v for k, v in record_content(r).items() if k not in ("started_ms", "ended_ms")},
                     "started_at": iso_ms(from_ms(r.started_ms)), "ended_at": iso_ms(from_ms(r.ended_ms))} for r in records],
-                "margin_s": rt.settings.report_margin_s,
+                "margin_s": settings.report_margin_s,
                 "files": files,
                 "warnings": warnings,
             }
@@ -216,8 +230,8 @@ class Exporter:
                 z.writestr(QR, qr_png(manifest["verify_url"]))
             # 4. the package itself is kept, locked, like footage
             sha = file_sha256(zpath)
-            stored = rt.store.put_file(f"exports/{pkg.id}.zip", zpath, rt.policy(rt.clock.now()), content_type="application/zip",
-                                       metadata={"lw-report-no": quote(pkg.report_no, safe=""), "lw-sha256": sha})
+            stored = self.store.put_file(f"exports/{pkg.id}.zip", zpath, self.policy(self.clock.now()), content_type="application/zip",
+                                         metadata={"lw-report-no": quote(pkg.report_no, safe=""), "lw-sha256": sha})
         # 5. what /verify answers from (unless recover() gave this job up for dead meanwhile)
         if self.get(pkg.id).status != "running":
             raise ExportError("导出已被判定中断并释放 / this export was given up as interrupted and its holds released")

@@ -11,118 +11,139 @@ the live workers — never from "the process is alive".
 from __future__ import annotations
 
 import shutil
+import time
+
+from prometheus_client.core import GaugeMetricFamily
 
 from index.coverage import CoverageStore
-from labwitness.clock import from_ms, utc_ms
+from index.queries import IndexStore
+from labwitness.clock import Clock, from_ms, utc_ms
 from labwitness.errors import IndexUnavailableError, LabwitnessError
+from recorder.service import RecorderService
 from retention import health as rh
+from retention.policy import RetentionPolicy
+from storage.base import ObjectStore
+
+from api.settings import Settings
 
 SEVERITY = list(rh.SEVERITY)
 UPLOAD_LAG_WARNING_S = 15 * 60  # footage older than this still only in the spool: storage is not keeping up
 
 
-def _capacity(rt, used: int) -> tuple[int, int] | None:
-    """(total, free) bytes for the runway: the configured capacity, else the
-    embedded SeaweedFS's disk, else unknown."""
-    cap = rt.settings.storage_capacity_bytes
-    if cap:
-        return cap, max(0, cap - used)
-    if rt.seaweed is not None:
-        du = shutil.disk_usage(rt.settings.data_dir)
-        return used + du.free, du.free
-    return None
+class Health:
+    """The health report of one running labwitness, from what it holds."""
 
+    def __init__(self, settings: Settings, clock: Clock, store: ObjectStore, index: IndexStore, policy: RetentionPolicy,
+                 recorder: RecorderService | None, *, embedded_storage: bool) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.store = store
+        self.index = index
+        self.policy = policy
+        self.recorder = recorder  # None: no recorder in this process (the spool is read from disk)
+        self.embedded_storage = embedded_storage  # the store's disk is ours: its free space is the runway
 
-def health_report(rt, *, refresh_coverage: bool = True) -> dict:
-    now = rt.clock.now()
-    now_ms = utc_ms(now)
-    extra: list[dict] = []
+    def _capacity(self, used: int) -> tuple[int, int] | None:
+        """(total, free) bytes for the runway: the configured capacity, else the
+        embedded SeaweedFS's disk, else unknown."""
+        cap = self.settings.storage_capacity_bytes
+        if cap:
+            return cap, max(0, cap - used)
+        if self.embedded_storage:
+            du = shutil.disk_usage(self.settings.data_dir)
+            return used + du.free, du.free
+        return None
 
-    def flag(level: str, code: str, text: str, camera: str | None = None) -> None:
-        extra.append({"level": level, "code": code, "camera": camera, "text": text})
+    def report(self, *, refresh_coverage: bool = True) -> dict:
+        now = self.clock.now()
+        now_ms = utc_ms(now)
+        extra: list[dict] = []
 
-    info = rt.store.info
-    try:
-        rt.store.check(create=False)
-    except LabwitnessError as e:
-        flag("critical", "storage_unavailable", f"对象存储异常 / object store: {e}")
+        def flag(level: str, code: str, text: str, camera: str | None = None) -> None:
+            extra.append({"level": level, "code": code, "camera": camera, "text": text})
 
-    workers = rt.recorder.workers() if rt.recorder else {}
-    backlog = rt.recorder.uploader.backlog() if rt.recorder else _spool_backlog(rt.settings.spool_path)
-    upload_error = rt.recorder.uploader.last_error if rt.recorder else ""
-    oldest_waiting = rt.recorder.uploader.oldest_waiting_end() if rt.recorder else None
-    upload_lag_s = round(max(0.0, (now - oldest_waiting).total_seconds()), 1) if oldest_waiting else 0.0
-    if upload_lag_s > UPLOAD_LAG_WARNING_S:
-        flag("warning", "upload_lag", f"上传滞后 {upload_lag_s / 60:.0f} 分钟 / footage waits {upload_lag_s / 60:.0f} min in the "
-                                      f"local spool before reaching storage")
-    cameras: dict[str, dict] = {}
-    facts = None
-    try:
-        cov = CoverageStore(rt.index.engine, lambda: now_ms)
-        if refresh_coverage:
-            cov.refresh()
-        retention_days = (rt.policy(now) - now).total_seconds() / 86400
-        facts = rh.gather(rt.index.engine, cov, now_ms, segment_seconds=rt.settings.segment_seconds,
-                          read_timeout_s=rt.settings.rtsp_read_timeout_s, retention_days=retention_days,
-                          retention_enforced=info.retention_enforced, spool_backlog=backlog, upload_error=upload_error)
-        cap = _capacity(rt, facts.storage.used_bytes)
-        if cap is not None:
-            facts.storage.set_capacity(*cap)
-        status, problems = rh.classify(facts)
-        for c in facts.cameras:
-            w = workers.get(c.camera_id)
-            d = {
-                "area_id": c.area_id, "name": c.name,
-                "last_segment_end": from_ms(c.last_segment_end_ms).isoformat() if c.last_segment_end_ms else None,
-                "last_segment_age_s": c.last_segment_age_s, "offline": c.offline,
-                "coverage": c.coverage, "unusable": c.unusable, "usable_coverage": c.usable_coverage,
-                "unusable_ongoing": c.unusable_ongoing,
-                "coverage_24h": c.coverage.get("24h"), "gaps_24h": len(c.gaps_24h),
-                "gaps": [{"start": from_ms(g["start_ms"]).isoformat(), "end": from_ms(g["end_ms"]).isoformat(),
-                          "reason": g["reason"]} for g in c.gaps_24h],
-                "gap_reasons_7d": c.gap_reasons_7d,
-                "oldest_footage": from_ms(c.oldest_ms).isoformat() if c.oldest_ms else None,
-                "oldest_footage_age_days": c.oldest_age_days, "bytes_183d": c.bytes_183d,
-                "clock_offset_s": c.clock_offset_s,
-                "state": ("stalled" if w.stalled() else w.status.state) if w else None,
-                "last_error": w.status.last_error if w else "",
-            }
-            if w is not None and w.status.state == "spool_full":
-                flag("critical", "spool_full", f"{c.camera_id}: 本地缓存已满 / spool full: footage is not being recorded",
-                     c.camera_id)
-            cameras[c.camera_id] = d
-    except IndexUnavailableError as e:
-        status, problems = "critical", []
-        flag("critical", "index_unavailable", f"索引数据库不可用 / index database unavailable: {e}")
-    alerts = problems + extra
-    status = max([status] + [a["level"] for a in extra if a["level"] in SEVERITY], key=SEVERITY.index)
-    areas: dict[str, dict] = {}
-    for cid, d in cameras.items():
-        a = areas.setdefault(d["area_id"] or "", {"cameras": 0, "offline": 0, "min_coverage_24h": 1.0,
-                                                  "min_coverage_183d": 1.0})
-        a["cameras"] += 1
-        a["offline"] += int(d["offline"])
-        a["min_coverage_24h"] = min(a["min_coverage_24h"], d["coverage"].get("24h", 0.0))
-        a["min_coverage_183d"] = min(a["min_coverage_183d"], d["coverage"].get("183d", 0.0))
-    st = facts.storage if facts else None
-    return {
-        "status": status, "problems": [a["text"] for a in alerts if a["level"] in ("warning", "critical")],
-        "alerts": alerts, "checked_at": now.isoformat(),
-        "storage": {"backend": info.backend, "location": info.location, "retention_enforced": info.retention_enforced,
-                    "detail": info.detail,
-                    "used_bytes": st.used_bytes if st else None,
-                    "growth_bytes_per_day": st.growth_bytes_per_day if st else None,
-                    "capacity_bytes": st.capacity_bytes if st else None, "free_bytes": st.free_bytes if st else None,
-                    "runway_days": st.runway_days if st else None, "needed_days": st.needed_days if st else None},
-        "retention": {"months": rt.policy.months, "margin_days": rt.policy.margin_days},
-        "integrity": {"open_findings": facts.findings_open if facts else {},
-                      "critical_findings": facts.findings_critical if facts else 0},
-        "jobs": facts.jobs if facts else {},
-        "spool": {"backlog_segments": backlog, "bytes": rt.recorder.quota.used if rt.recorder else None,
-                  "upload_lag_s": upload_lag_s, "last_upload_error": upload_error},
-        "areas": areas,
-        "cameras": cameras,
-    }
+        info = self.store.info
+        try:
+            self.store.check(create=False)
+        except LabwitnessError as e:
+            flag("critical", "storage_unavailable", f"对象存储异常 / object store: {e}")
+
+        workers = self.recorder.workers() if self.recorder else {}
+        backlog = self.recorder.uploader.backlog() if self.recorder else _spool_backlog(self.settings.spool_path)
+        upload_error = self.recorder.uploader.last_error if self.recorder else ""
+        oldest_waiting = self.recorder.uploader.oldest_waiting_end() if self.recorder else None
+        upload_lag_s = round(max(0.0, (now - oldest_waiting).total_seconds()), 1) if oldest_waiting else 0.0
+        if upload_lag_s > UPLOAD_LAG_WARNING_S:
+            flag("warning", "upload_lag", f"上传滞后 {upload_lag_s / 60:.0f} 分钟 / footage waits {upload_lag_s / 60:.0f} min in the "
+                                          f"local spool before reaching storage")
+        cameras: dict[str, dict] = {}
+        facts = None
+        try:
+            cov = CoverageStore(self.index.engine, lambda: now_ms)
+            if refresh_coverage:
+                cov.refresh()
+            retention_days = (self.policy(now) - now).total_seconds() / 86400
+            facts = rh.gather(self.index.engine, cov, now_ms, segment_seconds=self.settings.segment_seconds,
+                              read_timeout_s=self.settings.rtsp_read_timeout_s, retention_days=retention_days,
+                              retention_enforced=info.retention_enforced, spool_backlog=backlog, upload_error=upload_error)
+            cap = self._capacity(facts.storage.used_bytes)
+            if cap is not None:
+                facts.storage.set_capacity(*cap)
+            status, problems = rh.classify(facts)
+            for c in facts.cameras:
+                w = workers.get(c.camera_id)
+                d = {
+                    "area_id": c.area_id, "name": c.name,
+                    "last_segment_end": from_ms(c.last_segment_end_ms).isoformat() if c.last_segment_end_ms else None,
+                    "last_segment_age_s": c.last_segment_age_s, "offline": c.offline,
+                    "coverage": c.coverage, "unusable": c.unusable, "usable_coverage": c.usable_coverage,
+                    "unusable_ongoing": c.unusable_ongoing,
+                    "coverage_24h": c.coverage.get("24h"), "gaps_24h": len(c.gaps_24h),
+                    "gaps": [{"start": from_ms(g["start_ms"]).isoformat(), "end": from_ms(g["end_ms"]).isoformat(),
+                              "reason": g["reason"]} for g in c.gaps_24h],
+                    "gap_reasons_7d": c.gap_reasons_7d,
+                    "oldest_footage": from_ms(c.oldest_ms).isoformat() if c.oldest_ms else None,
+                    "oldest_footage_age_days": c.oldest_age_days, "bytes_183d": c.bytes_183d,
+                    "clock_offset_s": c.clock_offset_s,
+                    "state": w.shown_state() if w else None,
+                    "last_error": w.status.last_error if w else "",
+                }
+                if w is not None and w.status.state == "spool_full":
+                    flag("critical", "spool_full", f"{c.camera_id}: 本地缓存已满 / spool full: footage is not being recorded",
+                         c.camera_id)
+                cameras[c.camera_id] = d
+        except IndexUnavailableError as e:
+            status, problems = "critical", []
+            flag("critical", "index_unavailable", f"索引数据库不可用 / index database unavailable: {e}")
+        alerts = problems + extra
+        status = max([status] + [a["level"] for a in extra if a["level"] in SEVERITY], key=SEVERITY.index)
+        areas: dict[str, dict] = {}
+        for cid, d in cameras.items():
+            a = areas.setdefault(d["area_id"] or "", {"cameras": 0, "offline": 0, "min_coverage_24h": 1.0,
+                                                      "min_coverage_183d": 1.0})
+            a["cameras"] += 1
+            a["offline"] += int(d["offline"])
+            a["min_coverage_24h"] = min(a["min_coverage_24h"], d["coverage"].get("24h", 0.0))
+            a["min_coverage_183d"] = min(a["min_coverage_183d"], d["coverage"].get("183d", 0.0))
+        st = facts.storage if facts else None
+        return {
+            "status": status, "problems": [a["text"] for a in alerts if a["level"] in ("warning", "critical")],
+            "alerts": alerts, "checked_at": now.isoformat(),
+            "storage": {"backend": info.backend, "location": info.location, "retention_enforced": info.retention_enforced,
+                        "detail": info.detail,
+                        "used_bytes": st.used_bytes if st else None,
+                        "growth_bytes_per_day": st.growth_bytes_per_day if st else None,
+                        "capacity_bytes": st.capacity_bytes if st else None, "free_bytes": st.free_bytes if st else None,
+                        "runway_days": st.runway_days if st else None, "needed_days": st.needed_days if st else None},
+            "retention": {"months": self.policy.months, "margin_days": self.policy.margin_days},
+            "integrity": {"open_findings": facts.findings_open if facts else {},
+                          "critical_findings": facts.findings_critical if facts else 0},
+            "jobs": facts.jobs if facts else {},
+            "spool": {"backlog_segments": backlog, "bytes": self.recorder.quota.used if self.recorder else None,
+                      "upload_lag_s": upload_lag_s, "last_upload_error": upload_error},
+            "areas": areas,
+            "cameras": cameras,
+        }
 
 
 def _spool_backlog(spool_dir) -> int:
@@ -136,18 +157,16 @@ class HealthCollector:
     """Prometheus gauges from the health report, computed at scrape time at most
     every ``ttl_s`` (a scrape every 15 s must not re-read six months of index)."""
 
-    def __init__(self, rt, ttl_s: float = 30.0) -> None:
-        self.rt = rt
+    def __init__(self, health: Health, ttl_s: float = 30.0) -> None:
+        self.health = health
         self.ttl_s = ttl_s
         self._cached: tuple[float, dict] | None = None
 
     def report(self) -> dict | None:
-        import time
-
         now = time.monotonic()
         if self._cached is None or now - self._cached[0] > self.ttl_s:
             try:
-                self._cached = (now, health_report(self.rt))
+                self._cached = (now, self.health.report())
             except Exception:  # a scrape must still return the recorder's own metrics
                 return self._cached[1] if self._cached else None
         return self._cached[1]
@@ -156,8 +175,6 @@ class HealthCollector:
         return []  # metrics are created at collect time (no registration-time health run)
 
     def collect(self):
-        from prometheus_client.core import GaugeMetricFamily
-
         rep = self.report()
         if rep is None:
             return

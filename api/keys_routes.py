@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.deps import RuntimeDep
+from api.deps import ExporterDep, SettingsDep
 from api.keyring import WELL_KNOWN, well_known
 
 router = APIRouter(tags=["public"])
@@ -33,7 +33,7 @@ class PublishedKeys(BaseModel):
 
 
 @router.get(WELL_KNOWN, response_model=PublishedKeys)
-def labwitness_keys(rt: RuntimeDep) -> JSONResponse:
+def labwitness_keys(settings: SettingsDep, exporter: ExporterDep) -> JSONResponse:
     """实验室签名公钥（公开） / The lab's evidence-signing public keys, every one it has used (public)."""
-    body = well_known(rt.settings.data_dir, rt.exporter.key)
+    body = well_known(settings.data_dir, exporter.key)
     return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})

@@ -33,8 +33,11 @@ from typing import Callable
 
 from fastapi import Request
 
+from index.audit import AuditLog
 from labwitness.clock import Clock, utc_ms
 from labwitness.errors import LabwitnessError
+
+from api import deps
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,7 @@ def _limiter(request: Request) -> SourceLimiter:
     return request.app.state.limiter
 
 
-def write_floods(limiter: SourceLimiter, audit, final: bool = False) -> int:
+def write_floods(limiter: SourceLimiter, audit: AuditLog, final: bool = False) -> int:
     """Write the summary rows of ended windows to the audit log."""
     return limiter.drain(lambda f: audit.append(f"public@{f.source}", f"{f.limit.kind}.flood", "", f.detail(), "public"),
                          final=final)
@@ -190,7 +193,7 @@ def admit(request: Request, limit: Limit) -> None:
     """Count one event of ``request``'s source; raise :class:`RateLimitedError` beyond the budget."""
     lim = _limiter(request)
     wait = lim.hit(limit, source_of(request))
-    write_floods(lim, request.app.state.runtime.audit)
+    write_floods(lim, deps.audit(request))
     if wait is not None:
         raise RateLimitedError(wait)
 
@@ -200,7 +203,7 @@ def refuse_if_over(request: Request, limit: Limit) -> None:
     checking a credential: a blocked source learns nothing about its guess)."""
     lim = _limiter(request)
     wait = lim.refuse_if_over(limit, source_of(request))
-    write_floods(lim, request.app.state.runtime.audit)
+    write_floods(lim, deps.audit(request))
     if wait is not None:
         raise RateLimitedError(wait)
 
@@ -211,4 +214,4 @@ def audit_failure(request: Request, action: str, detail: dict | None = None) -> 
     ``auth.flood`` summary and refused (429)."""
     admit(request, AUTH_FAILED)
     host = request.client.host if request.client else "?"
-    request.app.state.runtime.audit.append(f"public@{host}", action, "", detail or {}, "public")
+    deps.audit(request).append(f"public@{host}", action, "", detail or {}, "public")

@@ -5,62 +5,25 @@ from __future__ import annotations
 import functools
 import json
 import time
-from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from datetime import datetime
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import orjson
 from fastapi import APIRouter, Path, Response
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
-from labwitness.clock import from_ms, utc_ms
-from labwitness.errors import LabwitnessError
-from labwitness.ids import EntityId, Number
+from labwitness.clock import from_ms
+from labwitness.ids import Number
 
 from api.auth import Ingest, Inspector
 from api.deps import RuntimeDep
+from api.ingest import RecordValidationError, TestRecordIn, ingest
 from api.runtime import Runtime
 from index.records import merge_windows  # noqa: F401  (re-exported: tests and callers)
 
 
-
-class RecordValidationError(LabwitnessError):
-    code = "invalid-test-record"
-    status = 422
-
-
-
 router = APIRouter(prefix="/api/v1")
-
-
-class TestRecordIn(BaseModel):
-    """One test as the core data upload module sends it upstream."""
-
-    __test__ = False
-    report_no: Number = Field(description="报告编号")
-    commission_no: Number | Literal[""] = Field(default="", description="委托编号")
-    project_name: str = Field(default="", max_length=500, description="工程名称")
-    test_item: str = Field(default="", max_length=200, description="检测项目")
-    sample_ids: list[Number] = Field(default_factory=list, max_length=200, description="样品唯一编号")
-    area_ids: list[EntityId] = Field(default_factory=list, max_length=20)
-    equipment_ids: list[EntityId] = Field(default_factory=list, max_length=20, description="设备编号")
-    operator: str = Field(default="", max_length=200, description="检测人员")
-    started_at: AwareDatetime = Field(description="试验开始时间")
-    ended_at: AwareDatetime = Field(description="试验结束时间")
-
-    @model_validator(mode="after")
-    def _window(self) -> "TestRecordIn":
-        if self.ended_at <= self.started_at:
-            raise ValueError("ended_at 必须晚于 started_at / ended_at must be after started_at")
-        if not self.area_ids and not self.equipment_ids:
-            raise ValueError("至少需要一个检测区域或设备 / give at least one area_id or equipment_id")
-        return self
-
-    def content(self) -> dict:
-        return {"report_no": self.report_no, "commission_no": self.commission_no, "project_name": self.project_name,
-                "test_item": self.test_item, "sample_ids": list(self.sample_ids), "area_ids": list(self.area_ids),
-                "equipment_ids": list(self.equipment_ids), "operator": self.operator,
-                "started_ms": utc_ms(self.started_at), "ended_ms": utc_ms(self.ended_at)}
 
 
 class TestRecordView(BaseModel):
@@ -97,29 +60,15 @@ def record_view(r) -> TestRecordView:
                           started_at=from_ms(r.started_ms), ended_at=from_ms(r.ended_ms))
 
 
-def ingest_one(rt: Runtime, record_id: str, body: TestRecordIn, actor: str, role: str):
-    max_h = rt.settings.max_record_hours
-    if body.ended_at - body.started_at > timedelta(hours=max_h):
-        raise RecordValidationError(f"试验时长超过 {max_h} 小时上限 / the test window is longer than {max_h} hours")
-    bad_areas, bad_eq = rt.records.unknown_refs(list(body.area_ids), list(body.equipment_ids))
-    if bad_areas or bad_eq:
-        raise RecordValidationError("未知的检测区域或设备 / unknown " + "; ".join(
-            ([f"area_ids: {', '.join(bad_areas)}"] if bad_areas else []) + ([f"equipment_ids: {', '.join(bad_eq)}"] if bad_eq else [])))
-    row, created, changed = rt.records.upsert(record_id, body.content(), actor)
-    if changed:
-        rt.audit.append(actor, "test_record.create" if created else "test_record.update", record_id,
-                        {"revision": row.revision, "report_no": row.report_no}, role)
-    return row, created
-
-
 # Numbers may hold '/' (JC2026-0001/A): path parameters take the rest of the path,
 # so both the percent-encoded and the raw form reach the handler whole.
 @router.put("/test-records/{record_id:path}", responses={200: {"description": "updated or unchanged"}, 201: {"description": "created"}})
 def put_record(rt: RuntimeDep, who: Ingest, record_id: Annotated[Number, Path()], body: TestRecordIn,
                response: Response) -> TestRecordView:
-    row, created = ingest_one(rt, record_id, body, who.actor, who.role)
-    response.status_code = 201 if created else 200
-    return record_view(row)
+    done = ingest(rt.records, rt.audit, record_id, body, actor=who.actor, role=who.role,
+                  max_hours=rt.settings.max_record_hours)
+    response.status_code = 201 if done.created else 200
+    return record_view(done.row)
 
 
 @router.post("/test-records/batch")
@@ -127,8 +76,9 @@ def put_records(rt: RuntimeDep, who: Ingest, items: Annotated[list[BatchItem], F
     out = []
     for item in items:
         try:
-            row, created = ingest_one(rt, item.record_id, item, who.actor, who.role)
-            out.append(BatchResult(record_id=item.record_id, status=201 if created else 200, revision=row.revision))
+            done = ingest(rt.records, rt.audit, item.record_id, item, actor=who.actor, role=who.role,
+                          max_hours=rt.settings.max_record_hours)
+            out.append(BatchResult(record_id=item.record_id, status=201 if done.created else 200, revision=done.row.revision))
         except RecordValidationError as e:
             out.append(BatchResult(record_id=item.record_id, status=422, error=str(e)))
     return out

@@ -1,9 +1,11 @@
-"""Wiring: build storage, index and recorder from :class:`Settings`.
+"""Wiring: build storage, index, recorder and the API's services from :class:`Settings`.
 
 The one place that knows how the packages fit together.  ``Runtime`` is a
 context manager: it starts embedded SeaweedFS when no S3 endpoint is set,
-validates the bucket's Object Lock, migrates the index, and on exit stops the
-recorders and uploads what they leave behind.
+validates the bucket's Object Lock, migrates the index, hands each service
+(exporter, registry admin, health) the few collaborators it uses, and on exit
+stops the recorders and uploads what they leave behind.  Routes never see the
+runtime itself: :mod:`api.deps` hands them its parts one by one.
 """
 
 from __future__ import annotations
@@ -11,13 +13,16 @@ from __future__ import annotations
 import logging
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from index.audit import AuditLog
 from index.db import make_engine
+from index.exports import ExportStore
 from index.migrate import upgrade
 from index.models import Camera
 from index.queries import IndexStore
-from index.audit import AuditLog
 from index.records import RecordStore
 from index.registry import Registry
 from index.tokens import TokenStore
@@ -27,37 +32,51 @@ from labwitness.private_fs import private_dir
 from recorder.metrics import RecorderMetrics
 from recorder.service import CameraSpec, RecorderService
 from recorder.spool_view import SpoolReader
-from recorder.worker import RecorderConfig, check_rtsp_url
+from recorder.worker import RecorderConfig
 from retention.policy import RetentionPolicy
+from retention.scheduler import build_scheduler
 from storage.s3 import S3ObjectStore
-from storage.layout import check_camera_id
 from storage.seaweed import EmbeddedSeaweed
 
-from api.secrets import CredentialCipher, split_credentials
+from api.camera_rows import seal_camera_urls
+from api.exporter import Exporter
+from api.health import Health, HealthCollector
+from api.registry_admin import RegistryAdmin
+from api.secrets import CredentialCipher
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 class Runtime:
+    """Everything a running labwitness holds; each service gets the few parts it uses."""
+
+    # Created by start() (``with Runtime(settings) as rt``): storage, the index and the
+    # services on them.  Read before start they do not exist; nothing checks for None.
+    store: S3ObjectStore
+    index: IndexStore
+    registry: Registry
+    tokens: TokenStore
+    audit: AuditLog
+    records: RecordStore
+    exporter: Exporter
+    registry_admin: RegistryAdmin
+    health: Health
+    health_collector: HealthCollector  # registered once on ``metrics``: /metrics carries health's gauges
+
     def __init__(self, settings: Settings, *, clock: Clock | None = None, recording: bool = True) -> None:
         self.settings = settings
         self.recording = recording  # False: storage and index only (CLI export, verify, ...)
-        self.clock = clock or SystemClock()
+        self.clock: Clock = clock or SystemClock()
         self.policy = RetentionPolicy(settings.retention_months, settings.retention_margin_days)
         self.metrics = RecorderMetrics()
+        self.cipher = credential_cipher(settings)
+        # What the spool holds (read-only): report and camera footage explain time not indexed yet.
+        self.spool_view = SpoolReader(settings.spool_path)
+        self.seaweed: EmbeddedSeaweed | None = None  # the embedded store, when no S3 endpoint is set
+        self.recorder: RecorderService | None = None  # recording runtimes only
+        self.jobs: BackgroundScheduler | None = None  # the retention jobs' scheduler (see start_jobs)
         self._stack = ExitStack()
-        self.seaweed: EmbeddedSeaweed | None = None
-        self.store: S3ObjectStore | None = None
-        self.index: IndexStore | None = None
-        self.registry: Registry | None = None
-        self.tokens: TokenStore | None = None
-        self.audit: AuditLog | None = None
-        self.discovered: dict = {}  # endpoint -> DiscoveredDevice of the last scan
-        self.recorder: RecorderService | None = None
-        self.jobs = None  # the retention jobs' scheduler (serve/record only; see start_jobs)
-        self.cipher = CredentialCipher.from_settings(
-            settings.credentials_key.get_secret_value() if settings.credentials_key else None, settings.data_dir)
 
     def __enter__(self) -> "Runtime":
         try:
@@ -86,43 +105,46 @@ class Runtime:
         engine = make_engine(s.db_url)
         self._stack.callback(engine.dispose)
         self.index = IndexStore(engine)
-        now_ms = lambda: utc_ms(self.clock.now())  # noqa: E731
+        now_ms = self.now_ms
         self.registry = Registry(engine, now_ms)
         self.tokens = TokenStore(engine, now_ms)
         self.audit = AuditLog(engine, now_ms)
-        # What the spool holds (read-only): report and camera footage explain time not indexed yet.
-        self.spool_view = SpoolReader(s.spool_path)
         self.records = RecordStore(engine, now_ms, spool=self.spool_view)
-        from api.exporter import Exporter
-
-        self.exporter = Exporter(self)
+        self.exporter = Exporter(s, self.clock, self.store, self.index, self.records, self.spool_view, self.audit,
+                                 ExportStore(engine, now_ms), self.policy)
         try:
             upgrade(engine)
             seal_camera_urls(self.registry, self.cipher)
             self._bootstrap_admin()
         except Exception as e:  # recording must not wait for the database
             log.error("index database not reachable at start-up (%s); recording continues into the spool", e)
-        if not self.recording:
-            return
-        self.recorder = RecorderService(
-            s.spool_path, self.store, self.index, self.policy,
-            RecorderConfig(segment_seconds=s.segment_seconds, open_timeout_s=s.rtsp_open_timeout_s,
-                           read_timeout_s=s.rtsp_read_timeout_s, backoff_cap_s=s.backoff_cap_s,
-                           recorder_id=s.recorder_id, rtsp_client=s.rtsp_client),
-            clock=self.clock, metrics=self.metrics,
-            spool_max_bytes=s.spool_max_bytes, spool_reserve_bytes=s.spool_reserve_bytes,
-        ).start()
-        self._stack.callback(self.recorder.stop, 30.0)
-        if s.retention_jobs:
+        if self.recording:
+            self.recorder = RecorderService(
+                s.spool_path, self.store, self.index, self.policy,
+                RecorderConfig(segment_seconds=s.segment_seconds, open_timeout_s=s.rtsp_open_timeout_s,
+                               read_timeout_s=s.rtsp_read_timeout_s, backoff_cap_s=s.backoff_cap_s,
+                               recorder_id=s.recorder_id, rtsp_client=s.rtsp_client),
+                clock=self.clock, metrics=self.metrics,
+                spool_max_bytes=s.spool_max_bytes, spool_reserve_bytes=s.spool_reserve_bytes,
+            ).start()
+            self._stack.callback(self.recorder.stop, 30.0)
+        self.registry_admin = RegistryAdmin(self.registry, self.audit, self.cipher, self.clock, self.recorder,
+                                            discovery_port=s.discovery_port, discovery_interfaces=s.discovery_ifaces)
+        self.health = Health(s, self.clock, self.store, self.index, self.policy, self.recorder,
+                             embedded_storage=self.seaweed is not None)
+        self.health_collector = HealthCollector(self.health)
+        self.metrics.registry.register(self.health_collector)
+        if self.recording and s.retention_jobs:
             self.start_jobs()
+
+    def now_ms(self) -> int:
+        return utc_ms(self.clock.now())
 
     # -- retention jobs (sweep, verify, integrity, reconcile) on a schedule ----------
     def start_jobs(self) -> None:
         """Start the retention jobs' scheduler; it is stopped when the runtime exits."""
         if self.jobs is not None:
             return
-        from retention.scheduler import build_scheduler
-
         self.jobs = build_scheduler(self.store, self.index.engine, self.clock, self.settings.jobs_config())
         self.jobs.start()
         self._stack.callback(self.stop_jobs)
@@ -144,50 +166,21 @@ class Runtime:
         except IndexUnavailableError:
             log.error("index unavailable: bootstrap admin token not created yet")
 
+    # -- the cameras and their recorders (api.registry_admin) ---------------------------
     def camera_spec(self, cam: Camera) -> CameraSpec:
-        """What a recorder needs: the URL with the decrypted credentials put back."""
-        return CameraSpec(cam.id, self.cipher.recording_url(cam), cam.area_id or "")
+        return self.registry_admin.camera_spec(cam)
 
     def sync_cameras(self) -> None:
-        """Make the running recorders follow the enabled cameras in the registry."""
-        if self.recorder is None:  # a runtime without recording (CLI export, tests) follows nothing
-            return
-        try:
-            cams = self.registry.cameras(enabled_only=True)
-        except IndexUnavailableError:
-            log.warning("index unavailable; keeping the cameras that are recording now")
-            return
-        self.recorder.sync([self.camera_spec(c) for c in cams])
+        self.registry_admin.sync_cameras()
 
     def new_camera(self, camera_id: str, url: str, **kw) -> Camera:
-        return new_camera(self.cipher, utc_ms(self.clock.now()), camera_id, url, **kw)
+        return self.registry_admin.new_camera(camera_id, url, **kw)
 
 
-def new_camera(cipher: CredentialCipher, now_ms: int, camera_id: str, url: str, *, username: str | None = None,
-               password: str | None = None, **fields) -> Camera:
-    """A Camera row from a URL that may carry credentials; the password and the secret
-    query values are encrypted, the stored URL keeps ``***`` in their place."""
-    check_camera_id(camera_id)
-    check_rtsp_url(url)
-    bare, url_user, url_pass = split_credentials(url)
-    stored_url, url_secrets_enc = cipher.seal_url(bare)
-    return Camera(id=camera_id, rtsp_url=stored_url, url_secrets_enc=url_secrets_enc, username=username or url_user,
-                  password_enc=cipher.encrypt(password if password is not None else url_pass),
-                  created_ms=now_ms, **fields)
-
-
-def seal_camera_urls(registry: Registry, cipher: CredentialCipher) -> int:
-    """Cameras registered before query secrets were sealed still hold them in clear in
-    ``rtsp_url``: encrypt them now (migration 0007 cannot, it has no key). Returns how many."""
-    sealed = 0
-    for cam in registry.cameras():
-        stored_url, url_secrets_enc = cipher.seal_url(cam.rtsp_url, cam.url_secrets_enc)
-        if stored_url != cam.rtsp_url:
-            registry.update_camera(cam.id, {"rtsp_url": stored_url, "url_secrets_enc": url_secrets_enc}, "system")
-            sealed += 1
-    if sealed:
-        log.info("encrypted the query-string credentials of %d camera URL(s)", sealed)
-    return sealed
+def credential_cipher(settings: Settings) -> CredentialCipher:
+    """The cipher of camera passwords: the configured key, else the data directory's own."""
+    key = settings.credentials_key
+    return CredentialCipher.from_settings(key.get_secret_value() if key else None, settings.data_dir)
 
 
 @dataclass
@@ -206,9 +199,8 @@ def index_only(settings: Settings) -> Iterator[IndexOnly]:
     engine = make_engine(settings.db_url)
     try:
         upgrade(engine)
-        cipher = CredentialCipher.from_settings(
-            settings.credentials_key.get_secret_value() if settings.credentials_key else None, settings.data_dir)
-        now = lambda: utc_ms(SystemClock().now())  # noqa: E731
+        cipher = credential_cipher(settings)
+        now: Callable[[], int] = lambda: utc_ms(SystemClock().now())  # noqa: E731
         registry = Registry(engine, now)
         seal_camera_urls(registry, cipher)
         yield IndexOnly(registry, cipher, TokenStore(engine, now), AuditLog(engine, now), RecordStore(engine, now))

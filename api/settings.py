@@ -10,16 +10,19 @@ from __future__ import annotations
 import os
 import socket
 import tomllib
+from dataclasses import fields
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from index.db import sqlite_url
 from index.tokens import MIN_TOKEN_CHARS
-from labwitness.errors import ConfigError
+from labwitness.errors import ConfigError, LabwitnessError
 from labwitness.segment_limits import MAX_TARGET_SECONDS
-from retention.policy import validate as validate_retention
+from retention.policy import RetentionPolicy, validate as validate_retention
+from retention.runs import JobsConfig
 
 
 class Settings(BaseSettings):
@@ -46,8 +49,8 @@ class Settings(BaseSettings):
     # per camera for rtsps://, B-frames or a session it cannot set up) or "ffmpeg" (FFmpeg's, through PyAV)
     rtsp_client: Literal["ffmpeg", "native"] = "native"
     backoff_cap_s: float = 10.0
-    retention_months: int = 6
-    retention_margin_days: int = 7
+    retention_months: int = RetentionPolicy.months
+    retention_margin_days: int = RetentionPolicy.margin_days
     timezone: str = "Asia/Shanghai"
     recorder_id: str = Field(default_factory=lambda: socket.gethostname()[:48] or "recorder")
     bootstrap_admin_token: SecretStr | None = None
@@ -58,7 +61,8 @@ class Settings(BaseSettings):
     discovery_port: int = 3702  # WS-Discovery (multicast group 239.255.255.250)
     discovery_interfaces: str = ""  # comma-separated IPv4 addresses to probe from; empty = every interface that is up
 
-    content_sample_seconds: float = Field(default=10.0, ge=1.0, le=600.0)  # content health: one keyframe per N s
+    # content health: one keyframe per N s
+    content_sample_seconds: float = Field(default=JobsConfig.content_sample_seconds, ge=1.0, le=600.0)
 
     # Storage capacity for the runway in health (bytes).  Unset: the free space of the
     # embedded SeaweedFS's disk; with an external S3 endpoint, unknown unless set.
@@ -67,18 +71,19 @@ class Settings(BaseSettings):
     # else http://127.0.0.1:8000 (read it through api.installation.public_base_url)
     public_base_url: str | None = None
 
-    # Retention jobs (docs/retention.md); an interval of 0 disables that job in `serve`.
+    # Retention jobs (docs/retention.md); an interval of 0 disables that job in `serve`.  Each field
+    # of retention.runs.JobsConfig named here comes from LABWITNESS_*, with JobsConfig's default.
     retention_jobs: bool = True  # run them on a schedule inside `serve`
-    sweep_interval_h: float = Field(default=24.0, ge=0)
-    verify_interval_h: float = Field(default=6.0, ge=0)
-    integrity_interval_h: float = Field(default=1.0, ge=0)
-    reconcile_interval_h: float = Field(default=24.0, ge=0)
-    content_interval_h: float = Field(default=0.25, ge=0)  # content health sampling of new footage
-    sweep_max_share: float = Field(default=0.10, gt=0, le=1)  # of one camera's footage per sweep
-    sweep_max_clock_skew_s: float = Field(default=120.0, gt=0)  # our clock vs the store's
-    verify_sample: int = Field(default=200, ge=1)
-    integrity_budget_bytes: int = Field(default=2 << 30, ge=1)
-    integrity_budget_objects: int = Field(default=1000, ge=1)
+    sweep_interval_h: float = Field(default=JobsConfig.sweep_interval_h, ge=0)
+    verify_interval_h: float = Field(default=JobsConfig.verify_interval_h, ge=0)
+    integrity_interval_h: float = Field(default=JobsConfig.integrity_interval_h, ge=0)
+    reconcile_interval_h: float = Field(default=JobsConfig.reconcile_interval_h, ge=0)
+    content_interval_h: float = Field(default=JobsConfig.content_interval_h, ge=0)  # content health sampling of new footage
+    sweep_max_share: float = Field(default=JobsConfig.sweep_max_share, gt=0, le=1)  # of one camera's footage per sweep
+    sweep_max_clock_skew_s: float = Field(default=JobsConfig.sweep_max_clock_skew_s, gt=0)  # our clock vs the store's
+    verify_sample: int = Field(default=JobsConfig.verify_sample, ge=1)
+    integrity_budget_bytes: int = Field(default=JobsConfig.integrity_budget_bytes, ge=1)
+    integrity_budget_objects: int = Field(default=JobsConfig.integrity_budget_objects, ge=1)
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -116,22 +121,13 @@ class Settings(BaseSettings):
     def spool_path(self) -> Path:
         return self.spool_dir or self.data_dir / "spool"
 
-    def jobs_config(self):
-        """The retention jobs' schedule and limits (a plain dataclass of ``retention.runs``)."""
-        from retention.runs import JobsConfig
-
-        return JobsConfig(
-            sweep_interval_h=self.sweep_interval_h, verify_interval_h=self.verify_interval_h,
-            integrity_interval_h=self.integrity_interval_h, reconcile_interval_h=self.reconcile_interval_h,
-            sweep_max_share=self.sweep_max_share, sweep_max_clock_skew_s=self.sweep_max_clock_skew_s,
-            verify_sample=self.verify_sample, integrity_budget_bytes=self.integrity_budget_bytes,
-            integrity_budget_objects=self.integrity_budget_objects, retention_months=self.retention_months,
-            content_interval_h=self.content_interval_h, content_sample_seconds=self.content_sample_seconds,
-        )
+    def jobs_config(self) -> JobsConfig:
+        """The retention jobs' schedule and limits: every :class:`JobsConfig` field set here."""
+        return JobsConfig(**{f.name: getattr(self, f.name) for f in fields(JobsConfig) if f.name in type(self).model_fields})
 
     @property
     def db_url(self) -> str:
-        return self.database_url or f"sqlite:///{(self.data_dir / 'index.sqlite3').resolve()}"
+        return self.database_url or sqlite_url(self.data_dir / "index.sqlite3")
 
 
 def load_settings(**overrides) -> Settings:
@@ -139,10 +135,6 @@ def load_settings(**overrides) -> Settings:
 
     Any invalid value becomes a :class:`ConfigError` whose message names the key.
     """
-    from pydantic import ValidationError
-
-    from labwitness.errors import LabwitnessError
-
     file_values: dict = {}
     cfg = os.environ.get("LABWITNESS_CONFIG")
     if cfg:

@@ -17,7 +17,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from index.models import Camera, Gap, Segment
+from index.models import Camera, CameraContentState, Gap, Segment
 from index.tiling import NOTHING_SPOOLED, Part, SpoolState, uncovered
 from labwitness.errors import IndexUnavailableError, NotFoundError
 from labwitness.segment_limits import MAX_SEGMENT_MS  # the bound every query of the index relies on
@@ -47,6 +47,12 @@ class Footage:
         return uncovered(self.start_ms, self.end_ms, ((s.start_ms, s.end_ms) for s in self.segments),
                          gaps=[(g.start_ms, g.end_ms, g.reason, g.detail) for g in self.gaps],
                          registered_ms=self.registered_ms, spool=spool, now_ms=now_ms)
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    jpeg: bytes
+    sample_ms: int | None  # when the sample was taken (None: not recorded)
 
 
 @contextmanager
@@ -181,3 +187,18 @@ class IndexStore:
         with Session(self.engine, expire_on_commit=False) as s:
             return list(s.exec(select(Gap).where(Gap.camera_id == camera_id).order_by(col(Gap.start_ms))))
 
+    # -- the content-health job's thumbnails (retention.content_job writes them) -----
+    @_guard
+    def thumbnail(self, camera_id: str) -> Thumbnail | None:
+        """The camera's latest content sample as a small JPEG, or None when it has none yet."""
+        with Session(self.engine) as s:
+            row = s.get(CameraContentState, camera_id)
+            if row is None or not row.thumbnail_jpeg:
+                return None
+            return Thumbnail(row.thumbnail_jpeg, row.last_sample_ms)
+
+    @_guard
+    def cameras_with_thumbnail(self) -> set[str]:
+        with Session(self.engine) as s:
+            return set(s.exec(select(CameraContentState.camera_id)
+                              .where(col(CameraContentState.thumbnail_jpeg).is_not(None))))

@@ -150,6 +150,25 @@ class RecordStore:
         return rows
 
     @_guard
+    def search(self, *, report_no: str = "", commission_no: str = "", sample_id: str = "", start_ms: int | None = None,
+               end_ms: int | None = None, limit: int = 200) -> list[TestRecord]:
+        """Records matching every given criterion (substring match on the numbers; a time
+        range selects records whose test window overlaps it), newest first."""
+        q = select(TestRecord)
+        if report_no:
+            q = q.where(col(TestRecord.report_no).contains(report_no, autoescape=True))
+        if commission_no:
+            q = q.where(col(TestRecord.commission_no).contains(commission_no, autoescape=True))
+        if sample_id:
+            q = q.where(col(TestRecord.sample_ids).contains(sample_id, autoescape=True))
+        if start_ms is not None:
+            q = q.where(TestRecord.ended_ms > start_ms)
+        if end_ms is not None:
+            q = q.where(TestRecord.started_ms < end_ms)
+        with Session(self.engine, expire_on_commit=False) as s:
+            return list(s.exec(q.order_by(col(TestRecord.started_ms).desc()).limit(limit)))
+
+    @_guard
     def unknown_refs(self, area_ids: list[str], equipment_ids: list[str]) -> tuple[list[str], list[str]]:
         from index.models import Area
 

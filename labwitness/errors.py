@@ -2,7 +2,7 @@
 
 Every error a lab admin or operator can act on is one of these; the API maps
 them to RFC 9457 problem+json (``api.problems``) and the CLI prints their
-message and exits with the code of its class (``api.cli_exit``: 2 for bad
+message and exits with the code of its class (``api.cli.common``: 2 for bad
 input or configuration, 3 refused, 1 any other failure).  Messages are written
 for the person at the console: say what is wrong and what to do, in zh-CN
 first, English second.  Anything that is *not* one of these reaching the API

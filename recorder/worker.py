@@ -128,6 +128,10 @@ class CameraWorker:
         limit = self.cfg.segment_seconds * self.cfg.max_segment_factor + self.cfg.read_timeout_s
         return (self.clock.now() - last).total_seconds() > limit
 
+    def shown_state(self) -> str:
+        """The state people see (API, web UI, health): ``stalled`` rather than a "recording" that produces nothing."""
+        return "stalled" if self.stalled() else self.status.state
+
     # -- the loop ----------------------------------------------------------------
     def run(self) -> None:
         spool = self.spool

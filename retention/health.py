@@ -114,6 +114,12 @@ def offline_after_ms(segment_seconds: float, read_timeout_s: float) -> int:
     return int(2 * segment_seconds * 1000 + read_timeout_s * 1000)
 
 
+def is_offline(last_segment_end_ms: int | None, now_ms: int, segment_seconds: float, read_timeout_s: float) -> bool:
+    """The one "camera offline" rule (health, its gauges and the cameras page): no stored
+    segment at all, or none that ended within :func:`offline_after_ms`."""
+    return last_segment_end_ms is None or now_ms - last_segment_end_ms > offline_after_ms(segment_seconds, read_timeout_s)
+
+
 @_guard
 def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seconds: float, read_timeout_s: float,
            retention_days: float, retention_enforced: bool, capacity: tuple[int, int] | None = None,
@@ -130,7 +136,6 @@ def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seco
     facts = {c.id: CameraFacts(c.id, c.name, c.area_id, bool(c.enabled),
                                clock_offset_s=c.clock_offset_ms / 1000 if c.clock_offset_ms is not None else None)
              for c in cams}
-    limit = offline_after_ms(segment_seconds, read_timeout_s)
     oldest = coverage.oldest(ids)
     for name, span in WINDOWS.items():
         totals = coverage.totals(ids, now_ms - span, now_ms, oldest)
@@ -152,7 +157,7 @@ def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seco
             f = facts[cam]
             f.last_segment_end_ms = seg_end.get(cam)
             f.last_segment_age_s = round((now_ms - f.last_segment_end_ms) / 1000, 1) if f.last_segment_end_ms else None
-            f.offline = f.last_segment_end_ms is None or now_ms - f.last_segment_end_ms > limit
+            f.offline = is_offline(f.last_segment_end_ms, now_ms, segment_seconds, read_timeout_s)
             f.oldest_ms = oldest.get(cam)
             f.oldest_age_days = round((now_ms - f.oldest_ms) / DAY_MS, 2) if f.oldest_ms is not None else None
         if ids:

@@ -79,8 +79,8 @@ def test_every_door_refuses_a_bad_camera_url(web, tmp_path):
     assert r.status_code == 422 and "out of range" in r.json()["detail"]
     assert rt.registry.camera("cam-web").rtsp_url.startswith("rtsp://127.0.0.1:8554/")
     # a discovery result is not trusted either: the device's own answer is checked the same way
-    rt.discovered = {"urn:uuid:odd": DiscoveredDevice(endpoint="urn:uuid:odd",
-                                                      profiles=[MediaProfile(token="p", stream_uri=BAD_URL)])}
+    rt.registry_admin.discovered = {"urn:uuid:odd": DiscoveredDevice(endpoint="urn:uuid:odd",
+                                                                     profiles=[MediaProfile(token="p", stream_uri=BAD_URL)])}
     r = client.post("/api/v1/cameras", json={"id": "bad-2", "from_discovery": "urn:uuid:odd"})
     assert r.status_code == 422 and "IPv4" in r.json()["detail"]
     # the web forms (typed URL, and a discovered device) say why and write nothing

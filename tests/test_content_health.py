@@ -461,16 +461,11 @@ def test_approve_reference_needs_a_sample(index):
 
 
 def test_cli_content_and_approve(seaweed, tmp_path, monkeypatch, job_clips):
-    import typer
     from typer.testing import CliRunner
 
-    from api import cli_content
+    from api.cli import app
     from conftest import ACCESS, SECRET
 
-    app = typer.Typer()
-    camera_app = typer.Typer()
-    app.add_typer(camera_app, name="camera")
-    cli_content.register(app)
     env = {"LABWITNESS_DATA_DIR": str(tmp_path / "data"), "LABWITNESS_S3_ENDPOINT": seaweed.endpoint,
            "LABWITNESS_S3_ACCESS_KEY": ACCESS, "LABWITNESS_S3_SECRET_KEY": SECRET,
            "LABWITNESS_S3_BUCKET": f"cli-{uuid.uuid4().hex[:10]}", "LABWITNESS_CONTENT_SAMPLE_SECONDS": "5"}

@@ -60,8 +60,8 @@ def test_entity_id_grammar_is_one_and_exact(value):
     """"cam\\n" passed ``CAMERA_ID_RE.match`` with its ``$``; every user of the grammar refuses it now."""
     from pydantic import ValidationError as PydanticError
 
-    from api.registry_routes import AreaIn, CameraIn, EquipmentIn
-    from api.records_routes import TestRecordIn
+    from api.registry_models import AreaIn, CameraIn, EquipmentIn
+    from api.ingest import TestRecordIn
     from labwitness.errors import InvalidIdentifierError
     from labwitness.ids import check_entity_id
     from storage.layout import check_camera_id, segment_key
@@ -83,7 +83,7 @@ def test_entity_id_grammar_is_one_and_exact(value):
 
 def test_registry_refuses_a_bad_entity_id_on_every_path(index, tmp_path, seaweed):
     """The registry itself checks, so the CLI, the UI, the demo and the API cannot differ."""
-    from api.runtime import new_camera
+    from api.camera_rows import new_camera
     from api.secrets import CredentialCipher
     from index.models import Area, Camera, Equipment
     from index.registry import Registry

@@ -249,7 +249,7 @@ def test_cli_export_then_offline_verify(running, tmp_path):
     ([(100, 120), (0, 10), (5, 8)], [(0, 10), (100, 120)]),
 ])
 def test_report_windows_merge_only_where_they_overlap(spans, merged):
-    from api.records_routes import merge_windows
+    from index.records import merge_windows
 
     assert merge_windows(spans) == merged
 
@@ -261,7 +261,7 @@ _RNG = random.Random(7)
                          + [_RNG.randrange(0, 4_102_444_800_000) for _ in range(200)])
 def test_clip_times_format_like_datetime(ms):
     """The report body formats times by integer arithmetic; it must agree with datetime."""
-    from api.records_routes import _iso
+    from api.footage_json import iso_ms as _iso
     from labwitness.clock import from_ms
 
     assert _iso(ms) == from_ms(ms).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"

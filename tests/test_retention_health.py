@@ -11,7 +11,8 @@ from sqlmodel import Session
 from index.coverage import CoverageStore
 from index.models import Camera, ContentEvent, Gap, IntegrityFinding, JobRun, Segment
 from labwitness.clock import DAY_MS
-from retention.health import CameraFacts, Facts, StorageFacts, Thresholds, classify, gather, growth_per_day
+from retention.health import (CameraFacts, Facts, StorageFacts, Thresholds, classify, gather, growth_per_day,
+                              is_offline, offline_after_ms)
 
 NOW = 1_790_035_200_000 + 10 * DAY_MS + 12 * 3_600_000  # noon, ten days after a UTC midnight
 MIN = 60_000
@@ -147,6 +148,18 @@ MB = 1_000_000
 ])
 def test_growth_per_day_table(rates, per_day):
     assert growth_per_day(rates) == pytest.approx(per_day, rel=1e-9)
+
+
+@pytest.mark.parametrize("last_end_ms, offline", [
+    (None, True),  # never stored a segment
+    (NOW, False),
+    (NOW - 130_000, False),  # 60 s segments: two lengths plus the 10 s read timeout, exactly
+    (NOW - 130_001, True),  # a millisecond later
+])
+def test_is_offline_table(last_end_ms, offline):
+    """The one "camera offline" rule that health, its gauges and the cameras page all use."""
+    assert offline_after_ms(60.0, 10.0) == 130_000
+    assert is_offline(last_end_ms, NOW, 60.0, 10.0) is offline
 
 
 def test_retention_health_api_and_metrics(running):

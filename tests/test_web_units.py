@@ -44,7 +44,7 @@ def test_every_key_the_ui_uses_exists():
         used |= set(re.findall(r'_login_page\([^)]*"(login\.[a-z_]+)"', src))
         used |= {f"flash.{k}" for k in re.findall(r'attempt\(user, "([a-z_.]+)"', src)}
     # keys built from values: every value the code can produce
-    from api.records_routes import TestRecordIn
+    from api.ingest import TestRecordIn
     from api.web.render import NAV
 
     used |= {f"lang.{c}" for c in i18n.LANGUAGES} | {f"role.{r}" for r in ("admin", "inspector", "operations", "ingest")}

@@ -21,13 +21,11 @@ from typing import Annotated
 from fastapi import APIRouter, FastAPI, Path as PathParam, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlmodel import Session
 
-from index.models import CameraContentState
 from labwitness.errors import NotFoundError
 
 from api.auth import Reader
-from api.deps import RuntimeDep
+from api.deps import AuditDep, IndexDep
 from api.web import admin, inspector, ops, public
 from api.web.session import (
     CsrfRefused, PageForbidden, SessionRelay, SessionStore, SignInRequired, htmx_page, login_url,
@@ -44,19 +42,17 @@ api_router = APIRouter(prefix="/api/v1")
 
 
 @api_router.get("/cameras/{camera_id}/thumbnail", responses={200: {"content": {"image/jpeg": {}}}, 404: {}})
-def camera_thumbnail(rt: RuntimeDep, who: Reader,
+def camera_thumbnail(index: IndexDep, audit: AuditDep, who: Reader,
                      camera_id: Annotated[str, PathParam(max_length=64)]) -> Response:
     """The camera's latest content sample as a small JPEG (the content-health job's
     thumbnail); 404 when the camera has none yet."""
-    with Session(rt.index.engine) as s:
-        row = s.get(CameraContentState, camera_id)
-    if row is None or not row.thumbnail_jpeg:
+    thumb = index.thumbnail(camera_id)
+    if thumb is None:
         raise NotFoundError(f"该摄像机暂无缩略图 / no thumbnail for camera {camera_id!r} yet")
     # a picture from the footage is a footage read: audited, once per person, camera and ten
     # minutes (the cameras page refreshes it every few seconds)
-    rt.audit.append_once(who.actor, "footage.thumbnail", f"camera:{camera_id}", {"sample_ms": row.last_sample_ms},
-                         who.role)
-    return Response(row.thumbnail_jpeg, media_type="image/jpeg",
+    audit.append_once(who.actor, "footage.thumbnail", f"camera:{camera_id}", {"sample_ms": thumb.sample_ms}, who.role)
+    return Response(thumb.jpeg, media_type="image/jpeg",
                     headers={"Cache-Control": "private, max-age=30", "X-Content-Type-Options": "nosniff"})
 
 

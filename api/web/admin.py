@@ -1,7 +1,7 @@
 """Admin pages: cameras (live status, thumbnails), discovery scans, areas,
-equipment, and the audit log.  Every change goes through the REST route
-functions themselves (``api.registry_routes``), so validation, revisions and
-audit events are exactly the API's."""
+equipment, and the audit log.  Every change goes through the REST API's own
+models and service (``api.registry_models``, ``api.registry_admin``), so
+validation, revisions and audit events are exactly the API's."""
 
 from __future__ import annotations
 
@@ -14,14 +14,17 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
-from sqlmodel import Session, col, select
+from starlette.background import BackgroundTask
 
-from index.models import CameraContentState
+from index.registry import Registry
 from labwitness.clock import utc_ms
 from labwitness.errors import LabwitnessError, ValidationError as InvalidInput
 from labwitness.url_secrets import redact_text, redact_url
+from retention.health import is_offline
 
-from api import registry_routes as reg
+from api.deps import AuditDep, ClockDep, IndexDep, RegistryAdminDep, RegistryDep, SettingsDep
+from api.registry_admin import RegistryAdmin
+from api.registry_models import AreaIn, CameraIn, CameraPatch, EquipmentIn, ScanIn
 from api.web.public import redirect
 from api.web.render import fragment, render
 from api.web.session import WebUser, checked_form, page
@@ -60,21 +63,21 @@ def opt(v: str | None) -> str | None:
 
 
 # -- cameras -----------------------------------------------------------------------
-def camera_rows(rt) -> list[dict]:
+def camera_rows(registry: RegistryDep, admin: RegistryAdminDep, index: IndexDep, clock: ClockDep,
+                settings: SettingsDep) -> list[dict]:
     """Each camera with live status: recording/offline, last segment age, clock offset."""
-    now_ms = utc_ms(rt.clock.now())
-    with Session(rt.index.engine) as s:
-        thumbs = set(s.exec(select(CameraContentState.camera_id).where(col(CameraContentState.thumbnail_jpeg).is_not(None))))
-    limit_s = rt.settings.segment_seconds * 2 + rt.settings.rtsp_read_timeout_s
-    area_names = {a.id: a.name for a in rt.registry.areas()}
+    now_ms = utc_ms(clock.now())
+    thumbs = index.cameras_with_thumbnail()
+    area_names = {a.id: a.name for a in registry.areas()}
     rows = []
-    for c in rt.registry.cameras():
-        v = reg.camera_view(rt, c)
-        last = rt.index.latest_segment(c.id)
+    for c in registry.cameras():
+        v = admin.view(c)
+        last = index.latest_segment(c.id)
         age = round((now_ms - last.end_ms) / 1000, 1) if last else None
         if not c.enabled:
             status = "disabled"
-        elif v.state == "recording" and age is not None and age <= limit_s:
+        elif v.state == "recording" and not is_offline(last.end_ms if last else None, now_ms, settings.segment_seconds,
+                                                      settings.rtsp_read_timeout_s):
             status = "recording"
         else:
             status = "offline"
@@ -86,62 +89,51 @@ def camera_rows(rt) -> list[dict]:
     return rows
 
 
+#: after the signed-in user (dependencies run in order: no rows are read for a refused request)
+CameraRows = Annotated[list[dict], Depends(camera_rows)]
+
+
 @router.get("/ui/cameras", response_class=HTMLResponse)
-def cameras(request: Request, user: ReaderUser) -> Response:
-    rt = request.app.state.runtime
-    return render(request, "cameras.html", user=user, cameras=camera_rows(rt), areas=rt.registry.areas())
+def cameras(request: Request, user: ReaderUser, rows: CameraRows, registry: RegistryDep) -> Response:
+    return render(request, "cameras.html", user=user, cameras=rows, areas=registry.areas())
 
 
 @router.get("/ui/cameras/rows", response_class=HTMLResponse)
-def camera_rows_fragment(request: Request, user: ReaderUser) -> Response:
-    rt = request.app.state.runtime
-    return fragment(request, "_camera_rows.html", user, cameras=camera_rows(rt), areas=rt.registry.areas())
+def camera_rows_fragment(request: Request, user: ReaderUser, rows: CameraRows, registry: RegistryDep) -> Response:
+    return fragment(request, "_camera_rows.html", user, cameras=rows, areas=registry.areas())
+
+
+def cameras_changed(admin: RegistryAdmin, ok: bool) -> Response:
+    """Back to the cameras page; a camera that was changed (``ok``) is followed by the
+    recorders after the response, as the REST API's background task does."""
+    resp = redirect("/ui/cameras")
+    if ok:
+        resp.background = BackgroundTask(admin.sync_cameras)
+    return resp
 
 
 @router.post("/ui/cameras/add")
-async def add_camera(request: Request, user: AdminUser) -> Response:
-    rt = request.app.state.runtime
+async def add_camera(request: Request, user: AdminUser, admin: RegistryAdminDep) -> Response:
     form = await checked_form(request, user)
-    tasks = BackgroundTasks()
-
-    def go() -> None:
-        body = reg.CameraIn(id=form.get("id", "").strip(), name=form.get("name", "").strip(),
-                            rtsp_url=opt(form.get("rtsp_url")), area_id=opt(form.get("area_id")),
-                            username=opt(form.get("username")), password=opt(form.get("password")))
-        reg.add_camera(rt, user.actor, body, tasks)
-
-    attempt(user, "camera.added", go)
-    resp = redirect("/ui/cameras")
-    resp.background = tasks
-    return resp
+    ok = attempt(user, "camera.added", lambda: admin.add_camera(user.actor, CameraIn(
+        id=form.get("id", "").strip(), name=form.get("name", "").strip(), rtsp_url=opt(form.get("rtsp_url")),
+        area_id=opt(form.get("area_id")), username=opt(form.get("username")), password=opt(form.get("password")))))
+    return cameras_changed(admin, ok)
 
 
 @router.post("/ui/cameras/{camera_id}/update")
-async def update_camera(request: Request, user: AdminUser, camera_id: str) -> Response:
-    rt = request.app.state.runtime
+async def update_camera(request: Request, user: AdminUser, admin: RegistryAdminDep, camera_id: str) -> Response:
     form = await checked_form(request, user)
-    tasks = BackgroundTasks()
-
-    def go() -> None:
-        patch = reg.CameraPatch(name=form.get("name", "").strip(), area_id=opt(form.get("area_id")),
-                                enabled=form.get("enabled") == "on")
-        reg.patch_camera(rt, user.actor, camera_id, patch, tasks)
-
-    attempt(user, "camera.updated", go)
-    resp = redirect("/ui/cameras")
-    resp.background = tasks
-    return resp
+    ok = attempt(user, "camera.updated", lambda: admin.patch_camera(user.actor, camera_id, CameraPatch(
+        name=form.get("name", "").strip(), area_id=opt(form.get("area_id")), enabled=form.get("enabled") == "on")))
+    return cameras_changed(admin, ok)
 
 
 @router.post("/ui/cameras/{camera_id}/remove")
-async def remove_camera(request: Request, user: AdminUser, camera_id: str) -> Response:
-    rt = request.app.state.runtime
+async def remove_camera(request: Request, user: AdminUser, admin: RegistryAdminDep, camera_id: str) -> Response:
     await checked_form(request, user)
-    tasks = BackgroundTasks()
-    attempt(user, "camera.removed", lambda: reg.remove_camera(rt, user.actor, camera_id, tasks))
-    resp = redirect("/ui/cameras")
-    resp.background = tasks
-    return resp
+    ok = attempt(user, "camera.removed", lambda: admin.remove_camera(user.actor, camera_id))
+    return cameras_changed(admin, ok)
 
 
 # -- discovery -----------------------------------------------------------------------
@@ -169,10 +161,10 @@ def scan_job(request: Request) -> ScanJob:
     return request.app.state.web_scan
 
 
-def device_rows(rt, job: ScanJob) -> list[dict]:
+def device_rows(registry: Registry, job: ScanJob) -> list[dict]:
     out = []
     for d in job.devices:
-        known = rt.registry.camera_by_endpoint(d["endpoint"]) if d.get("endpoint") else None
+        known = registry.camera_by_endpoint(d["endpoint"]) if d.get("endpoint") else None
         profile = (d.get("profiles") or [{}])[0]
         uri = profile.get("stream_uri")
         scopes = d.get("scopes") or {}
@@ -184,40 +176,38 @@ def device_rows(rt, job: ScanJob) -> list[dict]:
     return out
 
 
-def _discovery_ctx(request: Request) -> dict:
-    rt = request.app.state.runtime
+def _discovery_ctx(request: Request, registry: Registry) -> dict:
     job = scan_job(request)
-    return {"job": job, "devices": device_rows(rt, job), "areas": rt.registry.areas(),
-            "equipment": [e for e, _ in rt.registry.equipment()]}
+    return {"job": job, "devices": device_rows(registry, job), "areas": registry.areas(),
+            "equipment": [e for e, _ in registry.equipment()]}
 
 
 @router.get("/ui/discovery", response_class=HTMLResponse)
-def discovery(request: Request, user: AdminUser) -> Response:
-    rt = request.app.state.runtime
-    return render(request, "discovery.html", user=user, **_discovery_ctx(request),
-                  discovery_port=rt.settings.discovery_port)
+def discovery(request: Request, user: AdminUser, registry: RegistryDep, settings: SettingsDep) -> Response:
+    return render(request, "discovery.html", user=user, **_discovery_ctx(request, registry),
+                  discovery_port=settings.discovery_port)
 
 
 @router.get("/ui/discovery/status", response_class=HTMLResponse)
-def discovery_status(request: Request, user: AdminUser) -> Response:
-    return fragment(request, "_scan.html", user, **_discovery_ctx(request))
+def discovery_status(request: Request, user: AdminUser, registry: RegistryDep) -> Response:
+    return fragment(request, "_scan.html", user, **_discovery_ctx(request, registry))
 
 
 @router.post("/ui/discovery/scan", response_class=HTMLResponse)
-async def start_scan(request: Request, user: AdminUser) -> Response:
-    rt = request.app.state.runtime
+async def start_scan(request: Request, user: AdminUser, admin: RegistryAdminDep, registry: RegistryDep,
+                     clock: ClockDep) -> Response:
     form = await checked_form(request, user)
     job = scan_job(request)
     hosts = [h for h in form.get("hosts", "").replace(",", " ").split() if h]
     try:
-        body = reg.ScanIn(timeout=float(form.get("timeout") or 3), hosts=hosts, multicast=form.get("multicast", "on") == "on",
+        body = ScanIn(timeout=float(form.get("timeout") or 3), hosts=hosts, multicast=form.get("multicast", "on") == "on",
                           username=opt(form.get("username")), password=opt(form.get("password")))
     except (ValidationError, ValueError) as e:
         if job.state != "running":
             job.state, job.error, job.devices = "failed", problem_text(e), []
         if not request.headers.get("hx-request"):
             return redirect("/ui/discovery")
-        return fragment(request, "_scan.html", user, **_discovery_ctx(request))
+        return fragment(request, "_scan.html", user, **_discovery_ctx(request, registry))
     with request.app.state.web_scan_lock:
         if job.state != "running":
             job.state, job.started, job.devices, job.error, job.by = "running", time.monotonic(), [], "", user.actor
@@ -226,39 +216,39 @@ async def start_scan(request: Request, user: AdminUser) -> Response:
 
             def run() -> None:
                 try:
-                    job.devices = reg.scan(rt, user.principal, body)
+                    job.devices = [d.to_json() for d in admin.scan(user.principal.actor, user.role, body)]
                     job.state = "done"
                 except Exception as e:  # the page shows why the scan could not run
                     job.error, job.state = problem_text(e), "failed"
-                job.finished_at_ms = utc_ms(rt.clock.now())
+                job.finished_at_ms = utc_ms(clock.now())
 
             threading.Thread(target=run, name="ui-discovery-scan", daemon=True).start()
     if not request.headers.get("hx-request"):  # without JavaScript: the page itself shows the scan's progress
         return redirect("/ui/discovery")
-    return fragment(request, "_scan.html", user, **_discovery_ctx(request))
+    return fragment(request, "_scan.html", user, **_discovery_ctx(request, registry))
 
 
 @router.post("/ui/discovery/add")
-async def add_discovered(request: Request, user: AdminUser) -> Response:
-    rt = request.app.state.runtime
+async def add_discovered(request: Request, user: AdminUser, admin: RegistryAdminDep, registry: RegistryDep) -> Response:
     form = await checked_form(request, user)
     job = scan_job(request)
     tasks = BackgroundTasks()
 
     def go() -> None:
-        body = reg.CameraIn(id=form.get("id", "").strip(), name=form.get("name", "").strip(),
-                            from_discovery=opt(form.get("endpoint")), area_id=opt(form.get("area_id")),
-                            username=opt(form.get("username")) or job.username,
-                            password=opt(form.get("password")) or job.password)
-        cam = reg.add_camera(rt, user.actor, body, tasks)
+        body = CameraIn(id=form.get("id", "").strip(), name=form.get("name", "").strip(),
+                        from_discovery=opt(form.get("endpoint")), area_id=opt(form.get("area_id")),
+                        username=opt(form.get("username")) or job.username,
+                        password=opt(form.get("password")) or job.password)
+        cam = admin.add_camera(user.actor, body)
+        tasks.add_task(admin.sync_cameras)
         eq_id = opt(form.get("equipment_id"))
         if eq_id:
-            eq = next(((e, cams) for e, cams in rt.registry.equipment() if e.id == eq_id), None)
+            eq = next(((e, cams) for e, cams in registry.equipment() if e.id == eq_id), None)
             if eq is None:
                 raise InvalidInput(f"检测设备不存在 / equipment {eq_id!r} not found")
             e, cams = eq
-            reg.put_equipment(rt, user.actor, reg.EquipmentIn(id=e.id, name=e.name, area_id=e.area_id, kind=e.kind,
-                                                              camera_ids=sorted({*cams, cam.id})))
+            admin.put_equipment(user.actor, EquipmentIn(id=e.id, name=e.name, area_id=e.area_id, kind=e.kind,
+                                                        camera_ids=sorted({*cams, cam.id})))
 
     ok = attempt(user, "camera.added", go)
     resp = redirect("/ui/cameras" if ok else "/ui/discovery")
@@ -268,37 +258,33 @@ async def add_discovered(request: Request, user: AdminUser) -> Response:
 
 # -- areas and equipment ---------------------------------------------------------------
 @router.get("/ui/areas", response_class=HTMLResponse)
-def areas(request: Request, user: AdminUser) -> Response:
-    rt = request.app.state.runtime
-    cams = rt.registry.cameras()
+def areas(request: Request, user: AdminUser, registry: RegistryDep) -> Response:
+    cams = registry.cameras()
     rows = [{"id": a.id, "name": a.name, "description": a.description,
-             "cameras": [c.id for c in cams if c.area_id == a.id]} for a in rt.registry.areas()]
+             "cameras": [c.id for c in cams if c.area_id == a.id]} for a in registry.areas()]
     return render(request, "areas.html", user=user, areas=rows)
 
 
 @router.post("/ui/areas")
-async def put_area(request: Request, user: AdminUser) -> Response:
-    rt = request.app.state.runtime
+async def put_area(request: Request, user: AdminUser, admin: RegistryAdminDep) -> Response:
     form = await checked_form(request, user)
-    attempt(user, "area.saved", lambda: reg.put_area(rt, user.actor, reg.AreaIn(
+    attempt(user, "area.saved", lambda: admin.put_area(user.actor, AreaIn(
         id=form.get("id", "").strip(), name=form.get("name", "").strip(), description=form.get("description", "").strip())))
     return redirect("/ui/areas")
 
 
 @router.get("/ui/equipment", response_class=HTMLResponse)
-def equipment(request: Request, user: AdminUser) -> Response:
-    rt = request.app.state.runtime
+def equipment(request: Request, user: AdminUser, registry: RegistryDep) -> Response:
     rows = [{"id": e.id, "name": e.name, "area_id": e.area_id, "kind": e.kind, "cameras": cams}
-            for e, cams in rt.registry.equipment()]
-    return render(request, "equipment.html", user=user, equipment=rows, areas=rt.registry.areas(),
-                  cameras=rt.registry.cameras())
+            for e, cams in registry.equipment()]
+    return render(request, "equipment.html", user=user, equipment=rows, areas=registry.areas(),
+                  cameras=registry.cameras())
 
 
 @router.post("/ui/equipment")
-async def put_equipment(request: Request, user: AdminUser) -> Response:
-    rt = request.app.state.runtime
+async def put_equipment(request: Request, user: AdminUser, admin: RegistryAdminDep) -> Response:
     form = await checked_form(request, user)
-    attempt(user, "equipment.saved", lambda: reg.put_equipment(rt, user.actor, reg.EquipmentIn(
+    attempt(user, "equipment.saved", lambda: admin.put_equipment(user.actor, EquipmentIn(
         id=form.get("id", "").strip(), name=form.get("name", "").strip(), area_id=opt(form.get("area_id")),
         kind=form.get("kind", "").strip(), camera_ids=form.getlist("camera_ids"))))
     return redirect("/ui/equipment")
@@ -306,12 +292,11 @@ async def put_equipment(request: Request, user: AdminUser) -> Response:
 
 # -- audit log ---------------------------------------------------------------------------
 @router.get("/ui/audit", response_class=HTMLResponse)
-def audit(request: Request, user: AdminUser, before_id: int | None = None) -> Response:
-    rt = request.app.state.runtime
+def audit(request: Request, user: AdminUser, log: AuditDep, before_id: int | None = None) -> Response:
     if before_id is not None and not 1 <= before_id <= 2**62:
         before_id = None
-    events = rt.audit.events(100, before_id)
-    chain = rt.audit.verify()
+    events = log.events(100, before_id)
+    chain = log.verify()
     rows = [{"id": e.id, "at_ms": e.at_ms, "actor": e.actor, "role": e.role, "action": e.action, "target": e.target,
              "detail": json.dumps(json.loads(redact_text(e.detail) or "{}"), ensure_ascii=False, sort_keys=True)[:400],
              "hash": e.hash} for e in events]

@@ -16,15 +16,14 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlmodel import Session, col, select
 
-from index.models import TestRecord
+from index.records import RecordStore
 from labwitness.clock import from_ms, utc_ms
 from labwitness.errors import LabwitnessError, NotFoundError
 from labwitness.ids import number_problem
 
-from api import export_routes
-from api.evidence import qr_png
+from api.deps import AuditDep, ExporterDep, RecordsDep, RegistryDep, SettingsDep
+from api.evidence import new_package_id, qr_png
 from api.web import timeline
 from api.web.admin import problem_text
 from api.web.public import not_found_page, redirect
@@ -53,36 +52,15 @@ def _local_ms(value: str, tz: ZoneInfo) -> int | None:
     return utc_ms(d.replace(tzinfo=tz) if d.tzinfo is None else d)
 
 
-def search_records(engine, *, report_no: str = "", commission_no: str = "", sample_id: str = "",
-                   start_ms: int | None = None, end_ms: int | None = None, limit: int = MAX_RESULTS) -> list[TestRecord]:
-    """Records matching every given criterion (substring match on the numbers; a time
-    range selects records whose test window overlaps it), newest first."""
-    q = select(TestRecord)
-    if report_no:
-        q = q.where(col(TestRecord.report_no).contains(report_no, autoescape=True))
-    if commission_no:
-        q = q.where(col(TestRecord.commission_no).contains(commission_no, autoescape=True))
-    if sample_id:
-        q = q.where(col(TestRecord.sample_ids).contains(sample_id, autoescape=True))
-    if start_ms is not None:
-        q = q.where(TestRecord.ended_ms > start_ms)
-    if end_ms is not None:
-        q = q.where(TestRecord.started_ms < end_ms)
-    with Session(engine, expire_on_commit=False) as s:
-        return list(s.exec(q.order_by(col(TestRecord.started_ms).desc()).limit(limit)))
-
-
 @router.get("/ui/search", response_class=HTMLResponse)
-def search(request: Request, user: InspectorUser, report_no: str = "", commission_no: str = "", sample_id: str = "",
-           start: str = "", end: str = "") -> Response:
-    rt = request.app.state.runtime
-    tz = ZoneInfo(rt.settings.timezone)
+def search(request: Request, user: InspectorUser, records: RecordsDep, settings: SettingsDep, report_no: str = "",
+           commission_no: str = "", sample_id: str = "", start: str = "", end: str = "") -> Response:
+    tz = ZoneInfo(settings.timezone)
     crit = {"report_no": report_no.strip()[:64], "commission_no": commission_no.strip()[:64],
             "sample_id": sample_id.strip()[:64]}
     start_ms, end_ms = _local_ms(start, tz), _local_ms(end, tz)
     searched = any(crit.values()) or start_ms is not None or end_ms is not None
-    rows = search_records(rt.records.engine, **crit, start_ms=start_ms, end_ms=end_ms,
-                          limit=MAX_RESULTS if searched else 20)
+    rows = records.search(**crit, start_ms=start_ms, end_ms=end_ms, limit=MAX_RESULTS if searched else 20)
     results = [{"record_id": r.record_id, "report_no": r.report_no, "commission_no": r.commission_no,
                 "project_name": r.project_name, "test_item": r.test_item, "sample_ids": json.loads(r.sample_ids),
                 "operator": r.operator, "started_ms": r.started_ms, "ended_ms": r.ended_ms, "revision": r.revision,
@@ -91,9 +69,9 @@ def search(request: Request, user: InspectorUser, report_no: str = "", commissio
                   form={**crit, "start": start, "end": end}, truncated=len(rows) >= MAX_RESULTS)
 
 
-def _revisions(rt, record_id: str) -> list[dict]:
+def _revisions(records: RecordStore, record_id: str) -> list[dict]:
     out = []
-    for v in rt.records.revisions(record_id):
+    for v in records.revisions(record_id):
         before = json.loads(v.before) if v.before else None
         after = json.loads(v.after)
         changes = [{"field": k, "before": (before or {}).get(k), "after": after.get(k), "time": k in TIME_FIELDS}
@@ -104,24 +82,24 @@ def _revisions(rt, record_id: str) -> list[dict]:
 
 
 @router.get("/ui/report", response_class=HTMLResponse)
-def report(request: Request, user: InspectorUser, no: str = "", export: str = "") -> Response:
-    rt = request.app.state.runtime
+def report(request: Request, user: InspectorUser, records: RecordsDep, registry: RegistryDep, audit: AuditDep,
+           exporter: ExporterDep, settings: SettingsDep, no: str = "", export: str = "") -> Response:
     if number_problem(no) is not None:
         return not_found_page(request, no)
     try:
-        rf = rt.records.report_footage(no, rt.settings.report_margin_s * 1000)
+        rf = records.report_footage(no, settings.report_margin_s * 1000)
     except NotFoundError as e:
         return not_found_page(request, str(e))
-    rt.audit.append(user.principal.actor, "report.footage", no,
-                    {"cameras": sorted({w.camera_id for w in rf.windows}), "via": "ui"}, user.role)
-    names = {c.id: c.name for c in rt.registry.cameras()}
-    records = []
+    audit.append(user.principal.actor, "report.footage", no,
+                 {"cameras": sorted({w.camera_id for w in rf.windows}), "via": "ui"}, user.role)
+    names = {c.id: c.name for c in registry.cameras()}
+    shown = []
     for r in rf.records:
-        records.append({"record_id": r.record_id, "revision": r.revision, "commission_no": r.commission_no,
-                        "project_name": r.project_name, "test_item": r.test_item,
-                        "sample_ids": json.loads(r.sample_ids), "area_ids": json.loads(r.area_ids),
-                        "equipment_ids": json.loads(r.equipment_ids), "operator": r.operator,
-                        "started_ms": r.started_ms, "ended_ms": r.ended_ms, "revisions": _revisions(rt, r.record_id)})
+        shown.append({"record_id": r.record_id, "revision": r.revision, "commission_no": r.commission_no,
+                      "project_name": r.project_name, "test_item": r.test_item,
+                      "sample_ids": json.loads(r.sample_ids), "area_ids": json.loads(r.area_ids),
+                      "equipment_ids": json.loads(r.equipment_ids), "operator": r.operator,
+                      "started_ms": r.started_ms, "ended_ms": r.ended_ms, "revisions": _revisions(records, r.record_id)})
     cameras = []
     for w in rf.windows:
         lo, hi = w.start_ms, w.end_ms
@@ -144,44 +122,41 @@ def report(request: Request, user: InspectorUser, no: str = "", export: str = ""
             "stitched_url": (f"/api/v1/cameras/{quote(w.camera_id, safe='')}/media?start={quote(start.isoformat(), safe='')}"
                              f"&end={quote(end.isoformat(), safe='')}"),
         })
-    exports = rt.exporter.exports.for_report(no)
+    exports = exporter.exports.for_report(no)
     current = next((p for p in exports if p.id == export), None)
-    return render(request, "report.html", user=user, report_no=no, records=records, cameras=cameras,
-                  margin_s=rt.settings.report_margin_s, exports=exports, current=current)
+    return render(request, "report.html", user=user, report_no=no, records=shown, cameras=cameras,
+                  margin_s=settings.report_margin_s, exports=exports, current=current)
 
 
 @router.post("/ui/report/export", response_class=HTMLResponse)
-async def start_export(request: Request, user: InspectorUser) -> Response:
-    rt = request.app.state.runtime
+async def start_export(request: Request, user: InspectorUser, exporter: ExporterDep) -> Response:
     form = await checked_form(request, user)
     no = form.get("no", "")
     try:
-        view = export_routes.start_export(rt, user.principal, no)
+        pkg = exporter.start(no, user.principal.actor, user.role, new_package_id())
     except LabwitnessError as e:  # refused input or a failed start; a bug is the API's 500, not a message
         if request.headers.get("hx-request"):
             return fragment(request, "_export.html", user, pkg=None, error=problem_text(e))
         user.session.flash.append(("error", problem_text(e)))
         return redirect(report_link(no))
     if request.headers.get("hx-request"):
-        return fragment(request, "_export.html", user, pkg=rt.exporter.get(view.id), error="")
-    return redirect(report_link(no) + f"&export={view.id}#export")
+        return fragment(request, "_export.html", user, pkg=exporter.get(pkg.id), error="")
+    return redirect(report_link(no) + f"&export={pkg.id}#export")
 
 
 @router.get("/ui/exports/{package_id}", response_class=HTMLResponse)
-def export_status(request: Request, user: InspectorUser, package_id: str) -> Response:
-    rt = request.app.state.runtime
+def export_status(request: Request, user: InspectorUser, exporter: ExporterDep, package_id: str) -> Response:
     try:
-        pkg = rt.exporter.get(package_id)
+        pkg = exporter.get(package_id)
     except NotFoundError as e:
         return fragment(request, "_export.html", user, status=404, pkg=None, error=str(e))
     return fragment(request, "_export.html", user, pkg=pkg, error="")
 
 
 @router.get("/ui/exports/{package_id}/qr.png")
-def export_qr(request: Request, user: InspectorUser, package_id: str) -> Response:
-    rt = request.app.state.runtime
+def export_qr(request: Request, user: InspectorUser, exporter: ExporterDep, package_id: str) -> Response:
     try:
-        pkg = rt.exporter.get(package_id)
+        pkg = exporter.get(package_id)
     except NotFoundError:
         pkg = None
     if pkg is None or pkg.status != "done":

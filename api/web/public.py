@@ -14,8 +14,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from labwitness.clock import utc_ms
 
+from api.deps import (AuditDep, ClockDep, IndexDep, PolicyDep, RegistryAdminDep, RegistryDep, StoreDep,
+                      TokensDep)
 from api.rate_limit import AUTH_FAILED, RateLimitedError, audit_failure, refuse_if_over
-
 from api.web import i18n
 from api.web.render import HOME, render
 from api.web.session import (LANG_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE, UI_ROLES, CsrfRefused, checked_form,
@@ -33,22 +34,19 @@ def _secure(request: Request) -> bool:
 
 
 @router.get("/", response_class=HTMLResponse)
-def home(request: Request) -> Response:
-    rt = request.app.state.runtime
-    workers = rt.recorder.workers() if rt.recorder else {}
-    now_ms = utc_ms(rt.clock.now())
+def home(request: Request, registry: RegistryDep, admin: RegistryAdminDep, index: IndexDep, store: StoreDep,
+         clock: ClockDep, policy: PolicyDep) -> Response:
+    now_ms = utc_ms(clock.now())
     cams = []
-    for cam in rt.registry.cameras():
-        w = workers.get(cam.id)
-        f = rt.index.footage(cam.id, now_ms - 3_600_000, now_ms + 1)
-        state = ("stalled" if w.stalled() else w.status.state) if w else ("disabled" if not cam.enabled else "not_recording")
+    for cam in registry.cameras():
+        f = index.footage(cam.id, now_ms - 3_600_000, now_ms + 1)
+        state = admin.recording_state(cam.id) or ("disabled" if not cam.enabled else "not_recording")
         cams.append({"id": cam.id, "name": cam.name, "area_id": cam.area_id, "state": state,
                      "coverage": f.coverage, "gaps": len(f.gaps),
                      "recent": [{"start_ms": s.start_ms, "duration_s": s.media_duration_ms / 1000, "lock": s.lock_mode,
                                  "retain_until_ms": s.retain_until_ms} for s in f.segments[-6:] if s.retain_until_ms]})
-    info = rt.store.info
-    return render(request, "home.html", cameras=cams, storage=info, months=rt.policy.months,
-                  margin_days=rt.policy.margin_days, home_url=HOME.get(getattr(current_user(request), "role", ""), ""))
+    return render(request, "home.html", cameras=cams, storage=store.info, months=policy.months,
+                  margin_days=policy.margin_days, home_url=HOME.get(getattr(current_user(request), "role", ""), ""))
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -71,8 +69,7 @@ def _login_page(request: Request, next_url: str, error: str = "", status: int = 
 
 
 @router.post("/login")
-async def login(request: Request) -> Response:
-    rt = request.app.state.runtime
+async def login(request: Request, tokens: TokensDep, audit: AuditDep) -> Response:
     form = await read_form(request)
     pre = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     sent = form.get("csrf", "")
@@ -81,17 +78,17 @@ async def login(request: Request) -> Response:
     token = form.get("token", "").strip()
     next_url = form.get("next", "")
     row, refused = _attempt(request, next_url, "login.invalid", {},
-                            lambda: rt.tokens.lookup(token) if token and len(token) <= 200 else None)
+                            lambda: tokens.lookup(token) if token and len(token) <= 200 else None)
     if refused is not None:
         return refused
     host = client_host(request)
     if row.role not in UI_ROLES:
-        rt.audit.append(f"{row.role}:{row.name}@{host}", "ui.signin_refused", f"token:{row.id}", {}, row.role)
+        audit.append(f"{row.role}:{row.name}@{host}", "ui.signin_refused", f"token:{row.id}", {}, row.role)
         return _login_page(request, next_url, "login.no_ui_role", status=403)
     store = stores(request)
     store.drop(request.cookies.get(SESSION_COOKIE))  # never reuse an id from before sign-in (fixation)
     sid, _ = store.create(token, row.name, row.role)
-    rt.audit.append(f"{row.role}:{row.name}@{host}", "ui.signin", f"token:{row.id}", {}, row.role)
+    audit.append(f"{row.role}:{row.name}@{host}", "ui.signin", f"token:{row.id}", {}, row.role)
     resp = redirect(local_path(next_url, HOME[row.role]))
     resp.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="lax", secure=_secure(request), path="/")
     resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
@@ -114,15 +111,14 @@ def _attempt(request: Request, next_url: str, failed_key: str, detail: dict, loo
 
 
 @router.get("/login/once/{once}")
-def login_once(request: Request, once: str) -> Response:
+def login_once(request: Request, tokens: TokensDep, audit: AuditDep, once: str) -> Response:
     """Sign in with a one-time code printed by ``labwitness demo`` (see SessionStore.issue_once)."""
-    rt = request.app.state.runtime
     store = stores(request)
     got: list = []
 
     def redeem():
         got.extend(store.redeem_once(once) or ())
-        row = rt.tokens.lookup(got[0]) if got else None  # the token may have been revoked since
+        row = tokens.lookup(got[0]) if got else None  # the token may have been revoked since
         return row if row is not None and row.role in UI_ROLES else None
 
     row, refused = _attempt(request, "", "login.once_invalid", {"via": "one-time link"}, redeem)
@@ -131,7 +127,7 @@ def login_once(request: Request, once: str) -> Response:
     host = client_host(request)
     store.drop(request.cookies.get(SESSION_COOKIE))
     sid, _ = store.create(got[0], row.name, row.role)
-    rt.audit.append(f"{row.role}:{row.name}@{host}", "ui.signin", f"token:{row.id}", {"via": "one-time link"}, row.role)
+    audit.append(f"{row.role}:{row.name}@{host}", "ui.signin", f"token:{row.id}", {"via": "one-time link"}, row.role)
     resp = redirect(HOME[row.role])
     resp.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="lax", secure=_secure(request), path="/")
     resp.headers["Cache-Control"] = "no-store"
@@ -140,11 +136,11 @@ def login_once(request: Request, once: str) -> Response:
 
 
 @router.post("/logout")
-async def logout(request: Request) -> Response:
+async def logout(request: Request, audit: AuditDep) -> Response:
     user = page("inspector", "operations")(request)
     await checked_form(request, user)
     stores(request).drop(request.cookies.get(SESSION_COOKIE))
-    request.app.state.runtime.audit.append(user.actor, "ui.signout", f"token:{user.principal.token_id}", {}, user.role)
+    audit.append(user.actor, "ui.signout", f"token:{user.principal.token_id}", {}, user.role)
     resp = redirect("/login")
     resp.delete_cookie(SESSION_COOKIE, path="/")
     return resp

@@ -17,6 +17,7 @@ from markupsafe import Markup
 
 from labwitness.url_secrets import redact_text
 
+from api import deps
 from api.web import i18n
 from api.web.session import LANG_COOKIE, WebUser, current_user
 
@@ -154,7 +155,7 @@ class Clock:
 
 def render(request: Request, template: str, status: int = 200, user: WebUser | None = None, **ctx) -> HTMLResponse:
     lang = language(request)
-    rt = request.app.state.runtime
+    tz_name = deps.settings(request).timezone
     if user is None:
         user = getattr(request.state, "web_user", None) or current_user(request)
     flash = []
@@ -168,7 +169,7 @@ def render(request: Request, template: str, status: int = 200, user: WebUser | N
     body = environment().get_template(template).render(
         request=request, lang=lang, t=t, user=user, csrf=user.session.csrf if user else "", nav=nav,
         path=request.url.path, here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
-        clock=Clock(ZoneInfo(rt.settings.timezone)), tz_name=rt.settings.timezone, flash=flash, Markup=Markup,
+        clock=Clock(ZoneInfo(tz_name)), tz_name=tz_name, flash=flash, Markup=Markup,
         languages=i18n.LANGUAGES, tl=labeler(lang), has=i18n.has, **ctx)
     return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
 

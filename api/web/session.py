@@ -41,6 +41,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 from fastapi import Request
 
+from api import deps
 from api.auth import Principal
 
 SESSION_COOKIE = "lw_session"
@@ -185,7 +186,7 @@ def current_user(request: Request) -> WebUser | None:
     sess = store.get(sid)
     if sess is None:
         return None
-    row = request.app.state.runtime.tokens.lookup(sess.token)
+    row = deps.tokens(request).lookup(sess.token)
     if row is None or row.role not in UI_ROLES:  # revoked since sign-in
         store.drop(sid)
         return None

@@ -1,0 +1,125 @@
+"""Test records in, evidence out: ``records import``, ``export`` and ``verify``.
+
+A record imported here goes through the same ingest as the REST API's
+(:mod:`api.ingest`: same checks, revisions and audit actions).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from pydantic import ValidationError as PydanticValidationError
+from rich.progress import Progress
+
+from api.cli.common import actor, console, fail, index_only, print_json, runtime, settings_or_exit, setup_logging
+from api.evidence import new_package_id, verify_package
+from api.ingest import TestRecordIn, ingest
+from labwitness.errors import LabwitnessError, ValidationError
+
+records_app = typer.Typer(help="检测记录 / test records", no_args_is_help=True)
+
+#: the CSV columns beside record_id; the *_ids columns hold lists separated by ';'
+_TEXT_COLUMNS = ("report_no", "commission_no", "project_name", "test_item", "operator", "started_at", "ended_at")
+_LIST_COLUMNS = ("sample_ids", "area_ids", "equipment_ids")
+
+
+def _refusal(e: Exception) -> str:
+    """One line saying why a row was refused (pydantic's field errors, or the ingest rule's message)."""
+    if isinstance(e, PydanticValidationError):
+        return "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+    return str(e)
+
+
+@records_app.command("import")
+def records_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV with a header row")],
+                   json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """从 CSV 补录检测记录 / Back-fill test records from CSV.
+
+    Columns: record_id, report_no, commission_no, project_name, test_item, sample_ids, area_ids, equipment_ids,
+    operator, started_at, ended_at (lists separated by ';', times ISO 8601 with offset). Every row is validated
+    like the API does; bad rows are reported with their line number and the rest are imported.
+    """
+    settings = settings_or_exit()
+    results = []
+    with index_only(settings) as ix, open(file, newline="", encoding="utf-8-sig") as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            rid = (row.get("record_id") or "").strip()
+            data: dict = {k: (row.get(k) or "").strip() for k in _TEXT_COLUMNS}
+            data.update({k: [x.strip() for x in (row.get(k) or "").split(";") if x.strip()] for k in _LIST_COLUMNS})
+            try:
+                done = ingest(ix.records, ix.audit, rid, TestRecordIn(**data), actor=actor(), role="ingest",
+                              max_hours=settings.max_record_hours)
+                results.append({"line": line, "record_id": rid, "status": done.status})
+            except (PydanticValidationError, ValidationError) as e:
+                results.append({"line": line, "record_id": rid, "status": "error", "error": _refusal(e)})
+    bad = [r for r in results if r["status"] == "error"]
+    if json_out:
+        print_json(results)
+    else:
+        console.print(f"导入 {len(results) - len(bad)} 条，失败 {len(bad)} 条 / imported {len(results) - len(bad)}, failed {len(bad)}")
+        for r in bad:
+            console.print(f"  line {r['line']} ({r['record_id']}): {r['error']}")
+    raise typer.Exit(1 if bad else 0)
+
+
+def export(report_no: Annotated[str, typer.Argument()],
+           out: Annotated[Optional[Path], typer.Option(help="where to write the package zip")] = None,
+           verbose: Annotated[bool, typer.Option("-v")] = False) -> None:
+    """导出报告的证据包 / Export a report's signed evidence package."""
+    setup_logging(verbose)
+    from api.exporter import package_file_name  # heavy: the exporter pulls in av; keeps --help fast
+
+    settings = settings_or_exit()
+    try:
+        with runtime(settings, recording=False) as rt:
+            pkg = rt.exporter.start(report_no, actor(), "inspector", new_package_id())
+            with Progress(console=console) as bar:
+                task = bar.add_task(f"导出 / exporting {report_no}", total=1.0)
+                while True:
+                    pkg = rt.exporter.wait(pkg.id, 0.5)
+                    bar.update(task, completed=pkg.progress)
+                    if pkg.status != "running":
+                        break
+            if pkg.status != "done":
+                fail(LabwitnessError(f"导出失败 / export failed: {pkg.error}"))
+            target = out or Path(package_file_name(report_no, pkg.id))  # never the raw number: it may hold '/'
+            # the package leaves storage here: audited like the API's download, before the first byte
+            rt.audit.append(actor(), "export.download", pkg.report_no, {"package_id": pkg.id, "via": "cli"}, "inspector")
+            with rt.store.open(pkg.package_key, pkg.package_version_id) as body, open(target, "wb") as f:
+                for chunk in body.stream(1 << 20):
+                    f.write(chunk)
+    except LabwitnessError as e:
+        fail(e)
+    verify_url = json.loads(pkg.manifest)["verify_url"]  # what the package's QR code says
+    console.print(f"证据包 / package: {target}  sha256 {pkg.package_sha256}\n验证 / verify: {verify_url}")
+    for w in json.loads(pkg.warnings or "[]"):  # what the package cannot vouch for (api.export_checks)
+        console.print(f"[yellow]注意 / warning:[/] {w['message']}")
+
+
+def verify(package: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+           public_key: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
+                                                               help="the lab's published public key (PEM) to trust")] = None,
+           json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """离线验证证据包 / Verify an evidence package offline: signature and every file's hash."""
+    try:
+        rep = verify_package(package, public_key.read_bytes() if public_key else None)
+    except LabwitnessError as e:
+        fail(e)
+    if json_out:
+        print_json({"ok": rep.ok, "signature_valid": rep.signature_valid, "key_fingerprint": rep.key_fingerprint,
+                    "trusted_key": rep.trusted_key, "files": rep.files, "problems": rep.problems,
+                    "report_no": rep.manifest.get("report_no"), "package_id": rep.manifest.get("package_id")})
+    else:
+        head = "[green]真实有效 / genuine[/]" if rep.ok else "[red]验证失败 / NOT genuine[/]"
+        console.print(f"{head} — report {rep.manifest.get('report_no')} · key {rep.key_fingerprint}")
+        for name, state in sorted(rep.files.items()):
+            console.print(f"  {'✓' if state == 'ok' else '✗'} {name}: {state}")
+        for p in rep.problems:
+            console.print(f"  [red]{p}[/]")
+        if rep.trusted_key is None:
+            console.print("  (未指定 --public-key：只验证了完整性，未验证签发者 / no --public-key: integrity checked, issuer not)")
+    raise typer.Exit(0 if rep.ok else 1)
