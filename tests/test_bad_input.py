@@ -97,6 +97,7 @@ def test_every_door_refuses_a_bad_camera_url(web, tmp_path):
     assert r.exit_code == 2 and "256.1.1.1" in r.output and "registered" not in r.output
 
 
+@pytest.mark.slow
 def test_record_with_a_bad_url_exits_2_without_a_traceback(tmp_path):
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("LABWITNESS_")}
     env.update({"LABWITNESS_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)})

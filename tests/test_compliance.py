@@ -174,6 +174,7 @@ EXPECTED = [
 ]
 
 
+@pytest.mark.slow
 def test_month_report_per_camera(engine):
     plant_month(engine)
     r = compliance_report(engine, "2026-10", TZ, NOW)
@@ -226,6 +227,7 @@ def test_month_report_per_camera(engine):
     assert lock.min_margin_days == -1.0
 
 
+@pytest.mark.slow
 def test_month_report_areas_jobs_overall(engine):
     plant_month(engine)
     r = compliance_report(engine, "2026-10", TZ, NOW)
@@ -304,6 +306,7 @@ def test_partial_month_is_clipped_at_now(engine):
     assert "部分月份" in html and "partial month" in html
 
 
+@pytest.mark.slow
 def test_thresholds_are_configurable(engine):
     plant_month(engine)
     lax = ComplianceThresholds(coverage_ok=0.98, max_gap_s=None)
@@ -388,6 +391,7 @@ def test_html_escapes_names_and_is_printable(engine):
         assert label in html, label
 
 
+@pytest.mark.slow
 def test_csv_has_bom_and_numbers(engine):
     text = render_csv(hostile_report(engine))
     assert text.startswith("\ufeff")
@@ -439,6 +443,7 @@ def api(engine, tmp_path):
         yield client, rt
 
 
+@pytest.mark.slow
 def test_api_compliance_formats_and_roles(api, engine):
     client, rt = api
     plant_month(engine)
@@ -492,6 +497,7 @@ def test_api_bad_month_is_problem_json(api, params, detail):
 
 # -- CLI -------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cli_report_compliance(engine, db_url, tmp_path, monkeypatch):
     from api.cli import app
     monkeypatch.setenv("LABWITNESS_DATA_DIR", str(tmp_path / "data"))

@@ -63,6 +63,7 @@ def held_dpkg_lock():
         p.wait()
 
 
+@pytest.mark.slow
 def test_apt_waits_for_a_held_package_lock_and_says_so(held_dpkg_lock):
     pid = held_dpkg_lock(3.0)
     t0 = time.monotonic()
@@ -73,6 +74,7 @@ def test_apt_waits_for_a_held_package_lock_and_says_so(held_dpkg_lock):
     assert f"pid {pid} (python" in r.stderr and "waiting up to 60s" in r.stderr and "lock is free" in r.stderr
 
 
+@pytest.mark.slow
 def test_apt_gives_up_after_its_wait_with_a_clear_message(held_dpkg_lock):
     pid = held_dpkg_lock(30.0)
     t0 = time.monotonic()

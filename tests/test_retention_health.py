@@ -52,6 +52,7 @@ def planted(index):
     return index.engine
 
 
+@pytest.mark.slow
 def test_gather_facts_from_the_index(planted):
     cov = CoverageStore(planted, lambda: NOW)
     cov.refresh()

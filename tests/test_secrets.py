@@ -221,6 +221,7 @@ def _cli(args: list[str], data_dir: Path, **env) -> subprocess.CompletedProcess:
                           timeout=120, cwd=ROOT)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("token", ["admin", "lw_" + "x" * 28])  # 5 and 31 characters
 def test_a_short_bootstrap_token_is_refused_at_start(tmp_path, token):
     from api.settings import load_settings
