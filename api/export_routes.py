@@ -18,7 +18,7 @@ from api.deps import AuditDep, ExporterDep, StoreDep, object_stream
 from api.evidence import new_package_id, signature_ok
 from api.exporter import package_file_name
 from api.rate_limit import VERIFY, RateLimitedError, admit
-from api.web.public import too_many_page, verify_html
+from api.web.pages import too_many_page, verify_html
 
 router = APIRouter()
 

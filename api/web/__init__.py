@@ -7,9 +7,9 @@ the session store and relay (see :mod:`api.web.session`) and the handlers that
 turn "not signed in" into a redirect and "not your role" into a 403 page.
 
 Modules: ``session`` (sign-in sessions, CSRF, role gates), ``i18n`` (zh-CN and
-en catalogs), ``render`` (Jinja2, security headers), ``timeline`` (report
-timelines), ``public`` (status page, sign-in, language, verify page),
-``admin``, ``inspector``, ``ops`` (pages by role).
+en catalogs), ``render`` (Jinja2, security headers), ``pages`` (redirects, error
+pages, the verify page), ``timeline`` (report timelines), ``public`` (status
+page, sign-in, language), ``admin``, ``inspector``, ``ops`` (pages by role).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from labwitness.errors import NotFoundError
 
 from api.auth import Reader
 from api.deps import AuditDep, IndexDep
-from api.web import admin, inspector, ops, public
+from api.web import admin, inspector, ops, pages, public
 from api.web.session import (
     CsrfRefused, PageForbidden, SessionRelay, SessionStore, SignInRequired, htmx_page, login_url,
 )
@@ -77,8 +77,8 @@ def install(app: FastAPI, *, idle_s: float = 3600.0, absolute_s: float = 12 * 36
 
     @app.exception_handler(PageForbidden)
     async def _forbidden(request: Request, exc: PageForbidden) -> Response:
-        return public.forbidden_page(request)
+        return pages.forbidden_page(request)
 
     @app.exception_handler(CsrfRefused)
     async def _csrf(request: Request, exc: CsrfRefused) -> Response:
-        return public.csrf_page(request)
+        return pages.csrf_page(request)

@@ -25,20 +25,13 @@ from retention.health import is_offline
 from api.deps import AuditDep, ClockDep, IndexDep, RegistryAdminDep, RegistryDep, SettingsDep
 from api.registry_admin import RegistryAdmin
 from api.registry_models import AreaIn, CameraIn, CameraPatch, EquipmentIn, ScanIn
-from api.web.public import redirect
+from api.web.pages import problem_text, redirect
 from api.web.render import fragment, render
 from api.web.session import WebUser, checked_form, page
 
 router = APIRouter(include_in_schema=False)
 AdminUser = Annotated[WebUser, Depends(page())]
 ReaderUser = Annotated[WebUser, Depends(page("inspector", "operations"))]
-
-
-def problem_text(e: Exception) -> str:
-    """A short message for a refused change (pydantic errors as ``field: message``)."""
-    if isinstance(e, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, er['loc'])) or 'form'}: {er['msg']}" for er in e.errors())
-    return str(e)
 
 
 def flash(user: WebUser, level: str, message: str) -> None:

@@ -25,8 +25,7 @@ from labwitness.ids import number_problem
 from api.deps import AuditDep, ExporterDep, RecordsDep, RegistryDep, SettingsDep
 from api.evidence import new_package_id, qr_png
 from api.web import timeline
-from api.web.admin import problem_text
-from api.web.public import not_found_page, redirect
+from api.web.pages import not_found_page, problem_text, redirect
 from api.web.render import SECURITY_HEADERS, fragment, render
 from api.web.session import WebUser, checked_form, page
 

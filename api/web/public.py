@@ -1,5 +1,5 @@
-"""Pages anyone may open: the status page at ``/``, sign-in/out, the language
-switch, and the HTML rendering of the public ``/verify/{package_id}`` check.
+"""Pages anyone may open: the status page at ``/``, sign-in/out and the language
+switch (the public verify page is :func:`api.web.pages.verify_html`).
 
 Public pages show facts only: camera names, recording state, coverage, lock
 mode and retain-until dates — never footage, thumbnails or credentials."""
@@ -7,10 +7,9 @@ mode and retain-until dates — never footage, thumbnails or credentials."""
 from __future__ import annotations
 
 import secrets
-from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from labwitness.clock import utc_ms
 
@@ -18,15 +17,12 @@ from api.deps import (AuditDep, ClockDep, IndexDep, PolicyDep, RegistryAdminDep,
                       TokensDep)
 from api.rate_limit import AUTH_FAILED, RateLimitedError, audit_failure, refuse_if_over
 from api.web import i18n
+from api.web.pages import redirect
 from api.web.render import HOME, render
 from api.web.session import (LANG_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE, UI_ROLES, CsrfRefused, checked_form,
                              client_host, current_user, local_path, page, read_form, same_origin, stores)
 
 router = APIRouter(include_in_schema=False)
-
-
-def redirect(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
 
 
 def _secure(request: Request) -> bool:
@@ -153,29 +149,3 @@ def set_language(request: Request, code: str, next: str = "/") -> Response:
         resp.set_cookie(LANG_COOKIE, code, max_age=365 * 86400, httponly=True, samesite="lax", secure=_secure(request),
                         path="/")
     return resp
-
-
-def verify_html(request: Request, facts: dict, status: int) -> HTMLResponse:
-    """The public verify page (``GET /verify/{id}`` with ``Accept: text/html``), zh-CN first."""
-    return render(request, "verify.html", status=status, facts=facts, user=None,
-                  lang_links=[(code, f"/lang/{code}?next={quote(request.url.path, safe='/')}") for code in i18n.LANGUAGES])
-
-
-def too_many_page(request: Request, retry_after_s: int) -> Response:
-    """429 for a browser (the verify page, see api.rate_limit)."""
-    resp = render(request, "error.html", status=429, message_key="error.too_many", user=None)
-    resp.headers["Retry-After"] = str(retry_after_s)
-    return resp
-
-
-def forbidden_page(request: Request) -> Response:
-    return render(request, "error.html", status=403, message_key="error.forbidden")
-
-
-def csrf_page(request: Request) -> Response:
-    return render(request, "error.html", status=403, message_key="error.csrf")
-
-
-def not_found_page(request: Request, message: str) -> Response:
-    return render(request, "error.html", status=404, message_key="error.not_found", detail=message)
-
