@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,27 +15,9 @@ from index.db import make_engine, sqlite_url
 from index.queries import IndexStore
 from storage.s3 import S3ObjectStore
 
+from clitools import ROOT, env_for, lw
 from conftest import ACCESS, SECRET, free_port, wait_for
 from recording import decode_object
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def env_for(tmp: Path, seaweed, bucket: str = "cli-footage", **extra) -> dict:
-    env = dict(os.environ)
-    env.update({
-        "LABWITNESS_DATA_DIR": str(tmp / "data"), "LABWITNESS_S3_ENDPOINT": seaweed.endpoint,
-        "LABWITNESS_S3_ACCESS_KEY": ACCESS, "LABWITNESS_S3_SECRET_KEY": SECRET, "LABWITNESS_S3_BUCKET": bucket,
-        "LABWITNESS_RTSP_OPEN_TIMEOUT_S": "3", "LABWITNESS_RTSP_READ_TIMEOUT_S": "3",
-        "PYTHONPATH": str(ROOT),
-    })
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
-
-
-def lw(args: list[str], env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "api.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
 
 
 def index_of(tmp: Path) -> IndexStore:

@@ -8,7 +8,6 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,7 +20,6 @@ from sqlmodel import Session, select
 from index.models import Camera, CameraContentState, ContentEvent, JobRun
 from labwitness.clock import FakeClock, utc_ms
 from recorder.segmenter import SegmentWriter
-from recorder.uploader import segment_row
 from retention import content_index
 from retention.content import EventUpdate, Finding, fold, judge, unusable_ms
 from retention.content_detect import ContentConfig, Reference, check_moved, layout_ncc
@@ -33,75 +31,11 @@ from retention.keyframe_decode import coded_picture, luma
 from retention.keyframe_locate import locate_keyframes
 from retention.keyframes import demux_keyframes, sample_keyframes
 from simulator.clip import make_clip
-from storage.hashing import file_sha256
-from storage.layout import SegmentMeta
 
-W, H = 640, 360
+from contenttools import H, JOB_CFG, SCENE, SEG_S, T0, W, Scene, encode_fmp4, flat, put_segment
 
 
-# -- synthetic footage ----------------------------------------------------------------
-class Scene:
-    """A textured lab larger than the picture, so that moving the camera is a crop offset;
-    a person walks across it; the sensor adds noise."""
-
-    def __init__(self, seed: int = 7, margin: int = 96) -> None:
-        self.m = margin
-        rng = np.random.default_rng(seed)
-        hh, ww = H + 2 * margin, W + 2 * margin
-        ys, xs = np.mgrid[0:hh, 0:ww]
-        canvas = (60 + 60 * xs / ww + 30 * ys / hh).astype(np.uint8)
-        for _ in range(60):
-            x0, y0 = int(rng.integers(0, ww - 20)), int(rng.integers(0, hh - 20))
-            cv2.rectangle(canvas, (x0, y0), (x0 + int(rng.integers(10, 90)), y0 + int(rng.integers(10, 70))),
-                          int(rng.integers(20, 230)), -1)
-        for _ in range(25):
-            cv2.circle(canvas, (int(rng.integers(0, ww)), int(rng.integers(0, hh))), int(rng.integers(5, 40)),
-                       int(rng.integers(20, 230)), -1)
-        for k in range(8):
-            cv2.putText(canvas, f"UTM-{k:02d}", (int(rng.integers(0, ww - 120)), int(rng.integers(20, hh))),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.8, int(rng.integers(0, 255)), 2)
-        self.canvas = canvas.astype(np.float32)
-        self.rng = np.random.default_rng(seed + 1)
-
-    def view(self, t: float, *, dx: int = 0, dy: int = 0, gain: float = 1.0, mover: bool = True, noise: float = 2.0,
-             blur: float = 0.0) -> np.ndarray:
-        m = self.m
-        f = self.canvas[m + dy: m + dy + H, m + dx: m + dx + W].copy()
-        if mover:
-            x = int((t * 40) % (W - 60))
-            f[120:300, x:x + 50] = 200
-        f *= gain
-        if blur:
-            f = cv2.GaussianBlur(f, (0, 0), blur)
-        if noise:
-            f += self.rng.normal(0, noise, f.shape).astype(np.float32)
-        return np.clip(f, 16, 235).astype(np.uint8)
-
-
-def flat(level: float, noise: float, rng=np.random.default_rng(3)) -> np.ndarray:
-    return np.clip(rng.normal(level, noise, (H, W)), 16, 235).astype(np.uint8)
-
-
-def encode_fmp4(path: Path, frame_at, seconds: float, *, fps: int = 5, gop: int = 5, codec: str = "h264") -> Path:
-    """Y planes from ``frame_at(t)`` encoded and muxed the way the recorder writes segments:
-    fragmented MP4, ``frag_keyframe+empty_moov+default_base_moof``, 1 s fragments."""
-    params = f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0"
-    opts = {"preset": "ultrafast"}
-    opts["x264-params" if codec == "h264" else "x265-params"] = params if codec == "h264" else params + ":log-level=error"
-    with av.open(str(path), "w", format="mp4", options={"movflags": "frag_keyframe+empty_moov+default_base_moof",
-                                                        "frag_duration": "1000000"}) as c:
-        s = c.add_stream("libx264" if codec == "h264" else "libx265", rate=fps, options=opts)
-        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
-        buf = np.full((H * 3 // 2, W), 128, np.uint8)
-        for i in range(round(seconds * fps)):
-            buf[:H] = frame_at(i / fps)
-            fr = av.VideoFrame.from_ndarray(buf, format="yuv420p")
-            fr.pts, fr.time_base = i, Fraction(1, fps)
-            c.mux(s.encode(fr))
-        c.mux(s.encode(None))
-    return path
-
-
+# -- synthetic footage (contenttools) through the recorder's writer -------------------------
 def recorder_segment(src_mp4: Path, out: Path) -> Path:
     """A clip stream-copied through the recorder's own SegmentWriter."""
     with av.open(str(src_mp4)) as src:
@@ -117,7 +51,6 @@ def recorder_segment(src_mp4: Path, out: Path) -> Path:
 
 # -- detectors, table-driven ------------------------------------------------------------
 CFG = ContentConfig(sample_seconds=2.0, moved_check_every_s=0)
-SCENE = Scene()
 
 
 def _kinds(state: DetectorState, t_ms: int, frame: np.ndarray, ref=None) -> set[str]:
@@ -338,10 +271,6 @@ def test_keyframes_by_byte_range_from_seaweedfs(store, tmp_path):
 
 
 # -- the job, end to end -------------------------------------------------------------------
-T0 = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
-SEG_S = 20
-JOB_CFG = ContentJobConfig(content=ContentConfig(sample_seconds=2.0), initial_lookback_s=7 * 86400)
-
 #: camera -> (first segment: healthy, second segment: the condition, expected kinds)
 _frozen: dict = {}
 
@@ -375,15 +304,6 @@ def job_clips(tmp_path_factory):
     return out
 
 
-def _put(store, index, path: Path, camera: str, start: datetime, seconds: float, seq: int):
-    meta = SegmentMeta(camera_id=camera, start=start, end=start + timedelta(seconds=seconds),
-                       media_duration_ms=int(seconds * 1000), codec="h264", width=W, height=H, sha256=file_sha256(path),
-                       size=path.stat().st_size, recorder_id="test", session_id="s", sequence=seq)
-    stored = store.put_segment(path, meta, datetime.now(timezone.utc) + timedelta(days=1))
-    return index.add_segment(segment_row(SimpleNamespace(meta=meta, version_id=stored.version_id,
-                                                          retain_until=stored.retain_until, lock_mode=stored.mode)))
-
-
 def test_job_end_to_end(store, index, job_clips):
     engine = index.engine
     clock = FakeClock(T0 + timedelta(seconds=2 * SEG_S + 5))
@@ -392,7 +312,7 @@ def test_job_end_to_end(store, index, job_clips):
             s.add(Camera(id=cam, rtsp_url=f"rtsp://127.0.0.1/{cam}", created_ms=0))
         s.commit()
     for cam in CAMERAS:
-        _put(store, index, job_clips[cam][0], cam, T0, SEG_S, 1)
+        put_segment(store, index, job_clips[cam][0], cam, T0, SEG_S, 1)
 
     first = run_content_check(index, store, clock, JOB_CFG)
     assert first.status == "ok", first.to_json()
@@ -414,7 +334,7 @@ def test_job_end_to_end(store, index, job_clips):
     assert content_index.load_state(engine, "moved").reference_approved_by == "admin:test"
 
     for cam in CAMERAS:
-        _put(store, index, job_clips[cam][1], cam, T0 + timedelta(seconds=SEG_S), SEG_S, 2)
+        put_segment(store, index, job_clips[cam][1], cam, T0 + timedelta(seconds=SEG_S), SEG_S, 2)
     second = run_content_check(index, store, clock, JOB_CFG)
     assert second.status == "warning"
     evs = content_index.events(engine)
@@ -434,7 +354,7 @@ def test_job_end_to_end(store, index, job_clips):
     data = job_clips["recovered"].read_bytes()
     cut = data[: len(data) - int.from_bytes(data[-4:], "big")]
     (rec := job_clips["recovered"].with_name("recovered-cut.mp4")).write_bytes(cut)
-    _put(store, index, rec, "black", T0 + timedelta(seconds=2 * SEG_S), SEG_S, 3)
+    put_segment(store, index, rec, "black", T0 + timedelta(seconds=2 * SEG_S), SEG_S, 3)
     third = run_content_check(index, store, clock, JOB_CFG, camera_id="black")
     assert list(third.cameras) == ["black"] and third.cameras["black"].ongoing == []
     (black,) = content_index.events(engine, "black")
@@ -479,7 +399,7 @@ def test_cli_content_and_approve(seaweed, tmp_path, monkeypatch, job_clips):
         with Session(rt.index.engine) as s:
             s.add(Camera(id="cam-cli", rtsp_url="rtsp://127.0.0.1/x", created_ms=0))
             s.commit()
-        _put(rt.store, rt.index, job_clips["black"][1], "cam-cli", now - timedelta(seconds=60), SEG_S, 1)
+        put_segment(rt.store, rt.index, job_clips["black"][1], "cam-cli", now - timedelta(seconds=60), SEG_S, 1)
     runner = CliRunner()
     r = runner.invoke(app, ["camera", "approve-reference", "cam-cli"])
     assert r.exit_code == 1, r.output  # no sample yet
@@ -581,8 +501,8 @@ def test_gated_decoding_finds_what_decoding_everything_finds(store, index, tmp_p
     for cam, (fn, _) in MID.items():
         seg = encode_fmp4(tmp_path / f"{cam}.mp4", fn, SEG_S)
         for v in ("every", "gated"):
-            _put(store, index, healthy, f"{cam}-{v}", T0, SEG_S, 1)
-            _put(store, index, seg, f"{cam}-{v}", T0 + timedelta(seconds=SEG_S), SEG_S, 2)
+            put_segment(store, index, healthy, f"{cam}-{v}", T0, SEG_S, 1)
+            put_segment(store, index, seg, f"{cam}-{v}", T0 + timedelta(seconds=SEG_S), SEG_S, 2)
     decoded = {}
     for cam, (_, kinds) in MID.items():
         a = run_content_check(index, store, clock, every, camera_id=f"{cam}-every").cameras[f"{cam}-every"]

@@ -7,31 +7,13 @@ import json
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
+from deploytools import ALLOWED, DASHBOARD, METRICS, RULES
+
 yaml = pytest.importorskip("yaml")
 
-ROOT = Path(__file__).resolve().parent.parent
-RULES = ROOT / "deploy" / "prometheus" / "labwitness-alerts.yml"
-DASHBOARD = ROOT / "deploy" / "grafana" / "labwitness-dashboard.json"
-
-#: every metric labwitness exports (retention health + recorder)
-METRICS = {
-    "labwitness_health_status", "labwitness_camera_last_segment_age_seconds", "labwitness_camera_offline",
-    "labwitness_camera_coverage_ratio", "labwitness_camera_unusable_ratio", "labwitness_camera_clock_offset_seconds",
-    "labwitness_camera_oldest_footage_age_days", "labwitness_storage_used_bytes", "labwitness_storage_growth_bytes_per_day",
-    "labwitness_storage_runway_days", "labwitness_storage_capacity_bytes", "labwitness_retention_enforced",
-    "labwitness_integrity_findings_open", "labwitness_lock_verified_ratio", "labwitness_job_last_success_timestamp_seconds",
-    "labwitness_job_last_status", "labwitness_segments_written_total", "labwitness_segments_uploaded_total",
-    "labwitness_gaps_total", "labwitness_dropped_packets_total", "labwitness_upload_errors_total", "labwitness_spool_bytes",
-    "labwitness_spool_backlog_segments", "labwitness_spool_full", "labwitness_camera_recording",
-    "labwitness_upload_lag_seconds",
-}
-HISTOGRAMS = {"labwitness_segment_close_to_locked_seconds"}
-#: the series a histogram is exposed as
-ALLOWED = METRICS | {h + s for h in HISTOGRAMS for s in ("_bucket", "_sum", "_count")}
 METRIC_RE = re.compile(r"\blabwitness_[a-z0-9_]+")
 DURATION_RE = re.compile(r"^(0|[0-9]+(ms|s|m|h|d|w|y))+$")
 CJK_RE = re.compile(r"[\u4e00-\u9fff]")

@@ -6,8 +6,8 @@ import json
 
 from simulator.onvif import OnvifCameraSimulator
 
+from clitools import env_for, lw
 from conftest import free_port, wait_for
-from test_cli import env_for, lw
 
 
 def test_scan_register_from_discovery_and_record(running, rtsp):

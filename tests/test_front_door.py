@@ -120,7 +120,7 @@ def test_serve_announces_its_url_and_publishes_the_key_the_cli_exports(tmp_path,
 
     from api.installation import public_base_url
     from api.settings import load_settings
-    from test_cli import ROOT, env_for, lw
+    from clitools import ROOT, env_for, lw
 
     env = env_for(tmp_path, seaweed, bucket="serve-footage", LABWITNESS_RETENTION_JOBS="false")
     port = free_port()
@@ -159,7 +159,7 @@ def test_cli_export_beside_the_service_uses_its_url_and_verifies_with_the_export
     from api.evidence import SigningKey
     from api.installation import announce_served_url
     from labwitness.clock import utc_ms
-    from test_cli import env_for, lw
+    from clitools import env_for, lw
 
     client, rt = running
     served = announce_served_url(rt.settings.model_copy(update={"port": 18123}))  # as `serve --port 18123` does

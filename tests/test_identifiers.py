@@ -102,7 +102,7 @@ def test_registry_refuses_a_bad_entity_id_on_every_path(index, tmp_path, seaweed
     assert [a.id for a in reg.areas()] == ["lixue"] and reg.cameras() == []
 
     # and the CLI, which used to register `area add --id "cam\n"` without any check
-    from test_cli import env_for, lw
+    from clitools import env_for, lw
 
     r = lw(["area", "add", "--id", "lab\n", "--name", "力学室"], env_for(tmp_path, seaweed))
     assert r.returncode == 2 and "area id" in r.stderr + r.stdout, r.stdout + r.stderr

@@ -22,8 +22,8 @@ from retention.content_job import run_content_check
 from retention.rebuild import run_rebuild
 from retention.sweep import SweepConfig, run_sweep
 
+from clitools import env_for, lw
 from conftest import wait_for
-from test_cli import env_for, lw
 
 ROOT = Path(__file__).resolve().parent.parent
 

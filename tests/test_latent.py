@@ -25,7 +25,8 @@ from retention.content_job import run_content_check
 from retention.policy import may_delete
 from simulator.clip import make_clip
 
-from test_retention_jobs import Fixture, sweep
+from contenttools import JOB_CFG, SCENE, SEG_S, T0, encode_fmp4, flat, put_segment
+from retentiontools import Fixture, sweep
 
 UTC = timezone.utc
 
@@ -176,8 +177,6 @@ def test_policy_an_unreadable_lock_is_a_lock(unreadable, legal_hold, ok):
 def test_content_check_takes_in_a_segment_indexed_after_its_mark_passed(store, index, tmp_path):
     """A storage outage holds one segment back: the next run's mark passes its time before it is
     uploaded.  It is still checked (its blackout found and closed), and no segment twice."""
-    from test_content_health import JOB_CFG, SCENE, SEG_S, T0, _put, encode_fmp4, flat
-
     healthy = encode_fmp4(tmp_path / "healthy.mp4", lambda t: SCENE.view(t), SEG_S)
     black = encode_fmp4(tmp_path / "black.mp4", lambda t: flat(17, 1.0), SEG_S)
     with Session(index.engine) as s:
@@ -185,12 +184,12 @@ def test_content_check_takes_in_a_segment_indexed_after_its_mark_passed(store, i
         s.commit()
     clock = FakeClock(T0 + timedelta(seconds=3 * SEG_S + 5))
     at = [T0 + timedelta(seconds=i * SEG_S) for i in range(3)]
-    _put(store, index, healthy, "cam-late", at[0], SEG_S, 1)
-    _put(store, index, healthy, "cam-late", at[2], SEG_S, 3)
+    put_segment(store, index, healthy, "cam-late", at[0], SEG_S, 1)
+    put_segment(store, index, healthy, "cam-late", at[2], SEG_S, 3)
     first = run_content_check(index, store, clock, JOB_CFG).cameras["cam-late"]
     assert first.sampled_until_ms == utc_ms(at[2]) + SEG_S * 1000 and first.events == []
 
-    late = _put(store, index, black, "cam-late", at[1], SEG_S, 2)  # the held-back segment arrives
+    late = put_segment(store, index, black, "cam-late", at[1], SEG_S, 2)  # the held-back segment arrives
     second = run_content_check(index, store, clock, JOB_CFG)
     r = second.cameras["cam-late"]
     assert (r.late, r.segments, r.samples) == (1, 1, SEG_S // 2), r

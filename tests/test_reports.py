@@ -209,7 +209,7 @@ def test_cli_export_then_offline_verify(running, tmp_path):
     import json
     import zipfile
 
-    from test_cli import lw
+    from clitools import lw
 
     client, rt = running
     ingest = _ingest_client(client, rt)

@@ -13,9 +13,9 @@ from index.models import JobRun
 from index.queries import IndexStore
 from labwitness.clock import SystemClock
 
+from clitools import env_for, lw
 from conftest import make_store
-from test_cli import env_for, lw
-from test_retention_jobs import Fixture
+from retentiontools import Fixture
 
 
 def test_retention_commands_print_json_and_exit_by_status(tmp_path, seaweed):

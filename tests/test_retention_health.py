@@ -178,7 +178,7 @@ def test_retention_health_api_and_metrics(running):
     import re
     from pathlib import Path
 
-    from test_deploy_samples import ALLOWED, DASHBOARD, RULES
+    from deploytools import ALLOWED, DASHBOARD, RULES
 
     exported = set(re.findall(r"^# TYPE (labwitness_[a-z0-9_]+)", m, re.M))
     exported |= {n + s for n in exported for s in ("_bucket", "_sum", "_count")}

@@ -14,7 +14,7 @@ from retention.rebuild import GAP_REASON, infer_gaps, run_rebuild
 
 from conftest import wait_for
 from recording import Background, pipeline
-from test_retention_jobs import Fixture
+from retentiontools import Fixture
 
 IGNORED = {"id", "verified_ms", "lock_verified_ms"}
 

@@ -121,8 +121,8 @@ def test_audit_chain_detects_altered_and_removed_events(running, tmp_path):
 
 
 def test_cli_tokens_audit_and_csv_import(tmp_path, seaweed):
+    from clitools import env_for, lw
     from conftest import ACCESS, SECRET
-    from test_cli import env_for, lw
 
     env = env_for(tmp_path, seaweed)
     assert lw(["area", "add", "--id", "lixue", "--name", "力学室"], env).returncode == 0
