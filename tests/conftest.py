@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from camera_discovery import soap
 from index.db import make_engine, sqlite_url
 from index.migrate import upgrade
 from index.queries import IndexStore
@@ -232,3 +233,15 @@ def running(tmp_path, seaweed, rtsp, db_url):
             client.headers["Authorization"] = f"Bearer {token}"
             wait_for(lambda: len(list(rt.index.iter_segments("cam-api"))) >= 3, 60, what="indexed segments")
             yield client, rt
+
+
+@pytest.fixture(scope="session")
+def onvif_wsdls():
+    """Load the ONVIF WSDLs (about a second) once, before any discovery timing is measured."""
+    soap.preload()
+
+
+@pytest.fixture
+def wsd_port() -> int:
+    """A free port for a WS-Discovery exchange on loopback (marks the test ``net``)."""
+    return free_port()

@@ -16,7 +16,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from camera_discovery import soap
 from camera_discovery import ws_discovery as wsd
 from camera_discovery.discovery import discover
 from camera_discovery.onvif_client import query_device
@@ -49,14 +48,7 @@ HOSTILE = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def wsdls():
-    soap.preload()
-
-
-@pytest.fixture
-def wsd_port() -> int:
-    return free_port()
+pytestmark = pytest.mark.usefixtures("onvif_wsdls")
 
 
 class Responder:

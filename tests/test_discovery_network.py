@@ -34,15 +34,7 @@ USER, PASSWORD = "admin", "s3cret-pw"
 LOOPBACK = ["127.0.0.1"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def wsdls():
-    """Load the ONVIF WSDLs (about a second) before any timing is measured."""
-    soap.preload()
-
-
-@pytest.fixture
-def wsd_port() -> int:
-    return free_port()
+pytestmark = pytest.mark.usefixtures("onvif_wsdls")
 
 
 @pytest.fixture
