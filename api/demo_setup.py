@@ -24,8 +24,8 @@ from datetime import timedelta
 
 from camera_discovery.models import DiscoveredDevice
 from index.models import Area, Equipment
-from labwitness.clock import utc_ms
 
+from api.ingest import TestRecordIn, ingest
 from api.installation import read_json, write_json
 from api.runtime import Runtime
 
@@ -115,9 +115,10 @@ def demo_records(rt: Runtime, cameras: list[str]) -> None:
     now = rt.clock.now()
     for n, (item, area, eq) in enumerate([("钢筋拉伸 / rebar tensile test", [], [DEMO_EQUIPMENT]),
                                            ("混凝土抗压 / concrete compression", [last.area_id], [])], start=1):
-        rt.records.upsert(f"DEMO-REC-{n}", {
-            "report_no": f"JC-DEMO-000{n}", "commission_no": f"WT-DEMO-{n:03d}", "project_name": "演示工程 / demo project",
-            "test_item": item, "sample_ids": [f"GX-DEMO-{n:05d}"], "area_ids": area, "equipment_ids": eq,
-            "operator": "演示人员 / demo operator", "started_ms": utc_ms(now - timedelta(seconds=30)),
-            "ended_ms": utc_ms(now + timedelta(minutes=2)),
-        }, actor="demo")
+        # through the same check, revision and audit as the core data upload modules' records
+        body = TestRecordIn(
+            report_no=f"JC-DEMO-000{n}", commission_no=f"WT-DEMO-{n:03d}", project_name="演示工程 / demo project",
+            test_item=item, sample_ids=[f"GX-DEMO-{n:05d}"], area_ids=area, equipment_ids=eq,
+            operator="演示人员 / demo operator", started_at=now - timedelta(seconds=30), ended_at=now + timedelta(minutes=2))
+        ingest(rt.records, rt.audit, f"DEMO-REC-{n}", body, actor="demo", role="ingest",
+               max_hours=rt.settings.max_record_hours)

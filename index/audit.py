@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from index.models import AuditEvent
-from index.queries import _guard
+from index.queries import db_guarded
 from labwitness.url_secrets import redact_text
 
 GENESIS = "0" * 64
@@ -60,7 +60,7 @@ class AuditLog:
         self._once_lock = threading.Lock()
         self._recent: OrderedDict[tuple[str, str, str], int] = OrderedDict()  # key -> when appended, oldest first
 
-    @_guard
+    @db_guarded
     def append(self, actor: str, action: str, target: str = "", detail: dict | None = None, role: str = "") -> AuditEvent:
         # whoever calls: a URL in the details never keeps its password (the log is kept for years)
         detail_s = redact_text(json.dumps(detail or {}, ensure_ascii=False, sort_keys=True, default=str))
@@ -99,7 +99,7 @@ class AuditLog:
             self._recent[key] = now
             return ev
 
-    @_guard
+    @db_guarded
     def events(self, limit: int = 200, before_id: int | None = None) -> list[AuditEvent]:
         with Session(self.engine, expire_on_commit=False) as s:
             q = select(AuditEvent).order_by(col(AuditEvent.id).desc()).limit(limit)
@@ -107,7 +107,7 @@ class AuditLog:
                 q = q.where(AuditEvent.id < before_id)
             return list(s.exec(q))
 
-    @_guard
+    @db_guarded
     def verify(self, expected_head: str | None = None) -> ChainReport:
         prev, n = GENESIS, 0
         with Session(self.engine) as s:

@@ -32,7 +32,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
 from index.models import Camera, CoverageDay, IndexMeta, Segment
-from index.queries import MAX_SEGMENT_MS, _guard
+from index.queries import MAX_SEGMENT_MS, db_guarded
 from labwitness.clock import DAY_MS
 
 _REFRESH_LOCK = threading.Lock()
@@ -74,7 +74,7 @@ class CoverageStore:
             except sa_exc.IntegrityError:  # another process rolled the same days up first
                 return 0
 
-    @_guard
+    @db_guarded
     def _refresh(self, camera_ids: Iterable[str] | None = None) -> int:
         # Short write transactions (one per camera): on SQLite the uploader's index
         # writes wait for ours, and a first rollup of six months takes seconds.
@@ -120,7 +120,7 @@ class CoverageStore:
             _set_meta(conn, _SEEN, str(max_id))
         return done
 
-    @_guard
+    @db_guarded
     def invalidate(self, camera_id: str, start_ms: int, end_ms: int) -> None:
         """Forget the rolled-up days [start, end] of a camera (after deleting rows there)."""
         cov = CoverageDay.__table__
@@ -129,7 +129,7 @@ class CoverageStore:
                                            cov.c.day_ms <= day_of(end_ms)))
 
     # -- reads ----------------------------------------------------------------
-    @_guard
+    @db_guarded
     def totals(self, camera_ids: list[str], start_ms: int, end_ms: int,
                firsts: dict[str, int | None] | None = None) -> dict[str, Totals]:
         """Recorded ms (clipped to the window), bytes and segments (counted where they
@@ -174,7 +174,7 @@ class CoverageStore:
                         out[cam] = out[cam] + t
         return out
 
-    @_guard
+    @db_guarded
     def oldest(self, camera_ids: list[str]) -> dict[str, int | None]:
         """Start of each camera's oldest stored segment (an index range scan each)."""
         seg = Segment.__table__
@@ -182,7 +182,7 @@ class CoverageStore:
             return {c: conn.execute(select(func.min(seg.c.start_ms)).where(seg.c.camera_id == c, seg.c.status == "stored")).scalar()
                     for c in camera_ids}
 
-    @_guard
+    @db_guarded
     def recent_rates(self, camera_ids: list[str], span_ms: int = DAY_MS) -> dict[str, tuple[int, int]]:
         """Per camera with stored footage: (bytes, media ms) of its segments that start
         within ``span_ms`` before its newest one, i.e. what it really writes per second

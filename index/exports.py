@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from index.models import ExportPackage, Hold, Segment
-from index.queries import _guard
+from index.queries import db_guarded
 from labwitness.errors import NotFoundError
 
 
@@ -37,7 +37,7 @@ class ExportStore:
         self.now_ms = now_ms
 
     # -- packages -----------------------------------------------------------------
-    @_guard
+    @db_guarded
     def save(self, pkg: ExportPackage) -> None:
         """Write the package row; ``updated_ms`` is its heartbeat while it runs."""
         pkg.updated_ms = self.now_ms()
@@ -45,7 +45,7 @@ class ExportStore:
             s.merge(pkg)
             s.commit()
 
-    @_guard
+    @db_guarded
     def get(self, package_id: str) -> ExportPackage:
         with Session(self.engine, expire_on_commit=False) as s:
             pkg = s.get(ExportPackage, package_id)
@@ -53,14 +53,14 @@ class ExportStore:
             raise NotFoundError(f"证据包不存在 / evidence package {package_id!r} not found")
         return pkg
 
-    @_guard
+    @db_guarded
     def for_report(self, report_no: str, limit: int = 20) -> list[ExportPackage]:
         """The report's latest packages, newest first."""
         with Session(self.engine, expire_on_commit=False) as s:
             return list(s.exec(select(ExportPackage).where(ExportPackage.report_no == report_no)
                                .order_by(col(ExportPackage.created_ms).desc()).limit(limit)))
 
-    @_guard
+    @db_guarded
     def needing_release(self, silent_since_ms: int) -> list[ExportPackage]:
         """Packages whose holds must go: still ``running`` with a heartbeat that stopped
         before ``silent_since_ms`` (their process died mid-export), or ``failed`` with
@@ -74,7 +74,7 @@ class ExportStore:
             return running + failed
 
     # -- holds --------------------------------------------------------------------
-    @_guard
+    @db_guarded
     def add_pending_holds(self, package_id: str, segment_ids: list[int]) -> None:
         """Step 1 of placing holds: one row per version, ``pending``, in one transaction,
         before any S3 hold is set."""
@@ -84,7 +84,7 @@ class ExportStore:
                 s.add(Hold(segment_id=sid, package_id=package_id, placed_ms=now, state="pending"))
             s.commit()
 
-    @_guard
+    @db_guarded
     def confirm_holds(self, package_id: str) -> None:
         """Step 3: every S3 hold of the package is set."""
         with Session(self.engine) as s:
@@ -94,7 +94,7 @@ class ExportStore:
                 s.add(h)
             s.commit()
 
-    @_guard
+    @db_guarded
     def unreleased_holds(self, package_id: str) -> list[HeldVersion]:
         """The package's holds not yet released, pending or placed, with the versions they hold."""
         with Session(self.engine) as s:
@@ -104,14 +104,14 @@ class ExportStore:
                           .order_by(col(Hold.id)))
             return [HeldVersion(*r) for r in rows]
 
-    @_guard
+    @db_guarded
     def others_rely(self, segment_id: int, package_id: str) -> bool:
         """Does another package hold this segment (a pending row counts: its S3 hold may be set)?"""
         with Session(self.engine) as s:
             return s.exec(select(Hold.id).where(Hold.segment_id == segment_id, Hold.package_id != package_id,
                                                 col(Hold.released_ms).is_(None)).limit(1)).first() is not None
 
-    @_guard
+    @db_guarded
     def mark_released(self, hold_id: int, actor: str) -> None:
         with Session(self.engine) as s:
             h = s.get(Hold, hold_id)

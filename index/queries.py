@@ -8,6 +8,7 @@ keep the data in the spool and retry.
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
@@ -78,13 +79,14 @@ def covered_ms(spans: Iterable[tuple[int, int]], start_ms: int, end_ms: int) -> 
     return total
 
 
-def _guard(fn):
+def db_guarded(fn):
+    """Decorator for an index method: a database that does not answer becomes
+    :class:`IndexUnavailableError` (via :func:`db_errors`), for every index module."""
+    @functools.wraps(fn)
     def wrapper(*a, **kw):
         with db_errors():
             return fn(*a, **kw)
 
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
     return wrapper
 
 
@@ -94,13 +96,13 @@ class IndexStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    @_guard
+    @db_guarded
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
 
     # -- segments and gaps ----------------------------------------------------
-    @_guard
+    @db_guarded
     def add_segment(self, seg: Segment) -> Segment:
         """Insert unless (key, version_id) is already indexed; returns the row."""
         with Session(self.engine, expire_on_commit=False) as s:
@@ -115,7 +117,7 @@ class IndexStore:
                 return s.exec(select(Segment).where(Segment.key == seg.key, Segment.version_id == seg.version_id)).one()
             return seg
 
-    @_guard
+    @db_guarded
     def add_gap(self, gap: Gap) -> Gap:
         with Session(self.engine, expire_on_commit=False) as s:
             q = select(Gap).where(Gap.camera_id == gap.camera_id, Gap.start_ms == gap.start_ms, Gap.reason == gap.reason)
@@ -135,7 +137,7 @@ class IndexStore:
                 return s.exec(q).one()
             return gap
 
-    @_guard
+    @db_guarded
     def segment(self, segment_id: int) -> Segment:
         with Session(self.engine, expire_on_commit=False) as s:
             seg = s.get(Segment, segment_id)
@@ -143,7 +145,7 @@ class IndexStore:
                 raise NotFoundError(f"片段不存在 / segment {segment_id} not found")
             return seg
 
-    @_guard
+    @db_guarded
     def footage(self, camera_id: str, start_ms: int, end_ms: int) -> Footage:
         """Segments and gaps of one camera overlapping [start_ms, end_ms), and when
         the camera was registered (for :meth:`Footage.uncovered`)."""
@@ -170,25 +172,25 @@ class IndexStore:
                                       .where(Camera.__table__.c.id == camera_id)).scalar()
         return Footage(camera_id, start_ms, end_ms, list(segs), list(gaps), registered)
 
-    @_guard
+    @db_guarded
     def latest_segment(self, camera_id: str) -> Segment | None:
         with Session(self.engine, expire_on_commit=False) as s:
             return s.exec(
                 select(Segment).where(Segment.camera_id == camera_id).order_by(col(Segment.start_ms).desc()).limit(1)
             ).first()
 
-    @_guard
+    @db_guarded
     def iter_segments(self, camera_id: str) -> Iterator[Segment]:
         with Session(self.engine, expire_on_commit=False) as s:
             yield from s.exec(select(Segment).where(Segment.camera_id == camera_id).order_by(col(Segment.start_ms)))
 
-    @_guard
+    @db_guarded
     def gaps(self, camera_id: str) -> list[Gap]:
         with Session(self.engine, expire_on_commit=False) as s:
             return list(s.exec(select(Gap).where(Gap.camera_id == camera_id).order_by(col(Gap.start_ms))))
 
     # -- the content-health job's thumbnails (retention.content_job writes them) -----
-    @_guard
+    @db_guarded
     def thumbnail(self, camera_id: str) -> Thumbnail | None:
         """The camera's latest content sample as a small JPEG, or None when it has none yet."""
         with Session(self.engine) as s:
@@ -197,7 +199,7 @@ class IndexStore:
                 return None
             return Thumbnail(row.thumbnail_jpeg, row.last_sample_ms)
 
-    @_guard
+    @db_guarded
     def cameras_with_thumbnail(self) -> set[str]:
         with Session(self.engine) as s:
             return set(s.exec(select(CameraContentState.camera_id)

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from index.models import Camera, Equipment, EquipmentCamera, ExportPackage, Gap, Hold, Segment, TestRecord, TestRecordRevision
-from index.queries import MAX_SEGMENT_MS, _guard
+from index.queries import MAX_SEGMENT_MS, db_guarded
 from index.tiling import NOTHING_SPOOLED, Part, SpoolView, merged_runs, spans_coverage, uncovered
 from labwitness.errors import NotFoundError
 
@@ -98,7 +98,7 @@ class RecordStore:
         self.now_ms = now_ms
         self.spool = spool  # what the recorder's spool holds, to explain footage not indexed yet
 
-    @_guard
+    @db_guarded
     def upsert(self, record_id: str, content: dict[str, Any], actor: str) -> tuple[TestRecord, bool, bool]:
         """Idempotent: (row, created, changed). A changed record gets a new revision."""
         stored = {k: (json.dumps(v, ensure_ascii=False) if k.endswith("_ids") else v) for k, v in content.items()}
@@ -127,7 +127,7 @@ class RecordStore:
                 return cur, before is None, True
         raise sa_exc.OperationalError("upsert", {}, Exception("too many concurrent updates of one record"))
 
-    @_guard
+    @db_guarded
     def get(self, record_id: str) -> TestRecord:
         with Session(self.engine, expire_on_commit=False) as s:
             r = s.get(TestRecord, record_id)
@@ -135,13 +135,13 @@ class RecordStore:
                 raise NotFoundError(f"检测记录不存在 / test record {record_id!r} not found")
             return r
 
-    @_guard
+    @db_guarded
     def revisions(self, record_id: str) -> list[TestRecordRevision]:
         with Session(self.engine, expire_on_commit=False) as s:
             return list(s.exec(select(TestRecordRevision).where(TestRecordRevision.record_id == record_id)
                                .order_by(col(TestRecordRevision.revision))))
 
-    @_guard
+    @db_guarded
     def by_report(self, report_no: str) -> list[TestRecord]:
         with Session(self.engine, expire_on_commit=False) as s:
             rows = list(s.exec(select(TestRecord).where(TestRecord.report_no == report_no).order_by(col(TestRecord.started_ms))))
@@ -149,7 +149,7 @@ class RecordStore:
             raise NotFoundError(f"报告编号没有对应的检测记录 / no test record has report no. {report_no!r}")
         return rows
 
-    @_guard
+    @db_guarded
     def search(self, *, report_no: str = "", commission_no: str = "", sample_id: str = "", start_ms: int | None = None,
                end_ms: int | None = None, limit: int = 200) -> list[TestRecord]:
         """Records matching every given criterion (substring match on the numbers; a time
@@ -168,7 +168,7 @@ class RecordStore:
         with Session(self.engine, expire_on_commit=False) as s:
             return list(s.exec(q.order_by(col(TestRecord.started_ms).desc()).limit(limit)))
 
-    @_guard
+    @db_guarded
     def unknown_refs(self, area_ids: list[str], equipment_ids: list[str]) -> tuple[list[str], list[str]]:
         from index.models import Area
 
@@ -177,7 +177,7 @@ class RecordStore:
             known_e = set(s.exec(select(Equipment.id).where(col(Equipment.id).in_(equipment_ids)))) if equipment_ids else set()
         return [a for a in area_ids if a not in known_a], [e for e in equipment_ids if e not in known_e]
 
-    @_guard
+    @db_guarded
     def report_footage(self, report_no: str, margin_ms: int, *, holds: bool = True, footage: bool = True) -> ReportFootage:
         """Everything an inspector's "footage of this report" needs, on one connection
         in a fixed handful of statements: records (1), cameras of their areas and

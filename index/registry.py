@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, select
 
 from index.models import Area, Camera, Equipment, EquipmentCamera, Revision
-from index.queries import _guard
+from index.queries import db_guarded
 from labwitness.errors import ConflictError, NotFoundError, ValidationError
 from labwitness.ids import check_entity_id
 from labwitness.url_secrets import redact_url
@@ -56,12 +56,12 @@ class Registry:
                        at_ms=self.now_ms(), before=before, after=after))
 
     # -- areas --------------------------------------------------------------------
-    @_guard
+    @db_guarded
     def areas(self) -> list[Area]:
         with Session(self.engine, expire_on_commit=False) as s:
             return list(s.exec(select(Area).order_by(Area.id)))
 
-    @_guard
+    @db_guarded
     def area(self, area_id: str) -> Area:
         with Session(self.engine, expire_on_commit=False) as s:
             a = s.get(Area, area_id)
@@ -69,7 +69,7 @@ class Registry:
                 raise NotFoundError(f"检测区域不存在 / area {area_id!r} not found")
             return a
 
-    @_guard
+    @db_guarded
     def put_area(self, area: Area, actor: str) -> Area:
         """Create or update an area (idempotent: an unchanged area writes no revision)."""
         check_entity_id(area.id, "检测区域编号", "area id")
@@ -90,7 +90,7 @@ class Registry:
             return cur
 
     # -- cameras ------------------------------------------------------------------
-    @_guard
+    @db_guarded
     def camera(self, camera_id: str) -> Camera:
         with Session(self.engine, expire_on_commit=False) as s:
             c = s.get(Camera, camera_id)
@@ -98,7 +98,7 @@ class Registry:
                 raise NotFoundError(f"摄像机不存在 / camera {camera_id!r} not found")
             return c
 
-    @_guard
+    @db_guarded
     def cameras(self, enabled_only: bool = False) -> list[Camera]:
         with Session(self.engine, expire_on_commit=False) as s:
             q = select(Camera).order_by(Camera.id)
@@ -106,12 +106,12 @@ class Registry:
                 q = q.where(Camera.enabled == True)  # noqa: E712
             return list(s.exec(q))
 
-    @_guard
+    @db_guarded
     def camera_by_endpoint(self, endpoint: str) -> Camera | None:
         with Session(self.engine, expire_on_commit=False) as s:
             return s.exec(select(Camera).where(Camera.onvif_endpoint == endpoint)).first()
 
-    @_guard
+    @db_guarded
     def add_camera(self, cam: Camera, actor: str) -> Camera:
         check_entity_id(cam.id, "摄像机编号", "camera id")
         _check_sealed(cam.rtsp_url)
@@ -138,7 +138,7 @@ class Registry:
                                                "username": cam.username, "password_enc": cam.password_enc,
                                                "enabled": True}, actor)
 
-    @_guard
+    @db_guarded
     def update_camera(self, camera_id: str, changes: dict[str, Any], actor: str) -> Camera:
         allowed = {"name", "rtsp_url", "area_id", "enabled", "username", "password_enc", "url_secrets_enc",
                    "onvif_xaddr", "manufacturer", "model", "serial", "clock_offset_ms", "onvif_endpoint"}
@@ -167,7 +167,7 @@ class Registry:
                 s.commit()
             return cam
 
-    @_guard
+    @db_guarded
     def remove_camera(self, camera_id: str, actor: str) -> None:
         """Remove from the registry: recording stops; its footage stays, locked, until retention ends."""
         with Session(self.engine, expire_on_commit=False) as s:
@@ -187,7 +187,7 @@ class Registry:
             raise ValidationError(f"检测区域不存在 / area {area_id!r} not found; create it first")
 
     # -- equipment ----------------------------------------------------------------
-    @_guard
+    @db_guarded
     def equipment(self) -> list[tuple[Equipment, list[str]]]:
         with Session(self.engine, expire_on_commit=False) as s:
             links: dict[str, list[str]] = {}
@@ -195,7 +195,7 @@ class Registry:
                 links.setdefault(link.equipment_id, []).append(link.camera_id)
             return [(e, links.get(e.id, [])) for e in s.exec(select(Equipment).order_by(Equipment.id))]
 
-    @_guard
+    @db_guarded
     def put_equipment(self, eq: Equipment, camera_ids: list[str], actor: str) -> tuple[Equipment, list[str]]:
         check_entity_id(eq.id, "设备编号", "equipment id")
         with Session(self.engine, expire_on_commit=False) as s:
@@ -225,7 +225,7 @@ class Registry:
             return cur, new_links
 
     # -- history ------------------------------------------------------------------
-    @_guard
+    @db_guarded
     def revisions(self, entity: str | None = None, entity_id: str | None = None, limit: int = 200) -> list[Revision]:
         with Session(self.engine, expire_on_commit=False) as s:
             q = select(Revision)

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from index.models import ApiToken
-from index.queries import _guard
+from index.queries import db_guarded
 from labwitness.errors import NotFoundError, ValidationError
 
 ROLES = ("admin", "inspector", "operations", "ingest")
@@ -37,7 +37,7 @@ class TokenStore:
         self.engine = engine
         self.now_ms = now_ms
 
-    @_guard
+    @db_guarded
     def create(self, name: str, role: str, created_by: str, token: str | None = None) -> tuple[ApiToken, str]:
         """A new token; the plain token is returned once and never stored."""
         if role not in ROLES:
@@ -52,13 +52,13 @@ class TokenStore:
             s.commit()
         return row, token
 
-    @_guard
+    @db_guarded
     def lookup(self, token: str) -> ApiToken | None:
         with Session(self.engine, expire_on_commit=False) as s:
             row = s.exec(select(ApiToken).where(ApiToken.token_hash == token_hash(token))).first()
             return row if row is not None and row.revoked_ms is None else None
 
-    @_guard
+    @db_guarded
     def revoke(self, token_id: int) -> ApiToken:
         with Session(self.engine, expire_on_commit=False) as s:
             row = s.get(ApiToken, token_id)
@@ -70,12 +70,12 @@ class TokenStore:
                 s.commit()
             return row
 
-    @_guard
+    @db_guarded
     def list(self) -> list[ApiToken]:
         with Session(self.engine, expire_on_commit=False) as s:
             return list(s.exec(select(ApiToken).order_by(col(ApiToken.id))))
 
-    @_guard
+    @db_guarded
     def any(self) -> bool:
         with Session(self.engine) as s:
             return s.exec(select(ApiToken.id).limit(1)).first() is not None

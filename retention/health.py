@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 
 from index.coverage import CoverageStore
 from index.models import Camera, ContentEvent, Gap, IntegrityFinding, JobRun, Segment
-from index.queries import _guard
+from index.queries import db_guarded
 from labwitness.clock import DAY_MS
 
 SEVERITY = ("ok", "warning", "critical")
@@ -120,7 +120,7 @@ def is_offline(last_segment_end_ms: int | None, now_ms: int, segment_seconds: fl
     return last_segment_end_ms is None or now_ms - last_segment_end_ms > offline_after_ms(segment_seconds, read_timeout_s)
 
 
-@_guard
+@db_guarded
 def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seconds: float, read_timeout_s: float,
            retention_days: float, retention_enforced: bool, capacity: tuple[int, int] | None = None,
            spool_backlog: int = 0, upload_error: str = "", camera_ids: Iterable[str] | None = None) -> Facts:
