@@ -112,6 +112,12 @@ class VerifyReport:
     manifest: dict = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
+    @property
+    def genuine(self) -> bool:
+        """Intact, validly signed *and* signed by a key the verifier trusts (api.trust): a
+        package carries its own public key, so a signature alone proves nothing of its issuer."""
+        return self.ok and self.trusted_key is True
+
 
 def verify_package(path: Path, trusted_public_pem: bytes | None = None) -> VerifyReport:
     """Check a package offline: the signature over the manifest, and every file's SHA-256.

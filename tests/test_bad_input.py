@@ -6,6 +6,7 @@ logs a failure once per change of state instead of a traceback per retry."""
 from __future__ import annotations
 
 import json
+import os
 import logging
 import shutil
 import struct
@@ -19,13 +20,14 @@ import pytest
 from typer.testing import CliRunner
 
 from api.cli import app as cli_app
-from api.evidence import MANIFEST, PUBKEY, QR, SIGNATURE, SigningKey, verify_package
+from api.evidence import MANIFEST, PUBKEY, SIGNATURE, SigningKey, verify_package
 from labwitness.errors import IntegrityError, StreamError, ValidationError
 from recorder.rtsp_url import check_rtsp_url
 from recorder.spool import CameraSpool, SpoolQuota
 from recorder.worker import CameraWorker, RecorderConfig
 
 from conftest import ACCESS, SECRET, free_port, wait_for
+from evidencetools import make_package as _package
 from webtools import csrf_of, sign_in, web_runtime
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +101,7 @@ def test_every_door_refuses_a_bad_camera_url(web, tmp_path):
 
 @pytest.mark.slow
 def test_record_with_a_bad_url_exits_2_without_a_traceback(tmp_path):
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("LABWITNESS_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABWITNESS_")}
     env.update({"LABWITNESS_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)})
     r = subprocess.run([sys.executable, "-m", "api.cli", "record", "--url", BAD_URL, "--camera-id", "c", "--duration", "3"],
                        env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
@@ -313,24 +315,6 @@ def test_the_exit_code_rule_is_in_help():
 
 
 # -- 5. a malformed evidence package is named, not a traceback --------------------------------
-def _package(tmp_path: Path, name: str, *, members: dict[str, bytes] | None = None, key: SigningKey | None = None,
-             compression=zipfile.ZIP_STORED) -> Path:
-    """A package as labwitness writes it (real Ed25519 signature), then changed as told."""
-    key = key or SigningKey.load(tmp_path / "lab")
-    video = b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 40
-    manifest = json.dumps({"schema": "labwitness.evidence/1", "package_id": "p1", "report_no": "JC-1",
-                           "files": [{"name": "cam-1.mp4", "sha256": __import__("hashlib").sha256(video).hexdigest()}]},
-                          ensure_ascii=False, indent=2).encode()
-    parts = {"cam-1.mp4": video, MANIFEST: manifest, SIGNATURE: (key.sign(manifest) + "\n").encode(),
-             PUBKEY: key.public_pem(), QR: b"\x89PNG"}
-    parts.update(members or {})
-    out = tmp_path / f"{name}.zip"
-    with zipfile.ZipFile(out, "w", compression=compression) as z:
-        for n, data in parts.items():
-            z.writestr(n, data)
-    return out
-
-
 def _rsa_pem() -> bytes:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa

@@ -18,6 +18,7 @@ from rich.progress import Progress
 from api.cli.common import actor, console, fail, index_only, print_json, runtime, settings_or_exit, setup_logging
 from api.evidence import new_package_id, verify_package
 from api.ingest import TestRecordIn, ingest
+from api.trust import apply_key_list, load_key_list
 from labwitness.errors import LabwitnessError, ValidationError
 
 records_app = typer.Typer(help="检测记录 / test records", no_args_is_help=True)
@@ -102,24 +103,37 @@ def export(report_no: Annotated[str, typer.Argument()],
 
 def verify(package: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
            public_key: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
-                                                               help="the lab's published public key (PEM) to trust")] = None,
+                                                               help="the lab's public key (PEM, `labwitness key export`) to trust")] = None,
+           keys: Annotated[Optional[str], typer.Option(
+               help="the lab's published key list to trust: a file or https://…/.well-known/labwitness-keys.json")] = None,
            json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """离线验证证据包 / Verify an evidence package offline: signature and every file's hash."""
+    """离线验证证据包 / Verify an evidence package: signature, every file's hash, and that the
+    signer is the lab (a key given with --public-key or listed by --keys; never the package's own).
+    Exit 0 only when genuine."""
     try:
         rep = verify_package(package, public_key.read_bytes() if public_key else None)
+        if keys is not None:
+            apply_key_list(rep, load_key_list(keys))
     except LabwitnessError as e:
         fail(e)
+    unknown_issuer = rep.ok and rep.trusted_key is None
     if json_out:
-        print_json({"ok": rep.ok, "signature_valid": rep.signature_valid, "key_fingerprint": rep.key_fingerprint,
-                    "trusted_key": rep.trusted_key, "files": rep.files, "problems": rep.problems,
+        print_json({"genuine": rep.genuine, "ok": rep.ok, "signature_valid": rep.signature_valid,
+                    "key_fingerprint": rep.key_fingerprint, "trusted_key": rep.trusted_key,
+                    "issuer": "lab" if rep.genuine else ("unknown" if unknown_issuer else "not verified"),
+                    "files": rep.files, "problems": rep.problems,
                     "report_no": rep.manifest.get("report_no"), "package_id": rep.manifest.get("package_id")})
     else:
-        head = "[green]真实有效 / genuine[/]" if rep.ok else "[red]验证失败 / NOT genuine[/]"
+        head = ("[green]真实有效 / genuine[/]" if rep.genuine else
+                "[yellow]签发者未知：完整但未确认由实验室签发 / issuer unknown: intact, but not shown to be the lab's[/]"
+                if unknown_issuer else "[red]验证失败 / NOT genuine[/]")
         console.print(f"{head} — report {rep.manifest.get('report_no')} · key {rep.key_fingerprint}")
         for name, state in sorted(rep.files.items()):
             console.print(f"  {'✓' if state == 'ok' else '✗'} {name}: {state}")
         for p in rep.problems:
             console.print(f"  [red]{p}[/]")
-        if rep.trusted_key is None:
-            console.print("  (未指定 --public-key：只验证了完整性，未验证签发者 / no --public-key: integrity checked, issuer not)")
-    raise typer.Exit(0 if rep.ok else 1)
+        if unknown_issuer:
+            console.print("  请用 --public-key 指定实验室公钥，或用 --keys 指定实验室公布的公钥列表 / give the lab's key "
+                          "with --public-key, or its published key list with --keys (`labwitness key export`, "
+                          "/.well-known/labwitness-keys.json)")
+    raise typer.Exit(0 if rep.genuine else 1)
