@@ -63,9 +63,9 @@ def load_key_list(source: str) -> dict:
     """The key list from a file path or an http(s) URL; a clear ValidationError otherwise."""
     try:
         if source.startswith(("https://", "http://")):
-            r = requests.get(source, timeout=FETCH_TIMEOUT_S, stream=True)
-            r.raise_for_status()
-            body = r.raw.read(MAX_KEY_LIST_BYTES + 1, decode_content=True)
+            with requests.get(source, timeout=FETCH_TIMEOUT_S, stream=True) as r:
+                r.raise_for_status()
+                body = r.raw.read(MAX_KEY_LIST_BYTES + 1, decode_content=True)
         else:
             with open(Path(source), "rb") as f:
                 body = f.read(MAX_KEY_LIST_BYTES + 1)
