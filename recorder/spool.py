@@ -54,6 +54,14 @@ from storage.layout import SegmentMeta, check_camera_id, iso_ms, parse_iso
 
 log = logging.getLogger(__name__)
 
+# The file names of the layout above, one definition for this module and the
+# read-only view of the spool (recorder.spool_view): glob patterns, as fnmatch reads them too.
+_SEQ = "[0-9]" * 12
+RECORD_GLOB = f"{_SEQ}.json"  # commit record
+OPEN_GLOB = f"{_SEQ}.open.json"  # segment being written
+FINISHED_GAP_GLOB = "gap-[0-9]*.json"  # gap-{start_ms}-{reason}.json
+OPEN_GAP = "gap-open.json"
+
 
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
@@ -196,7 +204,7 @@ class CameraSpool:
                 state.update(json.loads(f.read_text()))
             except (ValueError, OSError):
                 log.error("spool state %s unreadable; rebuilding from files", f)
-        seqs = [int(p.name[:12]) for p in self.dir.glob("[0-9]" * 12 + ".*")]
+        seqs = [int(p.name[:12]) for p in self.dir.glob(f"{_SEQ}.*")]
         state["next_seq"] = max([state["next_seq"], *(s + 1 for s in seqs)])
         return state
 
@@ -277,7 +285,7 @@ class CameraSpool:
     def committed(self) -> list[Committed]:
         """Finished segments still in the spool, oldest first."""
         out = []
-        for r in sorted(self.dir.glob("[0-9]" * 12 + ".json")):
+        for r in sorted(self.dir.glob(RECORD_GLOB)):
             try:
                 out.append(self.load(r))
             except FileNotFoundError:
@@ -303,7 +311,7 @@ class CameraSpool:
 
     # -- gaps -------------------------------------------------------------------
     def open_gap(self, start: datetime, reason: str, detail: str) -> None:
-        f = self.dir / "gap-open.json"
+        f = self.dir / OPEN_GAP
         if f.exists():  # the first cause of an outage is the one that counts
             cur = json.loads(f.read_text())
             cur["attempts"] = cur.get("attempts", 0) + 1
@@ -313,12 +321,12 @@ class CameraSpool:
         write_json_atomic(f, {"start": iso_ms(start), "reason": reason, "detail": detail[:1000], "attempts": 1})
 
     def pending_open_gap(self) -> dict | None:
-        f = self.dir / "gap-open.json"
+        f = self.dir / OPEN_GAP
         return json.loads(f.read_text()) if f.exists() else None
 
     def close_gap(self, end: datetime) -> dict | None:
         """End the open gap at ``end`` and journal it for the index."""
-        f = self.dir / "gap-open.json"
+        f = self.dir / OPEN_GAP
         if not f.exists():
             return None
         g = json.loads(f.read_text())
@@ -342,14 +350,14 @@ class CameraSpool:
         })
 
     def finished_gaps(self) -> Iterator[tuple[Path, dict]]:
-        for p in sorted(self.dir.glob("gap-[0-9]*.json")):
+        for p in sorted(self.dir.glob(FINISHED_GAP_GLOB)):
             yield p, json.loads(p.read_text())
 
     # -- recovery ---------------------------------------------------------------
     def unfinished(self) -> list[int]:
         """Sequences with bytes but no commit record (killed mid-write)."""
         seqs = set()
-        for p in self.dir.glob("[0-9]" * 12 + ".mp4*"):
+        for p in self.dir.glob(f"{_SEQ}.mp4*"):
             seq = int(p.name[:12])
             if not (self.dir / f"{seq:012d}.json").exists():
                 seqs.add(seq)

@@ -17,20 +17,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
+from fnmatch import fnmatchcase
 import time
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from index.tiling import OpenGap, Span, SpoolState
 from labwitness.errors import LabwitnessError
+from recorder.spool import FINISHED_GAP_GLOB, OPEN_GAP, OPEN_GLOB, RECORD_GLOB
 from storage.layout import check_camera_id, parse_iso
 
 log = logging.getLogger(__name__)
 
-_COMMITTED = re.compile(r"\d{12}\.json")
-_OPEN = re.compile(r"(\d{12})\.open\.json")
-_FINISHED_GAP = re.compile(r"gap-\d+-[a-z_]+\.json")
 #: A segment file written to this recently is being recorded now: the muxer writes
 #: a fragment a second, so its last write trails the present by up to about that.
 LIVE_WRITE_MS = 5_000
@@ -77,7 +75,7 @@ class SpoolReader:
         d = self.root / cam
         # The open gap first: one that closes while the directory is listed then
         # shows up as its journaled gap file and the segment that ended it.
-        og = _read(d / "gap-open.json")
+        og = _read(d / OPEN_GAP)
         try:
             names = os.listdir(d)
         except FileNotFoundError:
@@ -87,7 +85,7 @@ class SpoolReader:
         cached = self._spans.get(cam, {})
         spans: dict[str, Span] = {}  # replaces the cache: records released since are forgotten
         for name in names:
-            if _COMMITTED.fullmatch(name):
+            if fnmatchcase(name, RECORD_GLOB):
                 span = cached.get(name)
                 if span is None:
                     rec = _read(d / name)
@@ -96,20 +94,20 @@ class SpoolReader:
                     span = (_ms(rec["meta"]["start"]), _ms(rec["meta"]["end"]))
                 spans[name] = span
                 pending.append(span)
-            elif m := _OPEN.fullmatch(name):
+            elif fnmatchcase(name, OPEN_GLOB):
                 # the segment being written: from its start estimate to its last write,
                 # or to now while it is being written (a stale one, left by a killed
                 # recorder and not recovered yet, ends at its last write)
                 info = _read(d / name)
                 try:
-                    last_write = (d / f"{m.group(1)}.mp4.part").stat().st_mtime_ns // 1_000_000
+                    last_write = (d / name.replace(".open.json", ".mp4.part")).stat().st_mtime_ns // 1_000_000
                 except FileNotFoundError:
                     continue
                 now = self.now_ms()
                 end = now if 0 <= now - last_write <= LIVE_WRITE_MS else last_write
                 if info is not None and info.get("start_estimate"):
                     pending.append((_ms(info["start_estimate"]), end))
-            elif _FINISHED_GAP.fullmatch(name):
+            elif fnmatchcase(name, FINISHED_GAP_GLOB):
                 g = _read(d / name)
                 if g is not None:
                     gaps.append((_ms(g["start"]), _ms(g["end"]), g["reason"]))
