@@ -39,13 +39,14 @@ def export_warnings(now_ms: int, windows: list[WindowFacts], low_coverage: float
             out.append({"code": "no_footage", "camera_id": w.camera_id,
                         "message": f"{w.camera_id}：时段内没有录像，证据包中不含该摄像机 / "
                                    f"{w.camera_id}: no footage in the window; the package has no file for this camera"})
-        elif w.test_coverage is not None and w.test_coverage < low_coverage:
-            out.append({"code": "low_coverage", "camera_id": w.camera_id,
-                        "message": f"{w.camera_id}：录像仅覆盖检测时段的 {w.test_coverage:.1%}（含前后余量 {w.coverage:.1%}） / "
-                                   f"{w.camera_id}: footage covers only {w.test_coverage:.1%} of the test itself "
-                                   f"({w.coverage:.1%} with the margins)"})
-        elif w.test_coverage is None and w.coverage < low_coverage:
-            out.append({"code": "low_coverage", "camera_id": w.camera_id,
-                        "message": f"{w.camera_id}：录像仅覆盖时段的 {w.coverage:.1%} / "
-                                   f"{w.camera_id}: footage covers only {w.coverage:.1%} of the window"})
+        elif (w.coverage if w.test_coverage is None else w.test_coverage) < low_coverage:
+            out.append({"code": "low_coverage", "camera_id": w.camera_id, "message": _low_coverage_message(w)})
     return out
+
+
+def _low_coverage_message(w: WindowFacts) -> str:
+    if w.test_coverage is None:
+        return (f"{w.camera_id}：录像仅覆盖时段的 {w.coverage:.1%} / "
+                f"{w.camera_id}: footage covers only {w.coverage:.1%} of the window")
+    return (f"{w.camera_id}：录像仅覆盖检测时段的 {w.test_coverage:.1%}（含前后余量 {w.coverage:.1%}） / "
+            f"{w.camera_id}: footage covers only {w.test_coverage:.1%} of the test itself ({w.coverage:.1%} with the margins)")
