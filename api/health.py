@@ -21,20 +21,24 @@ from labwitness.clock import Clock, from_ms, utc_ms
 from labwitness.errors import IndexUnavailableError, LabwitnessError
 from recorder.service import RecorderService
 from retention import health as rh
+from retention.journal import outbox_backlog
 from retention.policy import RetentionPolicy
 from storage.base import ObjectStore
+from storage.doc_spool import DocumentSpool
 
 from api.settings import Settings
 
 SEVERITY = list(rh.SEVERITY)
 UPLOAD_LAG_WARNING_S = 15 * 60  # footage older than this still only in the spool: storage is not keeping up
+JOURNAL_LAG_WARNING_S = 15 * 60  # evidence changes older than this still only in the database (or the local spool)
 
 
 class Health:
     """The health report of one running labwitness, from what it holds."""
 
     def __init__(self, settings: Settings, clock: Clock, store: ObjectStore, index: IndexStore, policy: RetentionPolicy,
-                 recorder: RecorderService | None, *, embedded_storage: bool) -> None:
+                 recorder: RecorderService | None, *, embedded_storage: bool,
+                 documents: DocumentSpool | None = None) -> None:
         self.settings = settings
         self.clock = clock
         self.store = store
@@ -42,6 +46,24 @@ class Health:
         self.policy = policy
         self.recorder = recorder  # None: no recorder in this process (the spool is read from disk)
         self.embedded_storage = embedded_storage  # the store's disk is ours: its free space is the runway
+        self.documents = documents  # journal batches waiting for the bucket
+
+    def _journal(self, now_ms: int, flag) -> dict:
+        """The journal's two waiting rooms: the index's outbox, then the local document spool."""
+        out: dict = {"outbox_entries": None, "outbox_oldest_age_s": None, "documents_waiting": None,
+                     "documents_oldest_age_s": None}
+        try:
+            b = outbox_backlog(self.index.engine, now_ms)
+            out["outbox_entries"], out["outbox_oldest_age_s"] = b.entries, b.oldest_age_s
+        except IndexUnavailableError:
+            pass  # said once already, as index_unavailable
+        if self.documents is not None:
+            out["documents_waiting"], out["documents_oldest_age_s"] = self.documents.backlog()
+        for what, age in (("outbox", out["outbox_oldest_age_s"]), ("documents", out["documents_oldest_age_s"])):
+            if age is not None and age > JOURNAL_LAG_WARNING_S:
+                flag("warning", "journal_lag", f"证据日志滞后 {age / 60:.0f} 分钟 / evidence journal: changes wait "
+                                               f"{age / 60:.0f} min in the {what} before reaching the locked bucket")
+        return out
 
     def _capacity(self, used: int) -> tuple[int, int] | None:
         """(total, free) bytes for the runway: the configured capacity, else the
@@ -115,6 +137,7 @@ class Health:
         except IndexUnavailableError as e:
             status, problems = "critical", []
             flag("critical", "index_unavailable", f"索引数据库不可用 / index database unavailable: {e}")
+        journal = self._journal(now_ms, flag)
         alerts = problems + extra
         status = max([status] + [a["level"] for a in extra if a["level"] in SEVERITY], key=SEVERITY.index)
         areas: dict[str, dict] = {}
@@ -141,6 +164,7 @@ class Health:
             "jobs": facts.jobs if facts else {},
             "spool": {"backlog_segments": backlog, "bytes": self.recorder.quota.used if self.recorder else None,
                       "upload_lag_s": upload_lag_s, "last_upload_error": upload_error},
+            "journal": journal,
             "areas": areas,
             "cameras": cameras,
         }
@@ -238,4 +262,17 @@ class HealthCollector:
             checked = sm.get("checked") or 0
             if checked:  # run_verify's summary: {"checked": n, "ok": m, ...}
                 lock.add_metric([], (sm.get("ok") or 0) / checked)
-        yield from [status, age, off, cov, bad, clock, oldest, *storage, enforced, findings, job_ok, job_status, lock]
+        journal = []
+        for name, key, text in (
+                ("labwitness_journal_outbox_entries", "outbox_entries", "Evidence changes waiting in the index's outbox"),
+                ("labwitness_journal_outbox_oldest_age_seconds", "outbox_oldest_age_s",
+                 "Age of the oldest change waiting in the outbox"),
+                ("labwitness_documents_waiting", "documents_waiting", "Journal batches waiting in the local spool"),
+                ("labwitness_documents_oldest_age_seconds", "documents_oldest_age_s",
+                 "Age of the oldest document waiting in the local spool")):
+            gauge = g(name, text)
+            value = rep.get("journal", {}).get(key)
+            gauge.add_metric([], value if value is not None else 0.0)
+            journal.append(gauge)
+        yield from [status, age, off, cov, bad, clock, oldest, *storage, enforced, findings, job_ok, job_status, lock,
+                    *journal]

@@ -33,8 +33,10 @@ from recorder.metrics import RecorderMetrics
 from recorder.service import CameraSpec, RecorderService
 from recorder.spool_view import SpoolReader
 from recorder.worker import RecorderConfig
+from retention.journal import Journaler
 from retention.policy import RetentionPolicy
 from retention.scheduler import build_scheduler
+from storage.doc_spool import DocumentSpool, DocumentUploader
 from storage.s3 import S3ObjectStore
 from storage.seaweed import EmbeddedSeaweed
 
@@ -42,7 +44,7 @@ from api.camera_rows import seal_camera_urls
 from api.exporter import Exporter
 from api.health import Health, HealthCollector
 from api.registry_admin import RegistryAdmin
-from api.secrets import CredentialCipher
+from api.secrets import CredentialCipher, audit_key
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ class Runtime:
     registry_admin: RegistryAdmin
     health: Health
     health_collector: HealthCollector  # registered once on ``metrics``: /metrics carries health's gauges
+    documents: DocumentSpool  # small locked documents (journal batches) on their way to the bucket
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None, recording: bool = True) -> None:
         self.settings = settings
@@ -76,6 +79,8 @@ class Runtime:
         self.seaweed: EmbeddedSeaweed | None = None  # the embedded store, when no S3 endpoint is set
         self.recorder: RecorderService | None = None  # recording runtimes only
         self.jobs: BackgroundScheduler | None = None  # the retention jobs' scheduler (see start_jobs)
+        self.document_uploader: DocumentUploader | None = None  # recording runtimes only
+        self.journaler: Journaler | None = None  # recording runtimes only
         self._stack = ExitStack()
 
     def __enter__(self) -> "Runtime":
@@ -108,7 +113,7 @@ class Runtime:
         now_ms = self.now_ms
         self.registry = Registry(engine, now_ms)
         self.tokens = TokenStore(engine, now_ms)
-        self.audit = AuditLog(engine, now_ms)
+        self.audit = AuditLog(engine, now_ms, audit_key(s.data_dir))
         self.records = RecordStore(engine, now_ms, spool=self.spool_view)
         self.exporter = Exporter(s, self.clock, self.store, self.index, self.records, self.spool_view, self.audit,
                                  ExportStore(engine, now_ms), self.policy)
@@ -118,6 +123,18 @@ class Runtime:
             self._bootstrap_admin()
         except Exception as e:  # recording must not wait for the database
             log.error("index database not reachable at start-up (%s); recording continues into the spool", e)
+        # -- journal (issue 14 §2): the outbox drained into journal/ objects --------------------
+        # MINIMAL WIRING by the journal branch: the document spool and its uploader are the lead's
+        # (storage.doc_spool); when the lead's wiring of rt.documents lands on main, keep theirs and
+        # only the journaler line here.  Registered before the recorder so that they stop after it
+        # (ExitStack: last in, first out) and journal what the recorder's last uploads indexed.
+        self.documents = DocumentSpool(s.spool_path / "documents", self.store, self.policy, self.clock)
+        if self.recording:
+            self.document_uploader = DocumentUploader(self.documents).start()
+            self._stack.callback(self.document_uploader.stop)
+            self.journaler = Journaler(engine, self.documents, self.clock, s.recorder_id,
+                                       interval_s=s.journal_interval_s).start()
+            self._stack.callback(self.journaler.stop)
         if self.recording:
             self.recorder = RecorderService(
                 s.spool_path, self.store, self.index, self.policy,
@@ -131,7 +148,7 @@ class Runtime:
         self.registry_admin = RegistryAdmin(self.registry, self.audit, self.cipher, self.clock, self.recorder,
                                             discovery_port=s.discovery_port, discovery_interfaces=s.discovery_ifaces)
         self.health = Health(s, self.clock, self.store, self.index, self.policy, self.recorder,
-                             embedded_storage=self.seaweed is not None)
+                             embedded_storage=self.seaweed is not None, documents=self.documents)
         self.health_collector = HealthCollector(self.health)
         self.metrics.registry.register(self.health_collector)
         if self.recording and s.retention_jobs:
@@ -203,6 +220,7 @@ def index_only(settings: Settings) -> Iterator[IndexOnly]:
         now: Callable[[], int] = lambda: utc_ms(SystemClock().now())  # noqa: E731
         registry = Registry(engine, now)
         seal_camera_urls(registry, cipher)
-        yield IndexOnly(registry, cipher, TokenStore(engine, now), AuditLog(engine, now), RecordStore(engine, now))
+        yield IndexOnly(registry, cipher, TokenStore(engine, now), AuditLog(engine, now, audit_key(settings.data_dir)),
+                        RecordStore(engine, now))
     finally:
         engine.dispose()

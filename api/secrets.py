@@ -92,3 +92,33 @@ def with_credentials(url: str, username: str | None, password: str | None) -> st
     p = urlsplit(url)
     cred = quote(username, safe="") + (":" + quote(password, safe="") if password else "")
     return p._replace(netloc=f"{cred}@{p.netloc.rsplit('@', 1)[-1]}").geturl()
+
+
+AUDIT_KEY_FILE = "audit-mac.key"
+
+
+def audit_key(data_dir: Path) -> bytes:
+    """The installation's audit-log HMAC key (``index.audit``): 32 random bytes generated on
+    first use into ``DATA_DIR/audit-mac.key`` (0600), outside the database, so that whoever
+    can only write the database cannot rewrite the audit chain consistently.  Back it up with
+    the data directory's other keys: without it the chain's MACs cannot be checked."""
+    f = Path(data_dir) / AUDIT_KEY_FILE
+    if not f.exists():
+        private_dir(data_dir)
+        try:
+            fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process generated it first: use theirs
+            pass
+        else:
+            with os.fdopen(fd, "w") as out:
+                out.write(os.urandom(32).hex())
+                out.flush()
+                os.fsync(out.fileno())
+    text = private_file(f).read_text().strip()
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) < 32:
+        raise ConfigError(f"审计密钥文件无效 / audit key file {f} is not 64 hex digits; restore it from the backup")
+    return key

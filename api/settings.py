@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     integrity_budget_bytes: int = Field(default=JobsConfig.integrity_budget_bytes, ge=1)
     integrity_budget_objects: int = Field(default=JobsConfig.integrity_budget_objects, ge=1)
 
+    # the journal (retention.journal): how often the index's outbox is written to a journal/ object
+    journal_interval_s: float = Field(default=60.0, gt=0, le=3600)
+
     host: str = "127.0.0.1"
     port: int = 8000
 

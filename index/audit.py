@@ -11,6 +11,13 @@ PostgreSQL, SQLite's single writer otherwise):
 removed event breaks the next one's ``prev_hash``, and a truncated tail is
 caught by comparing with the last hash the caller kept (e.g. in metrics).
 
+Keyed chain: sha256 alone can be recomputed by whoever can write the database, so
+the whole chain could be rewritten consistently.  Each event also carries
+``mac = HMAC-SHA256(key, hash)`` with the installation's audit key, a file outside
+the database (``api.keyring.audit_mac_key``, injected here); ``verify`` checks it,
+so a rewrite without the key file is detected.  Events written before the key
+existed have no ``mac`` and are counted as unkeyed, not as failures.
+
 Footage reads are audited once per (actor, action, target) and period
 (:meth:`AuditLog.append_once`): a player fetches one segment in many Range
 requests and a page refreshes a thumbnail, and each of them is a read, but one
@@ -21,6 +28,7 @@ before the first byte is served; an audit log that cannot write stops the read.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import threading
 from collections import OrderedDict
@@ -38,6 +46,10 @@ GENESIS = "0" * 64
 READ_PERIOD_MS = 10 * 60_000  # one audit row per (actor, footage read) and ten minutes
 
 
+def event_mac(key: bytes, hash_: str) -> str:
+    return hmac.new(key, hash_.encode(), hashlib.sha256).hexdigest()
+
+
 def event_hash(prev_hash: str, at_ms: int, actor: str, role: str, action: str, target: str, detail: str) -> str:
     body = json.dumps([at_ms, actor, role, action, target, detail], ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
@@ -50,12 +62,15 @@ class ChainReport:
     head: str
     broken_at: int | None = None  # id of the first event that does not verify
     reason: str = ""
+    unkeyed: int = 0  # events without a mac (written before the audit key existed)
+    keyed: bool = False  # was a key given to check the macs with?
 
 
 class AuditLog:
-    def __init__(self, engine: Engine, now_ms: Callable[[], int]) -> None:
+    def __init__(self, engine: Engine, now_ms: Callable[[], int], key: bytes | None = None) -> None:
         self.engine = engine
         self.now_ms = now_ms
+        self.key = key  # the installation's audit key (None: events get no mac; tests and tools)
         self._lock = threading.Lock()
         self._once_lock = threading.Lock()
         self._recent: OrderedDict[tuple[str, str, str], int] = OrderedDict()  # key -> when appended, oldest first
@@ -71,8 +86,9 @@ class AuditLog:
             head = s.exec(q).first()
             prev = head.hash if head else GENESIS
             at = self.now_ms()
+            h = event_hash(prev, at, actor[:200], role, action, target[:300], detail_s)
             ev = AuditEvent(at_ms=at, actor=actor[:200], role=role, action=action, target=target[:300], detail=detail_s,
-                            prev_hash=prev, hash=event_hash(prev, at, actor[:200], role, action, target[:300], detail_s))
+                            prev_hash=prev, hash=h, mac=event_mac(self.key, h) if self.key else None)
             s.add(ev)
             s.commit()
             return ev
@@ -109,15 +125,22 @@ class AuditLog:
 
     @db_guarded
     def verify(self, expected_head: str | None = None) -> ChainReport:
-        prev, n = GENESIS, 0
+        prev, n, unkeyed, keyed = GENESIS, 0, 0, self.key is not None
         with Session(self.engine) as s:
             for ev in s.exec(select(AuditEvent).order_by(col(AuditEvent.id)).execution_options(yield_per=1000)):
                 n += 1
                 if ev.prev_hash != prev:
-                    return ChainReport(False, n, prev, ev.id, "前一事件缺失或被改动 / previous event missing or altered")
+                    return ChainReport(False, n, prev, ev.id, "前一事件缺失或被改动 / previous event missing or altered",
+                                       unkeyed, keyed)
                 if event_hash(prev, ev.at_ms, ev.actor, ev.role, ev.action, ev.target, ev.detail) != ev.hash:
-                    return ChainReport(False, n, prev, ev.id, "事件内容被改动 / event content altered")
+                    return ChainReport(False, n, prev, ev.id, "事件内容被改动 / event content altered", unkeyed, keyed)
+                if ev.mac is None:
+                    unkeyed += 1
+                elif self.key is not None and not hmac.compare_digest(ev.mac, event_mac(self.key, ev.hash)):
+                    return ChainReport(False, n, prev, ev.id, "事件签名不符：日志在数据库中被重写 / event MAC does not match "
+                                       "the installation's audit key: the log was rewritten in the database", unkeyed, keyed)
                 prev = ev.hash
         if expected_head is not None and prev != expected_head:
-            return ChainReport(False, n, prev, None, "日志尾部被删除 / events removed from the end of the log")
-        return ChainReport(True, n, prev)
+            return ChainReport(False, n, prev, None, "日志尾部被删除 / events removed from the end of the log",
+                               unkeyed, keyed)
+        return ChainReport(True, n, prev, unkeyed=unkeyed, keyed=keyed)

@@ -8,6 +8,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import create_engine
 
+from index.journal import install_journal_capture
 from labwitness.private_fs import private_dir, private_sqlite
 
 
@@ -16,6 +17,8 @@ def sqlite_url(path: Path) -> str:
 
 
 def make_engine(url: str, *, connect_timeout_s: int = 5) -> Engine:
+    # every change to the evidence tables is journaled in its own transaction (index.journal)
+    install_journal_capture()
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":

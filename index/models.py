@@ -159,6 +159,9 @@ class AuditEvent(SQLModel, table=True):
     detail: str = Field(default="")  # JSON
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64, unique=True)
+    #: HMAC-SHA256(installation audit key, hash): a rewrite of the whole chain in the
+    #: database cannot recompute it without the key file (None: written before the key existed)
+    mac: str | None = Field(default=None, max_length=64)
 
 
 class TestRecord(SQLModel, table=True):
@@ -342,3 +345,15 @@ class IndexMeta(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=64)
     value: str = Field(default="", max_length=2000)
+
+
+class JournalOutbox(SQLModel, table=True):
+    """Changes to the evidence tables waiting to be journaled into the locked bucket
+    (index.journal fills it in the writer's own transaction; retention.journal drains it)."""
+
+    __tablename__ = "journal_outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    at_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    body: str  # JSON: the row as committed

@@ -43,10 +43,12 @@ def test_dropped_index_is_rebuilt_equal_from_storage(tmp_path, store, rtsp, db_u
     upgrade(engine)
     assert _rows(engine) == {}
 
-    seen: list[tuple[int, int]] = []
-    res = run_rebuild(store, engine, SystemClock(), progress=lambda d, t: seen.append((d, t)), actor="test")
+    seen: list[tuple[int, int, str]] = []
+    res = run_rebuild(store, engine, SystemClock(), progress=lambda d, t, phase: seen.append((d, t, phase)), actor="test")
     assert res.status == "ok", res.summary
-    assert seen[0] == (0, len(original)) and seen[-1] == (len(original), len(original))
+    assert res.summary["journal_objects"] == 0  # no journal in this bucket: footage metadata alone, as before
+    assert seen[0] == (0, 0, "journal") and seen[-1] == (2, 2, "footage")  # two cameras' footage checked
+    assert res.summary["versions"] == res.summary["segments_added"] == len(original)
     assert _rows(engine) == original  # field by field, except ids and verification marks
     with Session(engine) as s:
         cams = {c.id: c for c in s.exec(select(Camera))}

@@ -56,6 +56,9 @@ def audit_verify(expected_head: Annotated[Optional[str], typer.Option(help="the 
         print_json(rep.__dict__)
     elif rep.ok:
         console.print(f"[green]审计日志完整 / audit log intact[/]: {rep.events} events, head {rep.head}")
+        if rep.unkeyed:
+            console.print(f"  {rep.unkeyed} 条事件早于审计密钥，无签名 / events written before the audit key existed "
+                          "(no MAC: checked by hash chain only)")
     else:
         console.print(f"[red]审计日志被篡改 / audit log tampered[/]: event {rep.broken_at}: {rep.reason}")
     raise typer.Exit(0 if rep.ok else 1)

@@ -155,15 +155,21 @@ def index_rebuild(
     json_out: Annotated[bool, typer.Option("--json")] = False,
     verbose: Annotated[bool, typer.Option("-v")] = False,
 ) -> None:
-    """仅凭对象元数据重建索引 / Rebuild the index (cameras, segments, gaps) from object metadata alone.
+    """仅凭存储重建索引 / Rebuild the index from storage alone: the journal, then footage metadata.
 
-    Only adds what is missing; rebuilt cameras are disabled until an admin sets their URL again."""
+    Restores segments, gaps, test records with revisions, the audit log, export packages, holds and
+    the registry (cameras enabled, without credentials: enter those again). Only adds what is
+    missing; cameras known only from footage metadata come back disabled."""
     def job(rt, settings: Settings):
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=console, disable=json_out) as bar:
             task = bar.add_task("重建索引 / rebuilding index", total=None)
-            return run_rebuild(rt.store, rt.index.engine, rt.clock, actor=actor(),
-                               progress=lambda done, total: bar.update(task, completed=done, total=total))
+            phases = {"journal": "读取日志 / reading the journal", "footage": "核对录像 / checking footage per camera"}
+
+            def progress(done: int, total: int, phase: str = "footage") -> None:
+                bar.update(task, completed=done, total=total, description=phases.get(phase, phase))
+
+            return run_rebuild(rt.store, rt.index.engine, rt.clock, actor=actor(), progress=progress)
 
     _run_job(json_out, verbose, job)
 
