@@ -13,8 +13,9 @@ installed by :func:`install_journal_capture`, which ``index.db.make_engine`` cal
 No writer had to change.  What is journaled and why:
 
 - ``segment`` inserts (the rest of a segment row is job bookkeeping: lock/integrity
-  marks, content marks, the sweep's ``garbage``; a version the sweep deleted is
-  noticed by the rebuild, which lists the footage);
+  marks, content marks, the sweep's ``garbage``), and ``segment_deleted`` — written by
+  the sweep itself (:func:`journal_rows`, a Core delete in its own transaction) for
+  every version it deleted, so the rebuild need not list all footage to learn that;
 - ``gap`` inserts and updates (an open gap's end grows);
 - ``test_record_revision`` inserts (before/after in full: the record is the newest
   revision's ``after``);
@@ -37,6 +38,7 @@ import time
 from typing import Any
 
 from sqlalchemy import event, insert, inspect, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session as OrmSession
 
 from index.models import (
@@ -95,6 +97,15 @@ def _entries(session: OrmSession) -> list[dict[str, Any]]:
     # one transaction's entries in a stable order (inserts of one kind by id)
     out.sort(key=lambda e: (KINDS.index(e["kind"]), json.loads(e["body"]).get("id") or 0))
     return out
+
+
+def journal_rows(conn: Connection, kind: str, bodies: list[dict[str, Any]]) -> None:
+    """Outbox entries written by a Core writer on its own connection, in its transaction
+    (the sweep's ``segment_deleted``: which versions it deleted)."""
+    if bodies:
+        now = int(time.time() * 1000)
+        conn.execute(insert(JournalOutbox.__table__), [
+            {"kind": kind, "at_ms": now, "body": json.dumps(b, ensure_ascii=False, sort_keys=True)} for b in bodies])
 
 
 def _after_flush(session: OrmSession, _ctx: Any) -> None:

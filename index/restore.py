@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable
 
-from sqlalchemy import and_, select, text, update
+from sqlalchemy import and_, bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
@@ -83,6 +83,15 @@ class Restorer:
             finally:
                 raw.close()
         return len(rows)
+
+    def delete_segments(self, bodies: Iterable[dict[str, Any]]) -> int:
+        """Rows of versions the sweep deleted (journaled ``segment_deleted``), by key and version."""
+        pairs = [{"k": b["key"], "v": b["version_id"]} for b in bodies]
+        if pairs:
+            with db_errors(), self.engine.begin() as conn:
+                conn.execute(SEG.delete().where(and_(SEG.c.key == bindparam("k"), SEG.c.version_id == bindparam("v"))),
+                             pairs)
+        return len(pairs)
 
     def _pg_copy(self, cur, rows: list[tuple]) -> None:
         cols = ",".join(SEG_COLUMNS)

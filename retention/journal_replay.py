@@ -14,6 +14,7 @@ import logging
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator, TypeVar
 
 from index.models import ExportPackage
@@ -46,10 +47,18 @@ class Replayed:
     """What the journal held (counts for the run's summary)."""
 
     objects: int = 0
+    first_ms: int | None = None  # when the journal began (its first object's flush time)
     unreadable: list[str] = field(default_factory=list)
     entries: dict[str, int] = field(default_factory=dict)
     registry_cameras: set[str] = field(default_factory=set)  # every camera the registry history names
     holds_without_version: int = 0
+
+
+def key_time_ms(key: str) -> int:
+    """The flush time a journal key names (``retention.journal.journal_key``)."""
+    ts = key.rsplit("/", 1)[1].split("-", 1)[0]  # 20261203T215658966Z
+    t = datetime.strptime(ts[:15], "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc)
+    return int(t.timestamp() * 1000) + int(ts[15:18] or 0)
 
 
 def journal_objects(store: ObjectStore) -> list[ObjectVersion]:
@@ -66,11 +75,14 @@ def replay_journal(store: ObjectStore, restorer: Restorer, *, workers: int = 8,
     out = Replayed()
     objects = journal_objects(store)
     total = len(objects)
+    if objects:
+        out.first_ms = key_time_ms(objects[0].key)
     if progress:
         progress(0, total, phase="journal")
     later: dict[str, list[dict]] = {k: [] for k in ("gap", "test_record_revision", "revision", "audit_event",
                                                    "export_package", "hold")}
     segments: list[dict] = []
+    deleted: list[dict] = []
 
     def fetch(v: ObjectVersion) -> tuple[ObjectVersion, list[dict] | None]:
         try:
@@ -94,6 +106,12 @@ def replay_journal(store: ObjectStore, restorer: Restorer, *, workers: int = 8,
                     if len(segments) >= SEGMENT_BATCH:
                         restorer.segments(segments)
                         segments = []
+                elif kind == "segment_deleted":  # always journaled after the segment's insert
+                    deleted.append(e["body"])
+                    if len(deleted) >= SEGMENT_BATCH:
+                        restorer.segments(segments)
+                        restorer.delete_segments(deleted)
+                        segments, deleted = [], []
                 elif kind in later:
                     later[kind].append(e["body"])
                 else:
@@ -101,6 +119,7 @@ def replay_journal(store: ObjectStore, restorer: Restorer, *, workers: int = 8,
             if progress:
                 progress(done, total, phase="journal")
     restorer.segments(segments)
+    restorer.delete_segments(deleted)
     out.registry_cameras = restorer.registry(later["revision"])
     restorer.gaps(later["gap"])
     restorer.test_records(later["test_record_revision"])

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from index.coverage import CoverageStore
+from index.journal import journal_rows
 from index.models import Hold, Segment
 from index.queries import db_errors
 from labwitness.clock import Clock, from_ms, utc_ms
@@ -131,6 +132,11 @@ class _Sweep:
         if not ids:
             return 0
         with db_errors(), self.engine.begin() as c:
+            gone = c.execute(sa_select(SEG.c.id, SEG.c.camera_id, SEG.c.key, SEG.c.version_id).where(
+                and_(SEG.c.id.in_(ids), SEG.c.status == "garbage"))).all()
+            # in the same transaction: the journal says which versions the sweep deleted, so a
+            # rebuild drops them without listing all footage (index.journal)
+            journal_rows(c, "segment_deleted", [dict(r._mapping) for r in gone])
             return c.execute(delete(SEG).where(and_(SEG.c.id.in_(ids), SEG.c.status == "garbage"))).rowcount
 
     def _storage_verdict(self, seg: Segment, obj, now_ms: int, held: set[int]):

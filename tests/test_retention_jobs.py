@@ -68,6 +68,11 @@ def test_sweep_deletes_only_what_expired_in_index_and_storage_and_is_not_held(fx
     res = sweep(fx)
     assert res.status == "ok", res.summary
     assert res.summary["deleted"] == 2 and res.summary["deleted_bytes"] == e1.size + e2.size
+    from index.models import JournalOutbox
+
+    with Session(fx.index.engine) as s:  # the journal learns which versions went (a rebuild drops their rows)
+        deleted = [json.loads(r.body) for r in s.exec(select(JournalOutbox).where(JournalOutbox.kind == "segment_deleted"))]
+    assert sorted((d["key"], d["version_id"]) for d in deleted) == sorted((e.key, e.version_id) for e in (e1, e2))
     with Session(fx.index.engine) as s:  # ... is dropped so that health recomputes it
         assert s.exec(select(CoverageDay)).all() == []
     assert res.summary["kept"] == {"hold": 1, "legal_hold": 1, "storage_retain_until_future": 1,

@@ -152,6 +152,9 @@ def retention_reconcile(
 
 @index_app.command("rebuild")
 def index_rebuild(
+    check_footage: Annotated[bool, typer.Option(
+        "--check-footage", help="list every footage version and compare (slow: hours for months of footage; "
+                                "`retention reconcile` compares too)")] = False,
     json_out: Annotated[bool, typer.Option("--json")] = False,
     verbose: Annotated[bool, typer.Option("-v")] = False,
 ) -> None:
@@ -169,7 +172,8 @@ def index_rebuild(
             def progress(done: int, total: int, phase: str = "footage") -> None:
                 bar.update(task, completed=done, total=total, description=phases.get(phase, phase))
 
-            return run_rebuild(rt.store, rt.index.engine, rt.clock, actor=actor(), progress=progress)
+            return run_rebuild(rt.store, rt.index.engine, rt.clock, actor=actor(), progress=progress,
+                               check_footage=check_footage)
 
     _run_job(json_out, verbose, job)
 
