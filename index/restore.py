@@ -20,6 +20,7 @@ enabled, without credentials (the admin enters them again; none was ever journal
 from __future__ import annotations
 
 import json
+from operator import itemgetter
 from typing import Any, Iterable
 
 from sqlalchemy import and_, bindparam, select, text, update
@@ -44,6 +45,10 @@ def _default(col) -> Any:
     return d.arg if d is not None and d.is_scalar else None
 
 
+_SEG_ROW = itemgetter(*SEG_COLUMNS)
+_SEG_DEFAULTS = [_default(SEG.c[c]) for c in SEG_COLUMNS]
+
+
 def table_row(table, body: dict[str, Any]) -> dict[str, Any]:
     """``body`` (a journaled row) restricted to ``table``'s columns; a column the journal
     does not have (written by an older version) takes its default."""
@@ -66,7 +71,10 @@ class Restorer:
     # -- segments: the bulk path ------------------------------------------------------
     def segments(self, bodies: Iterable[dict[str, Any]]) -> int:
         """Insert journaled segment rows (ids kept); returns how many were given."""
-        rows = [tuple(b.get(c, _default(SEG.c[c])) for c in SEG_COLUMNS) for b in bodies]
+        try:  # the journal carries every column: one C-level lookup per row
+            rows = [_SEG_ROW(b) for b in bodies]
+        except KeyError:  # written by an older version: missing columns take their defaults
+            rows = [tuple(b[c] if c in b else d for c, d in zip(SEG_COLUMNS, _SEG_DEFAULTS)) for b in bodies]
         if not rows:
             return 0
         with db_errors():

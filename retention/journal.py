@@ -27,6 +27,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import orjson
 from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Engine
 
@@ -61,7 +62,7 @@ def encode_batch(rows: list[dict]) -> bytes:
 def decode_batch(data: bytes) -> list[dict]:
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
-    return [json.loads(line) for line in data.splitlines() if line.strip()]
+    return [orjson.loads(line) for line in data.splitlines() if line.strip()]
 
 
 @dataclass(frozen=True)
