@@ -139,6 +139,7 @@ class Health:
             "integrity": {"open_findings": facts.findings_open if facts else {},
                           "critical_findings": facts.findings_critical if facts else 0},
             "jobs": facts.jobs if facts else {},
+            "time_witnesses": rh.time_witness_view(facts.jobs) if facts else None,
             "spool": {"backlog_segments": backlog, "bytes": self.recorder.quota.used if self.recorder else None,
                       "upload_lag_s": upload_lag_s, "last_upload_error": upload_error},
             "areas": areas,
