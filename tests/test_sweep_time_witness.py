@@ -199,3 +199,52 @@ def test_cameras_are_asked_in_parallel_capped_and_with_their_credentials(fx, cam
     assert all(f"cam-{i}" in r.detail for i in range(1, 4)) and "cam-9" not in r.detail
     assert took < 4.5, took  # three silent cameras cost one wait, not three (each: up to 2 x 1 s)
     assert any(c.operation == "GetSystemDateAndTime" and c.authenticated for c in good.calls)
+
+
+def test_cli_sweep_and_health_use_the_same_witnesses(tmp_path, seaweed, camera):
+    """`labwitness retention sweep` and `labwitness health` (real subprocesses, the runtime's wiring):
+    cameras whose clocks are a year behind this host are the host a year ahead, as far as they can tell."""
+    import json
+
+    from index.db import make_engine, sqlite_url
+    from index.migrate import upgrade
+    from index.queries import IndexStore
+
+    from clitools import env_for, lw
+    from conftest import make_store
+
+    store = make_store(seaweed, "cli-timewit")
+    engine = make_engine(sqlite_url(tmp_path / "data" / "index.sqlite3"))
+    upgrade(engine)
+    fx = Fixture(store, IndexStore(engine), tmp_path)
+    fx.put("cam-a", seconds=600, lock_s=None, age=timedelta(days=1))
+    expired = [fx.put("cam-a") for _ in range(2)]
+    fx.wait_expired()
+    registry = Registry(engine, lambda: utc_ms(datetime.now(UTC)))
+    behind = [camera(name=f"behind {i}", clock_offset_s=-YEAR.total_seconds()) for i in range(2)]
+    for i, sim in enumerate(behind):
+        registry.add_camera(Camera(id=f"cam-{i}", rtsp_url="rtsp://127.0.0.1:8554/live", onvif_xaddr=sim.xaddr,
+                                   created_ms=0), actor="test")
+    env = env_for(tmp_path, seaweed, bucket="cli-timewit")
+
+    r = lw(["retention", "sweep", "--json"], env)
+    assert r.returncode == 3, (r.stdout, r.stderr[-2000:])  # refused
+    out = json.loads(r.stdout)["summary"]
+    assert out["reason"] == "clock_disagrees" and "cameras (independent) -365.0 d" in out["message"], out
+    assert {w["source"]: w["independent"] for w in out["time_witnesses"]} == {"cameras": True, "store": True}
+    assert all(fx.exists(s) and fx.row(s).status == "stored" for s in expired)
+    r = lw(["health", "--json"], env)
+    rep = json.loads(r.stdout)
+    assert r.returncode == 2 and rep["status"] == "critical", rep["alerts"]
+    assert any(a["code"] == "time_untrusted" and "cameras" in a["text"] for a in rep["alerts"])
+    assert rep["time_witnesses"]["verdict"] == "clock_disagrees"
+
+    for sim in behind:  # the cameras' clocks are set right (here: cameras that were right all along)
+        sim.clock_offset_s = 0.0
+    r = lw(["retention", "sweep", "--json"], env)
+    assert r.returncode == 0, (r.stdout, r.stderr[-2000:])
+    assert json.loads(r.stdout)["summary"]["deleted"] == 2
+    assert all(not fx.exists(s) for s in expired)
+    rep = json.loads(lw(["health", "--json"], env).stdout)
+    assert not any(a["code"] == "time_untrusted" for a in rep["alerts"]) and rep["time_witnesses"]["verdict"] == "ok"
+    engine.dispose()
