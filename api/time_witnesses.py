@@ -9,7 +9,6 @@ readings is :func:`retention.time_witness.judge`.
 
 from __future__ import annotations
 
-import logging
 from concurrent.futures import ThreadPoolExecutor, wait
 
 from camera_discovery.onvif_client import read_clock
@@ -22,8 +21,6 @@ from retention.time_witness import Absent, CameraClock, TimeReading, TimeSource,
 from storage.base import ObjectStore
 
 from api.secrets import CredentialCipher
-
-log = logging.getLogger(__name__)
 
 #: cameras asked per sweep: enough for a median that one wrong camera cannot move,
 #: few enough that a sweep on a 64-camera lab does not knock on every door

@@ -31,6 +31,9 @@ from index.queries import db_guarded
 from labwitness.clock import DAY_MS, from_ms
 from retention.time_witness import TIME_REFUSALS
 
+#: sweep refusals that say the host clock cannot be trusted: critical (the store's clock, the witnesses)
+TIME_REASONS = ("clock_skew", *TIME_REFUSALS)
+
 SEVERITY = ("ok", "warning", "critical")
 WINDOWS = {"24h": DAY_MS, "7d": 7 * DAY_MS, "183d": 183 * DAY_MS}
 #: how often each job is expected to succeed (hours); a job older than twice this is stale
@@ -248,7 +251,7 @@ def sweep_not_due(job: str, run: dict, cameras: list[CameraFacts]) -> str:
     one retention period, so nothing can have expired (every new installation, for
     six months).  ``index_empty`` before any camera had recorded is the same; once a
     camera's footage predates the run, an empty index means rows were lost.  Any other
-    reason (``clock_skew``) stays a warning."""
+    reason stays a warning, or is critical (:func:`time_untrusted`)."""
     if job != "sweep" or run.get("status") != "refused":
         return ""
     reason = (run.get("summary") or {}).get("reason")
@@ -263,11 +266,11 @@ def sweep_not_due(job: str, run: dict, cameras: list[CameraFacts]) -> str:
 
 
 def time_untrusted(job: str, run: dict) -> str:
-    """Why the latest sweep did not trust this host's clock (its witnesses disagreed, or no
-    witness independent of the host clock answered), or "": critical, since deleting is
-    then blocked and the clock may be wrong for everything else the service dates."""
+    """Why the latest sweep did not trust this host's clock (the store's clock or a witness
+    disagreed, or no witness independent of the host clock answered), or "": critical, since
+    deleting is then blocked and the clock may be wrong for everything else the service dates."""
     summary = run.get("summary") or {}
-    if job != "sweep" or run.get("status") != "refused" or summary.get("reason") not in TIME_REFUSALS:
+    if job != "sweep" or run.get("status") != "refused" or summary.get("reason") not in TIME_REASONS:
         return ""
     return summary.get("message") or f"清理因时间不可信被拒绝 / expiry sweep refused: {summary.get('reason')}"
 

@@ -25,8 +25,6 @@ from index.queries import db_errors
 from labwitness.clock import Clock, from_ms, utc_ms
 from labwitness.errors import JobRefusedError
 from retention.runs import JobRecorder, JobResult, exclusive
-from retention.time_sources import read_all
-from retention.time_witness import TimeSource, judge
 from retention.policy import (
     DEFAULT_MAX_CLOCK_SKEW_S,
     DEFAULT_MAX_SHARE,
@@ -37,6 +35,8 @@ from retention.policy import (
     may_delete,
     share_exceeded,
 )
+from retention.time_sources import read_all
+from retention.time_witness import TimeSource, judge
 from storage.base import GuardedStore
 
 log = logging.getLogger(__name__)

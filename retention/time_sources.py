@@ -5,8 +5,10 @@ independent of the host clock is the caller's knowledge (``api.runtime``: an
 external endpoint is, the embedded SeaweedFS on this host is not).  The cameras'
 clocks are read over ONVIF, which ``retention`` may not import: that source is
 built in ``api.time_witnesses`` and handed to the sweep with this one.  A seal
-source (the newest seal's time, a lower bound; "no older than the seal
-interval" while the seal job is healthy) plugs in the same way.
+witness's bucket is read by this same class (``StoreDateSource(witness_store,
+independent=True, name="witness")``); a seal source (the newest seal's time as
+``witness_time`` with ``span_s=None``, a lower bound, or ``span_s`` = the seal
+interval while the seal job is healthy) plugs in the same way.
 """
 
 from __future__ import annotations
