@@ -36,6 +36,7 @@ from recorder.worker import RecorderConfig
 from retention.policy import RetentionPolicy
 from retention.scheduler import build_scheduler
 from storage.doc_spool import DocumentSpool, DocumentUploader
+from retention.time_witness import TimeSource
 from storage.s3 import S3ObjectStore
 from storage.seaweed import EmbeddedSeaweed
 
@@ -45,6 +46,7 @@ from api.health import Health, HealthCollector
 from api.registry_admin import RegistryAdmin
 from api.secrets import CredentialCipher
 from api.settings import Settings
+from api.time_witnesses import time_sources
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ class Runtime:
     health: Health
     health_collector: HealthCollector  # registered once on ``metrics``: /metrics carries health's gauges
     documents: DocumentSpool  # journal batches and seals on their way to the locked bucket
+    time_sources: list[TimeSource]  # the expiry sweep's time witnesses (scheduled and CLI sweeps alike)
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None, recording: bool = True) -> None:
         self.settings = settings
@@ -138,6 +141,8 @@ class Runtime:
                                             discovery_port=s.discovery_port, discovery_interfaces=s.discovery_ifaces)
         self.health = Health(s, self.clock, self.store, self.index, self.policy, self.recorder,
                              embedded_storage=self.seaweed is not None)
+        self.time_sources = time_sources(self.store, self.registry, self.cipher, embedded_store=self.seaweed is not None,
+                                         max_skew_s=s.sweep_max_clock_skew_s)
         self.health_collector = HealthCollector(self.health)
         self.metrics.registry.register(self.health_collector)
         if self.recording and s.retention_jobs:
@@ -151,7 +156,8 @@ class Runtime:
         """Start the retention jobs' scheduler; it is stopped when the runtime exits."""
         if self.jobs is not None:
             return
-        self.jobs = build_scheduler(self.store, self.index.engine, self.clock, self.settings.jobs_config())
+        self.jobs = build_scheduler(self.store, self.index.engine, self.clock, self.settings.jobs_config(),
+                                    time_sources=self.time_sources)
         self.jobs.start()
         self._stack.callback(self.stop_jobs)
 
