@@ -162,6 +162,7 @@ class Health:
             "integrity": {"open_findings": facts.findings_open if facts else {},
                           "critical_findings": facts.findings_critical if facts else 0},
             "jobs": facts.jobs if facts else {},
+            "time_witnesses": rh.time_witness_view(facts.jobs) if facts else None,
             "spool": {"backlog_segments": backlog, "bytes": self.recorder.quota.used if self.recorder else None,
                       "upload_lag_s": upload_lag_s, "last_upload_error": upload_error},
             "journal": journal,
@@ -255,6 +256,11 @@ class HealthCollector:
             if run.get("last_success_ms"):
                 job_ok.add_metric([job], run["last_success_ms"] / 1000)
             job_status.add_metric([job], codes.get(run["status"], 3))
+        witness = g("labwitness_time_witness_offset_seconds", "The latest sweep's time witnesses: witness clock minus "
+                    "host clock (absent witnesses are left out)", labels=["source", "independent"])
+        for w in (rep.get("time_witnesses") or {}).get("witnesses", []):
+            if "offset_s" in w:
+                witness.add_metric([w["source"], "1" if w["independent"] else "0"], w["offset_s"])
         lock = g("labwitness_lock_verified_ratio", "Share of sampled objects whose retention read back as expected")
         verify = rep["jobs"].get("verify")
         if verify and isinstance(verify.get("summary"), dict):
@@ -275,4 +281,4 @@ class HealthCollector:
             gauge.add_metric([], value if value is not None else 0.0)
             journal.append(gauge)
         yield from [status, age, off, cov, bad, clock, oldest, *storage, enforced, findings, job_ok, job_status, lock,
-                    *journal]
+                    witness, *journal]

@@ -37,6 +37,7 @@ from retention.journal import Journaler
 from retention.policy import RetentionPolicy
 from retention.scheduler import build_scheduler
 from storage.doc_spool import DocumentSpool, DocumentUploader
+from retention.time_witness import TimeSource
 from storage.s3 import S3ObjectStore
 from storage.seaweed import EmbeddedSeaweed
 
@@ -46,6 +47,7 @@ from api.health import Health, HealthCollector
 from api.registry_admin import RegistryAdmin
 from api.secrets import CredentialCipher, audit_key
 from api.settings import Settings
+from api.time_witnesses import time_sources
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,8 @@ class Runtime:
     registry_admin: RegistryAdmin
     health: Health
     health_collector: HealthCollector  # registered once on ``metrics``: /metrics carries health's gauges
-    documents: DocumentSpool  # small locked documents (journal batches) on their way to the bucket
+    documents: DocumentSpool  # journal batches and seals on their way to the locked bucket
+    time_sources: list[TimeSource]  # the expiry sweep's time witnesses (scheduled and CLI sweeps alike)
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None, recording: bool = True) -> None:
         self.settings = settings
@@ -107,6 +110,7 @@ class Runtime:
                                    secure=s.s3_secure, region=s.s3_region, allow_unenforced=s.allow_unenforced_retention,
                                    clock=self.clock)
         self.store.check()
+        self.documents = DocumentSpool(s.spool_path / "documents", self.store, self.policy, self.clock)
         engine = make_engine(s.db_url)
         self._stack.callback(engine.dispose)
         self.index = IndexStore(engine)
@@ -123,12 +127,9 @@ class Runtime:
             self._bootstrap_admin()
         except Exception as e:  # recording must not wait for the database
             log.error("index database not reachable at start-up (%s); recording continues into the spool", e)
-        # -- journal (issue 14 §2): the outbox drained into journal/ objects --------------------
-        # MINIMAL WIRING by the journal branch: the document spool and its uploader are the lead's
-        # (storage.doc_spool); when the lead's wiring of rt.documents lands on main, keep theirs and
-        # only the journaler line here.  Registered before the recorder so that they stop after it
-        # (ExitStack: last in, first out) and journal what the recorder's last uploads indexed.
-        self.documents = DocumentSpool(s.spool_path / "documents", self.store, self.policy, self.clock)
+        # The journal (issue 14 §2): the document uploader and the journaler that feeds it are
+        # registered before the recorder so that they stop after it (ExitStack: last in, first
+        # out): the recorder's last uploads are indexed, journaled, then uploaded.
         if self.recording:
             self.document_uploader = DocumentUploader(self.documents).start()
             self._stack.callback(self.document_uploader.stop)
@@ -149,6 +150,8 @@ class Runtime:
                                             discovery_port=s.discovery_port, discovery_interfaces=s.discovery_ifaces)
         self.health = Health(s, self.clock, self.store, self.index, self.policy, self.recorder,
                              embedded_storage=self.seaweed is not None, documents=self.documents)
+        self.time_sources = time_sources(self.store, self.registry, self.cipher, embedded_store=self.seaweed is not None,
+                                         max_skew_s=s.sweep_max_clock_skew_s)
         self.health_collector = HealthCollector(self.health)
         self.metrics.registry.register(self.health_collector)
         if self.recording and s.retention_jobs:
@@ -162,7 +165,8 @@ class Runtime:
         """Start the retention jobs' scheduler; it is stopped when the runtime exits."""
         if self.jobs is not None:
             return
-        self.jobs = build_scheduler(self.store, self.index.engine, self.clock, self.settings.jobs_config())
+        self.jobs = build_scheduler(self.store, self.index.engine, self.clock, self.settings.jobs_config(),
+                                    time_sources=self.time_sources)
         self.jobs.start()
         self._stack.callback(self.stop_jobs)
 
