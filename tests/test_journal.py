@@ -110,6 +110,8 @@ def test_index_rebuilt_from_storage_alone_equals_the_lost_one(tmp_path_factory, 
                 with Session(rt.index.engine) as s:
                     assert s.exec(text("SELECT COUNT(*) FROM journal_outbox")).one()[0] == 0
                 assert rt.documents.backlog()[0] >= 1
+                journal = rt.health.report(refresh_coverage=False)["journal"]  # health shows where the batches wait
+                assert journal["outbox_entries"] == 0 and journal["documents_waiting"] >= 1
                 with pytest.raises(StorageUnavailableError):
                     rt.documents.upload_once()
                 sw.resume()
