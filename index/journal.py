@@ -81,7 +81,7 @@ def _changed(obj: Any, model: type) -> bool:
 
 def _entries(session: OrmSession) -> list[dict[str, Any]]:
     now = int(time.time() * 1000)
-    out: list[dict[str, Any]] = []
+    out: list[tuple[int, int, dict[str, Any]]] = []
     for obj, is_new in [(o, True) for o in session.new] + [(o, False) for o in session.dirty]:
         model = type(obj)
         spec = JOURNALED.get(model)
@@ -93,10 +93,10 @@ def _entries(session: OrmSession) -> list[dict[str, Any]]:
             row = session.connection().execute(
                 select(seg.c.key, seg.c.version_id).where(seg.c.id == obj.segment_id)).first()
             body["segment_key"], body["segment_version_id"] = (row[0], row[1]) if row else ("", "")
-        out.append({"kind": spec[0], "at_ms": now, "body": json.dumps(body, ensure_ascii=False, sort_keys=True)})
-    # one transaction's entries in a stable order (inserts of one kind by id)
-    out.sort(key=lambda e: (KINDS.index(e["kind"]), json.loads(e["body"]).get("id") or 0))
-    return out
+        entry = {"kind": spec[0], "at_ms": now, "body": json.dumps(body, ensure_ascii=False, sort_keys=True)}
+        out.append((KINDS.index(spec[0]), body.get("id") or 0, entry))
+    # one transaction's entries in a stable order (by kind, then by id)
+    return [e for _, _, e in sorted(out, key=lambda t: t[:2])]
 
 
 def journal_rows(conn: Connection, kind: str, bodies: list[dict[str, Any]]) -> None:
