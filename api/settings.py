@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     integrity_interval_h: float = Field(default=JobsConfig.integrity_interval_h, ge=0)
     reconcile_interval_h: float = Field(default=JobsConfig.reconcile_interval_h, ge=0)
     content_interval_h: float = Field(default=JobsConfig.content_interval_h, ge=0)  # content health sampling of new footage
+    seal_interval_h: float = Field(default=JobsConfig.seal_interval_h, ge=0)  # signed Merkle seals (retention.seals)
+    seal_grace_min: float = Field(default=JobsConfig.seal_grace_min, ge=0)  # health: seal late after 2 x interval + this
     sweep_max_share: float = Field(default=JobsConfig.sweep_max_share, gt=0, le=1)  # of one camera's footage per sweep
     sweep_max_clock_skew_s: float = Field(default=JobsConfig.sweep_max_clock_skew_s, gt=0)  # our clock vs the store's
     verify_sample: int = Field(default=JobsConfig.verify_sample, ge=1)

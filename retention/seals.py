@@ -1,0 +1,120 @@
+"""The seal job: every ``seal_interval_h`` (1 h by default) a signed Merkle seal of what was indexed.
+
+Procedure "seal" (one run at a time: the ``seal`` job lock):
+
+1. take the rows not sealed yet (:mod:`index.seals`: stored segments and gaps whose
+   ``seal_seq`` is NULL, oldest first, at most ``max_leaves``), the previous seal (its
+   number, hash and end) and the audit chain head;
+2. build the document (:mod:`retention.seal_doc`), sign its head with the lab's key
+   (``signer``, injected: retention does not import the API's key handling);
+3. in one database transaction: insert the ``seal`` row and mark the rows; *inside* it, put
+   the object ``seals/YYYY/MM/DD/HH-{seq}.json`` into the document spool (durable on local
+   disk when it returns; uploaded locked like footage, so a storage outage loses nothing).
+   If the put fails the transaction rolls back and nothing is marked;
+4. still inside that transaction, hand the signed head to the witness outbox (``witness``,
+   when wired), so a seal recorded is a seal queued for the witnesses;
+5. if ``max_leaves`` rows were taken, seal again (a backlog becomes several seals, none huge).
+
+"Stored in that hour" therefore means *indexed since the previous seal*: a segment that
+waited in a spool backlog for a day is sealed by the first seal after it reached the index,
+never skipped, and its leaf still names its own start and end.  The seal's ``period`` is
+[previous seal's creation, this seal's creation).
+
+Crash points: before 3 commits nothing is marked and the next run seals the same rows.  A
+crash after the spool put but before the commit leaves a seal object in storage that the
+index never recorded; the next seal reuses its number and chains from the recorded seal.
+``labwitness seal verify`` reports such an object as not part of the chain.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from sqlalchemy.engine import Engine
+
+from index.audit import AuditLog
+from index.models import Seal
+from index.seals import SealStore
+from labwitness.clock import Clock, utc_ms
+from retention import seal_doc
+from retention.runs import JobRecorder, JobResult, exclusive
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_LEAVES = 200_000  # ~5.5 h of 100 cameras at 10 s; a seal object of ~50 MB at most
+
+
+class DocumentSink(Protocol):
+    """Where seal objects go: ``storage.doc_spool.DocumentSpool`` (spool -> locked upload)."""
+
+    def put(self, key: str, data: bytes, *, content_type: str = "application/json",
+            metadata: dict[str, str] | None = None) -> None: ...
+
+
+class WitnessOutbox(Protocol):
+    """Hands a signed seal to the witnesses outside the box (``retention.witness``)."""
+
+    def enqueue(self, doc_id: str, body: bytes, signature: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class SealSigner:
+    """The lab's Ed25519 key as the seal job sees it (built from ``api.evidence.SigningKey``)."""
+
+    key_id: str
+    public_pem: bytes
+    sign: Callable[[bytes], str]
+
+
+def witness_id(seq: int) -> str:
+    """The id a seal has at the witnesses (``GET {witness}/seals/{id}``)."""
+    return f"seal-{seq:08d}"
+
+
+@exclusive("seal")
+def run_seal(engine: Engine, clock: Clock, documents: DocumentSink, signer: SealSigner, *,
+             witness: WitnessOutbox | None = None, max_leaves: int = DEFAULT_MAX_LEAVES,
+             actor: str = "scheduler") -> JobResult:
+    with JobRecorder(engine, clock, "seal", actor=actor) as rec:
+        store, audit = SealStore(engine), AuditLog(engine, lambda: utc_ms(clock.now()))
+        written: list[dict] = []
+        while True:
+            one, full = _seal_once(store, audit, clock, documents, signer, witness, max_leaves)
+            written.append(one)
+            if not full:
+                break
+        return rec.finish("ok", {"seals": written, "segments": sum(s["segments"] for s in written),
+                                 "gaps": sum(s["gaps"] for s in written)})
+
+
+def _seal_once(store: SealStore, audit: AuditLog, clock: Clock, documents: DocumentSink, signer: SealSigner,
+               witness: WitnessOutbox | None, max_leaves: int) -> tuple[dict, bool]:
+    prev = store.last()
+    rows = store.unsealed_segments(max_leaves)
+    gaps = store.unsealed_gaps()
+    head_ev = audit.head()
+    now_ms = utc_ms(clock.now())
+    seq = (prev.seq + 1) if prev else 1
+    period_start = prev.period_end_ms if prev else (min((r.start_ms for r in rows), default=now_ms))
+    now_ms = max(now_ms, period_start)  # a clock set back never makes a period end before it began
+    leaves: dict[str, list] = {}
+    for r in rows:
+        leaves.setdefault(r.camera_id, []).append((r.key, r.version_id, r.sha256, r.size, r.start_ms, r.end_ms))
+    doc = seal_doc.build(seq, period_start, now_ms, prev.doc_hash if prev else seal_doc.GENESIS, signer.key_id, leaves,
+                         [(g.camera_id, g.start_ms, g.end_ms, g.reason) for g in gaps], head_ev)
+    signature = signer.sign(doc.head_bytes)
+    key = seal_doc.seal_key(now_ms, seq)
+    row = Seal(seq=seq, period_start_ms=period_start, period_end_ms=now_ms, created_ms=now_ms, root=doc.head["root"],
+               doc_hash=doc.hash, prev_hash=doc.head["prev_seal_hash"], object_key=key, segments=len(rows), gaps=len(gaps),
+               max_segment_id=max((r.id for r in rows), default=None), head=doc.head_bytes.decode(), signature=signature,
+               key_id=signer.key_id)
+    with store.recording(row, rows, gaps):
+        documents.put(key, doc.envelope(signature, signer.public_pem),
+                      metadata={"lw-seal-seq": str(seq), "lw-seal-hash": doc.hash, "lw-seal-root": doc.head["root"]})
+        if witness is not None:  # inside: an outbox that refuses rolls the seal back (retried next run)
+            witness.enqueue(witness_id(seq), doc.head_bytes, signature)
+    log.info("seal %d written: %d segments, %d gaps, root %s", seq, len(rows), len(gaps), doc.head["root"])
+    return ({"seq": seq, "key": key, "segments": len(rows), "gaps": len(gaps), "root": doc.head["root"],
+             "hash": doc.hash}, len(rows) >= max_leaves)
