@@ -35,6 +35,7 @@ from recorder.spool_view import SpoolReader
 from recorder.worker import RecorderConfig
 from retention.policy import RetentionPolicy
 from retention.scheduler import build_scheduler
+from storage.doc_spool import DocumentSpool, DocumentUploader
 from storage.s3 import S3ObjectStore
 from storage.seaweed import EmbeddedSeaweed
 
@@ -63,6 +64,7 @@ class Runtime:
     registry_admin: RegistryAdmin
     health: Health
     health_collector: HealthCollector  # registered once on ``metrics``: /metrics carries health's gauges
+    documents: DocumentSpool  # journal batches and seals on their way to the locked bucket
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None, recording: bool = True) -> None:
         self.settings = settings
@@ -76,6 +78,7 @@ class Runtime:
         self.seaweed: EmbeddedSeaweed | None = None  # the embedded store, when no S3 endpoint is set
         self.recorder: RecorderService | None = None  # recording runtimes only
         self.jobs: BackgroundScheduler | None = None  # the retention jobs' scheduler (see start_jobs)
+        self.document_uploader: DocumentUploader | None = None  # recording runtimes only
         self._stack = ExitStack()
 
     def __enter__(self) -> "Runtime":
@@ -102,6 +105,7 @@ class Runtime:
                                    secure=s.s3_secure, region=s.s3_region, allow_unenforced=s.allow_unenforced_retention,
                                    clock=self.clock)
         self.store.check()
+        self.documents = DocumentSpool(s.spool_path / "documents", self.store, self.policy, self.clock)
         engine = make_engine(s.db_url)
         self._stack.callback(engine.dispose)
         self.index = IndexStore(engine)
@@ -128,6 +132,8 @@ class Runtime:
                 spool_max_bytes=s.spool_max_bytes, spool_reserve_bytes=s.spool_reserve_bytes,
             ).start()
             self._stack.callback(self.recorder.stop, 30.0)
+            self.document_uploader = DocumentUploader(self.documents).start()
+            self._stack.callback(self.document_uploader.stop)
         self.registry_admin = RegistryAdmin(self.registry, self.audit, self.cipher, self.clock, self.recorder,
                                             discovery_port=s.discovery_port, discovery_interfaces=s.discovery_ifaces)
         self.health = Health(s, self.clock, self.store, self.index, self.policy, self.recorder,
