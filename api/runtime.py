@@ -34,7 +34,9 @@ from recorder.service import CameraSpec, RecorderService
 from recorder.spool_view import SpoolReader
 from recorder.worker import RecorderConfig
 from retention.policy import RetentionPolicy
+from retention.runs import JobResult
 from retention.scheduler import build_scheduler
+from retention.seals import SealSigner, WitnessOutbox, run_seal
 from storage.doc_spool import DocumentSpool, DocumentUploader
 from storage.s3 import S3ObjectStore
 from storage.seaweed import EmbeddedSeaweed
@@ -78,6 +80,8 @@ class Runtime:
         self.seaweed: EmbeddedSeaweed | None = None  # the embedded store, when no S3 endpoint is set
         self.recorder: RecorderService | None = None  # recording runtimes only
         self.jobs: BackgroundScheduler | None = None  # the retention jobs' scheduler (see start_jobs)
+        #: where each new seal is handed for the witnesses outside the box (retention.witness; None: not wired)
+        self.witness_outbox: WitnessOutbox | None = None
         self.document_uploader: DocumentUploader | None = None  # recording runtimes only
         self._stack = ExitStack()
 
@@ -151,9 +155,20 @@ class Runtime:
         """Start the retention jobs' scheduler; it is stopped when the runtime exits."""
         if self.jobs is not None:
             return
-        self.jobs = build_scheduler(self.store, self.index.engine, self.clock, self.settings.jobs_config())
+        self.jobs = build_scheduler(self.store, self.index.engine, self.clock, self.settings.jobs_config(),
+                                    seal=self.run_seal)
         self.jobs.start()
         self._stack.callback(self.stop_jobs)
+
+    def seal_signer(self) -> SealSigner:
+        """The lab's key as the seal job uses it (retention does not import the API's key handling)."""
+        key = self.exporter.key
+        return SealSigner(key.fingerprint, key.public_pem(), key.sign)
+
+    def run_seal(self, actor: str = "scheduler") -> JobResult:
+        """One seal run (retention.seals): its objects go through the document spool."""
+        return run_seal(self.index.engine, self.clock, self.documents, self.seal_signer(), witness=self.witness_outbox,
+                        actor=actor)
 
     def stop_jobs(self) -> None:
         if self.jobs is not None:
