@@ -85,7 +85,8 @@ class Health:
             retention_days = (self.policy(now) - now).total_seconds() / 86400
             facts = rh.gather(self.index.engine, cov, now_ms, segment_seconds=self.settings.segment_seconds,
                               read_timeout_s=self.settings.rtsp_read_timeout_s, retention_days=retention_days,
-                              retention_enforced=info.retention_enforced, spool_backlog=backlog, upload_error=upload_error)
+                              retention_enforced=info.retention_enforced, spool_backlog=backlog, upload_error=upload_error,
+                              seal_interval_h=self.settings.seal_interval_h, seal_grace_min=self.settings.seal_grace_min)
             cap = self._capacity(facts.storage.used_bytes)
             if cap is not None:
                 facts.storage.set_capacity(*cap)
@@ -139,11 +140,21 @@ class Health:
             "integrity": {"open_findings": facts.findings_open if facts else {},
                           "critical_findings": facts.findings_critical if facts else 0},
             "jobs": facts.jobs if facts else {},
+            "seals": _seal_report(facts, now_ms),
             "spool": {"backlog_segments": backlog, "bytes": self.recorder.quota.used if self.recorder else None,
                       "upload_lag_s": upload_lag_s, "last_upload_error": upload_error},
             "areas": areas,
             "cameras": cameras,
         }
+
+
+def _seal_report(facts, now_ms: int) -> dict:
+    sf = facts.seals if facts else None
+    if sf is None:
+        return {}
+    return {"interval_h": sf.interval_h, "newest_seq": sf.newest_seq,
+            "newest_at": from_ms(sf.newest_ms).isoformat() if sf.newest_ms else None,
+            "age_s": round((now_ms - sf.newest_ms) / 1000, 1) if sf.newest_ms else None}
 
 
 def _spool_backlog(spool_dir) -> int:
@@ -231,6 +242,9 @@ class HealthCollector:
             if run.get("last_success_ms"):
                 job_ok.add_metric([job], run["last_success_ms"] / 1000)
             job_status.add_metric([job], codes.get(run["status"], 3))
+        seal_age = g("labwitness_seal_age_seconds", "Seconds since the newest seal (signed Merkle root) was written")
+        if rep.get("seals", {}).get("age_s") is not None:
+            seal_age.add_metric([], rep["seals"]["age_s"])
         lock = g("labwitness_lock_verified_ratio", "Share of sampled objects whose retention read back as expected")
         verify = rep["jobs"].get("verify")
         if verify and isinstance(verify.get("summary"), dict):
@@ -238,4 +252,4 @@ class HealthCollector:
             checked = sm.get("checked") or 0
             if checked:  # run_verify's summary: {"checked": n, "ok": m, ...}
                 lock.add_metric([], (sm.get("ok") or 0) / checked)
-        yield from [status, age, off, cov, bad, clock, oldest, *storage, enforced, findings, job_ok, job_status, lock]
+        yield from [status, age, off, cov, bad, clock, oldest, *storage, enforced, findings, job_ok, job_status, seal_age, lock]

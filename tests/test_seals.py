@@ -208,3 +208,29 @@ def test_seal_verify_names_a_deleted_seal_an_unsealed_hour_and_footage_in_no_sea
     remove_version(seaweed, store.bucket, key2.key, key2.version_id)
     rep = s.verify(now_ms=utc_ms(clock.now()) + 60_000)
     assert any(f["kind"] == "seal_missing" and f.get("seq") == 2 for f in rep.findings), dump(rep)
+
+
+def test_health_goes_critical_when_the_newest_seal_is_late_or_the_seal_job_failed(tmp_path, store, index):
+    from index.coverage import CoverageStore
+    from index.models import JobRun
+    from retention.health import classify, gather
+
+    fx = Fixture(store, index, tmp_path)
+    fx.put("cam-a", age=RECENT)
+    s = Sealer(store, index.engine, tmp_path)
+    s.seal()
+
+    def status(at_ms: int):
+        facts = gather(index.engine, CoverageStore(index.engine, lambda: at_ms), at_ms, segment_seconds=10,
+                       read_timeout_s=10, retention_days=190, retention_enforced=True, camera_ids=[],
+                       seal_interval_h=1.0, seal_grace_min=15.0)
+        return facts.seals.newest_seq, {p["code"]: p["level"] for p in classify(facts)[1]}
+
+    now = utc_ms(SystemClock().now())
+    seq, codes = status(now)
+    assert seq == 1 and "seal_late" not in codes and "job_seal" not in codes
+    assert status(now + 2 * 3_600_000 + 16 * 60_000)[1]["seal_late"] == "critical"
+    with Session(index.engine) as db:  # the next run fails (e.g. the spool's disk): critical at once
+        db.add(JobRun(job="seal", started_ms=now + 1, finished_ms=now + 2, status="failed", summary="{}"))
+        db.commit()
+    assert status(now + 3)[1]["job_seal"] == "critical"
