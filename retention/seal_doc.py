@@ -74,6 +74,11 @@ def head_hash(head: dict) -> str:
     return hashlib.sha256(canonical(head)).hexdigest()
 
 
+def camera_roots(leaves: dict[str, list]) -> dict[str, dict]:
+    """``{camera: {root, leaves}}`` of per-camera leaf lists, as a head lists them."""
+    return _roots(leaves)[0]
+
+
 def _roots(leaves: dict[str, list]) -> tuple[dict[str, dict], str, list[bytes]]:
     cams = {}
     cam_leaves = []
@@ -177,12 +182,15 @@ def check_envelope(env: dict) -> list[str]:
 
 # -- inclusion proofs (evidence packages) ---------------------------------------------
 def proofs(head: dict, leaves: dict[str, list[LeafFields]]) -> dict[tuple[str, int], dict]:
-    """The inclusion proof of every leaf, by (camera, index): leaf -> camera root -> seal root."""
-    cams = sorted(leaves)
+    """The inclusion proof of every leaf of ``leaves`` (some or all of the head's cameras, each
+    camera's leaves complete), by (camera, index): leaf -> camera root -> seal root."""
+    cams = sorted(head["cameras"])
     cam_leaves = [camera_leaf(c, head["cameras"][c]["root"], head["cameras"][c]["leaves"]) for c in cams]
     cam_paths = merkle.all_proofs(cam_leaves)
     out = {}
     for ci, cam in enumerate(cams):
+        if cam not in leaves:
+            continue
         hashed = [leaf_hash(f) for f in leaves[cam]]
         for li, path in enumerate(merkle.all_proofs(hashed)):
             out[(cam, li)] = {

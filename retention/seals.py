@@ -54,9 +54,10 @@ class DocumentSink(Protocol):
 
 
 class WitnessOutbox(Protocol):
-    """Hands a signed seal to the witnesses outside the box (``retention.witness``)."""
+    """Hands a signed seal to the witnesses outside the box (``retention.witness.WitnessOutbox``):
+    ``body`` is the seal's canonical head, ``signature`` the lab key's over it, ``key_id`` that key."""
 
-    def enqueue(self, doc_id: str, body: bytes, signature: str) -> None: ...
+    def enqueue(self, doc_id: str, body: bytes, signature: str, key_id: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def _seal_once(store: SealStore, audit: AuditLog, clock: Clock, documents: Docum
         documents.put(key, doc.envelope(signature, signer.public_pem),
                       metadata={"lw-seal-seq": str(seq), "lw-seal-hash": doc.hash, "lw-seal-root": doc.head["root"]})
         if witness is not None:  # inside: an outbox that refuses rolls the seal back (retried next run)
-            witness.enqueue(witness_id(seq), doc.head_bytes, signature)
+            witness.enqueue(witness_id(seq), doc.head_bytes, signature, signer.key_id)
     log.info("seal %d written: %d segments, %d gaps, root %s", seq, len(rows), len(gaps), doc.head["root"])
     return ({"seq": seq, "key": key, "segments": len(rows), "gaps": len(gaps), "root": doc.head["root"],
              "hash": doc.hash}, len(rows) >= max_leaves)
