@@ -234,3 +234,34 @@ def test_health_goes_critical_when_the_newest_seal_is_late_or_the_seal_job_faile
         db.add(JobRun(job="seal", started_ms=now + 1, finished_ms=now + 2, status="failed", summary="{}"))
         db.commit()
     assert status(now + 3)[1]["job_seal"] == "critical"
+
+
+def test_the_seal_commands_seal_then_name_a_segment_removed_behind_the_s3_api(tmp_path, seaweed):
+    """``labwitness seal now`` and ``seal verify`` as a script runs them: 0, then 2 naming the segment."""
+    import json as _json
+
+    from clitools import env_for, lw
+    from index.db import make_engine, sqlite_url
+    from index.migrate import upgrade
+    from index.queries import IndexStore
+
+    env = env_for(tmp_path, seaweed, bucket="seal-cli")
+    store = make_store(seaweed, "seal-cli")
+    (tmp_path / "data").mkdir(mode=0o700)
+    engine = make_engine(sqlite_url(tmp_path / "data" / "index.sqlite3"))
+    try:
+        upgrade(engine)
+        fx = Fixture(store, IndexStore(engine), tmp_path)
+        segs = [fx.put("cam-a", age=RECENT, lock_s=None) for _ in range(3)]
+    finally:
+        engine.dispose()
+    r = lw(["seal", "now", "--json"], env)
+    assert r.returncode == 0, r.stderr
+    assert _json.loads(r.stdout)["summary"]["segments"] == 3
+    r = lw(["seal", "verify", "--json"], env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert _json.loads(r.stdout)["segments_checked"] == 3
+    remove_version(seaweed, store.bucket, segs[1].key, segs[1].version_id)
+    r = lw(["seal", "verify"], env)
+    assert r.returncode == 2, r.stderr
+    assert segs[1].key in r.stderr and "segment missing" in r.stderr and segs[0].key not in r.stderr
