@@ -371,3 +371,5 @@ class Seal(SQLModel, table=True):
     head: str = Field(default="")  # the signed head (JSON, canonical bytes): what packages carry
     signature: str = Field(default="", max_length=200)  # base64 Ed25519 over ``head``
     key_id: str = Field(default="", max_length=100)
+    #: handed to the witness outbox (retention.seals); false until then, so a failed hand-over is retried
+    witness_queued: bool = False

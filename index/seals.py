@@ -109,6 +109,18 @@ class SealStore:
         return out
 
     @db_guarded
+    def not_witness_queued(self) -> list[Seal]:
+        t = Seal.__table__
+        with self.engine.connect() as c:
+            return [Seal(**r._mapping) for r in c.execute(select(t).where(t.c.witness_queued.is_(False)).order_by(t.c.seq))]
+
+    @db_guarded
+    def mark_witness_queued(self, seq: int) -> None:
+        t = Seal.__table__
+        with self.engine.begin() as c:
+            c.execute(update(t).where(t.c.seq == seq).values(witness_queued=True))
+
+    @db_guarded
     def newest_created_ms(self) -> int | None:
         with self.engine.connect() as c:
             return c.execute(select(func.max(Seal.__table__.c.created_ms))).scalar()

@@ -328,6 +328,9 @@ def classify(f: Facts, th: Thresholds = Thresholds()) -> tuple[str, list[dict]]:
         not_due = sweep_not_due(job, run, f.cameras)
         if not_due:
             flag("info", "sweep_not_due", not_due)
+        elif job == "seal" and run["status"] == "warning":
+            flag("warning", "job_seal", "封印未能交给见证方发件箱，下次运行重试 / seals not handed to the witness outbox yet "
+                                        f"(retried next run): {(run.get('summary') or {}).get('witness_error', '')}")
         elif run["status"] in ("failed", "critical", "refused"):
             # a seal that failed leaves footage without its proof: as serious as a finding
             serious = run["status"] == "critical" or (job == "seal" and run["status"] == "failed")

@@ -11,8 +11,10 @@ Procedure "seal" (one run at a time: the ``seal`` job lock):
    the object ``seals/YYYY/MM/DD/HH-{seq}.json`` into the document spool (durable on local
    disk when it returns; uploaded locked like footage, so a storage outage loses nothing).
    If the put fails the transaction rolls back and nothing is marked;
-4. still inside that transaction, hand the signed head to the witness outbox (``witness``,
-   when wired), so a seal recorded is a seal queued for the witnesses;
+4. after the commit (of every seal of the run, see 5), hand every recorded seal not yet queued (``seal.witness_queued`` false:
+   this one, and any an earlier run could not hand over) to the witness outbox (``witness``, when
+   wired; its ``enqueue`` is idempotent) and mark it queued.  Not inside the transaction: the
+   outbox writes to the same database, which on SQLite would wait for our own write lock;
 5. if ``max_leaves`` rows were taken, seal again (a backlog becomes several seals, none huge).
 
 "Stored in that hour" therefore means *indexed since the previous seal*: a segment that
@@ -38,6 +40,7 @@ from index.audit import AuditLog
 from index.models import Seal
 from index.seals import SealStore
 from labwitness.clock import Clock, utc_ms
+from labwitness.errors import LabwitnessError
 from retention import seal_doc
 from retention.runs import JobRecorder, JobResult, exclusive
 
@@ -69,6 +72,16 @@ class SealSigner:
     sign: Callable[[bytes], str]
 
 
+def _queue_for_witnesses(store: SealStore, witness: WitnessOutbox) -> int:
+    """Enqueue every recorded seal the outbox has not taken yet (crash-safe: marked after)."""
+    n = 0
+    for row in store.not_witness_queued():
+        witness.enqueue(witness_id(row.seq), row.head.encode(), row.signature, row.key_id)
+        store.mark_witness_queued(row.seq)
+        n += 1
+    return n
+
+
 def witness_id(seq: int) -> str:
     """The id a seal has at the witnesses (``GET {witness}/seals/{id}``)."""
     return f"seal-{seq:08d}"
@@ -86,7 +99,14 @@ def run_seal(engine: Engine, clock: Clock, documents: DocumentSink, signer: Seal
             written.append(one)
             if not full:
                 break
-        return rec.finish("ok", {"seals": written, "segments": sum(s["segments"] for s in written),
+        status, queued, extra = "ok", 0, {}
+        if witness is not None:
+            try:
+                queued = _queue_for_witnesses(store, witness)
+            except LabwitnessError as e:  # the seals are stored; the hand-over is owed and retried next run
+                log.error("seals not handed to the witness outbox yet: %s", e)
+                status, extra = "warning", {"witness_error": str(e)[:500]}
+        return rec.finish(status, {**extra, "witness_queued": queued, "seals": written, "segments": sum(s["segments"] for s in written),
                                  "gaps": sum(s["gaps"] for s in written)})
 
 
@@ -114,8 +134,6 @@ def _seal_once(store: SealStore, audit: AuditLog, clock: Clock, documents: Docum
     with store.recording(row, rows, gaps):
         documents.put(key, doc.envelope(signature, signer.public_pem),
                       metadata={"lw-seal-seq": str(seq), "lw-seal-hash": doc.hash, "lw-seal-root": doc.head["root"]})
-        if witness is not None:  # inside: an outbox that refuses rolls the seal back (retried next run)
-            witness.enqueue(witness_id(seq), doc.head_bytes, signature, signer.key_id)
     log.info("seal %d written: %d segments, %d gaps, root %s", seq, len(rows), len(gaps), doc.head["root"])
     return ({"seq": seq, "key": key, "segments": len(rows), "gaps": len(gaps), "root": doc.head["root"],
              "hash": doc.hash}, len(rows) >= max_leaves)

@@ -137,6 +137,8 @@ def _facts(**kw) -> Facts:
     ({"oldest_ms": NOW - 3 * HOUR, "seals": SealFacts(1.0, 15.0)}, "critical", "seal_late"),  # never sealed
     ({"oldest_ms": NOW - HOUR, "seals": SealFacts(1.0, 15.0)}, "ok", None),  # a new installation, first seal due
     ({"jobs": {"seal": {"status": "failed", "last_success_ms": NOW}}}, "critical", "job_seal"),
+    ({"jobs": {"seal": {"status": "warning", "last_success_ms": NOW, "summary": {"witness_error": "x"}}}},
+     "warning", "job_seal"),  # sealed, but not yet handed to the witness outbox
 ])
 def test_classify_table(kw, status, code):
     got, problems = classify(_facts(**kw), Thresholds())

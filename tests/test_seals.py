@@ -265,3 +265,41 @@ def test_the_seal_commands_seal_then_name_a_segment_removed_behind_the_s3_api(tm
     r = lw(["seal", "verify"], env)
     assert r.returncode == 2, r.stderr
     assert segs[1].key in r.stderr and "segment missing" in r.stderr and segs[0].key not in r.stderr
+
+
+class _Outbox:
+    """The witness outbox's interface (retention.seals.WitnessOutbox) kept in a list; ``down`` makes
+    it refuse as the real one does when its database does not answer."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, tuple[bytes, str, str]] = {}
+        self.down = False
+
+    def enqueue(self, doc_id: str, body: bytes, signature: str, key_id: str) -> None:
+        from labwitness.errors import IndexUnavailableError
+        if self.down:
+            raise IndexUnavailableError("outbox down")
+        self.docs.setdefault(doc_id, (body, signature, key_id))
+
+
+def test_each_seal_reaches_the_witness_outbox_even_after_a_failed_hand_over(tmp_path, store, index):
+    from api.evidence import signature_ok
+
+    fx = Fixture(store, index, tmp_path)
+    fx.put("cam-a", age=RECENT)
+    s = Sealer(store, index.engine, tmp_path)
+    outbox = _Outbox()
+    outbox.down = True
+    res = s.seal(witness=outbox)
+    assert res.status == "warning" and outbox.docs == {}  # the seal is stored; its hand-over is owed
+    assert "outbox down" in res.summary["witness_error"]
+    assert s.envelope(1)["head"]["seq"] == 1
+    outbox.down = False
+    fx.put("cam-a", age=RECENT)
+    res = s.seal(witness=outbox)
+    assert res.status == "ok" and res.summary["witness_queued"] == 2
+    assert sorted(outbox.docs) == ["seal-00000001", "seal-00000002"]
+    body, sig, key_id = outbox.docs["seal-00000002"]
+    assert body == seal_doc.canonical(s.envelope(2)["head"]) and key_id == s.key.fingerprint
+    assert signature_ok(s.key.public, body, sig)
+    assert s.seal(witness=outbox).summary["witness_queued"] == 1  # only the new one

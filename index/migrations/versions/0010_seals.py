@@ -35,6 +35,7 @@ def upgrade() -> None:
     sa.Column('head', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('signature', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('key_id', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('witness_queued', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('seq')
     )
     with op.batch_alter_table('segment', schema=None) as batch_op:
