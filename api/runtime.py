@@ -168,7 +168,7 @@ class Runtime:
     def run_seal(self, actor: str = "scheduler") -> JobResult:
         """One seal run (retention.seals): its objects go through the document spool."""
         return run_seal(self.index.engine, self.clock, self.documents, self.seal_signer(), witness=self.witness_outbox,
-                        actor=actor)
+                        objects=self.store, actor=actor)
 
     def stop_jobs(self) -> None:
         if self.jobs is not None:

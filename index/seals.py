@@ -109,6 +109,11 @@ class SealStore:
         return out
 
     @db_guarded
+    def insert(self, seal: Seal) -> None:
+        with self.engine.begin() as c:
+            c.execute(Seal.__table__.insert().values(**seal.model_dump()))
+
+    @db_guarded
     def not_witness_queued(self) -> list[Seal]:
         t = Seal.__table__
         with self.engine.connect() as c:

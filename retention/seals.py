@@ -43,6 +43,7 @@ from labwitness.clock import Clock, utc_ms
 from labwitness.errors import LabwitnessError
 from retention import seal_doc
 from retention.runs import JobRecorder, JobResult, exclusive
+from storage.base import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +88,37 @@ def witness_id(seq: int) -> str:
     return f"seal-{seq:08d}"
 
 
+def resume_chain(objects: ObjectStore, store: SealStore) -> int | None:
+    """An index without seals (new, or rebuilt after losing its database) next to a bucket that
+    has some: record the newest stored seal, so that the next one continues its numbering and
+    chain instead of starting a second chain at 1.  Its rows are not marked: a rebuilt index's
+    segments are sealed again (harmless: a leaf may be in two seals).  Returns its number."""
+    newest = max((v for v in objects.list_versions(seal_doc.PREFIX) if not v.is_delete_marker),
+                 key=lambda v: v.key, default=None)
+    if newest is None:
+        return None
+    with objects.open(newest.key, newest.version_id) as body:
+        env = seal_doc.parse_envelope(body.read())
+    head = env["head"]
+    store.insert(Seal(seq=head["seq"], period_start_ms=head["period"]["start_ms"], period_end_ms=head["period"]["end_ms"],
+                      created_ms=head["created_ms"], root=head["root"], doc_hash=seal_doc.head_hash(head),
+                      prev_hash=head["prev_seal_hash"], object_key=newest.key, segments=head["leaves"],
+                      gaps=len(head["gaps"]), head=seal_doc.canonical(head).decode(), signature=env["signature"],
+                      key_id=head["key_id"], witness_queued=True))
+    log.warning("the index had no seals: continuing the chain of seal %d found in storage (%s)", head["seq"], newest.key)
+    return head["seq"]
+
+
 @exclusive("seal")
 def run_seal(engine: Engine, clock: Clock, documents: DocumentSink, signer: SealSigner, *,
-             witness: WitnessOutbox | None = None, max_leaves: int = DEFAULT_MAX_LEAVES,
-             actor: str = "scheduler") -> JobResult:
+             witness: WitnessOutbox | None = None, objects: ObjectStore | None = None,
+             max_leaves: int = DEFAULT_MAX_LEAVES, actor: str = "scheduler") -> JobResult:
+    """One seal run (procedure above).  ``objects``: the bucket, read only when the index has no
+    seal yet (:func:`resume_chain`)."""
     with JobRecorder(engine, clock, "seal", actor=actor) as rec:
         store, audit = SealStore(engine), AuditLog(engine, lambda: utc_ms(clock.now()))
+        if objects is not None and store.last() is None:
+            resume_chain(objects, store)
         written: list[dict] = []
         while True:
             one, full = _seal_once(store, audit, clock, documents, signer, witness, max_leaves)

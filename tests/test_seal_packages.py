@@ -32,6 +32,12 @@ def _package(client, rt, tmp_path: Path) -> Path:
     assert res.status == "ok" and sealed >= 3
     # footage indexed after the seal is in the window too: "not yet sealed"
     wait_for(lambda: len(list(rt.index.iter_segments("cam-api"))) > sealed + 1, 30, what="a segment after the seal")
+    # health and metrics know the newest seal
+    health = client.get("/api/v1/health").json()
+    assert health["seals"]["newest_seq"] == 1 and health["seals"]["age_s"] < 120
+    assert not any(a["code"] in ("seal_late", "job_seal") for a in health["alerts"])
+    metrics = client.get("/metrics").text
+    assert "labwitness_seal_age_seconds " in metrics, metrics[-2000:]
     job = _export(client, "JC-SEAL")
     assert job["status"] == "done", job
     pkg = rt.exporter.get(job["id"])

@@ -303,3 +303,23 @@ def test_each_seal_reaches_the_witness_outbox_even_after_a_failed_hand_over(tmp_
     assert body == seal_doc.canonical(s.envelope(2)["head"]) and key_id == s.key.fingerprint
     assert signature_ok(s.key.public, body, sig)
     assert s.seal(witness=outbox).summary["witness_queued"] == 1  # only the new one
+
+
+def test_an_index_without_seals_continues_the_chain_found_in_storage(tmp_path, store, index):
+    """After the database is lost and the index rebuilt, the next seal does not start a second chain."""
+    from sqlalchemy import delete
+
+    fx = Fixture(store, index, tmp_path)
+    fx.put("cam-a", age=RECENT)
+    s = Sealer(store, index.engine, tmp_path)
+    s.seal()
+    fx.put("cam-a", age=RECENT)
+    s.seal()
+    with index.engine.begin() as c:  # what a rebuilt index looks like: rows unsealed, no seal table
+        c.execute(delete(Seal.__table__))
+        c.execute(update(Segment.__table__).values(seal_seq=None))
+    res = s.seal(objects=store)
+    assert res.summary["seals"][0]["seq"] == 3 and res.summary["segments"] == 2  # both sealed again
+    assert s.envelope(3)["head"]["prev_seal_hash"] == seal_doc.head_hash(s.envelope(2)["head"])
+    rep = s.verify()
+    assert rep.ok, dump(rep)
