@@ -30,6 +30,8 @@ def attach_proofs(seals: SealStore, files: list[dict], public_pem_of: Callable[[
     """Add ``seal`` to every source in ``files`` (in place); return the seal members by name.
     ``public_pem_of(key_id)`` gives the PEM of a key the lab signed with (None if unknown)."""
     ids = [src["segment_id"] for f in files for src in f.get("sources", []) if src.get("segment_id") is not None]
+    seg_camera = {src["segment_id"]: f["camera_id"] for f in files for src in f.get("sources", [])
+                  if src.get("segment_id") is not None}
     seal_of = seals.seal_of(ids)
     by_seq: dict[int, dict[int, dict] | str] = {}
     heads: dict[int, dict] = {}
@@ -40,7 +42,8 @@ def attach_proofs(seals: SealStore, files: list[dict], public_pem_of: Callable[[
             by_seq[seq] = "该封印不在索引中 / the seal is not in the index"
             continue
         head = json.loads(row.head)
-        rows = seals.sealed_segments(seq)
+        wanted = {seg_camera[sid] for sid, sq in seal_of.items() if sq == seq}  # proofs for these cameras only
+        rows = [r for r in seals.sealed_segments(seq) if r.camera_id in wanted]
         leaves: dict[str, list] = {}
         for r in rows:
             leaves.setdefault(r.camera_id, []).append((r.key, r.version_id, r.sha256, r.size, r.start_ms, r.end_ms))
