@@ -309,6 +309,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "alert.storage_unavailable": ("存储不可用", "Storage unavailable"),
     "alert.spool_full": ("本地缓存已满", "Spool full"),
     "alert.index_unavailable": ("索引数据库不可用", "Index unavailable"),
+    "alert.seal_late": ("封印滞后", "Seals falling behind"),
     # value labels
     "state.recording": ("录制中", "recording"),
     "state.starting": ("启动中", "starting"),
