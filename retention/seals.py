@@ -84,7 +84,7 @@ def _queue_for_witnesses(store: SealStore, witness: WitnessOutbox) -> int:
 
 
 def witness_id(seq: int) -> str:
-    """The id a seal has at the witnesses (``GET {witness}/seals/{id}``)."""
+    """The id a seal has at the witnesses (the HTTPS witness reads it back at ``GET {url}/{id}``)."""
     return f"seal-{seq:08d}"
 
 
@@ -121,7 +121,7 @@ def run_seal(engine: Engine, clock: Clock, documents: DocumentSink, signer: Seal
             resume_chain(objects, store)
         written: list[dict] = []
         while True:
-            one, full = _seal_once(store, audit, clock, documents, signer, witness, max_leaves)
+            one, full = _seal_once(store, audit, clock, documents, signer, max_leaves)
             written.append(one)
             if not full:
                 break
@@ -132,12 +132,12 @@ def run_seal(engine: Engine, clock: Clock, documents: DocumentSink, signer: Seal
             except LabwitnessError as e:  # the seals are stored; the hand-over is owed and retried next run
                 log.error("seals not handed to the witness outbox yet: %s", e)
                 status, extra = "warning", {"witness_error": str(e)[:500]}
-        return rec.finish(status, {**extra, "witness_queued": queued, "seals": written, "segments": sum(s["segments"] for s in written),
-                                 "gaps": sum(s["gaps"] for s in written)})
+        return rec.finish(status, {**extra, "witness_queued": queued, "seals": written,
+                                   "segments": sum(s["segments"] for s in written), "gaps": sum(s["gaps"] for s in written)})
 
 
 def _seal_once(store: SealStore, audit: AuditLog, clock: Clock, documents: DocumentSink, signer: SealSigner,
-               witness: WitnessOutbox | None, max_leaves: int) -> tuple[dict, bool]:
+               max_leaves: int) -> tuple[dict, bool]:
     prev = store.last()
     rows = store.unsealed_segments(max_leaves)
     gaps = store.unsealed_gaps()
