@@ -21,7 +21,9 @@ from labwitness.clock import Clock, from_ms, utc_ms
 from labwitness.errors import IndexUnavailableError, LabwitnessError
 from recorder.service import RecorderService
 from retention import health as rh
+from retention import witness
 from retention.policy import RetentionPolicy
+from retention.witness import WitnessOutbox, WitnessThresholds
 from storage.base import ObjectStore
 
 from api.settings import Settings
@@ -34,7 +36,8 @@ class Health:
     """The health report of one running labwitness, from what it holds."""
 
     def __init__(self, settings: Settings, clock: Clock, store: ObjectStore, index: IndexStore, policy: RetentionPolicy,
-                 recorder: RecorderService | None, *, embedded_storage: bool) -> None:
+                 recorder: RecorderService | None, *, embedded_storage: bool,
+                 witnesses: WitnessOutbox | None = None) -> None:
         self.settings = settings
         self.clock = clock
         self.store = store
@@ -42,6 +45,8 @@ class Health:
         self.policy = policy
         self.recorder = recorder  # None: no recorder in this process (the spool is read from disk)
         self.embedded_storage = embedded_storage  # the store's disk is ours: its free space is the runway
+        self.witnesses = witnesses  # the outbox to the witnesses outside the box (retention.witness)
+        self.witness_thresholds = WitnessThresholds(settings.witness_warning_s, settings.witness_critical_s)
 
     def _capacity(self, used: int) -> tuple[int, int] | None:
         """(total, free) bytes for the runway: the configured capacity, else the
@@ -115,6 +120,7 @@ class Health:
         except IndexUnavailableError as e:
             status, problems = "critical", []
             flag("critical", "index_unavailable", f"索引数据库不可用 / index database unavailable: {e}")
+        witnesses = self._witnesses(now_ms, extra)
         alerts = problems + extra
         status = max([status] + [a["level"] for a in extra if a["level"] in SEVERITY], key=SEVERITY.index)
         areas: dict[str, dict] = {}
@@ -141,9 +147,21 @@ class Health:
             "jobs": facts.jobs if facts else {},
             "spool": {"backlog_segments": backlog, "bytes": self.recorder.quota.used if self.recorder else None,
                       "upload_lag_s": upload_lag_s, "last_upload_error": upload_error},
+            "witnesses": witnesses,
             "areas": areas,
             "cameras": cameras,
         }
+
+    def _witnesses(self, now_ms: int, extra: list[dict]) -> dict[str, dict]:
+        """Backlog, age of the oldest undelivered document and last error per witness; their problems into ``extra``."""
+        if self.witnesses is None or not self.witnesses.names:
+            return {}
+        try:
+            facts = witness.facts(self.witnesses, now_ms)
+        except IndexUnavailableError:
+            return {}  # index_unavailable is already reported
+        extra.extend(witness.classify(facts, self.witness_thresholds))
+        return {f.name: f.to_dict() for f in facts}
 
 
 def _spool_backlog(spool_dir) -> int:
@@ -238,4 +256,23 @@ class HealthCollector:
             checked = sm.get("checked") or 0
             if checked:  # run_verify's summary: {"checked": n, "ok": m, ...}
                 lock.add_metric([], (sm.get("ok") or 0) / checked)
-        yield from [status, age, off, cov, bad, clock, oldest, *storage, enforced, findings, job_ok, job_status, lock]
+        yield from [status, age, off, cov, bad, clock, oldest, *storage, enforced, findings, job_ok, job_status, lock,
+                    *witness_metrics(rep.get("witnesses") or {})]
+
+
+def witness_metrics(witnesses: dict[str, dict]) -> list[GaugeMetricFamily]:
+    """Per witness: documents owed, age of the oldest, refusals, last confirmed delivery."""
+    g = GaugeMetricFamily
+    backlog = g("labwitness_witness_backlog", "Documents (seals) not yet confirmed by the witness", labels=["witness"])
+    age = g("labwitness_witness_oldest_undelivered_age_seconds", "Age of the oldest document the witness has not "
+                                                                  "confirmed (0: nothing owed)", labels=["witness"])
+    refused = g("labwitness_witness_refused", "Documents the witness refused (an admin must act)", labels=["witness"])
+    last = g("labwitness_witness_last_delivery_timestamp_seconds", "When the witness last confirmed a document",
+             labels=["witness"])
+    for name, w in witnesses.items():
+        backlog.add_metric([name], w["pending"])
+        age.add_metric([name], w["oldest_age_s"] or 0.0)
+        refused.add_metric([name], w["refused"])
+        if w["last_delivered_ms"]:
+            last.add_metric([name], w["last_delivered_ms"] / 1000)
+    return [backlog, age, refused, last]

@@ -35,6 +35,7 @@ from recorder.spool_view import SpoolReader
 from recorder.worker import RecorderConfig
 from retention.policy import RetentionPolicy
 from retention.scheduler import build_scheduler
+from retention.witness import WitnessOutbox
 from storage.s3 import S3ObjectStore
 from storage.seaweed import EmbeddedSeaweed
 
@@ -44,6 +45,7 @@ from api.health import Health, HealthCollector
 from api.registry_admin import RegistryAdmin
 from api.secrets import CredentialCipher
 from api.settings import Settings
+from api.witnesses import delivering, witness_outbox
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ class Runtime:
     registry_admin: RegistryAdmin
     health: Health
     health_collector: HealthCollector  # registered once on ``metrics``: /metrics carries health's gauges
+    witness_outbox: WitnessOutbox  # enqueue(doc_id, body, signature, key_id): owed to every configured witness
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None, recording: bool = True) -> None:
         self.settings = settings
@@ -130,8 +133,12 @@ class Runtime:
             self._stack.callback(self.recorder.stop, 30.0)
         self.registry_admin = RegistryAdmin(self.registry, self.audit, self.cipher, self.clock, self.recorder,
                                             discovery_port=s.discovery_port, discovery_interfaces=s.discovery_ifaces)
+        # seals go to the witnesses outside the box through this outbox (api.witnesses)
+        self.witness_outbox, witnesses = witness_outbox(s, self.clock, self.policy, engine)
+        if self.recording and witnesses:
+            self._stack.enter_context(delivering(self.witness_outbox, witnesses, self.clock, s))
         self.health = Health(s, self.clock, self.store, self.index, self.policy, self.recorder,
-                             embedded_storage=self.seaweed is not None)
+                             embedded_storage=self.seaweed is not None, witnesses=self.witness_outbox)
         self.health_collector = HealthCollector(self.health)
         self.metrics.registry.register(self.health_collector)
         if self.recording and s.retention_jobs:

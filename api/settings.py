@@ -12,7 +12,7 @@ import socket
 import tomllib
 from dataclasses import fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +23,8 @@ from labwitness.errors import ConfigError, LabwitnessError
 from labwitness.segment_limits import MAX_TARGET_SECONDS
 from retention.policy import RetentionPolicy, validate as validate_retention
 from retention.runs import JobsConfig
+from retention.witness import RetryPolicy, WitnessThresholds
+from retention.witness_config import check_specs as check_witness_specs
 
 
 class Settings(BaseSettings):
@@ -85,6 +87,14 @@ class Settings(BaseSettings):
     integrity_budget_bytes: int = Field(default=JobsConfig.integrity_budget_bytes, ge=1)
     integrity_budget_objects: int = Field(default=JobsConfig.integrity_budget_objects, ge=1)
 
+    # Witnesses outside the box that receive every seal (docs/witnesses.md): a list of entries like
+    # {kind = "s3", name = "...", endpoint = ..., bucket = ..., access_key_file = ..., secret_key_file = ...} or
+    # {kind = "https", url = ..., token_file = ..., ca_file = ...}; in the environment as JSON
+    witnesses: list[dict[str, Any]] = Field(default_factory=list)
+    witness_warning_s: float = Field(default=WitnessThresholds.warning_s, gt=0)  # oldest undelivered: warning
+    witness_critical_s: float = Field(default=WitnessThresholds.critical_s, gt=0)  # ... critical
+    witness_retry_cap_s: float = Field(default=RetryPolicy.cap_s, gt=0)  # longest wait between tries
+
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -106,6 +116,12 @@ class Settings(BaseSettings):
                 f"LABWITNESS_BOOTSTRAP_ADMIN_TOKEN 过短：至少 {MIN_TOKEN_CHARS} 个字符 / is too short: at least "
                 f"{MIN_TOKEN_CHARS} characters (got {len(v.get_secret_value())}); generate one with "
                 "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+        return v
+
+    @field_validator("witnesses")
+    @classmethod
+    def _witnesses(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        check_witness_specs(v)  # a ConfigError naming the entry, at start-up
         return v
 
     @model_validator(mode="after")
