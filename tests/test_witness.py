@@ -26,7 +26,7 @@ from retention.witness_adapters import S3Witness, WitnessContext, read_secret
 from retention.witness_config import build_witnesses, check_specs
 from storage.s3 import S3ObjectStore
 from storage.seaweed import EmbeddedSeaweed
-from tests.witnesstools import LabKey
+from witnesstools import LabKey
 
 #: the witness store is another administrative domain: its own credentials
 W_ACCESS, W_SECRET = "witness-admin", "witness-secret-of-the-other-domain"

@@ -18,7 +18,7 @@ from retention.policy import RetentionPolicy
 from retention.witness import REFUSED, UNAVAILABLE, RetryPolicy, WitnessDeliverer, WitnessOutbox
 from retention.witness_adapters import WitnessContext
 from retention.witness_https import HttpsWitness, payload
-from tests.witnesstools import LabKey, WitnessServer
+from witnesstools import LabKey, WitnessServer
 
 TOKEN = "platform-token-for-this-test-only"
 
