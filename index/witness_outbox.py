@@ -64,49 +64,53 @@ class WitnessRows:
 
     @db_guarded
     def add(self, doc_id: str, body: bytes, signature: str, key_id: str, witnesses: Iterable[str], now_ms: int) -> int:
-        """Keep the document and owe it to each witness; the same call again changes
-        nothing.  The same id with other bytes is refused (:class:`ConflictError`): a
-        document once handed out is never replaced."""
+        """Keep the document and owe it to each witness, in one transaction; the same call
+        again changes nothing.  The same id with other bytes is refused
+        (:class:`ConflictError`): a document once handed out is never replaced."""
         sha = hashlib.sha256(body).hexdigest()
-        with self.engine.begin() as conn:
-            row = conn.execute(select(DOC.c.id, DOC.c.sha256).where(DOC.c.doc_id == doc_id)).first()
-            if row is None:
-                try:
-                    with conn.begin_nested():
-                        doc_pk = conn.execute(insert(DOC).values(doc_id=doc_id, body=body, sha256=sha, signature=signature,
-                                                                 key_id=key_id, created_ms=now_ms)).inserted_primary_key[0]
-                except sa_exc.IntegrityError:  # enqueued at the same moment by another process
-                    row = conn.execute(select(DOC.c.id, DOC.c.sha256).where(DOC.c.doc_id == doc_id)).one()
-            if row is not None:
-                if row.sha256 != sha:
-                    raise ConflictError(f"见证文档 {doc_id} 已以不同内容入队 / witness document {doc_id} was already "
-                                        f"queued with other bytes (sha256 {row.sha256}, now {sha}); it is never replaced")
-                doc_pk = row.id
-            for w in witnesses:
-                self._owe(conn, doc_pk, doc_id, w, now_ms)
-        return doc_pk
+        names = list(witnesses)
+        for attempt in range(3):
+            try:
+                with self.engine.begin() as conn:
+                    row = conn.execute(select(DOC.c.id, DOC.c.sha256).where(DOC.c.doc_id == doc_id)).first()
+                    if row is None:
+                        doc_pk = conn.execute(insert(DOC).values(
+                            doc_id=doc_id, body=body, sha256=sha, signature=signature, key_id=key_id,
+                            created_ms=now_ms)).inserted_primary_key[0]
+                    elif row.sha256 != sha:
+                        raise ConflictError(f"见证文档 {doc_id} 已以不同内容入队 / witness document {doc_id} was already "
+                                            f"queued with other bytes (sha256 {row.sha256}, now {sha}); it is never replaced")
+                    else:
+                        doc_pk = row.id
+                    for w in names:
+                        self._owe(conn, doc_pk, doc_id, w, now_ms)
+                return doc_pk
+            except sa_exc.IntegrityError:
+                if attempt == 2:
+                    raise
+                # another process enqueued the same document at the same moment: the next pass finds its rows
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _owe(conn, doc_pk: int, doc_id: str, witness: str, now_ms: int) -> None:
         if conn.execute(select(DEL.c.id).where(DEL.c.doc_id == doc_id, DEL.c.witness == witness)).first():
             return
-        try:
-            with conn.begin_nested():
-                conn.execute(insert(DEL).values(document_id=doc_pk, doc_id=doc_id, witness=witness, state=PENDING,
-                                                attempts=0, next_try_ms=0, error_kind="", last_error="",
-                                                created_ms=now_ms, receipt=""))
-        except sa_exc.IntegrityError:
-            pass  # another process owed it first: the same row
+        conn.execute(insert(DEL).values(document_id=doc_pk, doc_id=doc_id, witness=witness, state=PENDING, attempts=0,
+                                        next_try_ms=0, error_kind="", last_error="", created_ms=now_ms, receipt=""))
 
     @db_guarded
     def owe_all(self, witness: str, now_ms: int) -> int:
         """Owe every kept document to ``witness`` (a witness added to the configuration
         receives the whole history, oldest first); returns how many were added."""
         owed = exists().where(and_(DEL.c.document_id == DOC.c.id, DEL.c.witness == witness))
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn:
             missing = conn.execute(select(DOC.c.id, DOC.c.doc_id).where(~owed).order_by(DOC.c.id)).all()
-            for pk, doc_id in missing:
-                self._owe(conn, pk, doc_id, witness, now_ms)
+        for pk, doc_id in missing:  # one short transaction each: a long history does not hold the writer
+            try:
+                with self.engine.begin() as conn:
+                    self._owe(conn, pk, doc_id, witness, now_ms)
+            except sa_exc.IntegrityError:
+                pass  # owed at the same moment by an enqueue: the same row
         return len(missing)
 
     @db_guarded

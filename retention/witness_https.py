@@ -29,6 +29,7 @@ import base64
 import hashlib
 import json
 import ssl
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Mapping
@@ -44,6 +45,14 @@ SCHEMA = "labwitness-witness/1"
 TRANSIENT_STATUS = {408, 425, 429}
 MAX_RECEIPT_CHARS = 8000
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+MAX_ANSWER_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: Mapping[str, str]
+    data: bytes
 
 
 def payload(doc_id: str, body: bytes, signature: str, key_id: str, sent_at: datetime) -> bytes:
@@ -78,16 +87,22 @@ class HttpsWitness:
         self.http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s),
                                         retries=urllib3.Retry(total=0, connect=0, read=0, redirect=0), maxsize=2, **kw)
 
-    def _request(self, method: str, url: str, body: bytes | None = None, headers: dict | None = None):
+    def _request(self, method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> "Answer":
         h = dict(headers or {})
         if self.token:
             h["Authorization"] = f"Bearer {self.token}"
         try:
-            return self.http.request(method, url, body=body, headers=h, redirect=False, preload_content=True)
+            r = self.http.request(method, url, body=body, headers=h, redirect=False, preload_content=False)
+            try:
+                # bounded: an answer is a receipt or one document, never worth more memory than this
+                data = r.read(MAX_ANSWER_BYTES)
+            finally:
+                r.release_conn()
         except (urllib3.exceptions.HTTPError, OSError) as e:
             raise StorageUnavailableError(f"见证服务不可达 / witness {self.name} ({self.url}) not answering: {e}") from e
+        return Answer(r.status, r.headers, data)
 
-    def _fail(self, r, what: str) -> None:
+    def _fail(self, r: Answer, what: str) -> None:
         text = r.data[:500].decode("utf-8", "replace")
         msg = f"witness {self.name} ({self.url}) answered {r.status} to {what}: {text}"
         if r.status >= 500 or r.status in TRANSIENT_STATUS:
@@ -110,7 +125,7 @@ class HttpsWitness:
         self._fail(r, f"POST {doc_id}")
         raise AssertionError("unreachable")  # _fail always raises
 
-    def _holds_same(self, r, doc_id: str, body: bytes) -> bool:
+    def _holds_same(self, r: Answer, doc_id: str, body: bytes) -> bool:
         """A 409 is a delivery only when what the witness holds is this very document."""
         sha = hashlib.sha256(body).hexdigest()
         try:
@@ -122,7 +137,7 @@ class HttpsWitness:
         held = self.fetch(doc_id)
         return held is not None and hashlib.sha256(held).hexdigest() == sha
 
-    def _receipt(self, r, *, duplicate: bool) -> str:
+    def _receipt(self, r: Answer, *, duplicate: bool) -> str:
         return json.dumps({"witness": self.name, "url": self.url, "status": r.status, "duplicate": duplicate,
                            "date": r.headers.get("Date"), "body": r.data.decode("utf-8", "replace")[:MAX_RECEIPT_CHARS]},
                           sort_keys=True)

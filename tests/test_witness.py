@@ -171,6 +171,32 @@ def test_a_witness_added_later_gets_the_whole_history_in_order(index):
     assert outbox.owe_all() == 0
 
 
+def test_the_same_seal_enqueued_at_once_from_many_threads_is_one_document_owed_once(index):
+    import threading
+
+    clock = FakeClock(datetime.now(timezone.utc))
+    lab = LabKey()
+    seal = _seal(lab, 6)
+    outbox = WitnessOutbox(index.engine, {"a": "s3", "b": "https"}, clock)
+    errors, go = [], threading.Barrier(6)
+
+    def enqueue():
+        go.wait()
+        try:
+            outbox.enqueue(*seal, lab.key_id)
+        except Exception as e:  # noqa: BLE001 (any failure fails the test below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=enqueue) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(d["witness"] for d in outbox.deliveries(seal[0])) == ["a", "b"]
+    assert {n: b.pending for n, b in outbox.backlog().items()} == {"a": 1, "b": 1}
+
+
 @pytest.mark.parametrize("doc_id", ["", "../x", "a/b", "a b", "x" * 201, ".hidden"])
 def test_document_ids_stay_plain(index, doc_id):
     with pytest.raises(ValidationError):
