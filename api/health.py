@@ -21,9 +21,9 @@ from labwitness.clock import Clock, from_ms, utc_ms
 from labwitness.errors import IndexUnavailableError, LabwitnessError
 from recorder.service import RecorderService
 from retention import health as rh
-from retention import witness
 from retention.policy import RetentionPolicy
 from retention.witness import WitnessOutbox, WitnessThresholds
+from retention.witness import classify as classify_witnesses, facts as witness_facts
 from storage.base import ObjectStore
 
 from api.settings import Settings
@@ -145,6 +145,7 @@ class Health:
             "integrity": {"open_findings": facts.findings_open if facts else {},
                           "critical_findings": facts.findings_critical if facts else 0},
             "jobs": facts.jobs if facts else {},
+            "time_witnesses": rh.time_witness_view(facts.jobs) if facts else None,
             "spool": {"backlog_segments": backlog, "bytes": self.recorder.quota.used if self.recorder else None,
                       "upload_lag_s": upload_lag_s, "last_upload_error": upload_error},
             "witnesses": witnesses,
@@ -157,10 +158,10 @@ class Health:
         if self.witnesses is None or not self.witnesses.names:
             return {}
         try:
-            facts = witness.facts(self.witnesses, now_ms)
+            facts = witness_facts(self.witnesses, now_ms)
         except IndexUnavailableError:
             return {}  # index_unavailable is already reported
-        extra.extend(witness.classify(facts, self.witness_thresholds))
+        extra.extend(classify_witnesses(facts, self.witness_thresholds))
         return {f.name: f.to_dict() for f in facts}
 
 
@@ -249,6 +250,11 @@ class HealthCollector:
             if run.get("last_success_ms"):
                 job_ok.add_metric([job], run["last_success_ms"] / 1000)
             job_status.add_metric([job], codes.get(run["status"], 3))
+        witness = g("labwitness_time_witness_offset_seconds", "The latest sweep's time witnesses: witness clock minus "
+                    "host clock (absent witnesses are left out)", labels=["source", "independent"])
+        for w in (rep.get("time_witnesses") or {}).get("witnesses", []):
+            if "offset_s" in w:
+                witness.add_metric([w["source"], "1" if w["independent"] else "0"], w["offset_s"])
         lock = g("labwitness_lock_verified_ratio", "Share of sampled objects whose retention read back as expected")
         verify = rep["jobs"].get("verify")
         if verify and isinstance(verify.get("summary"), dict):
@@ -257,7 +263,7 @@ class HealthCollector:
             if checked:  # run_verify's summary: {"checked": n, "ok": m, ...}
                 lock.add_metric([], (sm.get("ok") or 0) / checked)
         yield from [status, age, off, cov, bad, clock, oldest, *storage, enforced, findings, job_ok, job_status, lock,
-                    *witness_metrics(rep.get("witnesses") or {})]
+                    witness, *witness_metrics(rep.get("witnesses") or {})]
 
 
 def witness_metrics(witnesses: dict[str, dict]) -> list[GaugeMetricFamily]:

@@ -36,6 +36,8 @@ from recorder.worker import RecorderConfig
 from retention.policy import RetentionPolicy
 from retention.scheduler import build_scheduler
 from retention.witness import WitnessOutbox
+from storage.doc_spool import DocumentSpool, DocumentUploader
+from retention.time_witness import TimeSource
 from storage.s3 import S3ObjectStore
 from storage.seaweed import EmbeddedSeaweed
 
@@ -45,7 +47,8 @@ from api.health import Health, HealthCollector
 from api.registry_admin import RegistryAdmin
 from api.secrets import CredentialCipher
 from api.settings import Settings
-from api.witnesses import delivering, witness_outbox
+from api.time_witnesses import time_sources
+from api.witnesses import delivering, witness_outbox, witness_time_sources
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,8 @@ class Runtime:
     registry_admin: RegistryAdmin
     health: Health
     health_collector: HealthCollector  # registered once on ``metrics``: /metrics carries health's gauges
+    documents: DocumentSpool  # journal batches and seals on their way to the locked bucket
+    time_sources: list[TimeSource]  # the expiry sweep's time witnesses (scheduled and CLI sweeps alike)
     witness_outbox: WitnessOutbox  # enqueue(doc_id, body, signature, key_id): owed to every configured witness
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None, recording: bool = True) -> None:
@@ -79,6 +84,7 @@ class Runtime:
         self.seaweed: EmbeddedSeaweed | None = None  # the embedded store, when no S3 endpoint is set
         self.recorder: RecorderService | None = None  # recording runtimes only
         self.jobs: BackgroundScheduler | None = None  # the retention jobs' scheduler (see start_jobs)
+        self.document_uploader: DocumentUploader | None = None  # recording runtimes only
         self._stack = ExitStack()
 
     def __enter__(self) -> "Runtime":
@@ -105,6 +111,7 @@ class Runtime:
                                    secure=s.s3_secure, region=s.s3_region, allow_unenforced=s.allow_unenforced_retention,
                                    clock=self.clock)
         self.store.check()
+        self.documents = DocumentSpool(s.spool_path / "documents", self.store, self.policy, self.clock)
         engine = make_engine(s.db_url)
         self._stack.callback(engine.dispose)
         self.index = IndexStore(engine)
@@ -131,6 +138,8 @@ class Runtime:
                 spool_max_bytes=s.spool_max_bytes, spool_reserve_bytes=s.spool_reserve_bytes,
             ).start()
             self._stack.callback(self.recorder.stop, 30.0)
+            self.document_uploader = DocumentUploader(self.documents).start()
+            self._stack.callback(self.document_uploader.stop)
         self.registry_admin = RegistryAdmin(self.registry, self.audit, self.cipher, self.clock, self.recorder,
                                             discovery_port=s.discovery_port, discovery_interfaces=s.discovery_ifaces)
         # seals go to the witnesses outside the box through this outbox (api.witnesses)
@@ -139,6 +148,8 @@ class Runtime:
             self._stack.enter_context(delivering(self.witness_outbox, witnesses, self.clock, s))
         self.health = Health(s, self.clock, self.store, self.index, self.policy, self.recorder,
                              embedded_storage=self.seaweed is not None, witnesses=self.witness_outbox)
+        self.time_sources = time_sources(self.store, self.registry, self.cipher, embedded_store=self.seaweed is not None,
+                                         max_skew_s=s.sweep_max_clock_skew_s) + witness_time_sources(witnesses)
         self.health_collector = HealthCollector(self.health)
         self.metrics.registry.register(self.health_collector)
         if self.recording and s.retention_jobs:
@@ -152,7 +163,8 @@ class Runtime:
         """Start the retention jobs' scheduler; it is stopped when the runtime exits."""
         if self.jobs is not None:
             return
-        self.jobs = build_scheduler(self.store, self.index.engine, self.clock, self.settings.jobs_config())
+        self.jobs = build_scheduler(self.store, self.index.engine, self.clock, self.settings.jobs_config(),
+                                    time_sources=self.time_sources)
         self.jobs.start()
         self._stack.callback(self.stop_jobs)
 

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from labwitness.clock import Clock
 from retention.policy import RetentionPolicy
-from retention.witness import RetryPolicy, WitnessDeliverer, WitnessOutbox
+from retention.witness import RetryPolicy, WitnessDateSource, WitnessDeliverer, WitnessOutbox
 from retention.witness_adapters import Witness, WitnessContext
 from retention.witness_config import build_witnesses
 
@@ -31,6 +31,11 @@ def witness_outbox(settings: Settings, clock: Clock, policy: RetentionPolicy, en
                          sign_key_id=lambda: key().fingerprint)
     witnesses = build_witnesses(settings.witnesses, ctx)
     return WitnessOutbox(engine, {w.name: w.kind for w in witnesses}, clock), witnesses
+
+
+def witness_time_sources(witnesses: list[Witness]) -> list[WitnessDateSource]:
+    """Each witness's clock, one more time witness for the expiry sweep (retention.time_witness)."""
+    return [WitnessDateSource(w) for w in witnesses]
 
 
 @contextmanager

@@ -24,14 +24,17 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Mapping, Sequence
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import Engine
 
 from index.witness_outbox import Backlog, WitnessRows
 from labwitness.clock import Clock, utc_ms
 from labwitness.errors import IndexUnavailableError, LabwitnessError, StorageUnavailableError
-from retention.witness_adapters import Witness, check_doc_id
+from retention.time_witness import Absent, TimeReading
+from retention.witness_adapters import LOOPBACK, Witness, check_doc_id
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +168,33 @@ class WitnessDeliverer:
                 log.exception("witness delivery round failed")
             if self.clock.sleep(self.interval_s, self.stop):
                 return
+
+
+# -- the witnesses' clocks, for the expiry sweep ------------------------------------------------
+class WitnessDateSource:
+    """A witness's clock (the ``Date`` of its answer) as one of the sweep's time witnesses
+    (:class:`retention.time_witness.TimeSource`).  Independent of the host clock unless the
+    witness is on this host (a loopback address: a relay here reads the same clock)."""
+
+    def __init__(self, witness: Witness) -> None:
+        self.witness = witness
+        self.name = f"witness:{witness.name}"
+        self.location = str(getattr(witness, "location", witness.name))
+        self.independent = (urlsplit(self.location if "://" in self.location else f"//{self.location}").hostname
+                            not in LOOPBACK)
+
+    def read(self, clock: Clock) -> TimeReading | Absent:
+        t0, sent = clock.monotonic(), clock.now()
+        try:
+            server = self.witness.server_time()
+        except Exception as e:  # down or odd: this witness is absent, the sweep decides
+            return Absent(self.name, f"no Date from the witness: {e}")
+        rtt = max(0.0, clock.monotonic() - t0)
+        # Date has whole seconds: the witness's clock was in [Date, Date + 1 s) during the round trip
+        where = "another administrative domain" if self.independent else "on this host: same clock"
+        return TimeReading(self.name, server + timedelta(seconds=0.5), sent + timedelta(seconds=rtt / 2),
+                           uncertainty_s=0.5 + rtt / 2, independent=self.independent,
+                           detail=f"{self.witness.kind} witness {self.location} ({where})")
 
 
 # -- health ---------------------------------------------------------------------------------

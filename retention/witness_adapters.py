@@ -31,6 +31,8 @@ from storage.s3 import S3ObjectStore
 DOC_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,199}")
 #: a witness's name is a label in health and metrics and a column in the outbox
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+#: hosts that are this box (a witness there shares the host clock and the host's fate)
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def check_doc_id(doc_id: str) -> str:
@@ -102,6 +104,7 @@ class S3Witness:
         self.ctx = ctx
         self.create_bucket = create_bucket
         self.prefix = prefix
+        self.location = store.info.location  # endpoint/bucket, shown in health and the sweep's time witnesses
         self._checked = False
 
     def _check(self) -> None:

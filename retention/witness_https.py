@@ -38,13 +38,12 @@ from urllib.parse import quote, urlsplit
 import urllib3
 
 from labwitness.errors import ConfigError, StorageUnavailableError, WitnessRefusedError
-from retention.witness_adapters import WitnessContext, check_doc_id, read_secret
+from retention.witness_adapters import LOOPBACK, WitnessContext, check_doc_id, read_secret
 
 SCHEMA = "labwitness-witness/1"
 #: statuses that mean "not now" rather than "no"
 TRANSIENT_STATUS = {408, 425, 429}
 MAX_RECEIPT_CHARS = 8000
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
 MAX_ANSWER_BYTES = 16 << 20
 
 
@@ -78,6 +77,7 @@ class HttpsWitness:
             raise ConfigError(f"见证地址无效 / witness {name}: url {url!r} must be https:// (http:// only on loopback)")
         self.name = name
         self.url = url.rstrip("/")
+        self.location = self.url
         self.ctx = ctx
         self.token = token
         kw: dict[str, Any] = {}

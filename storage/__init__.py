@@ -4,7 +4,8 @@ Owns the object-store interface (:mod:`storage.base`), the object layout and
 metadata codec (:mod:`storage.layout`), the S3 backend on the ``minio`` client
 (:mod:`storage.s3`, its failures translated by :mod:`storage.s3_errors`), the
 deletion guard (:mod:`storage.deletion`), the file hash stored objects carry
-(:mod:`storage.hashing`), and the embedded SeaweedFS supervisor for the
+(:mod:`storage.hashing`), the spool of small locked documents — journal
+batches and seals — on their way to the bucket (:mod:`storage.doc_spool`), and the embedded SeaweedFS supervisor for the
 single-box profile (:mod:`storage.seaweed`).
 
 Knows nothing of the index or the recorder.  Invariants it guarantees:

@@ -181,3 +181,20 @@ def test_age_of_a_backlog_goes_warning_then_critical(index, server, lab):
     assert levels[2] == [("critical", "witness_behind")]
     assert facts[0].pending == 1 and facts[0].oldest_age_s > 6 * 3600 and "503" in facts[0].last_error
     assert server.docs == {} and timedelta(seconds=facts[0].oldest_age_s) > timedelta(hours=6)
+
+
+def test_a_witness_clock_is_a_time_witness_for_the_sweep(server, lab):
+    """Its Date catches a host clock a year ahead; on loopback it is not independent of this host."""
+    from retention.time_witness import Absent, TimeReading
+    from retention.witness import WitnessDateSource
+
+    ahead = FakeClock(datetime.now(timezone.utc) + timedelta(days=365))
+    w = HttpsWitness("platform", server.url, _ctx(ahead, lab), token=TOKEN, ca_file=str(server.cert))
+    source = WitnessDateSource(w)
+    r = source.read(ahead)
+    assert isinstance(r, TimeReading) and r.source == "witness:platform"
+    assert abs(r.offset_s + 365 * 86400) < 10 and r.independent is False  # 127.0.0.1: this host's clock
+    elsewhere = WitnessDateSource(HttpsWitness("p", "https://witness.example.gov.cn/seals", _ctx(ahead, lab)))
+    assert elsewhere.independent is True
+    server.stop()
+    assert isinstance(source.read(ahead), Absent)

@@ -105,7 +105,9 @@ def retention_sweep(
 ) -> None:
     """删除保留期满且未被冻结的录像 / Delete footage past its retain-until (index and storage) and not on hold.
 
-    Refuses on an empty or fresh index and when this host's clock disagrees with the store's;
+    Refuses on an empty or fresh index, when this host's clock disagrees with the store's or with
+    its time witnesses (the cameras' clocks over ONVIF, an external store), or when no witness
+    independent of this host's clock answers;
     stops a camera when one run would delete more than --max-share of its footage."""
     if max_share is not None and not 0 < max_share <= 1:
         fail(ConfigError(f"--max-share 须在 (0, 1] 内 / --max-share must be in (0, 1], got {max_share}"))
@@ -113,7 +115,7 @@ def retention_sweep(
     def job(rt, settings: Settings):
         cfg = SweepConfig(max_share=max_share or settings.sweep_max_share, max_clock_skew_s=settings.sweep_max_clock_skew_s,
                           retention_months=settings.retention_months, dry_run=dry_run, cameras=camera or None)
-        return run_sweep(rt.store, rt.index.engine, rt.clock, cfg, actor=actor())
+        return run_sweep(rt.store, rt.index.engine, rt.clock, cfg, actor=actor(), witnesses=rt.time_sources)
 
     _run_job(json_out, verbose, job)
 
