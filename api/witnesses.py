@@ -39,7 +39,8 @@ def witness_time_sources(witnesses: list[Witness]) -> list[WitnessDateSource]:
 
 
 @contextmanager
-def delivering(outbox: WitnessOutbox, witnesses: list[Witness], clock: Clock, settings: Settings) -> Iterator[WitnessDeliverer]:
+def delivering(outbox: WitnessOutbox, witnesses: list[Witness], clock: Clock,
+               settings: Settings) -> Iterator[WitnessDeliverer]:
     """The deliverer on its own thread while the block runs; stopped (and joined) after it."""
     deliverer = WitnessDeliverer(outbox, witnesses, clock, policy=RetryPolicy(cap_s=settings.witness_retry_cap_s))
     thread = threading.Thread(target=deliverer.run, name="witness-deliverer", daemon=True)

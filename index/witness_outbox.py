@@ -78,8 +78,9 @@ class WitnessRows:
                             doc_id=doc_id, body=body, sha256=sha, signature=signature, key_id=key_id,
                             created_ms=now_ms)).inserted_primary_key[0]
                     elif row.sha256 != sha:
-                        raise ConflictError(f"见证文档 {doc_id} 已以不同内容入队 / witness document {doc_id} was already "
-                                            f"queued with other bytes (sha256 {row.sha256}, now {sha}); it is never replaced")
+                        raise ConflictError(f"见证文档 {doc_id} 已以不同内容入队 / witness document {doc_id} was "
+                                            f"already queued with other bytes (sha256 {row.sha256}, now {sha}); "
+                                            "it is never replaced")
                     else:
                         doc_pk = row.id
                     for w in names:

@@ -170,6 +170,20 @@ class WitnessDeliverer:
                 return
 
 
+def held_by(witnesses: Sequence[Witness], doc_id: str, body: bytes) -> dict[str, str]:
+    """The online check ("does the witness hold this seal?"): per witness ``held`` (exactly
+    these bytes), ``missing``, ``different`` or ``unreachable: <why>``."""
+    out: dict[str, str] = {}
+    for w in witnesses:
+        try:
+            held = w.fetch(doc_id)
+        except LabwitnessError as e:
+            out[w.name] = f"unreachable: {e}"
+            continue
+        out[w.name] = "missing" if held is None else "held" if held == body else "different"
+    return out
+
+
 # -- the witnesses' clocks, for the expiry sweep ------------------------------------------------
 class WitnessDateSource:
     """A witness's clock (the ``Date`` of its answer) as one of the sweep's time witnesses

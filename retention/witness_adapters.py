@@ -132,7 +132,7 @@ class S3Witness:
         meta = {"labwitness-doc-id": doc_id, "labwitness-sha256": sha, "labwitness-key-id": key_id}
         doc_v = self._put(key, body, until, "application/json", meta)
         sig_v = self._put(sig_key, sig_doc, until, "application/json", meta)
-        return json.dumps({"witness": self.name, "location": self.store.info.location, "key": key, "version_id": doc_v[0],
+        return json.dumps({"witness": self.name, "location": self.location, "key": key, "version_id": doc_v[0],
                            "signature_key": sig_key, "signature_version_id": sig_v[0], "retain_until": doc_v[1],
                            "sha256": sha}, sort_keys=True)
 

@@ -73,7 +73,8 @@ class HttpsWitness:
                  ca_file: str | None = None, timeout_s: float = 10.0) -> None:
         parts = urlsplit(url)
         # plain HTTP only to a relay on this host: the request would otherwise cross the network in clear
-        if not (parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK)) or not parts.hostname:
+        allowed = parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK)
+        if not (allowed and parts.hostname):
             raise ConfigError(f"见证地址无效 / witness {name}: url {url!r} must be https:// (http:// only on loopback)")
         self.name = name
         self.url = url.rstrip("/")
@@ -139,11 +140,13 @@ class HttpsWitness:
 
     def _receipt(self, r: Answer, *, duplicate: bool) -> str:
         return json.dumps({"witness": self.name, "url": self.url, "status": r.status, "duplicate": duplicate,
-                           "date": r.headers.get("Date"), "body": r.data.decode("utf-8", "replace")[:MAX_RECEIPT_CHARS]},
+                           "date": r.headers.get("Date"),
+                           "body": r.data.decode("utf-8", "replace")[:MAX_RECEIPT_CHARS]},
                           sort_keys=True)
 
     def fetch(self, doc_id: str) -> bytes | None:
-        r = self._request("GET", f"{self.url}/{quote(check_doc_id(doc_id), safe='')}", headers={"Accept": "application/json"})
+        url = f"{self.url}/{quote(check_doc_id(doc_id), safe='')}"
+        r = self._request("GET", url, headers={"Accept": "application/json"})
         if r.status == 404:
             return None
         if r.status != 200:

@@ -93,7 +93,9 @@ def test_delivery_lands_locked_byte_identical_and_undeletable(index, witness_sw,
     with pytest.raises(S3Error):
         client.set_object_retention(bucket, receipt["key"], Retention(COMPLIANCE, datetime.now(timezone.utc)),
                                     version_id=receipt["version_id"])
-    assert w.fetch(doc_id) == body
+    assert witness.held_by([w], doc_id, body) == {w.name: "held"}
+    assert witness.held_by([w], doc_id, body + b" ") == {w.name: "different"}
+    assert witness.held_by([w], "seal-20261203T04", body) == {w.name: "missing"}
     # delivering it again (a crash before the receipt was written) adds no version
     w.deliver(doc_id, body, sig, lab.key_id)
     assert len([v for v in w.store.list_versions(receipt["key"]) if v.key == receipt["key"]]) == 1

@@ -152,6 +152,7 @@ def test_tls_is_checked_and_a_dead_endpoint_is_unavailable(index, server, lab, t
         untrusting.deliver(doc_id, body, sig, lab.key_id)
     port = server.httpd.server_address[1]
     server.stop()
+    assert witness.held_by([untrusting], doc_id, body)["platform"].startswith("unreachable: ")
     dead = HttpsWitness("platform", f"https://127.0.0.1:{port}/seals", _ctx(clock, lab), token=TOKEN,
                         ca_file=str(server.cert), timeout_s=2)
     with pytest.raises(StorageUnavailableError, match="not answering"):
