@@ -486,3 +486,40 @@ def test_no_default_credential_left_in_code_or_docs():
             text = p.read_text(encoding="utf-8", errors="replace")
             hits += [f"{p.relative_to(ROOT)}: {n}" for n in needles if n in text]
     assert not hits, hits
+
+
+@pytest.mark.parametrize("profile, protects, not_against", [
+    ("embedded", ["every API of the store but S3", "every local user but root", "own credentials"], ["root on this box"]),
+    ("external", ["root included", "another administrative domain"], ["external store's own administrators"]),
+])
+def test_each_profile_says_what_it_protects_against(profile, protects, not_against):
+    from storage.protection import storage_protection
+
+    p = storage_protection(profile)
+    assert p["profile"] == profile
+    yes, no = " ".join(p["protects_against"]), " ".join(p["does_not_protect_against"])
+    assert all(s in yes for s in protects) and all(s in no for s in not_against), p
+    assert all(" / " in line for line in [*p["protects_against"], *p["does_not_protect_against"]])  # zh / en
+
+
+def test_the_service_runs_the_store_on_its_own_credentials_and_health_names_the_profile(tmp_path, caplog):
+    """The embedded profile: no keys configured, none in code; those given anyway are ignored."""
+    from api.runtime import Runtime
+    from api.settings import load_settings
+    from storage.seaweed_secrets import read_credentials
+
+    s = load_settings(data_dir=tmp_path / "data", retention_jobs=False, s3_access_key="labwitness",
+                      s3_secret_key="labwitness-secret-key")
+    with Runtime(s, recording=False) as rt:
+        cred = read_credentials(tmp_path / "data" / "seaweedfs")
+        assert cred is not None and rt.seaweed is not None and rt.seaweed.credentials == cred
+        assert cred.access_key != "labwitness" and len(cred.secret_key) >= 40
+        assert "are ignored" in caplog.text
+        assert rt.store.check().retention_enforced
+        rep = rt.health.report()
+        assert rep["storage_protection"]["profile"] == "embedded"
+        assert "root" in " ".join(rep["storage_protection"]["does_not_protect_against"])
+        c = Minio(rt.seaweed.endpoint.removeprefix("http://"), access_key="labwitness",
+                  secret_key="labwitness-secret-key", secure=False)
+        with pytest.raises(S3Error):
+            c.list_buckets()
