@@ -94,7 +94,8 @@ class Runtime:
         private_dir(s.data_dir)
         if s.s3_endpoint:
             # Settings refuses an external endpoint without both keys
-            endpoint, access, secret = s.s3_endpoint, s.s3_access_key or "", s.s3_secret_key.get_secret_value() if s.s3_secret_key else ""
+            endpoint, access = s.s3_endpoint, s.s3_access_key or ""
+            secret = s.s3_secret_key.get_secret_value() if s.s3_secret_key else ""
         else:
             if s.s3_access_key or s.s3_secret_key:
                 log.warning("LABWITNESS_S3_ACCESS_KEY/SECRET_KEY 仅用于外部存储，已忽略 / are for an external S3 endpoint and "

@@ -164,7 +164,7 @@ class EmbeddedSeaweed:
         ]
         # nothing from our environment reaches weed's configuration: WEED_* would override security.toml
         env = {k: v for k, v in os.environ.items() if not k.startswith(("WEED_", "AWS_"))}
-        (d / "data").mkdir(parents=True, exist_ok=True)
+        private_dir(d / "data")
         logf = open(d / "weed.log", "ab")
         # umask 077: the gRPC Unix sockets weed makes in /tmp, and its files, are the service user's alone
         self.proc = subprocess.Popen(args, env=env, stdout=logf, stderr=subprocess.STDOUT, cwd=d,

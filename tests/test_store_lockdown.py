@@ -447,7 +447,8 @@ def test_every_attack_on_every_port_is_refused_and_the_footage_survives(locked):
 def test_secrets_are_the_services_alone_and_survive_a_restart(locked):
     sw, store, stored, t, d = locked
     sd = sw.data_dir
-    assert (sd.stat().st_mode & 0o777) == 0o700 and ((sd / "tls").stat().st_mode & 0o777) == 0o700
+    for sub in ("", "tls", "data"):
+        assert ((sd / sub).stat().st_mode & 0o777) == 0o700, sub
     for f in ("security.toml", "s3-identity.json", "tls/ca.crt", "tls/node.crt", "tls/node.key"):
         assert ((sd / f).stat().st_mode & 0o777) == 0o600, f
     assert not (sd / "tls" / "ca.key").exists()  # no one can sign another certificate
