@@ -2,7 +2,8 @@
 
 Only its S3 endpoint answers anyone: the master's and filer's HTTP APIs are off
 (``-disableHttp``), the volume server's refuses reads and writes without a JWT
-the filer signed, every gRPC port demands a client certificate of this
+signed with this installation's key (only weed's master and filer sign, over
+gRPC), every gRPC port and Unix socket demands a client certificate of this
 installation's own CA, and S3 takes only the identity generated for this
 installation (:mod:`storage.seaweed_secrets`; anonymous requests are refused).
 

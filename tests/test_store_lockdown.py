@@ -10,8 +10,9 @@ default credentials), on every TCP port and Unix socket the weed process listens
 refused, and afterwards the footage still downloads byte-identical and its chunk is intact.
 
 Against the configuration before this change (no security.toml, HTTP APIs open, gRPC plain, S3
-credentials from the environment) the table fails: 40-odd attacks succeed, the first of them the
-filer's recursive DELETE of the version (the issue's own reproduction).
+credentials from the environment) the table fails: 67 of 686 attacks succeed -- plain gRPC on every
+port and socket, filer listing, reads, overwrites and deletes, volume overwrite and delete, the
+master's lookup, assign, grow, submit and collection delete -- and the footage is gone.
 """
 
 from __future__ import annotations
@@ -460,6 +461,16 @@ def test_secrets_are_the_services_alone_and_survive_a_restart(locked):
     _, sockets = listening(sw.proc.pid)
     for path in sockets:
         assert (os.stat(path).st_mode & 0o077) == 0, path
+    # ... and another local user (postgres, which the test box has) can neither connect nor read the keys
+    probe = ("import socket,sys\nfor p in sys.argv[1:]:\n    s=socket.socket(socket.AF_UNIX)\n    try:\n"
+             "        s.connect(p) if p.endswith('.sock') else open(p).read()\n        print('OPEN', p)\n"
+             "    except PermissionError:\n        print('EACCES', p)\n")
+    tmp_socks = sorted(p for p in sockets if p.startswith("/tmp/"))
+    out = subprocess.run(["runuser", "-u", "postgres", "--", "python3", "-c", probe, *tmp_socks,
+                          str(sd / "security.toml"), str(sd / "s3-identity.json")],
+                         capture_output=True, text=True, timeout=30)
+    lines = out.stdout.split("\n")
+    assert len(tmp_socks) >= 5 and sum(ln.startswith("EACCES") for ln in lines) == len(tmp_socks) + 2, out
     # a second store directory gets other keys: nothing is shared between installations
     from storage.seaweed_secrets import ensure_credentials, ensure_security
 
