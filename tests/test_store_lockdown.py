@@ -10,7 +10,7 @@ default credentials), on every TCP port and Unix socket the weed process listens
 refused, and afterwards the footage still downloads byte-identical and its chunk is intact.
 
 Against the configuration before this change (no security.toml, HTTP APIs open, gRPC plain, S3
-credentials from the environment) the table fails: 67 of 686 attacks succeed -- plain gRPC on every
+credentials from the environment) the table fails: 67 of 687 attacks succeed -- plain gRPC on every
 port and socket, filer listing, reads, overwrites and deletes, volume overwrite and delete, the
 master's lookup, assign, grow, submit and collection delete -- and the footage is gone.
 """
