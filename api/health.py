@@ -25,6 +25,7 @@ from retention.policy import RetentionPolicy
 from retention.witness import WitnessOutbox, WitnessThresholds
 from retention.witness import classify as classify_witnesses, facts as witness_facts
 from storage.base import ObjectStore
+from storage.protection import storage_protection
 
 from api.settings import Settings
 
@@ -141,6 +142,8 @@ class Health:
                         "growth_bytes_per_day": st.growth_bytes_per_day if st else None,
                         "capacity_bytes": st.capacity_bytes if st else None, "free_bytes": st.free_bytes if st else None,
                         "runway_days": st.runway_days if st else None, "needed_days": st.needed_days if st else None},
+            # what this profile protects the footage against, and what it does not (README)
+            "storage_protection": storage_protection("embedded" if self.embedded_storage else "external"),
             "retention": {"months": self.policy.months, "margin_days": self.policy.margin_days},
             "integrity": {"open_findings": facts.findings_open if facts else {},
                           "critical_findings": facts.findings_critical if facts else 0},

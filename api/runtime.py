@@ -101,13 +101,20 @@ class Runtime:
     def start(self) -> None:
         s = self.settings
         private_dir(s.data_dir)
-        endpoint = s.s3_endpoint
-        if not endpoint:
-            self.seaweed = EmbeddedSeaweed(s.data_dir / "seaweedfs", s.s3_access_key, s.s3_secret_key.get_secret_value())
+        if s.s3_endpoint:
+            # Settings refuses an external endpoint without both keys
+            endpoint, access = s.s3_endpoint, s.s3_access_key or ""
+            secret = s.s3_secret_key.get_secret_value() if s.s3_secret_key else ""
+        else:
+            if s.s3_access_key or s.s3_secret_key:
+                log.warning("LABWITNESS_S3_ACCESS_KEY/SECRET_KEY 仅用于外部存储，已忽略 / are for an external S3 endpoint and "
+                            "are ignored: the embedded store uses the credentials it generated in %s",
+                            s.data_dir / "seaweedfs")
+            self.seaweed = EmbeddedSeaweed(s.data_dir / "seaweedfs")  # its own credentials, generated on first start
             self.seaweed.start()
             self._stack.callback(self.seaweed.stop)
-            endpoint = self.seaweed.endpoint
-        self.store = S3ObjectStore(endpoint, s.s3_access_key, s.s3_secret_key.get_secret_value(), s.s3_bucket,
+            endpoint, access, secret = self.seaweed.endpoint, self.seaweed.access_key, self.seaweed.secret_key
+        self.store = S3ObjectStore(endpoint, access, secret, s.s3_bucket,
                                    secure=s.s3_secure, region=s.s3_region, allow_unenforced=s.allow_unenforced_retention,
                                    clock=self.clock)
         self.store.check()

@@ -37,8 +37,10 @@ class Settings(BaseSettings):
     spool_reserve_bytes: int = 256 * 1024 * 1024
 
     s3_endpoint: str | None = None  # unset -> embedded SeaweedFS
-    s3_access_key: str = "labwitness"
-    s3_secret_key: SecretStr = SecretStr("labwitness-secret-key")
+    # an external endpoint's keys, required with it; the embedded store generates and keeps its own
+    # (storage.seaweed_secrets), so no credential is a default anywhere
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = None
     s3_bucket: str = "labwitness-footage"
     s3_secure: bool | None = None
     s3_region: str | None = None
@@ -127,6 +129,18 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _retention(self) -> "Settings":
         validate_retention(self.retention_months, self.retention_margin_days)
+        return self
+
+    @model_validator(mode="after")
+    def _external_store_credentials(self) -> "Settings":
+        if self.s3_endpoint and not (self.s3_access_key and self.s3_secret_key and self.s3_secret_key.get_secret_value()):
+            missing = [n for n, v in (("LABWITNESS_S3_ACCESS_KEY", self.s3_access_key),
+                                      ("LABWITNESS_S3_SECRET_KEY", self.s3_secret_key and self.s3_secret_key.get_secret_value()))
+                       if not v]
+            raise ConfigError(
+                f"外部对象存储 {self.s3_endpoint} 缺少凭据：请设置 {'、'.join(missing)} / the external S3 endpoint "
+                f"{self.s3_endpoint} needs credentials: set {' and '.join(missing)} (the access key the store "
+                "issued for labwitness; there is no default)")
         return self
 
     @property
