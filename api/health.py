@@ -22,7 +22,10 @@ from labwitness.errors import IndexUnavailableError, LabwitnessError
 from recorder.service import RecorderService
 from retention import health as rh
 from retention.policy import RetentionPolicy
+from retention.witness import WitnessOutbox, WitnessThresholds
+from retention.witness import classify as classify_witnesses, facts as witness_facts
 from storage.base import ObjectStore
+from storage.protection import storage_protection
 
 from api.settings import Settings
 
@@ -34,7 +37,8 @@ class Health:
     """The health report of one running labwitness, from what it holds."""
 
     def __init__(self, settings: Settings, clock: Clock, store: ObjectStore, index: IndexStore, policy: RetentionPolicy,
-                 recorder: RecorderService | None, *, embedded_storage: bool) -> None:
+                 recorder: RecorderService | None, *, embedded_storage: bool,
+                 witnesses: WitnessOutbox | None = None) -> None:
         self.settings = settings
         self.clock = clock
         self.store = store
@@ -42,6 +46,8 @@ class Health:
         self.policy = policy
         self.recorder = recorder  # None: no recorder in this process (the spool is read from disk)
         self.embedded_storage = embedded_storage  # the store's disk is ours: its free space is the runway
+        self.witnesses = witnesses  # the outbox to the witnesses outside the box (retention.witness)
+        self.witness_thresholds = WitnessThresholds(settings.witness_warning_s, settings.witness_critical_s)
 
     def _capacity(self, used: int) -> tuple[int, int] | None:
         """(total, free) bytes for the runway: the configured capacity, else the
@@ -116,6 +122,7 @@ class Health:
         except IndexUnavailableError as e:
             status, problems = "critical", []
             flag("critical", "index_unavailable", f"索引数据库不可用 / index database unavailable: {e}")
+        witnesses = self._witnesses(now_ms, extra)
         alerts = problems + extra
         status = max([status] + [a["level"] for a in extra if a["level"] in SEVERITY], key=SEVERITY.index)
         areas: dict[str, dict] = {}
@@ -136,16 +143,31 @@ class Health:
                         "growth_bytes_per_day": st.growth_bytes_per_day if st else None,
                         "capacity_bytes": st.capacity_bytes if st else None, "free_bytes": st.free_bytes if st else None,
                         "runway_days": st.runway_days if st else None, "needed_days": st.needed_days if st else None},
+            # what this profile protects the footage against, and what it does not (README)
+            "storage_protection": storage_protection("embedded" if self.embedded_storage else "external"),
             "retention": {"months": self.policy.months, "margin_days": self.policy.margin_days},
             "integrity": {"open_findings": facts.findings_open if facts else {},
                           "critical_findings": facts.findings_critical if facts else 0},
             "jobs": facts.jobs if facts else {},
             "seals": _seal_report(facts, now_ms),
+            "time_witnesses": rh.time_witness_view(facts.jobs) if facts else None,
             "spool": {"backlog_segments": backlog, "bytes": self.recorder.quota.used if self.recorder else None,
                       "upload_lag_s": upload_lag_s, "last_upload_error": upload_error},
+            "witnesses": witnesses,
             "areas": areas,
             "cameras": cameras,
         }
+
+    def _witnesses(self, now_ms: int, extra: list[dict]) -> dict[str, dict]:
+        """Backlog, age of the oldest undelivered document and last error per witness; their problems into ``extra``."""
+        if self.witnesses is None or not self.witnesses.names:
+            return {}
+        try:
+            facts = witness_facts(self.witnesses, now_ms)
+        except IndexUnavailableError:
+            return {}  # index_unavailable is already reported
+        extra.extend(classify_witnesses(facts, self.witness_thresholds))
+        return {f.name: f.to_dict() for f in facts}
 
 
 def _seal_report(facts, now_ms: int) -> dict:
@@ -245,6 +267,11 @@ class HealthCollector:
         seal_age = g("labwitness_seal_age_seconds", "Seconds since the newest seal (signed Merkle root) was written")
         if rep.get("seals", {}).get("age_s") is not None:
             seal_age.add_metric([], rep["seals"]["age_s"])
+        witness = g("labwitness_time_witness_offset_seconds", "The latest sweep's time witnesses: witness clock minus "
+                    "host clock (absent witnesses are left out)", labels=["source", "independent"])
+        for w in (rep.get("time_witnesses") or {}).get("witnesses", []):
+            if "offset_s" in w:
+                witness.add_metric([w["source"], "1" if w["independent"] else "0"], w["offset_s"])
         lock = g("labwitness_lock_verified_ratio", "Share of sampled objects whose retention read back as expected")
         verify = rep["jobs"].get("verify")
         if verify and isinstance(verify.get("summary"), dict):
@@ -252,4 +279,23 @@ class HealthCollector:
             checked = sm.get("checked") or 0
             if checked:  # run_verify's summary: {"checked": n, "ok": m, ...}
                 lock.add_metric([], (sm.get("ok") or 0) / checked)
-        yield from [status, age, off, cov, bad, clock, oldest, *storage, enforced, findings, job_ok, job_status, seal_age, lock]
+        yield from [status, age, off, cov, bad, clock, oldest, *storage, enforced, findings, job_ok, job_status, seal_age,
+                    lock, witness, *witness_metrics(rep.get("witnesses") or {})]
+
+
+def witness_metrics(witnesses: dict[str, dict]) -> list[GaugeMetricFamily]:
+    """Per witness: documents owed, age of the oldest, refusals, last confirmed delivery."""
+    g = GaugeMetricFamily
+    backlog = g("labwitness_witness_backlog", "Documents (seals) not yet confirmed by the witness", labels=["witness"])
+    age = g("labwitness_witness_oldest_undelivered_age_seconds", "Age of the oldest document the witness has not "
+                                                                  "confirmed (0: nothing owed)", labels=["witness"])
+    refused = g("labwitness_witness_refused", "Documents the witness refused (an admin must act)", labels=["witness"])
+    last = g("labwitness_witness_last_delivery_timestamp_seconds", "When the witness last confirmed a document",
+             labels=["witness"])
+    for name, w in witnesses.items():
+        backlog.add_metric([name], w["pending"])
+        age.add_metric([name], w["oldest_age_s"] or 0.0)
+        refused.add_metric([name], w["refused"])
+        if w["last_delivered_ms"]:
+            last.add_metric([name], w["last_delivered_ms"] / 1000)
+    return [backlog, age, refused, last]

@@ -36,8 +36,10 @@ from recorder.worker import RecorderConfig
 from retention.policy import RetentionPolicy
 from retention.runs import JobResult
 from retention.scheduler import build_scheduler
-from retention.seals import SealSigner, WitnessOutbox, run_seal
+from retention.seals import SealSigner, run_seal
+from retention.witness import WitnessOutbox
 from storage.doc_spool import DocumentSpool, DocumentUploader
+from retention.time_witness import TimeSource
 from storage.s3 import S3ObjectStore
 from storage.seaweed import EmbeddedSeaweed
 
@@ -47,6 +49,8 @@ from api.health import Health, HealthCollector
 from api.registry_admin import RegistryAdmin
 from api.secrets import CredentialCipher
 from api.settings import Settings
+from api.time_witnesses import time_sources
+from api.witnesses import delivering, witness_outbox, witness_time_sources
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,8 @@ class Runtime:
     health: Health
     health_collector: HealthCollector  # registered once on ``metrics``: /metrics carries health's gauges
     documents: DocumentSpool  # journal batches and seals on their way to the locked bucket
+    time_sources: list[TimeSource]  # the expiry sweep's time witnesses (scheduled and CLI sweeps alike)
+    witness_outbox: WitnessOutbox  # enqueue(doc_id, body, signature, key_id): owed to every configured witness
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None, recording: bool = True) -> None:
         self.settings = settings
@@ -80,8 +86,6 @@ class Runtime:
         self.seaweed: EmbeddedSeaweed | None = None  # the embedded store, when no S3 endpoint is set
         self.recorder: RecorderService | None = None  # recording runtimes only
         self.jobs: BackgroundScheduler | None = None  # the retention jobs' scheduler (see start_jobs)
-        #: where each new seal is handed for the witnesses outside the box (retention.witness; None: not wired)
-        self.witness_outbox: WitnessOutbox | None = None
         self.document_uploader: DocumentUploader | None = None  # recording runtimes only
         self._stack = ExitStack()
 
@@ -99,13 +103,20 @@ class Runtime:
     def start(self) -> None:
         s = self.settings
         private_dir(s.data_dir)
-        endpoint = s.s3_endpoint
-        if not endpoint:
-            self.seaweed = EmbeddedSeaweed(s.data_dir / "seaweedfs", s.s3_access_key, s.s3_secret_key.get_secret_value())
+        if s.s3_endpoint:
+            # Settings refuses an external endpoint without both keys
+            endpoint, access = s.s3_endpoint, s.s3_access_key or ""
+            secret = s.s3_secret_key.get_secret_value() if s.s3_secret_key else ""
+        else:
+            if s.s3_access_key or s.s3_secret_key:
+                log.warning("LABWITNESS_S3_ACCESS_KEY/SECRET_KEY 仅用于外部存储，已忽略 / are for an external S3 endpoint and "
+                            "are ignored: the embedded store uses the credentials it generated in %s",
+                            s.data_dir / "seaweedfs")
+            self.seaweed = EmbeddedSeaweed(s.data_dir / "seaweedfs")  # its own credentials, generated on first start
             self.seaweed.start()
             self._stack.callback(self.seaweed.stop)
-            endpoint = self.seaweed.endpoint
-        self.store = S3ObjectStore(endpoint, s.s3_access_key, s.s3_secret_key.get_secret_value(), s.s3_bucket,
+            endpoint, access, secret = self.seaweed.endpoint, self.seaweed.access_key, self.seaweed.secret_key
+        self.store = S3ObjectStore(endpoint, access, secret, s.s3_bucket,
                                    secure=s.s3_secure, region=s.s3_region, allow_unenforced=s.allow_unenforced_retention,
                                    clock=self.clock)
         self.store.check()
@@ -140,8 +151,14 @@ class Runtime:
             self._stack.callback(self.document_uploader.stop)
         self.registry_admin = RegistryAdmin(self.registry, self.audit, self.cipher, self.clock, self.recorder,
                                             discovery_port=s.discovery_port, discovery_interfaces=s.discovery_ifaces)
+        # seals go to the witnesses outside the box through this outbox (api.witnesses)
+        self.witness_outbox, witnesses = witness_outbox(s, self.clock, self.policy, engine)
+        if self.recording and witnesses:
+            self._stack.enter_context(delivering(self.witness_outbox, witnesses, self.clock, s))
         self.health = Health(s, self.clock, self.store, self.index, self.policy, self.recorder,
-                             embedded_storage=self.seaweed is not None)
+                             embedded_storage=self.seaweed is not None, witnesses=self.witness_outbox)
+        self.time_sources = time_sources(self.store, self.registry, self.cipher, embedded_store=self.seaweed is not None,
+                                         max_skew_s=s.sweep_max_clock_skew_s) + witness_time_sources(witnesses)
         self.health_collector = HealthCollector(self.health)
         self.metrics.registry.register(self.health_collector)
         if self.recording and s.retention_jobs:
@@ -156,7 +173,7 @@ class Runtime:
         if self.jobs is not None:
             return
         self.jobs = build_scheduler(self.store, self.index.engine, self.clock, self.settings.jobs_config(),
-                                    seal=self.run_seal)
+                                    time_sources=self.time_sources, seal=self.run_seal)
         self.jobs.start()
         self._stack.callback(self.stop_jobs)
 

@@ -131,18 +131,18 @@ def bench_sweep(n: int) -> dict:
     from retention.policy import RetentionPolicy  # noqa: F401  (the product's policy is never shortened here)
     from retention.rebuild import row_from_object
     from retention.sweep import SweepConfig, run_sweep
+    from retention.time_sources import StoreDateSource
     from storage.layout import SegmentMeta
     from storage.s3 import S3ObjectStore
     from storage.seaweed import EmbeddedSeaweed
 
     UTC = timezone.utc
-    access, secret = "labwitness-bench", "labwitness-bench-secret"
     with tempfile.TemporaryDirectory(prefix="lw-bench-sweep-") as tmp:
         d = Path(tmp)
-        sw = EmbeddedSeaweed(d / "seaweed", access, secret)
+        sw = EmbeddedSeaweed(d / "seaweed")  # its own generated credentials
         sw.start()
         try:
-            store = S3ObjectStore(sw.endpoint, access, secret, "lw-sweep-bench")
+            store = S3ObjectStore(sw.endpoint, sw.access_key, sw.secret_key, "lw-sweep-bench")
             store.check()
             engine = make_engine(sqlite_url(d / "index.sqlite3"))
             upgrade(engine)
@@ -174,7 +174,8 @@ def bench_sweep(n: int) -> dict:
             errors = list(store.client.remove_objects(store.bucket, [DeleteObject(o.key, o.version_id) for o in raw]))
             raw_s = time.perf_counter() - t
             t = time.perf_counter()
-            res = run_sweep(store, engine, SystemClock(), SweepConfig(max_share=1.0), actor="bench")
+            res = run_sweep(store, engine, SystemClock(), SweepConfig(max_share=1.0), actor="bench",
+                            witnesses=[StoreDateSource(store, independent=True)])  # a store it started: external
             sweep_s = time.perf_counter() - t
             left = engine.connect().execute(text("SELECT count(*) FROM segment")).scalar()
             engine.dispose()

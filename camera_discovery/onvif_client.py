@@ -12,7 +12,8 @@ Owns :func:`query_device`, the sequence of ONVIF calls for one device:
    profiles (main stream, sub stream, ...), GetSnapshotUri of the first.
 
 Failures raise a :class:`~labwitness.errors.DeviceError` subclass whose
-``partial`` holds what had been learned.
+``partial`` holds what had been learned.  :func:`read_clock` is step 1 alone
+(the expiry sweep asks cameras for the time before deleting anything).
 """
 
 from __future__ import annotations
@@ -59,6 +60,30 @@ def query_device(
     with SoapSession(username, password, timeout, clock=clock or SystemClock(), allowed_hosts=allowed_hosts) as session:
         try:
             _Query(session, xaddr, info).run(clock_samples, max_profiles)
+        except DeviceError as e:
+            e.partial = info
+            raise
+    return info
+
+
+def read_clock(
+    xaddr: str,
+    username: str | None = None,
+    password: str | None = None,
+    timeout: float = 3.0,
+    *,
+    clock: Clock | None = None,
+    samples: int = 1,
+) -> DeviceInfo:
+    """Only the camera's clock (step 1 of :func:`query_device`): ``clock_offset_s`` is the
+    camera's clock minus ``clock``'s, ``clock_uncertainty_s`` its half-width.  One sample
+    (the default) knows it to ±(0.5 s + half the round trip) and never sleeps.  Contacts
+    the host of ``xaddr`` only; raises :class:`DeviceError` as :func:`query_device` does."""
+    info = DeviceInfo(xaddr=xaddr)
+    allowed = xaddr_policy.allowed_hosts(xaddr_policy.url_host(xaddr) or "")
+    with SoapSession(username, password, timeout, clock=clock or SystemClock(), allowed_hosts=allowed) as session:
+        try:
+            _Query(session, xaddr, info).measure_clock(samples)
         except DeviceError as e:
             e.partial = info
             raise

@@ -373,3 +373,41 @@ class Seal(SQLModel, table=True):
     key_id: str = Field(default="", max_length=100)
     #: handed to the witness outbox (retention.seals); false until then, so a failed hand-over is retried
     witness_queued: bool = False
+
+
+class WitnessDocument(SQLModel, table=True):
+    """A document (an hourly seal) waiting to be, or already, sent to the witnesses
+    outside the box: the exact bytes and their signature, kept after delivery so that a
+    witness added later still receives the whole history (retention.witness)."""
+
+    __tablename__ = "witness_document"
+
+    id: int | None = Field(default=None, primary_key=True)  # delivery order
+    doc_id: str = Field(max_length=200, sa_column_kwargs={"unique": True})
+    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    sha256: str = Field(max_length=64)
+    signature: str = Field(max_length=1000)  # base64, as the sealer made it (over ``body``)
+    key_id: str = Field(max_length=200)
+    created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class WitnessDelivery(SQLModel, table=True):
+    """The persistent outbox: one row per (document, witness), ``pending`` until the
+    witness confirmed it; each failure sets when to try again (retention.witness)."""
+
+    __tablename__ = "witness_delivery"
+    __table_args__ = (UniqueConstraint("doc_id", "witness", name="uq_witness_delivery_doc_witness"),
+                      Index("ix_witness_delivery_queue", "witness", "state", "document_id"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    document_id: int  # witness_document.id: the delivery order
+    doc_id: str = Field(max_length=200)
+    witness: str = Field(max_length=64)
+    state: str = Field(default="pending", max_length=16)  # pending | delivered
+    attempts: int = 0
+    next_try_ms: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    error_kind: str = Field(default="", max_length=16)  # "" | unavailable | refused
+    last_error: str = Field(default="", max_length=2000)
+    created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    delivered_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    receipt: str = Field(default="")  # what the witness answered (JSON), kept as proof of delivery

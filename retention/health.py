@@ -28,7 +28,11 @@ from sqlalchemy.engine import Engine
 from index.coverage import CoverageStore
 from index.models import Camera, ContentEvent, Gap, IntegrityFinding, JobRun, Seal, Segment
 from index.queries import db_guarded
-from labwitness.clock import DAY_MS, HOUR_MS
+from labwitness.clock import DAY_MS, HOUR_MS, from_ms
+from retention.time_witness import TIME_REFUSALS
+
+#: sweep refusals that say the host clock cannot be trusted: critical (the store's clock, the witnesses)
+TIME_REASONS = ("clock_skew", *TIME_REFUSALS)
 
 SEVERITY = ("ok", "warning", "critical")
 WINDOWS = {"24h": DAY_MS, "7d": 7 * DAY_MS, "183d": 183 * DAY_MS}
@@ -267,7 +271,7 @@ def sweep_not_due(job: str, run: dict, cameras: list[CameraFacts]) -> str:
     one retention period, so nothing can have expired (every new installation, for
     six months).  ``index_empty`` before any camera had recorded is the same; once a
     camera's footage predates the run, an empty index means rows were lost.  Any other
-    reason (``clock_skew``) stays a warning."""
+    reason stays a warning, or is critical (:func:`time_untrusted`)."""
     if job != "sweep" or run.get("status") != "refused":
         return ""
     reason = (run.get("summary") or {}).get("reason")
@@ -279,6 +283,27 @@ def sweep_not_due(job: str, run: dict, cameras: list[CameraFacts]) -> str:
     if reason == "index_empty" and not recorded_before:
         return "清理暂无可做：尚无录像 / expiry sweep: nothing has been recorded yet"
     return ""
+
+
+def time_untrusted(job: str, run: dict) -> str:
+    """Why the latest sweep did not trust this host's clock (the store's clock or a witness
+    disagreed, or no witness independent of the host clock answered), or "": critical, since
+    deleting is then blocked and the clock may be wrong for everything else the service dates."""
+    summary = run.get("summary") or {}
+    if job != "sweep" or run.get("status") != "refused" or summary.get("reason") not in TIME_REASONS:
+        return ""
+    return summary.get("message") or f"清理因时间不可信被拒绝 / expiry sweep refused: {summary.get('reason')}"
+
+
+def time_witness_view(jobs: Mapping[str, dict]) -> dict | None:
+    """The latest sweep's time-witness readings, as health shows them (None before any sweep read them)."""
+    run = jobs.get("sweep") or {}
+    summary = run.get("summary") or {}
+    if "time_witnesses" not in summary:
+        return None
+    at = run.get("finished_ms") or run.get("started_ms")
+    return {"checked_at": from_ms(at).isoformat() if at else None, "verdict": summary.get("time_verdict"),
+            "witnesses": summary["time_witnesses"]}
 
 
 def classify(f: Facts, th: Thresholds = Thresholds()) -> tuple[str, list[dict]]:
@@ -326,8 +351,11 @@ def classify(f: Facts, th: Thresholds = Thresholds()) -> tuple[str, list[dict]]:
              f"完整性问题 {n} 项（{kind}）/ {n} open integrity finding(s): {kind}")
     for job, run in sorted(f.jobs.items()):
         not_due = sweep_not_due(job, run, f.cameras)
+        untrusted = time_untrusted(job, run)
         if not_due:
             flag("info", "sweep_not_due", not_due)
+        elif untrusted:
+            flag("critical", "time_untrusted", untrusted)
         elif job == "seal" and run["status"] == "warning":
             flag("warning", "job_seal", "封印未能交给见证方发件箱，下次运行重试 / seals not handed to the witness outbox yet "
                                         f"(retried next run): {(run.get('summary') or {}).get('witness_error', '')}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Callable, Sequence
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
@@ -21,6 +21,7 @@ from retention import integrity, reconcile, sweep, verify
 from retention.content_detect import ContentConfig
 from retention.content_job import ContentJobConfig, run_content_check
 from retention.runs import JobResult, JobsConfig, latest_runs
+from retention.time_witness import TimeSource
 from storage.base import GuardedStore
 
 log = logging.getLogger(__name__)
@@ -36,11 +37,12 @@ def next_run_time(last_started_ms: int | None, interval_h: float, now: datetime,
 
 
 def build_scheduler(store: GuardedStore, engine: Engine, clock: Clock, cfg: JobsConfig, *,
-                    on_result: Callable[[JobResult], None] | None = None,
+                    on_result: Callable[[JobResult], None] | None = None, time_sources: Sequence[TimeSource] = (),
                     seal: Callable[[], JobResult] | None = None):
     """A (not started) ``BackgroundScheduler`` running sweep, verify, integrity, reconcile,
     the content check and (when ``seal`` is given: :func:`retention.seals.run_seal` bound to
-    its document spool and signer) the seals, and refreshing health's coverage rollup."""
+    its document spool and signer) the seals, and refreshing health's coverage rollup.
+    ``time_sources``: the sweep's time witnesses (without any it refuses to delete)."""
 
     def wrap(name: str, fn: Callable[[], JobResult]) -> Callable[[], None]:
         def run() -> None:
@@ -58,7 +60,8 @@ def build_scheduler(store: GuardedStore, engine: Engine, clock: Clock, cfg: Jobs
     jobs = {
         "sweep": (cfg.sweep_interval_h, lambda: sweep.run_sweep(
             store, engine, clock, sweep.SweepConfig(max_share=cfg.sweep_max_share, max_clock_skew_s=cfg.sweep_max_clock_skew_s,
-                                                    retention_months=cfg.retention_months))),
+                                                    retention_months=cfg.retention_months),
+            witnesses=time_sources)),
         "verify": (cfg.verify_interval_h, lambda: verify.run_verify(store, engine, clock, sample=cfg.verify_sample)),
         "integrity": (cfg.integrity_interval_h, lambda: integrity.run_integrity(
             store, engine, clock, budget_bytes=cfg.integrity_budget_bytes, budget_objects=cfg.integrity_budget_objects)),

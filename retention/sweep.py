@@ -35,6 +35,8 @@ from retention.policy import (
     may_delete,
     share_exceeded,
 )
+from retention.time_sources import read_all
+from retention.time_witness import TimeSource, judge
 from storage.base import GuardedStore
 
 log = logging.getLogger(__name__)
@@ -61,8 +63,11 @@ _REFUSALS = {
 
 
 class _Sweep:
-    def __init__(self, store: GuardedStore, engine: Engine, clock: Clock, cfg: SweepConfig, run: JobRecorder) -> None:
+    def __init__(self, store: GuardedStore, engine: Engine, clock: Clock, cfg: SweepConfig, run: JobRecorder,
+                 witnesses: Sequence[TimeSource] = ()) -> None:
         self.store, self.engine, self.clock, self.cfg, self.run = store, engine, clock, cfg, run
+        self.witnesses = witnesses
+        self.time: dict = {}  # the time witnesses' readings, for the summary and health
         self.enforced = store.info.retention_enforced
         self.kept: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
@@ -82,6 +87,15 @@ class _Sweep:
                                   f"store's ({server.isoformat()}) differ by {skew:.0f} s (> {self.cfg.max_clock_skew_s:.0f} s): "
                                   "refusing to sweep; fix NTP on this host or the store")
         return effective_now(local, server)
+
+    def check_witnesses(self) -> None:
+        """Step 3, after the index: the host clock against witnesses that do not share it
+        (:mod:`retention.time_witness`); nothing has been deleted yet."""
+        readings, absent = read_all(self.witnesses, self.clock)
+        v = judge(self.clock.now(), readings, absent, self.cfg.max_clock_skew_s)
+        self.time = {"time_verdict": v.reason, "time_witnesses": [r.to_json() for r in [*readings, *absent]]}
+        if not v.ok:
+            raise JobRefusedError(v.reason, v.message)
 
     def check_index(self, now_ms: int) -> None:
         with db_errors(), self.engine.connect() as c:
@@ -265,7 +279,8 @@ class _Sweep:
 
     def summary(self, now: datetime) -> dict:
         out = {"now": now.isoformat(), "max_share": self.cfg.max_share, "planned": self.planned_by_camera,
-               "kept": dict(self.kept), "stopped_cameras": self.stopped, **{k: v for k, v in self.stats.items()}}
+               "kept": dict(self.kept), "stopped_cameras": self.stopped, **{k: v for k, v in self.stats.items()},
+               **self.time}
         for k in ("deleted", "deleted_bytes", "restored", "delete_errors"):
             out.setdefault(k, 0)
         if self.cfg.dry_run:
@@ -277,19 +292,22 @@ class _Sweep:
 
 @exclusive("sweep")
 def run_sweep(store: GuardedStore, engine: Engine, clock: Clock, cfg: SweepConfig | None = None, *,
-              actor: str = "scheduler") -> JobResult:
+              actor: str = "scheduler", witnesses: Sequence[TimeSource] = ()) -> JobResult:
     """One sweep; returns its result (``refused`` changes nothing).  Raises only
-    when the store or the index fails mid-way (the run is then recorded ``failed``)."""
+    when the store or the index fails mid-way (the run is then recorded ``failed``).
+    ``witnesses``: the time sources checked before anything is deleted (none: the
+    sweep refuses, ``no_time_witness``); ``api.runtime`` builds them."""
     cfg = cfg or SweepConfig()
     share_exceeded(0, 0, cfg.max_share)  # validates max_share before anything happens
     with JobRecorder(engine, clock, "sweep", dry_run=cfg.dry_run, actor=actor) as run:
-        sw = _Sweep(store, engine, clock, cfg, run)
+        sw = _Sweep(store, engine, clock, cfg, run, witnesses)
         try:
             now = sw.check_clock()
             sw.check_index(utc_ms(now))
+            sw.check_witnesses()
         except JobRefusedError as e:
             log.error("sweep refused (%s): %s", e.reason, e)
-            return run.finish("refused", {"reason": e.reason, "message": str(e), **dict(sw.stats)})
+            return run.finish("refused", {"reason": e.reason, "message": str(e), **dict(sw.stats), **sw.time})
         held = sw._held_ids()
         sw.recover(now, held)
         sw.execute(sw.plan(utc_ms(now), held), now, held)

@@ -18,6 +18,7 @@ from labwitness.errors import ObjectNotFoundError
 from retention.policy import RetentionPolicy
 from retention.rebuild import row_from_object
 from retention.sweep import SweepConfig, run_sweep
+from retention.time_sources import StoreDateSource
 from storage.layout import SegmentMeta
 from storage.s3 import S3ObjectStore
 
@@ -85,6 +86,24 @@ class Fixture:
             return list(s.exec(select(JobRun).where(JobRun.job == job).order_by(JobRun.id)))
 
 
-def sweep(fx: Fixture, clock=None, **cfg):
-    """One expiry sweep over the fixture's store and index (SweepConfig fields as keywords)."""
-    return run_sweep(fx.store, fx.index.engine, clock or SystemClock(), SweepConfig(**cfg), actor="test")
+def honest_witness(store: S3ObjectStore) -> list[StoreDateSource]:
+    """The time witness of a store the test started: an S3 endpoint of its own, hence
+    "external" from the service's view (its ``Date`` is independent of the sweep's clock)."""
+    return [StoreDateSource(store, independent=True)]
+
+
+def sweep(fx: Fixture, clock=None, witnesses=None, **cfg):
+    """One expiry sweep over the fixture's store and index (SweepConfig fields as keywords);
+    its time witness is the store's ``Date`` unless ``witnesses`` are given."""
+    return run_sweep(fx.store, fx.index.engine, clock or SystemClock(), SweepConfig(**cfg), actor="test",
+                     witnesses=honest_witness(fx.store) if witnesses is None else witnesses)
+
+
+class ShiftedClock(SystemClock):
+    """The real clock moved by ``offset``: a host whose clock was pushed forward (or back)."""
+
+    def __init__(self, offset: timedelta) -> None:
+        self.offset = offset
+
+    def now(self) -> datetime:
+        return super().now() + self.offset

@@ -38,7 +38,7 @@ def test_young_installation_growth_sweep_and_no_cameras(running):
     assert facts.storage.runway_days == pytest.approx(10**11 / after, rel=0.25)
 
     # the sweep refuses the fresh index, as it must for six months: information, status unchanged
-    res = run_sweep(rt.store, rt.index.engine, rt.clock)
+    res = run_sweep(rt.store, rt.index.engine, rt.clock, witnesses=rt.time_sources)
     assert res.status == "refused" and res.summary["reason"] == "index_fresh"
     rep = client.get("/api/v1/health").json()
     codes = {a["code"]: a["level"] for a in rep["alerts"]}

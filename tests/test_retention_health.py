@@ -128,8 +128,17 @@ def _facts(**kw) -> Facts:
     ({"oldest_ms": NOW - DAY_MS, "jobs": {"sweep": {"status": "refused", "started_ms": NOW,
                                                       "summary": {"reason": "index_empty"}}}},
      "warning", "job_sweep"),  # footage older than the run, yet the index was empty: rows were lost
+    # a refusal for time reasons is critical: the host clock is not to be trusted (issue 14 §5)
     ({"jobs": {"sweep": {"status": "refused", "started_ms": NOW, "summary": {"reason": "clock_skew"}}}},
-     "warning", "job_sweep"),
+     "critical", "time_untrusted"),
+    ({"jobs": {"sweep": {"status": "refused", "started_ms": NOW,
+                         "summary": {"reason": "clock_disagrees", "message": "cameras -365.0 d"}}}},
+     "critical", "time_untrusted"),
+    ({"jobs": {"sweep": {"status": "refused", "started_ms": NOW, "summary": {"reason": "no_time_witness"}}}},
+     "critical", "time_untrusted"),
+    ({"jobs": {"verify": {"status": "refused", "started_ms": NOW, "last_success_ms": NOW,
+                          "summary": {"reason": "clock_skew"}}}},
+     "warning", "job_verify"),  # only the sweep's refusal is about its clock
     # seals (hourly, 15 min grace): late after 2 h 15 min; a failed seal run is critical
     ({"seals": SealFacts(1.0, 15.0, NOW - 2 * HOUR, 7)}, "ok", None),
     ({"seals": SealFacts(1.0, 15.0, NOW - 2 * HOUR - 16 * MINUTE, 7)}, "critical", "seal_late"),

@@ -25,7 +25,7 @@ from retention.verify import run_verify
 from storage.s3 import S3ObjectStore
 
 from conftest import ACCESS, SECRET
-from retentiontools import UTC, Fixture, sweep
+from retentiontools import UTC, Fixture, honest_witness, sweep
 
 
 @pytest.fixture
@@ -133,7 +133,7 @@ def test_sweep_killed_between_mark_and_delete_is_finished_by_the_next_run(fx, se
     crashing = CrashBetweenMarkAndDelete(seaweed.endpoint, ACCESS, SECRET, fx.store.bucket)
     crashing.check()
     with pytest.raises(StorageUnavailableError):
-        run_sweep(crashing, fx.index.engine, SystemClock(), SweepConfig(batch_size=10))
+        run_sweep(crashing, fx.index.engine, SystemClock(), SweepConfig(batch_size=10), witnesses=honest_witness(crashing))
     assert fx.job_runs("sweep")[-1].status == "failed"
     assert all(fx.row(s).status == "garbage" and fx.exists(s) for s in segs)  # marked, nothing deleted
     assert fx.index.footage("cam-a", segs[0].start_ms, segs[-1].end_ms).segments == []  # hidden from reports

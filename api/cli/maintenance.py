@@ -55,8 +55,17 @@ def health(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
         console.print(f"[{colour}]{rep['status']}[/]")
         for p in rep["problems"]:
             console.print(f"  - {p}")
+        prot = rep.get("storage_protection")
+        if prot:  # what the storage profile cannot prevent, said every time (README)
+            console.print(f"存储配置 / storage profile: {prot['profile']}")
+            for line in prot["does_not_protect_against"]:
+                console.print(f"  ! {line}")
         table("摄像机 / cameras", ["camera", "area", "last segment age s", "coverage 24h", "gaps 24h"],
               [[cid, f["area_id"], f["last_segment_age_s"], f["coverage_24h"], f["gaps_24h"]] for cid, f in rep["cameras"].items()])
+        if rep.get("witnesses"):
+            table("外部见证 / witnesses", ["witness", "kind", "pending", "oldest s", "refused", "last error"],
+                  [[n, w["kind"], w["pending"], w["oldest_age_s"], w["refused"], w["last_error"][:80]]
+                   for n, w in rep["witnesses"].items()])
     raise typer.Exit(SEVERITY.index(rep["status"]))
 
 
@@ -101,7 +110,9 @@ def retention_sweep(
 ) -> None:
     """删除保留期满且未被冻结的录像 / Delete footage past its retain-until (index and storage) and not on hold.
 
-    Refuses on an empty or fresh index and when this host's clock disagrees with the store's;
+    Refuses on an empty or fresh index, when this host's clock disagrees with the store's or with
+    its time witnesses (the cameras' clocks over ONVIF, an external store), or when no witness
+    independent of this host's clock answers;
     stops a camera when one run would delete more than --max-share of its footage."""
     if max_share is not None and not 0 < max_share <= 1:
         fail(ConfigError(f"--max-share 须在 (0, 1] 内 / --max-share must be in (0, 1], got {max_share}"))
@@ -109,7 +120,7 @@ def retention_sweep(
     def job(rt, settings: Settings):
         cfg = SweepConfig(max_share=max_share or settings.sweep_max_share, max_clock_skew_s=settings.sweep_max_clock_skew_s,
                           retention_months=settings.retention_months, dry_run=dry_run, cameras=camera or None)
-        return run_sweep(rt.store, rt.index.engine, rt.clock, cfg, actor=actor())
+        return run_sweep(rt.store, rt.index.engine, rt.clock, cfg, actor=actor(), witnesses=rt.time_sources)
 
     _run_job(json_out, verbose, job)
 

@@ -1,7 +1,7 @@
 """seals: the seal table and each segment's and gap's seal
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0011 (re-chained after main's witness outbox)
 Create Date: 2026-12-03 22:10:00
 
 Hourly seals (retention.seals) take in every segment and gap row not sealed yet
@@ -14,7 +14,7 @@ import sqlmodel
 
 
 revision = '0010'
-down_revision = '0008'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 

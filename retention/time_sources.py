@@ -1,0 +1,57 @@
+"""Time witnesses the retention package can read itself, and reading them all.
+
+:class:`StoreDateSource` reads the object store's ``Date``; whether it is
+independent of the host clock is the caller's knowledge (``api.runtime``: an
+external endpoint is, the embedded SeaweedFS on this host is not).  The cameras'
+clocks are read over ONVIF, which ``retention`` may not import: that source is
+built in ``api.time_witnesses`` and handed to the sweep with this one.  A seal
+witness's bucket is read by this same class (``StoreDateSource(witness_store,
+independent=True, name="witness")``); a seal source (the newest seal's time as
+``witness_time`` with ``span_s=None``, a lower bound, or ``span_s`` = the seal
+interval while the seal job is healthy) plugs in the same way.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Sequence
+
+from labwitness.clock import Clock
+from retention.time_witness import Absent, TimeReading, TimeSource
+from storage.base import ObjectStore
+
+
+class StoreDateSource:
+    """The S3 store's clock, from the ``Date`` of a bucket HEAD (whole seconds)."""
+
+    def __init__(self, store: ObjectStore, *, independent: bool, name: str = "store") -> None:
+        self.store = store
+        self.independent = independent
+        self.name = name
+
+    def read(self, clock: Clock) -> TimeReading | Absent:
+        t0, sent = clock.monotonic(), clock.now()
+        try:
+            server = self.store.server_time()
+        except Exception as e:  # down or odd: the witness is absent, the sweep decides
+            return Absent(self.name, f"no Date from the store: {e}")
+        rtt = max(0.0, clock.monotonic() - t0)
+        # The Date header truncates to the second: the store's clock was within [Date, Date + 1 s)
+        # somewhere in the round trip; its middle is our host time.
+        where = "external endpoint" if self.independent else "embedded store on this host: same clock"
+        return TimeReading(self.name, server + timedelta(seconds=0.5), sent + timedelta(seconds=rtt / 2),
+                           uncertainty_s=0.5 + rtt / 2, independent=self.independent,
+                           detail=f"{self.store.info.location} ({where})")
+
+
+def read_all(sources: Sequence[TimeSource], clock: Clock) -> tuple[list[TimeReading], list[Absent]]:
+    """Every source's reading; a source that raises anyway counts as absent."""
+    readings: list[TimeReading] = []
+    absent: list[Absent] = []
+    for s in sources:
+        try:
+            r = s.read(clock)
+        except Exception as e:  # a witness must never break the sweep open: it is just not there
+            r = Absent(getattr(s, "name", type(s).__name__), f"error: {e}")
+        (readings if isinstance(r, TimeReading) else absent).append(r)
+    return readings, absent
