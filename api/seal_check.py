@@ -107,16 +107,16 @@ def _file_sealing(f: dict, heads: dict[int, dict], rep) -> dict:
 
 
 def witness_holds(url: str, seq: int, head: dict) -> str:
-    """``held`` (the witness returns this very seal), ``not_held`` (404), ``different`` (it holds
-    other bytes under the id) or ``error: …``."""
+    """``held`` (the witness returns this very seal), ``missing`` (404), ``different`` (it holds
+    other bytes under the id) or ``unreachable: …`` — the states of ``retention.witness.held_by``."""
     target = f"{url.rstrip('/')}/{quote(witness_id(seq), safe='')}"
     try:
         with requests.get(target, timeout=FETCH_TIMEOUT_S, headers={"Accept": "application/json"}) as r:
             if r.status_code == 404:
-                return "not_held"
+                return "missing"
             if r.status_code != 200:
-                return f"error: HTTP {r.status_code}"
+                return f"unreachable: HTTP {r.status_code}"
             doc = base64.b64decode(r.json()["document"], validate=True)
     except (requests.RequestException, ValueError, KeyError, TypeError) as e:
-        return f"error: {e}"
+        return f"unreachable: {e}"
     return "held" if doc == seal_doc.canonical(head) else "different"

@@ -1,10 +1,12 @@
 """What root on the box can do to the embedded store without the S3 API (issue 14): remove a
-locked version through the filer, overwrite its chunk through the volume server, or patch the
-bytes in the volume file on disk.  For the tests that show ``labwitness seal verify`` names it.
+locked version's file entry, overwrite its chunk through the volume server, or patch the bytes
+in the volume file on disk.  For the tests that show ``labwitness seal verify`` names it.
 
-The HTTP APIs are open on loopback today; once they require signed JWTs (``security.toml`` in
-the store's directory, storage.seaweed), root reads the keys from that file, and so does this
-helper (HS256 tokens as weed checks them: the volume's with the file id, the filer's plain).
+The locked-down store (storage.seaweed_secrets) serves its filer only over gRPC with mutual TLS
+and its volume server only with signed JWTs; root reads the certificates and keys from the
+store's directory (``security.toml``), and so does this helper: ``weed shell`` run from that
+directory (``fs.rm``, ``fs.meta.cat``), volume requests with an HS256 token carrying the file id.
+A store from before the lockdown (no ``security.toml``) is attacked over its open filer HTTP API.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import re
+import subprocess
 import time
 import tomllib
 import urllib.request
@@ -57,14 +62,36 @@ def _filer_auth(sw, which: str = "filer") -> dict:
     return {"Authorization": f"Bearer {_jwt(k, {})}"} if k else {}
 
 
+def _locked(sw) -> bool:
+    return (Path(sw.data_dir) / "security.toml").exists()
+
+
+def weed_shell(sw, commands: str) -> str:
+    """``weed shell`` as root runs it: from the store's directory, holding its security.toml."""
+    from storage.seaweed import GRPC_OFFSET, weed_binary
+
+    m, f = sw.ports["master"], sw.ports["filer"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WEED_", "AWS_"))}
+    done = subprocess.run([weed_binary(), "shell", f"-master=127.0.0.1:{m}.{m + GRPC_OFFSET}",
+                           f"-filer=127.0.0.1:{f}.{f + GRPC_OFFSET}"], input=commands, cwd=sw.data_dir,
+                          env={**env, "HOME": str(sw.data_dir)}, capture_output=True, text=True, timeout=60)
+    return done.stdout + done.stderr
+
+
 def remove_version(sw, bucket: str, key: str, version_id: str) -> None:
-    """DELETE the version's file through the filer (the Object Lock lives in the S3 layer only)."""
-    _request(f"http://127.0.0.1:{sw.ports['filer']}{version_path(bucket, key, version_id)}", "DELETE",
-             headers=_filer_auth(sw))
+    """Remove the version's file entry behind the S3 API (the Object Lock lives in the S3 layer only)."""
+    path = version_path(bucket, key, version_id)
+    if _locked(sw):
+        weed_shell(sw, f"fs.rm {path}\n")
+        return
+    _request(f"http://127.0.0.1:{sw.ports['filer']}{path}", "DELETE", headers=_filer_auth(sw))
 
 
 def chunk_ids(sw, bucket: str, key: str, version_id: str) -> list[str]:
-    """The volume file ids holding the version's bytes (the filer's directory listing names them)."""
+    """The volume file ids holding the version's bytes (from the filer's entry)."""
+    if _locked(sw):
+        out = weed_shell(sw, f"fs.meta.cat {version_path(bucket, key, version_id)}\n")
+        return re.findall(r'"fileId":\s*"([0-9]+,[0-9a-f]+)"', out)
     folder = f"/buckets/{bucket}/{key}.versions/"
     listing = json.loads(_request(f"http://127.0.0.1:{sw.ports['filer']}{folder}",
                                   headers={"Accept": "application/json", **_filer_auth(sw, "filer_read")}))

@@ -152,7 +152,7 @@ def verify(package: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]
 
 
 WITNESS_STATES = {"held": "见证方持有此封印 / the witness holds this seal",
-                  "not_held": "见证方没有此封印 / the witness does not hold this seal",
+                  "missing": "见证方没有此封印 / the witness does not hold this seal",
                   "different": "见证方持有的封印与此不同 / the witness holds a DIFFERENT seal under this id"}
 
 
