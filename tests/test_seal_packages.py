@@ -22,19 +22,19 @@ from retention import seal_doc
 from test_export_holds import _export, _ingest
 
 
-def _package(client, rt, tmp_path: Path) -> Path:
+def _package(client, rt, tmp_path: Path) -> tuple[Path, int]:
     now = datetime.now(timezone.utc)
     _ingest(client, rt, "REC-S", "JC-SEAL", now - timedelta(seconds=3), now)
     wait_for(lambda: rt.index.footage("cam-api", 0, 2**62).segments[-1].end_ms > now.timestamp() * 1000 + 500, 30,
              what="footage past the record's end")
     res = rt.run_seal(actor="test")
-    sealed = res.summary["segments"]
+    sealed, seq = res.summary["segments"], res.summary["seals"][0]["seq"]  # the bucket may hold earlier tests' seals
     assert res.status == "ok" and sealed >= 3
     # footage indexed after the seal is in the window too: "not yet sealed"
     wait_for(lambda: len(list(rt.index.iter_segments("cam-api"))) > sealed + 1, 30, what="a segment after the seal")
     # health and metrics know the newest seal
     health = client.get("/api/v1/health").json()
-    assert health["seals"]["newest_seq"] == 1 and health["seals"]["age_s"] < 120
+    assert health["seals"]["newest_seq"] == seq and health["seals"]["age_s"] < 120
     assert not any(a["code"] in ("seal_late", "job_seal") for a in health["alerts"])
     metrics = client.get("/metrics").text
     assert "labwitness_seal_age_seconds " in metrics, metrics[-2000:]
@@ -44,7 +44,7 @@ def _package(client, rt, tmp_path: Path) -> Path:
     out = tmp_path / "pkg.zip"
     with rt.store.open(pkg.package_key, pkg.package_version_id) as body:
         out.write_bytes(body.read())
-    return out
+    return out, seq
 
 
 def _rewrite(src: Path, dst: Path, key: SigningKey, change) -> Path:
@@ -91,25 +91,26 @@ def test_package_proofs_verify_offline_and_tampering_is_refused(running, tmp_pat
     client, rt = running
     lab = rt.exporter.key
     (tmp_path / "lab.pub").write_bytes(lab.public_pem())
-    path = _package(client, rt, tmp_path)
+    path, seq = _package(client, rt, tmp_path)
+    member = f"seals/{seq:08d}.json"
     rep = verify_package(path, lab.public_pem())
     assert rep.genuine, rep.problems
     assert rep.sealing["cam-api.mp4"]["status"] == "partly_sealed", rep.sealing
-    assert [s["seq"] for s in rep.sealing["cam-api.mp4"]["seals"]] == [1]
+    assert [s["seq"] for s in rep.sealing["cam-api.mp4"]["seals"]] == [seq]
     manifest = rep.manifest
     states = [src["seal"]["status"] for src in manifest["files"][0]["sources"]]
     assert "sealed" in states and "not_yet_sealed" in states
-    assert manifest["seals"][0]["member"] == "seals/00000001.json"
+    assert manifest["seals"][0]["member"] == member
 
-    # online: the witness holds seal 1 (exactly the signed head the seal job handed out)
+    # online: the witness holds the seal (exactly the signed head the seal job handed out)
     srv, url = witness_server
     with zipfile.ZipFile(path) as z:
-        head = json.loads(z.read("seals/00000001.json"))["head"]
-    _Witness.held = {"seal-00000001": seal_doc.canonical(head)}
+        head = json.loads(z.read(member))["head"]
+    _Witness.held = {f"seal-{seq:08d}": seal_doc.canonical(head)}
     r = lw(["verify", str(path), "--public-key", str(tmp_path / "lab.pub"), "--witness", url, "--json"], {})
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert out["genuine"] and out["witness"] == {"1": "held"} and out["sealing"]["cam-api.mp4"]["status"] == "partly_sealed"
+    assert out["genuine"] and out["witness"] == {str(seq): "held"} and out["sealing"]["cam-api.mp4"]["status"] == "partly_sealed"
     _Witness.held = {}
     r = lw(["verify", str(path), "--public-key", str(tmp_path / "lab.pub"), "--witness", url], {})
     assert r.returncode == 0 and "does not hold this seal" in r.stderr and "partly sealed" in r.stderr, r.stderr
@@ -128,11 +129,11 @@ def test_package_proofs_verify_offline_and_tampering_is_refused(running, tmp_pat
     other = SigningKey.load(tmp_path / "other")
 
     def other_seal(parts, m):
-        env = json.loads(parts["seals/00000001.json"])
+        env = json.loads(parts[member])
         env["head"]["key_id"] = env["key_id"] = other.fingerprint
         env["signature"] = other.sign(seal_doc.canonical(env["head"]))
         env["public_key_pem"] = other.public_pem().decode()
-        parts["seals/00000001.json"] = seal_doc.canonical(env)
+        parts[member] = seal_doc.canonical(env)
         h = seal_doc.head_hash(env["head"])
         m["seals"][0]["hash"] = h
         for src in m["files"][0]["sources"]:
@@ -146,8 +147,8 @@ def test_package_proofs_verify_offline_and_tampering_is_refused(running, tmp_pat
 
     # a seal swapped for one whose signature is not by the key it names
     def swapped_signature(parts, m):
-        env = json.loads(parts["seals/00000001.json"])
+        env = json.loads(parts[member])
         env["signature"] = other.sign(seal_doc.canonical(env["head"]))
-        parts["seals/00000001.json"] = seal_doc.canonical(env)
+        parts[member] = seal_doc.canonical(env)
     rep3 = verify_package(_rewrite(path, tmp_path / "swapped.zip", lab, swapped_signature), lab.public_pem())
     assert not rep3.genuine and rep3.sealing["cam-api.mp4"]["status"] == "invalid", rep3.problems
