@@ -7,6 +7,7 @@ the S3 API, an audit rewrite, a deleted seal, an hour never sealed and footage i
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 
@@ -234,8 +235,6 @@ def test_health_goes_critical_when_the_newest_seal_is_late_or_the_seal_job_faile
 
 def test_the_seal_commands_seal_then_name_a_segment_removed_behind_the_s3_api(tmp_path, seaweed):
     """``labwitness seal now`` and ``seal verify`` as a script runs them: 0, then 2 naming the segment."""
-    import json as _json
-
     from clitools import env_for, lw
     from index.db import make_engine, sqlite_url
     from index.migrate import upgrade
@@ -253,10 +252,10 @@ def test_the_seal_commands_seal_then_name_a_segment_removed_behind_the_s3_api(tm
         engine.dispose()
     r = lw(["seal", "now", "--json"], env)
     assert r.returncode == 0, r.stderr
-    assert _json.loads(r.stdout)["summary"]["segments"] == 3
+    assert json.loads(r.stdout)["summary"]["segments"] == 3
     r = lw(["seal", "verify", "--json"], env)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert _json.loads(r.stdout)["segments_checked"] == 3
+    assert json.loads(r.stdout)["segments_checked"] == 3
     remove_version(seaweed, store.bucket, segs[1].key, segs[1].version_id)
     r = lw(["seal", "verify"], env)
     assert r.returncode == 2, r.stderr
@@ -319,3 +318,30 @@ def test_an_index_without_seals_continues_the_chain_found_in_storage(tmp_path, s
     assert s.envelope(3)["head"]["prev_seal_hash"] == seal_doc.head_hash(s.envelope(2)["head"])
     rep = s.verify()
     assert rep.ok, dump(rep)
+
+
+def test_a_seal_reaches_an_s3_witness_through_the_real_outbox(tmp_path, seaweed, store, index):
+    """Seal job -> retention.witness outbox -> deliverer -> a second locked bucket (the witness):
+    the witness holds exactly the signed head, and its signature verifies with the lab key."""
+    from api.evidence import signature_ok
+    from retention.policy import RetentionPolicy
+    from retention.witness import WitnessDeliverer, WitnessOutbox, held_by
+    from retention.witness_adapters import S3Witness, WitnessContext
+
+    fx = Fixture(store, index, tmp_path)
+    fx.put("cam-a", age=RECENT)
+    s = Sealer(store, index.engine, tmp_path)
+    ctx = WitnessContext(clock=SystemClock(), retain_until=RetentionPolicy(), sign=s.key.sign,
+                         sign_key_id=lambda: s.key.fingerprint)
+    witness = S3Witness("archive", make_store(seaweed), ctx)  # another bucket with Object Lock
+    outbox = WitnessOutbox(index.engine, {"archive": "s3"}, SystemClock())
+    res = s.seal(witness=outbox)
+    assert res.status == "ok" and res.summary["witness_queued"] == 1
+    assert WitnessDeliverer(outbox, [witness], SystemClock()).run_once() == 1
+    head = seal_doc.canonical(s.envelope(1)["head"])
+    assert held_by([witness], "seal-00000001", head) == {"archive": "held"}
+    delivered = outbox.deliveries("seal-00000001")
+    assert [d["state"] for d in delivered] == ["delivered"]
+    with witness.store.open("seals/seal-00000001.sig.json") as body:
+        sig = json.loads(body.read())["signature"]
+    assert signature_ok(s.key.public, head, sig)
