@@ -57,7 +57,6 @@ from storage.seaweed import EmbeddedSeaweed
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
-ACCESS, SECRET = "labwitness-bench", "labwitness-bench-secret"
 GOAL_SHARE = 0.05
 #: bench/README.md, bench.record --find-max, N=100, 10 s segments (2026-11-25)
 RECORDER_CPU_PER_STREAM_MIN = 0.349
@@ -105,12 +104,12 @@ def main() -> int:
     a = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="lw-seal-bench-"))
-    sw = EmbeddedSeaweed(work / "seaweed", ACCESS, SECRET).start()
+    sw = EmbeddedSeaweed(work / "seaweed").start()  # its own generated credentials
     engine = make_engine(a.database_url or sqlite_url(work / "index.sqlite3"))
     runs = []
     try:
         upgrade(engine)
-        store = S3ObjectStore(sw.endpoint, ACCESS, SECRET, "lw-seal-bench")
+        store = S3ObjectStore(sw.endpoint, sw.access_key, sw.secret_key, "lw-seal-bench")
         store.check()
         clock = SystemClock()
         spool = DocumentSpool(work / "documents", store, RetentionPolicy(), clock)
@@ -139,10 +138,10 @@ def main() -> int:
         sw.stop()
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)
-    cpu = statistics.median(r["cpu_s"] for r in runs)
+    cpu = round(statistics.median(r["cpu_s"] for r in runs), 3)
     recorder_h = a.recorder_cpu_per_stream_min * 60 * a.cameras
     share = cpu / recorder_h
-    weed = statistics.median(r["seaweed_cpu_s"] for r in runs)
+    weed = round(statistics.median(r["seaweed_cpu_s"] for r in runs), 3)
     seaweed_h = SEAWEED_CPU_PER_MIN_AT_100 * 60 * a.cameras / 100
     objects_h = statistics.median(r["objects_uploaded"] for r in runs)
     result = {
