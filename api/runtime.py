@@ -25,6 +25,7 @@ from index.models import Camera
 from index.queries import IndexStore
 from index.records import RecordStore
 from index.registry import Registry
+from index.seals import SealStore
 from index.tokens import TokenStore
 from labwitness.clock import Clock, SystemClock, utc_ms
 from labwitness.errors import IndexUnavailableError
@@ -39,6 +40,7 @@ from retention.scheduler import build_scheduler
 from retention.seals import SealSigner, run_seal
 from retention.witness import WitnessOutbox
 from storage.doc_spool import DocumentSpool, DocumentUploader
+from retention.time_sources import SealTimeSource
 from retention.time_witness import TimeSource
 from storage.s3 import S3ObjectStore
 from storage.seaweed import EmbeddedSeaweed
@@ -159,6 +161,9 @@ class Runtime:
                              embedded_storage=self.seaweed is not None, witnesses=self.witness_outbox)
         self.time_sources = time_sources(self.store, self.registry, self.cipher, embedded_store=self.seaweed is not None,
                                          max_skew_s=s.sweep_max_clock_skew_s) + witness_time_sources(witnesses)
+        if s.seal_interval_h > 0:  # a seal job on schedule bounds the present from both sides
+            self.time_sources.append(SealTimeSource(SealStore(engine).newest_created_ms,
+                                                    span_s=2 * s.seal_interval_h * 3600 + s.seal_grace_min * 60))
         self.health_collector = HealthCollector(self.health)
         self.metrics.registry.register(self.health_collector)
         if self.recording and s.retention_jobs:
