@@ -17,7 +17,9 @@ Procedure "export" (in full, with its invariants and crash points: docs/exports.
 5. record the manifest and signature, so ``/verify/{id}`` answers without the zip.
 
 Verification offline (:func:`verify_package`) checks the signature and every
-file's hash and names any file that does not match.
+file's hash and names any file that does not match, and each source segment's
+inclusion proof against the signed hourly seal the package carries
+(``seals/{seq}.json``; :mod:`api.seal_check`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from labwitness.errors import IntegrityError, LabwitnessError, ValidationError
 from labwitness.private_fs import private_dir, private_file
 
 from api.package_zip import member_sha256, open_package, read_small
+from api.seal_check import check_package_seals
 
 MANIFEST, SIGNATURE, PUBKEY, QR = "manifest.json", "manifest.sig", "signing_key.pub", "verify-qr.png"
 #: what a genuine package's small members can be (a manifest of a long multi-camera export stays far below)
@@ -111,12 +114,18 @@ class VerifyReport:
     files: dict[str, str] = field(default_factory=dict)  # name -> ok | altered | unreadable | missing | unexpected
     manifest: dict = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    #: per file: {status: sealed | partly_sealed | not_yet_sealed | invalid, seals: [{seq, sealed_at}], unsealed_sources}
+    sealing: dict[str, dict] = field(default_factory=dict)
+    seals: dict[int, dict] = field(default_factory=dict)  # seq -> {sealed_at, key_id, root, hash, head}
+    #: seal keys other than the package's and the trusted one: judged by the published key list (api.trust)
+    seal_keys_pending: dict[str, str] = field(default_factory=dict)  # key id -> when its first seal was made
 
     @property
     def genuine(self) -> bool:
         """Intact, validly signed *and* signed by a key the verifier trusts (api.trust): a
-        package carries its own public key, so a signature alone proves nothing of its issuer."""
-        return self.ok and self.trusted_key is True
+        package carries its own public key, so a signature alone proves nothing of its issuer.
+        Every seal it carries must be signed by a trusted key too."""
+        return self.ok and self.trusted_key is True and not self.seal_keys_pending
 
 
 def verify_package(path: Path, trusted_public_pem: bytes | None = None) -> VerifyReport:
@@ -159,7 +168,10 @@ def verify_package(path: Path, trusted_public_pem: bytes | None = None) -> Verif
                 rep.problems.append(f"文件被改动 / file altered: {name}")
             elif rep.files[name] == "unreadable":
                 rep.problems.append(f"文件无法读取（损坏） / file unreadable (corrupt): {name}")
-        for extra in names - set(listed) - {MANIFEST, SIGNATURE, PUBKEY, QR}:
+        check_package_seals(zf, names, rep, fingerprint(trusted_key) if trusted_key is not None else None)
+        listed_seals = manifest.get("seals") if isinstance(manifest.get("seals"), list) else []
+        seal_members = {e.get("member") for e in listed_seals if isinstance(e, dict)}
+        for extra in names - set(listed) - seal_members - {MANIFEST, SIGNATURE, PUBKEY, QR}:
             rep.files[extra] = "unexpected"
             rep.problems.append(f"清单外的文件 / file not in the manifest: {extra}")
         rep.ok = sig_ok and trusted is not False and not rep.problems

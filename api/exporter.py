@@ -17,6 +17,7 @@ from index.exports import ExportStore
 from index.models import ExportPackage
 from index.queries import IndexStore
 from index.records import RecordStore, record_content
+from index.seals import SealStore
 from index.tiling import NOTHING_SPOOLED, spans_coverage
 from labwitness.clock import Clock, from_ms, utc_ms
 from labwitness.errors import LabwitnessError
@@ -31,7 +32,9 @@ from api import installation
 from api.evidence import MANIFEST, PUBKEY, QR, SIGNATURE, ExportError, SigningKey, qr_png
 from api.export_checks import WindowFacts, export_warnings
 from api.holds import place_holds, release_holds
+from api.keyring import published_keys
 from api.media import stitch
+from api.seal_proofs import attach_proofs, seal_summary
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -153,6 +156,13 @@ class Exporter:
             self.audit.append(pkg.actor, "export.failed", pkg.report_no,
                               {"package_id": pkg.id, "error": pkg.error, "holds_released": released}, role)
 
+    def _public_pem_of(self, key_id: str) -> bytes | None:
+        """The PEM of a key the lab signed with (the current one, or one in its published list)."""
+        if key_id == self.key.fingerprint:
+            return self.key.public_pem()
+        listed = next((k for k in published_keys(self.settings.data_dir, self.key) if k["key_id"] == key_id), None)
+        return listed["public_key_pem"].encode() if listed else None
+
     def build(self, pkg: ExportPackage, public_base_url: str | None = None) -> ExportPackage:
         settings = self.settings
         rf = self.records.report_footage(pkg.report_no, settings.report_margin_s * 1000, holds=False, footage=False)
@@ -205,6 +215,8 @@ class Exporter:
             place_holds(self.store, self.exports, pkg.id, all_sources)
             warnings = export_warnings(now_ms, facts)
             pkg.warnings = json.dumps(warnings, ensure_ascii=False)
+            # each source's inclusion proof against its hourly seal (or "not yet sealed"), and those seals
+            seal_members = attach_proofs(SealStore(self.index.engine), files, self._public_pem_of)
             # 3. manifest, signature, QR, zip
             manifest = {
                 "schema": "labwitness.evidence/1", "package_id": pkg.id, "report_no": pkg.report_no,
@@ -216,6 +228,7 @@ class Exporter:
                     "started_at": iso_ms(from_ms(r.started_ms)), "ended_at": iso_ms(from_ms(r.ended_ms))} for r in records],
                 "margin_s": settings.report_margin_s,
                 "files": files,
+                "seals": seal_summary(seal_members),
                 "warnings": warnings,
             }
             manifest_bytes = json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True).encode()
@@ -224,6 +237,8 @@ class Exporter:
             with zipfile.ZipFile(zpath, "w", compression=zipfile.ZIP_STORED) as z:
                 for f in files:
                     z.write(tmpd / f["name"], f["name"])
+                for member, body in seal_members.items():
+                    z.writestr(member, body)
                 z.writestr(MANIFEST, manifest_bytes)
                 z.writestr(SIGNATURE, signature + "\n")
                 z.writestr(PUBKEY, self.key.public_pem())

@@ -23,8 +23,11 @@ from recorder.service import RecorderService
 from retention import health as rh
 from retention.journal import outbox_backlog
 from retention.policy import RetentionPolicy
+from retention.witness import WitnessOutbox, WitnessThresholds
+from retention.witness import classify as classify_witnesses, facts as witness_facts
 from storage.base import ObjectStore
 from storage.doc_spool import DocumentSpool
+from storage.protection import storage_protection
 
 from api.settings import Settings
 
@@ -38,6 +41,7 @@ class Health:
 
     def __init__(self, settings: Settings, clock: Clock, store: ObjectStore, index: IndexStore, policy: RetentionPolicy,
                  recorder: RecorderService | None, *, embedded_storage: bool,
+                 witnesses: WitnessOutbox | None = None,
                  documents: DocumentSpool | None = None) -> None:
         self.settings = settings
         self.clock = clock
@@ -46,6 +50,8 @@ class Health:
         self.policy = policy
         self.recorder = recorder  # None: no recorder in this process (the spool is read from disk)
         self.embedded_storage = embedded_storage  # the store's disk is ours: its free space is the runway
+        self.witnesses = witnesses  # the outbox to the witnesses outside the box (retention.witness)
+        self.witness_thresholds = WitnessThresholds(settings.witness_warning_s, settings.witness_critical_s)
         self.documents = documents  # journal batches waiting for the bucket
 
     def _journal(self, now_ms: int, flag) -> dict:
@@ -107,7 +113,8 @@ class Health:
             retention_days = (self.policy(now) - now).total_seconds() / 86400
             facts = rh.gather(self.index.engine, cov, now_ms, segment_seconds=self.settings.segment_seconds,
                               read_timeout_s=self.settings.rtsp_read_timeout_s, retention_days=retention_days,
-                              retention_enforced=info.retention_enforced, spool_backlog=backlog, upload_error=upload_error)
+                              retention_enforced=info.retention_enforced, spool_backlog=backlog, upload_error=upload_error,
+                              seal_interval_h=self.settings.seal_interval_h, seal_grace_min=self.settings.seal_grace_min)
             cap = self._capacity(facts.storage.used_bytes)
             if cap is not None:
                 facts.storage.set_capacity(*cap)
@@ -138,6 +145,7 @@ class Health:
             status, problems = "critical", []
             flag("critical", "index_unavailable", f"索引数据库不可用 / index database unavailable: {e}")
         journal = self._journal(now_ms, flag)
+        witnesses = self._witnesses(now_ms, extra)
         alerts = problems + extra
         status = max([status] + [a["level"] for a in extra if a["level"] in SEVERITY], key=SEVERITY.index)
         areas: dict[str, dict] = {}
@@ -158,17 +166,41 @@ class Health:
                         "growth_bytes_per_day": st.growth_bytes_per_day if st else None,
                         "capacity_bytes": st.capacity_bytes if st else None, "free_bytes": st.free_bytes if st else None,
                         "runway_days": st.runway_days if st else None, "needed_days": st.needed_days if st else None},
+            # what this profile protects the footage against, and what it does not (README)
+            "storage_protection": storage_protection("embedded" if self.embedded_storage else "external"),
             "retention": {"months": self.policy.months, "margin_days": self.policy.margin_days},
             "integrity": {"open_findings": facts.findings_open if facts else {},
                           "critical_findings": facts.findings_critical if facts else 0},
             "jobs": facts.jobs if facts else {},
+            "seals": _seal_report(facts, now_ms),
             "time_witnesses": rh.time_witness_view(facts.jobs) if facts else None,
             "spool": {"backlog_segments": backlog, "bytes": self.recorder.quota.used if self.recorder else None,
                       "upload_lag_s": upload_lag_s, "last_upload_error": upload_error},
+            "witnesses": witnesses,
             "journal": journal,
             "areas": areas,
             "cameras": cameras,
         }
+
+    def _witnesses(self, now_ms: int, extra: list[dict]) -> dict[str, dict]:
+        """Backlog, age of the oldest undelivered document and last error per witness; their problems into ``extra``."""
+        if self.witnesses is None or not self.witnesses.names:
+            return {}
+        try:
+            facts = witness_facts(self.witnesses, now_ms)
+        except IndexUnavailableError:
+            return {}  # index_unavailable is already reported
+        extra.extend(classify_witnesses(facts, self.witness_thresholds))
+        return {f.name: f.to_dict() for f in facts}
+
+
+def _seal_report(facts, now_ms: int) -> dict:
+    sf = facts.seals if facts else None
+    if sf is None:
+        return {}
+    return {"interval_h": sf.interval_h, "newest_seq": sf.newest_seq,
+            "newest_at": from_ms(sf.newest_ms).isoformat() if sf.newest_ms else None,
+            "age_s": round((now_ms - sf.newest_ms) / 1000, 1) if sf.newest_ms else None}
 
 
 def _spool_backlog(spool_dir) -> int:
@@ -256,6 +288,9 @@ class HealthCollector:
             if run.get("last_success_ms"):
                 job_ok.add_metric([job], run["last_success_ms"] / 1000)
             job_status.add_metric([job], codes.get(run["status"], 3))
+        seal_age = g("labwitness_seal_age_seconds", "Seconds since the newest seal (signed Merkle root) was written")
+        if rep.get("seals", {}).get("age_s") is not None:
+            seal_age.add_metric([], rep["seals"]["age_s"])
         witness = g("labwitness_time_witness_offset_seconds", "The latest sweep's time witnesses: witness clock minus "
                     "host clock (absent witnesses are left out)", labels=["source", "independent"])
         for w in (rep.get("time_witnesses") or {}).get("witnesses", []):
@@ -280,5 +315,23 @@ class HealthCollector:
             value = rep.get("journal", {}).get(key)
             gauge.add_metric([], value if value is not None else 0.0)
             journal.append(gauge)
-        yield from [status, age, off, cov, bad, clock, oldest, *storage, enforced, findings, job_ok, job_status, lock,
-                    witness, *journal]
+        yield from [status, age, off, cov, bad, clock, oldest, *storage, enforced, findings, job_ok, job_status, seal_age,
+                    lock, witness, *witness_metrics(rep.get("witnesses") or {}), *journal]
+
+
+def witness_metrics(witnesses: dict[str, dict]) -> list[GaugeMetricFamily]:
+    """Per witness: documents owed, age of the oldest, refusals, last confirmed delivery."""
+    g = GaugeMetricFamily
+    backlog = g("labwitness_witness_backlog", "Documents (seals) not yet confirmed by the witness", labels=["witness"])
+    age = g("labwitness_witness_oldest_undelivered_age_seconds", "Age of the oldest document the witness has not "
+                                                                  "confirmed (0: nothing owed)", labels=["witness"])
+    refused = g("labwitness_witness_refused", "Documents the witness refused (an admin must act)", labels=["witness"])
+    last = g("labwitness_witness_last_delivery_timestamp_seconds", "When the witness last confirmed a document",
+             labels=["witness"])
+    for name, w in witnesses.items():
+        backlog.add_metric([name], w["pending"])
+        age.add_metric([name], w["oldest_age_s"] or 0.0)
+        refused.add_metric([name], w["refused"])
+        if w["last_delivered_ms"]:
+            last.add_metric([name], w["last_delivered_ms"] / 1000)
+    return [backlog, age, refused, last]

@@ -11,8 +11,8 @@ from api.auth import Operations
 from api.deps import HealthDep, MetricsDep
 
 router = APIRouter()
-RETENTION_KEYS = ("status", "problems", "alerts", "checked_at", "storage", "retention", "integrity", "jobs", "areas",
-                  "cameras")
+RETENTION_KEYS = ("status", "problems", "alerts", "checked_at", "storage", "retention", "integrity", "jobs", "witnesses",
+                  "areas", "cameras")
 
 
 @router.get("/api/v1/health")

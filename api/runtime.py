@@ -25,6 +25,7 @@ from index.models import Camera
 from index.queries import IndexStore
 from index.records import RecordStore
 from index.registry import Registry
+from index.seals import SealStore
 from index.tokens import TokenStore
 from labwitness.clock import Clock, SystemClock, utc_ms
 from labwitness.errors import IndexUnavailableError
@@ -35,8 +36,12 @@ from recorder.spool_view import SpoolReader
 from recorder.worker import RecorderConfig
 from retention.journal import Journaler
 from retention.policy import RetentionPolicy
+from retention.runs import JobResult
 from retention.scheduler import build_scheduler
+from retention.seals import SealSigner, run_seal
+from retention.witness import WitnessOutbox
 from storage.doc_spool import DocumentSpool, DocumentUploader
+from retention.time_sources import SealTimeSource
 from retention.time_witness import TimeSource
 from storage.s3 import S3ObjectStore
 from storage.seaweed import EmbeddedSeaweed
@@ -48,6 +53,7 @@ from api.registry_admin import RegistryAdmin
 from api.secrets import CredentialCipher, audit_key
 from api.settings import Settings
 from api.time_witnesses import time_sources
+from api.witnesses import delivering, witness_outbox, witness_time_sources
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +75,7 @@ class Runtime:
     health_collector: HealthCollector  # registered once on ``metrics``: /metrics carries health's gauges
     documents: DocumentSpool  # journal batches and seals on their way to the locked bucket
     time_sources: list[TimeSource]  # the expiry sweep's time witnesses (scheduled and CLI sweeps alike)
+    witness_outbox: WitnessOutbox  # enqueue(doc_id, body, signature, key_id): owed to every configured witness
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None, recording: bool = True) -> None:
         self.settings = settings
@@ -100,13 +107,20 @@ class Runtime:
     def start(self) -> None:
         s = self.settings
         private_dir(s.data_dir)
-        endpoint = s.s3_endpoint
-        if not endpoint:
-            self.seaweed = EmbeddedSeaweed(s.data_dir / "seaweedfs", s.s3_access_key, s.s3_secret_key.get_secret_value())
+        if s.s3_endpoint:
+            # Settings refuses an external endpoint without both keys
+            endpoint, access = s.s3_endpoint, s.s3_access_key or ""
+            secret = s.s3_secret_key.get_secret_value() if s.s3_secret_key else ""
+        else:
+            if s.s3_access_key or s.s3_secret_key:
+                log.warning("LABWITNESS_S3_ACCESS_KEY/SECRET_KEY 仅用于外部存储，已忽略 / are for an external S3 endpoint and "
+                            "are ignored: the embedded store uses the credentials it generated in %s",
+                            s.data_dir / "seaweedfs")
+            self.seaweed = EmbeddedSeaweed(s.data_dir / "seaweedfs")  # its own credentials, generated on first start
             self.seaweed.start()
             self._stack.callback(self.seaweed.stop)
-            endpoint = self.seaweed.endpoint
-        self.store = S3ObjectStore(endpoint, s.s3_access_key, s.s3_secret_key.get_secret_value(), s.s3_bucket,
+            endpoint, access, secret = self.seaweed.endpoint, self.seaweed.access_key, self.seaweed.secret_key
+        self.store = S3ObjectStore(endpoint, access, secret, s.s3_bucket,
                                    secure=s.s3_secure, region=s.s3_region, allow_unenforced=s.allow_unenforced_retention,
                                    clock=self.clock)
         self.store.check()
@@ -148,10 +162,18 @@ class Runtime:
             self._stack.callback(self.recorder.stop, 30.0)
         self.registry_admin = RegistryAdmin(self.registry, self.audit, self.cipher, self.clock, self.recorder,
                                             discovery_port=s.discovery_port, discovery_interfaces=s.discovery_ifaces)
+        # seals go to the witnesses outside the box through this outbox (api.witnesses)
+        self.witness_outbox, witnesses = witness_outbox(s, self.clock, self.policy, engine)
+        if self.recording and witnesses:
+            self._stack.enter_context(delivering(self.witness_outbox, witnesses, self.clock, s))
         self.health = Health(s, self.clock, self.store, self.index, self.policy, self.recorder,
-                             embedded_storage=self.seaweed is not None, documents=self.documents)
+                             embedded_storage=self.seaweed is not None, witnesses=self.witness_outbox,
+                             documents=self.documents)
         self.time_sources = time_sources(self.store, self.registry, self.cipher, embedded_store=self.seaweed is not None,
-                                         max_skew_s=s.sweep_max_clock_skew_s)
+                                         max_skew_s=s.sweep_max_clock_skew_s) + witness_time_sources(witnesses)
+        if s.seal_interval_h > 0:  # a seal job on schedule bounds the present from both sides
+            self.time_sources.append(SealTimeSource(SealStore(engine).newest_created_ms,
+                                                    span_s=2 * s.seal_interval_h * 3600 + s.seal_grace_min * 60))
         self.health_collector = HealthCollector(self.health)
         self.metrics.registry.register(self.health_collector)
         if self.recording and s.retention_jobs:
@@ -166,9 +188,19 @@ class Runtime:
         if self.jobs is not None:
             return
         self.jobs = build_scheduler(self.store, self.index.engine, self.clock, self.settings.jobs_config(),
-                                    time_sources=self.time_sources)
+                                    time_sources=self.time_sources, seal=self.run_seal)
         self.jobs.start()
         self._stack.callback(self.stop_jobs)
+
+    def seal_signer(self) -> SealSigner:
+        """The lab's key as the seal job uses it (retention does not import the API's key handling)."""
+        key = self.exporter.key
+        return SealSigner(key.fingerprint, key.public_pem(), key.sign)
+
+    def run_seal(self, actor: str = "scheduler") -> JobResult:
+        """One seal run (retention.seals): its objects go through the document spool."""
+        return run_seal(self.index.engine, self.clock, self.documents, self.seal_signer(), witness=self.witness_outbox,
+                        objects=self.store, actor=actor)
 
     def stop_jobs(self) -> None:
         if self.jobs is not None:

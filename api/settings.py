@@ -12,7 +12,7 @@ import socket
 import tomllib
 from dataclasses import fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +23,8 @@ from labwitness.errors import ConfigError, LabwitnessError
 from labwitness.segment_limits import MAX_TARGET_SECONDS
 from retention.policy import RetentionPolicy, validate as validate_retention
 from retention.runs import JobsConfig
+from retention.witness import RetryPolicy, WitnessThresholds
+from retention.witness_config import check_specs as check_witness_specs
 
 
 class Settings(BaseSettings):
@@ -35,8 +37,10 @@ class Settings(BaseSettings):
     spool_reserve_bytes: int = 256 * 1024 * 1024
 
     s3_endpoint: str | None = None  # unset -> embedded SeaweedFS
-    s3_access_key: str = "labwitness"
-    s3_secret_key: SecretStr = SecretStr("labwitness-secret-key")
+    # an external endpoint's keys, required with it; the embedded store generates and keeps its own
+    # (storage.seaweed_secrets), so no credential is a default anywhere
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = None
     s3_bucket: str = "labwitness-footage"
     s3_secure: bool | None = None
     s3_region: str | None = None
@@ -79,6 +83,8 @@ class Settings(BaseSettings):
     integrity_interval_h: float = Field(default=JobsConfig.integrity_interval_h, ge=0)
     reconcile_interval_h: float = Field(default=JobsConfig.reconcile_interval_h, ge=0)
     content_interval_h: float = Field(default=JobsConfig.content_interval_h, ge=0)  # content health sampling of new footage
+    seal_interval_h: float = Field(default=JobsConfig.seal_interval_h, ge=0)  # signed Merkle seals (retention.seals)
+    seal_grace_min: float = Field(default=JobsConfig.seal_grace_min, ge=0)  # health: seal late after 2 x interval + this
     sweep_max_share: float = Field(default=JobsConfig.sweep_max_share, gt=0, le=1)  # of one camera's footage per sweep
     sweep_max_clock_skew_s: float = Field(default=JobsConfig.sweep_max_clock_skew_s, gt=0)  # our clock vs the store's
     verify_sample: int = Field(default=JobsConfig.verify_sample, ge=1)
@@ -87,6 +93,14 @@ class Settings(BaseSettings):
 
     # the journal (retention.journal): how often the index's outbox is written to a journal/ object
     journal_interval_s: float = Field(default=60.0, gt=0, le=3600)
+
+    # Witnesses outside the box that receive every seal (docs/witnesses.md): a list of entries like
+    # {kind = "s3", name = "...", endpoint = ..., bucket = ..., access_key_file = ..., secret_key_file = ...} or
+    # {kind = "https", url = ..., token_file = ..., ca_file = ...}; in the environment as JSON
+    witnesses: list[dict[str, Any]] = Field(default_factory=list)
+    witness_warning_s: float = Field(default=WitnessThresholds.warning_s, gt=0)  # oldest undelivered: warning
+    witness_critical_s: float = Field(default=WitnessThresholds.critical_s, gt=0)  # ... critical
+    witness_retry_cap_s: float = Field(default=RetryPolicy.cap_s, gt=0)  # longest wait between tries
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -111,9 +125,27 @@ class Settings(BaseSettings):
                 "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
         return v
 
+    @field_validator("witnesses")
+    @classmethod
+    def _witnesses(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        check_witness_specs(v)  # a ConfigError naming the entry, at start-up
+        return v
+
     @model_validator(mode="after")
     def _retention(self) -> "Settings":
         validate_retention(self.retention_months, self.retention_margin_days)
+        return self
+
+    @model_validator(mode="after")
+    def _external_store_credentials(self) -> "Settings":
+        if self.s3_endpoint and not (self.s3_access_key and self.s3_secret_key and self.s3_secret_key.get_secret_value()):
+            missing = [n for n, v in (("LABWITNESS_S3_ACCESS_KEY", self.s3_access_key),
+                                      ("LABWITNESS_S3_SECRET_KEY", self.s3_secret_key and self.s3_secret_key.get_secret_value()))
+                       if not v]
+            raise ConfigError(
+                f"外部对象存储 {self.s3_endpoint} 缺少凭据：请设置 {'、'.join(missing)} / the external S3 endpoint "
+                f"{self.s3_endpoint} needs credentials: set {' and '.join(missing)} (the access key the store "
+                "issued for labwitness; there is no default)")
         return self
 
     @property

@@ -94,3 +94,11 @@ def apply_key_list(rep: VerifyReport, key_list: dict) -> None:
     if not listed:
         rep.problems.append(why)
         rep.ok = False
+    # a seal signed by another key than the package's (a rotation between them): listed, and valid then
+    for key_id, made in list(rep.seal_keys_pending.items()):
+        pem, why = trusted_pem(key_list, key_id, made)
+        if pem is not None and fingerprint(load_public_key(pem, ValidationError, "--keys")) == key_id:
+            del rep.seal_keys_pending[key_id]
+        else:
+            rep.problems.append(f"封印签名密钥未获信任 / a seal's signing key is not trusted: {why or key_id}")
+            rep.ok = False

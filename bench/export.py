@@ -70,7 +70,6 @@ from storage.seaweed import EmbeddedSeaweed
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
-ACCESS, SECRET = "labwitness-bench", "labwitness-bench-secret"
 BUCKET = "lw-export-bench"
 CAMERA = "cam-export"
 GOAL_RATIO = 1.2
@@ -246,11 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     _log(f"segment: {seg['frames']} frames ({seg['keyframes']} keyframes), {seg['media_s']:.2f} s, "
          f"{seg['width']}x{seg['height']} {seg['codec']}, {seg_file.stat().st_size / 1e6:.1f} MB, "
          f"{seg_file.stat().st_size * 8 / seg['media_s'] / 1e6:.2f} Mbit/s; storing {n} copies")
-    sw = EmbeddedSeaweed(run / "seaweed", ACCESS, SECRET)
+    sw = EmbeddedSeaweed(run / "seaweed")  # its own generated credentials
     sw.start()
     doc: dict = {"benchmark": "export", "started": stamp, "args": vars(args), "machine": {"cpus": os.cpu_count()}}
     try:
-        store = S3ObjectStore(sw.endpoint, ACCESS, SECRET, BUCKET)
+        store = S3ObjectStore(sw.endpoint, sw.access_key, sw.secret_key, BUCKET)
         info = store.check()
         engine = make_engine(sqlite_url(run / "index.sqlite3"))
         upgrade(engine)

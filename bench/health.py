@@ -137,13 +137,12 @@ def bench_sweep(n: int) -> dict:
     from storage.seaweed import EmbeddedSeaweed
 
     UTC = timezone.utc
-    access, secret = "labwitness-bench", "labwitness-bench-secret"
     with tempfile.TemporaryDirectory(prefix="lw-bench-sweep-") as tmp:
         d = Path(tmp)
-        sw = EmbeddedSeaweed(d / "seaweed", access, secret)
+        sw = EmbeddedSeaweed(d / "seaweed")  # its own generated credentials
         sw.start()
         try:
-            store = S3ObjectStore(sw.endpoint, access, secret, "lw-sweep-bench")
+            store = S3ObjectStore(sw.endpoint, sw.access_key, sw.secret_key, "lw-sweep-bench")
             store.check()
             engine = make_engine(sqlite_url(d / "index.sqlite3"))
             upgrade(engine)

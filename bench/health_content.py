@@ -64,7 +64,6 @@ from storage.seaweed import EmbeddedSeaweed
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
-ACCESS, SECRET = "labwitness-bench", "labwitness-bench-secret"
 GOAL = 0.05  # CPU s per camera-minute
 FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
 
@@ -185,7 +184,7 @@ def bench_source(name: str, src_mp4: Path, run: Path, sw: EmbeddedSeaweed, args)
             dec.decode(cfg_t.codec, cfg_t.extradata, data)
     decode_ms = (time.process_time() - c0) / (3 * len(samples)) * 1000
 
-    store = S3ObjectStore(sw.endpoint, ACCESS, SECRET, f"lw-content-{name}")
+    store = S3ObjectStore(sw.endpoint, sw.access_key, sw.secret_key, f"lw-content-{name}")
     store.check()
     engine = make_engine(sqlite_url(run / f"{name}.sqlite3"))
     upgrade(engine)
@@ -264,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         sources["camera-like"] = camera_like(src.mp4)
     if not args.no_lab_scene:
         sources["lab-scene"] = lab_scene()
-    sw = EmbeddedSeaweed(run / "seaweed", ACCESS, SECRET)
+    sw = EmbeddedSeaweed(run / "seaweed")  # its own generated credentials
     sw.start()
     doc: dict = {"benchmark": "health_content", "started": stamp, "args": vars(args), "goal_cpu_per_min": GOAL}
     try:

@@ -40,12 +40,12 @@ from rich.table import Table
 
 from bench.procstat import BusyMeter, proc_cpu, reap
 from bench.source import FPS, GOP, ensure_source
+from labwitness.private_fs import private_file
 from simulator.rtsp import RtspSimulator
 from storage.seaweed import EmbeddedSeaweed
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
-ACCESS, SECRET = "labwitness-bench", "labwitness-bench-secret"
 GOAL_RATIO, GOAL_MAX_N, GOAL_P99 = 0.8, 100, 5.0
 #: the first segment starts once the session is open: allow this much of each
 #: camera's window to pass before footage is expected
@@ -78,18 +78,18 @@ def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s
     if d.exists():
         shutil.rmtree(d)
     d.mkdir(parents=True)
-    sw = EmbeddedSeaweed(d / "seaweed", ACCESS, SECRET)
+    sw = EmbeddedSeaweed(d / "seaweed")  # its own generated credentials
     sw.start()
     child = spy = None
     try:
         cfg = {
-            "endpoint": sw.endpoint, "access_key": ACCESS, "secret_key": SECRET, "bucket": f"bench-n{n}",
+            "endpoint": sw.endpoint, "access_key": sw.access_key, "secret_key": sw.secret_key, "bucket": f"bench-n{n}",
             "workdir": str(d), "url": url, "streams": n, "segment_seconds": segment_s,
             "duration_s": minutes * 60, "stagger_s": stagger_s, "drain_timeout_s": drain_timeout,
             "result": str(d / "result.json"), "rtsp_client": client,
             "profile": str(d / "profile.pstats") if profile else None,
         }
-        (d / "config.json").write_text(json.dumps(cfg, indent=1))
+        private_file(d / "config.json").write_text(json.dumps(cfg, indent=1))  # it carries the store's keys
         sw_cpu0, sim_cpu0 = proc_cpu(sw.proc.pid), proc_cpu(sim.pid)
         busy = BusyMeter()
         env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -116,6 +116,20 @@ class AuditLog:
             return ev
 
     @db_guarded
+    def head(self) -> tuple[int, str] | None:
+        """(id, hash) of the newest event: what a seal anchors (retention.seals)."""
+        with Session(self.engine) as s:
+            ev = s.exec(select(AuditEvent).order_by(col(AuditEvent.id).desc()).limit(1)).first()
+            return (ev.id, ev.hash) if ev else None
+
+    @db_guarded
+    def hash_at(self, event_id: int) -> str | None:
+        """The stored hash of event ``event_id`` (None: no such event)."""
+        with Session(self.engine) as s:
+            ev = s.get(AuditEvent, event_id)
+            return ev.hash if ev else None
+
+    @db_guarded
     def events(self, limit: int = 200, before_id: int | None = None) -> list[AuditEvent]:
         with Session(self.engine, expire_on_commit=False) as s:
             q = select(AuditEvent).order_by(col(AuditEvent.id).desc()).limit(limit)

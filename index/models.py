@@ -80,6 +80,8 @@ class Segment(SQLModel, table=True):
         # only the few segments the content-health job has not taken in yet (late uploads)
         Index("ix_segment_content_unchecked", "camera_id", "start_ms",
               sqlite_where=text("content_checked_ms IS NULL"), postgresql_where=text("content_checked_ms IS NULL")),
+        # the few rows the next seal takes in
+        Index("ix_segment_unsealed", "id", sqlite_where=text("seal_seq IS NULL"), postgresql_where=text("seal_seq IS NULL")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -111,6 +113,10 @@ class Segment(SQLModel, table=True):
     # sample due, or found it older than where checking began for its camera); None = not
     # yet: a segment indexed late, after the job's mark passed its time, is found by this.
     content_checked_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # The seal (retention.seals) whose Merkle tree holds this row; None = not sealed yet.  A mark
+    # per row rather than an id watermark: on PostgreSQL ids are handed out before commit, so a
+    # row can become visible after a higher id was already sealed; it is simply sealed next time.
+    seal_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class Gap(SQLModel, table=True):
@@ -130,6 +136,8 @@ class Gap(SQLModel, table=True):
     end_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
     reason: str = Field(max_length=32)
     detail: str = Field(default="", max_length=2000)
+    # the seal that holds this gap as it was then; set back to None when the gap grows (sealed again)
+    seal_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class ApiToken(SQLModel, table=True):
@@ -346,6 +354,66 @@ class IndexMeta(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=64)
     value: str = Field(default="", max_length=2000)
 
+
+class Seal(SQLModel, table=True):
+    """One hourly seal (retention.seals): a signed Merkle root over the segments indexed
+    since the previous seal, the gaps, and the audit chain head; stored as a locked object
+    under ``seals/``.  ``doc_hash`` chains the seals (each document names the previous)."""
+
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    period_start_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    period_end_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    root: str = Field(max_length=64)  # all-cameras Merkle root (hex)
+    doc_hash: str = Field(max_length=64)  # SHA-256 of the signed head (hex)
+    prev_hash: str = Field(max_length=64)
+    object_key: str = Field(max_length=300)
+    segments: int = 0
+    gaps: int = 0
+    max_segment_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    head: str = Field(default="")  # the signed head (JSON, canonical bytes): what packages carry
+    signature: str = Field(default="", max_length=200)  # base64 Ed25519 over ``head``
+    key_id: str = Field(default="", max_length=100)
+    #: handed to the witness outbox (retention.seals); false until then, so a failed hand-over is retried
+    witness_queued: bool = False
+
+
+class WitnessDocument(SQLModel, table=True):
+    """A document (an hourly seal) waiting to be, or already, sent to the witnesses
+    outside the box: the exact bytes and their signature, kept after delivery so that a
+    witness added later still receives the whole history (retention.witness)."""
+
+    __tablename__ = "witness_document"
+
+    id: int | None = Field(default=None, primary_key=True)  # delivery order
+    doc_id: str = Field(max_length=200, sa_column_kwargs={"unique": True})
+    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    sha256: str = Field(max_length=64)
+    signature: str = Field(max_length=1000)  # base64, as the sealer made it (over ``body``)
+    key_id: str = Field(max_length=200)
+    created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class WitnessDelivery(SQLModel, table=True):
+    """The persistent outbox: one row per (document, witness), ``pending`` until the
+    witness confirmed it; each failure sets when to try again (retention.witness)."""
+
+    __tablename__ = "witness_delivery"
+    __table_args__ = (UniqueConstraint("doc_id", "witness", name="uq_witness_delivery_doc_witness"),
+                      Index("ix_witness_delivery_queue", "witness", "state", "document_id"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    document_id: int  # witness_document.id: the delivery order
+    doc_id: str = Field(max_length=200)
+    witness: str = Field(max_length=64)
+    state: str = Field(default="pending", max_length=16)  # pending | delivered
+    attempts: int = 0
+    next_try_ms: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    error_kind: str = Field(default="", max_length=16)  # "" | unavailable | refused
+    last_error: str = Field(default="", max_length=2000)
+    created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    delivered_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    receipt: str = Field(default="")  # what the witness answered (JSON), kept as proof of delivery
 
 class JournalOutbox(SQLModel, table=True):
     """Changes to the evidence tables waiting to be journaled into the locked bucket

@@ -126,6 +126,7 @@ class IndexStore:
                 if gap.end_ms > found.end_ms:  # a gap re-reported with a later end grows
                     found.end_ms = gap.end_ms
                     found.detail = gap.detail
+                    found.seal_seq = None  # sealed again as it is now
                     s.add(found)
                     s.commit()
                 return found

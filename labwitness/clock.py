@@ -12,7 +12,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
-#: One UTC day in the index's unit (milliseconds); days in the index are UTC days.
+#: One hour and one UTC day in the index's unit (milliseconds); days in the index are UTC days.
+HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 
 

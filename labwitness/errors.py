@@ -21,7 +21,10 @@ is a bug: a 500 problem with an error id that is also in the log.
     │   │   └── LockUnreadableError a version's retention or legal hold could not be
     │   │                           read: treated as locked, never as "no lock"
     │   ├── IntegrityError          bytes or metadata do not match their hash
-    │   └── ObjectNotFoundError     the key or version does not exist (any more)
+    │   ├── ObjectNotFoundError     the key or version does not exist (any more)
+    │   └── WitnessRefusedError     an external witness refused a document (4xx, a
+    │                               different document under its id): retried
+    │                               slowly, shown in health until an admin acts
     ├── IndexUnavailableError       database unreachable (spool keeps the rows)
     ├── JobRefusedError             a retention job refused to run (empty or fresh
     │                               index, clock disagreeing with the store)
@@ -92,6 +95,14 @@ class ObjectNotFoundError(StorageError):
     """The object version is not in the store (deleted, or never written)."""
 
     code = "object-not-found"
+
+
+class WitnessRefusedError(StorageError):
+    """A witness outside the box answered, and said no (HTTP 4xx other than 409 with
+    the same document, a bucket without Object Lock, a different document already
+    under the id): waiting alone will not help, an admin has to act."""
+
+    code = "witness-refused"
 
 
 class IndexUnavailableError(LabwitnessError):

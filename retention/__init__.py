@@ -5,7 +5,9 @@ pure functions with table-driven tests) and the scheduled jobs — expiry sweep
 (:mod:`~retention.sweep`), lock verification (:mod:`~retention.verify`),
 integrity audit (:mod:`~retention.integrity`), reconcile
 (:mod:`~retention.reconcile`), index rebuild (:mod:`~retention.rebuild`),
-picture health (:mod:`~retention.content_job`) — their bookkeeping below them
+picture health (:mod:`~retention.content_job`), hourly seals (:mod:`~retention.seals`:
+signed Merkle roots, :mod:`~retention.merkle`, :mod:`~retention.seal_doc`; checked from
+storage by :mod:`~retention.seal_verify`) — their bookkeeping below them
 (:mod:`~retention.runs`) and their schedule above them
 (:mod:`~retention.scheduler`); the time witnesses the sweep checks its clock
 against before deleting (:mod:`~retention.time_witness`, pure;

@@ -26,9 +26,9 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from index.coverage import CoverageStore
-from index.models import Camera, ContentEvent, Gap, IntegrityFinding, JobRun, Segment
+from index.models import Camera, ContentEvent, Gap, IntegrityFinding, JobRun, Seal, Segment
 from index.queries import db_guarded
-from labwitness.clock import DAY_MS, from_ms
+from labwitness.clock import DAY_MS, HOUR_MS, from_ms
 from retention.time_witness import TIME_REFUSALS
 
 #: sweep refusals that say the host clock cannot be trusted: critical (the store's clock, the witnesses)
@@ -86,6 +86,21 @@ class StorageFacts:
 
 
 @dataclass
+class SealFacts:
+    """The newest seal (retention.seals) and how often one is due; ``interval_h`` 0: seals are off."""
+
+    interval_h: float = 0.0
+    grace_min: float = 15.0
+    newest_ms: int | None = None
+    newest_seq: int | None = None
+
+    @property
+    def late_after_ms(self) -> int:
+        """A seal older than this is late: two intervals (one missed run) plus the grace."""
+        return int(2 * self.interval_h * HOUR_MS + self.grace_min * 60_000)
+
+
+@dataclass
 class Facts:
     now_ms: int
     segment_seconds: float
@@ -97,6 +112,7 @@ class Facts:
     jobs: dict[str, dict] = field(default_factory=dict)  # job -> latest run
     spool_backlog: int = 0
     upload_error: str = ""
+    seals: SealFacts = field(default_factory=SealFacts)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -127,7 +143,8 @@ def is_offline(last_segment_end_ms: int | None, now_ms: int, segment_seconds: fl
 @db_guarded
 def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seconds: float, read_timeout_s: float,
            retention_days: float, retention_enforced: bool, capacity: tuple[int, int] | None = None,
-           spool_backlog: int = 0, upload_error: str = "", camera_ids: Iterable[str] | None = None) -> Facts:
+           spool_backlog: int = 0, upload_error: str = "", camera_ids: Iterable[str] | None = None,
+           seal_interval_h: float = 0.0, seal_grace_min: float = 15.0) -> Facts:
     """Facts for every enabled camera (or ``camera_ids``).  ``capacity`` is
     (total, free) bytes of the storage when known."""
     with engine.connect() as conn:
@@ -177,6 +194,8 @@ def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seco
         findings = conn.execute(select(fi.c.kind, fi.c.severity, func.count()).where(fi.c.resolved_ms.is_(None))
                                 .group_by(fi.c.kind, fi.c.severity)).all()
         jobs = _latest_jobs(conn)
+        st = Seal.__table__
+        newest = conn.execute(select(st.c.seq, st.c.created_ms).order_by(st.c.seq.desc()).limit(1)).first()
     findings_open: dict[str, int] = {}
     for kind, _sev, n in findings:
         findings_open[kind] = findings_open.get(kind, 0) + n
@@ -189,8 +208,9 @@ def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seco
                            needed_days=round(max(0.0, retention_days - oldest_age), 2))
     if capacity is not None:
         storage.set_capacity(*capacity)
+    seals = SealFacts(seal_interval_h, seal_grace_min, newest.created_ms if newest else None, newest.seq if newest else None)
     return Facts(now_ms, segment_seconds, retention_days, list(facts.values()), storage, findings_open, critical, jobs,
-                 spool_backlog, upload_error)
+                 spool_backlog, upload_error, seals)
 
 
 def _latest_ends(conn, ids: list[str]) -> dict[str, int]:
@@ -336,16 +356,39 @@ def classify(f: Facts, th: Thresholds = Thresholds()) -> tuple[str, list[dict]]:
             flag("info", "sweep_not_due", not_due)
         elif untrusted:
             flag("critical", "time_untrusted", untrusted)
+        elif job == "seal" and run["status"] == "warning":
+            flag("warning", "job_seal", "封印未能交给见证方发件箱，下次运行重试 / seals not handed to the witness outbox yet "
+                                        f"(retried next run): {(run.get('summary') or {}).get('witness_error', '')}")
         elif run["status"] in ("failed", "critical", "refused"):
-            flag("critical" if run["status"] == "critical" else "warning", f"job_{job}",
+            # a seal that failed leaves footage without its proof: as serious as a finding
+            serious = run["status"] == "critical" or (job == "seal" and run["status"] == "failed")
+            flag("critical" if serious else "warning", f"job_{job}",
                  f"任务 {job} 最近一次 {run['status']} / job {job} last run: {run['status']}")
         expected = JOB_EXPECTED_H.get(job)
         last = run.get("last_success_ms")
         if expected and last is not None and f.now_ms - last > th.job_stale_factor * expected * 3_600_000:
             flag("warning", f"job_{job}_stale", f"任务 {job} 已 {(f.now_ms - last) / 3_600_000:.0f} 小时未成功 / "
                                                 f"job {job} has not succeeded for {(f.now_ms - last) / 3_600_000:.0f} h")
+    _classify_seals(f, flag)
     if f.spool_backlog and f.upload_error:
         flag("warning", "upload_backlog", f"上传积压 {f.spool_backlog} 段 / upload backlog of {f.spool_backlog} segments: "
                                           f"{f.upload_error}")
     status = max((p["level"] for p in problems if p["level"] in SEVERITY), key=SEVERITY.index, default="ok")
     return status, problems
+
+
+def _classify_seals(f: Facts, flag) -> None:
+    """Critical when seals fall behind: the newest is older than two intervals plus the grace, or
+    none was ever written although footage is older than that."""
+    sf = f.seals
+    if sf.interval_h <= 0:
+        return
+    if sf.newest_ms is None:
+        oldest = min((c.oldest_ms for c in f.cameras if c.oldest_ms is not None), default=None)
+        if oldest is not None and f.now_ms - oldest > sf.late_after_ms:
+            flag("critical", "seal_late", "尚无封印，录像未被签名封存 / no seal written yet: footage is not sealed "
+                                          "(see the seal job's log; `labwitness seal now`)")
+    elif f.now_ms - sf.newest_ms > sf.late_after_ms:
+        age_h = (f.now_ms - sf.newest_ms) / HOUR_MS
+        flag("critical", "seal_late", f"最新封印已是 {age_h:.1f} 小时前（封印 {sf.newest_seq}）/ the newest seal "
+                                      f"(seal {sf.newest_seq}) is {age_h:.1f} h old: seals are falling behind")

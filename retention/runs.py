@@ -30,7 +30,7 @@ from retention.policy import DEFAULT_MAX_CLOCK_SKEW_S, DEFAULT_MAX_SHARE
 
 log = logging.getLogger(__name__)
 
-JOBS = ("sweep", "verify", "integrity", "reconcile", "rebuild", "content")
+JOBS = ("sweep", "verify", "integrity", "reconcile", "rebuild", "content", "seal")
 STATUSES = ("ok", "warning", "critical", "refused", "failed")
 
 
@@ -54,7 +54,7 @@ class JobResult:
 #: decide what the index says is stored share one: a rebuild or a reconcile running beside
 #: a sweep would index, or report missing, versions the sweep is deleting.
 JOB_LOCKS = {"sweep": "index-storage", "reconcile": "index-storage", "rebuild": "index-storage",
-             "verify": "verify", "integrity": "integrity", "content": "content"}
+             "verify": "verify", "integrity": "integrity", "content": "content", "seal": "seal"}
 
 
 def exclusive(job: str, *, engine_arg: str = "engine", refused: Callable[[str, JobRefusedError], Any] | None = None):
@@ -202,5 +202,8 @@ class JobsConfig:
     content_interval_h: float = 0.25
     content_sample_seconds: float = 10.0
     coverage_refresh_min: float = 10.0  # health's day rollup (index.coverage)
+    seal_interval_h: float = 1.0  # hourly seals (retention.seals)
+    #: a seal older than 2 x interval + this is critical in health
+    seal_grace_min: float = 15.0
     #: delay before a job that is overdue (or never ran) runs after start-up
     start_delay_s: float = 300.0

@@ -37,10 +37,12 @@ def next_run_time(last_started_ms: int | None, interval_h: float, now: datetime,
 
 
 def build_scheduler(store: GuardedStore, engine: Engine, clock: Clock, cfg: JobsConfig, *,
-                    on_result: Callable[[JobResult], None] | None = None, time_sources: Sequence[TimeSource] = ()):
-    """A (not started) ``BackgroundScheduler`` running sweep, verify, integrity, reconcile and
-    the content check, and refreshing health's coverage rollup.  ``time_sources``: the
-    sweep's time witnesses (without any it refuses to delete)."""
+                    on_result: Callable[[JobResult], None] | None = None, time_sources: Sequence[TimeSource] = (),
+                    seal: Callable[[], JobResult] | None = None):
+    """A (not started) ``BackgroundScheduler`` running sweep, verify, integrity, reconcile,
+    the content check and (when ``seal`` is given: :func:`retention.seals.run_seal` bound to
+    its document spool and signer) the seals, and refreshing health's coverage rollup.
+    ``time_sources``: the sweep's time witnesses (without any it refuses to delete)."""
 
     def wrap(name: str, fn: Callable[[], JobResult]) -> Callable[[], None]:
         def run() -> None:
@@ -67,6 +69,8 @@ def build_scheduler(store: GuardedStore, engine: Engine, clock: Clock, cfg: Jobs
         "content": (cfg.content_interval_h, lambda: run_content_check(
             engine, store, clock, ContentJobConfig(content=ContentConfig(sample_seconds=cfg.content_sample_seconds)))),
     }
+    if seal is not None:
+        jobs["seal"] = (cfg.seal_interval_h, seal)
     try:
         last = latest_runs(engine)
     except IndexUnavailableError:

@@ -5,18 +5,20 @@ independent of the host clock is the caller's knowledge (``api.runtime``: an
 external endpoint is, the embedded SeaweedFS on this host is not).  The cameras'
 clocks are read over ONVIF, which ``retention`` may not import: that source is
 built in ``api.time_witnesses`` and handed to the sweep with this one.  A seal
-witness's bucket is read by this same class (``StoreDateSource(witness_store,
-independent=True, name="witness")``); a seal source (the newest seal's time as
-``witness_time`` with ``span_s=None``, a lower bound, or ``span_s`` = the seal
-interval while the seal job is healthy) plugs in the same way.
+witness's bucket is read through its adapter (``api.witnesses``).
+:class:`SealTimeSource` reads the newest seal's time: stamped by this host's
+clock when it was written, so it is *not* independent (it cannot satisfy rule 2
+of :mod:`retention.time_witness`), but a seal job that runs every interval
+bounds the present from both sides -- a clock pushed forward after the last
+seal is caught by it even where no camera answers.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Sequence
+from typing import Callable, Sequence
 
-from labwitness.clock import Clock
+from labwitness.clock import Clock, from_ms
 from retention.time_witness import Absent, TimeReading, TimeSource
 from storage.base import ObjectStore
 
@@ -42,6 +44,29 @@ class StoreDateSource:
         return TimeReading(self.name, server + timedelta(seconds=0.5), sent + timedelta(seconds=rtt / 2),
                            uncertainty_s=0.5 + rtt / 2, independent=self.independent,
                            detail=f"{self.store.info.location} ({where})")
+
+
+class SealTimeSource:
+    """The newest seal's time: the present lies after it, and no later than
+    ``span_s`` after it while the seal job keeps its schedule (health's own bound
+    for a late seal: 2 x interval + grace)."""
+
+    name = "newest_seal"
+
+    def __init__(self, newest_created_ms: Callable[[], int | None], span_s: float) -> None:
+        self.newest_created_ms = newest_created_ms
+        self.span_s = span_s
+
+    def read(self, clock: Clock) -> TimeReading | Absent:
+        try:
+            ms = self.newest_created_ms()
+        except Exception as e:  # the index is down: no reading, the sweep decides on the others
+            return Absent(self.name, f"seal table unreadable: {e}")
+        if ms is None:
+            return Absent(self.name, "no seal written yet")
+        return TimeReading(self.name, from_ms(ms), clock.now(), uncertainty_s=1.0, independent=False,
+                           span_s=self.span_s,
+                           detail=f"written by this host's clock; the seal job runs at least every {self.span_s:.0f} s")
 
 
 def read_all(sources: Sequence[TimeSource], clock: Clock) -> tuple[list[TimeReading], list[Absent]]:

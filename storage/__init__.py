@@ -4,9 +4,11 @@ Owns the object-store interface (:mod:`storage.base`), the object layout and
 metadata codec (:mod:`storage.layout`), the S3 backend on the ``minio`` client
 (:mod:`storage.s3`, its failures translated by :mod:`storage.s3_errors`), the
 deletion guard (:mod:`storage.deletion`), the file hash stored objects carry
-(:mod:`storage.hashing`), the spool of small locked documents — journal
-batches and seals — on their way to the bucket (:mod:`storage.doc_spool`), and the embedded SeaweedFS supervisor for the
-single-box profile (:mod:`storage.seaweed`).
+(:mod:`storage.hashing`), the spool of small locked documents (journal
+batches, seals) on their way to the bucket (:mod:`storage.doc_spool`), the embedded SeaweedFS supervisor for the
+single-box profile (:mod:`storage.seaweed`) with its per-installation keys and
+credentials (:mod:`storage.seaweed_secrets`), and what each profile protects
+against (:mod:`storage.protection`).
 
 Knows nothing of the index or the recorder.  Invariants it guarantees:
 

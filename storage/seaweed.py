@@ -1,5 +1,12 @@
 """Embedded SeaweedFS (``weed mini``) for the single-box profile, demo and tests.
 
+Only its S3 endpoint answers anyone: the master's and filer's HTTP APIs are off
+(``-disableHttp``), the volume server's refuses reads and writes without a JWT
+signed with this installation's key (only weed's master and filer sign, over
+gRPC), every gRPC port and Unix socket demands a client certificate of this
+installation's own CA, and S3 takes only the identity generated for this
+installation (:mod:`storage.seaweed_secrets`; anonymous requests are refused).
+
 Every port binds to 127.0.0.1 and is chosen free at start (kept in
 ``DIR/ports.json`` so a restart reuses the endpoint).  gRPC listens on each
 HTTP port + 10000, and both must be free.  Both lie below the kernel's
@@ -29,6 +36,7 @@ from pathlib import Path
 
 from labwitness.errors import ConfigError, StorageUnavailableError
 from labwitness.private_fs import private_dir
+from storage.seaweed_secrets import IDENTITY_FILE, S3Credentials, ensure_credentials, ensure_security, read_credentials
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +99,17 @@ def weed_binary() -> str:
 
 
 class EmbeddedSeaweed:
-    def __init__(self, data_dir: Path, access_key: str, secret_key: str, *, supervise: bool = True) -> None:
+    """``access_key``/``secret_key`` fix the store's S3 identity (tests, benchmarks); the service gives
+    none, and the store's directory holds its own, generated on first start (read them from
+    :attr:`credentials` after :meth:`start`)."""
+
+    def __init__(self, data_dir: Path, access_key: str | None = None, secret_key: str | None = None, *,
+                 supervise: bool = True) -> None:
+        if (access_key is None) != (secret_key is None):
+            raise ConfigError("access_key and secret_key go together")
         self.data_dir = Path(data_dir)
-        self.access_key = access_key
-        self.secret_key = secret_key
+        self._given = S3Credentials(access_key, secret_key) if access_key is not None and secret_key is not None else None
+        self.credentials: S3Credentials | None = self._given
         self.supervise = supervise
         self.proc: subprocess.Popen | None = None
         self._stop = threading.Event()
@@ -103,6 +118,19 @@ class EmbeddedSeaweed:
         self.restarts = 0
         self.attached = False
         self._lockf = None
+
+    @property
+    def access_key(self) -> str:
+        return self._creds().access_key
+
+    @property
+    def secret_key(self) -> str:
+        return self._creds().secret_key
+
+    def _creds(self) -> S3Credentials:
+        if self.credentials is None:
+            raise StorageUnavailableError("embedded SeaweedFS not started: its credentials are read at start")
+        return self.credentials
 
     @property
     def endpoint(self) -> str:
@@ -121,19 +149,27 @@ class EmbeddedSeaweed:
         f.write_text(json.dumps(self.ports))
 
     def _spawn(self) -> None:
-        p = self.ports
+        p, d = self.ports, self.data_dir
+        ensure_security(d)  # weed reads ./security.toml from its working directory, d
         args = [
-            weed_binary(), "mini", f"-dir={self.data_dir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            weed_binary(), "mini", f"-dir={d / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-master.port={p['master']}", f"-volume.port={p['volume']}", f"-filer.port={p['filer']}",
             f"-s3.port={p['s3']}", f"-admin.port={p['admin']}", "-admin.ui=false", "-webdav=false",
             "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
-            f"-filer.localSocket={self.data_dir / 'filer.sock'}",
+            # master and filer HTTP off: the filer's would list, overwrite and delete any file, the
+            # master's hands out a volume write token for any file id (/dir/lookup) and deletes
+            # collections (/col/delete); weed's own components talk gRPC
+            "-disableHttp",
+            f"-s3.config={d / IDENTITY_FILE}", "-s3.iam=false", "-s3.allowDeleteBucketNotEmpty=false",
+            f"-filer.localSocket={d / 'filer.sock'}", f"-s3.localSocket={d / 's3.sock'}",
         ]
-        env = dict(os.environ, AWS_ACCESS_KEY_ID=self.access_key, AWS_SECRET_ACCESS_KEY=self.secret_key)
-        (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
-        logf = open(self.data_dir / "weed.log", "ab")
-        self.proc = subprocess.Popen(args, env=env, stdout=logf, stderr=subprocess.STDOUT, cwd=self.data_dir,
-                                     start_new_session=True)
+        # nothing from our environment reaches weed's configuration: WEED_* would override security.toml
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("WEED_", "AWS_"))}
+        private_dir(d / "data")
+        logf = open(d / "weed.log", "ab")
+        # umask 077: the gRPC Unix sockets weed makes in /tmp, and its files, are the service user's alone
+        self.proc = subprocess.Popen(args, env=env, stdout=logf, stderr=subprocess.STDOUT, cwd=d,
+                                     start_new_session=True, umask=0o077)
         logf.close()
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -173,10 +209,15 @@ class EmbeddedSeaweed:
             fcntl.flock(self._lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.ports = json.loads((self.data_dir / "ports.json").read_text())
+            self.credentials = read_credentials(self.data_dir)
+            if self.credentials is None or (self._given is not None and self._given != self.credentials):
+                raise ConfigError(f"嵌入式对象存储由另一进程运行，凭据不符 / the embedded SeaweedFS at {self.data_dir} is run "
+                                  "by another process with other S3 credentials")
             self.attached = True
             self.wait_ready()
             log.info("attached to the embedded SeaweedFS another process runs at %s", self.endpoint)
             return self
+        self.credentials = ensure_credentials(self.data_dir, self._given)
         self._load_ports()
         self._spawn()
         self.wait_ready()

@@ -16,6 +16,7 @@ fast lane ``pytest -m pure`` runs those in seconds.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -35,7 +36,9 @@ from storage.s3 import S3ObjectStore
 from storage.seaweed import EmbeddedSeaweed
 
 PG_ADMIN_URL = os.environ.get("LABWITNESS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-ACCESS, SECRET = "labwitness-test", "labwitness-test-secret"
+#: the test store's S3 identity: fresh per test process, like an installation's (no credential is
+#: written in code; tests/test_store_lockdown.py tries every one that ever was against the store)
+ACCESS, SECRET = "lwtest" + secrets.token_hex(6), secrets.token_urlsafe(24)
 #: marker -> the fixtures that start that component (a fixture using one of them, e.g.
 #: ``running``, counts too: pytest lists a test's fixtures with those they use)
 NEEDS = {"pg": {"pg_url", "pg_cluster"}, "s3": {"seaweed", "store"}, "rtsp": {"rtsp"}, "net": {"wsd_port"}}

@@ -19,7 +19,8 @@ METRICS = {
     "labwitness_job_last_status", "labwitness_segments_written_total", "labwitness_segments_uploaded_total",
     "labwitness_gaps_total", "labwitness_dropped_packets_total", "labwitness_upload_errors_total", "labwitness_spool_bytes",
     "labwitness_spool_backlog_segments", "labwitness_spool_full", "labwitness_camera_recording",
-    "labwitness_upload_lag_seconds",
+    "labwitness_upload_lag_seconds", "labwitness_witness_backlog", "labwitness_witness_oldest_undelivered_age_seconds",
+    "labwitness_witness_refused", "labwitness_witness_last_delivery_timestamp_seconds", "labwitness_seal_age_seconds",
 }
 HISTOGRAMS = {"labwitness_segment_close_to_locked_seconds"}
 #: the series a histogram is exposed as

@@ -89,10 +89,14 @@ def test_alert_rules_structure():
     ("LabwitnessLockVerificationFailed", "critical", "labwitness_lock_verified_ratio"),
     ("LabwitnessLockVerifyJobFailed", "critical", "labwitness_job_last_status"),
     ("LabwitnessLockFindingOpen", "critical", "labwitness_integrity_findings_open"),
+    ("LabwitnessSealLate", "critical", "labwitness_seal_age_seconds"),
     ("LabwitnessCoverageLow24h", "warning", "labwitness_camera_coverage_ratio"),
     ("LabwitnessCameraClockOffset", "warning", "labwitness_camera_clock_offset_seconds"),
     ("LabwitnessUploadBacklogGrowing", "warning", "labwitness_spool_backlog_segments"),
     ("LabwitnessJobNotSucceeding", "warning", "labwitness_job_last_success_timestamp_seconds"),
+    ("LabwitnessWitnessBehind", "warning", "labwitness_witness_oldest_undelivered_age_seconds"),
+    ("LabwitnessWitnessFarBehind", "critical", "labwitness_witness_oldest_undelivered_age_seconds"),
+    ("LabwitnessWitnessRefused", "warning", "labwitness_witness_refused"),
 ])
 def test_expected_alerts(alert, severity, metric):
     by = {r["alert"]: r for r in rules()}

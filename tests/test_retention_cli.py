@@ -68,7 +68,8 @@ def test_serve_runtime_starts_and_stops_the_retention_scheduler(tmp_path, seawee
                              s3_secret_key=SECRET, s3_bucket="rt-jobs", verify_interval_h=0)
     with Runtime(settings, clock=SystemClock()) as rt:
         ids = {j.id for j in rt.jobs.get_jobs()}
-        assert ids == {"retention-sweep", "retention-integrity", "retention-reconcile", "retention-content", "coverage-refresh"}
+        assert ids == {"retention-sweep", "retention-integrity", "retention-reconcile", "retention-content", "retention-seal",
+                       "coverage-refresh"}
         sched = rt.jobs
     assert rt.jobs is None and not sched.running
     with Runtime(settings, recording=False) as rt:  # CLI commands: no scheduler

@@ -11,7 +11,7 @@ from sqlmodel import Session
 from index.coverage import CoverageStore
 from index.models import Camera, ContentEvent, Gap, IntegrityFinding, JobRun, Segment
 from labwitness.clock import DAY_MS
-from retention.health import (CameraFacts, Facts, StorageFacts, Thresholds, classify, gather, growth_per_day,
+from retention.health import (CameraFacts, Facts, SealFacts, StorageFacts, Thresholds, classify, gather, growth_per_day,
                               is_offline, offline_after_ms)
 
 NOW = 1_790_035_200_000 + 10 * DAY_MS + 12 * 3_600_000  # noon, ten days after a UTC midnight
@@ -84,6 +84,9 @@ def test_gather_facts_from_the_index(planted):
     assert ("coverage_low", "cam-ok") in codes  # 97.9 % < 99 %
 
 
+HOUR, MINUTE = 3_600_000, 60_000
+
+
 def _facts(**kw) -> Facts:
     cam = CameraFacts("c", coverage={"24h": kw.pop("cov", 1.0)}, oldest_age_days=kw.pop("age", 30.0),
                       offline=kw.pop("offline", False), clock_offset_s=kw.pop("clock", 0.0),
@@ -92,7 +95,7 @@ def _facts(**kw) -> Facts:
     storage = StorageFacts(kw.pop("enforced", True), capacity_bytes=kw.pop("capacity", 100), free_bytes=50,
                            runway_days=kw.pop("runway", None), needed_days=kw.pop("needed", 150.0))
     return Facts(NOW, 60, 190, cams, storage, kw.pop("findings", {}), kw.pop("critical", 0), kw.pop("jobs", {}),
-                 kw.pop("backlog", 0), kw.pop("upload_error", ""))
+                 kw.pop("backlog", 0), kw.pop("upload_error", ""), kw.pop("seals", SealFacts()))
 
 
 @pytest.mark.parametrize("kw, status, code", [
@@ -136,6 +139,15 @@ def _facts(**kw) -> Facts:
     ({"jobs": {"verify": {"status": "refused", "started_ms": NOW, "last_success_ms": NOW,
                           "summary": {"reason": "clock_skew"}}}},
      "warning", "job_verify"),  # only the sweep's refusal is about its clock
+    # seals (hourly, 15 min grace): late after 2 h 15 min; a failed seal run is critical
+    ({"seals": SealFacts(1.0, 15.0, NOW - 2 * HOUR, 7)}, "ok", None),
+    ({"seals": SealFacts(1.0, 15.0, NOW - 2 * HOUR - 16 * MINUTE, 7)}, "critical", "seal_late"),
+    ({"seals": SealFacts(0.0, 15.0, NOW - 30 * DAY_MS, 7)}, "ok", None),  # seals switched off
+    ({"oldest_ms": NOW - 3 * HOUR, "seals": SealFacts(1.0, 15.0)}, "critical", "seal_late"),  # never sealed
+    ({"oldest_ms": NOW - HOUR, "seals": SealFacts(1.0, 15.0)}, "ok", None),  # a new installation, first seal due
+    ({"jobs": {"seal": {"status": "failed", "last_success_ms": NOW}}}, "critical", "job_seal"),
+    ({"jobs": {"seal": {"status": "warning", "last_success_ms": NOW, "summary": {"witness_error": "x"}}}},
+     "warning", "job_seal"),  # sealed, but not yet handed to the witness outbox
 ])
 def test_classify_table(kw, status, code):
     got, problems = classify(_facts(**kw), Thresholds())

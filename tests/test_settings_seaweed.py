@@ -26,6 +26,26 @@ def test_invalid_settings_refused(overrides, error, needle):
     assert needle in str(e.value)
 
 
+@pytest.mark.parametrize("keys, missing", [
+    ({}, ["LABWITNESS_S3_ACCESS_KEY", "LABWITNESS_S3_SECRET_KEY"]),
+    ({"s3_access_key": "ak"}, ["LABWITNESS_S3_SECRET_KEY"]),
+    ({"s3_secret_key": "sk"}, ["LABWITNESS_S3_ACCESS_KEY"]),
+    ({"s3_access_key": "ak", "s3_secret_key": ""}, ["LABWITNESS_S3_SECRET_KEY"]),
+])
+def test_an_external_store_needs_its_keys(keys, missing):
+    """No default credential: an external endpoint without both keys is refused at start-up."""
+    with pytest.raises(ConfigError) as e:
+        load_settings(s3_endpoint="http://s3.example:9000", **keys)
+    assert all(m in str(e.value) for m in missing) and "外部对象存储" in str(e.value) and "no default" in str(e.value)
+
+
+def test_no_keys_needed_for_the_embedded_store():
+    s = load_settings()
+    assert s.s3_endpoint is None and s.s3_access_key is None and s.s3_secret_key is None
+    s = load_settings(s3_endpoint="http://s3.example:9000", s3_access_key="ak", s3_secret_key="sk")
+    assert s.s3_secret_key is not None and s.s3_secret_key.get_secret_value() == "sk"
+
+
 def test_environment_and_config_file(tmp_path, monkeypatch):
     cfg = tmp_path / "lw.toml"
     cfg.write_text('segment_seconds = 30\nretention_months = 12\ns3_bucket = "from-file"\n')

@@ -22,7 +22,7 @@ from index.registry import Registry
 from labwitness.clock import SystemClock, utc_ms
 from retention import health as rh
 from retention.sweep import SweepConfig, run_sweep
-from retention.time_sources import StoreDateSource
+from retention.time_sources import SealTimeSource, StoreDateSource
 from simulator.onvif import OnvifCameraSimulator
 from storage.s3 import S3ObjectStore
 
@@ -248,3 +248,30 @@ def test_cli_sweep_and_health_use_the_same_witnesses(tmp_path, seaweed, camera):
     rep = json.loads(lw(["health", "--json"], env).stdout)
     assert not any(a["code"] == "time_untrusted" for a in rep["alerts"]) and rep["time_witnesses"]["verdict"] == "ok"
     engine.dispose()
+
+
+def test_the_newest_seal_catches_a_clock_pushed_forward_after_it(fx, seaweed):
+    """With no camera answering, a host clock pushed a year past the newest seal is still caught:
+    the seal job runs every interval, so the present lies within its span of the newest seal."""
+    segs = [fx.put("cam-a", lock_s=30 * 86400) for _ in range(2)]
+    ahead = ShiftedClock(YEAR)
+    store = same_host_store(fx, seaweed, ahead)
+    sealed_ms = utc_ms(datetime.now(UTC)) - 1800_000  # written half an hour ago, by the honest clock
+    seal_source = SealTimeSource(lambda: sealed_ms, span_s=2 * 3600 + 15 * 60)
+    res = run_sweep(store, fx.index.engine, ahead, SweepConfig(max_share=1.0), actor="test",
+                    witnesses=[StoreDateSource(store, independent=False), seal_source])
+    assert res.status == "refused" and res.summary["reason"] == "clock_disagrees", res.summary
+    assert "newest_seal (same host clock) +365.0 d" not in res.summary["message"]  # the seal is behind, not ahead
+    assert "newest_seal (same host clock) -365.0 d" in res.summary["message"], res.summary["message"]
+    assert untouched(fx, segs)
+
+    # an honest clock half an hour after the seal: the seal agrees, but it was stamped by this host's
+    # clock, so on its own it is no independent witness
+    honest = SystemClock()
+    r = seal_source.read(honest)
+    assert r.excess_s() == 0 and not r.independent
+    res = run_sweep(same_host_store(fx, seaweed, honest), fx.index.engine, honest, SweepConfig(max_share=1.0),
+                    actor="test", witnesses=[seal_source])
+    assert res.summary["reason"] == "no_time_witness" and "newest_seal: same host clock" in res.summary["message"]
+    # no seal yet: absent, with the reason
+    assert SealTimeSource(lambda: None, span_s=60).read(honest).reason == "no seal written yet"

@@ -9,6 +9,7 @@
     content      retention content, camera approve-reference
     report       report compliance
     key          key export, key list
+    seal         seal now, seal verify
 
 Importing this package only builds Typer objects; a command's heavy dependencies
 (av, cv2, uvicorn, the FastAPI app) are imported when it runs, so ``--help`` stays fast.
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import access, content, evidence, key, maintenance, registry, report, run
+from api.cli import access, content, evidence, key, maintenance, registry, report, run, seal
 from api.cli.common import HELP as EXIT_HELP, CliGroup
 
 app = typer.Typer(cls=CliGroup, help="labwitness — 检测区域录像留存与索引 / testing-area video retention and indexing",
@@ -33,7 +34,8 @@ registry.camera_app.command("approve-reference")(content.approve_reference)
 for name, group in (("db", maintenance.db_app), ("camera", registry.camera_app), ("area", registry.area_app),
                     ("equipment", registry.equipment_app), ("token", access.token_app), ("audit", access.audit_app),
                     ("records", evidence.records_app), ("retention", maintenance.retention_app),
-                    ("index", maintenance.index_app), ("report", report.report_app), ("key", key.key_app)):
+                    ("index", maintenance.index_app), ("report", report.report_app), ("key", key.key_app),
+                    ("seal", seal.seal_app)):
     app.add_typer(group, name=name)
 
 

@@ -18,6 +18,7 @@ from rich.progress import Progress
 from api.cli.common import actor, console, fail, index_only, print_json, runtime, settings_or_exit, setup_logging
 from api.evidence import new_package_id, verify_package
 from api.ingest import TestRecordIn, ingest
+from api.seal_check import witness_holds
 from api.trust import apply_key_list, load_key_list
 from labwitness.errors import LabwitnessError, ValidationError
 
@@ -106,9 +107,12 @@ def verify(package: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]
                                                                help="the lab's public key (PEM, `labwitness key export`) to trust")] = None,
            keys: Annotated[Optional[str], typer.Option(
                help="the lab's published key list to trust: a file or https://…/.well-known/labwitness-keys.json")] = None,
+           witness: Annotated[Optional[str], typer.Option(
+               help="online: ask this witness (its https://…/seals URL) whether it holds each seal")] = None,
            json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """离线验证证据包 / Verify an evidence package: signature, every file's hash, and that the
-    signer is the lab (a key given with --public-key or listed by --keys; never the package's own).
+    """离线验证证据包 / Verify an evidence package: signature, every file's hash, that the
+    signer is the lab (a key given with --public-key or listed by --keys; never the package's own),
+    and each segment's inclusion proof against the signed hourly seal it carries.
     Exit 0 only when genuine."""
     try:
         rep = verify_package(package, public_key.read_bytes() if public_key else None)
@@ -116,12 +120,18 @@ def verify(package: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]
             apply_key_list(rep, load_key_list(keys))
     except LabwitnessError as e:
         fail(e)
+    for key_id in rep.seal_keys_pending:  # not judged by a key list: not shown to be the lab's
+        rep.problems.append(f"封印由另一密钥 {key_id} 签署，请用 --keys 提供实验室公钥列表 / a seal is signed by another key "
+                            f"({key_id}): give the lab's key list with --keys")
+    witnessed = {seq: witness_holds(witness, seq, s["head"]) for seq, s in rep.seals.items()} if witness else {}
     unknown_issuer = rep.ok and rep.trusted_key is None
     if json_out:
         print_json({"genuine": rep.genuine, "ok": rep.ok, "signature_valid": rep.signature_valid,
                     "key_fingerprint": rep.key_fingerprint, "trusted_key": rep.trusted_key,
                     "issuer": "lab" if rep.genuine else ("unknown" if unknown_issuer else "not verified"),
-                    "files": rep.files, "problems": rep.problems,
+                    "files": rep.files, "problems": rep.problems, "sealing": rep.sealing,
+                    "seals": {seq: {k: v for k, v in s.items() if k != "head"} for seq, s in rep.seals.items()},
+                    "witness": witnessed,
                     "report_no": rep.manifest.get("report_no"), "package_id": rep.manifest.get("package_id")})
     else:
         head = ("[green]真实有效 / genuine[/]" if rep.genuine else
@@ -129,7 +139,9 @@ def verify(package: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]
                 if unknown_issuer else "[red]验证失败 / NOT genuine[/]")
         console.print(f"{head} — report {rep.manifest.get('report_no')} · key {rep.key_fingerprint}")
         for name, state in sorted(rep.files.items()):
-            console.print(f"  {'✓' if state == 'ok' else '✗'} {name}: {state}")
+            console.print(f"  {'✓' if state == 'ok' else '✗'} {name}: {state}  {_sealing_line(rep.sealing.get(name))}")
+        for seq, state in sorted(witnessed.items()):
+            console.print(f"  见证 / witness: seal {seq}: {WITNESS_STATES.get(state, state)}")
         for p in rep.problems:
             console.print(f"  [red]{p}[/]")
         if unknown_issuer:
@@ -137,3 +149,19 @@ def verify(package: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]
                           "with --public-key, or its published key list with --keys (`labwitness key export`, "
                           "/.well-known/labwitness-keys.json)")
     raise typer.Exit(0 if rep.genuine else 1)
+
+
+WITNESS_STATES = {"held": "见证方持有此封印 / the witness holds this seal",
+                  "missing": "见证方没有此封印 / the witness does not hold this seal",
+                  "different": "见证方持有的封印与此不同 / the witness holds a DIFFERENT seal under this id"}
+
+
+def _sealing_line(s: dict | None) -> str:
+    """One file's seal state: which seals, when; or not yet sealed."""
+    if not s:
+        return ""
+    when = ", ".join(f"seal {x['seq']} @ {x['sealed_at']}" for x in s["seals"])
+    return {"sealed": f"已封印 / sealed ({when})",
+            "partly_sealed": f"部分已封印 / partly sealed ({when}; {s['unsealed_sources']} segments not yet)",
+            "not_yet_sealed": "尚未封印 / not yet sealed",
+            "invalid": "封印证明无效 / seal proof INVALID"}.get(s["status"], s["status"])

@@ -55,8 +55,17 @@ def health(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
         console.print(f"[{colour}]{rep['status']}[/]")
         for p in rep["problems"]:
             console.print(f"  - {p}")
+        prot = rep.get("storage_protection")
+        if prot:  # what the storage profile cannot prevent, said every time (README)
+            console.print(f"存储配置 / storage profile: {prot['profile']}")
+            for line in prot["does_not_protect_against"]:
+                console.print(f"  ! {line}")
         table("摄像机 / cameras", ["camera", "area", "last segment age s", "coverage 24h", "gaps 24h"],
               [[cid, f["area_id"], f["last_segment_age_s"], f["coverage_24h"], f["gaps_24h"]] for cid, f in rep["cameras"].items()])
+        if rep.get("witnesses"):
+            table("外部见证 / witnesses", ["witness", "kind", "pending", "oldest s", "refused", "last error"],
+                  [[n, w["kind"], w["pending"], w["oldest_age_s"], w["refused"], w["last_error"][:80]]
+                   for n, w in rep["witnesses"].items()])
     raise typer.Exit(SEVERITY.index(rep["status"]))
 
 

@@ -270,6 +270,8 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "health.needed": ("需要 {n} 天", "{n} days needed"),
     "health.spool": ("本地缓存", "Spool"),
     "health.backlog": ("待上传 {n} 段", "{n} segments waiting"),
+    "health.witnesses": ("外部见证", "Witnesses"),
+    "health.witness_backlog": ("待送达 {n} 份", "{n} seal(s) waiting"),
     "health.integrity": ("完整性", "Integrity"),
     "health.critical_findings": ("严重问题 {n} 项", "{n} critical finding(s)"),
     "health.no_findings": ("无未解决的完整性问题", "No open integrity findings"),
@@ -309,6 +311,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "alert.storage_unavailable": ("存储不可用", "Storage unavailable"),
     "alert.spool_full": ("本地缓存已满", "Spool full"),
     "alert.index_unavailable": ("索引数据库不可用", "Index unavailable"),
+    "alert.seal_late": ("封印滞后", "Seals falling behind"),
     # value labels
     "state.recording": ("录制中", "recording"),
     "state.starting": ("启动中", "starting"),
