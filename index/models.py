@@ -1,5 +1,6 @@
 """Tables. Footage rows (Segment, Gap) are rebuildable from object metadata alone
-(see storage.layout); the registry (Area, Camera, Equipment) keeps a Revision of every change."""
+(see storage.layout); the registry (Area, Camera, Equipment) keeps a Revision of every change.
+One job, the schema, which reads better whole: every table beside the others it refers to."""
 
 from __future__ import annotations
 

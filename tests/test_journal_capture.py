@@ -199,7 +199,9 @@ CORE_WRITERS = {  # module -> what its Core (non-ORM) writes touch; none is a jo
     "retention/rebuild.py": "segment rows whose version the sweep deleted",
     "retention/content_index.py": "segment.content_checked_ms (job mark)",
     "retention/runs.py": "segment.verified_ms / lock_verified_ms (job marks)",
-    "retention/sweep.py": "segment.status and the swept rows (the rebuild lists the footage)",
+    "retention/sweep.py": "segment.status, and the swept rows (journaled there: segment_deleted)",
+    "index/seals.py": "the seal table and segment/gap.seal_seq (seal bookkeeping; the seals are locked objects)",
+    "index/witness_outbox.py": "the witness outbox (deliveries of seals)",
 }
 
 
