@@ -1,7 +1,7 @@
 """journal_outbox (the evidence tables' changes waiting for the locked bucket) and auditevent.mac
 
 Revision ID: 0009
-Revises: 0010
+Revises: 0008
 Create Date: 2026-12-03 22:00:00
 
 - ``journal_outbox``: filled in the writer's transaction by ``index.journal`` (an
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 
 revision = '0009'
-down_revision = '0010'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """seals: the seal table and each segment's and gap's seal
 
 Revision ID: 0010
-Revises: 0011 (re-chained after main's witness outbox)
+Revises: 0009
 Create Date: 2026-12-03 22:10:00
 
 Hourly seals (retention.seals) take in every segment and gap row not sealed yet
@@ -14,7 +14,7 @@ import sqlmodel
 
 
 revision = '0010'
-down_revision = '0011'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """witness outbox: documents (seals) and their deliveries to external witnesses
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 Create Date: 2026-12-03 22:00:00
 
 Seals are sent to witnesses outside the box (a second S3 bucket with Object Lock,
@@ -15,7 +15,7 @@ import sqlmodel
 
 
 revision = '0011'
-down_revision = '0008'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
