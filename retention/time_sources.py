@@ -15,7 +15,7 @@ seal is caught by it even where no camera answers.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Callable, Sequence
 
 from labwitness.clock import Clock, from_ms
@@ -32,18 +32,24 @@ class StoreDateSource:
         self.name = name
 
     def read(self, clock: Clock) -> TimeReading | Absent:
-        t0, sent = clock.monotonic(), clock.now()
-        try:
-            server = self.store.server_time()
-        except Exception as e:  # down or odd: the witness is absent, the sweep decides
-            return Absent(self.name, f"no Date from the store: {e}")
-        rtt = max(0.0, clock.monotonic() - t0)
-        # The Date header truncates to the second: the store's clock was within [Date, Date + 1 s)
-        # somewhere in the round trip; its middle is our host time.
         where = "external endpoint" if self.independent else "embedded store on this host: same clock"
-        return TimeReading(self.name, server + timedelta(seconds=0.5), sent + timedelta(seconds=rtt / 2),
-                           uncertainty_s=0.5 + rtt / 2, independent=self.independent,
-                           detail=f"{self.store.info.location} ({where})")
+        return date_reading(self.name, self.store.server_time, clock, independent=self.independent,
+                            detail=f"{self.store.info.location} ({where})", what="the store")
+
+
+def date_reading(name: str, server_time: Callable[[], datetime], clock: Clock, *, independent: bool, detail: str,
+                 what: str) -> TimeReading | Absent:
+    """A server's clock from the ``Date`` of one answer (``server_time``), measured against ``clock``;
+    absent, with why, when the server does not answer.  ``Date`` has whole seconds: the server's clock
+    was within [Date, Date + 1 s) somewhere in the round trip, whose middle is the host time."""
+    t0, sent = clock.monotonic(), clock.now()
+    try:
+        server = server_time()
+    except Exception as e:  # down or odd: the witness is absent, the sweep decides
+        return Absent(name, f"no Date from {what}: {e}")
+    rtt = max(0.0, clock.monotonic() - t0)
+    return TimeReading(name, server + timedelta(seconds=0.5), sent + timedelta(seconds=rtt / 2),
+                       uncertainty_s=0.5 + rtt / 2, independent=independent, detail=detail)
 
 
 class SealTimeSource:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Mapping, Sequence
 from urllib.parse import urlsplit
 
@@ -33,6 +32,7 @@ from sqlalchemy.engine import Engine
 from index.witness_outbox import Backlog, WitnessRows
 from labwitness.clock import Clock, utc_ms
 from labwitness.errors import IndexUnavailableError, LabwitnessError, StorageUnavailableError
+from retention.time_sources import date_reading
 from retention.time_witness import Absent, TimeReading
 from retention.witness_adapters import LOOPBACK, Witness, check_doc_id
 
@@ -198,17 +198,9 @@ class WitnessDateSource:
                             not in LOOPBACK)
 
     def read(self, clock: Clock) -> TimeReading | Absent:
-        t0, sent = clock.monotonic(), clock.now()
-        try:
-            server = self.witness.server_time()
-        except Exception as e:  # down or odd: this witness is absent, the sweep decides
-            return Absent(self.name, f"no Date from the witness: {e}")
-        rtt = max(0.0, clock.monotonic() - t0)
-        # Date has whole seconds: the witness's clock was in [Date, Date + 1 s) during the round trip
         where = "another administrative domain" if self.independent else "on this host: same clock"
-        return TimeReading(self.name, server + timedelta(seconds=0.5), sent + timedelta(seconds=rtt / 2),
-                           uncertainty_s=0.5 + rtt / 2, independent=self.independent,
-                           detail=f"{self.witness.kind} witness {self.location} ({where})")
+        return date_reading(self.name, self.witness.server_time, clock, independent=self.independent,
+                            detail=f"{self.witness.kind} witness {self.location} ({where})", what="the witness")
 
 
 # -- health ---------------------------------------------------------------------------------
