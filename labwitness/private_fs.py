@@ -5,7 +5,9 @@ The data directory, the spool, the embedded store's directory, the SQLite index
 made 0700 (directories) and 0600 (files) where they are created — explicitly,
 not through the umask, which belongs to whoever started the process — and
 tightened again at every start, so an installation made by an older version, or
-a directory created beforehand by hand, ends up the same. Inside a 0700
+a directory created beforehand by hand, ends up the same.  Small files of state
+are replaced whole (:func:`write_atomic`, :func:`fsync_dir`): the spools' commit
+records, the document spool, the embedded store's keys. Inside a 0700
 directory nothing else is reachable by other users, whatever its own mode.
 """
 
@@ -39,6 +41,33 @@ def private_file(path: Path | str) -> Path:
     except FileExistsError:
         _chmod(path, FILE_MODE)
     return path
+
+
+def write_atomic(path: Path | str, data: bytes) -> None:
+    """Replace ``path`` with ``data``: owner-only from its first byte, fsynced, then renamed over
+    the old file, so a reader (or a restart after a crash) sees the old bytes or the new, never
+    half.  The caller fsyncs the directory (:func:`fsync_dir`) when the rename itself must last."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)  # a leftover keeps its own mode: O_EXCL below creates ours
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def fsync_dir(path: Path | str) -> None:
+    """Make the directory's entries (a rename, a new or removed file) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def private_sqlite(path: Path | str) -> Path:

@@ -49,7 +49,7 @@ from typing import Iterator
 
 from labwitness.errors import SpoolError
 from labwitness.media import mp4 as mp4_boxes
-from labwitness.private_fs import FILE_MODE, private_dir
+from labwitness.private_fs import FILE_MODE, fsync_dir, private_dir, write_atomic
 from storage.layout import SegmentMeta, check_camera_id, iso_ms, parse_iso
 
 log = logging.getLogger(__name__)
@@ -63,21 +63,8 @@ FINISHED_GAP_GLOB = "gap-[0-9]*.json"  # gap-{start_ms}-{reason}.json
 OPEN_GAP = "gap-open.json"
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, ensure_ascii=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, ensure_ascii=False).encode())
 
 
 class HashingFile(io.RawIOBase):

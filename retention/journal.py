@@ -36,6 +36,7 @@ from index.models import JournalOutbox
 from index.queries import db_errors
 from labwitness.clock import Clock, utc_ms
 from labwitness.errors import IndexUnavailableError, JobRefusedError, StorageError
+from labwitness.periodic import PeriodicWorker
 from storage.doc_spool import DocumentSpool
 
 log = logging.getLogger(__name__)
@@ -78,23 +79,24 @@ def outbox_backlog(engine: Engine, now_ms: int) -> Backlog:
     return Backlog(int(n), max(0.0, (now_ms - oldest) / 1000) if oldest is not None else None)
 
 
-class Journaler:
-    """Worker: ``run()`` around ``run_once()`` with backoff."""
+class Journaler(PeriodicWorker):
+    """Worker: drains the outbox into the document spool every ``interval_s``, with backoff."""
+
+    name = "journaler"
+    retry_on = (IndexUnavailableError, StorageError, OSError)
+    failed_message = "日志写出失败，%.0f 秒后重试 / journal flush failed, retrying in %.0f s: %s"
+    left_message = "journal entries left in the outbox for the next start: %s"
 
     def __init__(self, engine: Engine, spool: DocumentSpool, clock: Clock, recorder_id: str, *,
                  interval_s: float = 60.0, batch: int = DEFAULT_BATCH, backoff_cap_s: float = 60.0,
                  stop: threading.Event | None = None) -> None:
+        super().__init__(interval_s=interval_s, backoff_cap_s=backoff_cap_s, stop=stop)
         self.engine = engine
         self.spool = spool
         self.clock = clock
         self.recorder_id = recorder_id
-        self.interval_s = interval_s
         self.batch = batch
-        self.backoff_cap_s = backoff_cap_s
-        self.stop_event = stop or threading.Event()
-        self.last_error = ""
         self.objects_written = 0
-        self._thread: threading.Thread | None = None
 
     def run_once(self) -> int:
         """Drain the whole outbox, one object per ``batch`` entries; returns entries journaled.
@@ -121,35 +123,3 @@ class Journaler:
             return done  # the other process drains
         self.last_error = ""
         return done
-
-    def run(self) -> None:
-        delay = self.interval_s
-        while not self.stop_event.wait(delay):
-            try:
-                self.run_once()
-                delay = self.interval_s
-            except (IndexUnavailableError, StorageError, OSError) as e:
-                delay = min(self.backoff_cap_s, max(1.0, delay * 2))
-                if str(e) != self.last_error:
-                    log.error("日志写出失败，%.0f 秒后重试 / journal flush failed, retrying in %.0f s: %s", delay, delay, e)
-                self.last_error = str(e)
-            except Exception as e:  # a bug must not end the worker: entries wait in the outbox
-                delay = self.backoff_cap_s
-                log.exception("journaler: unexpected failure")
-                self.last_error = f"internal: {e}"
-
-    def start(self) -> "Journaler":
-        self._thread = threading.Thread(target=self.run, name="journaler", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop after one last flush (what cannot be flushed stays in the outbox)."""
-        self.stop_event.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-        try:
-            self.run_once()
-        except (IndexUnavailableError, StorageError, OSError) as e:
-            log.warning("journal entries left in the outbox for the next start: %s", e)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from datetime import datetime
@@ -37,7 +36,8 @@ from typing import Callable
 
 from labwitness.clock import Clock
 from labwitness.errors import ObjectLockError, StorageError
-from labwitness.private_fs import FILE_MODE, private_dir
+from labwitness.periodic import PeriodicWorker
+from labwitness.private_fs import fsync_dir, private_dir, write_atomic
 from storage.base import ObjectStore
 from storage.layout import iso_ms, parse_iso
 
@@ -46,25 +46,6 @@ log = logging.getLogger(__name__)
 RetainUntil = Callable[[datetime], datetime]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_durable(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 class DocumentSpool:
@@ -98,11 +79,11 @@ class DocumentSpool:
             raise ValueError("documents never go under the footage prefix v1/")
         n = self._next_n()
         doc = self.root / f"{n:020d}.doc"
-        _write_durable(doc, data)
+        write_atomic(doc, data)
         record = {"key": key, "content_type": content_type, "metadata": metadata or {},
                   "sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "created": iso_ms(self.clock.now())}
-        _write_durable(doc.with_suffix(".json"), json.dumps(record, sort_keys=True).encode())
-        _fsync_dir(self.root)
+        write_atomic(doc.with_suffix(".json"), json.dumps(record, sort_keys=True).encode())
+        fsync_dir(self.root)
 
     def _records(self) -> list[Path]:
         return sorted(self.root.glob("*.json"))
@@ -142,56 +123,26 @@ class DocumentSpool:
                                           f"expected >= {until}")
                 doc.unlink()  # D2: bytes first, record last
                 rec_path.unlink()
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
                 done += 1
         return done
 
 
-class DocumentUploader:
+class DocumentUploader(PeriodicWorker):
     """Worker: uploads the document spool whenever it holds something, backing off while storage fails."""
+
+    name = "document-uploader"
+    retry_on = (StorageError,)
+    failed_message = "文档上传失败，%.0f 秒后重试 / document upload failed, retrying in %.0f s: %s"
+    left_message = "documents left in the spool for the next start: %s"
 
     def __init__(self, spool: DocumentSpool, *, stop: threading.Event | None = None, interval_s: float = 2.0,
                  backoff_cap_s: float = 30.0) -> None:
+        super().__init__(interval_s=interval_s, backoff_cap_s=backoff_cap_s, first_delay_s=0.0, stop=stop)
         self.spool = spool
-        self.stop_event = stop or threading.Event()
-        self.interval_s = interval_s
-        self.backoff_cap_s = backoff_cap_s
-        self.last_error: str = ""
-        self._thread: threading.Thread | None = None
 
     def run_once(self) -> int:
-        n = self.spool.upload_once()
-        self.last_error = ""
-        return n
+        return self.spool.upload_once()
 
-    def run(self) -> None:
-        delay = 0.0
-        while not self.stop_event.wait(delay):
-            try:
-                self.run_once()
-                delay = self.interval_s
-            except StorageError as e:
-                delay = min(self.backoff_cap_s, max(1.0, delay * 2))
-                if str(e) != self.last_error:  # once per change, not once per retry
-                    log.error("文档上传失败，%.0f 秒后重试 / document upload failed, retrying in %.0f s: %s", delay, delay, e)
-                self.last_error = str(e)
-            except Exception as e:  # a bug must not end the worker: documents keep waiting in the spool
-                delay = self.backoff_cap_s
-                log.exception("document uploader: unexpected failure")
-                self.last_error = f"internal: {e}"
-
-    def start(self) -> "DocumentUploader":
-        self._thread = threading.Thread(target=self.run, name="document-uploader", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the worker after one last upload attempt (what fails stays in the spool)."""
-        self.stop_event.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-        try:
-            self.spool.upload_once(limit=10_000)
-        except StorageError as e:
-            log.warning("documents left in the spool for the next start: %s", e)
+    def final_pass(self) -> int:
+        return self.spool.upload_once(limit=10_000)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labwitness.errors import ConfigError
-from labwitness.private_fs import FILE_MODE, private_dir
+from labwitness.private_fs import FILE_MODE, private_dir, write_atomic
 
 IDENTITY_FILE = "s3-identity.json"
 SECURITY_FILE = "security.toml"
@@ -49,16 +49,6 @@ class S3Credentials:
     secret_key: str = field(repr=False)
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` owner-only from its first byte (a new file, renamed over the old)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _identity_json(cred: S3Credentials) -> str:
@@ -93,7 +83,7 @@ def ensure_credentials(store_dir: Path, given: S3Credentials | None = None) -> S
     current = read_credentials(store_dir)
     want = given or current or S3Credentials("lw" + secrets.token_hex(9), secrets.token_urlsafe(32))
     if want != current:
-        _write_private(store_dir / IDENTITY_FILE, _identity_json(want))
+        write_atomic(store_dir / IDENTITY_FILE, _identity_json(want).encode())
     else:
         os.chmod(store_dir / IDENTITY_FILE, FILE_MODE)
     return want
@@ -124,7 +114,7 @@ def ensure_security(store_dir: Path) -> Path:
         return path
     tls = private_dir(store_dir / TLS_DIR)
     _write_tls(tls)
-    _write_private(path, security_toml(tls))
+    write_atomic(path, security_toml(tls).encode())
     return path
 
 
@@ -174,8 +164,8 @@ def _write_tls(tls: Path) -> None:
                            critical=False)
             .sign(ca_key, hashes.SHA256()))
     pem = serialization.Encoding.PEM
-    _write_private(tls / "ca.crt", ca.public_bytes(pem).decode())
-    _write_private(tls / "node.crt", node.public_bytes(pem).decode())
-    _write_private(tls / "node.key", key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                                       serialization.NoEncryption()).decode())
+    write_atomic(tls / "ca.crt", ca.public_bytes(pem))
+    write_atomic(tls / "node.crt", node.public_bytes(pem))
+    write_atomic(tls / "node.key", key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()))
     # the CA's key is not kept: nothing needs another certificate, and none can be made
