@@ -117,29 +117,49 @@ class Mount:
         *,
         shared: bool = False,
         auth: tuple[str, str] | None = None,
+        bframes: int = 0,
+        key_int: int | None = None,
+        audio: AudioCodec | None = None,
     ) -> Mount:
-        """An endless live encode (scrolling test pattern), one IDR per second."""
+        """An endless live encode (scrolling test pattern), one IDR per ``key_int`` frames (default: a second).
+
+        ``bframes`` > 0 encodes B-frames (decode order differs from presentation order,
+        as many cameras' "H.264 Main/High" or H.265 settings do); ``audio`` adds a live
+        tone as a second track: ``"aac"`` (MPEG4-GENERIC), ``"pcma"``/``"pcmu"`` (G.711,
+        8 kHz, the factory default of many cameras) or ``"g726"`` (a codec nobody records).
+        """
         source = (
             "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! "
             f"video/x-raw,format=I420,width={width},height={height},framerate={fps}/1"
         )
+        gop = key_int or fps
         if codec == "h264":
+            # tune=zerolatency turns B-frames off; with B-frames a short lookahead keeps latency low
+            # (the ultrafast preset forces B-frames off whatever bframes says: superfast keeps them)
+            tune = ("tune=zerolatency speed-preset=ultrafast" if bframes == 0
+                    else f"bframes={bframes} b-adapt=false rc-lookahead=5 speed-preset=superfast")
             encoder = (
-                "x264enc tune=zerolatency speed-preset=ultrafast "
-                f"key-int-max={fps} bitrate={bitrate_kbps} ! h264parse config-interval=-1"
+                f"x264enc {tune} "
+                f"key-int-max={gop} bitrate={bitrate_kbps} ! "
+                # rtph264pay's caps would otherwise negotiate Constrained Baseline: no B-frames
+                + ("video/x-h264,profile=main ! " if bframes else "")
+                + "h264parse config-interval=-1"
             )
         elif codec == "hevc":
+            tune = "tune=zerolatency " if bframes == 0 else ""
+            opts = "log-level=error" + (f":bframes={bframes}:b-adapt=0:rc-lookahead=5" if bframes else "")
             encoder = (
-                "x265enc tune=zerolatency speed-preset=ultrafast "
-                f"key-int-max={fps} bitrate={bitrate_kbps} option-string=log-level=error "
+                f"x265enc {tune}speed-preset=ultrafast "
+                f"key-int-max={gop} bitrate={bitrate_kbps} option-string={opts} "
                 "! h265parse config-interval=-1"
             )
         else:
             raise ValueError(f"unsupported codec {codec!r}")
         pay = _PARSE_PAY[codec][1]
-        return cls(
-            launch=f"{source} ! {encoder} ! {pay} name=pay0 pt=96", shared=shared, auth=auth
-        )
+        launch = f"{source} ! {encoder} ! {pay} name=pay0 pt=96"
+        if audio is not None:
+            launch += " " + _live_audio(audio)
+        return cls(launch=launch, shared=shared, auth=auth)
 
     @classmethod
     def audio_only(
@@ -155,6 +175,25 @@ class Mount:
             shared=shared,
             auth=auth,
         )
+
+
+AudioCodec = Literal["aac", "pcma", "pcmu", "g726"]
+
+
+def _live_audio(codec: str) -> str:
+    """A live 440 Hz tone payloaded as ``pay1`` in the given codec."""
+    tone = "audiotestsrc is-live=true wave=sine freq=440 volume=0.3"
+    if codec == "aac":
+        return (f"{tone} samplesperbuffer=1024 ! audioconvert ! audioresample ! "
+                "audio/x-raw,rate=16000,channels=1 ! avenc_aac ! rtpmp4gpay name=pay1 pt=97")
+    if codec in ("pcma", "pcmu"):
+        enc, pay, pt = ("alawenc", "rtppcmapay", 8) if codec == "pcma" else ("mulawenc", "rtppcmupay", 0)
+        return (f"{tone} samplesperbuffer=160 ! audio/x-raw,format=S16LE,rate=8000,channels=1 ! "
+                f"{enc} ! {pay} name=pay1 pt={pt}")
+    if codec == "g726":
+        return (f"{tone} samplesperbuffer=160 ! audio/x-raw,format=S16LE,rate=8000,channels=1 ! "
+                "avenc_g726 bitrate=32000 ! rtpg726pay name=pay1 pt=98")
+    raise ValueError(f"unsupported audio codec {codec!r}")
 
 
 _PARSE_PAY: dict[str, tuple[str, str]] = {
