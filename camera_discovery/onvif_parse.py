@@ -6,6 +6,9 @@ service addresses, media profiles and URIs. Everything is matched by local
 name with descendant fallback, so wrong or missing namespaces and missing
 wrapper elements read the same as the spec's shape. Each other deviation is
 commented where it is caught; each has a test in ``tests/test_discovery_parse.py``.
+Real answers of Hikvision, Dahua, Uniview and other brands' cameras, kept
+verbatim with their origin in ``tests/fixtures/onvif/``, are read by
+``tests/test_discovery_real_devices.py`` (parsed, and over HTTP end to end).
 """
 
 from __future__ import annotations
@@ -217,7 +220,7 @@ def parse_capabilities(payload: Element) -> dict[str, str]:
 
 
 def parse_profiles(payload: Element) -> list[MediaProfile]:
-    """GetProfilesResponse → profiles in the camera's order (main stream first)."""
+    """GetProfilesResponse (Media1 or Media2) → profiles in the camera's order (main stream first)."""
     elements = xmlsafe.children(payload, "Profiles") or list(xmlsafe.descendants(payload, "Profiles"))
     if not elements:
         # Camera quirk: singular "Profile" elements (Media2 naming in a Media1 answer).
@@ -228,6 +231,13 @@ def parse_profiles(payload: Element) -> list[MediaProfile]:
         if not token:
             continue  # without a token there is no GetStreamUri to ask
         encoder = xmlsafe.first(el, "VideoEncoderConfiguration")
+        if encoder is None:
+            # Media2 (ver20) shape: the encoder is Configurations/VideoEncoder,
+            # with the same Encoding and Resolution inside (Xiongmai XM530,
+            # tests/fixtures/onvif/xiongmai-xm530-sunba/Media2-GetProfiles.xml).
+            # A Media2 answer to a request without Type lists empty
+            # Configurations (Hikvision, Uniview OEMs): tokens and names only.
+            encoder = xmlsafe.first(el, "Configurations", "VideoEncoder")
         # Camera quirk: Width/Height without the Resolution wrapper.
         resolution = (xmlsafe.first(encoder, "Resolution") or encoder) if encoder is not None else None
         encoding = xmlsafe.text(encoder, "Encoding") if encoder is not None else None
