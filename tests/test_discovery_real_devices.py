@@ -1,6 +1,7 @@
 """Real cameras' ONVIF answers (``tests/fixtures/onvif/``, origin of each in its
-``sources.json``): Hikvision and a Hikvision OEM, Dahua, two Uniview OEMs,
-Xiongmai, Axis, D-Link, Milesight and two unbranded firmwares.
+``sources.json``): Hikvision and a Hikvision OEM, Dahua (two cameras and an
+NVR), two Uniview OEMs, Xiongmai, Axis, D-Link, Milesight and three unbranded
+firmwares.
 
 Every stored answer is read by the project's parsers and must give the values
 written below from reading the XML by hand (table ``EXPECTED``); then the same
@@ -66,6 +67,11 @@ EXPECTED: dict[str, dict[str, object]] = {
         "GetCapabilities.xml": ("http://192.168.1.123/onvif/media_service", "http://192.168.1.123/onvif/device_service", 5),
         "GetStreamUri.xml": "rtsp://192.168.1.123:554/cam/realmonitor?channel=1&subtype=1&unicast=true&proto=Onvif",
         "GetSnapshotUri.xml": "http://192.168.1.123/onvifsnapshot/media_service/snapshot?channel=1&subtype=1",
+    },
+    "dahua-nvr-hammeraj": {
+        # video encoders without Encoding/Resolution (or none): unknown, and never the audio encoder's G711
+        "GetProfiles.xml": [P(f"MediaProfile{c:03d}{s:02d}", f"MediaProfile_Channel{c + 1}_{stream}", None, None, None)
+                            for c in range(12) for s, stream in enumerate(("MainStream", "SubStream1", "SubStream2"))],
     },
     "dahua-ipc-hdw1025c": {
         "GetDeviceInformation.xml": ("Dahua", "IPC-HDW1025C", "2.420.Dahua 00.14.R, build: 2016-06-18", "2J01018PAA00813", "1.00"),
