@@ -14,6 +14,13 @@ secrets alike: stored encrypted (``api.secrets``), never shown, never logged.
   be shown as is, and a copy of it pasted back keeps the stored secret), and
   the values in order, which the caller encrypts.
 
+Some firmwares (Xiongmai and its OEMs, old Hikvision paths) put the same
+``name=value`` pairs in the *path*: ``rtsp://h/user=admin_password=pw_channel=1_stream=0.sdp``,
+``rtsp://h/user=admin&password=pw&channel=1``.  Those are secrets by the same
+names; a path value runs to the next ``/``, ``&``, ``;`` or ``_name=`` (so a
+password may hold ``_``; one holding ``_x=`` is ambiguous and shows from there on).
+They are stored under the name ``/<name>``.
+
 A parameter is secret by its name (percent-decoded, case-insensitive): any
 name containing ``pass``, ``pasw``, ``pwd``, ``psw``, ``secret``, ``token``,
 ``auth``, ``key``, ``sign``, ``credential``, ending in ``pas`` (``loginpas``),
@@ -41,15 +48,49 @@ def is_secret_param(name: str) -> bool:
     return n in _SECRET_EXACT or bool(_SECRET_NAME.search(n))
 
 
-def _parts(url: str) -> tuple[str, str, str]:
-    """``(before '?', query, '#fragment' or '')`` by plain string splitting: works on any text."""
+def _parts(url: str) -> tuple[str, str | None, str]:
+    """``(before '?', query or None without a '?', '#fragment' or '')`` by plain string
+    splitting: works on any text.  An empty query (``…0.sdp?``, as old Hikvision paths
+    end) is kept: the camera gets back the very URL."""
     head, hashmark, fragment = url.partition("#")
-    base, _, query = head.partition("?")
-    return base, query, hashmark + fragment
+    base, mark, query = head.partition("?")
+    return base, (query if mark else None), hashmark + fragment
 
 
-def _join(base: str, pairs: list[str], fragment: str) -> str:
-    return base + ("?" + "&".join(pairs) if pairs else "") + fragment
+#: ``name=value`` inside a path: after ``/``, ``_``, ``&`` or ``;``; the value ends at the next
+#: separator that starts another ``name=`` (or at ``/``, ``&``, ``;``)
+_PATH_PAIR = re.compile(r"(?<=[/_&;])([A-Za-z][A-Za-z0-9]*)=((?:(?!_[A-Za-z][A-Za-z0-9]*=)[^/&;])*)")
+_PATH_PREFIX = "/"
+
+
+def _split_path(base: str) -> tuple[str, str]:
+    """``(scheme://authority, /path)`` of the part before ``?``; ``(base, "")`` without a scheme."""
+    scheme, sep, rest = base.partition("://")
+    if not sep:
+        return base, ""
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}://{authority}", slash + path
+
+
+def _path_secrets(base: str, keep_masked: bool = False) -> tuple[str, list[tuple[str, str]]]:
+    """``base`` with every secret path value masked, and ``[("/name", raw value), ...]``."""
+    head, path = _split_path(base)
+    if "=" not in path:
+        return base, []
+    found: list[tuple[str, str]] = []
+
+    def mask(m: re.Match) -> str:
+        name, value = m.group(1), m.group(2)
+        if not is_secret_param(name) or (keep_masked and value == MASK):
+            return m.group(0)
+        found.append((_PATH_PREFIX + name, value))
+        return f"{name}={MASK}"
+
+    return head + _PATH_PAIR.sub(mask, path), found
+
+
+def _join(base: str, pairs: list[str] | None, fragment: str) -> str:
+    return base + ("?" + "&".join(pairs) if pairs is not None else "") + fragment
 
 
 def _redact_userinfo(base: str) -> str:
@@ -69,11 +110,11 @@ def redact_url(url: str | None) -> str:
     if not url:
         return "" if url is None else url
     base, query, fragment = _parts(str(url))
-    pairs = []
+    pairs = None if query is None else []
     for pair in query.split("&") if query else []:
         name, eq, _value = pair.partition("=")
         pairs.append(f"{name}={MASK}" if eq and is_secret_param(name) else pair)
-    return _join(_redact_userinfo(base), pairs, fragment)
+    return _join(_redact_userinfo(_path_secrets(base)[0]), pairs, fragment)
 
 
 def redact_text(text: str | None) -> str:
@@ -92,7 +133,8 @@ def _redact_match(found: str) -> str:
 
 
 def split_query_secrets(url: str) -> tuple[str, list[tuple[str, str]]]:
-    """``(url with *** for each secret query value, [(name, raw value), ...])``.
+    """``(url with *** for each secret query or path value, [(name, raw value), ...])``
+    (path values under ``/name``).
 
     Values are kept exactly as written (still percent-encoded), so restoring
     them gives back the very URL. A value that already is ``***`` is a
@@ -100,8 +142,8 @@ def split_query_secrets(url: str) -> tuple[str, list[tuple[str, str]]]:
     :func:`restore_query_secrets`.
     """
     base, query, fragment = _parts(url)
-    pairs: list[str] = []
-    secrets: list[tuple[str, str]] = []
+    base, secrets = _path_secrets(base, keep_masked=True)
+    pairs: list[str] | None = None if query is None else []
     for pair in query.split("&") if query else []:
         name, eq, value = pair.partition("=")
         if eq and is_secret_param(name) and value != MASK:
@@ -120,7 +162,14 @@ def restore_query_secrets(url: str, secrets: list[tuple[str, str]] | list[list[s
     for name, value in secrets:
         pending.setdefault(name, []).append(value)
     base, query, fragment = _parts(url)
-    pairs = []
+    head, path = _split_path(base)
+
+    def unmask(m: re.Match) -> str:
+        queue = pending.get(_PATH_PREFIX + m.group(1))
+        return f"{m.group(1)}={queue.pop(0)}" if m.group(2) == MASK and queue else m.group(0)
+
+    base = head + _PATH_PAIR.sub(unmask, path)
+    pairs = None if query is None else []
     for pair in query.split("&") if query else []:
         name, eq, value = pair.partition("=")
         if eq and value == MASK and pending.get(name):

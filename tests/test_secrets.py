@@ -41,6 +41,15 @@ USERINFO_SECRET = "Usr-Pa55-never-shown"
     ("rtsp://h/x?pwd=1&pwd=2", "rtsp://h/x?pwd=***&pwd=***"),
     ("rtsp://h/Streaming/Channels/101", "rtsp://h/Streaming/Channels/101"),
     ("rtsp://h/x?token", "rtsp://h/x?token"),
+    # Xiongmai (and OEMs): the credentials in the path (tests/fixtures/onvif/xiongmai-*, use-go/onvif#6)
+    ("rtsp://h:554/user=admin_password=tlJwpbo6_channel=1_stream=0.sdp?real_stream",
+     "rtsp://h:554/user=admin_password=***_channel=1_stream=0.sdp?real_stream"),
+    ("rtsp://h/user=admin_password=a_b_channel=1_stream=0.sdp", "rtsp://h/user=admin_password=***_channel=1_stream=0.sdp"),
+    ("rtsp://h/user=admin_password=_channel=1_stream=0.sdp", "rtsp://h/user=admin_password=***_channel=1_stream=0.sdp"),
+    ("rtsp://h/user=admin&password=p1&channel=1&stream=0.sdp?", "rtsp://h/user=admin&password=***&channel=1&stream=0.sdp?"),
+    ("rtsp://u:p2@h/ch/pwd=p1/live?pwd=p3", "rtsp://u:***@h/ch/pwd=***/live?pwd=***"),
+    ("rtsp://h/cam/realmonitor?channel=1&subtype=0", "rtsp://h/cam/realmonitor?channel=1&subtype=0"),
+    ("rtsp://h/keyframe=1/x", "rtsp://h/keyframe=***/x"),  # a non-secret taken for one: only its display
 ])
 def test_redaction_table(url, shown):
     assert redact_url(url) == shown
