@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from labwitness.errors import (
     ConfigError,
     ConflictError,
+    DeviceError,
     DiscoveryError,
     IndexUnavailableError,
     LabwitnessError,
@@ -38,6 +39,8 @@ STATUS = {
     NotFoundError: 404,
     ConflictError: 409,
     StreamError: 422,
+    # before DiscoveryError (its base): a camera asked for the API's caller (its clock, NTP) failed
+    DeviceError: 502,
     DiscoveryError: 422,  # what reaches the API is a bad scan request (hosts, CIDR); device errors are per result
     IndexUnavailableError: 503,
     StorageUnavailableError: 503,
@@ -54,7 +57,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(LabwitnessError)
     async def _lw(request: Request, exc: LabwitnessError) -> JSONResponse:
         status = getattr(exc, "status", None) or next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 500)
-        extra = {"error_id": _log_failure(request, exc)} if status >= 500 and status != 503 else {}
+        extra = {"error_id": _log_failure(request, exc)} if status >= 500 and status not in (502, 503) else {}
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else getattr(exc, "headers", None)  # e.g. Retry-After
         resp = problem(status, type(exc).__name__, str(exc), f"https://labwitness.invalid/problems/{exc.code}", **extra)
         if headers:
