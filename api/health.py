@@ -21,6 +21,7 @@ from labwitness.clock import Clock, from_ms, utc_ms
 from labwitness.errors import IndexUnavailableError, LabwitnessError
 from recorder.service import RecorderService
 from retention import health as rh
+from retention.camera_clock import camera_clock, osd_off
 from retention.journal import outbox_backlog
 from retention.policy import RetentionPolicy
 from retention.witness import WitnessOutbox, WitnessThresholds
@@ -124,7 +125,7 @@ class Health:
             status, problems = rh.classify(facts)
             for c in facts.cameras:
                 w = workers.get(c.camera_id)
-                osd_offset, osd_source = rh.camera_clock(c.stream_clock_offset_s, c.clock_offset_s)
+                osd_offset, osd_source = camera_clock(c.stream_clock_offset_s, c.clock_offset_s)
                 d = {
                     "area_id": c.area_id, "name": c.name,
                     "last_segment_end": from_ms(c.last_segment_end_ms).isoformat() if c.last_segment_end_ms else None,
@@ -141,7 +142,7 @@ class Health:
                     "stream_clock_offset_s": c.stream_clock_offset_s,
                     # what the burned-in OSD time differs from the index time by, and whether that is past the bound
                     "osd_offset_s": osd_offset, "osd_offset_source": osd_source if osd_offset is not None else None,
-                    "osd_offset_warning": rh.osd_off(osd_offset),
+                    "osd_offset_warning": osd_off(osd_offset),
                     "state": w.shown_state() if w else None,
                     "last_error": w.status.last_error if w else "",
                 }

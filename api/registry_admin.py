@@ -19,7 +19,7 @@ from labwitness.clock import Clock, utc_ms
 from labwitness.errors import IndexUnavailableError, NotFoundError, ValidationError
 from labwitness.url_secrets import redact_url
 from recorder.service import CameraSpec, RecorderService
-from retention.health import camera_clock, osd_off
+from retention.camera_clock import camera_clock, osd_off
 
 from api.camera_rows import new_camera
 from api.registry_models import AreaIn, CameraIn, CameraPatch, CameraView, EquipmentIn, ScanIn

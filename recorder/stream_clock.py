@@ -1,6 +1,7 @@
 """The camera's clock as its stream tells it: RTCP sender reports against the footage's index time.
 
-Owns :func:`segment_offset` (pure).  A sender report (RFC 3550 §6.4.1) pairs an
+Owns :func:`segment_offset` (pure) and :func:`input_offset` (the same for a
+closed segment of a recorder input, from its latest video report).  A sender report (RFC 3550 §6.4.1) pairs an
 RTP timestamp with the camera's wall clock (NTP format) at that instant; the
 recorder's timeline (:mod:`recorder.timing`) gives the same RTP time a wall time
 on the *host's* clock — the time the footage is indexed under.  Their difference,
@@ -57,3 +58,12 @@ def segment_offset(report: Report, first_ts: int, end_ts: int, start_wall: float
     scale = (end_wall - start_wall) / media_s if media_s > 0 else 1.0
     host_wall = start_wall + (ts - first_ts) / clock_rate * scale
     return (report.ntp - NTP_UNIX_DELTA) - host_wall
+
+
+def input_offset(src: object, first_ts: int, end_ts: int, start_wall: float, end_wall: float) -> float | None:
+    """:func:`segment_offset` with the latest video sender report of ``src`` (a StreamInput).  Only
+    the native client's timestamps are the RTP times reports refer to: FFmpeg's client has none here."""
+    report = getattr(src, "video_sender_report", None)
+    if report is None:
+        return None
+    return segment_offset(report, first_ts, end_ts, start_wall, end_wall, float(1 / src.time_base))  # type: ignore[attr-defined]

@@ -10,10 +10,8 @@ unsupported_codec, stream_ended, decode_error, spool_full, recorder_down,
 recorder_stopped).
 
 Health is output, not liveness: ``last_segment_at`` and the gap journal say
-whether this camera is really being recorded.  Each closed segment also
-measures the camera's clock against the footage's index time from the
-stream's RTCP sender reports (:mod:`recorder.stream_clock`, native client
-only): ``WorkerStatus.stream_clock_offset_s``.
+whether this camera is really being recorded.  Each closed segment also dates
+the camera's clock against its index time (``stream_clock_offset_s``, RTCP).
 """
 
 from __future__ import annotations
@@ -39,7 +37,7 @@ from recorder.metrics import RecorderMetrics
 from recorder.recovery import salvage
 from recorder.segmenter import SegmentWriter
 from recorder.spool import CameraSpool, Committed, HashingFile
-from recorder.stream_clock import segment_offset
+from recorder.stream_clock import input_offset
 from recorder.timing import SessionTimeline
 from storage.layout import SegmentMeta, iso_ms
 
@@ -84,7 +82,7 @@ class WorkerStatus:
     segments: int = 0
     frames: int = 0
     dropped_packets: int = 0
-    #: camera clock minus the footage's index time (RTCP sender reports), and when it was last measured
+    #: camera clock minus the footage's index time (recorder.stream_clock), and when last measured
     stream_clock_offset_s: float | None = None
     stream_clock_at: datetime | None = None
 
@@ -294,7 +292,8 @@ class CameraWorker:
                             self.on_commit(c)
                 return
             start_w, end_w = timeline.close_segment(float((s.first_dts - origin) * tb), float((end_dts - origin) * tb))
-            self._note_stream_clock(src, s.first_dts, end_dts, start_w, end_w)
+            if (offset := input_offset(src, s.first_dts, end_dts, start_w, end_w)) is not None:
+                self.status.stream_clock_offset_s, self.status.stream_clock_at = round(offset, 3), self.clock.now()
             start = datetime.fromtimestamp(start_w, timezone.utc)
             end = datetime.fromtimestamp(end_w, timezone.utc)
             meta = SegmentMeta(
@@ -388,17 +387,6 @@ class CameraWorker:
             return
         if self.status.segments == 0 and last_dts is None:
             raise StreamError("stream_ended", "码流没有数据 / the stream ended before any video arrived")
-
-    def _note_stream_clock(self, src: StreamInput, first_dts: int, end_dts: int, start_w: float, end_w: float) -> None:
-        """The camera's clock against this segment's index time, from the latest video sender report.
-        Only the native client's timestamps are the RTP times reports refer to (FFmpeg's are not)."""
-        report = getattr(src, "video_sender_report", None)
-        if report is None:
-            return
-        offset = segment_offset(report, first_dts, end_dts, start_w, end_w, float(1 / src.time_base))
-        if offset is not None:
-            self.status.stream_clock_offset_s = round(offset, 3)
-            self.status.stream_clock_at = self.clock.now()
 
     def _scrub(self, text: str) -> str:
         """FFmpeg quotes the URL in its errors (in other spellings too): never let a password through."""

@@ -30,6 +30,7 @@ from index.coverage import CoverageStore
 from index.models import Camera, ContentEvent, Gap, IntegrityFinding, JobRun, Seal, Segment
 from index.queries import db_guarded
 from labwitness.clock import DAY_MS, HOUR_MS, from_ms
+from retention.camera_clock import OSD_BOUND_S, camera_clock, clock_warning, osd_off
 from retention.time_witness import TIME_REFUSALS
 
 #: sweep refusals that say the host clock cannot be trusted: critical (the store's clock, the witnesses)
@@ -45,10 +46,7 @@ JOB_EXPECTED_H = {"sweep": 24, "verify": 24, "integrity": 24, "reconcile": 24 * 
 class Thresholds:
     coverage_warning: float = 0.99  # 24 h coverage below this: warning
     coverage_critical: float = 0.90  # ... below this: critical
-    #: a camera clock further off than this shows an OSD time visibly different from the footage's
-    #: index time (see :func:`camera_clock`): an OSD has whole seconds, so up to 1 s is rounding, and
-    #: the ONVIF reading is known to ±0.5 s; beyond 2 s the difference is real and a viewer sees it
-    clock_offset_warning_s: float = 2.0
+    clock_offset_warning_s: float = OSD_BOUND_S  # retention.camera_clock: OSD time vs index time
     runway_warning_margin_days: float = 30.0
     job_stale_factor: float = 2.0
 
@@ -75,28 +73,6 @@ class CameraFacts:
     #: camera clock minus the footage's index time, from the stream's RTCP sender reports
     #: (recorder.stream_clock; filled in by the service that runs the recorders)
     stream_clock_offset_s: float | None = None
-
-
-def camera_clock(stream_offset_s: float | None, onvif_offset_s: float | None) -> tuple[float | None, str]:
-    """The camera's clock offset an OSD shows, and where it is from: the stream's sender reports
-    when known (measured on the footage itself, every segment), else the ONVIF reading."""
-    if stream_offset_s is not None:
-        return stream_offset_s, "RTCP"
-    return onvif_offset_s, "ONVIF"
-
-
-def osd_off(offset_s: float | None, th: Thresholds = Thresholds()) -> bool:
-    """True when the camera's burned-in OSD time disagrees with the footage's index time by more than the bound."""
-    return offset_s is not None and abs(offset_s) > th.clock_offset_warning_s
-
-
-def clock_warning(camera_id: str, offset_s: float, source: str) -> str:
-    """What an admin reads when a camera's OSD time would disagree with the index (zh-CN, then English)."""
-    return (f"{camera_id}: 摄像机时钟偏差 {offset_s:+.1f} 秒（{source}），画面叠加时间（OSD）与录像索引时间不一致；"
-            f"请为该摄像机设置 NTP 服务器或同步时间（摄像机页面，或 labwitness camera time set-ntp / sync） / "
-            f"camera clock off by {offset_s:+.1f} s ({source}): its burned-in OSD time disagrees with the footage's "
-            f"index time; set the camera's NTP server or sync its time (cameras page, or "
-            f"`labwitness camera time set-ntp|sync`)")
 
 
 @dataclass
@@ -362,7 +338,7 @@ def classify(f: Facts, th: Thresholds = Thresholds()) -> tuple[str, list[dict]]:
             kinds = ", ".join(c.unusable_ongoing)
             flag("warning", "content_unusable", f"{c.camera_id}: 画面不可用 / picture not usable: {kinds}", c.camera_id)
         offset, source = camera_clock(c.stream_clock_offset_s, c.clock_offset_s)
-        if osd_off(offset, th):
+        if offset is not None and osd_off(offset, th.clock_offset_warning_s):
             flag("warning", "clock_offset", clock_warning(c.camera_id, offset, source), c.camera_id)
     s = f.storage
     if s.capacity_bytes is None:  # informational: does not change the status

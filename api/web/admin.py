@@ -21,7 +21,8 @@ from index.registry import Registry
 from labwitness.clock import utc_ms
 from labwitness.errors import LabwitnessError, ValidationError as InvalidInput
 from labwitness.url_secrets import redact_text, redact_url
-from retention.health import Thresholds, camera_clock, is_offline
+from retention.camera_clock import OSD_BOUND_S, camera_clock
+from retention.health import is_offline
 
 from api.deps import AuditDep, CameraClocksDep, ClockDep, IndexDep, RegistryAdminDep, RegistryDep, SettingsDep
 from api.registry_admin import RegistryAdmin
@@ -80,7 +81,7 @@ def camera_rows(registry: RegistryDep, admin: RegistryAdminDep, index: IndexDep,
         rows.append({"id": c.id, "name": c.name, "area_id": c.area_id, "area_name": area_names.get(c.area_id or "", ""),
                      "enabled": c.enabled, "state": v.state,
                      "status": status, "age_s": age, "clock_offset_s": osd_offset, "clock_source": osd_source,
-                     "clock_warning": v.clock_warning, "clock_bound_s": Thresholds().clock_offset_warning_s,
+                     "clock_warning": v.clock_warning, "clock_bound_s": OSD_BOUND_S,
                      "has_onvif": bool(c.onvif_xaddr), "has_thumb": c.id in thumbs,
                      "manufacturer": c.manufacturer, "model": c.model, "serial": c.serial, "username": c.username,
                      "has_password": v.has_password, "rtsp_url": redact_url(c.rtsp_url)})
