@@ -2,7 +2,9 @@
 
 The project's own errors (:mod:`labwitness.errors`) map to their status by
 class: :class:`ValidationError` (bad input) is 422, and it is the only kind of
-``ValueError`` that is.  Anything else that escapes a route is a bug: a 500
+``ValueError`` that is; a camera the API asked on the caller's behalf that failed
+(:class:`DeviceError`: unreachable, credentials refused, a setting refused) is 502.
+Anything else that escapes a route is a bug: a 500
 problem carrying an ``error_id`` that is logged with the traceback, so what a
 client reports can be found in the log — and no internal detail (a server path,
 a SQL error) reaches the client.
