@@ -140,6 +140,7 @@ class Health:
                     "oldest_footage_age_days": c.oldest_age_days, "bytes_183d": c.bytes_183d,
                     "clock_offset_s": c.clock_offset_s,
                     "stream_clock_offset_s": c.stream_clock_offset_s,
+                    "stream_clock_at": w.status.stream_clock_at.isoformat() if w and w.status.stream_clock_at else None,
                     # what the burned-in OSD time differs from the index time by, and whether that is past the bound
                     "osd_offset_s": osd_offset, "osd_offset_source": osd_source if osd_offset is not None else None,
                     "osd_offset_warning": osd_off(osd_offset),

@@ -181,4 +181,4 @@ def test_stream_clock_reaches_the_api(running):
     view = client.get("/api/v1/cameras/cam-api").json()
     assert abs(view["stream_clock_offset_s"]) < 0.5 and view["clock_warning"] is False
     cam = client.get("/api/v1/health").json()["cameras"]["cam-api"]
-    assert abs(cam["stream_clock_offset_s"]) < 0.5 and cam["osd_offset_source"] == "RTCP"
+    assert abs(cam["stream_clock_offset_s"]) < 0.5 and cam["osd_offset_source"] == "RTCP" and cam["stream_clock_at"]
