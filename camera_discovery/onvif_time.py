@@ -35,7 +35,7 @@ from camera_discovery.models import DeviceInfo
 from camera_discovery.onvif_client import _Query
 from camera_discovery.soap import SoapSession
 from labwitness.clock import Clock, SystemClock
-from labwitness.errors import DeviceError, DeviceSettingRefusedError, SoapFaultError, ValidationError
+from labwitness.errors import DeviceAuthError, DeviceError, DeviceSettingRefusedError, SoapFaultError, ValidationError
 
 #: a DNS name as SetNTP takes it (RFC 1123 labels); anything else is refused before the camera sees it
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
@@ -156,8 +156,9 @@ def _settings(query: _Query, samples: int) -> TimeSettings:
     _date_time_fields(payload, out)
     try:
         _ntp_fields(query.call("device", "GetNTP").payload, out)
-    except SoapFaultError as e:
-        out.ntp_error = str(e)  # many cameras without NTP support answer ActionNotSupported
+    except (SoapFaultError, DeviceAuthError) as e:
+        # many cameras without NTP support answer ActionNotSupported; some allow GetNTP to admins only
+        out.ntp_error = str(e)
     return out
 
 
