@@ -24,6 +24,7 @@ from recorder.spool_view import SpoolReader
 from retention.policy import RetentionPolicy
 from storage.base import Body, ObjectStore
 
+from api.camera_time import CameraClocks
 from api.exporter import Exporter
 from api.health import Health
 from api.registry_admin import RegistryAdmin
@@ -83,6 +84,11 @@ def registry_admin(request: Request) -> RegistryAdmin:
     return runtime(request).registry_admin
 
 
+def camera_clocks(request: Request) -> CameraClocks:
+    rt = runtime(request)
+    return CameraClocks(rt.registry, rt.audit, rt.cipher, rt.clock)
+
+
 def health(request: Request) -> Health:
     return runtime(request).health
 
@@ -103,6 +109,7 @@ AuditDep = Annotated[AuditLog, Depends(audit)]
 SpoolDep = Annotated[SpoolReader, Depends(spool)]
 ExporterDep = Annotated[Exporter, Depends(exporter)]
 RegistryAdminDep = Annotated[RegistryAdmin, Depends(registry_admin)]
+CameraClocksDep = Annotated[CameraClocks, Depends(camera_clocks)]
 HealthDep = Annotated[Health, Depends(health)]
 MetricsDep = Annotated[CollectorRegistry, Depends(metrics)]
 

@@ -21,6 +21,7 @@ from labwitness.clock import Clock, from_ms, utc_ms
 from labwitness.errors import IndexUnavailableError, LabwitnessError
 from recorder.service import RecorderService
 from retention import health as rh
+from retention.camera_clock import camera_clock, osd_off
 from retention.journal import outbox_backlog
 from retention.policy import RetentionPolicy
 from retention.witness import WitnessOutbox, WitnessThresholds
@@ -118,9 +119,13 @@ class Health:
             cap = self._capacity(facts.storage.used_bytes)
             if cap is not None:
                 facts.storage.set_capacity(*cap)
+            for c in facts.cameras:  # the camera's clock as its stream tells it (live workers only)
+                w = workers.get(c.camera_id)
+                c.stream_clock_offset_s = w.status.stream_clock_offset_s if w else None
             status, problems = rh.classify(facts)
             for c in facts.cameras:
                 w = workers.get(c.camera_id)
+                osd_offset, osd_source = camera_clock(c.stream_clock_offset_s, c.clock_offset_s)
                 d = {
                     "area_id": c.area_id, "name": c.name,
                     "last_segment_end": from_ms(c.last_segment_end_ms).isoformat() if c.last_segment_end_ms else None,
@@ -134,6 +139,11 @@ class Health:
                     "oldest_footage": from_ms(c.oldest_ms).isoformat() if c.oldest_ms else None,
                     "oldest_footage_age_days": c.oldest_age_days, "bytes_183d": c.bytes_183d,
                     "clock_offset_s": c.clock_offset_s,
+                    "stream_clock_offset_s": c.stream_clock_offset_s,
+                    "stream_clock_at": w.status.stream_clock_at.isoformat() if w and w.status.stream_clock_at else None,
+                    # what the burned-in OSD time differs from the index time by, and whether that is past the bound
+                    "osd_offset_s": osd_offset, "osd_offset_source": osd_source if osd_offset is not None else None,
+                    "osd_offset_warning": osd_off(osd_offset),
                     "state": w.shown_state() if w else None,
                     "last_error": w.status.last_error if w else "",
                 }
@@ -245,7 +255,8 @@ class HealthCollector:
                 labels=["camera", "area", "window"])
         bad = g("labwitness_camera_unusable_ratio", "Share of the window recorded but not usable (blackout, frozen, "
                                                     "obscured, moved)", labels=["camera", "area", "window"])
-        clock = g("labwitness_camera_clock_offset_seconds", "Camera clock minus host clock (ONVIF)", labels=["camera"])
+        clock = g("labwitness_camera_clock_offset_seconds", "Camera clock minus the footage's index time: RTCP sender "
+                  "reports when the stream has them, else ONVIF (what the burned-in OSD time is off by)", labels=["camera"])
         oldest = g("labwitness_camera_oldest_footage_age_days", "Age of the oldest retained footage",
                    labels=["camera", "area"])
         for cam, d in rep["cameras"].items():
@@ -257,8 +268,8 @@ class HealthCollector:
                 cov.add_metric([cam, area, w], v)
             for w, v in d["unusable"].items():
                 bad.add_metric([cam, area, w], v)
-            if d["clock_offset_s"] is not None:
-                clock.add_metric([cam], d["clock_offset_s"])
+            if d["osd_offset_s"] is not None:
+                clock.add_metric([cam], d["osd_offset_s"])
             if d["oldest_footage_age_days"] is not None:
                 oldest.add_metric([cam, area], d["oldest_footage_age_days"])
         st = rep["storage"]

@@ -2,7 +2,9 @@
 
 The project's own errors (:mod:`labwitness.errors`) map to their status by
 class: :class:`ValidationError` (bad input) is 422, and it is the only kind of
-``ValueError`` that is.  Anything else that escapes a route is a bug: a 500
+``ValueError`` that is; a camera the API asked on the caller's behalf that failed
+(:class:`DeviceError`: unreachable, credentials refused, a setting refused) is 502.
+Anything else that escapes a route is a bug: a 500
 problem carrying an ``error_id`` that is logged with the traceback, so what a
 client reports can be found in the log — and no internal detail (a server path,
 a SQL error) reaches the client.
@@ -22,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from labwitness.errors import (
     ConfigError,
     ConflictError,
+    DeviceError,
     DiscoveryError,
     IndexUnavailableError,
     LabwitnessError,
@@ -38,6 +41,8 @@ STATUS = {
     NotFoundError: 404,
     ConflictError: 409,
     StreamError: 422,
+    # before DiscoveryError (its base): a camera asked for the API's caller (its clock, NTP) failed
+    DeviceError: 502,
     DiscoveryError: 422,  # what reaches the API is a bad scan request (hosts, CIDR); device errors are per result
     IndexUnavailableError: 503,
     StorageUnavailableError: 503,
@@ -54,7 +59,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(LabwitnessError)
     async def _lw(request: Request, exc: LabwitnessError) -> JSONResponse:
         status = getattr(exc, "status", None) or next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 500)
-        extra = {"error_id": _log_failure(request, exc)} if status >= 500 and status != 503 else {}
+        extra = {"error_id": _log_failure(request, exc)} if status >= 500 and status not in (502, 503) else {}
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else getattr(exc, "headers", None)  # e.g. Retry-After
         resp = problem(status, type(exc).__name__, str(exc), f"https://labwitness.invalid/problems/{exc.code}", **extra)
         if headers:

@@ -19,6 +19,7 @@ from labwitness.clock import Clock, utc_ms
 from labwitness.errors import IndexUnavailableError, NotFoundError, ValidationError
 from labwitness.url_secrets import redact_url
 from recorder.service import CameraSpec, RecorderService
+from retention.camera_clock import camera_clock, osd_off
 
 from api.camera_rows import new_camera
 from api.registry_models import AreaIn, CameraIn, CameraPatch, CameraView, EquipmentIn, ScanIn
@@ -63,13 +64,20 @@ class RegistryAdmin:
         w = self.recorder.workers().get(camera_id) if self.recorder else None
         return w.shown_state() if w else None
 
+    def stream_clock(self, camera_id: str) -> float | None:
+        """The camera's clock against the index time from its stream (``WorkerStatus``); None: unknown."""
+        w = self.recorder.workers().get(camera_id) if self.recorder else None
+        return w.status.stream_clock_offset_s if w else None
+
     def view(self, c: Camera) -> CameraView:
         """The camera as admins see it: no password, and what its recorder is doing now."""
+        onvif = c.clock_offset_ms / 1000 if c.clock_offset_ms is not None else None
+        stream = self.stream_clock(c.id)
         return CameraView(
             id=c.id, name=c.name, rtsp_url=redact_url(c.rtsp_url), area_id=c.area_id, enabled=c.enabled,
             username=c.username, has_password=bool(c.password_enc), onvif_endpoint=c.onvif_endpoint,
             manufacturer=c.manufacturer, model=c.model, serial=c.serial,
-            clock_offset_s=c.clock_offset_ms / 1000 if c.clock_offset_ms is not None else None,
+            clock_offset_s=onvif, stream_clock_offset_s=stream, clock_warning=osd_off(camera_clock(stream, onvif)[0]),
             state=self.recording_state(c.id) or ("disabled" if not c.enabled else "idle"),
         )
 

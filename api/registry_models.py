@@ -59,7 +59,35 @@ class CameraView(BaseModel):
     model: str
     serial: str
     clock_offset_s: float | None
+    #: camera clock minus the footage's index time from the stream's RTCP sender reports (live; None: unknown)
+    stream_clock_offset_s: float | None = None
+    #: the burned-in OSD time disagrees with the index time by more than the health bound
+    clock_warning: bool = False
     state: str
+
+
+class NtpIn(BaseModel):
+    server: str = Field(min_length=1, max_length=253, examples=["ntp.aliyun.com", "192.168.1.1"],
+                        description="IPv4/IPv6 address or host name of the NTP server the camera should use")
+
+
+class NtpServerView(BaseModel):
+    type: str
+    address: str
+
+
+class CameraTimeView(BaseModel):
+    """A camera's clock as it reported it just now (camera_discovery.onvif_time.TimeSettings)."""
+
+    camera_id: str
+    clock_offset_s: float | None
+    clock_uncertainty_s: float | None
+    date_time_type: str | None
+    time_zone: str | None
+    daylight_savings: bool | None
+    ntp_from_dhcp: bool | None
+    ntp_servers: list[NtpServerView]
+    ntp_error: str | None
 
 
 class EquipmentIn(BaseModel):

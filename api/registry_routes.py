@@ -3,7 +3,8 @@
 Every change goes through :class:`api.registry_admin.RegistryAdmin` (written with a
 Revision, audited, as the web UI's forms do too) and the recorders are re-synced
 right after, so adding, disabling or changing a camera takes effect without a
-restart.  Camera passwords go in, never come out.
+restart.  Camera passwords go in, never come out.  A camera's own clock is read
+and set over ONVIF by admins (``/cameras/{id}/time``: :mod:`api.camera_time`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
 from pydantic import BaseModel
 
 from api.auth import Admin, Reader
-from api.deps import RegistryAdminDep, RegistryDep
-from api.registry_models import AreaIn, CameraIn, CameraPatch, CameraView, EquipmentIn, EquipmentView, ScanIn
+from api.deps import CameraClocksDep, RegistryAdminDep, RegistryDep
+from api.registry_models import (AreaIn, CameraIn, CameraPatch, CameraTimeView, CameraView, EquipmentIn, EquipmentView, NtpIn,
+                                 ScanIn)
 
 
 def _actor(request: Request, who: Admin) -> str:
@@ -84,6 +86,25 @@ def remove_camera(admin: RegistryAdminDep, actor: ActorDep, camera_id: str, task
     admin.remove_camera(actor, camera_id)
     tasks.add_task(admin.sync_cameras)
     return Response(status_code=204)
+
+
+@router.get("/cameras/{camera_id}/time")
+def camera_time(clocks: CameraClocksDep, who: Admin, camera_id: str) -> CameraTimeView:
+    """The camera's clock (offset to this server) and NTP settings, read live over ONVIF with its stored
+    credentials (admins only: it contacts the camera with them). 502 when the camera does not answer usefully."""
+    return CameraTimeView(**clocks.show(who.actor, camera_id))
+
+
+@router.post("/cameras/{camera_id}/time/ntp")
+def camera_set_ntp(clocks: CameraClocksDep, who: Admin, actor: ActorDep, camera_id: str, body: NtpIn) -> CameraTimeView:
+    """Point the camera at an NTP server and switch it to NTP time (ONVIF SetNTP, SetSystemDateAndTime); audited."""
+    return CameraTimeView(**clocks.set_ntp(actor, who.role, camera_id, body.server))
+
+
+@router.post("/cameras/{camera_id}/time/sync")
+def camera_sync_time(clocks: CameraClocksDep, who: Admin, actor: ActorDep, camera_id: str) -> CameraTimeView:
+    """Set the camera's clock to this server's UTC time (ONVIF SetSystemDateAndTime, manual); audited."""
+    return CameraTimeView(**clocks.sync(actor, who.role, camera_id))
 
 
 @router.get("/equipment")

@@ -40,6 +40,7 @@ is a bug: a 500 problem with an error id that is also in the log.
             ├── DeviceAuthError         credentials missing/refused, clock too far off
             └── DeviceProtocolError     malformed/HTML/DTD/oversized answer
                 └── SoapFaultError      a SOAP fault (``subcodes``: ActionNotSupported, ...)
+                    └── DeviceSettingRefusedError  a setting (NTP, time) refused by the device
 """
 
 from __future__ import annotations
@@ -191,3 +192,10 @@ class SoapFaultError(DeviceProtocolError):
         super().__init__(message)
         #: local names of the fault code and subcodes, e.g. ("Receiver", "ActionNotSupported")
         self.subcodes = subcodes
+
+
+class DeviceSettingRefusedError(SoapFaultError):
+    """The device refused a setting asked of it (SetNTP, SetSystemDateAndTime): it does not
+    support it, or does not take the value."""
+
+    code = "device-setting-refused"

@@ -3,6 +3,7 @@
 Owns, one module a stage:
 
 - :mod:`recorder.timing`    wall-clock timeline of an RTSP session (pure)
+- :mod:`recorder.stream_clock` the camera's clock vs the index time, from RTCP sender reports (pure)
 - :mod:`recorder.backoff`   reconnect schedule and the uploader's retry gates (pure)
 - :mod:`recorder.spool`     local spool: write, fsync, commit, recover, quota
 - :mod:`recorder.inputs`    one RTSP session as packets: FFmpeg's client (PyAV) or the native one

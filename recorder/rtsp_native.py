@@ -22,7 +22,8 @@ Scope (a camera recorder's, not a general RTSP stack):
 * Errors are :class:`StreamError` with the worker's gap reasons.
 * A/V alignment from PLAY's ``RTP-Info`` (rtptime per track); without it
   audio is aligned to video by arrival.  RTCP sender reports are parsed and
-  kept (``sender_reports``); RTCP BYE ends the stream like FFmpeg's EOF.
+  kept (``sender_reports``; the video's, ``video_sender_report``, dates the
+  camera's clock: :mod:`recorder.stream_clock`); RTCP BYE ends the stream like FFmpeg's EOF.
 * Not supported: RTSP over TLS (``rtsps``), UDP transport, RTSP over HTTP
   tunnelling, redirects (3xx).  Use ``LABWITNESS_RTSP_CLIENT=ffmpeg`` for those.
 
@@ -138,6 +139,11 @@ class NativeRtspInput:
         layout = {1: "mono", 2: "stereo"}.get(self._achannels, "")
         return TrackTemplate(self._template("aac"), Fraction(1, self._arate), self._asc,
                              sample_rate=self._arate, layout=layout)
+
+    @property
+    def video_sender_report(self) -> SenderReport | None:
+        """The latest RTCP sender report of the video track (camera wall time of one RTP time)."""
+        return self.sender_reports.get(self._vch + 1)
 
     def close(self, teardown: bool = True) -> None:
         for c in self._template_inputs:

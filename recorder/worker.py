@@ -10,7 +10,8 @@ unsupported_codec, stream_ended, decode_error, spool_full, recorder_down,
 recorder_stopped).
 
 Health is output, not liveness: ``last_segment_at`` and the gap journal say
-whether this camera is really being recorded.
+whether this camera is really being recorded.  Each closed segment also dates
+the camera's clock against its index time (``stream_clock_offset_s``, RTCP).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from recorder.metrics import RecorderMetrics
 from recorder.recovery import salvage
 from recorder.segmenter import SegmentWriter
 from recorder.spool import CameraSpool, Committed, HashingFile
+from recorder.stream_clock import input_offset
 from recorder.timing import SessionTimeline
 from storage.layout import SegmentMeta, iso_ms
 
@@ -80,6 +82,9 @@ class WorkerStatus:
     segments: int = 0
     frames: int = 0
     dropped_packets: int = 0
+    #: camera clock minus the footage's index time (recorder.stream_clock), and when last measured
+    stream_clock_offset_s: float | None = None
+    stream_clock_at: datetime | None = None
 
 
 @dataclass
@@ -287,6 +292,8 @@ class CameraWorker:
                             self.on_commit(c)
                 return
             start_w, end_w = timeline.close_segment(float((s.first_dts - origin) * tb), float((end_dts - origin) * tb))
+            if (offset := input_offset(src, s.first_dts, end_dts, start_w, end_w)) is not None:
+                self.status.stream_clock_offset_s, self.status.stream_clock_at = round(offset, 3), self.clock.now()
             start = datetime.fromtimestamp(start_w, timezone.utc)
             end = datetime.fromtimestamp(end_w, timezone.utc)
             meta = SegmentMeta(

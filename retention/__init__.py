@@ -11,7 +11,8 @@ storage by :mod:`~retention.seal_verify`) — their bookkeeping below them
 (:mod:`~retention.runs`) and their schedule above them
 (:mod:`~retention.scheduler`); the time witnesses the sweep checks its clock
 against before deleting (:mod:`~retention.time_witness`, pure;
-:mod:`~retention.time_sources`); health (:mod:`~retention.health`) and the
+:mod:`~retention.time_sources`); health (:mod:`~retention.health`, with the
+camera-clock rule of :mod:`~retention.camera_clock`) and the
 monthly compliance report (:mod:`~retention.compliance`).  Procedures and
 invariants in ``docs/retention.md``.  Imports ``storage``, ``index`` and
 ``labwitness`` only.  The recorder never imports this package — recording does

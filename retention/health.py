@@ -6,7 +6,8 @@ Two halves:
 * :func:`gather` reads facts from the index (and what the caller knows about
   storage and the spool): per camera last segment age, coverage over 24 h /
   7 d / 183 d (and how much of it was recorded but not usable), gaps with
-  reasons, oldest retained footage, camera clock offset, bytes; for the lab
+  reasons, oldest retained footage, camera clock offset (ONVIF; the caller adds
+  the stream's, from RTCP sender reports), bytes; for the lab
   storage used, growth per day, runway, open integrity findings and the latest
   run of every retention job.  Six months of coverage come from
   :mod:`index.coverage`'s day rollup, so this stays well under a second on a
@@ -29,6 +30,7 @@ from index.coverage import CoverageStore
 from index.models import Camera, ContentEvent, Gap, IntegrityFinding, JobRun, Seal, Segment
 from index.queries import db_guarded
 from labwitness.clock import DAY_MS, HOUR_MS, from_ms
+from retention.camera_clock import OSD_BOUND_S, camera_clock, clock_warning, osd_off
 from retention.time_witness import TIME_REFUSALS
 
 #: sweep refusals that say the host clock cannot be trusted: critical (the store's clock, the witnesses)
@@ -44,7 +46,7 @@ JOB_EXPECTED_H = {"sweep": 24, "verify": 24, "integrity": 24, "reconcile": 24 * 
 class Thresholds:
     coverage_warning: float = 0.99  # 24 h coverage below this: warning
     coverage_critical: float = 0.90  # ... below this: critical
-    clock_offset_warning_s: float = 5.0
+    clock_offset_warning_s: float = OSD_BOUND_S  # retention.camera_clock: OSD time vs index time
     runway_warning_margin_days: float = 30.0
     job_stale_factor: float = 2.0
 
@@ -68,6 +70,9 @@ class CameraFacts:
     oldest_age_days: float | None = None
     bytes_183d: int = 0
     clock_offset_s: float | None = None
+    #: camera clock minus the footage's index time, from the stream's RTCP sender reports
+    #: (recorder.stream_clock; filled in by the service that runs the recorders)
+    stream_clock_offset_s: float | None = None
 
 
 @dataclass
@@ -332,9 +337,9 @@ def classify(f: Facts, th: Thresholds = Thresholds()) -> tuple[str, list[dict]]:
         if c.unusable_ongoing:
             kinds = ", ".join(c.unusable_ongoing)
             flag("warning", "content_unusable", f"{c.camera_id}: 画面不可用 / picture not usable: {kinds}", c.camera_id)
-        if c.clock_offset_s is not None and abs(c.clock_offset_s) > th.clock_offset_warning_s:
-            flag("warning", "clock_offset", f"{c.camera_id}: 摄像机时钟偏差 / camera clock off by {c.clock_offset_s:+.1f} s",
-                 c.camera_id)
+        offset, source = camera_clock(c.stream_clock_offset_s, c.clock_offset_s)
+        if offset is not None and osd_off(offset, th.clock_offset_warning_s):
+            flag("warning", "clock_offset", clock_warning(c.camera_id, offset, source), c.camera_id)
     s = f.storage
     if s.capacity_bytes is None:  # informational: does not change the status
         flag("info", "capacity_unknown", "存储容量未知，无法计算可用天数 / storage capacity unknown: set "

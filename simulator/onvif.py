@@ -1,7 +1,8 @@
 """A simulated ONVIF camera: the object tests, the demo and ``bench.discover`` start and stop.
 
 Owns :class:`OnvifCameraSimulator`: its identity, addresses and clock (host
-clock + ``clock_offset_s``) and its one thread, which waits on the HTTP socket
+clock + ``clock_offset_s``, which SetSystemDateAndTime and SetNTP change as a
+camera's do: :meth:`~OnvifCameraSimulator.set_time`) and its one thread, which waits on the HTTP socket
 of the device and media services (:mod:`.onvif_service`) and the UDP sockets
 of WS-Discovery (:mod:`.onvif_discovery`) and hands each readable socket to
 its owner.  Its stream URIs are the RTSP URLs it was given (the project's RTSP
@@ -70,6 +71,10 @@ class OnvifCameraSimulator:
         self.username = username
         self.password = password
         self.clock_offset_s = clock_offset_s
+        #: the clock settings GetSystemDateAndTime/GetNTP report and the Set calls change
+        self.date_time_type = "NTP"
+        self.ntp_from_dhcp = False
+        self.ntp_servers: list[tuple[str, str]] = []
         self.quirks = frozenset(quirks)
         self.host = host
         self.auth_tolerance_s = auth_tolerance_s
@@ -144,6 +149,16 @@ class OnvifCameraSimulator:
     def camera_now(self) -> datetime:
         """The simulated camera's own (offset) clock."""
         return self.clock.now() + timedelta(seconds=self.clock_offset_s)
+
+    def set_time(self, date_time_type: str, utc: datetime | None) -> None:
+        """SetSystemDateAndTime: ``Manual`` sets the clock to ``utc`` (the offset becomes what it is
+        from the host's clock now); ``NTP`` with a server set syncs it.  The simulated camera reaches
+        no real NTP server: any server it is given stands for the host's own clock (offset 0)."""
+        self.date_time_type = date_time_type
+        if utc is not None:
+            self.clock_offset_s = (utc - self.clock.now()).total_seconds()
+        elif date_time_type == "NTP" and self.ntp_servers:
+            self.clock_offset_s = 0.0
 
     # -- lifecycle -----------------------------------------------------------
 

@@ -33,6 +33,7 @@ QUIRKS = frozenset({
     "auth_preauth",        # credentials demanded on GetSystemDateAndTime/GetCapabilities/GetServices
     "no_date_header",      # no HTTP Date header (with auth_preauth: clock cannot be learned)
     "no_services",         # pre-2.0 device: GetServices is ActionNotSupported
+    "no_ntp",              # GetNTP/SetNTP are ActionNotSupported (cameras without NTP)
     # WS-Discovery ones:
     "malformed_probe_match",  # the ProbeMatches datagram is cut off
     "raw_scopes",          # unencoded spaces in the name scope
@@ -93,10 +94,10 @@ def fault(code: str, subcode: str, reason: str) -> str:
     )
 
 
-def system_date_and_time(camera_utc: datetime, quirks: frozenset[str]) -> str:
+def system_date_and_time(camera_utc: datetime, quirks: frozenset[str], date_time_type: str = "NTP") -> str:
     """GetSystemDateAndTimeResponse for the camera's clock reading (whole seconds)."""
     local = camera_utc + timedelta(hours=8)  # the simulated camera lives in China Standard Time
-    parts = ["<tt:DateTimeType>NTP</tt:DateTimeType><tt:DaylightSavings>false</tt:DaylightSavings>"]
+    parts = [f"<tt:DateTimeType>{escape(date_time_type)}</tt:DateTimeType><tt:DaylightSavings>false</tt:DaylightSavings>"]
     if "odd_date" in quirks:
         parts.append("<tt:TimeZone><tt:TZ>CST-08:00</tt:TZ></tt:TimeZone>")
         parts.append(f"<tt:LocalDateTime>{_date_time(local, pad=True)}</tt:LocalDateTime>")
@@ -120,6 +121,15 @@ def _date_time(t: datetime, *, pad: bool = False, no_day: bool = False) -> str:
         f"<tt:Second>{n(t.second)}</tt:Second></tt:Time>"
         f"<tt:Date><tt:Year>{t.year}</tt:Year><tt:Month>{n(t.month)}</tt:Month>{day}</tt:Date>"
     )
+
+
+def ntp(from_dhcp: bool, servers: list[tuple[str, str]]) -> str:
+    """GetNTPResponse: ``servers`` are (type, address), type IPv4, IPv6 or DNS."""
+    element = {"IPv4": "IPv4Address", "IPv6": "IPv6Address", "DNS": "DNSname"}
+    manual = "".join(f"<tt:NTPManual><tt:Type>{t}</tt:Type><tt:{element[t]}>{escape(a)}</tt:{element[t]}></tt:NTPManual>"
+                     for t, a in servers)
+    return (f"<tds:GetNTPResponse><tds:NTPInformation><tt:FromDHCP>{str(from_dhcp).lower()}</tt:FromDHCP>{manual}"
+            "</tds:NTPInformation></tds:GetNTPResponse>")
 
 
 def device_information(manufacturer: str, model: str, firmware: str, serial: str, hardware: str) -> str:

@@ -3,7 +3,8 @@
 Owns :class:`SoapService` (one SOAP request in, one answer out) and the HTTP
 server around it (one handler for every path, as many cameras do).  It answers
 GetSystemDateAndTime, GetDeviceInformation, GetCapabilities, GetServices,
-GetProfiles, GetStreamUri and GetSnapshotUri; checks WS-UsernameToken
+GetProfiles, GetStreamUri and GetSnapshotUri, and changes its clock on
+GetNTP/SetNTP/SetSystemDateAndTime (:meth:`ServedCamera.set_time`); checks WS-UsernameToken
 PasswordDigest on every call the spec protects, including ``Created`` against
 the camera's *own* clock within ``auth_tolerance_s``, and refuses replayed
 nonces; and misbehaves on request (:data:`~.onvif_messages.QUIRKS`).  The XML
@@ -17,6 +18,7 @@ import base64
 import email.utils
 import hashlib
 import hmac
+import ipaddress
 import logging
 import threading
 from collections import deque
@@ -81,6 +83,12 @@ class ServedCamera(Protocol):
 
     def camera_now(self) -> datetime: ...
 
+    date_time_type: str
+    ntp_from_dhcp: bool
+    ntp_servers: list[tuple[str, str]]
+
+    def set_time(self, date_time_type: str, utc: datetime | None) -> None: ...
+
 
 class SoapService:
     """The camera's SOAP endpoint; keeps the :attr:`calls` it saw and the nonces it accepted."""
@@ -121,7 +129,9 @@ class SoapService:
         cam = self.camera
         q = cam.quirks
         if operation == "GetSystemDateAndTime":
-            return self._ok(msg.system_date_and_time(cam.camera_now(), q))
+            return self._ok(msg.system_date_and_time(cam.camera_now(), q, cam.date_time_type))
+        if operation in ("GetNTP", "SetNTP", "SetSystemDateAndTime"):
+            return self._time(operation, request)
         if operation == "GetDeviceInformation":
             return self._ok(msg.device_information(cam.manufacturer, cam.model, cam.firmware, cam.serial, cam.hardware))
         if operation == "GetServices" and "no_services" not in q:
@@ -138,6 +148,48 @@ class SoapService:
             uri = profile.uri if operation == "GetStreamUri" else f"http://{cam.host}:{cam.http_port}/onvif/snapshot/{profile.token}.jpg"
             return self._ok(msg.media_uri(operation, uri, q))
         return _fault(500, "Receiver", "ActionNotSupported", f"{operation} is not supported")
+
+    def _time(self, operation: str, request: Element) -> Answer:
+        """The clock settings, as a camera keeps them (ONVIF Core 8.3.6-8.3.12)."""
+        cam = self.camera
+        if operation == "SetSystemDateAndTime":
+            kind = (xmlsafe.text(request, "DateTimeType") or "").strip()
+            if kind not in ("NTP", "Manual"):
+                return _fault(400, "Sender", "InvalidArgVal", f"DateTimeType {kind!r}")
+            utc = None
+            if kind == "Manual":
+                try:
+                    utc = datetime(*(int(xmlsafe.text(request, "UTCDateTime", part, name) or "")
+                                     for part, name in (("Date", "Year"), ("Date", "Month"), ("Date", "Day"),
+                                                        ("Time", "Hour"), ("Time", "Minute"), ("Time", "Second"))),
+                                   tzinfo=timezone.utc)
+                except ValueError:
+                    return _fault(400, "Sender", "InvalidDateTime", "UTCDateTime missing or not a valid date and time")
+            with self._lock:
+                cam.set_time(kind, utc)
+            return self._ok("<tds:SetSystemDateAndTimeResponse/>")
+        if "no_ntp" in cam.quirks:
+            return _fault(500, "Receiver", "ActionNotSupported", f"{operation} is not supported")
+        if operation == "GetNTP":
+            return self._ok(msg.ntp(cam.ntp_from_dhcp, list(cam.ntp_servers)))
+        from_dhcp = (xmlsafe.text(request, "FromDHCP") or "").strip().lower() in ("true", "1")
+        servers = []
+        for el in xmlsafe.children(request, "NTPManual"):
+            kind = (xmlsafe.text(el, "Type") or "").strip()
+            name = {"IPv4": "IPv4Address", "IPv6": "IPv6Address", "DNS": "DNSname"}.get(kind)
+            address = (xmlsafe.text(el, name) or "").strip() if name else ""
+            if kind in ("IPv4", "IPv6"):
+                try:
+                    if ipaddress.ip_address(address).version != int(kind[-1]):
+                        raise ValueError(address)
+                except ValueError:
+                    return _fault(400, "Sender", f"Invalid{kind}Address", f"{address!r} is not an {kind} address")
+            elif kind != "DNS" or not address:
+                return _fault(400, "Sender", "InvalidArgVal", f"NTPManual type {kind!r} without an address")
+            servers.append((kind, address))
+        with self._lock:
+            cam.ntp_from_dhcp, cam.ntp_servers = from_dhcp, servers
+        return self._ok("<tds:SetNTPResponse/>")
 
     def _ok(self, payload: str) -> Answer:
         return 200, _SOAP, msg.envelope(payload, self.camera.quirks)

@@ -207,3 +207,28 @@ def test_retention_health_api_and_metrics(running):
     assert used <= exported, f"used in deploy/ but not exported: {sorted(used - exported)}"
     assert ALLOWED <= exported | {"labwitness_job_last_success_timestamp_seconds", "labwitness_job_last_status",
                                   "labwitness_lock_verified_ratio"}
+
+
+# -- the camera's OSD time against the footage's index time (issue 15) --------------------
+@pytest.mark.parametrize("onvif, stream, warned, shown", [
+    (None, None, False, None),  # nothing known: nothing said
+    (0.4, None, False, None),
+    (2.0, None, False, None),  # at the bound: an OSD's rounding and the ONVIF reading's ±0.5 s
+    (2.3, None, True, "+2.3 s (ONVIF)"),
+    (-95.0, None, True, "-95.0 s (ONVIF)"),
+    (-95.0, 0.1, False, None),  # the stream's reports are the footage's own clock: they decide
+    (0.2, -28800.0, True, "-28800.0 s (RTCP)"),  # a camera on factory time, found from its stream
+    (None, 3.5, True, "+3.5 s (RTCP)"),
+    (None, -2.01, True, "-2.0 s (RTCP)"),
+])
+def test_osd_time_warning(onvif, stream, warned, shown):
+    cam = CameraFacts("utm-cam", coverage={"24h": 1.0}, oldest_age_days=30.0, last_segment_age_s=5.0,
+                      clock_offset_s=onvif, stream_clock_offset_s=stream)
+    status, problems = classify(_facts(cameras=[cam]))
+    clock = [p for p in problems if p["code"] == "clock_offset"]
+    assert bool(clock) == warned and status == ("warning" if warned else "ok")
+    if warned:
+        (p,) = clock
+        assert p["camera"] == "utm-cam" and p["level"] == "warning"
+        assert p["text"].startswith("utm-cam: 摄像机时钟偏差") and shown in p["text"] and "NTP" in p["text"]
+        assert "OSD" in p["text"] and "labwitness camera time" in p["text"]

@@ -28,6 +28,9 @@ ALLOWED: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/api/v1/cameras"): set(),
     ("PATCH", "/api/v1/cameras/{camera_id}"): set(),
     ("DELETE", "/api/v1/cameras/{camera_id}"): set(),
+    ("GET", "/api/v1/cameras/{camera_id}/time"): set(),  # contacts the camera with its stored credentials
+    ("POST", "/api/v1/cameras/{camera_id}/time/ntp"): set(),
+    ("POST", "/api/v1/cameras/{camera_id}/time/sync"): set(),
     ("GET", "/api/v1/equipment"): {"inspector", "operations"},
     ("POST", "/api/v1/equipment"): set(),
     ("POST", "/api/v1/discovery/scan"): set(),

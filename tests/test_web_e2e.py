@@ -139,6 +139,13 @@ def test_browser_walkthrough(live, rtsp):
         expect(thumb).to_have_count(1)
         page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumb.element_handle(), timeout=10_000)
         steps.shot("camera-recording")
+        # its clock drifts: the admin syncs it to the server's time from its edit panel (ONVIF SetSystemDateAndTime)
+        cam.clock_offset_s = 30.0
+        page.locator("#edit-utm-cam summary").click()
+        page.locator("#edit-utm-cam .camera-time button", has_text="同步为服务器当前时间").click()
+        expect(page.locator("p.flash.ok")).to_contain_text("摄像机时间已设为本服务器当前时间")
+        assert abs(cam.clock_offset_s) < 0.6
+        steps.shot("camera-time-synced")
 
         # 4. the lab's core data module uploads a test record (REST, ingest token)
         now = datetime.now(timezone.utc)

@@ -31,6 +31,8 @@ PAGES: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/ui/cameras/add"): set(),
     ("POST", "/ui/cameras/{camera_id}/update"): set(),
     ("POST", "/ui/cameras/{camera_id}/remove"): set(),
+    ("POST", "/ui/cameras/{camera_id}/time/ntp"): set(),
+    ("POST", "/ui/cameras/{camera_id}/time/sync"): set(),
     ("GET", "/ui/discovery"): set(),
     ("GET", "/ui/discovery/status"): set(),
     ("POST", "/ui/discovery/scan"): set(),

@@ -3,6 +3,7 @@
     common       the exit-code rule, settings, who acts, JSON and table output
     run          record, serve, demo
     registry     discover, camera, area, equipment
+    camera_time  camera time show, set-ntp, sync
     access       token, audit
     evidence     records import, export, verify
     maintenance  health, retention (sweep, verify, integrity, reconcile), index rebuild, db upgrade
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import access, content, evidence, key, maintenance, registry, report, run, seal
+from api.cli import access, camera_time, content, evidence, key, maintenance, registry, report, run, seal
 from api.cli.common import HELP as EXIT_HELP, CliGroup
 
 app = typer.Typer(cls=CliGroup, help="labwitness — 检测区域录像留存与索引 / testing-area video retention and indexing",
@@ -30,6 +31,7 @@ for command in (run.record, run.serve, run.demo, registry.discover, evidence.exp
 
 maintenance.retention_app.command("content")(content.content)
 registry.camera_app.command("approve-reference")(content.approve_reference)
+registry.camera_app.add_typer(camera_time.time_app, name="time")
 
 for name, group in (("db", maintenance.db_app), ("camera", registry.camera_app), ("area", registry.area_app),
                     ("equipment", registry.equipment_app), ("token", access.token_app), ("audit", access.audit_app),

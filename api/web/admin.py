@@ -1,4 +1,5 @@
-"""Admin pages: cameras (live status, thumbnails), discovery scans, areas,
+"""Admin pages: cameras (live status, thumbnails, clock: NTP server or sync over
+ONVIF through :class:`api.camera_time.CameraClocks`), discovery scans, areas,
 equipment, and the audit log.  Every change goes through the REST API's own
 models and service (``api.registry_models``, ``api.registry_admin``), so
 validation, revisions and audit events are exactly the API's."""
@@ -20,9 +21,10 @@ from index.registry import Registry
 from labwitness.clock import utc_ms
 from labwitness.errors import LabwitnessError, ValidationError as InvalidInput
 from labwitness.url_secrets import redact_text, redact_url
+from retention.camera_clock import OSD_BOUND_S, camera_clock
 from retention.health import is_offline
 
-from api.deps import AuditDep, ClockDep, IndexDep, RegistryAdminDep, RegistryDep, SettingsDep
+from api.deps import AuditDep, CameraClocksDep, ClockDep, IndexDep, RegistryAdminDep, RegistryDep, SettingsDep
 from api.registry_admin import RegistryAdmin
 from api.registry_models import AreaIn, CameraIn, CameraPatch, EquipmentIn, ScanIn
 from api.web.pages import problem_text, redirect
@@ -74,9 +76,13 @@ def camera_rows(registry: RegistryDep, admin: RegistryAdminDep, index: IndexDep,
             status = "recording"
         else:
             status = "offline"
+        # the offset the burned-in OSD time shows against the index time (stream's reports, else ONVIF)
+        osd_offset, osd_source = camera_clock(v.stream_clock_offset_s, v.clock_offset_s)
         rows.append({"id": c.id, "name": c.name, "area_id": c.area_id, "area_name": area_names.get(c.area_id or "", ""),
                      "enabled": c.enabled, "state": v.state,
-                     "status": status, "age_s": age, "clock_offset_s": v.clock_offset_s, "has_thumb": c.id in thumbs,
+                     "status": status, "age_s": age, "clock_offset_s": osd_offset, "clock_source": osd_source,
+                     "clock_warning": v.clock_warning, "clock_bound_s": OSD_BOUND_S,
+                     "has_onvif": bool(c.onvif_xaddr), "has_thumb": c.id in thumbs,
                      "manufacturer": c.manufacturer, "model": c.model, "serial": c.serial, "username": c.username,
                      "has_password": v.has_password, "rtsp_url": redact_url(c.rtsp_url)})
     return rows
@@ -127,6 +133,20 @@ async def remove_camera(request: Request, user: AdminUser, admin: RegistryAdminD
     await checked_form(request, user)
     ok = attempt(user, "camera.removed", lambda: admin.remove_camera(user.actor, camera_id))
     return cameras_changed(admin, ok)
+
+
+@router.post("/ui/cameras/{camera_id}/time/ntp")
+async def camera_set_ntp(request: Request, user: AdminUser, clocks: CameraClocksDep, camera_id: str) -> Response:
+    form = await checked_form(request, user)
+    attempt(user, "camera.time_ntp", lambda: clocks.set_ntp(user.actor, user.role, camera_id, form.get("server", "")))
+    return redirect("/ui/cameras")
+
+
+@router.post("/ui/cameras/{camera_id}/time/sync")
+async def camera_sync_time(request: Request, user: AdminUser, clocks: CameraClocksDep, camera_id: str) -> Response:
+    await checked_form(request, user)
+    attempt(user, "camera.time_synced", lambda: clocks.sync(user.actor, user.role, camera_id))
+    return redirect("/ui/cameras")
 
 
 # -- discovery -----------------------------------------------------------------------
