@@ -80,6 +80,8 @@ class WorkerStatus:
     segments: int = 0
     frames: int = 0
     dropped_packets: int = 0
+    #: of dropped_packets: frames before a session's first keyframe (they cannot be decoded)
+    before_keyframe: int = 0
 
 
 @dataclass
@@ -106,7 +108,7 @@ class CameraWorker:
         self.spool = spool
         self.cfg = cfg
         # per camera: "native" falls back to "ffmpeg" for what only FFmpeg's client does
-        # (rtsps://, B-frames) and for a camera whose session the native client cannot set up
+        # (rtsps://) and for a camera whose session the native client cannot set up
         self.rtsp_client = cfg.rtsp_client
         if self.rtsp_client == "native" and urlsplit(url).scheme != "rtsp":
             self.rtsp_client = "ffmpeg"
@@ -229,14 +231,6 @@ class CameraWorker:
             raise
         try:
             self._record(src)
-        except StreamError as e:
-            if e.reason != "b_frames":
-                raise
-            # this camera needs decode timestamps derived from a reorder buffer: FFmpeg's
-            # client has one; the session is reopened with it right away (first retry is immediate)
-            self.rtsp_client = "ffmpeg"
-            log.warning("camera %s sends B-frames: recording it with the FFmpeg RTSP client from now on", self.camera_id)
-            raise StreamError("unsupported_codec", f"{e}; 改用 FFmpeg 客户端 / switched to the FFmpeg client") from e
         finally:
             try:
                 src.close()
@@ -254,6 +248,7 @@ class CameraWorker:
         timeline = SessionTimeline()
         origin: int | None = None
         last_dts: int | None = None
+        unkeyed: list[int] = [0, 0]  # frames dropped before this session's first keyframe, first one's dts
         seg: _Open | None = None
         dropping_since: datetime | None = None
         est_bytes = 512 * 1024  # room wanted before a segment opens; grows to 2x the largest seen
@@ -331,7 +326,18 @@ class CameraWorker:
         def handle_video(pkt: av.Packet, dts: int, pts: int, arrival: float) -> None:
             nonlocal origin, last_dts
             if origin is None:
+                if not pkt.is_keyframe:
+                    # joined mid-GOP: nothing before the first keyframe can be decoded.  The time
+                    # these frames cover stays in the session's opening gap, which ends where the
+                    # first segment starts (its keyframe)
+                    if not unkeyed[0]:
+                        unkeyed[1] = dts
+                    unkeyed[0] += 1
+                    self._dropped(1, "before_keyframe")
+                    return
                 origin = dts
+                if unkeyed[0]:
+                    self._before_keyframe(unkeyed[0], float((dts - unkeyed[1]) * tb))
             if last_dts is not None and dts <= last_dts:
                 dts = last_dts + 1  # non-monotonic camera timestamps: keep order, never drop
             last_dts = dts
@@ -345,7 +351,9 @@ class CameraWorker:
                 if not (resumable and open_segment(dts, arrival)):
                     self._dropped(1)
                     return
-            timeline.observe(float((dts - origin) * tb), arrival)
+            # the wall clock is anchored on presentation times: a frame is sent after it is
+            # captured (with B-frames a frame's dts is earlier than its capture)
+            timeline.observe(float((max(pts, dts) - origin) * tb), arrival)
             seg.writer.write_video(pkt, dts, pts)
             self.status.frames += 1
             if self.status.state != "recording" and self.status.segments > 0:
@@ -379,6 +387,9 @@ class CameraWorker:
         if self.stop.is_set():
             return
         if self.status.segments == 0 and last_dts is None:
+            if unkeyed[0]:
+                raise StreamError("stream_ended", f"码流在第一个关键帧之前结束 / the stream ended before its first keyframe "
+                                                  f"({unkeyed[0]} frames could not be decoded)")
             raise StreamError("stream_ended", "码流没有数据 / the stream ended before any video arrived")
 
     def _scrub(self, text: str) -> str:
@@ -393,9 +404,19 @@ class CameraWorker:
         self.metrics.spool_full.labels(self.camera_id).set(1)
         self.spool.open_gap(since, "spool_full", msg)
 
-    def _dropped(self, n: int) -> None:
+    def _dropped(self, n: int, reason: str = "spool_full") -> None:
         self.status.dropped_packets += n
-        self.metrics.dropped_packets.labels(self.camera_id, "spool_full").inc(n)
+        if reason == "before_keyframe":
+            self.status.before_keyframe += n
+        self.metrics.dropped_packets.labels(self.camera_id, reason).inc(n)
+
+    def _before_keyframe(self, frames: int, seconds: float) -> None:
+        """Said once a session: the frames a session dropped before its first keyframe.  After an
+        interruption their time is inside the gap (it ends at the first segment); on a camera's
+        first session no gap is invented for them."""
+        gap = self.spool.pending_open_gap() is not None
+        log.info("camera %s: %d frames (%.2f s) before the first keyframe could not be decoded and were not "
+                 "recorded%s", self.camera_id, frames, seconds, " (inside the open gap)" if gap else "")
 
     def _rtp_lost(self, n: int) -> None:
         """RTP packets the camera sent that never arrived (native client): footage lost, counted."""

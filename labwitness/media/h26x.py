@@ -231,3 +231,39 @@ def h265_sps(sps: bytes) -> SpsInfo:
     except ValueError:  # truncated after the size: the size stands
         reorder = None
     return SpsInfo(width, height, reorder)
+
+
+def find_sps(codec: str, data: bytes) -> bytes | None:
+    """The first SPS NAL unit in Annex B data (an access unit, FFmpeg's RTSP extradata) or in
+    an ``avcC`` / ``hvcC`` record (an MP4 sample description); None when there is none."""
+    want = SPS_TYPE[codec]
+    if data[:1] == b"\x01":  # avcC / hvcC (ISO/IEC 14496-15)
+        try:
+            return _config_record_sps(codec, data, want)
+        except IndexError:
+            return None
+    for nal in data.split(b"\x00\x00\x01"):
+        if nal and nal_type(codec, nal[0]) == want:
+            return nal.rstrip(b"\x00")  # trailing zeros belong to the next start code
+    return None
+
+
+def _config_record_sps(codec: str, d: bytes, want: int) -> bytes | None:
+    if codec == "h264":
+        pos = 6
+        for _ in range(d[5] & 0x1F):
+            n = int.from_bytes(d[pos:pos + 2], "big")
+            if n:
+                return d[pos + 2:pos + 2 + n]
+            pos += 2 + n
+        return None
+    pos = 23
+    for _ in range(d[22]):
+        t, count = d[pos] & 0x3F, int.from_bytes(d[pos + 1:pos + 3], "big")
+        pos += 3
+        for _ in range(count):
+            n = int.from_bytes(d[pos:pos + 2], "big")
+            if t == want and n:
+                return d[pos + 2:pos + 2 + n]
+            pos += 2 + n
+    return None

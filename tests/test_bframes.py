@@ -1,0 +1,126 @@
+"""Issue 15 end to end: every segment starts at a keyframe, and cameras sending B-frames are
+recorded with their own timestamps, in order, by both RTSP clients (real GStreamer mounts)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+from conftest import wait_for
+from recording import Background, pipeline
+from simulator.rtsp import Mount, RtspSimulator
+
+
+def _segment_check(path: Path) -> dict:
+    """Decode one spooled segment: its packets' timestamps (decode order) and its frames."""
+    out = {"dts": [], "pts": [], "keys": [], "frames_pts": [], "errors": 0, "audio": 0}
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        out["time_base"] = v.time_base
+        for pkt in c.demux():
+            if pkt.size == 0:
+                continue
+            if pkt.stream.type == "audio":
+                out["audio"] += 1
+                continue
+            out["dts"].append(pkt.dts)
+            out["pts"].append(pkt.pts)
+            out["keys"].append(pkt.is_keyframe)
+            try:
+                out["frames_pts"] += [f.pts for f in pkt.decode()]
+            except av.error.FFmpegError:
+                out["errors"] += 1
+        try:
+            out["frames_pts"] += [f.pts for f in v.codec_context.decode(None)]
+        except av.error.FFmpegError:
+            out["errors"] += 1
+    return out
+
+
+def _segments(p) -> list[dict]:
+    return [_segment_check(c.mp4) for c in p.spool.committed()]
+
+
+def _assert_in_order(seg: dict, frame: int, whole_gops: bool = True) -> None:
+    """The camera's timestamps, in order: decode times strictly increase, none after its
+    presentation time, frames come out of the decoder in presentation order, one frame apart."""
+    dts, pts = seg["dts"], seg["pts"]
+    assert seg["keys"][0], "the segment starts with a keyframe"
+    assert seg["errors"] == 0
+    assert len(seg["frames_pts"]) == len(dts), "every frame decodes"
+    assert all(b > a for a, b in zip(dts, dts[1:])), f"dts not strictly increasing: {dts[:12]}"
+    assert all(p >= d for d, p in zip(dts, pts)), "pts before dts"
+    shown = seg["frames_pts"]
+    assert all(b > a for a, b in zip(shown, shown[1:])), f"frames out of order: {shown[:12]}"
+    if not whole_gops:
+        return  # the segment the stop closed ends mid-GOP: its last B-frames had not arrived
+    steps = {b - a for a, b in zip(sorted(pts), sorted(pts)[1:])}
+    # the camera's frame spacing (a 90 kHz clock over a 1/1000-ish track time base rounds by a tick)
+    assert all(abs(s - frame) <= 1 for s in steps), f"pts steps {sorted(steps)} are not the frame duration {frame}"
+
+
+@pytest.mark.parametrize("client", ["native", "ffmpeg"])
+@pytest.mark.parametrize("codec, audio", [("h264", None), ("h264", "aac"), ("hevc", None)])
+def test_b_frames_are_recorded_in_order_by_both_clients(tmp_path, client, codec, audio):
+    sim = RtspSimulator({"/b": Mount.live(codec=codec, bframes=2, audio=audio)}, workdir=tmp_path / "rtsp")
+    sim.start()
+    try:
+        p = pipeline(tmp_path, None, sim.url("/b"), segment_seconds=1.0, rtsp_client=client)
+        with Background(p.worker):
+            wait_for(lambda: p.worker.status.segments >= 4, 60, what="four segments")
+    finally:
+        sim.stop()
+    assert p.worker.rtsp_client == client, "no hand-over: B-frames are recorded by the client configured"
+    assert p.spool.pending_open_gap() is None or p.worker.status.sessions == 1
+    segs = _segments(p)
+    assert len(segs) >= 4
+    reordered = 0
+    for i, seg in enumerate(segs):
+        frame = round(1 / (25 * seg["time_base"]))
+        _assert_in_order(seg, frame, whole_gops=i < len(segs) - 1)
+        reordered += seg["pts"] != sorted(seg["pts"])
+        if audio:
+            assert seg["audio"] > 0
+    assert reordered, "the stream had no B-frames: the test would prove nothing"
+    # the first picture is shown at the composition offset of the first sample (docs/recording.md)
+    first = segs[1]
+    assert 0 < first["pts"][0] - first["dts"][0] <= 2 * round(1 / (25 * first["time_base"]))
+
+
+def test_late_joiners_of_a_shared_long_gop_stream_start_at_a_keyframe(tmp_path):
+    """Cameras behind one restreamer: 8 native clients and one FFmpeg client join a shared 2.5 s GOP
+    at different moments mid-GOP; each drops what comes before its first keyframe."""
+    sim = RtspSimulator({"/shared": Mount.live(shared=True, key_int=62)}, workdir=tmp_path / "rtsp")
+    sim.start()
+    workers = []
+    try:
+        for i in range(9):
+            d = tmp_path / f"cam{i}"
+            d.mkdir()
+            p = pipeline(d, None, sim.url("/shared"), camera_id=f"cam-{i}", segment_seconds=1.0,
+                         rtsp_client="ffmpeg" if i == 8 else "native")
+            bg = Background(p.worker).__enter__()
+            workers.append((p, bg))
+            time.sleep(0.37)  # joins spread over a GOP and a half
+        for p, _ in workers:
+            wait_for(lambda p=p: p.worker.status.segments >= 3, 90, what=f"three segments of {p.worker.camera_id}")
+    finally:
+        for _, bg in workers:
+            bg.__exit__(None, None, None)
+        sim.stop()
+    late = 0
+    for p, _ in workers:
+        st = p.worker.status
+        assert st.sessions == 1, st.last_error
+        assert st.dropped_packets == st.before_keyframe
+        late += st.before_keyframe > 0
+        assert p.worker.metrics.dropped_packets.labels(p.worker.camera_id, "before_keyframe")._value.get() == st.before_keyframe
+        assert p.spool.pending_open_gap() is None and not list(p.spool.finished_gaps()), \
+            "no gap is invented for a camera's first session"
+        for seg in _segments(p):
+            assert seg["keys"][0], f"{p.worker.camera_id}: a segment does not start with a keyframe"
+            assert seg["errors"] == 0 and len(seg["frames_pts"]) == len(seg["dts"]), "every frame decodes"
+    assert late >= 6, "most joined mid-GOP and dropped the frames before their first keyframe"
