@@ -8,7 +8,10 @@ Two implementations, chosen by ``RecorderConfig.rtsp_client``:
 
 Both hand the worker the same things: codec facts, a track description per
 output stream for :class:`recorder.segmenter.SegmentWriter`, and packets with
-integer timestamps.  Both raise :class:`StreamError` with the gap reason for
+integer timestamps: the camera's presentation times, and decode times derived
+from them by :class:`recorder.reorder.DecodeTimes` in both clients (FFmpeg's
+own decode times are missing for a B-frame stream's first frames, and its
+first IDR comes without any timestamp).  Both raise :class:`StreamError` with the gap reason for
 every failure of the camera or the network, so the worker's segmenting,
 timing and spool logic is the same whichever client is used.
 """

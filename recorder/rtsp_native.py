@@ -17,8 +17,11 @@ Scope (a camera recorder's, not a general RTSP stack):
   keep-alive (GET_PARAMETER when the camera lists it, else OPTIONS) at half
   the session timeout, TEARDOWN on close.
 * Basic and Digest (MD5, ``qop=auth`` or none) with the URL's credentials.
-* Video H.264/H.265; audio AAC (MPEG4-GENERIC AAC-hbr/lbr) only -- other audio
-  (G.711, ...) is not recorded: recording the video is what matters.
+* Video H.264/H.265, with or without B-frames: RTP gives each frame its
+  presentation time, in decode order; decode timestamps are derived from them
+  (:mod:`recorder.reorder`, the reorder depth from the SPS or learned).  Audio
+  AAC (MPEG4-GENERIC AAC-hbr/lbr) only -- other audio (G.711, ...) is not
+  recorded: recording the video is what matters.
 * Errors are :class:`StreamError` with the worker's gap reasons.
 * A/V alignment from PLAY's ``RTP-Info`` (rtptime per track); without it
   audio is aligned to video by arrival.  RTCP sender reports are parsed and

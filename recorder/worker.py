@@ -3,8 +3,12 @@
 A session reads packets from an RTSP input (:mod:`recorder.inputs`: FFmpeg's
 RTSP client through PyAV, or labwitness's own, over TCP with bounded open/read
 timeouts), stream-copies them into fMP4 segments cut at the first keyframe
-after the target length, and commits each segment to the spool.  Every packet
-received lands in exactly one segment; every interruption becomes a gap whose
+after the target length, and commits each segment to the spool.  Every segment
+starts with a keyframe: a session that joins a stream mid-GOP drops what comes
+before its first keyframe (it cannot be decoded), counted as dropped packets
+(``before_keyframe``); after an interruption that time is inside the gap, which
+ends where the first segment starts.  Every later packet received lands in
+exactly one segment; every interruption becomes a gap whose
 reason is the first cause (timeout, refused, auth_failed, not_rtsp, no_video,
 unsupported_codec, stream_ended, decode_error, spool_full, recorder_down,
 recorder_stopped).
