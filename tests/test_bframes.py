@@ -124,3 +124,46 @@ def test_late_joiners_of_a_shared_long_gop_stream_start_at_a_keyframe(tmp_path):
             assert seg["keys"][0], f"{p.worker.camera_id}: a segment does not start with a keyframe"
             assert seg["errors"] == 0 and len(seg["frames_pts"]) == len(seg["dts"]), "every frame decodes"
     assert late >= 6, "most joined mid-GOP and dropped the frames before their first keyframe"
+
+
+def test_after_an_interruption_the_gap_covers_the_frames_before_the_first_keyframe(tmp_path):
+    """A camera's second session joins its stream mid-GOP: the gap (here: the recorder was
+    stopped) ends where the first segment starts, at the first keyframe, so the dropped
+    frames' time is inside the gap and no segment claims it."""
+    from storage.layout import parse_iso
+
+    def ms(t):
+        return round(t.timestamp() * 1000)
+
+    sim = RtspSimulator({"/shared": Mount.live(shared=True, key_int=62)}, workdir=tmp_path / "rtsp")
+    sim.start()
+    keeper_dir = tmp_path / "keeper"
+    keeper_dir.mkdir()
+    keeper = pipeline(keeper_dir, None, sim.url("/shared"), camera_id="keeper", segment_seconds=1.0)
+    try:
+        with Background(keeper.worker):  # keeps the shared stream running between the camera's sessions
+            first = pipeline(tmp_path, None, sim.url("/shared"), segment_seconds=1.0)
+            with Background(first.worker):
+                wait_for(lambda: first.worker.status.segments >= 1, 60, what="the first session's segment")
+            ended = first.spool.last_end
+            # join again about a second after a keyframe (the keeper cuts a segment at each one)
+            n = keeper.worker.status.segments
+            wait_for(lambda: keeper.worker.status.segments > n, 30, what="a keyframe")
+            time.sleep(1.0)
+            joined = time.time()
+            second = pipeline(tmp_path, None, sim.url("/shared"), segment_seconds=1.0)
+            with Background(second.worker):
+                wait_for(lambda: second.worker.status.segments >= 1, 60, what="the second session's segment")
+    finally:
+        sim.stop()
+    dropped = second.worker.status.before_keyframe
+    assert dropped >= 10, "joined mid-GOP"
+    gaps = [g for _, g in second.spool.finished_gaps()]
+    assert [g["reason"] for g in gaps] == ["recorder_stopped"]
+    seg = next(c.meta for c in second.spool.committed() if c.meta.session_id != first.spool.committed()[0].meta.session_id)
+    assert ms(parse_iso(gaps[0]["start"])) == ms(ended)
+    assert ms(parse_iso(gaps[0]["end"])) == ms(seg.start), "the gap ends where the first segment starts"
+    # the dropped frames (25 fps) lie between the join and that start (the wall clock is anchored
+    # on the least-delayed packet, within a read batch of arrival)
+    assert seg.start.timestamp() - joined >= dropped * 0.04 - 0.6
+    assert _segment_check(next(c.mp4 for c in second.spool.committed() if c.meta == seg))["keys"][0]
