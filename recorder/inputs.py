@@ -195,6 +195,9 @@ class PyAVInput:
                     continue  # demuxer flush packet at end of stream
                 if times is None:
                     times = DecodeTimes(self.frame_ticks, self._declared_depth(pkt))
+                elif times.learning and pkt.is_keyframe:  # parameter sets in-band, after the first frames
+                    for p, dts, pts in times.declare(self._declared_depth(pkt)):
+                        yield False, p, dts, pts
                 # FFmpeg's own dts are not used: its RTSP demuxer gives none for the first
                 # frames of a stream with B-frames (and no pts for the first IDR); the
                 # camera's presentation times, in decode order, give them all (recorder.reorder)

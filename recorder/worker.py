@@ -3,12 +3,11 @@
 A session reads packets from an RTSP input (:mod:`recorder.inputs`: FFmpeg's
 RTSP client through PyAV, or labwitness's own, over TCP with bounded open/read
 timeouts), stream-copies them into fMP4 segments cut at the first keyframe
-after the target length, and commits each segment to the spool.  Every segment
-starts with a keyframe: a session that joins a stream mid-GOP drops what comes
-before its first keyframe (it cannot be decoded), counted as dropped packets
-(``before_keyframe``); after an interruption that time is inside the gap, which
-ends where the first segment starts.  Every later packet received lands in
-exactly one segment; every interruption becomes a gap whose
+after the target length, and commits each segment to the spool.  A segment
+starts with a keyframe: what a session gets before its first keyframe cannot
+be decoded and is dropped, counted (``before_keyframe``); that time is inside
+the opening gap, if any.  Every later packet received lands in exactly one
+segment; every interruption becomes a gap whose
 reason is the first cause (timeout, refused, auth_failed, not_rtsp, no_video,
 unsupported_codec, stream_ended, decode_error, spool_full, recorder_down,
 recorder_stopped).
@@ -331,17 +330,15 @@ class CameraWorker:
             nonlocal origin, last_dts
             if origin is None:
                 if not pkt.is_keyframe:
-                    # joined mid-GOP: nothing before the first keyframe can be decoded.  The time
-                    # these frames cover stays in the session's opening gap, which ends where the
-                    # first segment starts (its keyframe)
-                    if not unkeyed[0]:
-                        unkeyed[1] = dts
+                    # joined mid-GOP: undecodable.  An open gap ends where the first segment starts,
+                    # so it covers this time; a camera's first session gets no gap for it, a log line
+                    unkeyed[1] = dts if not unkeyed[0] else unkeyed[1]
                     unkeyed[0] += 1
-                    self._dropped(1, "before_keyframe")
-                    return
+                    return self._dropped(1, "before_keyframe")
                 origin = dts
                 if unkeyed[0]:
-                    self._before_keyframe(unkeyed[0], float((dts - unkeyed[1]) * tb))
+                    log.info("camera %s: %d frames (%.2f s) before the first keyframe could not be decoded and "
+                             "were not recorded", self.camera_id, unkeyed[0], float((dts - unkeyed[1]) * tb))
             if last_dts is not None and dts <= last_dts:
                 dts = last_dts + 1  # non-monotonic camera timestamps: keep order, never drop
             last_dts = dts
@@ -391,10 +388,8 @@ class CameraWorker:
         if self.stop.is_set():
             return
         if self.status.segments == 0 and last_dts is None:
-            if unkeyed[0]:
-                raise StreamError("stream_ended", f"码流在第一个关键帧之前结束 / the stream ended before its first keyframe "
-                                                  f"({unkeyed[0]} frames could not be decoded)")
-            raise StreamError("stream_ended", "码流没有数据 / the stream ended before any video arrived")
+            raise StreamError("stream_ended", f"码流没有可解码的视频 / the stream ended before any decodable video arrived "
+                                              f"({unkeyed[0]} frames before a keyframe)")
 
     def _scrub(self, text: str) -> str:
         """FFmpeg quotes the URL in its errors (in other spellings too): never let a password through."""
@@ -410,17 +405,8 @@ class CameraWorker:
 
     def _dropped(self, n: int, reason: str = "spool_full") -> None:
         self.status.dropped_packets += n
-        if reason == "before_keyframe":
-            self.status.before_keyframe += n
+        self.status.before_keyframe += n if reason == "before_keyframe" else 0
         self.metrics.dropped_packets.labels(self.camera_id, reason).inc(n)
-
-    def _before_keyframe(self, frames: int, seconds: float) -> None:
-        """Said once a session: the frames a session dropped before its first keyframe.  After an
-        interruption their time is inside the gap (it ends at the first segment); on a camera's
-        first session no gap is invented for them."""
-        gap = self.spool.pending_open_gap() is not None
-        log.info("camera %s: %d frames (%.2f s) before the first keyframe could not be decoded and were not "
-                 "recorded%s", self.camera_id, frames, seconds, " (inside the open gap)" if gap else "")
 
     def _rtp_lost(self, n: int) -> None:
         """RTP packets the camera sent that never arrived (native client): footage lost, counted."""

@@ -44,7 +44,7 @@ def _segments(p) -> list[dict]:
     return [_segment_check(c.mp4) for c in p.spool.committed()]
 
 
-def _assert_in_order(seg: dict, frame: int, whole_gops: bool = True) -> None:
+def _assert_in_order(seg: dict, frame: int, whole_gops: bool = True, tolerance: int = 0) -> None:
     """The camera's timestamps, in order: decode times strictly increase, none after its
     presentation time, frames come out of the decoder in presentation order, one frame apart."""
     dts, pts = seg["dts"], seg["pts"]
@@ -58,8 +58,9 @@ def _assert_in_order(seg: dict, frame: int, whole_gops: bool = True) -> None:
     if not whole_gops:
         return  # the segment the stop closed ends mid-GOP: its last B-frames had not arrived
     steps = {b - a for a, b in zip(sorted(pts), sorted(pts)[1:])}
-    # the camera's frame spacing (a 90 kHz clock over a 1/1000-ish track time base rounds by a tick)
-    assert all(abs(s - frame) <= 1 for s in steps), f"pts steps {sorted(steps)} are not the frame duration {frame}"
+    # the camera's frame spacing; FFmpeg's RTSP demuxer moves its timestamps by a few ticks when it
+    # re-bases them on the first RTCP sender report (A/V sync), hence 1 %: invented 1-tick steps stay out
+    assert all(abs(s - frame) <= tolerance for s in steps), f"pts steps {sorted(steps)} are not the frame duration {frame}"
 
 
 @pytest.mark.parametrize("client", ["native", "ffmpeg"])
@@ -80,7 +81,7 @@ def test_b_frames_are_recorded_in_order_by_both_clients(tmp_path, client, codec,
     reordered = 0
     for i, seg in enumerate(segs):
         frame = round(1 / (25 * seg["time_base"]))
-        _assert_in_order(seg, frame, whole_gops=i < len(segs) - 1)
+        _assert_in_order(seg, frame, whole_gops=i < len(segs) - 1, tolerance=0 if client == "native" else frame // 100)
         reordered += seg["pts"] != sorted(seg["pts"])
         if audio:
             assert seg["audio"] > 0
