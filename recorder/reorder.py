@@ -29,6 +29,13 @@ Where ``D`` comes from:
   the muxer shows it at its dts) and dts steps by one tick until it is back
   on the rule.  dts never goes backwards.
 
+A presentation time far below every recent one (more than ``JUMP_FRAMES``
+frame durations: deeper than any reordering) is not reordering but the
+camera's clock going back (an encoder restart, FFmpeg re-basing its times):
+from there on the times are shifted to go on one frame after the largest pts so
+far (counted in ``jumps``), so that the order stays and no depth is learned
+from it.  A jump forward needs nothing here (the worker cuts the segment).
+
 Frames without a presentation time (FFmpeg's RTSP demuxer hands the first one
 so) are placed by the frame duration: leading ones just before the smallest
 pts of the frames that follow (the next in presentation order), later ones one
@@ -47,6 +54,8 @@ from typing import Generic, TypeVar
 MAX_DEPTH = 16
 #: frames held back while the depth is learned: enough for 3 B-frames in a pyramid
 LOOKAHEAD = 4
+#: a pts this many frame durations below the largest so far is a clock going back, not reordering
+JUMP_FRAMES = 2 * (MAX_DEPTH + 1)
 
 T = TypeVar("T")
 
@@ -63,6 +72,9 @@ class DecodeTimes(Generic[T]):
         self.lookahead = lookahead
         #: frames whose dts could not be kept <= pts (reordering deeper than declared)
         self.late = 0
+        #: times the camera's clock went back (see the module docstring)
+        self.jumps = 0
+        self._shift = 0  # added to every pts since the last jump back
         self._held: deque[list] = deque()  # [item, pts or None], oldest first
         self._seen: list[int] = []  # the MAX_DEPTH+1 largest pts pushed, ascending
         self._given: list[int] = []  # the MAX_DEPTH+1 largest pts released (with the virtual ones), ascending
@@ -86,6 +98,13 @@ class DecodeTimes(Generic[T]):
                 self._leading += 1
                 return []
             pts = self._max_pts + self.frame_ticks
+        else:
+            pts += self._shift
+            if self._max_pts is not None and pts < self._max_pts - JUMP_FRAMES * self.frame_ticks:
+                self.jumps += 1
+                back = self._max_pts + self.frame_ticks - pts
+                self._shift += back
+                pts += back
         self._learn(pts)
         self._held.append([item, pts])
         return self._release(final=False)

@@ -140,3 +140,19 @@ def test_an_sps_that_cannot_be_read_declares_no_depth():
     assert sps_reorder("h264", main[:8]) is None
     assert sps_reorder("h264", b"\x67") is None
     assert sps_reorder("hevc", b"\x42\x01") is None
+
+
+@pytest.mark.parametrize("pts, depth, expected_pts", [
+    # an encoder restart: the clock starts again from 0; order and spacing kept, no depth learned
+    ([900000, 903600, 907200, 0, 3600, 7200], 0, [900000, 903600, 907200, 910800, 914400, 918000]),
+    ([900000, 910800, 903600, 907200, 0, 10800, 3600, 7200], 1,
+     [900000, 910800, 903600, 907200, 914400, 925200, 918000, 921600]),
+    # a jump forward is kept as it is (the worker cuts there)
+    ([0, 3600, 900000, 903600], None, [0, 3600, 900000, 903600]),
+])
+def test_a_clock_going_back_is_a_jump_not_reordering(pts, depth, expected_pts):
+    t, out = run(pts, depth)
+    assert [p for _, p in out] == expected_pts
+    dts = [d for d, _ in out]
+    assert all(b > a for a, b in zip(dts, dts[1:])) and all(d <= p for d, p in out)
+    assert t.late == 0 and t.depth == (depth or 0) and t.jumps == (expected_pts != pts)
