@@ -244,9 +244,9 @@ class NativeRtspInput:
                     if au.damaged:
                         pkt.is_corrupt = True
                     self._last_vts = au.ts
-                    for pkt, dts, pts in times.push(pkt, au.ts):
-                        pkt.pts, pkt.dts = pts, dts
-                        yield False, pkt, dts, pts
+                    for ready, dts, pts in times.push(pkt, au.ts):
+                        ready.pts, ready.dts = pts, dts
+                        yield False, ready, dts, pts
                 vout.clear()
             if aout:
                 for au in aout:
