@@ -16,7 +16,8 @@ from simulator.rtsp import Mount, RtspSimulator
 
 def _segment_check(path: Path) -> dict:
     """Decode one spooled segment: its packets' timestamps (decode order) and its frames."""
-    out = {"dts": [], "pts": [], "keys": [], "frames_pts": [], "errors": 0, "audio": 0}
+    out = {"dts": [], "pts": [], "keys": [], "frames_pts": [], "errors": 0, "audio": 0,
+           "edit_list": b"elst" in path.read_bytes()}
     with av.open(str(path)) as c:
         v = c.streams.video[0]
         out["time_base"] = v.time_base
@@ -91,6 +92,8 @@ def test_b_frames_are_recorded_in_order_by_both_clients(tmp_path, client, codec,
     for seg in segs:
         frame = round(1 / (25 * seg["time_base"]))
         assert abs(seg["pts"][0] - seg["dts"][0] - 2 * frame) <= frame // 100
+        assert not seg["edit_list"], "FFmpeg wrote an edit list: docs/recording.md says when the first picture shows"
+        assert seg["frames_pts"][0] == seg["pts"][0], "the keyframe is the first picture shown"
     # cuts and durations go by dts: one session's segments tile time, each as long as its frames
     metas = [c.meta for c in p.spool.committed()]
     assert all(a.end == b.start for a, b in zip(metas, metas[1:]) if a.session_id == b.session_id)
