@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     rtsp_open_timeout_s: float = 10.0
     rtsp_read_timeout_s: float = 10.0
     # RTSP client of the recorder: "native" (recorder.rtsp_native, about half the CPU; falls back to FFmpeg's
-    # per camera for rtsps://, B-frames or a session it cannot set up) or "ffmpeg" (FFmpeg's, through PyAV)
+    # per camera for rtsps:// or a session it cannot set up) or "ffmpeg" (FFmpeg's, through PyAV)
     rtsp_client: Literal["ffmpeg", "native"] = "native"
     backoff_cap_s: float = 10.0
     retention_months: int = RetentionPolicy.months

@@ -154,7 +154,10 @@ def main(config_path: str) -> int:
             "gaps": len(gaps) + (1 if pending_gap else 0) + unindexed_gaps,
             "gap_reasons": sorted({g.reason for g in gaps} | ({pending_gap["reason"]} if pending_gap else set())),
             "sessions": w.status.sessions if w else 0,
-            "dropped_packets": w.status.dropped_packets if w else 0,
+            # footage lost; the frames a session drops before its first keyframe (joining a
+            # shared stream mid-GOP) cannot be decoded and are reported apart
+            "dropped_packets": (w.status.dropped_packets - w.status.before_keyframe) if w else 0,
+            "before_keyframe": w.status.before_keyframe if w else 0,
             "frames_received": w.status.frames if w else 0,
             "frames_indexed": frames_idx,
             "media_s": round(media_s, 3),

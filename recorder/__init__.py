@@ -12,6 +12,7 @@ Owns, one module a stage:
   :mod:`recorder.rtsp_conn` (the connection: requests, receive buffer, keep-alive) and
   :mod:`recorder.rtsp_session` (OPTIONS to PLAY)
 - :mod:`recorder.rtp_depacketize` RTP -> H.264/H.265/AAC access units (pure)
+- :mod:`recorder.reorder`   decode timestamps from presentation times in decode order, B-frames (pure)
 - :mod:`recorder.segmenter` PyAV stream copy of packets into one fMP4 file
 - :mod:`recorder.worker`    one camera: ``run()`` around ``run_once()``
 - :mod:`recorder.uploader`  spool -> storage (locked, verified) -> index

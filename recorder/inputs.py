@@ -8,7 +8,10 @@ Two implementations, chosen by ``RecorderConfig.rtsp_client``:
 
 Both hand the worker the same things: codec facts, a track description per
 output stream for :class:`recorder.segmenter.SegmentWriter`, and packets with
-integer timestamps.  Both raise :class:`StreamError` with the gap reason for
+integer timestamps: the camera's presentation times, and decode times derived
+from them by :class:`recorder.reorder.DecodeTimes` in both clients (FFmpeg's
+own decode times are missing for a B-frame stream's first frames, and its
+first IDR comes without any timestamp).  Both raise :class:`StreamError` with the gap reason for
 every failure of the camera or the network, so the worker's segmenting,
 timing and spool logic is the same whichever client is used.
 """
@@ -26,6 +29,8 @@ import av
 
 from labwitness.errors import StreamError, ValidationError
 from labwitness.url_secrets import redact_text, redact_url
+from labwitness.media.h26x import find_sps, sps_reorder
+from recorder.reorder import DecodeTimes
 from recorder.rtsp_native import NativeRtspInput
 from recorder.rtsp_url import check_rtsp_url
 from recorder.segmenter import MP4_AUDIO, VIDEO_CODECS, Track
@@ -177,10 +182,9 @@ class PyAVInput:
 
     def packets(self) -> Iterator[Item]:
         streams = [self._video] + ([self._audio] if self._audio is not None else [])
-        ft = self.frame_ticks
-        held: list[av.Packet] = []  # leading packets without timestamps
-        last_dts: int | None = None
+        times: DecodeTimes[av.Packet] | None = None
         last_arrival = time.monotonic()
+        failure: Exception | None = None
         try:
             for pkt in self.container.demux(streams):
                 last_arrival = time.monotonic()
@@ -189,32 +193,38 @@ class PyAVInput:
                     continue
                 if pkt.size == 0:
                     continue  # demuxer flush packet at end of stream
-                dts = pkt.dts if pkt.dts is not None else pkt.pts
-                if dts is None:
-                    if last_dts is None:
-                        # FFmpeg's RTP demuxer hands the first IDR without
-                        # timestamps; dropping it would lose the first GOP.
-                        held.append(pkt)
-                        continue
-                    dts = last_dts + ft
-                if held:
-                    first = dts - ft * len(held)
-                    for i, hp in enumerate(held):
-                        d = first + i * ft
-                        yield False, hp, d, d
-                    held.clear()
-                last_dts = dts
-                yield False, pkt, dts, (pkt.pts if pkt.pts is not None else dts)
-            for i, hp in enumerate(held):  # a stream that never gave a timestamp: still keep what came
-                yield False, hp, i * ft, i * ft
-        except av.error.FFmpegError as e:
-            reason, message = classify(e)
+                if times is None:
+                    times = DecodeTimes(self.frame_ticks, self._declared_depth(pkt))
+                elif times.learning and pkt.is_keyframe:  # parameter sets in-band, after the first frames
+                    for p, dts, pts in times.declare(self._declared_depth(pkt)):
+                        yield False, p, dts, pts
+                # FFmpeg's own dts are not used: its RTSP demuxer gives none for the first
+                # frames of a stream with B-frames (and no pts for the first IDR); the
+                # camera's presentation times, in decode order, give them all (recorder.reorder)
+                for p, dts, pts in times.push(pkt, pkt.pts):
+                    yield False, p, dts, pts
+        except (av.error.FFmpegError, OSError) as e:
+            failure = e
+        if times is not None:
+            for p, dts, pts in times.flush():  # frames held back for the reorder depth are footage too
+                yield False, p, dts, pts
+        if isinstance(failure, av.error.FFmpegError):
+            reason, message = classify(failure)
             if reason in ("decode_error", "stream_error") and time.monotonic() - last_arrival >= 0.9 * self.read_timeout_s:
                 reason, message = "timeout", f"超时：码流中断 / timed out: no data for {self.read_timeout_s:.0f}s ({message})"
-            raise StreamError(reason, _scrub(message, self.url)) from e
-        except OSError as e:
-            reason, message = classify(e)
-            raise StreamError(reason, _scrub(message, self.url)) from e
+            raise StreamError(reason, _scrub(message, self.url)) from failure
+        if failure is not None:
+            reason, message = classify(failure)
+            raise StreamError(reason, _scrub(message, self.url)) from failure
+
+    def _declared_depth(self, first: av.Packet) -> int | None:
+        """The reorder depth the SPS declares: in FFmpeg's extradata (the SDP's parameter
+        sets), else in the first packet (in-band parameter sets)."""
+        for data in (self._video.codec_context.extradata, bytes(first)):
+            sps = find_sps(self.video_codec, data) if data else None
+            if sps is not None:
+                return sps_reorder(self.video_codec, sps)
+        return None
 
     def close(self) -> None:
         try:

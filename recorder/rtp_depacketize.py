@@ -13,15 +13,16 @@ expensive (see :mod:`recorder.rtsp_native`).
 
 Video access units are Annex B (start code + NAL) -- what FFmpeg's own RTP
 demuxer produces and what the MP4 muxer converts to length-prefixed samples.
-An access unit ends at the marker bit or when the RTP timestamp changes.
+An access unit ends at the marker bit or when the RTP timestamp changes.  Its
+timestamp is the RTP one, a presentation time; with B-frames units come in
+decode order and their decode times are derived later (:mod:`recorder.reorder`).
 Sequence gaps are counted in ``lost``; a fragmented NAL that lost a
 fragment is dropped (it cannot be reassembled) and its access unit is
 flagged ``damaged`` -- the rest of the access unit is kept.
 
 Known limits (said, not hidden): interleaved packetization (H.264 modes
 STAP-B/MTAP/FU-B, H.265 DONL fields with ``sprop-max-don-diff`` > 0) is
-not supported; B-frames are not reordered (RTP carries presentation times;
-IP cameras almost never send B-frames); parameter sets sent inside FU
+not supported; parameter sets sent inside FU
 fragments are stored in the sample but not picked up as new extradata.
 """
 

@@ -17,8 +17,11 @@ Scope (a camera recorder's, not a general RTSP stack):
   keep-alive (GET_PARAMETER when the camera lists it, else OPTIONS) at half
   the session timeout, TEARDOWN on close.
 * Basic and Digest (MD5, ``qop=auth`` or none) with the URL's credentials.
-* Video H.264/H.265; audio AAC (MPEG4-GENERIC AAC-hbr/lbr) only -- other audio
-  (G.711, ...) is not recorded: recording the video is what matters.
+* Video H.264/H.265, with or without B-frames: RTP gives each frame its
+  presentation time, in decode order; decode timestamps are derived from them
+  (:mod:`recorder.reorder`, the reorder depth from the SPS or learned).  Audio
+  AAC (MPEG4-GENERIC AAC-hbr/lbr) only -- other audio (G.711, ...) is not
+  recorded: recording the video is what matters.
 * Errors are :class:`StreamError` with the worker's gap reasons.
 * A/V alignment from PLAY's ``RTP-Info`` (rtptime per track); without it
   audio is aligned to video by arrival.  RTCP sender reports are parsed and
@@ -48,7 +51,8 @@ import av
 
 from labwitness.errors import StreamError
 from labwitness.media.aac import adts_header
-from labwitness.media.h26x import h264_dimensions, h265_dimensions
+from labwitness.media.h26x import h264_dimensions, h265_dimensions, sps_reorder
+from recorder.reorder import DecodeTimes
 from recorder.rtp_depacketize import AacDepacketizer, SenderReport, VideoDepacketizer, parse_rtcp
 from recorder.rtsp_conn import RtspConnection
 from recorder.rtsp_session import start_session
@@ -103,6 +107,7 @@ class NativeRtspInput:
         self._rtp_info: dict[int, int] = {}  # channel -> rtptime at PLAY
         self._a_shift: int | None = None
         self._last_vts: int | None = None
+        self._times: DecodeTimes[av.Packet] | None = None
         self._templates: dict[str, TrackTemplate] = {}
         self._template_inputs: list = []
         self._video_track: TrackTemplate | None = None
@@ -232,25 +237,22 @@ class NativeRtspInput:
             if bye:
                 vdep.flush()
             if vout:
+                times = self._times
                 for au in vout:
                     if not vdep.ready:
                         self.skipped_before_params += 1  # no SPS/PPS yet (none in the SDP): cannot describe it
                         continue
-                    if self._last_vts is not None and self._last_vts - 90_000 < au.ts < self._last_vts:
-                        # presentation time running backwards in decode order: B-frames.  This
-                        # client gives each frame dts = pts and cannot reorder them; recording
-                        # them would store the picture out of order.  The worker switches the
-                        # camera to FFmpeg's client, which derives decode timestamps.
-                        raise StreamError("b_frames", "摄像机使用 B 帧，内置 RTSP 客户端不支持 / the camera sends B-frames, "
-                                                      "which the native RTSP client does not reorder")
+                    if times is None:
+                        times = self._times = self._decode_times()
                     pkt = Packet(au.data)
                     pkt.time_base = VIDEO_TB
-                    pkt.pts = pkt.dts = au.ts
                     pkt.is_keyframe = au.key
                     if au.damaged:
                         pkt.is_corrupt = True
                     self._last_vts = au.ts
-                    yield False, pkt, au.ts, au.ts
+                    for ready, dts, pts in times.push(pkt, au.ts):
+                        ready.pts, ready.dts = pts, dts
+                        yield False, ready, dts, pts
                 vout.clear()
             if aout:
                 for au in aout:
@@ -269,18 +271,40 @@ class NativeRtspInput:
                 self.on_loss(lost - lost_seen)
                 lost_seen = lost
             if bye:
+                yield from self._flush_video()
                 return  # the camera ended the stream (RTCP BYE), as FFmpeg's end of file
             if time.monotonic() >= conn.next_keepalive:
                 conn.keepalive()
             if last_read < _BATCH_BYTES:
                 time.sleep(self._pause(got, time.monotonic() - t_start))
-            last_read = conn.recv()
+            try:
+                last_read = conn.recv()
+            except StreamError:
+                yield from self._flush_video()  # frames held for the reorder depth are footage too
+                raise
             got += last_read
             if last_read == 0:
                 vdep.flush()
                 if vout:
                     continue  # hand out the last access unit, then end
+                yield from self._flush_video()
                 raise conn.fail("stream_ended", "码流结束 / stream ended: the camera closed the connection")
+
+    def _decode_times(self) -> DecodeTimes[av.Packet]:
+        """Decode timestamps for this session's frames: RTP gives presentation times in decode order."""
+        assert self._vdep is not None
+        sps = self._vdep.sps()
+        depth = sps_reorder(self.video_codec, sps) if sps is not None else None
+        if depth is None:
+            log.info("%s: the SPS declares no reorder depth: learning it from the stream", self.shown)
+        return DecodeTimes(self.frame_ticks, depth)
+
+    def _flush_video(self) -> Iterator[tuple[bool, av.Packet, int, int]]:
+        """Frames held back while the reorder depth is learned, at the end of the stream."""
+        if self._times is not None:
+            for pkt, dts, pts in self._times.flush():
+                pkt.pts, pkt.dts = pts, dts
+                yield False, pkt, dts, pts
 
     def _pause(self, got: int, elapsed: float) -> float:
         """How long to wait before the next read: ``batch_wait_s``, unless the socket's

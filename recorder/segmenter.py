@@ -2,7 +2,11 @@
 
 ``frag_keyframe+empty_moov+default_base_moof`` with a 1 s ``frag_duration``
 makes the file playable fragment by fragment: a crash loses at most the
-fragment being built.  Each segment's timestamps are rebased to start at 0.
+fragment being built.  Each segment's timestamps are rebased so that its first
+decode time is 0; with B-frames each sample carries its composition offset
+(pts - dts, in the ``trun``), so the first picture is shown at its own offset
+(the stream's reorder depth in frames), not at 0.  With ``empty_moov`` FFmpeg
+writes no edit list (it shifts timestamps instead, here a no-op).
 """
 
 from __future__ import annotations

@@ -3,8 +3,11 @@
 A session reads packets from an RTSP input (:mod:`recorder.inputs`: FFmpeg's
 RTSP client through PyAV, or labwitness's own, over TCP with bounded open/read
 timeouts), stream-copies them into fMP4 segments cut at the first keyframe
-after the target length, and commits each segment to the spool.  Every packet
-received lands in exactly one segment; every interruption becomes a gap whose
+after the target length, and commits each segment to the spool.  A segment
+starts with a keyframe: what a session gets before its first keyframe cannot
+be decoded and is dropped, counted (``before_keyframe``); that time is inside
+the opening gap, if any.  Every later packet received lands in exactly one
+segment; every interruption becomes a gap whose
 reason is the first cause (timeout, refused, auth_failed, not_rtsp, no_video,
 unsupported_codec, stream_ended, decode_error, spool_full, recorder_down,
 recorder_stopped).
@@ -29,62 +32,21 @@ import av
 
 from labwitness.clock import Clock, SystemClock
 from labwitness.errors import SpoolError, StreamError, ValidationError
-from labwitness.segment_limits import MAX_SEGMENT_MS, MAX_TARGET_FACTOR
 from labwitness.url_secrets import redact_text
 from recorder.backoff import Backoff
-from recorder.inputs import RTSP_CLIENTS, StreamInput, check_rtsp_url, classify, open_input, redact
+from recorder.inputs import StreamInput, check_rtsp_url, classify, open_input, redact
 from recorder.metrics import RecorderMetrics
 from recorder.recovery import salvage
 from recorder.segmenter import SegmentWriter
 from recorder.spool import CameraSpool, Committed, HashingFile
 from recorder.stream_clock import input_offset
 from recorder.timing import SessionTimeline
+from recorder.worker_config import HARD_CUT_S, NATIVE_DOUBTS, RecorderConfig, WorkerStatus
 from storage.layout import SegmentMeta, iso_ms
 
 log = logging.getLogger(__name__)
 
-#: Hard cut in media seconds, whatever the configuration: the index finds no segment
-#: longer than MAX_SEGMENT_MS (wall clock), and a segment's wall length may exceed its
-#: media length by the timeline's drift allowance (500 ppm, recorder.timing): 0.1 % below.
-HARD_CUT_S = MAX_SEGMENT_MS / 1000 * (1 - 1e-3)
-
-
-@dataclass(frozen=True)
-class RecorderConfig:
-    segment_seconds: float = 60.0
-    open_timeout_s: float = 10.0
-    read_timeout_s: float = 10.0
-    backoff_cap_s: float = 10.0
-    recorder_id: str = "recorder-1"
-    #: a segment longer than this many targets is cut even without a keyframe
-    max_segment_factor: float = MAX_TARGET_FACTOR
-    #: how often a camera that refused connections is probed with a bare TCP connect
-    probe_interval_s: float = 0.5
-    #: RTSP client: "native" (recorder.rtsp_native) or "ffmpeg" (FFmpeg's, through PyAV)
-    rtsp_client: str = "native"
-
-    def __post_init__(self) -> None:
-        if not self.segment_seconds > 0:
-            raise ValueError(f"分段时长必须大于 0 / segment length must be > 0 seconds, got {self.segment_seconds}")
-        if self.rtsp_client not in RTSP_CLIENTS:
-            raise ValueError(f"未知的 RTSP 客户端 / unknown RTSP client {self.rtsp_client!r}; use one of {', '.join(RTSP_CLIENTS)}")
-
-
 __all__ = ["CameraWorker", "RecorderConfig", "WorkerStatus", "check_rtsp_url", "classify", "redact"]
-
-
-@dataclass
-class WorkerStatus:
-    state: str = "starting"  # starting | recording | reconnecting | spool_full | stopped
-    last_segment_at: datetime | None = None
-    last_error: str = ""
-    sessions: int = 0
-    segments: int = 0
-    frames: int = 0
-    dropped_packets: int = 0
-    #: camera clock minus the footage's index time (recorder.stream_clock), and when last measured
-    stream_clock_offset_s: float | None = None
-    stream_clock_at: datetime | None = None
 
 
 @dataclass
@@ -94,11 +56,6 @@ class _Open:
     writer: SegmentWriter
     first_dts: int
     frames: int = 0
-
-
-#: session set-up failures that may be the native client's own limits rather than the
-#: camera's (refused, timeout, auth_failed, not_found, unreachable are the camera's for both)
-NATIVE_DOUBTS = frozenset({"stream_error", "not_rtsp", "decode_error", "no_video", "unsupported_codec"})
 
 
 class CameraWorker:
@@ -111,7 +68,7 @@ class CameraWorker:
         self.spool = spool
         self.cfg = cfg
         # per camera: "native" falls back to "ffmpeg" for what only FFmpeg's client does
-        # (rtsps://, B-frames) and for a camera whose session the native client cannot set up
+        # (rtsps://) and for a camera whose session the native client cannot set up
         self.rtsp_client = cfg.rtsp_client
         if self.rtsp_client == "native" and urlsplit(url).scheme != "rtsp":
             self.rtsp_client = "ffmpeg"
@@ -234,14 +191,6 @@ class CameraWorker:
             raise
         try:
             self._record(src)
-        except StreamError as e:
-            if e.reason != "b_frames":
-                raise
-            # this camera needs decode timestamps derived from a reorder buffer: FFmpeg's
-            # client has one; the session is reopened with it right away (first retry is immediate)
-            self.rtsp_client = "ffmpeg"
-            log.warning("camera %s sends B-frames: recording it with the FFmpeg RTSP client from now on", self.camera_id)
-            raise StreamError("unsupported_codec", f"{e}; 改用 FFmpeg 客户端 / switched to the FFmpeg client") from e
         finally:
             try:
                 src.close()
@@ -259,6 +208,7 @@ class CameraWorker:
         timeline = SessionTimeline()
         origin: int | None = None
         last_dts: int | None = None
+        unkeyed: list[int] = [0, 0]  # frames dropped before this session's first keyframe, first one's dts
         seg: _Open | None = None
         dropping_since: datetime | None = None
         est_bytes = 512 * 1024  # room wanted before a segment opens; grows to 2x the largest seen
@@ -338,7 +288,16 @@ class CameraWorker:
         def handle_video(pkt: av.Packet, dts: int, pts: int, arrival: float) -> None:
             nonlocal origin, last_dts
             if origin is None:
+                if not pkt.is_keyframe:
+                    # joined mid-GOP: undecodable.  An open gap ends where the first segment starts,
+                    # so it covers this time; a camera's first session gets no gap for it, a log line
+                    unkeyed[1] = dts if not unkeyed[0] else unkeyed[1]
+                    unkeyed[0] += 1
+                    return self._dropped(1, "before_keyframe")
                 origin = dts
+                if unkeyed[0]:
+                    log.info("camera %s: %d frames (%.2f s) before the first keyframe could not be decoded and "
+                             "were not recorded", self.camera_id, unkeyed[0], float((dts - unkeyed[1]) * tb))
             if last_dts is not None and dts <= last_dts:
                 dts = last_dts + 1  # non-monotonic camera timestamps: keep order, never drop
             last_dts = dts
@@ -352,7 +311,9 @@ class CameraWorker:
                 if not (resumable and open_segment(dts, arrival)):
                     self._dropped(1)
                     return
-            timeline.observe(float((dts - origin) * tb), arrival)
+            # the wall clock is anchored on presentation times: a frame is sent after it is
+            # captured (with B-frames a frame's dts is earlier than its capture)
+            timeline.observe(float((max(pts, dts) - origin) * tb), arrival)
             seg.writer.write_video(pkt, dts, pts)
             self.status.frames += 1
             if self.status.state != "recording" and self.status.segments > 0:
@@ -386,7 +347,8 @@ class CameraWorker:
         if self.stop.is_set():
             return
         if self.status.segments == 0 and last_dts is None:
-            raise StreamError("stream_ended", "码流没有数据 / the stream ended before any video arrived")
+            raise StreamError("stream_ended", f"码流没有可解码的视频 / the stream ended before any decodable video arrived "
+                                              f"({unkeyed[0]} frames before a keyframe)")
 
     def _scrub(self, text: str) -> str:
         """FFmpeg quotes the URL in its errors (in other spellings too): never let a password through."""
@@ -400,9 +362,10 @@ class CameraWorker:
         self.metrics.spool_full.labels(self.camera_id).set(1)
         self.spool.open_gap(since, "spool_full", msg)
 
-    def _dropped(self, n: int) -> None:
+    def _dropped(self, n: int, reason: str = "spool_full") -> None:
         self.status.dropped_packets += n
-        self.metrics.dropped_packets.labels(self.camera_id, "spool_full").inc(n)
+        self.status.before_keyframe += n if reason == "before_keyframe" else 0
+        self.metrics.dropped_packets.labels(self.camera_id, reason).inc(n)
 
     def _rtp_lost(self, n: int) -> None:
         """RTP packets the camera sent that never arrived (native client): footage lost, counted."""

@@ -2,12 +2,13 @@
 length-prefixed access unit, and the picture size an SPS declares.
 
 What the recorder needs to cut and describe a stream it depacketizes (parameter sets,
-keyframes, dimensions) and what retention needs to fingerprint a stored keyframe (its
+keyframes, dimensions, reorder depth) and what retention needs to fingerprint a stored keyframe (its
 VCL units), written once.  ``codec`` is ``"h264"`` or ``"hevc"`` throughout.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
 from labwitness.media.bits import rbsp_bits
@@ -52,11 +53,56 @@ def length_prefixed(data: bytes, prefix: int) -> Iterator[tuple[int, int]]:
         pos += length
 
 
+@dataclass(frozen=True)
+class SpsInfo:
+    """What the recorder reads from a sequence parameter set."""
+
+    width: int
+    height: int
+    #: frames that may precede a frame in decode order and follow it in presentation order
+    #: (H.264 VUI ``max_num_reorder_frames``, H.265 ``sps_max_num_reorder_pics``); None when
+    #: the SPS does not say (H.264 without a VUI bitstream restriction, not Baseline)
+    reorder: int | None
+
+
 def h264_dimensions(sps: bytes) -> tuple[int, int]:
     """(width, height) in pixels from an H.264 SPS NAL unit (ITU-T H.264 7.3.2.1.1)."""
+    i = h264_sps(sps, dimensions_only=True)
+    return i.width, i.height
+
+
+def h265_dimensions(sps: bytes) -> tuple[int, int]:
+    """(width, height) in pixels from an H.265 SPS NAL unit (ITU-T H.265 7.3.2.2)."""
+    i = h265_sps(sps)
+    return i.width, i.height
+
+
+def sps_reorder(codec: str, sps: bytes) -> int | None:
+    """The reorder depth an SPS declares (see :attr:`SpsInfo.reorder`); None when it does
+    not say or cannot be read."""
+    try:
+        return (h265_sps if codec == "hevc" else h264_sps)(sps).reorder
+    except (ValueError, IndexError):
+        return None
+
+
+def _skip_hrd(b) -> None:
+    """H.264 hrd_parameters() (E.1.2)."""
+    count = b.ue() + 1
+    b.u(8)  # bit_rate_scale, cpb_size_scale
+    for _ in range(count):
+        b.ue()
+        b.ue()
+        b.u(1)
+    b.u(20)  # four 5-bit delay lengths
+
+
+def h264_sps(sps: bytes, dimensions_only: bool = False) -> SpsInfo:
+    """Picture size and reorder depth of an H.264 SPS NAL unit (ITU-T H.264 7.3.2.1.1, E.1.1)."""
     b = rbsp_bits(sps, 1)
     profile = b.u(8)
-    b.u(16)  # constraint flags, level
+    constraints = b.u(8)
+    b.u(8)  # level
     b.ue()  # sps id
     chroma = 1
     separate = 0
@@ -101,11 +147,54 @@ def h264_dimensions(sps: bytes) -> tuple[int, int]:
             cx, cy = (2 if chroma in (1, 2) else 1), (2 if chroma == 1 else 1) * (2 - frame_mbs_only)
         width -= cx * (l + r)
         height -= cy * (t + bo)
-    return width, height
+    # Baseline (and Constrained Baseline) has no B slices; intra-only profiles no inter prediction
+    intra = profile == 44 or (profile in (100, 110, 122, 244) and constraints & 0x10)
+    fallback = 0 if profile == 66 or intra else None
+    if dimensions_only:
+        return SpsInfo(width, height, fallback)
+    try:
+        reorder = _h264_vui_reorder(b)
+    except ValueError:  # a truncated VUI: the size stands, the depth is not known
+        reorder = None
+    return SpsInfo(width, height, fallback if reorder is None else reorder)
 
 
-def h265_dimensions(sps: bytes) -> tuple[int, int]:
-    """(width, height) in pixels from an H.265 SPS NAL unit (ITU-T H.265 7.3.2.2)."""
+def _h264_vui_reorder(b) -> int | None:
+    """``max_num_reorder_frames`` of the VUI the reader is at (E.1.1); None when absent."""
+    if not b.u(1):  # no VUI
+        return None
+    if b.u(1) and b.u(8) == 255:  # aspect ratio, extended SAR
+        b.u(32)
+    if b.u(1):  # overscan info
+        b.u(1)
+    if b.u(1):  # video signal type
+        b.u(4)
+        if b.u(1):
+            b.u(24)
+    if b.u(1):  # chroma location
+        b.ue()
+        b.ue()
+    if b.u(1):  # timing info
+        b.u(65)
+    nal_hrd = b.u(1)
+    if nal_hrd:
+        _skip_hrd(b)
+    vcl_hrd = b.u(1)
+    if vcl_hrd:
+        _skip_hrd(b)
+    if nal_hrd or vcl_hrd:
+        b.u(1)  # low_delay_hrd_flag
+    b.u(1)  # pic_struct_present_flag
+    if not b.u(1):  # no bitstream restriction
+        return None
+    b.u(1)
+    for _ in range(4):
+        b.ue()
+    return b.ue()
+
+
+def h265_sps(sps: bytes) -> SpsInfo:
+    """Picture size and reorder depth of an H.265 SPS NAL unit (ITU-T H.265 7.3.2.2)."""
     b = rbsp_bits(sps, 2)
     b.u(4)
     max_sub = b.u(3)
@@ -130,4 +219,51 @@ def h265_dimensions(sps: bytes) -> tuple[int, int]:
         l, r, t, bo = b.ue(), b.ue(), b.ue(), b.ue()
         width -= (2 if chroma in (1, 2) else 1) * (l + r)
         height -= (2 if chroma == 1 else 1) * (t + bo)
-    return width, height
+    reorder: int | None = None
+    try:
+        b.ue()  # bit depth luma
+        b.ue()  # bit depth chroma
+        b.ue()  # log2_max_pic_order_cnt_lsb_minus4
+        for _ in range(0 if b.u(1) else max_sub, max_sub + 1):  # sub-layer ordering info
+            b.ue()
+            reorder = b.ue()  # the highest sub-layer's value holds for the whole stream
+            b.ue()
+    except ValueError:  # truncated after the size: the size stands
+        reorder = None
+    return SpsInfo(width, height, reorder)
+
+
+def find_sps(codec: str, data: bytes) -> bytes | None:
+    """The first SPS NAL unit in Annex B data (an access unit, FFmpeg's RTSP extradata) or in
+    an ``avcC`` / ``hvcC`` record (an MP4 sample description); None when there is none."""
+    want = SPS_TYPE[codec]
+    if data[:1] == b"\x01":  # avcC / hvcC (ISO/IEC 14496-15)
+        try:
+            return _config_record_sps(codec, data, want)
+        except IndexError:
+            return None
+    for nal in data.split(b"\x00\x00\x01"):
+        if nal and nal_type(codec, nal[0]) == want:
+            return nal.rstrip(b"\x00")  # trailing zeros belong to the next start code
+    return None
+
+
+def _config_record_sps(codec: str, d: bytes, want: int) -> bytes | None:
+    if codec == "h264":
+        pos = 6
+        for _ in range(d[5] & 0x1F):
+            n = int.from_bytes(d[pos:pos + 2], "big")
+            if n:
+                return d[pos + 2:pos + 2 + n]
+            pos += 2 + n
+        return None
+    pos = 23
+    for _ in range(d[22]):
+        t, count = d[pos] & 0x3F, int.from_bytes(d[pos + 1:pos + 3], "big")
+        pos += 3
+        for _ in range(count):
+            n = int.from_bytes(d[pos:pos + 2], "big")
+            if t == want and n:
+                return d[pos + 2:pos + 2 + n]
+            pos += 2 + n
+    return None
