@@ -136,6 +136,7 @@ class Health:
                     "clock_offset_s": c.clock_offset_s,
                     "state": w.shown_state() if w else None,
                     "last_error": w.status.last_error if w else "",
+                    "notice": w.status.notice if w else "",
                 }
                 if w is not None and w.status.state == "spool_full":
                     flag("critical", "spool_full", f"{c.camera_id}: 本地缓存已满 / spool full: footage is not being recorded",

@@ -217,6 +217,37 @@ class CameraSpool:
             self._state["clean_stop"] = True
             self._save_state()
 
+    # -- rtsps:// certificate pins (recorder.rtsp_conn: trust on first use) ---------------
+    #: a file of its own, read at every connection: an administrator re-trusts a camera's
+    #: new certificate by removing it (the running recorder then pins what it sees next)
+    TLS_PINS = "tls_pins.json"
+
+    def tls_pins(self) -> dict[str, str]:
+        """Pinned SHA-256 certificate fingerprints of this camera, by "host:port"."""
+        f = self.dir / self.TLS_PINS
+        try:
+            pins = json.loads(f.read_text())
+        except FileNotFoundError:
+            return {}
+        except (ValueError, OSError) as e:
+            # not an empty dict: an unreadable pin must not turn into trusting anything
+            raise SpoolError(f"证书指纹文件无法读取 / cannot read the camera's certificate pins {f}: {e}") from e
+        return {str(k): str(v) for k, v in pins.items()} if isinstance(pins, dict) else {}
+
+    def set_tls_pin(self, hostport: str, fingerprint: str) -> None:
+        with self._lock:
+            pins = self.tls_pins()
+            pins[hostport] = fingerprint
+            write_json_atomic(self.dir / self.TLS_PINS, pins)
+
+    def forget_tls_pins(self) -> bool:
+        """Re-trust: the next connection pins the certificate it sees.  True if there were pins."""
+        try:
+            (self.dir / self.TLS_PINS).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
     def next_seq(self) -> int:
         with self._lock:
             seq = self._state["next_seq"]
