@@ -136,6 +136,7 @@ class UdpReceiver:
         self.next_rr = 0.0
         self.datagrams = 0
         self._poll = select.poll()
+        self._cpoll = select.poll()
         self._control = bytearray()
 
     def add_track(self, channel: int) -> UdpTrack:
@@ -164,6 +165,7 @@ class UdpReceiver:
                 s.setblocking(False)
                 self._poll.register(s.fileno(), select.POLLIN)
         self._poll.register(self.conn.sock.fileno(), select.POLLIN)
+        self._cpoll.register(self.conn.sock.fileno(), select.POLLIN)
         self._send_reports(time.monotonic())
 
     def room(self) -> float:
@@ -257,9 +259,11 @@ class UdpReceiver:
     def _read_control(self) -> None:
         """Answers to keep-alives on the RTSP connection are read and dropped; its close ends the session."""
         sock = self.conn.sock
-        while True:
+        tls = isinstance(sock, ssl.SSLSocket)
+        # (a socket with a timeout waits in recv even with MSG_DONTWAIT: ask poll first)
+        while (tls and sock.pending()) or self._cpoll.poll(0):
             try:
-                data = sock.recv(4096, socket.MSG_DONTWAIT) if not hasattr(sock, "pending") else self._tls_read(sock)
+                data = self._tls_read(sock) if tls else sock.recv(4096)
             except (BlockingIOError, TimeoutError):
                 break
             except OSError as e:

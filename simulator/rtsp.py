@@ -31,6 +31,7 @@ Behaviour worth knowing:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -68,6 +69,11 @@ class Mount:
     launch: str
     shared: bool = False
     auth: tuple[str, str] | None = None
+    #: the RTP transports the mount accepts: ("udp",) is a camera that refuses RTP over TCP
+    protocols: tuple[str, ...] = ("tcp", "udp")
+
+    def with_protocols(self, *protocols: str) -> Mount:
+        return dataclasses.replace(self, protocols=tuple(protocols))
 
     @classmethod
     def from_clip(
@@ -220,7 +226,10 @@ class RtspSimulator:
         python: str = DEFAULT_PYTHON,
         ready_timeout: float = 15.0,
         publish_clock_mode: Literal["none", "clock", "clock_and_offset"] = "clock_and_offset",
+        tls_pem: Path | None = None,
     ) -> None:
+        """``tls_pem``: a PEM file with certificate and private key; the server then speaks
+        RTSP over TLS only, and :meth:`url` gives ``rtsps://`` URLs."""
         if not mounts:
             raise ValueError("at least one mount is needed")
         self.mounts = {_normalise_path(p): m for p, m in mounts.items()}
@@ -228,6 +237,7 @@ class RtspSimulator:
         self.python = python
         self.ready_timeout = ready_timeout
         self.publish_clock_mode = publish_clock_mode
+        self.tls_pem = Path(tls_pem) if tls_pem is not None else None
         self._port = port
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="rtsp-sim-")) if workdir is None else Path(workdir)
@@ -324,12 +334,14 @@ class RtspSimulator:
             if password is not None:
                 credentials += ":" + quote(password, safe="")
             credentials += "@"
-        return f"rtsp://{credentials}{self.host}:{self.port}{_normalise_path(path)}"
+        scheme = "rtsps" if self.tls_pem is not None else "rtsp"
+        return f"{scheme}://{credentials}{self.host}:{self.port}{_normalise_path(path)}"
 
     # -- internals ---------------------------------------------------------
 
     def _config(self) -> dict[str, object]:
         return {
+            **({"tls_pem": str(self.tls_pem)} if self.tls_pem is not None else {}),
             "host": self.host,
             "port": self._port,
             "publish_clock_mode": self.publish_clock_mode,
@@ -339,6 +351,7 @@ class RtspSimulator:
                     "launch": m.launch,
                     "shared": m.shared,
                     "auth": list(m.auth) if m.auth else None,
+                    "protocols": list(m.protocols),
                 }
                 for path, m in self.mounts.items()
             },
