@@ -239,7 +239,10 @@ class CameraWorker:
                              on_loss=self._rtp_lost, **native)
         except StreamError as e:
             # (a URL that fails labwitness's own check is no doubt about the client)
-            if self.rtsp_client == "native" and e.reason in NATIVE_DOUBTS and not isinstance(e.__cause__, ValidationError):
+            # (nor is an rtsps:// camera handed to FFmpeg's client, which checks no certificate:
+            # breaking our TLS handshake must not get an impostor the credentials)
+            if (self.rtsp_client == "native" and e.reason in NATIVE_DOUBTS and not isinstance(e.__cause__, ValidationError)
+                    and urlsplit(self.url).scheme == "rtsp"):
                 # an answer the native client did not understand: FFmpeg's client may; the
                 # next attempt (immediate) uses it, and the camera keeps it from then on
                 self.rtsp_client = "ffmpeg"

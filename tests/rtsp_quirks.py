@@ -83,7 +83,11 @@ class _Server:
 class ImpatientProxy(_Server):
     """Advertises ``timeout=advertised_s`` and cuts a playing session ``cut_after_s`` after the last request."""
 
-    def __init__(self, upstream_port: int, advertised_s: int = 6, cut_after_s: float = 3.0) -> None:
+    def __init__(self, upstream_port: int, advertised_s: int = 6, cut_after_s: float = 3.0,
+                 reset_every_s: float | None = None) -> None:
+        """``reset_every_s``: also end every playing session that long after PLAY, whatever the
+        client sends (a camera that resets sessions on a period)."""
+        self.reset_every_s = reset_every_s
         self.upstream_port = upstream_port
         self.advertised_s = advertised_s
         self.cut_after_s = cut_after_s
@@ -97,7 +101,7 @@ class ImpatientProxy(_Server):
     def handle(self, c: socket.socket) -> None:
         up = socket.create_connection(("127.0.0.1", self.upstream_port))
         self._socks.append(up)
-        state = {"last": time.monotonic(), "playing": False, "done": False}
+        state = {"last": time.monotonic(), "playing": False, "done": False, "since": 0.0}
 
         def client_to_up() -> None:
             buf = bytearray()
@@ -108,7 +112,7 @@ class ImpatientProxy(_Server):
                         if state["playing"]:
                             self.requests_while_playing += 1
                         if msg.startswith(b"PLAY "):
-                            state["playing"] = True
+                            state["playing"], state["since"] = True, time.monotonic()
                     up.sendall(msg)
             except OSError:
                 pass
@@ -130,6 +134,9 @@ class ImpatientProxy(_Server):
         threading.Thread(target=up_to_client, daemon=True).start()
         while not state["done"] and not self._closed:
             if state["playing"] and time.monotonic() - state["last"] > self.cut_after_s:
+                self.cuts += 1
+                break
+            if state["playing"] and self.reset_every_s and time.monotonic() - state["since"] > self.reset_every_s:
                 self.cuts += 1
                 break
             time.sleep(0.05)

@@ -182,6 +182,22 @@ def test_native_keep_alives_hold_a_session_the_camera_cuts_at_half_its_timeout(l
     assert frames >= 15 * 25 * 0.8
 
 
+def test_a_camera_resetting_sessions_on_a_period_is_named_in_its_status(live, tmp_path, store):
+    from recording import Background, pipeline
+
+    with ImpatientProxy(live.port, reset_every_s=6.0) as proxy:
+        p = pipeline(tmp_path, store, proxy.url("/live"), segment_seconds=1.0, rtsp_client="native")
+        with Background(p.worker):
+            wait_for(lambda: p.worker.status.notice, 90, what="the periodic reset notice")
+    notice = p.worker.status.notice
+    import re
+
+    # (a session is timed from its opening to the worker seeing its end: a little over the 6 s)
+    assert int(re.search(r"every (\d+) s", notice).group(1)) in (6, 7) and "秒重置" in notice and proxy.cuts >= 3
+    assert p.worker._resets.found.period_s == pytest.approx(6.3, abs=0.7)
+    assert p.worker.keepalive_max_s == pytest.approx(p.worker._resets.found.period_s / 4)  # what helps (native)
+
+
 # -- RTP over UDP ---------------------------------------------------------------------------
 def test_a_camera_refusing_tcp_is_recorded_over_udp_by_the_native_client(live, tmp_path, store):
     from recording import Background, decode_object, pipeline
