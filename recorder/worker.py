@@ -12,11 +12,8 @@ recorder_stopped).
 Health is output, not liveness: ``last_segment_at`` and the gap journal say
 whether this camera is really being recorded.
 
-Per camera the worker remembers what the camera needs from the native client:
-RTP over UDP once it refused interleaving, the pinned certificate of an
-``rtsps://`` camera (in the spool, :meth:`CameraSpool.tls_pins`), and a shorter
-keep-alive once its sessions are seen ending on a period
-(:mod:`recorder.session_resets`; ``status.notice`` says so).
+What a camera needs from the native client (UDP, certificate pins, a shorter
+keep-alive) is learned in :mod:`recorder.camera_needs`; ``status.notice`` tells.
 """
 
 from __future__ import annotations
@@ -41,7 +38,7 @@ from recorder.inputs import RTSP_CLIENTS, StreamInput, check_rtsp_url, classify,
 from recorder.metrics import RecorderMetrics
 from recorder.recovery import salvage
 from recorder.segmenter import SegmentWriter
-from recorder.session_resets import ResetDetector
+from recorder.camera_needs import CameraNeeds
 from recorder.spool import CameraSpool, Committed, HashingFile
 from recorder.timing import SessionTimeline
 from storage.layout import SegmentMeta, iso_ms
@@ -87,8 +84,7 @@ class WorkerStatus:
     segments: int = 0
     frames: int = 0
     dropped_packets: int = 0
-    #: something about the camera an administrator should know that is not an error
-    #: (e.g. it resets sessions on a period); "" when nothing
+    #: what an administrator should know that is no error (it resets sessions on a period), or ""
     notice: str = ""
 
 
@@ -118,11 +114,7 @@ class CameraWorker:
         # per camera: "native" falls back to "ffmpeg" for what only FFmpeg's client does
         # (B-frames) and for a camera whose session the native client cannot set up
         self.rtsp_client = cfg.rtsp_client
-        #: the native client's transport for this camera: "udp" once it refused interleaving
-        self.rtsp_transport = "tcp"
-        #: a shorter keep-alive period once the camera is seen resetting sessions on one
-        self.keepalive_max_s: float | None = None
-        self._resets = ResetDetector()
+        self.needs = CameraNeeds(camera_id, url, spool)
         self.clock = clock or SystemClock()
         self.stop = stop or threading.Event()
         self.metrics = metrics or RecorderMetrics()
@@ -228,19 +220,13 @@ class CameraWorker:
     # -- one session ---------------------------------------------------------------
     def run_once(self) -> None:
         """Record one RTSP session until it ends; raise StreamError with the reason."""
-        native = {}
-        if self.rtsp_client == "native":
-            native = dict(transport=self.rtsp_transport, keepalive_max_s=self.keepalive_max_s,
-                          on_new_pin=self.spool.set_tls_pin)
-            if urlsplit(self.url).scheme == "rtsps":
-                native["tls_pins"] = self.spool.tls_pins()
+        native = self.needs.native_options() if self.rtsp_client == "native" else {}
         try:
             src = open_input(self.url, self.rtsp_client, self.cfg.open_timeout_s, self.cfg.read_timeout_s,
                              on_loss=self._rtp_lost, **native)
         except StreamError as e:
-            # (a URL that fails labwitness's own check is no doubt about the client)
-            # (nor is an rtsps:// camera handed to FFmpeg's client, which checks no certificate:
-            # breaking our TLS handshake must not get an impostor the credentials)
+            # (a URL failing labwitness's own check is no doubt about the client; nor is rtsps://:
+            # FFmpeg checks no certificate, a broken handshake must not hand it the credentials)
             if (self.rtsp_client == "native" and e.reason in NATIVE_DOUBTS and not isinstance(e.__cause__, ValidationError)
                     and urlsplit(self.url).scheme == "rtsp"):
                 # an answer the native client did not understand: FFmpeg's client may; the
@@ -249,11 +235,8 @@ class CameraWorker:
                 log.warning("camera %s: the native RTSP client could not open the session (%s: %s); "
                             "trying the FFmpeg RTSP client from now on", self.camera_id, e.reason, e)
             raise
-        if getattr(src, "transport", "tcp") != self.rtsp_transport:
-            self.rtsp_transport = src.transport
-            log.warning("camera %s refuses RTP over the RTSP connection: recording it over UDP from now on", self.camera_id)
-        started = self.clock.monotonic()
-        ended = "stream_ended"
+        self.needs.opened(src)
+        started, ended = self.clock.monotonic(), "stream_ended"
         try:
             self._record(src)
         except StreamError as e:
@@ -266,7 +249,7 @@ class CameraWorker:
             log.warning("camera %s sends B-frames: recording it with the FFmpeg RTSP client from now on", self.camera_id)
             raise StreamError("unsupported_codec", f"{e}; 改用 FFmpeg 客户端 / switched to the FFmpeg client") from e
         except BaseException:
-            ended = "error"
+            ended = "error"  # (not the camera's end: breaks a run of periodic resets)
             raise
         finally:
             try:
@@ -274,17 +257,8 @@ class CameraWorker:
             except Exception:
                 log.debug("close of %s failed", redact(self.url), exc_info=True)
             if not self.stop.is_set():
-                self._session_ended(self.clock.monotonic() - started, ended)
-
-    def _session_ended(self, duration_s: float, reason: str) -> None:
-        """Watch for a camera resetting sessions on a period; say so once and do what helps."""
-        found = self._resets.session_ended(duration_s, reason)
-        if found is None:
-            return
-        if self.rtsp_client == "native":
-            self.keepalive_max_s = max(1.0, found.period_s / 4)
-        self.status.notice = found.message(self.rtsp_client)
-        log.warning("camera %s: %s", self.camera_id, self.status.notice)
+                notice = self.needs.session_ended(self.clock.monotonic() - started, ended, self.rtsp_client)
+                self.status.notice = notice or self.status.notice  # (said once, then kept)
 
     def _record(self, src: StreamInput) -> None:
         vcodec = src.video_codec

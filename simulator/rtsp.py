@@ -69,8 +69,7 @@ class Mount:
     launch: str
     shared: bool = False
     auth: tuple[str, str] | None = None
-    #: the RTP transports the mount accepts: ("udp",) is a camera that refuses RTP over TCP
-    protocols: tuple[str, ...] = ("tcp", "udp")
+    protocols: tuple[str, ...] = ("tcp", "udp")  # RTP transports accepted; ("udp",): refuses RTP over TCP
 
     def with_protocols(self, *protocols: str) -> Mount:
         return dataclasses.replace(self, protocols=tuple(protocols))
@@ -228,8 +227,7 @@ class RtspSimulator:
         publish_clock_mode: Literal["none", "clock", "clock_and_offset"] = "clock_and_offset",
         tls_pem: Path | None = None,
     ) -> None:
-        """``tls_pem``: a PEM file with certificate and private key; the server then speaks
-        RTSP over TLS only, and :meth:`url` gives ``rtsps://`` URLs."""
+        """``tls_pem`` (certificate + key): RTSP over TLS only; :meth:`url` gives ``rtsps://``."""
         if not mounts:
             raise ValueError("at least one mount is needed")
         self.mounts = {_normalise_path(p): m for p, m in mounts.items()}
@@ -237,7 +235,7 @@ class RtspSimulator:
         self.python = python
         self.ready_timeout = ready_timeout
         self.publish_clock_mode = publish_clock_mode
-        self.tls_pem = Path(tls_pem) if tls_pem is not None else None
+        self.tls_pem = tls_pem
         self._port = port
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="rtsp-sim-")) if workdir is None else Path(workdir)
@@ -334,8 +332,7 @@ class RtspSimulator:
             if password is not None:
                 credentials += ":" + quote(password, safe="")
             credentials += "@"
-        scheme = "rtsps" if self.tls_pem is not None else "rtsp"
-        return f"{scheme}://{credentials}{self.host}:{self.port}{_normalise_path(path)}"
+        return f"{'rtsps' if self.tls_pem else 'rtsp'}://{credentials}{self.host}:{self.port}{_normalise_path(path)}"
 
     # -- internals ---------------------------------------------------------
 

@@ -194,8 +194,8 @@ def test_a_camera_resetting_sessions_on_a_period_is_named_in_its_status(live, tm
 
     # (a session is timed from its opening to the worker seeing its end: a little over the 6 s)
     assert int(re.search(r"every (\d+) s", notice).group(1)) in (6, 7) and "秒重置" in notice and proxy.cuts >= 3
-    assert p.worker._resets.found.period_s == pytest.approx(6.3, abs=0.7)
-    assert p.worker.keepalive_max_s == pytest.approx(p.worker._resets.found.period_s / 4)  # what helps (native)
+    assert p.worker.needs.resets.found.period_s == pytest.approx(6.3, abs=0.7)
+    assert p.worker.needs.keepalive_max_s == pytest.approx(p.worker.needs.resets.found.period_s / 4)  # what helps (native)
 
 
 # -- RTP over UDP ---------------------------------------------------------------------------
@@ -205,7 +205,7 @@ def test_a_camera_refusing_tcp_is_recorded_over_udp_by_the_native_client(live, t
     p = pipeline(tmp_path, store, live.url("/udp"), segment_seconds=1.0, rtsp_client="native")
     with Background(p.worker):
         wait_for(lambda: p.worker.status.segments >= 4, 40, what="segments over UDP")
-    assert p.worker.rtsp_client == "native" and p.worker.rtsp_transport == "udp"  # no fallback to FFmpeg
+    assert p.worker.rtsp_client == "native" and p.worker.needs.transport == "udp"  # no fallback to FFmpeg
     assert p.uploader.drain(60)
     segs = list(p.index.iter_segments("cam-1"))
     assert len(segs) >= 4
