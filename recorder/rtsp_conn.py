@@ -171,7 +171,7 @@ class RtspConnection:
         elif pinned != fp:
             raise self.fail("tls_untrusted", f"摄像机的 TLS 证书已更改，停止录制，需管理员重新信任 / the camera's TLS certificate "
                                              f"changed: pinned SHA-256 {pinned}, now {fp}; nothing is recorded until an "
-                                             f"administrator re-trusts it (remove the camera's tls_pins.json in the recorder spool)")
+                                             f"administrator re-trusts it (labwitness camera retrust-tls CAMERA)")
         self.recv = self._recv_tls  # type: ignore[method-assign]
         self._poll = select.poll()
         self._poll.register(self.sock.fileno(), select.POLLIN)

@@ -63,6 +63,20 @@ FINISHED_GAP_GLOB = "gap-[0-9]*.json"  # gap-{start_ms}-{reason}.json
 OPEN_GAP = "gap-open.json"
 
 
+def forget_tls_pins(root: Path, camera_id: str) -> dict[str, str]:
+    """Remove a camera's pinned rtsps:// certificates (``labwitness camera retrust-tls``); the
+    pins that were there.  A running recorder pins the certificate it sees at its next retry."""
+    f = Path(root) / check_camera_id(camera_id) / CameraSpool.TLS_PINS
+    try:
+        pins = json.loads(f.read_text())
+    except FileNotFoundError:
+        return {}
+    except (ValueError, OSError):
+        pins = {"?": "unreadable"}
+    f.unlink(missing_ok=True)
+    return {str(k): str(v) for k, v in pins.items()} if isinstance(pins, dict) else {}
+
+
 def write_json_atomic(path: Path, data: dict) -> None:
     write_atomic(path, json.dumps(data, ensure_ascii=False).encode())
 
@@ -240,13 +254,9 @@ class CameraSpool:
             pins[hostport] = fingerprint
             write_json_atomic(self.dir / self.TLS_PINS, pins)
 
-    def forget_tls_pins(self) -> bool:
-        """Re-trust: the next connection pins the certificate it sees.  True if there were pins."""
-        try:
-            (self.dir / self.TLS_PINS).unlink()
-            return True
-        except FileNotFoundError:
-            return False
+    def forget_tls_pins(self) -> dict[str, str]:
+        """Re-trust: the next connection pins the certificate it sees.  The pins forgotten."""
+        return forget_tls_pins(self.dir.parent, self.camera_id)
 
     def next_seq(self) -> int:
         with self._lock:

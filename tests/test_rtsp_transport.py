@@ -266,7 +266,7 @@ def test_rtsps_is_recorded_natively_and_a_changed_certificate_is_refused(tmp_pat
             # (the open gap keeps its first cause, the camera's restart; the status says why it stays open)
             wait_for(lambda: "TLS" in p.worker.status.last_error and p.spool.pending_open_gap() is not None, 30,
                      what="the refusal of the new certificate")
-            assert "tls_pins.json" in p.worker.status.last_error
+            assert "retrust-tls" in p.worker.status.last_error
             before = p.worker.status.segments
             time.sleep(3)
             assert p.worker.status.segments == before and p.spool.tls_pins() == pins  # nothing recorded, pin kept
@@ -277,6 +277,20 @@ def test_rtsps_is_recorded_natively_and_a_changed_certificate_is_refused(tmp_pat
         assert p.spool.tls_pins() != pins
     finally:
         sim.stop()
+
+
+def test_an_administrator_re_trusts_a_camera_from_the_command_line(tmp_path, seaweed):
+    from clitools import env_for, lw
+    from recorder.spool import CameraSpool, SpoolQuota
+
+    env = env_for(tmp_path, seaweed)
+    assert lw(["camera", "add", "--id", "gate", "--url", "rtsps://127.0.0.1:8322/main"], env).returncode == 0
+    spool = CameraSpool(tmp_path / "data" / "spool", "gate", SpoolQuota(tmp_path / "data" / "spool", None, 0))
+    spool.set_tls_pin("127.0.0.1:8322", "AB:CD")
+    r = lw(["camera", "retrust-tls", "gate"], env)
+    assert r.returncode == 0 and "AB:CD" in r.stdout + r.stderr, r.stderr  # (messages go to stderr)
+    assert spool.tls_pins() == {}
+    assert lw(["camera", "retrust-tls", "nobody"], env).returncode != 0
 
 
 # -- redirects ----------------------------------------------------------------------------------
