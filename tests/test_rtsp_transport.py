@@ -113,6 +113,7 @@ def test_receiver_report_counts_loss_and_carries_a_cname():
 @pytest.fixture
 def live(tmp_path):
     sim = RtspSimulator({"/live": Mount.live(), "/udp": Mount.live().with_protocols("udp"),
+                         "/udp-aac": Mount.live(audio="aac").with_protocols("udp"),
                          "/secure": Mount(Mount.live().launch, auth=("admin", "s3cret"))},
                         workdir=tmp_path / "rtsp")
     sim.start()
@@ -212,6 +213,44 @@ def test_a_camera_refusing_tcp_is_recorded_over_udp_by_the_native_client(live, t
     seg = decode_object(store, segs[1].key, segs[1].version_id)
     assert seg["frames"] >= 20 and seg["errors"] == 0 and seg["first_is_key"]
     assert p.worker.status.dropped_packets == 0
+
+
+def test_udp_carries_audio_too_and_a_remembered_choice_skips_asking_for_tcp(live):
+    src = NativeRtspInput.open(live.url("/udp-aac"), 5, 5)
+    try:
+        got = {True: 0, False: 0}
+        for is_audio, _, _, _ in src.packets():
+            got[is_audio] += 1
+            if got[True] > 20 and got[False] > 20:
+                break
+        assert src.transport == "udp" and len(src.conn.udp.tracks) == 2 and src.audio_codec == "aac"
+    finally:
+        src.close()
+    # the worker passes transport="udp" for a camera that refused TCP once: no TCP SETUP at all
+    src = NativeRtspInput.open(live.url("/live"), 5, 5, transport="udp")
+    try:
+        assert src.transport == "udp" and sum(1 for _, _ in zip(range(10), src.packets())) == 10
+    finally:
+        src.close()
+
+
+def test_a_udp_camera_that_dies_ends_the_session_with_a_reason(tmp_path):
+    sim = RtspSimulator({"/udp": Mount.live().with_protocols("udp")}, workdir=tmp_path / "rtsp")
+    sim.start()
+    try:
+        src = NativeRtspInput.open(sim.url("/udp"), 5, 3)
+        it = src.packets()
+        for _ in range(5):
+            next(it)
+        sim.kill()
+        t0 = time.monotonic()
+        with pytest.raises(StreamError) as e:
+            for _ in it:
+                pass
+        assert e.value.reason in ("stream_ended", "timeout") and time.monotonic() - t0 < 6
+        src.close()
+    finally:
+        sim.stop()
 
 
 def test_udp_sockets_accept_the_camera_only(live):
