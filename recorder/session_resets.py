@@ -33,7 +33,7 @@ class PeriodicReset:
     def message(self, client: str) -> str:
         p = f"{self.period_s:.0f}"
         if client == "native":
-            help_zh, help_en = "已缩短保活间隔", f"keep-alives now go every {self.period_s / 4:.0f} s"
+            help_zh, help_en = "已缩短保活间隔", f"keep-alives now go at least every {self.period_s / 4:.0f} s"
         else:
             help_zh, help_en = ("FFmpeg 客户端无法调整保活，建议使用内置客户端 (LABWITNESS_RTSP_CLIENT=native)",
                                 "FFmpeg's client cannot send keep-alives sooner: use the native client "
