@@ -310,6 +310,9 @@ def test_rtsps_is_recorded_natively_and_a_changed_certificate_is_refused(tmp_pat
             time.sleep(3)
             assert p.worker.status.segments == before and p.spool.tls_pins() == pins  # nothing recorded, pin kept
             assert p.worker.rtsp_client == "native"  # and no fallback to a client that checks nothing
+            with pytest.raises(StreamError) as e:
+                NativeRtspInput.open(url, 5, 5, tls_pins=dict(pins))
+            assert e.value.reason == "tls_untrusted" and pins[f"127.0.0.1:{sim.port}"] in str(e.value)
             # an administrator re-trusts the new certificate: recording resumes
             assert p.spool.forget_tls_pins()
             wait_for(lambda: p.worker.status.segments >= before + 2, 30, what="recording after re-trust")
@@ -330,6 +333,19 @@ def test_an_administrator_re_trusts_a_camera_from_the_command_line(tmp_path, sea
     assert r.returncode == 0 and "AB:CD" in r.stdout + r.stderr, r.stderr  # (messages go to stderr)
     assert spool.tls_pins() == {}
     assert lw(["camera", "retrust-tls", "nobody"], env).returncode != 0
+
+
+def test_rtsps_to_a_server_without_tls_fails_clearly_and_stays_native(live, tmp_path, store):
+    from recording import pipeline
+
+    url = live.url("/live").replace("rtsp://", "rtsps://admin:pw@")
+    with pytest.raises(StreamError) as e:
+        NativeRtspInput.open(url, 3, 3)
+    assert e.value.reason == "stream_error" and "TLS" in str(e.value) and "pw" not in str(e.value)
+    p = pipeline(tmp_path, store, url, rtsp_client="native", open_timeout_s=3)
+    with pytest.raises(StreamError):
+        p.worker.run_once()
+    assert p.worker.rtsp_client == "native"  # never handed to FFmpeg's client, which would not check the certificate
 
 
 # -- redirects ----------------------------------------------------------------------------------
