@@ -146,6 +146,7 @@ class Health:
                     "osd_offset_warning": osd_off(osd_offset),
                     "state": w.shown_state() if w else None,
                     "last_error": w.status.last_error if w else "",
+                    "notice": w.status.notice if w else "",
                 }
                 if w is not None and w.status.state == "spool_full":
                     flag("critical", "spool_full", f"{c.camera_id}: 本地缓存已满 / spool full: footage is not being recorded",

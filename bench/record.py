@@ -392,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="run the labwitness recorder under cProfile (profile.pstats in its dir; slows it: "
                          "do not read CPU figures from such a run)")
     ap.add_argument("--keep", action="store_true", help="keep recorded files, spool and SeaweedFS data")
+    ap.add_argument("--transport", choices=("tcp", "udp"), default="tcp",
+                    help="udp: the server refuses RTP over TCP, so the native client receives RTP over UDP "
+                         "(recorder.rtp_udp); use with --skip-ffmpeg")
     args = ap.parse_args(argv)
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -405,8 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     _log(f"source: {src.ts.name}, {src.seconds:g} s looped, {src.bitrate / 1e6:.2f} Mbit/s, GOP {GOP / FPS:g} s")
     result: dict = {"started": stamp, "argv": sys.argv[1:], "cpus": os.cpu_count(), "code": version, "source": {
         "file": src.ts.name, "bitrate": src.bitrate, "fps": FPS, "gop_s": GOP / FPS, "resolution": "1920x1080",
-        "generate_seconds": src.generate_seconds}}
-    sim = RtspSimulator({"/cam": src.mount()}, workdir=run_dir / "rtsp")
+        "generate_seconds": src.generate_seconds}, "transport": args.transport}
+    sim = RtspSimulator({"/cam": src.mount().with_protocols(args.transport)}, workdir=run_dir / "rtsp")
     sim.start()
     url = sim.url("/cam")
     code = 0

@@ -123,7 +123,7 @@ class Segment(SQLModel, table=True):
 class Gap(SQLModel, table=True):
     """An interval with no footage and why: timeout, refused, auth_failed, not_found,
     not_rtsp, no_video, unsupported_codec, unreachable, stream_ended, decode_error,
-    stream_error, spool_full, spool_error, recorder_down, recorder_stopped, unknown
+    stream_error, tls_untrusted, spool_full, spool_error, recorder_down, recorder_stopped, unknown
     (inferred by an index rebuild)."""
 
     __table_args__ = (

@@ -7,10 +7,13 @@ Owns, one module a stage:
 - :mod:`recorder.backoff`   reconnect schedule and the uploader's retry gates (pure)
 - :mod:`recorder.spool`     local spool: write, fsync, commit, recover, quota
 - :mod:`recorder.inputs`    one RTSP session as packets: FFmpeg's client (PyAV) or the native one
-- :mod:`recorder.rtsp_native` labwitness's RTSP/RTP-over-TCP client (``LABWITNESS_RTSP_CLIENT=native``),
+- :mod:`recorder.rtsp_native` labwitness's RTSP client, RTP over TCP/TLS/UDP (``LABWITNESS_RTSP_CLIENT=native``),
   over :mod:`recorder.sdp` (DESCRIBE answers, pure), :mod:`recorder.rtsp_auth` (Basic/Digest, pure),
-  :mod:`recorder.rtsp_conn` (the connection: requests, receive buffer, keep-alive) and
-  :mod:`recorder.rtsp_session` (OPTIONS to PLAY)
+  :mod:`recorder.rtsp_conn` (the connection: requests, receive buffer, keep-alive, TLS pinning),
+  :mod:`recorder.rtsp_session` (OPTIONS to PLAY), :mod:`recorder.rtp_udp` (RTP over UDP) and
+  :mod:`recorder.rtsp_redirect` (3xx targets and credentials, pure)
+- :mod:`recorder.session_resets` cameras resetting sessions on a period (pure);
+  :mod:`recorder.camera_needs` what a camera needs from the native client, learned while recording
 - :mod:`recorder.rtp_depacketize` RTP -> H.264/H.265/AAC access units (pure)
 - :mod:`recorder.reorder`   decode timestamps from presentation times in decode order, B-frames (pure)
 - :mod:`recorder.segmenter` PyAV stream copy of packets into one fMP4 file

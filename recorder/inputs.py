@@ -3,7 +3,7 @@
 Two implementations, chosen by ``RecorderConfig.rtsp_client``:
 
 - ``native`` (default): :class:`recorder.rtsp_native.NativeRtspInput`, labwitness's
-  own RTSP/RTP-over-TCP client (a fraction of FFmpeg's CPU per stream, see there).
+  own RTSP client, RTP over TCP, TLS or UDP (a fraction of FFmpeg's CPU per stream, see there).
 - ``ffmpeg``: :class:`PyAVInput`, FFmpeg's RTSP demuxer through PyAV.
 
 Both hand the worker the same things: codec facts, a track description per
@@ -100,14 +100,15 @@ def redact(url: str) -> str:
 
 
 def open_input(url: str, client: str, open_timeout_s: float, read_timeout_s: float, *,
-               on_loss: Callable[[int], None] | None = None) -> StreamInput:
-    """Open one RTSP session with the configured client; StreamError on failure."""
+               on_loss: Callable[[int], None] | None = None, **native) -> StreamInput:
+    """Open one RTSP session with the configured client; StreamError on failure.  ``native``:
+    the native client's options (transport, tls_pins, on_new_pin, keepalive_max_s)."""
     try:
         check_rtsp_url(url)
     except ValidationError as e:  # a URL stored before the doors checked it fully: a gap, not a crash
         raise StreamError("not_rtsp", str(e)) from e
     if client == "native":
-        return NativeRtspInput.open(url, open_timeout_s, read_timeout_s, on_loss=on_loss)
+        return NativeRtspInput.open(url, open_timeout_s, read_timeout_s, on_loss=on_loss, **native)
     return PyAVInput.open(url, open_timeout_s, read_timeout_s)
 
 

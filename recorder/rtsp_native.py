@@ -1,4 +1,4 @@
-"""labwitness's own RTSP 1.0 client: RTP interleaved over TCP, into PyAV packets.
+"""labwitness's own RTSP 1.0 client: RTP interleaved over TCP (or TLS), or over UDP, into PyAV packets.
 
 Why hand-written when FFmpeg has an RTSP client: cost.  FFmpeg's RTSP/RTP
 demuxer (used through PyAV by :class:`recorder.inputs.PyAVInput`) reads every
@@ -14,8 +14,15 @@ frameworks, or wrap FFmpeg/GStreamer themselves.
 Scope (a camera recorder's, not a general RTSP stack):
 
 * OPTIONS, DESCRIBE (SDP), SETUP ``RTP/AVP/TCP;unicast;interleaved``, PLAY,
-  keep-alive (GET_PARAMETER when the camera lists it, else OPTIONS) at half
-  the session timeout, TEARDOWN on close.
+  keep-alive (GET_PARAMETER when the camera lists it, else OPTIONS) at a
+  third of the session timeout and at least every 20 s, TEARDOWN on close.
+* RTP over UDP (``RTP/AVP;unicast;client_port``) when the camera refuses
+  interleaving (:mod:`recorder.rtp_udp`: connected sockets, batched reads,
+  in-batch reordering, receiver reports); the worker remembers the choice.
+* ``rtsps://``: TLS with the camera's certificate pinned on first use
+  (:mod:`recorder.rtsp_conn`).
+* Redirects (3xx to OPTIONS/DESCRIBE), at most 3 hops, credentials only to
+  the same host and port (:mod:`recorder.rtsp_redirect`).
 * Basic and Digest (MD5, ``qop=auth`` or none) with the URL's credentials.
 * Video H.264/H.265, with or without B-frames: RTP gives each frame its
   presentation time, in decode order; decode timestamps are derived from them
@@ -27,8 +34,8 @@ Scope (a camera recorder's, not a general RTSP stack):
   audio is aligned to video by arrival.  RTCP sender reports are parsed and
   kept (``sender_reports``; the video's, ``video_sender_report``, dates the
   camera's clock: :mod:`recorder.stream_clock`); RTCP BYE ends the stream like FFmpeg's EOF.
-* Not supported: RTSP over TLS (``rtsps``), UDP transport, RTSP over HTTP
-  tunnelling, redirects (3xx).  Use ``LABWITNESS_RTSP_CLIENT=ffmpeg`` for those.
+* Not supported: RTSP over HTTP tunnelling, multicast.  Use
+  ``LABWITNESS_RTSP_CLIENT=ffmpeg`` for those.
 
 Parts, one job a module: :mod:`recorder.sdp` (the DESCRIBE answer),
 :mod:`recorder.rtsp_auth` (Basic/Digest), :mod:`recorder.rtsp_conn` (the TCP
@@ -52,10 +59,12 @@ import av
 from labwitness.errors import StreamError
 from labwitness.media.aac import adts_header
 from labwitness.media.h26x import h264_dimensions, h265_dimensions, sps_reorder
+from labwitness.url_secrets import redact_url
 from recorder.reorder import DecodeTimes
 from recorder.rtp_depacketize import AacDepacketizer, SenderReport, VideoDepacketizer, parse_rtcp
 from recorder.rtsp_conn import RtspConnection
-from recorder.rtsp_session import start_session
+from recorder.rtsp_redirect import MAX_HOPS, redirect_target
+from recorder.rtsp_session import Moved, start_session
 from recorder.segmenter import TrackTemplate
 
 log = logging.getLogger(__name__)
@@ -88,9 +97,16 @@ class NativeRtspInput:
     """One RTSP session; a :class:`recorder.inputs.StreamInput`."""
 
     def __init__(self, url: str, open_timeout_s: float, read_timeout_s: float,
-                 on_loss: Callable[[int], None] | None = None) -> None:
-        self.conn = RtspConnection(url, open_timeout_s, read_timeout_s)
+                 on_loss: Callable[[int], None] | None = None, *, transport: str = "tcp",
+                 tls_pins: dict[str, str] | None = None,
+                 on_new_pin: Callable[[str, str], None] | None = None,
+                 keepalive_max_s: float | None = None) -> None:
+        self._conn_args = dict(tls_pins=tls_pins, on_new_pin=on_new_pin, keepalive_max_s=keepalive_max_s)
+        self.conn = RtspConnection(url, open_timeout_s, read_timeout_s, **self._conn_args)
         self.shown = self.conn.shown  # the URL without its secrets, for logs
+        self.url = url
+        self.transport = transport  # "tcp" | "udp": asked first; what the session used once open
+        self.redirected_to = ""  # the redacted URL the camera redirected to, if it did
         self.on_loss = on_loss or (lambda n: None)
         self.sender_reports: dict[int, SenderReport] = {}  # by RTCP channel
         self.video_codec = ""
@@ -117,8 +133,8 @@ class NativeRtspInput:
     # -- StreamInput -------------------------------------------------------------------
     @classmethod
     def open(cls, url: str, open_timeout_s: float, read_timeout_s: float, *,
-             on_loss: Callable[[int], None] | None = None) -> "NativeRtspInput":
-        self = cls(url, open_timeout_s, read_timeout_s, on_loss)
+             on_loss: Callable[[int], None] | None = None, **kw) -> "NativeRtspInput":
+        self = cls(url, open_timeout_s, read_timeout_s, on_loss, **kw)
         try:
             self._start()
         except BaseException:
@@ -158,8 +174,27 @@ class NativeRtspInput:
 
     # -- session set-up ----------------------------------------------------------------
     def _start(self) -> None:
-        self.conn.connect()
-        s = start_session(self.conn)
+        url, why_no_credentials = self.url, ""
+        for hop in range(MAX_HOPS + 1):
+            self.conn.connect()
+            try:
+                s = start_session(self.conn, self.transport)
+            except StreamError as e:
+                if e.reason == "auth_failed" and why_no_credentials:
+                    raise StreamError("auth_failed", f"{e}; {why_no_credentials}") from e
+                raise
+            if not isinstance(s, Moved):
+                break
+            if hop == MAX_HOPS:
+                raise self.conn.fail("stream_error", f"重定向次数过多 / more than {MAX_HOPS} redirects")
+            target = redirect_target(url, s.location)
+            self.conn.close(teardown=False)
+            log.info("%s: the camera redirects (%d) to %s%s", self.shown, s.status, redact_url(target.url),
+                     " (without the credentials)" if target.why_not else "")
+            url, why_no_credentials = target.url, target.why_not or why_no_credentials
+            self.conn = RtspConnection(url, self.conn.open_timeout_s, self.conn.read_timeout_s, **self._conn_args)
+            self.redirected_to = self.conn.shown
+        self.transport = self.conn.transport
         self.video_codec = s.video_codec
         self._vdep = VideoDepacketizer(s.video_codec, s.video_params)
         self._update_dimensions()
@@ -312,10 +347,13 @@ class NativeRtspInput:
         SO_RCVBUF doubled for its bookkeeping: about half of it is room for data)."""
         if elapsed < 1.0 or got <= 0:
             return min(self.batch_wait_s, _FIRST_WAIT_S)
-        try:
-            room = self.conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) / 2
-        except OSError:
-            room = 64 * 1024
+        if self.conn.udp is not None:
+            room = self.conn.udp.room()
+        else:
+            try:
+                room = self.conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) / 2
+            except OSError:
+                room = 64 * 1024
         return max(min(_MIN_WAIT_S, self.batch_wait_s), min(self.batch_wait_s, room / (got / elapsed)))
 
     def _rtcp(self, ch: int, p: memoryview) -> bool:

@@ -5,6 +5,15 @@ and leaves it playing; it answers with what was set up (:class:`Playing`):
 the video track (H.264/H.265, required), an AAC track when the camera offers
 one (MPEG4-GENERIC AAC-hbr/lbr; other audio is not recorded: the video is what
 matters) and each track's ``rtptime`` at the PLAY instant from ``RTP-Info``.
+
+Transport: RTP interleaved in the RTSP connection, unless the camera refuses it
+(461 Unsupported Transport, or an answer without ``interleaved``) or the worker
+remembered that it did: then RTP over UDP (:mod:`recorder.rtp_udp`), chosen
+once per session for all its tracks (``conn.transport``).
+
+A 3xx answer to OPTIONS or DESCRIBE is a redirect: :func:`start_session`
+answers :class:`Moved` with the ``Location`` and the caller opens a new
+connection there (:mod:`recorder.rtsp_redirect` decides what may follow).
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from dataclasses import dataclass, field
 from labwitness.errors import StreamError
 from labwitness.media.aac import aac_config
 from recorder.rtp_depacketize import h264_param_sets, h265_param_sets
+from recorder.rtp_udp import UdpReceiver
 from recorder.rtsp_conn import RtspConnection
 from recorder.sdp import SdpMedia, control_url, parse_int, parse_sdp
 
@@ -67,12 +77,26 @@ def aac_track(m: SdpMedia) -> AacTrack | None:
                     max(0, parse_int(m.fmtp.get("indexdeltalength", "3"))))
 
 
-def start_session(conn: RtspConnection) -> Playing:
-    """OPTIONS, DESCRIBE, SETUP video (and AAC audio), PLAY; StreamError when the camera cannot be recorded."""
+@dataclass
+class Moved:
+    """The camera redirected OPTIONS or DESCRIBE (3xx) to ``location``."""
+
+    status: int
+    location: str
+
+
+def start_session(conn: RtspConnection, transport: str = "tcp") -> Playing | Moved:
+    """OPTIONS, DESCRIBE, SETUP video (and AAC audio), PLAY; StreamError when the camera cannot be
+    recorded.  ``transport`` "udp" skips asking for interleaving (a camera known to refuse it)."""
+    conn.transport = transport
     opts = conn.request("OPTIONS", conn.url)
+    if 300 <= opts.status < 400:
+        return _moved(conn, opts)
     if "GET_PARAMETER" in opts.header("public").upper():
         conn.keepalive_method = "GET_PARAMETER"
     desc = conn.request("DESCRIBE", conn.url, {"Accept": "application/sdp"})
+    if 300 <= desc.status < 400:
+        return _moved(conn, desc)
     base = desc.header("content-base") or desc.header("content-location") or conn.url
     session_control, media = parse_sdp(desc.body.decode("utf-8", "replace"))
     if session_control and session_control != "*":
@@ -109,12 +133,54 @@ def start_session(conn: RtspConnection) -> Playing:
     return playing
 
 
+def _moved(conn: RtspConnection, resp) -> Moved:
+    location = resp.header("location")
+    if not location:
+        raise conn.fail("stream_error", f"摄像机要求重定向但未给出地址 / the camera redirected ({resp.status} "
+                                        f"{resp.reason}) without a Location")
+    return Moved(resp.status, location)
+
+
 def _setup(conn: RtspConnection, uri: str, channel: int) -> int:
-    """SETUP one track interleaved on ``channel``; the channel the camera chose."""
-    headers = {"Transport": f"RTP/AVP/TCP;unicast;interleaved={channel}-{channel + 1}"}
+    """SETUP one track, interleaved on ``channel`` or over UDP; the channel the packet loop sees it on."""
+    headers = {}
     if conn.session:
         headers["Session"] = conn.session
+    if conn.transport == "tcp":
+        headers["Transport"] = f"RTP/AVP/TCP;unicast;interleaved={channel}-{channel + 1}"
+        resp = conn.request("SETUP", uri, headers, accept=(461,))
+        if resp.status != 461 and "interleaved=" in resp.header("transport"):
+            _session(conn, resp)
+            m = re.search(r"interleaved=(\d+)", resp.header("transport"))
+            return int(m.group(1)) if m else channel
+        if channel != _VIDEO_CHANNEL:  # video is interleaved already: one transport per session
+            raise conn.fail("stream_error", "摄像机拒绝以 TCP 传输此轨道 / the camera refused this track over TCP")
+        log.info("%s: the camera refuses RTP over the RTSP connection (%s); using RTP over UDP",
+                 conn.shown, f"{resp.status} {resp.reason}" if resp.status == 461 else "no interleaved in its answer")
+        if resp.status != 461:
+            _session(conn, resp)
+            headers["Session"] = conn.session
+        conn.transport = "udp"
+    return _setup_udp(conn, uri, channel, headers)
+
+
+def _setup_udp(conn: RtspConnection, uri: str, channel: int, headers: dict[str, str]) -> int:
+    if conn.udp is None:
+        conn.udp = UdpReceiver(conn)
+    track = conn.udp.add_track(channel)
+    a, b = track.ports
+    headers["Transport"] = f"RTP/AVP;unicast;client_port={a}-{b}"
     resp = conn.request("SETUP", uri, headers)
+    _session(conn, resp)
+    m = re.search(r"server_port=(\d+)(?:-(\d+))?", resp.header("transport"))
+    if m is None:
+        raise conn.fail("stream_error", "摄像机未给出 UDP 端口 / the camera's SETUP answer has no server_port for RTP over UDP")
+    rtp = int(m.group(1))
+    conn.udp.connect(track, rtp, int(m.group(2)) if m.group(2) else rtp + 1)
+    return channel
+
+
+def _session(conn: RtspConnection, resp) -> None:
     sess = resp.header("session")
     if sess:
         sid, _, rest = sess.partition(";")
@@ -122,8 +188,6 @@ def _setup(conn: RtspConnection, uri: str, channel: int) -> int:
         m = re.search(r"timeout\s*=\s*(\d+)", rest)
         if m and int(m.group(1)) > 0:
             conn.session_timeout_s = float(m.group(1))
-    m = re.search(r"interleaved=(\d+)", resp.header("transport"))
-    return int(m.group(1)) if m else channel
 
 
 def rtp_info(value: str, urls: dict[str, int]) -> dict[int, int]:

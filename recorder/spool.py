@@ -63,6 +63,20 @@ FINISHED_GAP_GLOB = "gap-[0-9]*.json"  # gap-{start_ms}-{reason}.json
 OPEN_GAP = "gap-open.json"
 
 
+def forget_tls_pins(root: Path, camera_id: str) -> dict[str, str]:
+    """Remove a camera's pinned rtsps:// certificates (``labwitness camera retrust-tls``); the
+    pins that were there.  A running recorder pins the certificate it sees at its next retry."""
+    f = Path(root) / check_camera_id(camera_id) / CameraSpool.TLS_PINS
+    try:
+        pins = json.loads(f.read_text())
+    except FileNotFoundError:
+        return {}
+    except (ValueError, OSError):
+        pins = {"?": "unreadable"}
+    f.unlink(missing_ok=True)
+    return {str(k): str(v) for k, v in pins.items()} if isinstance(pins, dict) else {}
+
+
 def write_json_atomic(path: Path, data: dict) -> None:
     write_atomic(path, json.dumps(data, ensure_ascii=False).encode())
 
@@ -216,6 +230,33 @@ class CameraSpool:
         with self._lock:
             self._state["clean_stop"] = True
             self._save_state()
+
+    # -- rtsps:// certificate pins (recorder.rtsp_conn: trust on first use) ---------------
+    #: a file of its own, read at every connection: an administrator re-trusts a camera's
+    #: new certificate by removing it (the running recorder then pins what it sees next)
+    TLS_PINS = "tls_pins.json"
+
+    def tls_pins(self) -> dict[str, str]:
+        """Pinned SHA-256 certificate fingerprints of this camera, by "host:port"."""
+        f = self.dir / self.TLS_PINS
+        try:
+            pins = json.loads(f.read_text())
+        except FileNotFoundError:
+            return {}
+        except (ValueError, OSError) as e:
+            # not an empty dict: an unreadable pin must not turn into trusting anything
+            raise SpoolError(f"证书指纹文件无法读取 / cannot read the camera's certificate pins {f}: {e}") from e
+        return {str(k): str(v) for k, v in pins.items()} if isinstance(pins, dict) else {}
+
+    def set_tls_pin(self, hostport: str, fingerprint: str) -> None:
+        with self._lock:
+            pins = self.tls_pins()
+            pins[hostport] = fingerprint
+            write_json_atomic(self.dir / self.TLS_PINS, pins)
+
+    def forget_tls_pins(self) -> dict[str, str]:
+        """Re-trust: the next connection pins the certificate it sees.  The pins forgotten."""
+        return forget_tls_pins(self.dir.parent, self.camera_id)
 
     def next_seq(self) -> int:
         with self._lock:

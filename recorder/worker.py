@@ -15,6 +15,9 @@ recorder_stopped).
 Health is output, not liveness: ``last_segment_at`` and the gap journal say
 whether this camera is really being recorded.  Each closed segment also dates
 the camera's clock against its index time (``stream_clock_offset_s``, RTCP).
+
+What a camera needs from the native client (UDP, certificate pins, a shorter
+keep-alive) is learned in :mod:`recorder.camera_needs`; ``status.notice`` tells.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from recorder.inputs import StreamInput, check_rtsp_url, classify, open_input, r
 from recorder.metrics import RecorderMetrics
 from recorder.recovery import salvage
 from recorder.segmenter import SegmentWriter
+from recorder.camera_needs import CameraNeeds
 from recorder.spool import CameraSpool, Committed, HashingFile
 from recorder.stream_clock import input_offset
 from recorder.timing import SessionTimeline
@@ -68,10 +72,9 @@ class CameraWorker:
         self.spool = spool
         self.cfg = cfg
         # per camera: "native" falls back to "ffmpeg" for what only FFmpeg's client does
-        # (rtsps://) and for a camera whose session the native client cannot set up
+        # (nothing today but a camera whose session the native client cannot set up)
         self.rtsp_client = cfg.rtsp_client
-        if self.rtsp_client == "native" and urlsplit(url).scheme != "rtsp":
-            self.rtsp_client = "ffmpeg"
+        self.needs = CameraNeeds(camera_id, url, spool)
         self.clock = clock or SystemClock()
         self.stop = stop or threading.Event()
         self.metrics = metrics or RecorderMetrics()
@@ -177,25 +180,39 @@ class CameraWorker:
     # -- one session ---------------------------------------------------------------
     def run_once(self) -> None:
         """Record one RTSP session until it ends; raise StreamError with the reason."""
+        native = self.needs.native_options() if self.rtsp_client == "native" else {}
         try:
             src = open_input(self.url, self.rtsp_client, self.cfg.open_timeout_s, self.cfg.read_timeout_s,
-                             on_loss=self._rtp_lost)
+                             on_loss=self._rtp_lost, **native)
         except StreamError as e:
-            # (a URL that fails labwitness's own check is no doubt about the client)
-            if self.rtsp_client == "native" and e.reason in NATIVE_DOUBTS and not isinstance(e.__cause__, ValidationError):
+            # (a URL failing labwitness's own check is no doubt about the client; nor is rtsps://:
+            # FFmpeg checks no certificate, a broken handshake must not hand it the credentials)
+            if (self.rtsp_client == "native" and e.reason in NATIVE_DOUBTS and not isinstance(e.__cause__, ValidationError)
+                    and urlsplit(self.url).scheme == "rtsp"):
                 # an answer the native client did not understand: FFmpeg's client may; the
                 # next attempt (immediate) uses it, and the camera keeps it from then on
                 self.rtsp_client = "ffmpeg"
                 log.warning("camera %s: the native RTSP client could not open the session (%s: %s); "
                             "trying the FFmpeg RTSP client from now on", self.camera_id, e.reason, e)
             raise
+        self.needs.opened(src)
+        started, ended = self.clock.monotonic(), "stream_ended"
         try:
             self._record(src)
+        except StreamError as e:
+            ended = e.reason
+            raise
+        except BaseException:
+            ended = "error"  # (not the camera's end: breaks a run of periodic resets)
+            raise
         finally:
             try:
                 src.close()
             except Exception:
                 log.debug("close of %s failed", redact(self.url), exc_info=True)
+            if not self.stop.is_set():
+                notice = self.needs.session_ended(self.clock.monotonic() - started, ended, self.rtsp_client)
+                self.status.notice = notice or self.status.notice  # (said once, then kept)
 
     def _record(self, src: StreamInput) -> None:
         vcodec = src.video_codec

@@ -54,6 +54,8 @@ class WorkerStatus:
     stream_clock_at: datetime | None = None
     #: of dropped_packets: frames before a session's first keyframe (they cannot be decoded)
     before_keyframe: int = 0
+    #: what an administrator should know that is no error (it resets sessions on a period), or ""
+    notice: str = ""
 
 
 #: session set-up failures that may be the native client's own limits rather than the

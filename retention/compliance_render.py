@@ -24,6 +24,7 @@ GAP_REASONS = {
     "timeout": "超时", "refused": "连接被拒", "auth_failed": "认证失败", "not_rtsp": "非 RTSP", "no_video": "无视频",
     "unsupported_codec": "编码不支持", "unreachable": "不可达", "stream_ended": "码流中断", "decode_error": "解码错误",
     "spool_full": "缓存已满", "recorder_down": "录制进程中断", "recorder_stopped": "录制已停止",
+    "tls_untrusted": "TLS 证书已更改",
 }
 CONTENT_KINDS = {"blackout": "黑屏", "frozen": "画面冻结", "obscured": "遮挡/失焦", "moved": "移位"}
 FINDING_KINDS = {"missing": "对象缺失", "altered": "内容被改", "lock_missing": "未锁定", "lock_mismatch": "锁定不符",

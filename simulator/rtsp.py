@@ -31,6 +31,7 @@ Behaviour worth knowing:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -68,6 +69,10 @@ class Mount:
     launch: str
     shared: bool = False
     auth: tuple[str, str] | None = None
+    protocols: tuple[str, ...] = ("tcp", "udp")  # RTP transports accepted; ("udp",): refuses RTP over TCP
+
+    def with_protocols(self, *protocols: str) -> Mount:
+        return dataclasses.replace(self, protocols=tuple(protocols))
 
     @classmethod
     def from_clip(
@@ -220,7 +225,9 @@ class RtspSimulator:
         python: str = DEFAULT_PYTHON,
         ready_timeout: float = 15.0,
         publish_clock_mode: Literal["none", "clock", "clock_and_offset"] = "clock_and_offset",
+        tls_pem: Path | None = None,
     ) -> None:
+        """``tls_pem`` (certificate + key): RTSP over TLS only; :meth:`url` gives ``rtsps://``."""
         if not mounts:
             raise ValueError("at least one mount is needed")
         self.mounts = {_normalise_path(p): m for p, m in mounts.items()}
@@ -228,6 +235,7 @@ class RtspSimulator:
         self.python = python
         self.ready_timeout = ready_timeout
         self.publish_clock_mode = publish_clock_mode
+        self.tls_pem = tls_pem
         self._port = port
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="rtsp-sim-")) if workdir is None else Path(workdir)
@@ -324,12 +332,13 @@ class RtspSimulator:
             if password is not None:
                 credentials += ":" + quote(password, safe="")
             credentials += "@"
-        return f"rtsp://{credentials}{self.host}:{self.port}{_normalise_path(path)}"
+        return f"{'rtsps' if self.tls_pem else 'rtsp'}://{credentials}{self.host}:{self.port}{_normalise_path(path)}"
 
     # -- internals ---------------------------------------------------------
 
     def _config(self) -> dict[str, object]:
         return {
+            **({"tls_pem": str(self.tls_pem)} if self.tls_pem is not None else {}),
             "host": self.host,
             "port": self._port,
             "publish_clock_mode": self.publish_clock_mode,
@@ -339,6 +348,7 @@ class RtspSimulator:
                     "launch": m.launch,
                     "shared": m.shared,
                     "auth": list(m.auth) if m.auth else None,
+                    "protocols": list(m.protocols),
                 }
                 for path, m in self.mounts.items()
             },

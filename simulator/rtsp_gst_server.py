@@ -17,9 +17,11 @@ CONFIG::
       "threads": 8,                    # optional, client thread pool size
       "publish_clock_mode": "clock_and_offset",   # optional: none|clock|clock_and_offset
       "exit_on_stdin_eof": true,       # optional: quit when the parent goes away
+      "tls_pem": "/path/cert+key.pem", # optional: every connection is RTSP over TLS (rtsps://)
       "mounts": {
         "/path": {"launch": "... ! rtph264pay name=pay0 pt=96",
                   "shared": false,
+                  "protocols": ["tcp", "udp"],   # optional: the RTP transports the mount accepts
                   "auth": ["user", "pass"]}      # or null for an open mount
       }
     }
@@ -41,7 +43,7 @@ import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+from gi.repository import Gio, GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 ANONYMOUS_ROLE = "anonymous"
 DEFAULT_BACKLOG = 1024
@@ -55,6 +57,9 @@ _CLOCK_MODES = {
     # sends with PLAY no longer triggers a flushing seek of the pipeline.
     "clock_and_offset": GstRtspServer.RTSPPublishClockMode.CLOCK_AND_OFFSET,
 }
+
+
+_PROTOCOLS = {"tcp": GstRtsp.RTSPLowerTrans.TCP, "udp": GstRtsp.RTSPLowerTrans.UDP}
 
 
 class ConfigError(Exception):
@@ -74,6 +79,9 @@ def load_config(path: str) -> dict[str, Any]:
         auth = mount.get("auth")
         if auth is not None and (len(auth) != 2 or not all(isinstance(x, str) for x in auth)):
             raise ConfigError(f"mount {mount_path!r}: 'auth' must be [user, password] or null")
+        protocols = mount.get("protocols", ["tcp", "udp"])
+        if not protocols or any(p not in _PROTOCOLS for p in protocols):
+            raise ConfigError(f"mount {mount_path!r}: 'protocols' must be a non-empty list of {sorted(_PROTOCOLS)}")
     if config.get("publish_clock_mode", "clock_and_offset") not in _CLOCK_MODES:
         raise ConfigError(f"publish_clock_mode must be one of {sorted(_CLOCK_MODES)}")
     return config
@@ -93,8 +101,14 @@ def build_server(config: dict[str, Any]) -> GstRtspServer.RTSPServer:
     clock_mode = _CLOCK_MODES[config.get("publish_clock_mode", "clock_and_offset")]
     mounts_config: dict[str, dict[str, Any]] = config["mounts"]
     roles = _credential_roles(mounts_config)
-    if roles:
-        server.set_auth(_build_auth(roles))
+    tls_pem = config.get("tls_pem")
+    use_auth = bool(roles) or bool(tls_pem)
+    if use_auth:
+        auth = _build_auth(roles)
+        if tls_pem:
+            # with a certificate every connection is TLS (rtsps://)
+            auth.set_tls_certificate(Gio.TlsCertificate.new_from_file(tls_pem))
+        server.set_auth(auth)
 
     mount_points = server.get_mount_points()
     for mount_path, mount in mounts_config.items():
@@ -106,8 +120,11 @@ def build_server(config: dict[str, Any]) -> GstRtspServer.RTSPServer:
         factory.set_launch(launch)
         factory.set_shared(bool(mount.get("shared", False)))
         factory.set_publish_clock_mode(clock_mode)
-        factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP | GstRtsp.RTSPLowerTrans.UDP)
-        if roles:
+        protocols = 0
+        for name in mount.get("protocols", ["tcp", "udp"]):
+            protocols |= _PROTOCOLS[name]
+        factory.set_protocols(GstRtsp.RTSPLowerTrans(protocols))
+        if use_auth:
             auth = mount.get("auth")
             constructors = [roles[tuple(auth)]] if auth else [ANONYMOUS_ROLE, *roles.values()]
             factory.set_permissions(_permissions([ANONYMOUS_ROLE, *roles.values()], constructors))

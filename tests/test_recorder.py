@@ -183,7 +183,7 @@ def test_native_client_hands_over_to_ffmpeg_where_it_cannot_go(tmp_path, store, 
     import http.server
 
     p = pipeline(tmp_path / "tls", store, "rtsps://127.0.0.1:1/x", rtsp_client="native")
-    assert p.worker.rtsp_client == "ffmpeg"  # TLS: FFmpeg's client from the start
+    assert p.worker.rtsp_client == "native"  # TLS too (tests/test_rtsp_transport.py)
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:

@@ -119,6 +119,26 @@ def camera_remove(id: Annotated[str, typer.Argument(help="camera id")]) -> None:
     console.print(f"已移除 / removed {id}; 已录视频按保留期保留 / its footage stays locked until retention ends")
 
 
+@camera_app.command("retrust-tls")
+def camera_retrust_tls(id: Annotated[str, typer.Argument(help="camera id")]) -> None:
+    """重新信任摄像机的新 TLS 证书 / Re-trust an rtsps:// camera's new TLS certificate (check its fingerprint
+    with the camera first): the recorder pins the certificate it sees next."""
+    from recorder.spool import forget_tls_pins
+
+    settings = settings_or_exit()
+    try:
+        with index_only(settings) as ix:
+            ix.registry.camera(id)  # NotFoundError for an unknown camera
+            old = forget_tls_pins(settings.spool_path, id)
+            ix.audit.append(actor(), "camera.retrust_tls", id, {"forgotten": old})
+    except LabwitnessError as e:
+        fail(e)
+    if not old:
+        console.print(f"{id}: 没有已固定的证书 / no pinned certificate (it is pinned at its next rtsps:// connection)")
+    for hostport, fp in old.items():
+        console.print(f"{id}: 已忘记 / forgot {hostport} SHA-256 {fp}; 下次连接时固定新证书 / the next connection pins the new one")
+
+
 @area_app.command("add")
 def area_add(id: Annotated[str, typer.Option("--id")], name: Annotated[str, typer.Option()],
              description: Annotated[str, typer.Option()] = "") -> None:

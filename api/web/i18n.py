@@ -368,6 +368,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "reason.unknown": ("原因未知", "unknown"),
     "reason.not_found": ("码流地址不存在", "stream not found"),
     "reason.stream_error": ("码流异常", "stream error"),
+    "reason.tls_untrusted": ("TLS 证书已更改", "TLS certificate changed"),
     "reason.spool_error": ("本地缓存写入失败", "spool write failed"),
     "reason.pending_upload": ("已录制，等待上传存储", "recorded, waiting in the spool for storage"),
     "reason.camera_offline": ("摄像机离线（仍在中断）", "camera offline (still going on)"),
