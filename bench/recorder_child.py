@@ -7,7 +7,9 @@ Runs the real recording path -- :class:`recorder.service.RecorderService`
 benchmark's embedded SeaweedFS, a SQLite index and the default
 :class:`retention.policy.RetentionPolicy` -- for N cameras, then stops the
 service (closing the open segments and uploading what is left) and writes a
-JSON summary to ``CONFIG["result"]``.  Its own CPU time is what the parent
+JSON summary to ``CONFIG["result"]`` (per camera also the RTSP client that
+recorded it in the end, the codecs indexed and its first segment's object,
+which the parent inspects after this process has exited).  Its own CPU time is what the parent
 reports as labwitness CPU, so nothing else runs in this process.
 """
 
@@ -161,6 +163,13 @@ def main(config_path: str) -> int:
             "span_s": round((rows[-1].end_ms - rows[0].start_ms) / 1000, 3) if rows else 0.0,
             "bytes": sum(r.size for r in rows),
             "last_error": w.status.last_error if w else "not started",
+            # which RTSP client recorded in the end: "native" may have handed the camera over
+            # to FFmpeg's (B-frames, a session it could not set up): recorder.worker.CameraWorker
+            "rtsp_client": w.rtsp_client if w else None,
+            "video_codecs": sorted({r.codec for r in rows}),
+            "audio_codecs": sorted({r.audio_codec for r in rows}),
+            # the first stored segment, for the parent to read its start (keyframe? codecs?)
+            "first_segment": {"key": rows[0].key, "version_id": rows[0].version_id} if rows else None,
         }
     lat = list(service.uploader.latencies)
     summary = {
