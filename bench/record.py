@@ -49,7 +49,7 @@ from rich.table import Table
 
 from bench.procstat import BusyMeter, proc_cpu, reap
 from bench.source import (FPS, SOURCES, Source, SourceSpec, check, describe, ensure_source, inspect_recording,
-                          probe_joined)
+                          probe, start_keeper, stop_keeper)
 from labwitness.private_fs import private_file
 from simulator.rtsp import RtspSimulator
 from storage.s3 import S3ObjectStore
@@ -66,6 +66,8 @@ MIN_FRAME_SHARE = 0.99
 #: bytes of each camera's first stored segment read back to see how it starts (1 s fragments:
 #: about two of them at 4 Mbit/s)
 INSPECT_BYTES = 1 << 20
+#: the source check joins this long after the keeper client (not a multiple of any GOP)
+JOIN_AFTER_S = 1.3
 
 console = Console(width=None if sys.stdout.isatty() else 130)
 
@@ -91,8 +93,10 @@ def expected_segments(window_s: float, segment_s: float, allowance_s: float = OP
     return max(0, int((window_s - allowance_s) // segment_s))
 
 
-def summarise_starts(inspections: list[dict]) -> dict:
-    """What the recorded segments' starts show, over the cameras inspected."""
+def summarise_starts(inspections: list[dict], last: list[dict] | None = None) -> dict:
+    """What the recorded segments show over the cameras inspected: how each camera's first
+    segment starts, and (from its last segment, after any hand-over to another client)
+    whether B-frames survived."""
     def count(key) -> dict:
         out: dict[str, int] = {}
         for i in inspections:
@@ -104,8 +108,8 @@ def summarise_starts(inspections: list[dict]) -> dict:
     return {"inspected": len(inspections), "unreadable": len(inspections) - len(ok),
             "start_at_keyframe": sum(1 for i in ok if i["first_video_keyframe"]),
             "video": count(lambda i: i["video_codec"]), "audio": count(lambda i: i["audio_codec"] or "none"),
-            "pts_ne_dts": sum(1 for i in ok if i["reordered"]),
-            "errors": sorted({i["error"] for i in inspections if i["error"]})[:3]}
+            "pts_ne_dts": sum(1 for i in (last if last is not None else ok) if i["error"] is None and i["reordered"]),
+            "errors": sorted({i["error"] for i in inspections + (last or []) if i["error"]})[:3]}
 
 
 # -- (a) labwitness ---------------------------------------------------------------
@@ -152,7 +156,8 @@ def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s
         other = busy.other_cores(r.cpu_s + sw_cpu + sim_cpu)
         restarts = sw.restarts
         child = None
-        starts = _inspect_stored(d / "result.json", sw) if r.returncode == 0 else {}
+        starts = _inspect_stored(d / "result.json", sw, "first_segment") if r.returncode == 0 else {}
+        lasts = _inspect_stored(d / "result.json", sw, "last_segment") if r.returncode == 0 else {}
     finally:
         if child is not None and child.poll() is None:
             child.kill()
@@ -193,21 +198,21 @@ def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s
         "keeps_pace": keeps_pace(s), "drained": s["drained"], "drain_s": s["drain_s"],
         "backlog_at_stop": s["backlog_at_stop"], "backlog_max": s["backlog_max"],
         "rtsp_clients": clients, "audio_indexed": audio_indexed,
-        "recorded": summarise_starts(list(starts.values())),
+        "recorded": summarise_starts(list(starts.values()), list(lasts.values())),
         **loss, "dir": str(d), "cameras": s["cameras"],
     }
 
 
-def _inspect_stored(result_f: Path, sw: EmbeddedSeaweed) -> dict[str, dict]:
-    """The start of each camera's first stored segment, read back from S3 (after the recorder
-    exited: none of this is in its CPU figure)."""
+def _inspect_stored(result_f: Path, sw: EmbeddedSeaweed, which: str) -> dict[str, dict]:
+    """The start of each camera's first (or last) stored segment, read back from S3 (after the
+    recorder exited: none of this is in its CPU figure)."""
     if not result_f.exists():
         return {}
     cfg = json.loads((result_f.parent / "config.json").read_text())
     store = S3ObjectStore(sw.endpoint, sw.access_key, sw.secret_key, cfg["bucket"])
     out = {}
     for cid, c in json.loads(result_f.read_text())["cameras"].items():
-        first = c.get("first_segment")
+        first = c.get(which)
         if not first:
             continue
         try:
@@ -318,7 +323,7 @@ def run_ffmpeg(url: str, n: int, minutes: float, segment_s: float, stagger_s: fl
     stream_min = sum(windows) / 60
     files = expected = short = log_lines = 0
     nbytes = 0
-    starts = []
+    starts, lasts = [], []
     for i, w in enumerate(windows):
         segs = sorted((d / f"cam-{i:03d}").glob(f"out*.{ext}"))
         files += len(segs)
@@ -328,6 +333,7 @@ def run_ffmpeg(url: str, n: int, minutes: float, segment_s: float, stagger_s: fl
         short += 1 if len(segs) < exp else 0
         if segs:
             starts.append(inspect_recording(segs[0]))
+            lasts.append(inspect_recording(segs[-2 if len(segs) > 1 else -1]))  # the last complete one
         log_lines += len((d / f"cam-{i:03d}" / "ffmpeg.log").read_text(errors="replace").splitlines())
     if not keep:
         for i in range(n):
@@ -342,7 +348,7 @@ def run_ffmpeg(url: str, n: int, minutes: float, segment_s: float, stagger_s: fl
         "maxrss_mb_each": max((r.maxrss_kb for r in reaped), default=0) / 1024,
         "rtsp_server_cpu_s": sim_cpu, "machine_busy": share, "other_load_cores": other, "segments": files, "expected_segments": expected,
         "cameras_short": short, "died_early": died_early, "bytes": nbytes, "segment_format": fmt,
-        "error_log_lines": log_lines, "recorded": summarise_starts(starts),
+        "error_log_lines": log_lines, "recorded": summarise_starts(starts, lasts),
         "ok": died_early == 0 and short == 0, "dir": str(d),
     }
 
@@ -371,7 +377,7 @@ def _starts(rec: dict | None) -> str:
 
 
 def print_compare(lw: dict | None, ff: dict | None, source: str = "h264") -> None:
-    t = Table(title=f"bench/record [{source}] — {(lw or ff)['streams']} streams × {(lw or ff)['minutes']:g} min, "
+    t = Table(title=f"bench/record, source {source} — {(lw or ff)['streams']} streams × {(lw or ff)['minutes']:g} min, "
                     f"{(lw or ff)['segment_seconds']:g} s segments, starts staggered over {(lw or ff)['stagger_s']:g} s")
     t.add_column("figure")
     t.add_column(f"labwitness ({(lw or {}).get('rtsp_client', '—')} RTSP client)", justify="right")
@@ -419,7 +425,7 @@ def print_compare(lw: dict | None, ff: dict | None, source: str = "h264") -> Non
     t.add_row("audio in the first stored segments (cameras)", _counts(lr and lr["audio"]), _counts(fr and fr["audio"]), "")
     t.add_row("  audio codec in the index (cameras)", _counts((lw or {}).get("audio_indexed")), "", "")
     t.add_row("first segment starts at a keyframe (cameras)", _starts(lr), _starts(fr), "")
-    t.add_row("first segments with pts ≠ dts (B-frames kept)", _f(lr and lr["pts_ne_dts"], "d"),
+    t.add_row("last segments with pts ≠ dts (B-frames kept)", _f(lr and lr["pts_ne_dts"], "d"),
               _f(fr and fr["pts_ne_dts"], "d"), "")
     if ff:
         t.add_row("ffmpeg segment container; error-log lines", "", f"{ff['segment_format']}; {ff['error_log_lines']}", "")
@@ -474,9 +480,10 @@ def _code_version() -> dict:
 
 
 # -- main ----------------------------------------------------------------------------
-def prepare_source(name: str, run_dir: Path) -> tuple[Source, RtspSimulator, dict]:
-    """The source's clip (made once), its RTSP server started, and what a joining client
-    really receives, checked against what the source claims (``problems`` empty when it is)."""
+def prepare_source(name: str, run_dir: Path) -> tuple[Source, RtspSimulator, subprocess.Popen, dict]:
+    """The source's clip (made once), its RTSP server started with a keeper client on it (see
+    :func:`bench.source.start_keeper`), and what a joining client really receives, checked
+    against what the source claims (``problems`` empty when it is)."""
     spec = SOURCES[name]
     src = ensure_source(OUT, log=_log, spec=spec)
     info = {"name": name, "summary": spec.summary, "file": src.ts.name, "bitrate_file": src.bitrate, "fps": FPS,
@@ -484,17 +491,20 @@ def prepare_source(name: str, run_dir: Path) -> tuple[Source, RtspSimulator, dic
             "ffmpeg_segment_format": spec.ffmpeg_segment_format, "generate_seconds": src.generate_seconds}
     sim = RtspSimulator({"/cam": src.mount()}, workdir=run_dir / f"rtsp-{name}")
     sim.start()
+    keeper = start_keeper(sim.url("/cam"))
     try:
-        p = probe_joined(sim.url("/cam"), seconds=2 * spec.gop_s + 1)
+        time.sleep(JOIN_AFTER_S)
+        p = probe(sim.url("/cam"), seconds=2 * spec.gop_s + 1)
     except Exception:
+        stop_keeper(keeper)
         sim.stop()
         raise
     info.update(probe=p, problems=check(spec, p))
     _log(f"[bold]{name}[/]: {spec.summary}")
-    _log(f"  over RTSP (a second client joining 1.3 s after a first): {describe(p)}")
+    _log(f"  over RTSP (a client joining {JOIN_AFTER_S:g} s after the keeper): {describe(p)}")
     if info["problems"]:
         _log(f"  [red]not what it claims: {'; '.join(info['problems'])}[/]")
-    return src, sim, info
+    return src, sim, keeper, info
 
 
 def run_compare(name: str, url: str, sim: RtspSimulator, args, run_dir: Path) -> dict:
@@ -503,11 +513,11 @@ def run_compare(name: str, url: str, sim: RtspSimulator, args, run_dir: Path) ->
     stagger = args.stagger_seconds if args.stagger_seconds is not None else min(seg, minutes * 30)
     lw = ff = None
     if not args.skip_labwitness:
-        _log(f"[{name}] (a) labwitness: {n} streams, {minutes:g} min, {seg:g} s segments ...")
+        _log(f"{name}: (a) labwitness: {n} streams, {minutes:g} min, {seg:g} s segments ...")
         lw = run_labwitness(url, n, minutes, seg, stagger, run_dir, sim=sim, drain_timeout=args.drain_timeout,
                             keep=args.keep, py_spy=args.py_spy, client=args.client, profile=args.profile, spec=spec)
     if not args.skip_ffmpeg:
-        _log(f"[{name}] (b) ffmpeg: {n} processes, {minutes:g} min, {seg:g} s segments ({spec.ffmpeg_segment_format}) ...")
+        _log(f"{name}: (b) ffmpeg: {n} processes, {minutes:g} min, {seg:g} s segments ({spec.ffmpeg_segment_format}) ...")
         ff = run_ffmpeg(url, n, minutes, seg, stagger, run_dir, sim=sim, keep=args.keep, spec=spec)
     ratio = lw["cpu_per_stream_minute"] / ff["cpu_per_stream_minute"] if lw and ff else None
     p99 = lw["close_to_locked"]["p99"] if lw else None
@@ -591,9 +601,9 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     try:
         for name in names:
-            sim = info = None
+            sim = info = keeper = None
             try:
-                src, sim, info = prepare_source(name, run_dir)
+                src, sim, keeper, info = prepare_source(name, run_dir)
                 if info["problems"]:
                     raise RuntimeError("the source is not what it claims, not measured: " + "; ".join(info["problems"]))
                 url = sim.url("/cam")
@@ -606,6 +616,13 @@ def main(argv: list[str] | None = None) -> int:
                 _log(f"[red]{name}: {e}[/]")
                 r = {"source": info or {"name": name}, "error": str(e)}
             finally:
+                if keeper is not None:
+                    if keeper.poll() is not None:  # the stream may have restarted at a keyframe since
+                        _log(f"[yellow]{name}: the keeper client ended early ({keeper.returncode})[/]")
+                    if info is not None:
+                        info["keeper_cpu_s"] = proc_cpu(keeper.pid)
+                        info["keeper_ended_early"] = keeper.poll() is not None
+                    stop_keeper(keeper)
                 if sim is not None:
                     sim.stop()
             r["client"] = args.client
@@ -630,7 +647,7 @@ def run_find_max(url: str, sim: RtspSimulator, args, run_dir: Path, spec: Source
     stagger = args.stagger_seconds if args.stagger_seconds is not None else min(seg, minutes * 30)
     steps, best, paced, pace_broken = [], None, None, False
     for n in [int(x) for x in args.steps.split(",") if x.strip()]:
-        _log(f"find-max [{spec.name}]: labwitness N={n}, {minutes:g} min, {seg:g} s segments ...")
+        _log(f"find-max, {spec.name}: labwitness N={n}, {minutes:g} min, {seg:g} s segments ...")
         try:
             s = run_labwitness(url, n, minutes, seg, stagger, run_dir, sim=sim, drain_timeout=args.drain_timeout,
                                keep=args.keep, py_spy=args.py_spy, client=args.client, profile=args.profile, spec=spec)

@@ -8,7 +8,7 @@ benchmark's embedded SeaweedFS, a SQLite index and the default
 :class:`retention.policy.RetentionPolicy` -- for N cameras, then stops the
 service (closing the open segments and uploading what is left) and writes a
 JSON summary to ``CONFIG["result"]`` (per camera also the RTSP client that
-recorded it in the end, the codecs indexed and its first segment's object,
+recorded it in the end, the codecs indexed and its first and last segments' objects,
 which the parent inspects after this process has exited).  Its own CPU time is what the parent
 reports as labwitness CPU, so nothing else runs in this process.
 """
@@ -168,8 +168,12 @@ def main(config_path: str) -> int:
             "rtsp_client": w.rtsp_client if w else None,
             "video_codecs": sorted({r.codec for r in rows}),
             "audio_codecs": sorted({r.audio_codec for r in rows}),
-            # the first stored segment, for the parent to read its start (keyframe? codecs?)
+            # the first and last stored segments, for the parent to read their starts (keyframe?
+            # codecs? B-frames kept?)
             "first_segment": {"key": rows[0].key, "version_id": rows[0].version_id} if rows else None,
+            # (the last complete one: the very last is cut short by the stop)
+            "last_segment": {"key": rows[-2 if len(rows) > 1 else -1].key,
+                             "version_id": rows[-2 if len(rows) > 1 else -1].version_id} if rows else None,
         }
     lat = list(service.uploader.latencies)
     summary = {

@@ -41,7 +41,8 @@ what really arrives -- codec, size, bitrate, keyframe interval, B-frames
 (presentation order differs from arrival order), audio codec/rate/channels,
 frames before the first keyframe -- and :func:`check` compares it with what
 the source claims, so a benchmark never runs on a source that is not what
-its name says.  :func:`inspect_recording` reads the start of a recorded
+its name says; it joins as a second client, after :func:`start_keeper`'s, as
+every camera of a run does.  :func:`inspect_recording` reads the start of a recorded
 segment (codecs, whether it starts at a keyframe, B-frames kept).
 """
 
@@ -240,25 +241,25 @@ def ensure_source(out_dir: Path, seconds: int = CLIP_SECONDS, log=print, spec: S
 
 
 # -- what really arrives over RTSP ---------------------------------------------------------------
-def probe_joined(url: str, seconds: float, join_after: float = 1.3, timeout: float = 20.0) -> dict:
-    """:func:`probe` as a *second* client of a shared mount, ``join_after`` seconds after a first.
+def start_keeper(url: str) -> subprocess.Popen:
+    """A client that stays on a shared mount for a whole source's runs (``ffmpeg -c copy -f null``).
 
-    The first client of a shared mount starts its pipeline, so it always begins at the clip's
-    first keyframe; every later client joins the running stream wherever it is, which is the
-    cameras' case in a run (all but the first join mid-GOP)."""
-    holder = subprocess.Popen(["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "quiet", "-rtsp_transport", "tcp",
-                               "-i", url, "-map", "0", "-c", "copy", "-f", "null", "-"],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    The first client of a shared mount starts its pipeline, so it would begin at the clip's
+    first keyframe; with the keeper on, the stream runs before any camera connects (as a real
+    camera's does: its GOPs do not restart when a recorder connects) and every camera, the
+    first included, joins wherever the stream is -- mid-GOP, nearly always."""
+    return subprocess.Popen(["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "quiet", "-rtsp_transport", "tcp",
+                             "-i", url, "-map", "0", "-c", "copy", "-f", "null", "-"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_keeper(keeper: subprocess.Popen) -> None:
+    keeper.terminate()
     try:
-        time.sleep(join_after)
-        return probe(url, seconds, timeout)
-    finally:
-        holder.terminate()
-        try:
-            holder.wait(10)
-        except subprocess.TimeoutExpired:
-            holder.kill()
-            holder.wait()
+        keeper.wait(10)
+    except subprocess.TimeoutExpired:
+        keeper.kill()
+        keeper.wait()
 
 
 def probe(url: str, seconds: float, timeout: float = 20.0) -> dict:
