@@ -7,7 +7,9 @@ Runs the real recording path -- :class:`recorder.service.RecorderService`
 benchmark's embedded SeaweedFS, a SQLite index and the default
 :class:`retention.policy.RetentionPolicy` -- for N cameras, then stops the
 service (closing the open segments and uploading what is left) and writes a
-JSON summary to ``CONFIG["result"]``.  Its own CPU time is what the parent
+JSON summary to ``CONFIG["result"]`` (per camera also the RTSP client that
+recorded it in the end, the codecs indexed and its first and last segments' objects,
+which the parent inspects after this process has exited).  Its own CPU time is what the parent
 reports as labwitness CPU, so nothing else runs in this process.
 """
 
@@ -164,6 +166,17 @@ def main(config_path: str) -> int:
             "span_s": round((rows[-1].end_ms - rows[0].start_ms) / 1000, 3) if rows else 0.0,
             "bytes": sum(r.size for r in rows),
             "last_error": w.status.last_error if w else "not started",
+            # which RTSP client recorded in the end: "native" may have handed the camera over
+            # to FFmpeg's (B-frames, a session it could not set up): recorder.worker.CameraWorker
+            "rtsp_client": w.rtsp_client if w else None,
+            "video_codecs": sorted({r.codec for r in rows}),
+            "audio_codecs": sorted({r.audio_codec for r in rows}),
+            # the first and last stored segments, for the parent to read their starts (keyframe?
+            # codecs? B-frames kept?)
+            "first_segment": {"key": rows[0].key, "version_id": rows[0].version_id} if rows else None,
+            # (the last complete one: the very last is cut short by the stop)
+            "last_segment": {"key": rows[-2 if len(rows) > 1 else -1].key,
+                             "version_id": rows[-2 if len(rows) > 1 else -1].version_id} if rows else None,
         }
     lat = list(service.uploader.latencies)
     summary = {
