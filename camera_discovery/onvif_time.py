@@ -156,8 +156,12 @@ def _settings(query: _Query, samples: int) -> TimeSettings:
     _date_time_fields(payload, out)
     try:
         _ntp_fields(query.call("device", "GetNTP").payload, out)
-    except (SoapFaultError, DeviceAuthError) as e:
-        # many cameras without NTP support answer ActionNotSupported; some allow GetNTP to admins only
+    except DeviceAuthError:
+        # GetSystemDateAndTime needs no credentials, GetNTP does: refused, the stored
+        # credentials are wrong (or not an administrator's), which the admin must hear
+        raise
+    except SoapFaultError as e:
+        # many cameras without NTP support answer ActionNotSupported
         out.ntp_error = str(e)
     return out
 
