@@ -59,7 +59,7 @@ def query_device(
         allowed_hosts = xaddr_policy.allowed_hosts(xaddr_policy.url_host(xaddr) or "")
     with SoapSession(username, password, timeout, clock=clock or SystemClock(), allowed_hosts=allowed_hosts) as session:
         try:
-            _Query(session, xaddr, info).run(clock_samples, max_profiles)
+            DeviceQuery(session, xaddr, info).run(clock_samples, max_profiles)
         except DeviceError as e:
             e.partial = info
             raise
@@ -83,14 +83,14 @@ def read_clock(
     allowed = xaddr_policy.allowed_hosts(xaddr_policy.url_host(xaddr) or "")
     with SoapSession(username, password, timeout, clock=clock or SystemClock(), allowed_hosts=allowed) as session:
         try:
-            _Query(session, xaddr, info).measure_clock(samples)
+            DeviceQuery(session, xaddr, info).measure_clock(samples)
         except DeviceError as e:
             e.partial = info
             raise
     return info
 
 
-class _Query:
+class DeviceQuery:
     def __init__(self, session: SoapSession, xaddr: str, info: DeviceInfo) -> None:
         self.session = session
         self.xaddr = xaddr

@@ -32,7 +32,7 @@ from xml.etree.ElementTree import Element
 
 from camera_discovery import xaddr_policy, xmlsafe
 from camera_discovery.models import DeviceInfo
-from camera_discovery.onvif_client import _Query
+from camera_discovery.onvif_client import DeviceQuery
 from camera_discovery.soap import SoapSession
 from labwitness.clock import Clock, SystemClock
 from labwitness.errors import DeviceAuthError, DeviceError, DeviceSettingRefusedError, SoapFaultError, ValidationError
@@ -138,9 +138,9 @@ class _session:
                  clock: Clock | None) -> None:
         allowed = xaddr_policy.allowed_hosts(xaddr_policy.url_host(xaddr) or "")
         self.session = SoapSession(username, password, timeout, clock=clock or SystemClock(), allowed_hosts=allowed)
-        self.query = _Query(self.session, xaddr, DeviceInfo(xaddr=xaddr))
+        self.query = DeviceQuery(self.session, xaddr, DeviceInfo(xaddr=xaddr))
 
-    def __enter__(self) -> tuple[SoapSession, _Query]:
+    def __enter__(self) -> tuple[SoapSession, DeviceQuery]:
         return self.session, self.query
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -149,7 +149,7 @@ class _session:
             exc.partial = self.query.info
 
 
-def _settings(query: _Query, samples: int) -> TimeSettings:
+def _settings(query: DeviceQuery, samples: int) -> TimeSettings:
     query.measure_clock(samples)
     out = TimeSettings(clock_offset_s=query.info.clock_offset_s, clock_uncertainty_s=query.info.clock_uncertainty_s)
     payload = query.time_call().payload  # the whole answer: DateTimeType, TZ, DaylightSavings
@@ -189,7 +189,7 @@ def _ntp_fields(payload: Element, out: TimeSettings) -> None:
             out.ntp_servers.append(NtpServer(kind or "?", address))
 
 
-def _set(query: _Query, operation: str, what: str, **params: object) -> None:
+def _set(query: DeviceQuery, operation: str, what: str, **params: object) -> None:
     try:
         query.call("device", operation, **params)
     except SoapFaultError as e:
