@@ -91,6 +91,8 @@ def read_clock(
 
 
 class DeviceQuery:
+    """The calls to one device over one SOAP session: discovery's queries, the clock, the time settings."""
+
     def __init__(self, session: SoapSession, xaddr: str, info: DeviceInfo) -> None:
         self.session = session
         self.xaddr = xaddr
