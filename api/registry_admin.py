@@ -4,6 +4,8 @@ cameras, equipment and discovery scans, each change written with its revision
 
 Camera credentials are sealed on the way in (api.secrets): the stored URL keeps
 ``***`` where a password or a secret query value was, and passwords never come out.
+A camera's optional sub stream (pictures for content health, never recorded) is
+sealed the same way; the camera's user name and password serve both streams.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from camera_discovery.discovery import discover
-from camera_discovery.models import DiscoveredDevice
+from camera_discovery.models import DiscoveredDevice, sub_profile
 from index.audit import AuditLog
 from index.models import Area, Camera, Equipment
 from index.registry import Registry
@@ -45,7 +47,7 @@ class RegistryAdmin:
 
     def camera_spec(self, cam: Camera) -> CameraSpec:
         """What a recorder needs: the URL with the decrypted credentials put back."""
-        return CameraSpec(cam.id, self.cipher.recording_url(cam), cam.area_id or "")
+        return CameraSpec(cam.id, self.cipher.recording_url(cam), cam.area_id or "", self.cipher.sub_stream_url(cam))
 
     def sync_cameras(self) -> None:
         """Make the running recorders follow the enabled cameras in the registry."""
@@ -71,7 +73,24 @@ class RegistryAdmin:
             manufacturer=c.manufacturer, model=c.model, serial=c.serial,
             clock_offset_s=c.clock_offset_ms / 1000 if c.clock_offset_ms is not None else None,
             state=self.recording_state(c.id) or ("disabled" if not c.enabled else "idle"),
+            sub_rtsp_url=redact_url(c.sub_rtsp_url) if c.sub_rtsp_url else None,
+            sub_stream_state=self.sub_stream_state(c.id),
         )
+
+    def sub_stream_state(self, camera_id: str) -> str | None:
+        s = self.recorder.samplers().get(camera_id) if self.recorder else None
+        return s.status.state if s else None
+
+    def seal_sub_url(self, url: str | None, stored: str | None = None) -> tuple[str | None, str | None]:
+        """``(sub-stream URL to store, its encrypted query secrets)``; (None, None) clears it.
+        A user name or password in it is refused: the camera's own serve both streams."""
+        if not url:
+            return None, None
+        bare, user, pw = split_credentials(url)
+        if user is not None or pw is not None:
+            raise ValidationError("子码流地址不能包含账号密码，摄像机的账号用于两个码流 / give the sub-stream URL "
+                                  "without credentials: the camera's user name and password serve both streams")
+        return self.cipher.seal_url(bare, stored)
 
     # -- changes (the caller re-syncs the recorders after a camera change) ----------------
     def put_area(self, actor: str, body: AreaIn) -> Area:
@@ -89,16 +108,21 @@ class RegistryAdmin:
             if not dev.profiles or not dev.profiles[0].stream_uri:
                 raise ValidationError(f"设备未返回码流地址 / the device reported no stream URI ({dev.error or 'no profiles'})")
             url = url or dev.profiles[0].stream_uri
-            onvif = {"onvif_endpoint": dev.endpoint, "onvif_xaddr": (dev.xaddrs or [None])[0],
-                     "manufacturer": dev.manufacturer or "", "model": dev.model or "", "serial": dev.serial or "",
-                     "clock_offset_ms": round(dev.clock_offset_s * 1000) if dev.clock_offset_s is not None else None}
+            sub = sub_profile(dev.profiles)
+            if body.sub_rtsp_url is None and sub is not None:
+                onvif["sub_rtsp_url"] = split_credentials(sub.stream_uri or "")[0]
+            onvif.update({"onvif_endpoint": dev.endpoint, "onvif_xaddr": (dev.xaddrs or [None])[0],
+                          "manufacturer": dev.manufacturer or "", "model": dev.model or "", "serial": dev.serial or "",
+                          "clock_offset_ms": round(dev.clock_offset_s * 1000) if dev.clock_offset_s is not None else None})
         if not url:
             raise ValidationError("需要 rtsp_url 或 from_discovery / give rtsp_url or from_discovery")
+        sub_url, sub_secrets = self.seal_sub_url(onvif.pop("sub_rtsp_url", None) or body.sub_rtsp_url)
         cam = self.new_camera(body.id, url, username=body.username, password=body.password, name=body.name,
-                              area_id=body.area_id, enabled=body.enabled, **onvif)
+                              area_id=body.area_id, enabled=body.enabled, sub_rtsp_url=sub_url,
+                              sub_url_secrets_enc=sub_secrets, **onvif)
         cam = self.registry.add_camera(cam, actor)
-        self.audit.append(actor, "camera.add", cam.id, {"rtsp_url": redact_url(cam.rtsp_url), "area_id": cam.area_id},
-                          "admin")
+        self.audit.append(actor, "camera.add", cam.id, {"rtsp_url": redact_url(cam.rtsp_url), "area_id": cam.area_id,
+                                                        "sub_rtsp_url": redact_url(cam.sub_rtsp_url)}, "admin")
         return cam
 
     def patch_camera(self, actor: str, camera_id: str, body: CameraPatch) -> Camera:
@@ -112,6 +136,9 @@ class RegistryAdmin:
                 changes.setdefault("username", user)
             if pw is not None:
                 changes.setdefault("password", pw)
+        if "sub_rtsp_url" in changes:  # null clears it: content health then reads the main stream
+            changes["sub_rtsp_url"], changes["sub_url_secrets_enc"] = self.seal_sub_url(
+                changes["sub_rtsp_url"], self.registry.camera(camera_id).sub_url_secrets_enc)
         if "password" in changes:
             changes["password_enc"] = self.cipher.encrypt(changes.pop("password"))
         cam = self.registry.update_camera(camera_id, changes, actor)

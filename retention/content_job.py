@@ -11,12 +11,9 @@ Procedure per camera (``run_content_check``):
    passed over without a single read.  Otherwise its pictures from the due
    time on, ``sample_seconds`` apart, are judged (:func:`retention.content.judge`)
    and folded into events (:func:`retention.content.fold`): the camera's
-   sub-stream samples taken at those times (:mod:`retention.picture_sources`,
-   when the camera has a sub stream and the recorder sampled it: a 640x360
-   picture instead of a 1080p/4K one), and for the rest the segment's own
-   keyframes, read by byte range (:mod:`retention.keyframes`).  Every sample
-   says its source (``Keyframe.source``; findings from the sub stream say so in
-   their detail; ``CameraContentState.last_sample_source``).  Decoding is what
+   sub-stream samples of those times where the recorder took any
+   (:mod:`retention.picture_sources`), else the segment's keyframes read by byte
+   range (:mod:`retention.keyframes`); each sample says its ``source``.  Decoding is what
    costs, so a keyframe is decoded only when its bitstream shows a change since
    the last decoded one (coded size, the quiet seconds before it, a bit-exact
    repeat: :func:`retention.content_state.decode_reason`), at least once a minute,
@@ -26,9 +23,8 @@ Procedure per camera (``run_content_check``):
    keyframe would put them.
 3. Events, detector state and the new mark are written in one transaction per
    segment, so an interrupted run resumes where it stopped; the latest sample
-   becomes the camera's thumbnail (320 px JPEG) with the camera's last write.
-   Sub-stream samples the mark has passed are deleted (taken in, or in a gap
-   with no footage to judge).
+   becomes the camera's thumbnail (320 px JPEG) with the camera's last write;
+   sub-stream samples the mark has passed are deleted.
 4. A segment that cannot be read (storage down) stops that camera for this run
    with the mark before it (retried next run); one that cannot be decoded at
    all is reported and passed over.
@@ -154,8 +150,7 @@ def _late_segments(engine: Engine, camera_id: str, mark_ms: int, limit: int) -> 
 
 
 @dataclass
-class _Sources:
-    """Where pictures come from: storage (main stream) and the sub-stream sample spool, each with its decoder."""
+class _Sources:  # where pictures come from: storage (main stream) and sub-stream samples, each with its decoder
     store: ObjectStore
     samples: SampleSpool | None = None
     decoder: KeyframeDecoder = field(default_factory=KeyframeDecoder)
@@ -198,7 +193,7 @@ def check_camera(engine: Engine, store: ObjectStore, camera_id: str, now_ms: int
     if last_frame is not None:  # stopped early (storage error): keep the newest picture anyway
         _thumbnail(row, last_frame, c)
         content_index.save(engine, row, [])
-    if samples is not None and row.sampled_until_ms:
+    if samples is not None and row.sampled_until_ms:  # taken in, or in a gap with no footage
         samples.prune(camera_id, row.sampled_until_ms)
     res.ongoing = sorted(k for k, r in state.runs.items() if r.count >= c.need(k))
     if not res.error:
@@ -206,7 +201,7 @@ def check_camera(engine: Engine, store: ObjectStore, camera_id: str, now_ms: int
     return res
 
 
-def _thumbnail(row, frame: tuple, c: ContentConfig) -> None:
+def _thumbnail(row, frame: tuple, c: ContentConfig) -> None:  # frame: (time, picture, source)
     row.last_sample_ms, row.last_sample_source = frame[0], frame[2]
     row.thumbnail_jpeg = thumbnail_jpeg(_bgr_small(frame[1], c.thumbnail_width), c)
 
