@@ -16,7 +16,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from index.queries import IndexStore
@@ -68,7 +68,7 @@ class RecorderService:
         #: sub-stream samplers, by camera: started and stopped with the camera's worker
         self.samples = samples
         self.sample_seconds = sample_seconds
-        self._samplers: dict[str, tuple[SubStreamSampler, threading.Thread]] = {}
+        self._samplers: dict[str, tuple[SubStreamSampler, threading.Thread, threading.Event]] = {}
         self._crashes: dict[str, str] = {}  # camera -> the failure that last ended its worker, logged once
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
@@ -110,11 +110,16 @@ class RecorderService:
     def _sync(self, cameras: list[CameraSpec]) -> None:
         wanted = {c.camera_id: c for c in cameras}
         for cid in list(self._workers):
-            spec, worker, thread, _ = self._workers[cid]
+            spec, worker, thread, stop = self._workers[cid]
             # a thread that ended by itself died of a bug (see _run_worker): start the camera again
-            if cid not in wanted or wanted[cid] != spec or not thread.is_alive():
+            if cid not in wanted or replace(wanted[cid], sub_url="") != replace(spec, sub_url="") or not thread.is_alive():
                 self._stop_worker(cid)
-            elif worker.status.state == "recording":
+                continue
+            if wanted[cid].sub_url != spec.sub_url:  # only the sub stream changed: recording goes on untouched
+                self._stop_sampler(cid)
+                self._workers[cid] = (wanted[cid], worker, thread, stop)
+                self._start_sampler(wanted[cid], worker, stop)
+            if worker.status.state == "recording":
                 self._crashes.pop(cid, None)  # recovered: the next crash is news again
         for cid, spec in wanted.items():
             if cid not in self._workers:
@@ -127,15 +132,27 @@ class RecorderService:
         t = threading.Thread(target=self._run_worker, args=(w,), name=f"camera-{spec.camera_id}", daemon=True)
         self._workers[spec.camera_id] = (spec, w, t, stop)
         t.start()
-        if spec.sub_url and self.samples is not None:
-            # the same stop event: the sampler never outlives its camera's worker
-            sampler = SubStreamSampler(spec.camera_id, spec.sub_url, self.samples, self.sample_seconds,
-                                       clock=self.clock, stop=stop, may_run=lambda: w.status.state == "recording",
-                                       client=self.cfg.rtsp_client, open_timeout_s=self.cfg.open_timeout_s,
-                                       read_timeout_s=self.cfg.read_timeout_s)
-            st = threading.Thread(target=self._run_sampler, args=(sampler,), name=f"sub-{spec.camera_id}", daemon=True)
-            self._samplers[spec.camera_id] = (sampler, st)
-            st.start()
+        self._start_sampler(spec, w, stop)
+
+    def _start_sampler(self, spec: CameraSpec, w: CameraWorker, worker_stop: threading.Event) -> None:
+        if not spec.sub_url or self.samples is None:
+            return
+        stop = threading.Event()
+        sampler = SubStreamSampler(spec.camera_id, spec.sub_url, self.samples, self.sample_seconds,
+                                   clock=self.clock, stop=stop,
+                                   # never outlives its camera's worker, samples only while it records
+                                   may_run=lambda: w.status.state == "recording" and not worker_stop.is_set(),
+                                   client=self.cfg.rtsp_client, open_timeout_s=self.cfg.open_timeout_s,
+                                   read_timeout_s=self.cfg.read_timeout_s)
+        st = threading.Thread(target=self._run_sampler, args=(sampler,), name=f"sub-{spec.camera_id}", daemon=True)
+        self._samplers[spec.camera_id] = (sampler, st, stop)
+        st.start()
+
+    def _stop_sampler(self, camera_id: str, timeout: float = 15.0) -> None:
+        entry = self._samplers.pop(camera_id, None)
+        if entry is not None:
+            entry[2].set()
+            entry[1].join(timeout)
 
     @staticmethod
     def _run_sampler(s: SubStreamSampler) -> None:
@@ -167,9 +184,7 @@ class RecorderService:
         t.join(timeout)
         if t.is_alive():
             log.error("camera %s: worker did not stop within %.0fs", camera_id, timeout)
-        sampler = self._samplers.pop(camera_id, None)
-        if sampler is not None:
-            sampler[1].join(timeout)
+        self._stop_sampler(camera_id, timeout)
 
     def workers(self) -> dict[str, CameraWorker]:
         return {cid: v[1] for cid, v in self._workers.items()}
@@ -181,6 +196,8 @@ class RecorderService:
         """Stop workers (closing their segments), then upload what is left."""
         with self._sync_lock:
             for _, _, _, stop in self._workers.values():  # signal all first: cameras stop together
+                stop.set()
+            for _, _, stop in self._samplers.values():
                 stop.set()
             for cid in list(self._workers):
                 self._stop_worker(cid)
