@@ -28,6 +28,11 @@ from api.secrets import CredentialCipher, split_credentials
 
 log = logging.getLogger(__name__)
 
+#: a camera registered from discovery gets its sub stream for content health only when its
+#: main stream is larger than 1080p: receiving a sub stream costs ~0.09 CPU-s a minute, more than
+#: judging a 1080p main stream's keyframes (bench/substream_sample, docs/decisions.md)
+AUTO_SUB_STREAM_ABOVE_PX = 1920 * 1080
+
 
 class RegistryAdmin:
     def __init__(self, registry: Registry, audit: AuditLog, cipher: CredentialCipher, clock: Clock,
@@ -108,7 +113,7 @@ class RegistryAdmin:
             if not dev.profiles or not dev.profiles[0].stream_uri:
                 raise ValidationError(f"设备未返回码流地址 / the device reported no stream URI ({dev.error or 'no profiles'})")
             url = url or dev.profiles[0].stream_uri
-            sub = sub_profile(dev.profiles)
+            sub = sub_profile(dev.profiles, AUTO_SUB_STREAM_ABOVE_PX)
             if body.sub_rtsp_url is None and sub is not None:
                 onvif["sub_rtsp_url"] = split_credentials(sub.stream_uri or "")[0]
             onvif.update({"onvif_endpoint": dev.endpoint, "onvif_xaddr": (dev.xaddrs or [None])[0],

@@ -31,6 +31,9 @@ from recorder.rtsp_url import check_rtsp_url
 from recorder.segmenter import MP4_AUDIO, VIDEO_CODECS, Track
 
 RTSP_CLIENTS = ("ffmpeg", "native")
+#: at most this many leading packets wait for FFmpeg's first decode timestamp (a reorder
+#: depth is a few frames; a stream that never gives one is timed by presentation time)
+MAX_HELD = 16
 
 #: (is_audio, packet, dts, pts); video dts/pts in the input's video time base,
 #: audio packets carry their own timestamps in the audio track's time base
@@ -178,7 +181,7 @@ class PyAVInput:
     def packets(self) -> Iterator[Item]:
         streams = [self._video] + ([self._audio] if self._audio is not None else [])
         ft = self.frame_ticks
-        held: list[av.Packet] = []  # leading packets without timestamps
+        held: list[av.Packet] = []  # leading packets without a decode timestamp
         last_dts: int | None = None
         last_arrival = time.monotonic()
         try:
@@ -189,19 +192,20 @@ class PyAVInput:
                     continue
                 if pkt.size == 0:
                     continue  # demuxer flush packet at end of stream
+                if last_dts is None and pkt.dts is None and len(held) < MAX_HELD:
+                    # FFmpeg's RTP demuxer hands the first IDR without timestamps, and with
+                    # B-frames the next few without a decode timestamp (it learns the reorder
+                    # depth from them): taking their presentation time for it put the first
+                    # GOP's pictures out of order (H.265 I P B B: dts 27000, 18000, 9000
+                    # going backwards).  Held until the first decode timestamp, then given
+                    # the ones before it, a frame apart.
+                    held.append(pkt)
+                    continue
                 dts = pkt.dts if pkt.dts is not None else pkt.pts
                 if dts is None:
-                    if last_dts is None:
-                        # FFmpeg's RTP demuxer hands the first IDR without
-                        # timestamps; dropping it would lose the first GOP.
-                        held.append(pkt)
-                        continue
-                    dts = last_dts + ft
+                    dts = last_dts + ft if last_dts is not None else ft * len(held)
                 if held:
-                    first = dts - ft * len(held)
-                    for i, hp in enumerate(held):
-                        d = first + i * ft
-                        yield False, hp, d, d
+                    yield from _backfilled(held, dts, ft, pkt.pts)
                     held.clear()
                 last_dts = dts
                 yield False, pkt, dts, (pkt.pts if pkt.pts is not None else dts)
@@ -230,6 +234,19 @@ class PyAVInput:
         except (ZeroDivisionError, TypeError):
             ticks = 0
         return ticks if ticks > 0 else max(1, int(round(Fraction(1, 25) / video.time_base)))
+
+
+def _backfilled(held: list[av.Packet], dts: int, ft: int, next_pts: int | None) -> Iterator[Item]:
+    """The packets before the first decode timestamp ``dts``: decode times a frame apart
+    before it; presentation times their own, or for one without (the first IDR) a frame
+    before the earliest presentation time seen, never before its decode time."""
+    known = [p.pts for p in held if p.pts is not None] + ([next_pts] if next_pts is not None else [])
+    earliest = min(known) - ft if known else None
+    first = dts - ft * len(held)
+    for i, hp in enumerate(held):
+        d = first + i * ft
+        p = hp.pts if hp.pts is not None else (earliest if earliest is not None else d)
+        yield False, hp, d, max(p, d)
 
 
 def _scrub(text: str, url: str) -> str:

@@ -341,9 +341,7 @@ def _judge_segment(state: DetectorState, start_ms: int, keyframes: list[Keyframe
         t_ms = start_ms + round(k.media_s * 1000)
         repeat = state.observe(k.coded_bytes, k.digest.hex() if k.digest else None, c)
         coded = Coded(k.coded_bytes, k.activity, repeat)
-        # a sub-stream picture is cheap to decode: every one is
-        why = "decoded" if k.decoded or k.source != "main" else decode_reason(state.coded, coded, len(held), c,
-                                                                                state.jitter)
+        why = "decoded" if k.decoded else decode_reason(state.coded, coded, len(held), c, state.jitter)
         if why is None and n < len(keyframes) - 1:
             held.append((t_ms, k, coded))
             continue

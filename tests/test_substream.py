@@ -62,6 +62,18 @@ def test_sub_profile_choice(name, profiles, expected):
     assert (got.token if got else None) == expected, name
 
 
+@pytest.mark.parametrize("name, profiles, expected", [
+    ("1080p main: not worth a sub stream", [_p("main", 1920, 1080), _p("sub", 640, 360)], None),
+    ("4K main", [_p("main", 3840, 2160), _p("sub", 640, 360)], "sub"),
+    ("5 MP main", [_p("main", 2592, 1944), _p("sub", 704, 576)], "sub"),
+])
+def test_sub_profile_automatic_only_above_1080p(name, profiles, expected):
+    from api.registry_admin import AUTO_SUB_STREAM_ABOVE_PX
+
+    got = sub_profile(profiles, AUTO_SUB_STREAM_ABOVE_PX)
+    assert (got.token if got else None) == expected, name
+
+
 S = slack_ms(2000)
 
 
@@ -228,15 +240,16 @@ def test_sub_stream_only_when_the_main_records(tmp_path, store, camera):
 
 
 def test_discovery_picks_the_sub_stream_and_admin_sets_and_clears_it(running, tmp_path):
-    """ONVIF scan -> register: the smaller profile becomes the sub stream (its secret query value
-    sealed like the main URL's); the recorder samples it; PATCH null clears it."""
+    """ONVIF scan -> register: for a 4K camera (as it says) the smaller profile becomes the sub
+    stream (its secret query value sealed like the main URL's); the recorder samples it; PATCH
+    null clears it, a URL with credentials is refused."""
     from simulator.onvif import OnvifCameraSimulator
 
     client, rt = running
     sim = RtspSimulator({"/main": Mount.live(640, 360, fps=10), "/sub": Mount.live(320, 180, fps=10)},
                         workdir=tmp_path / "rtsp2")
     with sim, OnvifCameraSimulator(name="two", rtsp_url=sim.url("/main"), sub_rtsp_url=sim.url("/sub") + "?token=t0ps3cret",
-                                   main_resolution=(640, 360), sub_resolution=(320, 180), username="onvif",
+                                   main_resolution=(3840, 2160), sub_resolution=(320, 180), username="onvif",
                                    password="0nvif-pass", discovery_port=rt.settings.discovery_port) as cam:
         scan = client.post("/api/v1/discovery/scan", json={"timeout": 1.5, "username": "onvif", "password": "0nvif-pass"})
         assert scan.status_code == 200, scan.text
