@@ -122,6 +122,7 @@ def camera(tmp_path):
         "/sub": Mount.live(640, 360, fps=10, bitrate_kbps=400, key_int=10),
         "/sub-black": _black(),
         "/sub-hevc": Mount.live(640, 360, fps=10, codec="hevc", bitrate_kbps=400, key_int=10),
+        "/sub-b": Mount.live(640, 360, fps=10, bitrate_kbps=400, key_int=10, bframes=2),
     }, workdir=tmp_path / "rtsp")
     sim.start()
     yield sim
@@ -145,6 +146,24 @@ def test_sampler_writes_keyframes_with_wall_time(tmp_path, camera):
         for x in got:
             f = dec.decode(codec, None, x.read())
             assert (f.width, f.height) == (640, 360) and luma(f).mean() > 40  # the test pattern, not black
+
+
+def test_sampler_takes_a_b_frame_sub_stream_with_ffmpegs_client(tmp_path, camera):
+    """The native client refuses B-frames (it does not reorder); the sampler switches to FFmpeg's."""
+    from labwitness.errors import StreamError
+
+    sp = SampleSpool(tmp_path / "samples")
+    s = SubStreamSampler("cam", camera.url("/sub-b"), sp, 1.0, read_timeout_s=20)
+    with pytest.raises(StreamError) as e:
+        s.run_once(max_samples=50)
+    assert e.value.reason == "b_frames" and s.client == "ffmpeg"
+    s.run_once(max_samples=3)
+    dec = KeyframeDecoder()
+    got = sp.samples("cam")
+    assert len(got) >= 3
+    for x in got[-3:]:
+        f = dec.decode("h264", None, x.read())
+        assert (f.width, f.height) == (640, 360)
 
 
 def _service(tmp_path, store, samples):
