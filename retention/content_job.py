@@ -264,7 +264,7 @@ def _take_in(src: _Sources, seg: Segment, state: DetectorState, c: ContentConfig
         return keyframes
 
     keyframes = segment_pictures(src.samples, res.camera_id, seg.start_ms, due_ms, media_end_ms, every_ms,
-                                 read_main, src.sub_decoder)
+                                 read_main, src.sub_decoder, state.frame_ms)
     res.segments += 1
     res.samples += len(keyframes)
     res.sub_samples += sum(k.source == "sub" for k in keyframes)

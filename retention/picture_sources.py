@@ -11,8 +11,8 @@ main-stream segment (from its next due time to its media end), so events stay on
 the footage's wall-clock timeline and a period with no footage is no content.
 
 :func:`segment_pictures` takes the samples in ``[due, media end)``; where they
-leave a hole longer than ``every + slack`` (sub stream down, sampler not running,
-samples trimmed), it reads the main stream's keyframes (the caller's
+leave a hole longer than ``every + slack`` after the last picture judged (sub stream
+down, sampler not running, samples trimmed), it reads the main stream's keyframes (the caller's
 ``read_main``, ranged reads) and fills the holes with them.  Each
 :class:`~retention.keyframe_decode.Keyframe` says where it came from
 (``source``: ``"sub"`` or ``"main"``).
@@ -37,23 +37,26 @@ def slack_ms(every_ms: int) -> int:
     return max(4000, every_ms // 2)
 
 
-def holes(due_ms: int, end_ms: int, times: list[int], every_ms: int) -> list[tuple[int, int]]:
-    """Intervals of ``[due_ms, end_ms)`` the sample ``times`` (sorted) leave uncovered (pure)."""
+def holes(last_ms: int | None, due_ms: int, end_ms: int, times: list[int], every_ms: int) -> list[tuple[int, int]]:
+    """Intervals of ``[due_ms, end_ms)`` the sample ``times`` (sorted; samples just before and
+    after the span count: a short segment needs no sample of its own when its neighbours' are
+    within reach) leave uncovered (pure).  ``last_ms``: the last picture judged (None: none
+    yet; the first is due at ``due_ms``)."""
     out = []
     reach = every_ms + slack_ms(every_ms)
-    prev = None
+    prev = last_ms if last_ms is not None else due_ms - every_ms
     for t in times:
-        if prev is None:
-            if t - due_ms > reach - every_ms:  # the first sample is late: what is due before it is a hole
-                out.append((due_ms, t))
-        elif t - prev > reach:
+        if t <= prev:
+            continue
+        if t - prev > reach:
             out.append((prev + 1, t))
         prev = t
-    if prev is None:
-        return [(due_ms, end_ms)] if end_ms > due_ms else []
+        if prev >= end_ms:
+            break
     if end_ms - prev > reach:
         out.append((prev + 1, end_ms))
-    return out
+    clipped = [(max(a, due_ms), min(b, end_ms)) for a, b in out]
+    return [(a, b) for a, b in clipped if a < b]
 
 
 def sub_keyframe(s: Sample, seg_start_ms: int, decoder: KeyframeDecoder) -> Keyframe | None:
@@ -67,22 +70,30 @@ def sub_keyframe(s: Sample, seg_start_ms: int, decoder: KeyframeDecoder) -> Keyf
 
 
 def segment_pictures(samples: SampleSpool | None, camera_id: str, seg_start_ms: int, due_ms: int, end_ms: int,
-                     every_ms: int, read_main: Callable[[], list[Keyframe]],
-                     decoder: KeyframeDecoder) -> list[Keyframe]:
+                     every_ms: int, read_main: Callable[[], list[Keyframe]], decoder: KeyframeDecoder,
+                     last_ms: int | None = None) -> list[Keyframe]:
     """The pictures to judge in ``[due_ms, end_ms)`` of one segment, oldest first (module docstring).
-    ``read_main`` is called only when the samples leave a hole."""
+    ``read_main`` is called only when the samples leave a hole; with no sample anywhere near the
+    span its keyframes are all there is (today's path, exactly).  ``last_ms``: the last picture judged."""
     subs: list[Keyframe] = []
+    near: list[int] = []  # sample times around the span too (holes)
     if samples is not None:
         last = None
-        for s in samples.samples(camera_id, due_ms, end_ms):
+        reach = every_ms + slack_ms(every_ms)
+        for s in samples.samples(camera_id, due_ms - every_ms, end_ms + reach):
+            if not due_ms <= s.wall_ms < end_ms:
+                near.append(s.wall_ms)
+                continue
             if last is not None and s.wall_ms - last < every_ms // 2:
                 continue  # a restarted sampler's extra sample: one picture per interval is enough
             k = sub_keyframe(s, seg_start_ms, decoder)
             if k is not None:
                 subs.append(k)
+                near.append(s.wall_ms)
                 last = s.wall_ms
-    times = [seg_start_ms + round(k.media_s * 1000) for k in subs]
-    gaps = holes(due_ms, end_ms, times, every_ms)
+    if not near:
+        return read_main()
+    gaps = holes(last_ms, due_ms, end_ms, sorted(near), every_ms)
     if not gaps:
         return subs
     main = read_main()

@@ -84,9 +84,21 @@ S = slack_ms(2000)
     ("sub stream down in the middle", [0, 2000, 4000, 14_000, 16_000, 18_000], [(4001, 14_000)]),
     ("sub stream starts late", [10_000, 12_000, 14_000, 16_000, 18_000], [(0, 10_000)]),
     ("sub stream ends early", [0, 2000, 4000], [(4001, 20_000)]),
+    ("neighbours before and after count", [-1000, 3000, 7000, 11_000, 15_000, 19_000, 21_000], []),
+    ("a short span between two samples needs none", [-500, 1500], []),
 ])
 def test_holes(name, times, expected):
-    assert holes(0, 20_000, times, 2000) == expected, name
+    assert holes(None, 0, 20_000 if "short" not in name else 1000, times, 2000) == expected, name
+    assert holes(-2000, 0, 20_000 if "short" not in name else 1000, times, 2000) == expected, name
+
+
+@pytest.mark.parametrize("last, times, expected", [
+    (-2000, [], [(0, 20_000)]),
+    (-9000, [3000], [(0, 3000), (3001, 20_000)]),  # the last picture long ago: what is due now is a hole
+    (-500, [4500, 8000], [(8001, 20_000)]),
+])
+def test_holes_after_the_last_picture(last, times, expected):
+    assert holes(last, 0, 20_000, times, 2000) == expected
 
 
 def test_sample_spool_layout_and_bounds(tmp_path):
@@ -281,6 +293,12 @@ def test_discovery_picks_the_sub_stream_and_admin_sets_and_clears_it(running, tm
         assert rt.cipher.sub_stream_url(row).endswith("/sub?token=t0ps3cret")
         wait_for(lambda: len(rt.samples.samples("two")) >= 2, 60, what="sub-stream samples of the discovered camera")
         assert client.get("/api/v1/cameras/two").json()["sub_stream_state"] == "sampling"
+        t = time.time() * 1000
+        wait_for(lambda: _stored_until(rt.index, "two", t), 60, what="stored segments after the first samples")
+        res = run_content_check(rt.index, rt.store, rt.clock, JOB, camera_id="two", samples=rt.samples).cameras["two"]
+        assert res.sub_samples > 0 and not res.error, res
+        th = client.get("/api/v1/cameras/two/thumbnail")
+        assert th.status_code == 200 and th.headers["X-Labwitness-Sample-Source"] == "sub", th.headers
         sessions = rt.recorder.workers()["two"].status.sessions
 
         bad = client.patch("/api/v1/cameras/two", json={"sub_rtsp_url": "rtsp://u:p@127.0.0.1/sub"})
