@@ -2,7 +2,7 @@
 
 Each write and its Revision commit in one transaction, so no change can exist
 without its record of who made it, when, and what it was before and after.
-Secrets never reach a Revision: ``password_enc`` and ``url_secrets_enc`` are
+Secrets never reach a Revision: ``password_enc``, ``url_secrets_enc`` and ``sub_url_secrets_enc`` are
 shown as ``"***"``, camera URLs go through ``labwitness.url_secrets.redact_url``;
 and a camera URL that still carries a secret is refused here, whoever sends it
 (the caller seals it first: ``api.secrets.CredentialCipher.seal_url``).
