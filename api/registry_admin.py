@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from camera_discovery.discovery import discover
-from camera_discovery.models import DiscoveredDevice, sub_profile
+from camera_discovery.models import DiscoveredDevice
 from index.audit import AuditLog
 from index.models import Area, Camera, Equipment
 from index.registry import Registry
@@ -22,16 +22,11 @@ from labwitness.errors import IndexUnavailableError, NotFoundError, ValidationEr
 from labwitness.url_secrets import redact_url
 from recorder.service import CameraSpec, RecorderService
 
-from api.camera_rows import new_camera
+from api.camera_rows import discovered_sub_url, new_camera, seal_sub_url
 from api.registry_models import AreaIn, CameraIn, CameraPatch, CameraView, EquipmentIn, ScanIn
 from api.secrets import CredentialCipher, split_credentials
 
 log = logging.getLogger(__name__)
-
-#: a camera registered from discovery gets its sub stream for content health only when its
-#: main stream is larger than 1080p: receiving a sub stream costs ~0.09 CPU-s a minute, more than
-#: judging a 1080p main stream's keyframes (bench/substream_sample, docs/decisions.md)
-AUTO_SUB_STREAM_ABOVE_PX = 1920 * 1080
 
 
 class RegistryAdmin:
@@ -86,16 +81,6 @@ class RegistryAdmin:
         s = self.recorder.samplers().get(camera_id) if self.recorder else None
         return s.status.state if s else None
 
-    def seal_sub_url(self, url: str | None, stored: str | None = None) -> tuple[str | None, str | None]:
-        """``(sub-stream URL to store, its encrypted query secrets)``; (None, None) clears it.
-        A user name or password in it is refused: the camera's own serve both streams."""
-        if not url:
-            return None, None
-        bare, user, pw = split_credentials(url)
-        if user is not None or pw is not None:
-            raise ValidationError("子码流地址不能包含账号密码，摄像机的账号用于两个码流 / give the sub-stream URL "
-                                  "without credentials: the camera's user name and password serve both streams")
-        return self.cipher.seal_url(bare, stored)
 
     # -- changes (the caller re-syncs the recorders after a camera change) ----------------
     def put_area(self, actor: str, body: AreaIn) -> Area:
@@ -113,18 +98,14 @@ class RegistryAdmin:
             if not dev.profiles or not dev.profiles[0].stream_uri:
                 raise ValidationError(f"设备未返回码流地址 / the device reported no stream URI ({dev.error or 'no profiles'})")
             url = url or dev.profiles[0].stream_uri
-            sub = sub_profile(dev.profiles, AUTO_SUB_STREAM_ABOVE_PX)
-            if body.sub_rtsp_url is None and sub is not None:
-                onvif["sub_rtsp_url"] = split_credentials(sub.stream_uri or "")[0]
             onvif.update({"onvif_endpoint": dev.endpoint, "onvif_xaddr": (dev.xaddrs or [None])[0],
                           "manufacturer": dev.manufacturer or "", "model": dev.model or "", "serial": dev.serial or "",
                           "clock_offset_ms": round(dev.clock_offset_s * 1000) if dev.clock_offset_s is not None else None})
         if not url:
             raise ValidationError("需要 rtsp_url 或 from_discovery / give rtsp_url or from_discovery")
-        sub_url, sub_secrets = self.seal_sub_url(onvif.pop("sub_rtsp_url", None) or body.sub_rtsp_url)
+        sub_url = body.sub_rtsp_url or (discovered_sub_url(dev) if body.from_discovery else None)
         cam = self.new_camera(body.id, url, username=body.username, password=body.password, name=body.name,
-                              area_id=body.area_id, enabled=body.enabled, sub_rtsp_url=sub_url,
-                              sub_url_secrets_enc=sub_secrets, **onvif)
+                              area_id=body.area_id, enabled=body.enabled, sub_url=sub_url, **onvif)
         cam = self.registry.add_camera(cam, actor)
         self.audit.append(actor, "camera.add", cam.id, {"rtsp_url": redact_url(cam.rtsp_url), "area_id": cam.area_id,
                                                         "sub_rtsp_url": redact_url(cam.sub_rtsp_url)}, "admin")
@@ -142,8 +123,8 @@ class RegistryAdmin:
             if pw is not None:
                 changes.setdefault("password", pw)
         if "sub_rtsp_url" in changes:  # null clears it: content health then reads the main stream
-            changes["sub_rtsp_url"], changes["sub_url_secrets_enc"] = self.seal_sub_url(
-                changes["sub_rtsp_url"], self.registry.camera(camera_id).sub_url_secrets_enc)
+            changes["sub_rtsp_url"], changes["sub_url_secrets_enc"] = seal_sub_url(
+                self.cipher, changes["sub_rtsp_url"], self.registry.camera(camera_id).sub_url_secrets_enc)
         if "password" in changes:
             changes["password_enc"] = self.cipher.encrypt(changes.pop("password"))
         cam = self.registry.update_camera(camera_id, changes, actor)

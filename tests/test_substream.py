@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 import cv2
 import numpy as np
 import pytest
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from camera_discovery.models import MediaProfile, sub_profile
 from index.db import make_engine, sqlite_url
@@ -68,7 +68,7 @@ def test_sub_profile_choice(name, profiles, expected):
     ("5 MP main", [_p("main", 2592, 1944), _p("sub", 704, 576)], "sub"),
 ])
 def test_sub_profile_automatic_only_above_1080p(name, profiles, expected):
-    from api.registry_admin import AUTO_SUB_STREAM_ABOVE_PX
+    from api.camera_rows import AUTO_SUB_STREAM_ABOVE_PX
 
     got = sub_profile(profiles, AUTO_SUB_STREAM_ABOVE_PX)
     assert (got.token if got else None) == expected, name
@@ -308,3 +308,26 @@ def test_discovery_picks_the_sub_stream_and_admin_sets_and_clears_it(running, tm
         wait_for(lambda: "two" not in rt.recorder.samplers(), 20, what="the sampler to stop")
         assert rt.recorder.workers()["two"].status.sessions == sessions  # the main stream was not reopened
         assert rt.registry.camera("two").sub_url_secrets_enc is None
+
+
+def test_cli_camera_add_with_a_sub_stream(tmp_path):
+    """`labwitness camera add --sub-url`: sealed like the main URL; credentials in it refused (exit 2)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from api.cli import app as cli_app
+
+    env = {"LABWITNESS_DATA_DIR": str(tmp_path / "data")}
+    runner = CliRunner()
+    r = runner.invoke(cli_app, ["camera", "add", "--id", "c1", "--url", "rtsp://admin:pw@127.0.0.1/main",
+                                "--sub-url", "rtsp://127.0.0.1/sub?token=t0ps3cret", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["sub_rtsp_url"] == "rtsp://127.0.0.1/sub?token=***"
+    r = runner.invoke(cli_app, ["camera", "add", "--id", "c2", "--url", "rtsp://127.0.0.1/main",
+                                "--sub-url", "rtsp://u:p@127.0.0.1/sub"], env=env)
+    assert r.exit_code == 2 and "credentials" in " ".join(r.output.split()), r.output
+    engine = make_engine(sqlite_url(tmp_path / "data" / "index.sqlite3"))
+    with Session(engine) as s:
+        rows = {c.id: c for c in s.exec(select(Camera))}
+    assert set(rows) == {"c1"} and "t0ps3cret" not in rows["c1"].sub_rtsp_url and rows["c1"].sub_url_secrets_enc
