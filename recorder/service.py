@@ -114,6 +114,8 @@ class RecorderService:
             # a thread that ended by itself died of a bug (see _run_worker): start the camera again
             if cid not in wanted or replace(wanted[cid], sub_url="") != replace(spec, sub_url="") or not thread.is_alive():
                 self._stop_worker(cid)
+                if cid not in wanted and self.samples is not None:
+                    self.samples.prune(cid, 2 ** 62)  # pictures of a camera no longer recorded (never footage)
                 continue
             if wanted[cid].sub_url != spec.sub_url:  # only the sub stream changed: recording goes on untouched
                 self._stop_sampler(cid)

@@ -258,7 +258,7 @@ def test_no_sub_stream_is_todays_path(tmp_path, store, camera):
 
 def test_sub_stream_only_when_the_main_records(tmp_path, store, camera):
     """The sampler never opens the sub stream while the camera's main stream is not recording:
-    a camera's RTSP sessions go to the evidence first."""
+    a camera's RTSP sessions go to the evidence first; a camera removed leaves no pictures."""
     samples = SampleSpool(tmp_path / "samples")
     ix, svc = _service(tmp_path, store, samples)
     try:
@@ -266,6 +266,10 @@ def test_sub_stream_only_when_the_main_records(tmp_path, store, camera):
         wait_for(lambda: svc.samplers()["cam-1"].status.state == "waiting", 20, what="the sampler to wait")
         time.sleep(2)
         assert samples.samples("cam-1") == [] and svc.samplers()["cam-1"].status.sessions == 0
+        svc.sync([CameraSpec("cam-1", camera.url("/main"), sub_url=camera.url("/sub"))])  # the camera is back
+        wait_for(lambda: samples.samples("cam-1"), 60, what="samples once the main stream records")
+        svc.sync([])  # removed from the registry: no sampler, and its pictures go (they were never footage)
+        assert svc.samplers() == {} and samples.samples("cam-1") == []
     finally:
         svc.stop()
 
