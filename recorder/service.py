@@ -117,7 +117,9 @@ class RecorderService:
                 if cid not in wanted and self.samples is not None:
                     self.samples.prune(cid, 2 ** 62)  # pictures of a camera no longer recorded (never footage)
                 continue
-            if wanted[cid].sub_url != spec.sub_url:  # only the sub stream changed: recording goes on untouched
+            sampler = self._samplers.get(cid)
+            if wanted[cid].sub_url != spec.sub_url or (sampler is not None and not sampler[1].is_alive()):
+                # only the sub stream changed (or its sampler died of a bug): recording goes on untouched
                 self._stop_sampler(cid)
                 self._workers[cid] = (wanted[cid], worker, thread, stop)
                 self._start_sampler(wanted[cid], worker, stop)
