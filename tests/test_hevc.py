@@ -24,9 +24,9 @@ from retention.content_job import ContentJobConfig, run_content_check
 from simulator.rtsp import Mount, RtspSimulator
 
 from conftest import wait_for
+from contenttools import black_mount
 from recording import decode_object
 from test_export_holds import _export, _ingest
-from test_substream import _black
 
 CAMS = {"h265": "/hevc", "h265-b": "/hevc-b", "h265-black": "/hevc-black"}
 FPS = 10
@@ -53,7 +53,7 @@ def test_h265_recorded_checked_exported_and_verified(running, tmp_path, db_url):
     sim = RtspSimulator({
         "/hevc": Mount.live(640, 360, fps=FPS, codec="hevc", key_int=FPS),
         "/hevc-b": Mount.live(640, 360, fps=FPS, codec="hevc", bframes=2, key_int=FPS),
-        "/hevc-black": _black(codec="hevc"),
+        "/hevc-black": black_mount(codec="hevc"),
     }, workdir=tmp_path / "rtsp-hevc")
     with sim:
         t0 = datetime.now(timezone.utc)

@@ -35,6 +35,7 @@ from retention.policy import RetentionPolicy
 from simulator.rtsp import Mount, RtspSimulator
 
 from conftest import free_port, wait_for
+from contenttools import black_mount
 
 EVERY_S = 2.0
 JOB = ContentJobConfig(content=ContentConfig(sample_seconds=EVERY_S), initial_lookback_s=3600)
@@ -117,22 +118,13 @@ def test_sample_spool_layout_and_bounds(tmp_path):
 
 
 # -- a camera with two streams -----------------------------------------------------------------
-def _black(width=640, height=360, fps=10, codec="h264"):
-    enc = ("x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 bitrate=300 ! h264parse config-interval=-1 "
-           "! rtph264pay" if codec == "h264" else
-           "x265enc tune=zerolatency speed-preset=ultrafast key-int-max=10 bitrate=300 option-string=log-level=error "
-           "! h265parse config-interval=-1 ! rtph265pay")
-    return Mount(f"videotestsrc is-live=true pattern=black ! video/x-raw,format=I420,width={width},height={height},"
-                 f"framerate={fps}/1 ! {enc} name=pay0 pt=96")
-
-
 @pytest.fixture
 def camera(tmp_path):
     """One camera, two streams: main 1920x1080 (recorded), sub 640x360 (healthy or black)."""
     sim = RtspSimulator({
         "/main": Mount.live(1920, 1080, fps=10, bitrate_kbps=2000, key_int=10),
         "/sub": Mount.live(640, 360, fps=10, bitrate_kbps=400, key_int=10),
-        "/sub-black": _black(),
+        "/sub-black": black_mount(),
         "/sub-hevc": Mount.live(640, 360, fps=10, codec="hevc", bitrate_kbps=400, key_int=10),
         "/sub-b": Mount.live(640, 360, fps=10, bitrate_kbps=400, key_int=10, bframes=2),
     }, workdir=tmp_path / "rtsp")
