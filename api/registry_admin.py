@@ -4,6 +4,8 @@ cameras, equipment and discovery scans, each change written with its revision
 
 Camera credentials are sealed on the way in (api.secrets): the stored URL keeps
 ``***`` where a password or a secret query value was, and passwords never come out.
+A camera's optional sub stream (pictures for content health, never recorded) is
+sealed the same way; the camera's user name and password serve both streams.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from labwitness.url_secrets import redact_url
 from recorder.service import CameraSpec, RecorderService
 from retention.camera_clock import camera_clock, osd_off
 
-from api.camera_rows import new_camera
+from api.camera_rows import discovered_sub_url, new_camera, seal_sub_url
 from api.registry_models import AreaIn, CameraIn, CameraPatch, CameraView, EquipmentIn, ScanIn
 from api.secrets import CredentialCipher, split_credentials
 
@@ -46,7 +48,7 @@ class RegistryAdmin:
 
     def camera_spec(self, cam: Camera) -> CameraSpec:
         """What a recorder needs: the URL with the decrypted credentials put back."""
-        return CameraSpec(cam.id, self.cipher.recording_url(cam), cam.area_id or "")
+        return CameraSpec(cam.id, self.cipher.recording_url(cam), cam.area_id or "", self.cipher.sub_stream_url(cam))
 
     def sync_cameras(self) -> None:
         """Make the running recorders follow the enabled cameras in the registry."""
@@ -79,7 +81,14 @@ class RegistryAdmin:
             manufacturer=c.manufacturer, model=c.model, serial=c.serial,
             clock_offset_s=onvif, stream_clock_offset_s=stream, clock_warning=osd_off(camera_clock(stream, onvif)[0]),
             state=self.recording_state(c.id) or ("disabled" if not c.enabled else "idle"),
+            sub_rtsp_url=redact_url(c.sub_rtsp_url) if c.sub_rtsp_url else None,
+            sub_stream_state=self.sub_stream_state(c.id),
         )
+
+    def sub_stream_state(self, camera_id: str) -> str | None:
+        s = self.recorder.samplers().get(camera_id) if self.recorder else None
+        return s.status.state if s else None
+
 
     # -- changes (the caller re-syncs the recorders after a camera change) ----------------
     def put_area(self, actor: str, body: AreaIn) -> Area:
@@ -97,16 +106,17 @@ class RegistryAdmin:
             if not dev.profiles or not dev.profiles[0].stream_uri:
                 raise ValidationError(f"设备未返回码流地址 / the device reported no stream URI ({dev.error or 'no profiles'})")
             url = url or dev.profiles[0].stream_uri
-            onvif = {"onvif_endpoint": dev.endpoint, "onvif_xaddr": (dev.xaddrs or [None])[0],
-                     "manufacturer": dev.manufacturer or "", "model": dev.model or "", "serial": dev.serial or "",
-                     "clock_offset_ms": round(dev.clock_offset_s * 1000) if dev.clock_offset_s is not None else None}
+            onvif.update({"onvif_endpoint": dev.endpoint, "onvif_xaddr": (dev.xaddrs or [None])[0],
+                          "manufacturer": dev.manufacturer or "", "model": dev.model or "", "serial": dev.serial or "",
+                          "clock_offset_ms": round(dev.clock_offset_s * 1000) if dev.clock_offset_s is not None else None})
         if not url:
             raise ValidationError("需要 rtsp_url 或 from_discovery / give rtsp_url or from_discovery")
+        sub_url = body.sub_rtsp_url or (discovered_sub_url(dev) if body.from_discovery else None)
         cam = self.new_camera(body.id, url, username=body.username, password=body.password, name=body.name,
-                              area_id=body.area_id, enabled=body.enabled, **onvif)
+                              area_id=body.area_id, enabled=body.enabled, sub_url=sub_url, **onvif)
         cam = self.registry.add_camera(cam, actor)
-        self.audit.append(actor, "camera.add", cam.id, {"rtsp_url": redact_url(cam.rtsp_url), "area_id": cam.area_id},
-                          "admin")
+        self.audit.append(actor, "camera.add", cam.id, {"rtsp_url": redact_url(cam.rtsp_url), "area_id": cam.area_id,
+                                                        "sub_rtsp_url": redact_url(cam.sub_rtsp_url)}, "admin")
         return cam
 
     def patch_camera(self, actor: str, camera_id: str, body: CameraPatch) -> Camera:
@@ -120,6 +130,9 @@ class RegistryAdmin:
                 changes.setdefault("username", user)
             if pw is not None:
                 changes.setdefault("password", pw)
+        if "sub_rtsp_url" in changes:  # null clears it: content health then reads the main stream
+            changes["sub_rtsp_url"], changes["sub_url_secrets_enc"] = seal_sub_url(
+                self.cipher, changes["sub_rtsp_url"], self.registry.camera(camera_id).sub_url_secrets_enc)
         if "password" in changes:
             changes["password_enc"] = self.cipher.encrypt(changes.pop("password"))
         cam = self.registry.update_camera(camera_id, changes, actor)

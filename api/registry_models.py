@@ -33,6 +33,8 @@ class CameraIn(BaseModel):
     username: str | None = Field(default=None, max_length=200)
     password: str | None = Field(default=None, max_length=200)
     enabled: bool = True
+    sub_rtsp_url: RtspUrl | None = Field(default=None, description="sub stream (pictures for content health only; "
+                                         "from_discovery picks the smallest other profile); the camera's credentials serve it")
 
 
 class CameraPatch(PatchBody):
@@ -44,6 +46,7 @@ class CameraPatch(PatchBody):
     enabled: bool | None = None
     username: str | None = Field(default=None, max_length=200)
     password: str | None = Field(default=None, max_length=200)
+    sub_rtsp_url: RtspUrl | None = Field(default=None, description="null: no sub stream (content health reads the main)")
 
 
 class CameraView(BaseModel):
@@ -64,6 +67,8 @@ class CameraView(BaseModel):
     #: the burned-in OSD time disagrees with the index time by more than the health bound
     clock_warning: bool = False
     state: str
+    sub_rtsp_url: str | None = None  # redacted
+    sub_stream_state: str | None = None  # what its sampler does now (recorder.substream), None: no sampler
 
 
 class NtpIn(BaseModel):

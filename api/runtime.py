@@ -29,6 +29,7 @@ from index.seals import SealStore
 from index.tokens import TokenStore
 from labwitness.clock import Clock, SystemClock, utc_ms
 from labwitness.errors import IndexUnavailableError
+from labwitness.picture_samples import SampleSpool
 from labwitness.private_fs import private_dir
 from recorder.metrics import RecorderMetrics
 from recorder.service import CameraSpec, RecorderService
@@ -80,6 +81,8 @@ class Runtime:
     def __init__(self, settings: Settings, *, clock: Clock | None = None, recording: bool = True) -> None:
         self.settings = settings
         self.recording = recording  # False: storage and index only (CLI export, verify, ...)
+        #: sub-stream pictures: the recorder writes them, the content job (scheduled or CLI) takes them
+        self.samples = SampleSpool(settings.samples_path)
         self.clock: Clock = clock or SystemClock()
         self.policy = RetentionPolicy(settings.retention_months, settings.retention_margin_days)
         self.metrics = RecorderMetrics()
@@ -158,6 +161,7 @@ class Runtime:
                                recorder_id=s.recorder_id, rtsp_client=s.rtsp_client),
                 clock=self.clock, metrics=self.metrics,
                 spool_max_bytes=s.spool_max_bytes, spool_reserve_bytes=s.spool_reserve_bytes,
+                samples=self.samples, sample_seconds=s.content_sample_seconds,
             ).start()
             self._stack.callback(self.recorder.stop, 30.0)
         self.registry_admin = RegistryAdmin(self.registry, self.audit, self.cipher, self.clock, self.recorder,
@@ -188,7 +192,7 @@ class Runtime:
         if self.jobs is not None:
             return
         self.jobs = build_scheduler(self.store, self.index.engine, self.clock, self.settings.jobs_config(),
-                                    time_sources=self.time_sources, seal=self.run_seal)
+                                    time_sources=self.time_sources, seal=self.run_seal, samples=self.samples)
         self.jobs.start()
         self._stack.callback(self.stop_jobs)
 

@@ -73,6 +73,13 @@ class CredentialCipher:
         url = restore_query_secrets(cam.rtsp_url, self.query_secrets(cam.url_secrets_enc))
         return with_credentials(url, cam.username, self.decrypt(cam.password_enc))
 
+    def sub_stream_url(self, cam: Camera) -> str:
+        """The sub stream's URL with its secrets and the camera's credentials put back ("": none)."""
+        if not cam.sub_rtsp_url:
+            return ""
+        url = restore_query_secrets(cam.sub_rtsp_url, self.query_secrets(cam.sub_url_secrets_enc))
+        return with_credentials(url, cam.username, self.decrypt(cam.password_enc))
+
 
 def split_credentials(url: str) -> tuple[str, str | None, str | None]:
     """``rtsp://u:p@host/x`` -> (``rtsp://host/x``, u, p): passwords are never stored in URLs."""

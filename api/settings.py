@@ -156,6 +156,11 @@ class Settings(BaseSettings):
     def spool_path(self) -> Path:
         return self.spool_dir or self.data_dir / "spool"
 
+    @property
+    def samples_path(self) -> Path:
+        """Sub-stream pictures waiting for the content job (labwitness.picture_samples): not footage."""
+        return self.data_dir / "samples"
+
     def jobs_config(self) -> JobsConfig:
         """The retention jobs' schedule and limits: every :class:`JobsConfig` field set here."""
         return JobsConfig(**{f.name: getattr(self, f.name) for f in fields(JobsConfig) if f.name in type(self).model_fields})

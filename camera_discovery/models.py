@@ -100,6 +100,39 @@ class MediaProfile:
         }
 
 
+#: encodings a sub-stream sampler can take (ONVIF names them H264 / H265; some cameras say HEVC)
+_SAMPLED_ENCODINGS = {"H264", "H265", "HEVC"}
+#: narrower pictures are below the content detectors' analysis size (320 px): a coarser judge
+SUB_MIN_WIDTH = 320
+
+
+def sub_profile(profiles: list[MediaProfile], main_above_px: int = 0) -> MediaProfile | None:
+    """The profile to take content-health pictures from: the smallest by pixel count among those
+    after the first (the main stream, which is recorded), with a stream URI, an H.264/H.265
+    encoding (or none said), at least ``SUB_MIN_WIDTH`` wide and fewer pixels than the main
+    (a larger one is no cheaper); None when the main has no more than ``main_above_px``
+    pixels (below that, a sub stream costs more than it saves: docs/decisions.md).  Pure."""
+    if len(profiles) < 2:
+        return None
+    main = profiles[0]
+    main_px = (main.width or 0) * (main.height or 0)
+    if main_px <= main_above_px:
+        return None
+    best: MediaProfile | None = None
+    for p in profiles[1:]:
+        if not p.stream_uri or p.stream_uri == main.stream_uri or not p.width or not p.height \
+                or p.width < SUB_MIN_WIDTH:
+            continue
+        if p.encoding and p.encoding.upper() not in _SAMPLED_ENCODINGS:
+            continue  # MJPEG, JPEG: not a stream the sampler reads
+        px = p.width * p.height
+        if main_px and px >= main_px:
+            continue
+        if best is None or px < best.width * best.height:  # type: ignore[operator]
+            best = p
+    return best
+
+
 @dataclass
 class DeviceInfo:
     """What the device and media services of one camera answered."""

@@ -60,7 +60,7 @@ KINDS = tuple(k for k, _ in JOURNALED.values())
 _HEARTBEAT = {ExportPackage: {"progress", "updated_ms"}}
 #: never journaled, whatever model they appear on (defence in depth: none of the journaled
 #: models has them; the registry keeps them out of revisions)
-SECRET_COLUMNS = frozenset({"password_enc", "url_secrets_enc", "token_hash"})
+SECRET_COLUMNS = frozenset({"password_enc", "url_secrets_enc", "sub_url_secrets_enc", "token_hash"})
 
 _installed = False
 _install_lock = threading.Lock()

@@ -39,6 +39,10 @@ class Camera(SQLModel, table=True):
     model: str = Field(default="", max_length=200)
     serial: str = Field(default="", max_length=200)
     clock_offset_ms: int | None = None
+    #: the camera's sub stream (smaller ONVIF profile), sealed like ``rtsp_url``; the camera's
+    #: credentials serve it too.  Only pictures for content health: never recorded (recorder.substream)
+    sub_rtsp_url: str | None = Field(default=None, max_length=2000)
+    sub_url_secrets_enc: str | None = Field(default=None, max_length=4000)
 
 
 class Equipment(SQLModel, table=True):
@@ -327,6 +331,8 @@ class CameraContentState(SQLModel, table=True):
     reference_approved_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     reference_approved_by: str | None = Field(default=None, max_length=200)
     state: str = Field(default="{}")  # JSON: detector state carried between runs
+    #: where the latest sample (the thumbnail) came from: "sub" (sub stream) | "main" (stored main stream)
+    last_sample_source: str = Field(default="", max_length=16)
 
 
 class CoverageDay(SQLModel, table=True):

@@ -54,6 +54,7 @@ class Footage:
 class Thumbnail:
     jpeg: bytes
     sample_ms: int | None  # when the sample was taken (None: not recorded)
+    source: str = ""  # "sub": the camera's sub stream; "main": the stored main stream ("": not recorded)
 
 
 @contextmanager
@@ -198,7 +199,7 @@ class IndexStore:
             row = s.get(CameraContentState, camera_id)
             if row is None or not row.thumbnail_jpeg:
                 return None
-            return Thumbnail(row.thumbnail_jpeg, row.last_sample_ms)
+            return Thumbnail(row.thumbnail_jpeg, row.last_sample_ms, row.last_sample_source)
 
     @db_guarded
     def cameras_with_thumbnail(self) -> set[str]:

@@ -2,7 +2,7 @@
 
 Each write and its Revision commit in one transaction, so no change can exist
 without its record of who made it, when, and what it was before and after.
-Secrets never reach a Revision: ``password_enc`` and ``url_secrets_enc`` are
+Secrets never reach a Revision: ``password_enc``, ``url_secrets_enc`` and ``sub_url_secrets_enc`` are
 shown as ``"***"``, camera URLs go through ``labwitness.url_secrets.redact_url``;
 and a camera URL that still carries a secret is refused here, whoever sends it
 (the caller seals it first: ``api.secrets.CredentialCipher.seal_url``).
@@ -23,8 +23,8 @@ from labwitness.errors import ConflictError, NotFoundError, ValidationError
 from labwitness.ids import check_entity_id
 from labwitness.url_secrets import redact_url
 
-_SECRET_FIELDS = {"password_enc", "url_secrets_enc"}
-_URL_FIELDS = {"rtsp_url", "onvif_xaddr"}
+_SECRET_FIELDS = {"password_enc", "url_secrets_enc", "sub_url_secrets_enc"}
+_URL_FIELDS = {"rtsp_url", "onvif_xaddr", "sub_rtsp_url"}
 
 
 def snapshot(row: SQLModel | None) -> str | None:
@@ -115,6 +115,7 @@ class Registry:
     def add_camera(self, cam: Camera, actor: str) -> Camera:
         check_entity_id(cam.id, "摄像机编号", "camera id")
         _check_sealed(cam.rtsp_url)
+        _check_sealed(cam.sub_rtsp_url)
         with Session(self.engine, expire_on_commit=False) as s:
             if s.get(Camera, cam.id) is not None:
                 raise ConflictError(f"摄像机编号已存在 / camera id {cam.id!r} already exists")
@@ -141,11 +142,13 @@ class Registry:
     @db_guarded
     def update_camera(self, camera_id: str, changes: dict[str, Any], actor: str) -> Camera:
         allowed = {"name", "rtsp_url", "area_id", "enabled", "username", "password_enc", "url_secrets_enc",
-                   "onvif_xaddr", "manufacturer", "model", "serial", "clock_offset_ms", "onvif_endpoint"}
+                   "onvif_xaddr", "manufacturer", "model", "serial", "clock_offset_ms", "onvif_endpoint",
+                   "sub_rtsp_url", "sub_url_secrets_enc"}
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"cannot change {sorted(unknown)}")
         _check_sealed(changes.get("rtsp_url"))
+        _check_sealed(changes.get("sub_rtsp_url"))
         with Session(self.engine, expire_on_commit=False) as s:
             cam = s.get(Camera, camera_id)
             if cam is None:

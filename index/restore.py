@@ -202,7 +202,7 @@ class Restorer:
         for cid, c in cams.items():
             if c is not None:  # as registered, enabled, no credentials (never journaled)
                 cam_rows.append(table_row(Camera.__table__, {**c, "enabled": True, "password_enc": None,
-                                                             "url_secrets_enc": None}))
+                                                             "url_secrets_enc": None, "sub_url_secrets_enc": None}))
         self.insert_ignore(Camera.__table__, cam_rows)
         self.insert_ignore(Equipment.__table__, [table_row(Equipment.__table__, e) for e in equipment.values()])
         self.insert_ignore(EquipmentCamera.__table__, [{"equipment_id": e, "camera_id": c}

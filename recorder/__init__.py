@@ -19,7 +19,9 @@ Owns, one module a stage:
 - :mod:`recorder.segmenter` PyAV stream copy of packets into one fMP4 file
 - :mod:`recorder.worker`    one camera: ``run()`` around ``run_once()``
 - :mod:`recorder.uploader`  spool -> storage (locked, verified) -> index
-- :mod:`recorder.service`   starts workers and the uploader for a set of cameras
+- :mod:`recorder.substream` one camera's sub stream: a keyframe per sample interval into the
+  picture spool for content health (never recorded)
+- :mod:`recorder.service`   starts workers, samplers and the uploader for a set of cameras
 
 Uses ``storage`` and ``index``; never ``retention`` (the retain-until rule is
 passed in as a callable) and never ``api``.

@@ -3,6 +3,12 @@
 Start-up order: recover every camera's spool (salvage unfinished segments),
 start the uploader, then the workers.  ``sync()`` follows a changing camera
 list (added, removed, URL changed) without a restart.
+
+A camera with a sub stream (``CameraSpec.sub_url``) and a service given a
+sample spool also gets a :class:`recorder.substream.SubStreamSampler` in a
+thread of its own: pictures for the content-health job, never recorded.  It
+samples only while the camera's main-stream worker is recording, and its
+failures never reach the worker (docs/decisions.md, "sub-stream pictures").
 """
 
 from __future__ import annotations
@@ -10,17 +16,19 @@ from __future__ import annotations
 import fcntl
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from index.queries import IndexStore
 from labwitness.clock import Clock, SystemClock
 from labwitness.errors import SpoolError
+from labwitness.picture_samples import SampleSpool
 from labwitness.private_fs import private_dir
 from recorder.metrics import RecorderMetrics
 from recorder.recovery import recover
 from recorder.spool import CameraSpool, SpoolQuota
 from recorder.stop_report import StopReport
+from recorder.substream import SubStreamSampler
 from recorder.uploader import RetainUntil, Uploader
 from recorder.worker import CameraWorker, RecorderConfig
 from storage.base import ObjectStore
@@ -33,12 +41,14 @@ class CameraSpec:
     camera_id: str
     url: str = field(repr=False)  # with the camera's credentials: never in a log line
     area_id: str = ""
+    sub_url: str = field(default="", repr=False)  # the sub stream (pictures for content health), if any
 
 
 class RecorderService:
     def __init__(self, spool_dir: Path, store: ObjectStore, index: IndexStore, retain_until: RetainUntil,
                  cfg: RecorderConfig, *, clock: Clock | None = None, metrics: RecorderMetrics | None = None,
-                 spool_max_bytes: int | None = None, spool_reserve_bytes: int = 256 * 1024 * 1024) -> None:
+                 spool_max_bytes: int | None = None, spool_reserve_bytes: int = 256 * 1024 * 1024,
+                 samples: SampleSpool | None = None, sample_seconds: float = 10.0) -> None:
         self.spool_dir = Path(spool_dir)
         private_dir(self.spool_dir)  # footage not yet stored: owner only (labwitness.private_fs)
         # One recorder process per spool: two would salvage each other's open segments.
@@ -55,6 +65,10 @@ class RecorderService:
         self.quota = SpoolQuota(self.spool_dir, spool_max_bytes, spool_reserve_bytes)
         self._spools: dict[str, CameraSpool] = {}
         self._workers: dict[str, tuple[CameraSpec, CameraWorker, threading.Thread, threading.Event]] = {}
+        #: sub-stream samplers, by camera: started and stopped with the camera's worker
+        self.samples = samples
+        self.sample_seconds = sample_seconds
+        self._samplers: dict[str, tuple[SubStreamSampler, threading.Thread, threading.Event]] = {}
         self._crashes: dict[str, str] = {}  # camera -> the failure that last ended its worker, logged once
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
@@ -96,11 +110,20 @@ class RecorderService:
     def _sync(self, cameras: list[CameraSpec]) -> None:
         wanted = {c.camera_id: c for c in cameras}
         for cid in list(self._workers):
-            spec, worker, thread, _ = self._workers[cid]
+            spec, worker, thread, stop = self._workers[cid]
             # a thread that ended by itself died of a bug (see _run_worker): start the camera again
-            if cid not in wanted or wanted[cid] != spec or not thread.is_alive():
+            if cid not in wanted or replace(wanted[cid], sub_url="") != replace(spec, sub_url="") or not thread.is_alive():
                 self._stop_worker(cid)
-            elif worker.status.state == "recording":
+                if cid not in wanted and self.samples is not None:
+                    self.samples.prune(cid, 2 ** 62)  # pictures of a camera no longer recorded (never footage)
+                continue
+            sampler = self._samplers.get(cid)
+            if wanted[cid].sub_url != spec.sub_url or (sampler is not None and not sampler[1].is_alive()):
+                # only the sub stream changed (or its sampler died of a bug): recording goes on untouched
+                self._stop_sampler(cid)
+                self._workers[cid] = (wanted[cid], worker, thread, stop)
+                self._start_sampler(wanted[cid], worker, stop)
+            if worker.status.state == "recording":
                 self._crashes.pop(cid, None)  # recovered: the next crash is news again
         for cid, spec in wanted.items():
             if cid not in self._workers:
@@ -113,6 +136,34 @@ class RecorderService:
         t = threading.Thread(target=self._run_worker, args=(w,), name=f"camera-{spec.camera_id}", daemon=True)
         self._workers[spec.camera_id] = (spec, w, t, stop)
         t.start()
+        self._start_sampler(spec, w, stop)
+
+    def _start_sampler(self, spec: CameraSpec, w: CameraWorker, worker_stop: threading.Event) -> None:
+        if not spec.sub_url or self.samples is None:
+            return
+        stop = threading.Event()
+        sampler = SubStreamSampler(spec.camera_id, spec.sub_url, self.samples, self.sample_seconds,
+                                   clock=self.clock, stop=stop,
+                                   # never outlives its camera's worker, samples only while it records
+                                   may_run=lambda: w.status.state == "recording" and not worker_stop.is_set(),
+                                   client=self.cfg.rtsp_client, open_timeout_s=self.cfg.open_timeout_s,
+                                   read_timeout_s=self.cfg.read_timeout_s)
+        st = threading.Thread(target=self._run_sampler, args=(sampler,), name=f"sub-{spec.camera_id}", daemon=True)
+        self._samplers[spec.camera_id] = (sampler, st, stop)
+        st.start()
+
+    def _stop_sampler(self, camera_id: str, timeout: float = 15.0) -> None:
+        entry = self._samplers.pop(camera_id, None)
+        if entry is not None:
+            entry[2].set()
+            entry[1].join(timeout)
+
+    @staticmethod
+    def _run_sampler(s: SubStreamSampler) -> None:
+        try:
+            s.run()
+        except Exception:  # only pictures are lost; the camera's recording is another thread
+            log.exception("camera %s: sub-stream sampler stopped", s.camera_id)
 
     def _run_worker(self, w: CameraWorker) -> None:
         """A worker's thread.  ``run()`` rides out every camera failure and logs each
@@ -137,14 +188,20 @@ class RecorderService:
         t.join(timeout)
         if t.is_alive():
             log.error("camera %s: worker did not stop within %.0fs", camera_id, timeout)
+        self._stop_sampler(camera_id, timeout)
 
     def workers(self) -> dict[str, CameraWorker]:
         return {cid: v[1] for cid, v in self._workers.items()}
+
+    def samplers(self) -> dict[str, SubStreamSampler]:
+        return {cid: v[0] for cid, v in self._samplers.items()}
 
     def stop(self, drain_timeout: float = 0.0) -> bool:
         """Stop workers (closing their segments), then upload what is left."""
         with self._sync_lock:
             for _, _, _, stop in self._workers.values():  # signal all first: cameras stop together
+                stop.set()
+            for _, _, stop in self._samplers.values():
                 stop.set()
             for cid in list(self._workers):
                 self._stop_worker(cid)

@@ -5,7 +5,8 @@ pure functions with table-driven tests) and the scheduled jobs — expiry sweep
 (:mod:`~retention.sweep`), lock verification (:mod:`~retention.verify`),
 integrity audit (:mod:`~retention.integrity`), reconcile
 (:mod:`~retention.reconcile`), index rebuild (:mod:`~retention.rebuild`),
-picture health (:mod:`~retention.content_job`), hourly seals (:mod:`~retention.seals`:
+picture health (:mod:`~retention.content_job`; sub-stream samples or stored
+keyframes: :mod:`~retention.picture_sources`), hourly seals (:mod:`~retention.seals`:
 signed Merkle roots, :mod:`~retention.merkle`, :mod:`~retention.seal_doc`; checked from
 storage by :mod:`~retention.seal_verify`) — their bookkeeping below them
 (:mod:`~retention.runs`) and their schedule above them

@@ -8,10 +8,12 @@ Procedure per camera (``run_content_check``):
 2. Take the stored segments ending after the mark, oldest first (at most
    ``max_segments_per_camera`` per run).  For each: the next sample is due
    ``sample_seconds`` after the last one; a segment that ends before it is
-   passed over without a single read.  Otherwise its keyframes from the due
-   time on, ``sample_seconds`` apart, are read by byte range
-   (:mod:`retention.keyframes`), judged (:func:`retention.content.judge`) and
-   folded into events (:func:`retention.content.fold`).  Decoding is what
+   passed over without a single read.  Otherwise its pictures from the due
+   time on, ``sample_seconds`` apart, are judged (:func:`retention.content.judge`)
+   and folded into events (:func:`retention.content.fold`): the camera's
+   sub-stream samples of those times where the recorder took any
+   (:mod:`retention.picture_sources`), else the segment's keyframes read by byte
+   range (:mod:`retention.keyframes`); each sample says its ``source``.  Decoding is what
    costs, so a keyframe is decoded only when its bitstream shows a change since
    the last decoded one (coded size, the quiet seconds before it, a bit-exact
    repeat: :func:`retention.content_state.decode_reason`), at least once a minute,
@@ -21,7 +23,8 @@ Procedure per camera (``run_content_check``):
    keyframe would put them.
 3. Events, detector state and the new mark are written in one transaction per
    segment, so an interrupted run resumes where it stopped; the latest sample
-   becomes the camera's thumbnail (320 px JPEG) with the camera's last write.
+   becomes the camera's thumbnail (320 px JPEG) with the camera's last write;
+   sub-stream samples the mark has passed are deleted.
 4. A segment that cannot be read (storage down) stops that camera for this run
    with the mark before it (retried next run); one that cannot be decoded at
    all is reported and passed over.
@@ -43,7 +46,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Iterator
 
 from sqlalchemy.engine import Engine
@@ -54,6 +57,7 @@ from index.queries import MAX_SEGMENT_MS, db_errors
 from labwitness.clock import Clock, utc_ms
 from labwitness.errors import JobRefusedError, StorageError
 from labwitness.media.mp4 import ParseError
+from labwitness.picture_samples import SampleSpool
 from retention import content_index
 from retention.byte_sources import StoreSource
 from retention.content import EventUpdate, Finding, fold, judge
@@ -61,12 +65,14 @@ from retention.content_detect import ContentConfig, Reference, thumbnail_jpeg
 from retention.content_state import Coded, DetectorState, decode_reason
 from retention.keyframe_decode import Keyframe, KeyframeDecoder, luma
 from retention.keyframes import SampleStats, sample_keyframes
+from retention.picture_sources import segment_pictures
 from retention.runs import exclusive
 from storage.base import ObjectStore
 
 log = logging.getLogger(__name__)
 
 JOB = "content"
+SUB_NOTE = " [子码流 / sub stream]"
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,8 @@ class CameraResult:
     camera_id: str
     segments: int = 0  # segments sampled
     skipped: int = 0  # segments passed over (no sample due in them)
-    samples: int = 0  # keyframes sampled (read)
+    samples: int = 0  # pictures sampled (read)
+    sub_samples: int = 0  # of which sub-stream samples (the rest: main-stream keyframes)
     decoded: int = 0  # of which decoded and judged
     inherited: int = 0  # of which took the next decoded one's verdict (nothing changed in the bitstream)
     undecodable_samples: int = 0
@@ -110,7 +117,7 @@ class ContentSummary:
         d = asdict(self)
         d["job"] = JOB
         d["totals"] = {k: sum(getattr(c, k) for c in self.cameras.values())
-                       for k in ("segments", "late", "skipped", "samples", "decoded", "inherited", "reads", "bytes_read",
+                       for k in ("segments", "late", "skipped", "samples", "sub_samples", "decoded", "inherited", "reads", "bytes_read",
                                  "fallbacks", "undecodable", "undecodable_samples")}
         return d
 
@@ -142,11 +149,19 @@ def _late_segments(engine: Engine, camera_id: str, mark_ms: int, limit: int) -> 
             .order_by(col(Segment.start_ms)).limit(limit)))
 
 
+@dataclass
+class _Sources:  # where pictures come from: storage (main stream) and sub-stream samples, each with its decoder
+    store: ObjectStore
+    samples: SampleSpool | None = None
+    decoder: KeyframeDecoder = field(default_factory=KeyframeDecoder)
+    sub_decoder: KeyframeDecoder = field(default_factory=KeyframeDecoder)
+
+
 def check_camera(engine: Engine, store: ObjectStore, camera_id: str, now_ms: int, cfg: ContentJobConfig,
-                 decoder: KeyframeDecoder | None = None) -> CameraResult:
+                 decoder: KeyframeDecoder | None = None, samples: SampleSpool | None = None) -> CameraResult:
     """Sample one camera's footage since its mark, then its late footage (steps 1-5 of the module docstring)."""
     c = cfg.content
-    decoder = decoder or KeyframeDecoder()
+    src = _Sources(store, samples, decoder or KeyframeDecoder())
     res = CameraResult(camera_id)
     row = content_index.load_state(engine, camera_id)
     state = DetectorState.from_json(row.state)
@@ -163,7 +178,7 @@ def check_camera(engine: Engine, store: ObjectStore, camera_id: str, now_ms: int
     res.sampled_until_ms = row.sampled_until_ms
     last_frame = None
     segs = _segments(engine, camera_id, row.sampled_until_ms, cfg.max_segments_per_camera)
-    for i, seg, updates, frame in _taken_in(store, segs, state, c, reference, res, decoder):
+    for i, seg, updates, frame in _taken_in(src, segs, state, c, reference, res):
         last_frame = frame or last_frame
         res.events.extend(_event_dicts(updates))
         row.sampled_until_ms = max(row.sampled_until_ms or 0, seg.end_ms)
@@ -171,30 +186,35 @@ def check_camera(engine: Engine, store: ObjectStore, camera_id: str, now_ms: int
         row.sharpness_baseline = state.baseline
         row.state = state.to_json()
         if last_frame is not None and (i == len(segs) - 1 or updates):
-            row.last_sample_ms = last_frame[0]
-            row.thumbnail_jpeg = thumbnail_jpeg(_bgr_small(last_frame[1], c.thumbnail_width), c)
+            _thumbnail(row, last_frame, c)
             last_frame = None
         content_index.save(engine, row, updates, checked=[seg.id], at_ms=now_ms)
         res.sampled_until_ms = row.sampled_until_ms
     if last_frame is not None:  # stopped early (storage error): keep the newest picture anyway
-        row.last_sample_ms = last_frame[0]
-        row.thumbnail_jpeg = thumbnail_jpeg(_bgr_small(last_frame[1], c.thumbnail_width), c)
+        _thumbnail(row, last_frame, c)
         content_index.save(engine, row, [])
+    if samples is not None and row.sampled_until_ms:  # taken in, or in a gap with no footage
+        samples.prune(camera_id, row.sampled_until_ms)
     res.ongoing = sorted(k for k, r in state.runs.items() if r.count >= c.need(k))
     if not res.error:
-        _check_late(engine, store, row, state, now_ms, cfg, reference, res, decoder)
+        _check_late(engine, src, row, state, now_ms, cfg, reference, res)
     return res
 
 
-def _check_late(engine: Engine, store: ObjectStore, row, live: DetectorState, now_ms: int, cfg: ContentJobConfig,
-                reference: Reference | None, res: CameraResult, decoder: KeyframeDecoder) -> None:
+def _thumbnail(row, frame: tuple, c: ContentConfig) -> None:  # frame: (time, picture, source)
+    row.last_sample_ms, row.last_sample_source = frame[0], frame[2]
+    row.thumbnail_jpeg = thumbnail_jpeg(_bgr_small(frame[1], c.thumbnail_width), c)
+
+
+def _check_late(engine: Engine, src: _Sources, row, live: DetectorState, now_ms: int, cfg: ContentJobConfig,
+                reference: Reference | None, res: CameraResult) -> None:
     """Step 5: the segments indexed after the mark passed them, on a timeline of their own."""
     late = _late_segments(engine, row.camera_id, row.sampled_until_ms, cfg.max_segments_per_camera)
     if not late:
         return
     c = cfg.content
     own = DetectorState(baseline=live.baseline, baseline_n=live.baseline_n)
-    for i, seg, updates, _ in _taken_in(store, late, own, c, reference, res, decoder):
+    for i, seg, updates, _ in _taken_in(src, late, own, c, reference, res):
         if i == len(late) - 1:  # nothing of this timeline carries over: its events end at its last sample
             updates += _close_runs(own, c)
         res.late += 1
@@ -204,48 +224,55 @@ def _check_late(engine: Engine, store: ObjectStore, row, live: DetectorState, no
         content_index.save(engine, row, _close_runs(own, c))
 
 
-def _taken_in(store: ObjectStore, segs: list[Segment], state: DetectorState, c: ContentConfig, reference: Reference | None,
-              res: CameraResult, decoder: KeyframeDecoder) -> Iterator[tuple[int, Segment, list[EventUpdate], tuple | None]]:
+def _taken_in(src: _Sources, segs: list[Segment], state: DetectorState, c: ContentConfig, reference: Reference | None,
+              res: CameraResult) -> Iterator[tuple[int, Segment, list[EventUpdate], tuple | None]]:
     """Each segment taken in (:func:`_take_in`), in order, with its position; a segment that
     cannot be read stops the walk with ``res.error`` set (step 4: retried next run)."""
     for i, seg in enumerate(segs):
         try:
-            updates, frame = _take_in(store, seg, state, c, reference, res, decoder)
+            updates, frame = _take_in(src, seg, state, c, reference, res)
         except StorageError as e:
             _stopped(res, seg, e)
             return
         yield i, seg, updates, frame
 
 
-def _take_in(store: ObjectStore, seg: Segment, state: DetectorState, c: ContentConfig, reference: Reference | None,
-             res: CameraResult, decoder: KeyframeDecoder) -> tuple[list[EventUpdate], tuple | None]:
+def _take_in(src: _Sources, seg: Segment, state: DetectorState, c: ContentConfig, reference: Reference | None,
+             res: CameraResult) -> tuple[list[EventUpdate], tuple | None]:
     """Sample and judge one segment (step 2): its event updates and its newest decoded
-    (time, frame).  Raises :class:`StorageError` when storage cannot be read."""
+    (time, frame, source).  Raises :class:`StorageError` when storage cannot be read."""
     every_ms = round(c.sample_seconds * 1000)
     due_ms = seg.start_ms if state.frame_ms is None else max(seg.start_ms, state.frame_ms + every_ms)
     media_end_ms = seg.start_ms + (seg.media_duration_ms or seg.end_ms - seg.start_ms)
     if due_ms >= media_end_ms:
         res.skipped += 1
         return [], None
-    src = StoreSource(store, seg.key, seg.version_id, seg.size)
-    stats = SampleStats()
-    try:
-        keyframes = sample_keyframes(src, c.sample_seconds, (due_ms - seg.start_ms) / 1000, decoder=decoder,
-                                     stats=stats, lazy=True)
-    except (ParseError, ValueError, OSError) as e:  # not even a full demux decodes it
-        log.error("camera %s: segment %s (%s) has no decodable keyframe: %s", res.camera_id, seg.id, seg.key, e)
-        keyframes = []
-        res.undecodable += 1
-    res.reads += src.reads
-    res.bytes_read += src.bytes_read
-    res.fallbacks += int(stats.fallback)
+
+    def read_main() -> list[Keyframe]:
+        obj = StoreSource(src.store, seg.key, seg.version_id, seg.size)
+        stats = SampleStats()
+        try:
+            keyframes = sample_keyframes(obj, c.sample_seconds, (due_ms - seg.start_ms) / 1000, decoder=src.decoder,
+                                         stats=stats, lazy=True)
+        except (ParseError, ValueError, OSError) as e:  # not even a full demux decodes it
+            log.error("camera %s: segment %s (%s) has no decodable keyframe: %s", res.camera_id, seg.id, seg.key, e)
+            keyframes = []
+            res.undecodable += 1
+        res.reads += obj.reads
+        res.bytes_read += obj.bytes_read
+        res.fallbacks += int(stats.fallback)
+        return keyframes
+
+    keyframes = segment_pictures(src.samples, res.camera_id, seg.start_ms, due_ms, media_end_ms, every_ms,
+                                 read_main, src.sub_decoder, state.frame_ms)
     res.segments += 1
     res.samples += len(keyframes)
+    res.sub_samples += sum(k.source == "sub" for k in keyframes)
     changed: dict[tuple[str, int], EventUpdate] = {}
     for u in _judge_segment(state, seg.start_ms, keyframes, c, reference, res):
         changed[(u.kind, u.start_ms)] = u
     newest = next((k for k in reversed(keyframes) if k.decoded), None)
-    frame = (seg.start_ms + round(newest.media_s * 1000), newest.frame) if newest is not None else None
+    frame = (seg.start_ms + round(newest.media_s * 1000), newest.frame, newest.source) if newest is not None else None
     return list(changed.values()), frame
 
 
@@ -292,6 +319,12 @@ def _judge_segment(state: DetectorState, start_ms: int, keyframes: list[Keyframe
             log.warning("camera %s: keyframe at %.1f s does not decode: %s", res.camera_id, k.media_s, e)
             return None
 
+    def judged(t_ms: int, gray, k: Keyframe):
+        j = judge(state, t_ms, gray, c, reference)
+        if k.source == "main":
+            return j
+        return replace(j, findings=tuple(replace(f, detail=f.detail + SUB_NOTE) for f in j.findings))
+
     def settle(t_ms: int, j, coded: Coded) -> None:
         res.decoded += 1
         out.extend(fold(state, [(t_ms, j.findings)], c))
@@ -301,7 +334,7 @@ def _judge_segment(state: DetectorState, start_ms: int, keyframes: list[Keyframe
         for tp, kp, cp in held:
             g = decoded_gray(kp)
             if g is not None:
-                settle(tp, judge(state, tp, g, c, reference), cp)
+                settle(tp, judged(tp, g, kp), cp)
         held.clear()
 
     for n, k in enumerate(keyframes):
@@ -317,10 +350,10 @@ def _judge_segment(state: DetectorState, start_ms: int, keyframes: list[Keyframe
             decode_held()
             continue
         if not held:
-            settle(t_ms, judge(state, t_ms, gray, c, reference), coded)
+            settle(t_ms, judged(t_ms, gray, k), coded)
             continue
         before, saved = state.verdict or {}, state.copy()
-        j = judge(state, t_ms, gray, c, reference)  # a look ahead: kept only if nothing changed
+        j = judged(t_ms, gray, k)  # a look ahead: kept only if nothing changed
         if {f.kind for f in j.findings} == set(before):
             res.inherited += len(held)
             out.extend(fold(state, [(tp, tuple(Finding(kind, tp, detail) for kind, detail in before.items()))
@@ -330,7 +363,7 @@ def _judge_segment(state: DetectorState, start_ms: int, keyframes: list[Keyframe
         else:
             state.restore(saved)
             decode_held()
-            settle(t_ms, judge(state, t_ms, gray, c, reference), coded)
+            settle(t_ms, judged(t_ms, gray, k), coded)
     return out
 
 
@@ -346,8 +379,10 @@ def _refused(job: str, e: JobRefusedError) -> ContentSummary:
 
 @exclusive(JOB, engine_arg="index", refused=_refused)
 def run_content_check(index, store: ObjectStore, clock: Clock, config: ContentConfig | ContentJobConfig | None = None, *,
-                      camera_id: str | None = None, actor: str = "scheduler") -> ContentSummary:
-    """Run the content check over every registered camera (or one); record a JobRun."""
+                      camera_id: str | None = None, actor: str = "scheduler",
+                      samples: SampleSpool | None = None) -> ContentSummary:
+    """Run the content check over every registered camera (or one); record a JobRun.
+    ``samples``: the recorder's sub-stream samples (None: main-stream keyframes only)."""
     cfg = config if isinstance(config, ContentJobConfig) else ContentJobConfig(content=config or ContentConfig())
     engine = _engine(index)
     started = utc_ms(clock.now())
@@ -363,7 +398,7 @@ def run_content_check(index, store: ObjectStore, clock: Clock, config: ContentCo
         cams = [camera_id] if camera_id else _cameras(engine)
         decoder = KeyframeDecoder()
         for cam in cams:
-            results[cam] = check_camera(engine, store, cam, utc_ms(clock.now()), cfg, decoder)
+            results[cam] = check_camera(engine, store, cam, utc_ms(clock.now()), cfg, decoder, samples)
         problem = any(r.error or r.undecodable or r.ongoing for r in results.values())
         status = "warning" if problem else "ok"
     finally:

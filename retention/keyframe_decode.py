@@ -88,16 +88,17 @@ class Keyframe:
     :attr:`frame` (raises :class:`ParseError` if it does not decode).  Reading a
     keyframe is cheap; decoding it is what costs (see :mod:`retention.content_job`)."""
 
-    __slots__ = ("media_s", "_frame", "_decode", "coded_bytes", "digest", "activity")
+    __slots__ = ("media_s", "_frame", "_decode", "coded_bytes", "digest", "activity", "source")
 
     def __init__(self, media_s: float, frame: av.VideoFrame | None = None, *,
                  decode: Callable[[], av.VideoFrame] | None = None, coded_bytes: int = 0, digest: bytes = b"",
-                 activity: int | None = None) -> None:
+                 activity: int | None = None, source: str = "main") -> None:
         if frame is None and decode is None:
             raise ValueError("a keyframe needs a frame or a way to decode one")
         self.media_s = media_s
         self._frame, self._decode = frame, decode
         self.coded_bytes, self.digest, self.activity = coded_bytes, digest, activity
+        self.source = source  # "main": the stored main stream; "sub": a sub-stream sample (picture_samples)
 
     @property
     def decoded(self) -> bool:
@@ -111,4 +112,4 @@ class Keyframe:
         return self._frame
 
     def __repr__(self) -> str:
-        return f"Keyframe({self.media_s:.3f}s, {self.coded_bytes} B, decoded={self.decoded})"
+        return f"Keyframe({self.media_s:.3f}s, {self.source}, {self.coded_bytes} B, decoded={self.decoded})"

@@ -19,6 +19,7 @@ from labwitness.clock import Clock, from_ms, utc_ms
 from labwitness.errors import IndexUnavailableError
 from retention import integrity, reconcile, sweep, verify
 from retention.content_detect import ContentConfig
+from labwitness.picture_samples import SampleSpool
 from retention.content_job import ContentJobConfig, run_content_check
 from retention.runs import JobResult, JobsConfig, latest_runs
 from retention.time_witness import TimeSource
@@ -38,11 +39,12 @@ def next_run_time(last_started_ms: int | None, interval_h: float, now: datetime,
 
 def build_scheduler(store: GuardedStore, engine: Engine, clock: Clock, cfg: JobsConfig, *,
                     on_result: Callable[[JobResult], None] | None = None, time_sources: Sequence[TimeSource] = (),
-                    seal: Callable[[], JobResult] | None = None):
+                    seal: Callable[[], JobResult] | None = None, samples: SampleSpool | None = None):
     """A (not started) ``BackgroundScheduler`` running sweep, verify, integrity, reconcile,
     the content check and (when ``seal`` is given: :func:`retention.seals.run_seal` bound to
     its document spool and signer) the seals, and refreshing health's coverage rollup.
-    ``time_sources``: the sweep's time witnesses (without any it refuses to delete)."""
+    ``time_sources``: the sweep's time witnesses (without any it refuses to delete); ``samples``:
+    the recorder's sub-stream pictures, which the content check judges first."""
 
     def wrap(name: str, fn: Callable[[], JobResult]) -> Callable[[], None]:
         def run() -> None:
@@ -67,7 +69,8 @@ def build_scheduler(store: GuardedStore, engine: Engine, clock: Clock, cfg: Jobs
             store, engine, clock, budget_bytes=cfg.integrity_budget_bytes, budget_objects=cfg.integrity_budget_objects)),
         "reconcile": (cfg.reconcile_interval_h, lambda: reconcile.run_reconcile(store, engine, clock, repair=True)),
         "content": (cfg.content_interval_h, lambda: run_content_check(
-            engine, store, clock, ContentJobConfig(content=ContentConfig(sample_seconds=cfg.content_sample_seconds)))),
+            engine, store, clock, ContentJobConfig(content=ContentConfig(sample_seconds=cfg.content_sample_seconds)),
+            samples=samples)),
     }
     if seal is not None:
         jobs["seal"] = (cfg.seal_interval_h, seal)

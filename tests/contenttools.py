@@ -17,6 +17,7 @@ from recorder.uploader import segment_row
 from retention.content_detect import ContentConfig
 from retention.content_job import ContentJobConfig
 from storage.hashing import file_sha256
+from simulator.rtsp import Mount
 from storage.layout import SegmentMeta
 
 W, H = 640, 360
@@ -100,3 +101,13 @@ def put_segment(store, index, path: Path, camera: str, start: datetime, seconds:
     stored = store.put_segment(path, meta, datetime.now(timezone.utc) + timedelta(days=1))
     return index.add_segment(segment_row(SimpleNamespace(meta=meta, version_id=stored.version_id,
                                                           retain_until=stored.retain_until, lock_mode=stored.mode)))
+
+
+def black_mount(width=640, height=360, fps=10, codec="h264"):
+    """A live RTSP mount of a black picture (a covered lens, lights off), H.264 or H.265."""
+    enc = ("x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 bitrate=300 ! h264parse config-interval=-1 "
+           "! rtph264pay" if codec == "h264" else
+           "x265enc tune=zerolatency speed-preset=ultrafast key-int-max=10 bitrate=300 option-string=log-level=error "
+           "! h265parse config-interval=-1 ! rtph265pay")
+    return Mount(f"videotestsrc is-live=true pattern=black ! video/x-raw,format=I420,width={width},height={height},"
+                 f"framerate={fps}/1 ! {enc} name=pay0 pt=96")

@@ -32,7 +32,8 @@ def content(camera: Annotated[Optional[str], typer.Option("--camera", help="only
     try:
         with runtime(settings, recording=False) as rt:
             cfg = ContentJobConfig(content=ContentConfig(sample_seconds=settings.content_sample_seconds))
-            summary = run_content_check(rt.index, rt.store, rt.clock, cfg, camera_id=camera, actor=actor())
+            summary = run_content_check(rt.index, rt.store, rt.clock, cfg, camera_id=camera, actor=actor(),
+                                        samples=rt.samples)
     except LabwitnessError as e:
         if json_out:
             print_json({"job": "content", "status": "failed", "error": str(e)})

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from api.camera_rows import new_camera
+from api.camera_rows import discovered_sub_url, new_camera
 from api.cli.common import actor, console, fail, index_only, print_json, settings_or_exit, table
 from camera_discovery.discovery import discover as run_discovery
 from index.models import Area, Equipment
@@ -57,6 +57,7 @@ def _discovered(endpoint: str, settings, timeout: float, username: str | None, p
     if dev.error or not dev.profiles:
         fail(LabwitnessError(f"设备查询失败 / device query failed: {dev.error or 'no media profiles'}"))
     return dev.profiles[0].stream_uri, {
+        "sub_url": discovered_sub_url(dev),
         "onvif_endpoint": dev.endpoint, "onvif_xaddr": (dev.xaddrs or [None])[0],
         "manufacturer": dev.manufacturer or "", "model": dev.model or "", "serial": dev.serial or "",
         "clock_offset_ms": round(dev.clock_offset_s * 1000) if dev.clock_offset_s is not None else None}
@@ -72,6 +73,8 @@ def camera_add(
     username: Annotated[Optional[str], typer.Option()] = None,
     password: Annotated[Optional[str], typer.Option(envvar="LABWITNESS_CAMERA_PASSWORD")] = None,
     timeout: Annotated[float, typer.Option(help="discovery timeout with --from-discovery")] = 3.0,
+    sub_url: Annotated[Optional[str], typer.Option("--sub-url", help="sub stream for content-health pictures "
+                                                   "(never recorded; the camera's credentials serve it)")] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """登记摄像机 / Register a camera by RTSP URL or from a discovery result."""
@@ -81,6 +84,8 @@ def camera_add(
     onvif: dict = {}
     if from_discovery:
         url, onvif = _discovered(from_discovery, settings, timeout, username, password)
+    if sub_url:
+        onvif["sub_url"] = sub_url
     try:
         with index_only(settings) as ix:
             row = new_camera(ix.cipher, utc_ms(SystemClock().now()), id, url, username=username,
@@ -89,7 +94,8 @@ def camera_add(
     except LabwitnessError as e:
         fail(e)
     view = {"id": cam.id, "rtsp_url": redact_url(cam.rtsp_url), "area_id": cam.area_id, "username": cam.username,
-            "has_password": bool(cam.password_enc), "onvif_endpoint": cam.onvif_endpoint}
+            "has_password": bool(cam.password_enc), "onvif_endpoint": cam.onvif_endpoint,
+            "sub_rtsp_url": redact_url(cam.sub_rtsp_url) if cam.sub_rtsp_url else None}
     print_json(view) if json_out else console.print(f"已登记 / registered {cam.id} ({view['rtsp_url']})")
 
 

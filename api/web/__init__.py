@@ -45,7 +45,8 @@ api_router = APIRouter(prefix="/api/v1")
 def camera_thumbnail(index: IndexDep, audit: AuditDep, who: Reader,
                      camera_id: Annotated[str, PathParam(max_length=64)]) -> Response:
     """The camera's latest content sample as a small JPEG (the content-health job's
-    thumbnail); 404 when the camera has none yet."""
+    thumbnail); 404 when the camera has none yet.  ``X-Labwitness-Sample-Source`` says where
+    it came from: ``sub`` (the camera's sub stream) or ``main`` (the recorded main stream)."""
     thumb = index.thumbnail(camera_id)
     if thumb is None:
         raise NotFoundError(f"该摄像机暂无缩略图 / no thumbnail for camera {camera_id!r} yet")
@@ -53,7 +54,8 @@ def camera_thumbnail(index: IndexDep, audit: AuditDep, who: Reader,
     # minutes (the cameras page refreshes it every few seconds)
     audit.append_once(who.actor, "footage.thumbnail", f"camera:{camera_id}", {"sample_ms": thumb.sample_ms}, who.role)
     return Response(thumb.jpeg, media_type="image/jpeg",
-                    headers={"Cache-Control": "private, max-age=30", "X-Content-Type-Options": "nosniff"})
+                    headers={"Cache-Control": "private, max-age=30", "X-Content-Type-Options": "nosniff",
+                             "X-Labwitness-Sample-Source": thumb.source or "unknown"})
 
 
 def install(app: FastAPI, *, idle_s: float = 3600.0, absolute_s: float = 12 * 3600.0) -> None:

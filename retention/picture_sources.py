@@ -1,0 +1,101 @@
+"""Which pictures one stored segment is judged from: sub-stream samples where there are
+any, the stored main stream's keyframes where there are not.
+
+A pipeline stage of the content job (:mod:`retention.content_job`, step 2).  The
+recorder's sub-stream sampler (:mod:`recorder.substream`) spools a keyframe of the
+camera's sub stream every few seconds with its wall time
+(:mod:`labwitness.picture_samples`); judging a 640x360 picture costs a fraction of
+decoding a 1080p/4K main-stream keyframe (figures in docs/decisions.md).  The main
+stream stays the evidence: a sample is judged only inside the span of a stored
+main-stream segment (from its next due time to its media end), so events stay on
+the footage's wall-clock timeline and a period with no footage is no content.
+
+:func:`segment_pictures` takes the samples in ``[due, media end)``; where they
+leave a hole longer than ``every + slack`` after the last picture judged (sub stream
+down, sampler not running, samples trimmed), it reads the main stream's keyframes (the caller's
+``read_main``, ranged reads) and fills the holes with them.  Each
+:class:`~retention.keyframe_decode.Keyframe` says where it came from
+(``source``: ``"sub"`` or ``"main"``).
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from typing import Callable
+
+from labwitness.picture_samples import Sample, SampleSpool
+from retention.keyframe_decode import Keyframe, KeyframeDecoder
+
+log = logging.getLogger(__name__)
+
+
+def slack_ms(every_ms: int) -> int:
+    """How much later than due a sample may come and still count: the sampler takes the
+    first sub-stream keyframe at or after its due time (one GOP of the sub stream, often
+    1-4 s) and its due grid is not the job's."""
+    return max(4000, every_ms // 2)
+
+
+def holes(last_ms: int | None, due_ms: int, end_ms: int, times: list[int], every_ms: int) -> list[tuple[int, int]]:
+    """Intervals of ``[due_ms, end_ms)`` the sample ``times`` (sorted; samples just before and
+    after the span count: a short segment needs no sample of its own when its neighbours' are
+    within reach) leave uncovered (pure).  ``last_ms``: the last picture judged (None: none
+    yet; the first is due at ``due_ms``)."""
+    out = []
+    reach = every_ms + slack_ms(every_ms)
+    prev = last_ms if last_ms is not None else due_ms - every_ms
+    for t in times:
+        if t <= prev:
+            continue
+        if t - prev > reach:
+            out.append((prev + 1, t))
+        prev = t
+        if prev >= end_ms:
+            break
+    if end_ms - prev > reach:
+        out.append((prev + 1, end_ms))
+    clipped = [(max(a, due_ms), min(b, end_ms)) for a, b in out]
+    return [(a, b) for a, b in clipped if a < b]
+
+
+def sub_keyframe(s: Sample, seg_start_ms: int, decoder: KeyframeDecoder) -> Keyframe | None:
+    try:
+        data = s.read()
+    except OSError as e:  # trimmed or pruned meanwhile: the main stream covers it
+        log.debug("sample %s unreadable: %s", s.path, e)
+        return None
+    return Keyframe((s.wall_ms - seg_start_ms) / 1000, decode=lambda: decoder.decode(s.codec, None, data),
+                    coded_bytes=len(data), digest=zlib.crc32(data).to_bytes(4, "big"), source="sub")
+
+
+def segment_pictures(samples: SampleSpool | None, camera_id: str, seg_start_ms: int, due_ms: int, end_ms: int,
+                     every_ms: int, read_main: Callable[[], list[Keyframe]], decoder: KeyframeDecoder,
+                     last_ms: int | None = None) -> list[Keyframe]:
+    """The pictures to judge in ``[due_ms, end_ms)`` of one segment, oldest first (module docstring).
+    ``read_main`` is called only when the samples leave a hole; with no sample anywhere near the
+    span its keyframes are all there is (today's path, exactly).  ``last_ms``: the last picture judged."""
+    subs: list[Keyframe] = []
+    near: list[int] = []  # sample times around the span too (holes)
+    if samples is not None:
+        last = None
+        reach = every_ms + slack_ms(every_ms)
+        for s in samples.samples(camera_id, due_ms - every_ms, end_ms + reach):
+            if not due_ms <= s.wall_ms < end_ms:
+                near.append(s.wall_ms)
+                continue
+            if last is not None and s.wall_ms - last < every_ms // 2:
+                continue  # a restarted sampler's extra sample: one picture per interval is enough
+            k = sub_keyframe(s, seg_start_ms, decoder)
+            if k is not None:
+                subs.append(k)
+                near.append(s.wall_ms)
+                last = s.wall_ms
+    if not near:
+        return read_main()
+    gaps = holes(last_ms, due_ms, end_ms, sorted(near), every_ms)
+    if not gaps:
+        return subs
+    main = read_main()
+    fill = [k for k in main if any(a <= seg_start_ms + round(k.media_s * 1000) < b for a, b in gaps)]
+    return sorted(subs + fill, key=lambda k: k.media_s)
