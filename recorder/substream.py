@@ -36,6 +36,7 @@ from labwitness.url_secrets import redact_text
 from recorder.backoff import Backoff
 from recorder.inputs import StreamInput, open_input
 from recorder.timing import SessionTimeline
+from recorder.worker_config import NATIVE_DOUBTS
 
 log = logging.getLogger(__name__)
 
@@ -117,15 +118,11 @@ class SubStreamSampler:
         try:
             src = open_input(self.url, self.client, self.open_timeout_s, self.read_timeout_s)
         except StreamError as e:
-            if self.client == "native" and e.reason in ("stream_error", "not_rtsp", "decode_error", "no_video"):
+            if self.client == "native" and e.reason in NATIVE_DOUBTS:
                 self.client = "ffmpeg"  # an answer the native client did not understand: FFmpeg's may
             raise
         try:
             self._sample(src, max_samples)
-        except StreamError as e:
-            if e.reason == "b_frames":
-                self.client = "ffmpeg"  # the native client does not reorder B-frames; FFmpeg's does
-            raise
         finally:
             try:
                 src.close()

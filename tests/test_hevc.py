@@ -64,7 +64,7 @@ def test_h265_recorded_checked_exported_and_verified(running, tmp_path, db_url):
             wait_for(lambda cam=cam: len(_stored(rt, cam)) >= 6, 90, what=f"stored H.265 segments of {cam}")
         t1 = datetime.now(timezone.utc)
         workers = rt.recorder.workers()
-        assert workers["h265-b"].rtsp_client == "ffmpeg"  # B-frames: FFmpeg's client derives decode times
+        assert workers["h265-b"].rtsp_client == "native"  # B-frames stay on the native client (recorder.reorder)
         assert workers["h265"].rtsp_client == "native"
 
     # storage: every stored segment is H.265, starts with a keyframe and decodes whole
