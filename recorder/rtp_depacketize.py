@@ -1,4 +1,4 @@
-"""RTP payloads -> access units: H.264 (RFC 6184), H.265 (RFC 7798), AAC (RFC 3640); RTCP.
+"""RTP payloads -> access units: H.264 (RFC 6184), H.265 (RFC 7798), AAC (RFC 3640), G.711 (RFC 3551); RTCP.
 
 Pure code (no I/O, no PyAV) so it is tested with constructed and captured
 packets.  What the payloads *mean* (NAL unit types, SPS dimensions, AAC
@@ -362,6 +362,23 @@ class AacDepacketizer(_Depacketizer):
 
     def flush(self) -> None:
         self._frag.clear()
+
+
+class G711Depacketizer(_Depacketizer):
+    """G.711 PCMA/PCMU (RFC 3551 4.5.14): the payload is the samples, one byte each, and
+    the timestamp counts samples -- each packet is one access unit as it comes."""
+
+    def push(self, p: memoryview) -> None:
+        header = self._header(p, 13)
+        if header is None:
+            return
+        _, seq, ts, off, end = header
+        if self._sequence(seq) is None or end <= off:
+            return
+        self.out.append(AccessUnit(p[off:end].tobytes(), self._unwrap(ts), True, False))
+
+    def flush(self) -> None:
+        pass
 
 
 # -- RTCP ---------------------------------------------------------------------------

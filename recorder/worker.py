@@ -9,6 +9,15 @@ reason is the first cause (timeout, refused, auth_failed, not_rtsp, no_video,
 unsupported_codec, stream_ended, decode_error, spool_full, recorder_down,
 recorder_stopped).
 
+Audio goes through :class:`recorder.audio_transcode.AudioStage` (AAC copied,
+G.711 transcoded to AAC, other codecs not recorded: ``WorkerStatus.audio_note``
+says so, logged once a camera).  Audio reaches the worker later than the video
+of the same instant (the native client hands out a receive batch's video before
+its audio, and the AAC encoder holds a frame or two), so a segment cut at a
+keyframe stays open for audio -- its *tail* -- until the audio passes the cut
+(at most :data:`AUDIO_TAIL_S` of video later): each audio packet lands in the
+segment its time belongs to, and segments join with no audio gap or overlap.
+
 Health is output, not liveness: ``last_segment_at`` and the gap journal say
 whether this camera is really being recorded.
 """
@@ -16,6 +25,7 @@ whether this camera is really being recorded.
 from __future__ import annotations
 
 import logging
+import math
 import socket
 import threading
 import uuid
@@ -30,6 +40,7 @@ from labwitness.clock import Clock, SystemClock
 from labwitness.errors import SpoolError, StreamError, ValidationError
 from labwitness.segment_limits import MAX_SEGMENT_MS, MAX_TARGET_FACTOR
 from labwitness.url_secrets import redact_text
+from recorder.audio_transcode import AudioStage, shown_codec
 from recorder.backoff import Backoff
 from recorder.inputs import RTSP_CLIENTS, StreamInput, check_rtsp_url, classify, open_input, redact
 from recorder.metrics import RecorderMetrics
@@ -45,6 +56,9 @@ log = logging.getLogger(__name__)
 #: longer than MAX_SEGMENT_MS (wall clock), and a segment's wall length may exceed its
 #: media length by the timeline's drift allowance (500 ppm, recorder.timing): 0.1 % below.
 HARD_CUT_S = MAX_SEGMENT_MS / 1000 * (1 - 1e-3)
+#: how long (video time) a cut segment waits for the audio before its cut; audio
+#: arriving later still is written to the next segment, at its start
+AUDIO_TAIL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,12 @@ class WorkerStatus:
     segments: int = 0
     frames: int = 0
     dropped_packets: int = 0
+    #: the camera's audio codec (FFmpeg's name, "" none) and what the segments carry of it
+    #: ("aac": copied or transcoded; "": not recorded)
+    audio_codec: str = ""
+    audio_recorded: str = ""
+    #: why the camera's audio is not recorded (中文 / English); "" when it is, or there is none
+    audio_note: str = ""
 
 
 @dataclass
@@ -89,6 +109,12 @@ class _Open:
     writer: SegmentWriter
     first_dts: int
     frames: int = 0
+    #: nothing before it was recorded in this session (its start, or after dropping footage)
+    fresh: bool = False
+    #: set at the cut: its end (video ticks), the same in audio ticks, and its wall (start, end)
+    end_dts: int | None = None
+    audio_end: int = 0
+    wall: tuple[float, float] | None = None
 
 
 #: session set-up failures that may be the native client's own limits rather than the
@@ -119,6 +145,8 @@ class CameraWorker:
         self._backoff = Backoff(cap_s=cfg.backoff_cap_s)
         #: (reason, exception type) of the failure last logged; None while recording
         self._failing: tuple[str, str] | None = None
+        #: the camera's audio as last logged (codec, recorded, note): logged again only when it changes
+        self._audio_logged: tuple[str, str, str] | None = None
 
     def stalled(self) -> bool:
         """Health by output: "recording" but no segment for longer than any segment may last."""
@@ -255,16 +283,42 @@ class CameraWorker:
         origin: int | None = None
         last_dts: int | None = None
         seg: _Open | None = None
+        tail: _Open | None = None  # cut, still open for the audio before its cut
         dropping_since: datetime | None = None
         est_bytes = 512 * 1024  # room wanted before a segment opens; grows to 2x the largest seen
+        audio = AudioStage.open(src.audio_codec, src.audio)
+        self._note_audio(audio)
+        atb = audio.time_base
+        tail_ticks = int(AUDIO_TAIL_S / tb)
 
-        def close(end_dts: int, reason: str | None = None) -> None:
-            nonlocal seg, est_bytes
+        def cut(end_dts: int) -> _Open:
+            """End the open segment's media at ``end_dts``; its file stays open (see ``finish``)."""
+            nonlocal seg
             assert seg is not None and origin is not None
             s, seg = seg, None
             # a camera's clock jumping ahead must not stretch the segment past the cut: its
             # content ends before the packet that jumped, which opens the next segment
-            end_dts = min(end_dts, s.first_dts + max_ticks)
+            s.end_dts = end_dts = min(end_dts, s.first_dts + max_ticks)
+            if atb is not None:
+                s.audio_end = math.ceil(end_dts * tb / atb)
+            s.wall = timeline.close_segment(float((s.first_dts - origin) * tb), float((end_dts - origin) * tb))
+            return s
+
+        def close(end_dts: int) -> None:
+            finish_tail()
+            finish(cut(end_dts))
+
+        def finish_tail() -> None:
+            nonlocal tail
+            if tail is not None:
+                t, tail = tail, None
+                finish(t)
+
+        def finish(s: _Open) -> None:
+            """Close a cut segment's file and commit it (or salvage what reached the disk)."""
+            nonlocal est_bytes
+            assert s.end_dts is not None and s.wall is not None
+            end_dts = s.end_dts
             failure: BaseException | None = None
             try:
                 s.writer.close()
@@ -286,7 +340,7 @@ class CameraWorker:
                             self.status.segments += 1
                             self.on_commit(c)
                 return
-            start_w, end_w = timeline.close_segment(float((s.first_dts - origin) * tb), float((end_dts - origin) * tb))
+            start_w, end_w = s.wall
             start = datetime.fromtimestamp(start_w, timezone.utc)
             end = datetime.fromtimestamp(end_w, timezone.utc)
             meta = SegmentMeta(
@@ -295,7 +349,7 @@ class CameraWorker:
                 codec=vcodec, width=src.width, height=src.height,
                 sha256=s.out.sha.hexdigest(), size=s.out.size, recorder_id=self.cfg.recorder_id,
                 session_id=session_id, sequence=s.seq, area_id=self.area_id,
-                audio_codec=src.audio_codec, frames=s.writer.stats.frames,
+                audio_codec=audio.recorded, frames=s.writer.stats.frames,
             )
             committed = self.spool.commit(s.seq, s.out, meta)
             est_bytes = max(est_bytes, s.out.size * 2)
@@ -307,6 +361,7 @@ class CameraWorker:
 
         def open_segment(first_dts: int, arrival: float) -> bool:
             nonlocal seg, dropping_since, timeline
+            fresh = origin == first_dts or dropping_since is not None
             if not self.spool.quota.has_room(est_bytes):
                 if dropping_since is None:
                     dropping_since = datetime.fromtimestamp(
@@ -325,20 +380,41 @@ class CameraWorker:
                 "start_estimate": iso_ms(datetime.fromtimestamp(est or arrival, timezone.utc)),
                 "recorder_id": self.cfg.recorder_id, "area_id": self.area_id,
             })
-            seg = _Open(seq, out, SegmentWriter(out, src.video, src.audio, first_dts), first_dts)
+            seg = _Open(seq, out, SegmentWriter(out, src.video, audio.track, first_dts), first_dts,
+                        fresh=fresh)
             return True
 
+        def handle_audio(pkt: av.Packet) -> None:
+            """To the segment its time belongs to: the tail before its cut, else the open one."""
+            t = pkt.dts
+            if t is None:
+                return
+            if tail is not None:
+                if t < tail.audio_end:
+                    tail.writer.write_audio(pkt)
+                    return
+                finish_tail()  # the audio has passed the tail's cut: it is complete
+            if seg is not None and not (seg.fresh and t < seg.writer.a_base):
+                # (before a fresh segment: no video of that time was recorded to go with it)
+                seg.writer.write_audio(pkt)
+
         def handle_video(pkt: av.Packet, dts: int, pts: int, arrival: float) -> None:
-            nonlocal origin, last_dts
+            nonlocal origin, last_dts, tail
             if origin is None:
                 origin = dts
             if last_dts is not None and dts <= last_dts:
                 dts = last_dts + 1  # non-monotonic camera timestamps: keep order, never drop
             last_dts = dts
+            if tail is not None and dts - tail.end_dts >= tail_ticks:
+                finish_tail()  # the audio before its cut is late by more than the wait: no longer
             if seg is not None:
                 span = dts - seg.first_dts
                 if (pkt.is_keyframe and span >= target_ticks) or span >= max_ticks:
-                    close(dts)
+                    if atb is None:
+                        close(dts)
+                    else:  # the audio before the cut is still to come: keep the file open for it
+                        finish_tail()
+                        tail = cut(dts)
             if seg is None:
                 # after dropping for a full spool, recording resumes only at a keyframe
                 resumable = dropping_since is None or pkt.is_keyframe
@@ -360,11 +436,12 @@ class CameraWorker:
                 if self.stop.is_set():
                     break
                 if is_audio:
-                    if seg is not None:
-                        seg.writer.write_audio(pkt)
+                    for a in audio.convert(pkt):
+                        handle_audio(a)
                     continue
                 handle_video(pkt, dts, pts, self.clock.now().timestamp())
         except SpoolError as e:
+            finish_tail()
             if seg is not None and last_dts is not None:
                 close(last_dts + frame_ticks)  # salvages what reached the disk
             self._spool_full(self.spool.last_end or self.clock.now(), str(e))
@@ -373,13 +450,36 @@ class CameraWorker:
             reason, message = classify(e)
             raise StreamError(reason, self._scrub(message)) from e
         finally:
-            if seg is not None and last_dts is not None:
-                close(last_dts + frame_ticks)
-            self.metrics.camera_up.labels(self.camera_id).set(0)
+            try:
+                try:  # the session ended, however: what the audio encoder still holds
+                    for a in audio.flush():
+                        handle_audio(a)
+                except (SpoolError, OSError, av.error.FFmpegError) as e:
+                    log.warning("camera %s: the last audio of the session was not written: %s", self.camera_id, e)
+                finish_tail()
+                if seg is not None and last_dts is not None:
+                    close(last_dts + frame_ticks)
+            finally:
+                audio.close()
+                self.metrics.camera_up.labels(self.camera_id).set(0)
         if self.stop.is_set():
             return
         if self.status.segments == 0 and last_dts is None:
             raise StreamError("stream_ended", "码流没有数据 / the stream ended before any video arrived")
+
+    def _note_audio(self, audio: AudioStage) -> None:
+        """The camera's audio in its status; logged when it changes, not at every reconnect."""
+        st = self.status
+        st.audio_codec, st.audio_recorded, st.audio_note = audio.codec, audio.recorded, audio.note
+        seen = (audio.codec, audio.recorded, audio.note)
+        if seen == self._audio_logged:
+            return
+        self._audio_logged = seen
+        if audio.note:
+            log.warning("camera %s: %s", self.camera_id, audio.note)
+        elif audio.recorded and audio.recorded != audio.codec:
+            log.info("camera %s: audio %s is recorded as %s", self.camera_id, shown_codec(audio.codec),
+                     shown_codec(audio.recorded))
 
     def _scrub(self, text: str) -> str:
         """FFmpeg quotes the URL in its errors (in other spellings too): never let a password through."""
