@@ -63,6 +63,15 @@ class RegistryAdmin:
         w = self.recorder.workers().get(camera_id) if self.recorder else None
         return w.shown_state() if w else None
 
+    def audio_status(self, camera_id: str) -> dict:
+        """The camera's audio as its recorder found it (``WorkerStatus.audio_*``); empty before
+        the recorder first connected or when none runs the camera."""
+        w = self.recorder.workers().get(camera_id) if self.recorder else None
+        if w is None or w.status.sessions == 0:
+            return {}
+        st = w.status
+        return {"audio_codec": st.audio_codec, "audio_recorded": st.audio_recorded, "audio_note": st.audio_note}
+
     def view(self, c: Camera) -> CameraView:
         """The camera as admins see it: no password, and what its recorder is doing now."""
         return CameraView(
@@ -71,6 +80,7 @@ class RegistryAdmin:
             manufacturer=c.manufacturer, model=c.model, serial=c.serial,
             clock_offset_s=c.clock_offset_ms / 1000 if c.clock_offset_ms is not None else None,
             state=self.recording_state(c.id) or ("disabled" if not c.enabled else "idle"),
+            **self.audio_status(c.id),
         )
 
     # -- changes (the caller re-syncs the recorders after a camera change) ----------------

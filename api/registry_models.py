@@ -60,6 +60,13 @@ class CameraView(BaseModel):
     serial: str
     clock_offset_s: float | None
     state: str
+    #: the camera's audio as its recorder last found it (FFmpeg's codec name, "" none); None
+    #: before the recorder first connected, or when no recorder runs the camera
+    audio_codec: str | None = None
+    #: what the segments carry of it: "aac" (copied, or G.711 transcoded), "" not recorded
+    audio_recorded: str | None = None
+    #: why the camera's audio is not recorded (中文 / English); "" when it is, or there is none
+    audio_note: str = ""
 
 
 class EquipmentIn(BaseModel):

@@ -11,12 +11,14 @@ recorder_stopped).
 
 Audio goes through :class:`recorder.audio_transcode.AudioStage` (AAC copied,
 G.711 transcoded to AAC, other codecs not recorded: ``WorkerStatus.audio_note``
-says so, logged once a camera).  Audio reaches the worker later than the video
-of the same instant (the native client hands out a receive batch's video before
-its audio, and the AAC encoder holds a frame or two), so a segment cut at a
-keyframe stays open for audio -- its *tail* -- until the audio passes the cut
-(at most :data:`AUDIO_TAIL_S` of video later): each audio packet lands in the
-segment its time belongs to, and segments join with no audio gap or overlap.
+says so, logged once a camera).  Each audio packet lands in the segment its
+time belongs to, so segments join with no audio gap or overlap, whichever order
+the packets come in: audio often comes later than the video of the same instant
+(the native client hands out a receive batch's video before its audio; the AAC
+encoder holds a frame or two), so a segment cut at a keyframe stays open for
+audio -- its *tail* -- until the audio passes the cut; audio that comes earlier
+(FFmpeg's client) waits until the video reaches its time.  Both waits are
+bounded by :data:`AUDIO_TAIL_S` of media time.
 
 Health is output, not liveness: ``last_segment_at`` and the gap journal say
 whether this camera is really being recorded.
@@ -29,8 +31,10 @@ import math
 import socket
 import threading
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from fractions import Fraction
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -290,6 +294,9 @@ class CameraWorker:
         self._note_audio(audio)
         atb = audio.time_base
         tail_ticks = int(AUDIO_TAIL_S / tb)
+        v2a = tb / atb if atb is not None else Fraction(1)  # video ticks -> audio ticks
+        hold_ticks = int(AUDIO_TAIL_S / atb) if atb is not None else 0
+        held: deque[av.Packet] = deque()  # audio ahead of the video (take_audio)
 
         def cut(end_dts: int) -> _Open:
             """End the open segment's media at ``end_dts``; its file stays open (see ``finish``)."""
@@ -384,11 +391,27 @@ class CameraWorker:
                         fresh=fresh)
             return True
 
-        def handle_audio(pkt: av.Packet) -> None:
-            """To the segment its time belongs to: the tail before its cut, else the open one."""
+        def take_audio(pkt: av.Packet) -> None:
+            """Audio at or past the latest video frame waits for the video to reach it: a
+            keyframe may yet cut the segment before it."""
             t = pkt.dts
             if t is None:
                 return
+            if last_dts is None or t >= (last_dts * v2a.numerator) // v2a.denominator or held:
+                held.append(pkt)
+                if t - held[0].dts > hold_ticks:  # the video has stalled: do not hold audio for it
+                    route_audio(held.popleft())
+                return
+            route_audio(pkt)
+
+        def release_audio(dts: int) -> None:
+            v = (dts * v2a.numerator) // v2a.denominator
+            while held and held[0].dts < v:
+                route_audio(held.popleft())
+
+        def route_audio(pkt: av.Packet) -> None:
+            """To the segment its time belongs to: the tail before its cut, else the open one."""
+            t = pkt.dts
             if tail is not None:
                 if t < tail.audio_end:
                     tail.writer.write_audio(pkt)
@@ -437,9 +460,11 @@ class CameraWorker:
                     break
                 if is_audio:
                     for a in audio.convert(pkt):
-                        handle_audio(a)
+                        take_audio(a)
                     continue
                 handle_video(pkt, dts, pts, self.clock.now().timestamp())
+                if held:
+                    release_audio(last_dts)
         except SpoolError as e:
             finish_tail()
             if seg is not None and last_dts is not None:
@@ -451,9 +476,10 @@ class CameraWorker:
             raise StreamError(reason, self._scrub(message)) from e
         finally:
             try:
-                try:  # the session ended, however: what the audio encoder still holds
-                    for a in audio.flush():
-                        handle_audio(a)
+                try:  # the session ended, however: what the audio encoder and the worker still hold
+                    held.extend(audio.flush())
+                    while held:
+                        route_audio(held.popleft())
                 except (SpoolError, OSError, av.error.FFmpegError) as e:
                     log.warning("camera %s: the last audio of the session was not written: %s", self.camera_id, e)
                 finish_tail()
