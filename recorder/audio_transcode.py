@@ -50,6 +50,13 @@ G711_SILENCE = {"pcm_alaw": 0xD5, "pcm_mulaw": 0xFF}
 #: samples; speech and room sound at 32 kbit/s AAC-LC is transparent enough for
 #: evidence and half the size
 AAC_BIT_RATE = 32_000
+#: FFmpeg's AAC encoder options.  Its default coder ("twoloop") spends twice the CPU
+#: of "fast" on 8 kHz G.711 for ~3 dB more signal-to-noise (bench/audio_transcode,
+#: docs/recording.md); the camera's 8-bit telephone-band audio is the limit anyway.
+AAC_OPTIONS = {"aac_coder": "fast"}
+#: G.711 samples gathered before one decode+encode call: an AAC frame's worth (five or
+#: six 20 ms RTP packets) instead of a call per packet
+BATCH_SAMPLES = 1024
 #: a jump in the camera's audio timestamps up to this long is filled with silence
 #: (lost packets); a longer one, or one backwards, starts a new encoder there
 MAX_FILL_S = 5.0
@@ -108,8 +115,9 @@ class G711ToAac:
 
     :meth:`push` takes G.711 packets (payload = one byte per sample and channel,
     RFC 3551) with ``pts`` in ``in_tb``; it answers the AAC packets finished so
-    far, stamped in ``1/rate``.  PyAV's encoder converts s16 to float and cuts
-    1024-sample frames itself; this class keeps the samples it is given
+    far, stamped in ``1/rate``.  Samples are gathered to :data:`BATCH_SAMPLES`
+    before a decode+encode call; PyAV's encoder converts s16 to float and cuts
+    1024-sample frames itself.  This class keeps the samples it is given
     contiguous, which is what keeps the AAC timeline the camera's.
     """
 
@@ -127,7 +135,10 @@ class G711ToAac:
         self._dec.sample_rate, self._dec.layout = rate, layout
         self._enc = self._encoder()  # fails here (ValueError/FFmpegError) for a rate AAC cannot take
         self.asc = bytes(self._enc.extradata or b"")
-        self._next: int | None = None  # sample time of the next sample the encoder expects
+        self._next: int | None = None  # sample time of the next sample expected
+        self._start = 0  # sample time of the first sample gathered in _pending
+        self._pending: list[bytes] = []
+        self._pending_n = 0
         self.filled = 0  # samples of silence put in for lost packets
         self.restarts = 0
         self._template_input, self._template = _aac_template(self.asc)
@@ -141,6 +152,7 @@ class G711ToAac:
         enc.sample_rate, enc.layout, enc.format = self.rate, self.layout, "fltp"
         enc.bit_rate = self.bit_rate
         enc.time_base = self.time_base
+        enc.options = dict(AAC_OPTIONS)
         enc.open()
         return enc
 
@@ -156,35 +168,49 @@ class G711ToAac:
             gap = pts - self._next
             if 0 < gap <= MAX_FILL_S * self.rate:
                 self.filled += gap
-                out += self._encode(self._silence * (gap * self.channels), self._next)
+                self._add(self._silence * (gap * self.channels))
             elif -len(data) // self.channels < gap < 0:
                 data = data[-gap * self.channels:]  # overlaps what was encoded: keep the new part only
-                pts = self._next
             else:  # far ahead, or back in time: a new encoder from here
                 out += self.flush()
                 self._enc = self._encoder()
                 self.restarts += 1
-        out += self._encode(data, pts)
+        if self._next is None:
+            self._start = self._next = pts
+        self._add(data)
+        if self._pending_n >= BATCH_SAMPLES:
+            out += self._drain()
         return out
 
-    def _encode(self, data: bytes, pts: int) -> list[av.Packet]:
-        if not data:
+    def _add(self, data: bytes) -> None:
+        n = len(data) // self.channels
+        self._pending.append(data)
+        self._pending_n += n
+        self._next += n
+
+    def _drain(self) -> list[av.Packet]:
+        """Decode and encode the samples gathered so far (one call for many RTP packets)."""
+        if not self._pending_n:
             return []
-        p = av.Packet(data)
-        p.pts = p.dts = pts
+        p = av.Packet(b"".join(self._pending))
+        p.pts = p.dts = self._start
         p.time_base = self.time_base
+        self._start += self._pending_n
+        self._pending.clear()
+        self._pending_n = 0
         out: list[av.Packet] = []
         for frame in self._dec.decode(p):
             out += self._enc.encode(frame)
-        self._next = pts + len(data) // self.channels
         return out
 
     def flush(self) -> list[av.Packet]:
-        """The encoder's last packets (the partial last frame padded with silence)."""
+        """Everything still held: the samples gathered, then the encoder's last packets (the
+        partial last frame padded with silence).  The next push starts afresh."""
         if self._next is None:
             return []
+        out = self._drain()
         self._next = None
-        return list(self._enc.encode(None))
+        return out + list(self._enc.encode(None))
 
     def close(self) -> None:
         self._template_input.close()

@@ -133,7 +133,7 @@ def test_g711_to_aac_restarts_on_a_jump_and_trims_an_overlap():
     tx = G711ToAac("pcm_mulaw", 8000)
     out = tx.push(_g711(tone[:800], 0)) + tx.push(_g711(tone[800:1600], 800))
     out += tx.push(_g711(tone[:160], 1600 - 80))  # overlaps by 80 samples: only the new 80 are kept
-    assert tx._next == 1600 + 80
+    assert tx._next == 1600 + 80  # (the 80 new samples follow on)
     far = 1680 + int(MAX_FILL_S * 8000) + 1
     out += tx.push(_g711(tone[:1600], far))  # far ahead: a new encoder there, not minutes of silence
     out += tx.flush()
