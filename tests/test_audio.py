@@ -267,3 +267,86 @@ def test_a_g726_camera_records_video_and_says_once_that_its_audio_is_not(tmp_pat
     for s in segs:
         d = decode_object(store, s.key, s.version_id)
         assert d["frames"] == s.frames and d["audio_packets"] == 0
+
+
+def test_audio_in_the_camera_status_and_an_evidence_export(running, cams, tmp_path):
+    """A G.711 camera and a G.726 one beside the live camera of a running labwitness: the API's
+    camera view, the health JSON and the web UI's camera list say what happens to their audio;
+    an export of the G.711 footage verifies and carries AAC in step with its video."""
+    import zipfile
+    from datetime import datetime, timedelta, timezone
+
+    from fastapi.testclient import TestClient
+
+    from api.evidence import verify_package
+    from webtools import sign_in
+
+    client, rt = running
+    with RtspSimulator({"/g726": Mount.live(audio="g726")}, workdir=tmp_path / "rtsp-g726") as g726:
+        for cid, url in (("cam-g711", cams.url("/pcma")), ("cam-g726", g726.url("/g726"))):
+            r = client.post("/api/v1/cameras", json={"id": cid, "rtsp_url": url, "area_id": "lixue"})
+            assert r.status_code == 201, r.text
+        wait_for(lambda: all(len(list(rt.index.iter_segments(c))) >= 2 for c in ("cam-g711", "cam-g726")), 90,
+                 what="segments of both new cameras")
+        g711, g726v = (client.get(f"/api/v1/cameras/{c}").json() for c in ("cam-g711", "cam-g726"))
+        assert (g711["audio_codec"], g711["audio_recorded"], g711["audio_note"]) == ("pcm_alaw", "aac", "")
+        assert (g726v["audio_codec"], g726v["audio_recorded"]) == ("g726le", "")
+        assert "G.726" in g726v["audio_note"] and " / " in g726v["audio_note"]
+        live = client.get("/api/v1/cameras/cam-api").json()  # the clip camera sends no audio
+        assert (live["audio_codec"], live["audio_note"]) == ("", "")
+        health = client.get("/api/v1/health").json()["cameras"]
+        assert health["cam-g726"]["audio_note"] == g726v["audio_note"]
+        assert health["cam-g711"]["audio_recorded"] == "aac"
+
+        token = rt.tokens.create("insp-audio", "inspector", "test")[1]
+        web = sign_in(client.app, token)
+        web.cookies.set("lw_lang", "zh-CN")
+        rows = web.get("/ui/cameras/rows").text
+        row = rows.split('data-camera="cam-g726"')[1].split("</tr>")[0]
+        assert 'data-audio="not_recorded"' in row and "音频未录制（G.726）" in row
+        assert "请在摄像机上把音频编码设为 AAC 或 G.711" in row  # the note in the page's language
+        row = rows.split('data-camera="cam-g711"')[1].split("</tr>")[0]
+        assert 'data-audio="transcoded"' in row and "音频 G.711 A-law (PCMA) 转为 AAC 录制" in row
+        web.cookies.set("lw_lang", "en")
+        row = web.get("/ui/cameras/rows").text.split('data-camera="cam-g726"')[1].split("</tr>")[0]
+        assert "audio not recorded (G.726)" in row and "set the camera&#39;s audio codec to AAC or G.711" in row
+
+        # an evidence export of the G.711 footage
+        now = datetime.now(timezone.utc)
+        ingest = TestClient(client.app)
+        ingest.headers["Authorization"] = f"Bearer {rt.tokens.create('core-audio', 'ingest', 'test')[1]}"
+        r = ingest.put("/api/v1/test-records/REC-AUDIO", json={
+            "report_no": "JC-AUDIO", "area_ids": ["lixue"], "started_at": (now - timedelta(seconds=3)).isoformat(),
+            "ended_at": now.isoformat()})
+        assert r.status_code == 201, r.text
+        wait_for(lambda: rt.index.footage("cam-g711", 0, 2**62).segments[-1].end_ms > now.timestamp() * 1000 + 500,
+                 60, what="footage past the record's end")
+    insp = TestClient(client.app)
+    insp.headers["Authorization"] = f"Bearer {token}"
+    r = insp.post("/api/v1/reports/JC-AUDIO/exports")
+    assert r.status_code == 202, r.text
+    pid = r.json()["id"]
+    st = wait_for(lambda: (s := insp.get(f"/api/v1/exports/{pid}").json())["status"] != "running" and s, 120,
+                  what="export")
+    assert st["status"] == "done", st
+    pkg = tmp_path / "audio.zip"
+    pkg.write_bytes(insp.get(st["download_url"]).content)
+    rep = verify_package(pkg, trusted_public_pem=rt.exporter.key.public_pem())
+    assert rep.ok, rep.problems
+    with zipfile.ZipFile(pkg) as z:
+        data = z.read("cam-g711.mp4")
+        assert z.namelist().count("cam-g726.mp4") == 1
+        with av.open(io.BytesIO(z.read("cam-g726.mp4"))) as c:
+            assert not c.streams.audio  # video only, as its status says
+    facts = _audio_of(data)
+    assert facts["codec"] == "aac" and facts["rate"] == 8000 and facts["samples"] == 1024 * len(facts["packets"])
+    pk = facts["packets"]
+    for (p0, d0), (p1, _) in zip(pk, pk[1:]):
+        assert p1 == p0 + d0  # stitched across segments with no gap or overlap
+    with av.open(io.BytesIO(data)) as c:
+        v = c.streams.video[0]
+        vd = [p.dts for p in c.demux(v) if p.size]
+    video_s = float((vd[-1] - vd[0]) * v.time_base) + 1 / 25
+    audio_s = (pk[-1][0] + pk[-1][1] - pk[0][0]) / 8000
+    assert abs(audio_s - video_s) < 2 * 1024 / 8000, (audio_s, video_s)
+    assert abs(pk[0][0] / 8000 - float(vd[0] * v.time_base)) < 1024 / 8000 + 0.002  # starts with the picture
