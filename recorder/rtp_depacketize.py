@@ -365,20 +365,12 @@ class AacDepacketizer(_Depacketizer):
 
 
 class G711Depacketizer(_Depacketizer):
-    """G.711 PCMA/PCMU (RFC 3551 4.5.14): the payload is the samples, one byte each, and
-    the timestamp counts samples -- each packet is one access unit as it comes."""
+    """G.711 PCMA/PCMU (RFC 3551 4.5.14): the payload is the samples, one byte each; a packet is a unit."""
 
     def push(self, p: memoryview) -> None:
-        header = self._header(p, 13)
-        if header is None:
-            return
-        _, seq, ts, off, end = header
-        if self._sequence(seq) is None or end <= off:
-            return
-        self.out.append(AccessUnit(p[off:end].tobytes(), self._unwrap(ts), True, False))
-
-    def flush(self) -> None:
-        pass
+        h = self._header(p, 13)  # (b1, seq, ts, payload start, end)
+        if h is not None and self._sequence(h[1]) is not None and h[4] > h[3]:
+            self.out.append(AccessUnit(p[h[3]:h[4]].tobytes(), self._unwrap(h[2]), True, False))
 
 
 # -- RTCP ---------------------------------------------------------------------------

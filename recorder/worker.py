@@ -11,30 +11,26 @@ recorder_stopped).
 
 Audio goes through :class:`recorder.audio_transcode.AudioStage` (AAC copied,
 G.711 transcoded to AAC, other codecs not recorded: ``WorkerStatus.audio_note``
-says so, logged once a camera).  Each audio packet lands in the segment its
-time belongs to, so segments join with no audio gap or overlap, whichever order
-the packets come in: audio often comes later than the video of the same instant
-(the native client hands out a receive batch's video before its audio; the AAC
-encoder holds a frame or two), so a segment cut at a keyframe stays open for
-audio -- its *tail* -- until the audio passes the cut; audio that comes earlier
-(FFmpeg's client) waits until the video reaches its time.  Both waits are
-bounded by :data:`AUDIO_TAIL_S` of media time.
+says so, logged once a camera) and :class:`recorder.audio_route.AudioRouter`,
+which puts each audio packet in the segment its time belongs to (a cut segment
+stays open a little for the audio before its cut).
 
 Health is output, not liveness: ``last_segment_at`` and the gap journal say
 whether this camera is really being recorded.
+
+One job that reads better whole: a session's loop, its cuts and its commits
+share the session's state (timeline, origin, open and cut segments, spool
+room); split into modules they would hand all of it back and forth.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import socket
 import threading
 import uuid
-from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from fractions import Fraction
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -44,6 +40,7 @@ from labwitness.clock import Clock, SystemClock
 from labwitness.errors import SpoolError, StreamError, ValidationError
 from labwitness.segment_limits import MAX_SEGMENT_MS, MAX_TARGET_FACTOR
 from labwitness.url_secrets import redact_text
+from recorder.audio_route import AudioRouter
 from recorder.audio_transcode import AudioStage, shown_codec
 from recorder.backoff import Backoff
 from recorder.inputs import RTSP_CLIENTS, StreamInput, check_rtsp_url, classify, open_input, redact
@@ -60,9 +57,6 @@ log = logging.getLogger(__name__)
 #: longer than MAX_SEGMENT_MS (wall clock), and a segment's wall length may exceed its
 #: media length by the timeline's drift allowance (500 ppm, recorder.timing): 0.1 % below.
 HARD_CUT_S = MAX_SEGMENT_MS / 1000 * (1 - 1e-3)
-#: how long (video time) a cut segment waits for the audio before its cut; audio
-#: arriving later still is written to the next segment, at its start
-AUDIO_TAIL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -115,9 +109,8 @@ class _Open:
     frames: int = 0
     #: nothing before it was recorded in this session (its start, or after dropping footage)
     fresh: bool = False
-    #: set at the cut: its end (video ticks), the same in audio ticks, and its wall (start, end)
+    #: set at the cut: its end (video ticks) and its wall (start, end)
     end_dts: int | None = None
-    audio_end: int = 0
     wall: tuple[float, float] | None = None
 
 
@@ -287,16 +280,10 @@ class CameraWorker:
         origin: int | None = None
         last_dts: int | None = None
         seg: _Open | None = None
-        tail: _Open | None = None  # cut, still open for the audio before its cut
         dropping_since: datetime | None = None
         est_bytes = 512 * 1024  # room wanted before a segment opens; grows to 2x the largest seen
         audio = AudioStage.open(src.audio_codec, src.audio)
         self._note_audio(audio)
-        atb = audio.time_base
-        tail_ticks = int(AUDIO_TAIL_S / tb)
-        v2a = tb / atb if atb is not None else Fraction(1)  # video ticks -> audio ticks
-        hold_ticks = int(AUDIO_TAIL_S / atb) if atb is not None else 0
-        held: deque[av.Packet] = deque()  # audio ahead of the video (take_audio)
 
         def cut(end_dts: int) -> _Open:
             """End the open segment's media at ``end_dts``; its file stays open (see ``finish``)."""
@@ -306,20 +293,13 @@ class CameraWorker:
             # a camera's clock jumping ahead must not stretch the segment past the cut: its
             # content ends before the packet that jumped, which opens the next segment
             s.end_dts = end_dts = min(end_dts, s.first_dts + max_ticks)
-            if atb is not None:
-                s.audio_end = math.ceil(end_dts * tb / atb)
             s.wall = timeline.close_segment(float((s.first_dts - origin) * tb), float((end_dts - origin) * tb))
             return s
 
         def close(end_dts: int) -> None:
-            finish_tail()
+            if router is not None:
+                router.finish_tail()
             finish(cut(end_dts))
-
-        def finish_tail() -> None:
-            nonlocal tail
-            if tail is not None:
-                t, tail = tail, None
-                finish(t)
 
         def finish(s: _Open) -> None:
             """Close a cut segment's file and commit it (or salvage what reached the disk)."""
@@ -391,53 +371,20 @@ class CameraWorker:
                         fresh=fresh)
             return True
 
-        def take_audio(pkt: av.Packet) -> None:
-            """Audio at or past the latest video frame waits for the video to reach it: a
-            keyframe may yet cut the segment before it."""
-            t = pkt.dts
-            if t is None:
-                return
-            if last_dts is None or t >= (last_dts * v2a.numerator) // v2a.denominator or held:
-                held.append(pkt)
-                if t - held[0].dts > hold_ticks:  # the video has stalled: do not hold audio for it
-                    route_audio(held.popleft())
-                return
-            route_audio(pkt)
-
-        def release_audio(dts: int) -> None:
-            v = (dts * v2a.numerator) // v2a.denominator
-            while held and held[0].dts < v:
-                route_audio(held.popleft())
-
-        def route_audio(pkt: av.Packet) -> None:
-            """To the segment its time belongs to: the tail before its cut, else the open one."""
-            t = pkt.dts
-            if tail is not None:
-                if t < tail.audio_end:
-                    tail.writer.write_audio(pkt)
-                    return
-                finish_tail()  # the audio has passed the tail's cut: it is complete
-            if seg is not None and not (seg.fresh and t < seg.writer.a_base):
-                # (before a fresh segment: no video of that time was recorded to go with it)
-                seg.writer.write_audio(pkt)
-
         def handle_video(pkt: av.Packet, dts: int, pts: int, arrival: float) -> None:
-            nonlocal origin, last_dts, tail
+            nonlocal origin, last_dts
             if origin is None:
                 origin = dts
             if last_dts is not None and dts <= last_dts:
                 dts = last_dts + 1  # non-monotonic camera timestamps: keep order, never drop
             last_dts = dts
-            if tail is not None and dts - tail.end_dts >= tail_ticks:
-                finish_tail()  # the audio before its cut is late by more than the wait: no longer
             if seg is not None:
                 span = dts - seg.first_dts
                 if (pkt.is_keyframe and span >= target_ticks) or span >= max_ticks:
-                    if atb is None:
+                    if router is None:
                         close(dts)
                     else:  # the audio before the cut is still to come: keep the file open for it
-                        finish_tail()
-                        tail = cut(dts)
+                        router.cut(cut(dts), dts)
             if seg is None:
                 # after dropping for a full spool, recording resumes only at a keyframe
                 resumable = dropping_since is None or pkt.is_keyframe
@@ -454,19 +401,24 @@ class CameraWorker:
                     log.info("camera %s: recording again", self.camera_id)
                     self._failing = None
 
+        router: AudioRouter[_Open] | None = None
+        if audio.time_base is not None:
+            router = AudioRouter(tb, audio.time_base, lambda: seg, finish)
         try:
             for is_audio, pkt, dts, pts in src.packets():
                 if self.stop.is_set():
                     break
                 if is_audio:
-                    for a in audio.convert(pkt):
-                        take_audio(a)
+                    if router is not None:
+                        for a in audio.convert(pkt):
+                            router.audio(a)
                     continue
                 handle_video(pkt, dts, pts, self.clock.now().timestamp())
-                if held:
-                    release_audio(last_dts)
+                if router is not None:
+                    router.video(last_dts)
         except SpoolError as e:
-            finish_tail()
+            if router is not None:
+                router.finish_tail()
             if seg is not None and last_dts is not None:
                 close(last_dts + frame_ticks)  # salvages what reached the disk
             self._spool_full(self.spool.last_end or self.clock.now(), str(e))
@@ -476,13 +428,12 @@ class CameraWorker:
             raise StreamError(reason, self._scrub(message)) from e
         finally:
             try:
-                try:  # the session ended, however: what the audio encoder and the worker still hold
-                    held.extend(audio.flush())
-                    while held:
-                        route_audio(held.popleft())
-                except (SpoolError, OSError, av.error.FFmpegError) as e:
-                    log.warning("camera %s: the last audio of the session was not written: %s", self.camera_id, e)
-                finish_tail()
+                if router is not None:
+                    try:  # the session ended, however: what the audio encoder and the router still hold
+                        router.drain(audio.flush())
+                    except (SpoolError, OSError, av.error.FFmpegError) as e:
+                        log.warning("camera %s: the last audio of the session was not written: %s", self.camera_id, e)
+                    router.finish_tail()
                 if seg is not None and last_dts is not None:
                     close(last_dts + frame_ticks)
             finally:
