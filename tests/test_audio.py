@@ -310,6 +310,10 @@ def test_audio_in_the_camera_status_and_an_evidence_export(running, cams, tmp_pa
         web.cookies.set("lw_lang", "en")
         row = web.get("/ui/cameras/rows").text.split('data-camera="cam-g726"')[1].split("</tr>")[0]
         assert "audio not recorded (G.726)" in row and "set the camera&#39;s audio codec to AAC or G.711" in row
+        ops = sign_in(client.app, rt.tokens.create("ops-audio", "operations", "test")[1])
+        ops.cookies.set("lw_lang", "zh-CN")
+        row = ops.get("/ui/health").text.split('data-camera="cam-g726"')[1].split("</tr>")[0]
+        assert 'data-audio="not_recorded"' in row and "音频未录制（G.726）" in row
 
         # an evidence export of the G.711 footage
         now = datetime.now(timezone.utc)
