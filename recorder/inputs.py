@@ -29,9 +29,9 @@ import av
 
 from labwitness.errors import StreamError, ValidationError
 from labwitness.url_secrets import redact_text, redact_url
+from recorder.audio_transcode import G711_SILENCE
 from recorder.rtsp_native import NativeRtspInput
 from recorder.rtsp_url import check_rtsp_url
-from recorder.audio_transcode import G711_SILENCE
 from recorder.segmenter import MP4_AUDIO, VIDEO_CODECS, Track
 
 RTSP_CLIENTS = ("ffmpeg", "native")
@@ -131,8 +131,8 @@ class PyAVInput:
         # the first audio stream whose packets the worker can record (copied, or G.711 transcoded)
         # is demuxed; else the first one is only named (the status says it is not recorded)
         audios = list(container.streams.audio)
-        self._audio = next((s for s in audios if s.codec_context.name in MP4_AUDIO or s.codec_context.name in G711_SILENCE),
-                           None)
+        recordable = MP4_AUDIO | G711_SILENCE.keys()
+        self._audio = next((s for s in audios if s.codec_context.name in recordable), None)
         self.video_codec = vcodec
         shown = self._audio if self._audio is not None else (audios[0] if audios else None)
         self.audio_codec = (shown.codec_context.name or "unknown") if shown is not None else ""
