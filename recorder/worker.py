@@ -384,7 +384,8 @@ class CameraWorker:
                     if router is None:
                         close(dts)
                     else:  # the audio before the cut is still to come: keep the file open for it
-                        router.cut(cut(dts), dts)
+                        cut_seg = cut(dts)
+                        router.cut(cut_seg, cut_seg.end_dts)
             if seg is None:
                 # after dropping for a full spool, recording resumes only at a keyframe
                 resumable = dropping_since is None or pkt.is_keyframe
