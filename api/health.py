@@ -147,6 +147,10 @@ class Health:
                     "state": w.shown_state() if w else None,
                     "last_error": w.status.last_error if w else "",
                     "notice": w.status.notice if w else "",
+                    # the camera's audio: its codec, what the segments carry ("" not recorded) and why not
+                    "audio_codec": w.status.audio_codec if w and w.status.sessions else None,
+                    "audio_recorded": w.status.audio_recorded if w and w.status.sessions else None,
+                    "audio_note": w.status.audio_note if w else "",
                 }
                 if w is not None and w.status.state == "spool_full":
                     flag("critical", "spool_full", f"{c.camera_id}: 本地缓存已满 / spool full: footage is not being recorded",

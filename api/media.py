@@ -21,6 +21,7 @@ from typing import BinaryIO, Callable, Sequence
 import av
 
 from index.models import Segment
+from recorder.segmenter import MP4_OPTIONS
 from storage.base import ObjectStore
 
 
@@ -89,7 +90,8 @@ def stitch(store: ObjectStore, segments: Sequence[Segment], start_ms: int, end_m
     if not segs:
         return result
     sink = _Sink(out)
-    container = av.open(sink, "w", format="mp4", options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
+    # (the recorder's options: an audio track keeps its start time rather than being stretched to 0)
+    container = av.open(sink, "w", format="mp4", options=dict(MP4_OPTIONS))
     v_out = a_out = None
     origin_ms: int | None = None
     last_v = last_a = -1

@@ -71,6 +71,15 @@ class RegistryAdmin:
         w = self.recorder.workers().get(camera_id) if self.recorder else None
         return w.status.stream_clock_offset_s if w else None
 
+    def audio_status(self, camera_id: str) -> dict:
+        """The camera's audio as its recorder found it (``WorkerStatus.audio_*``); empty before
+        the recorder first connected or when none runs the camera."""
+        w = self.recorder.workers().get(camera_id) if self.recorder else None
+        if w is None or w.status.sessions == 0:
+            return {}
+        st = w.status
+        return {"audio_codec": st.audio_codec, "audio_recorded": st.audio_recorded, "audio_note": st.audio_note}
+
     def view(self, c: Camera) -> CameraView:
         """The camera as admins see it: no password, and what its recorder is doing now."""
         onvif = c.clock_offset_ms / 1000 if c.clock_offset_ms is not None else None
@@ -83,12 +92,12 @@ class RegistryAdmin:
             state=self.recording_state(c.id) or ("disabled" if not c.enabled else "idle"),
             sub_rtsp_url=redact_url(c.sub_rtsp_url) if c.sub_rtsp_url else None,
             sub_stream_state=self.sub_stream_state(c.id),
+            **self.audio_status(c.id),
         )
 
     def sub_stream_state(self, camera_id: str) -> str | None:
         s = self.recorder.samplers().get(camera_id) if self.recorder else None
         return s.status.state if s else None
-
 
     # -- changes (the caller re-syncs the recorders after a camera change) ----------------
     def put_area(self, actor: str, body: AreaIn) -> Area:

@@ -69,6 +69,13 @@ class CameraView(BaseModel):
     state: str
     sub_rtsp_url: str | None = None  # redacted
     sub_stream_state: str | None = None  # what its sampler does now (recorder.substream), None: no sampler
+    #: the camera's audio as its recorder last found it (FFmpeg's codec name, "" none); None
+    #: before the recorder first connected, or when no recorder runs the camera
+    audio_codec: str | None = None
+    #: what the segments carry of it: "aac" (copied, or G.711 transcoded), "" not recorded
+    audio_recorded: str | None = None
+    #: why the camera's audio is not recorded (中文 / English); "" when it is, or there is none
+    audio_note: str = ""
 
 
 class NtpIn(BaseModel):

@@ -16,6 +16,11 @@ Owns, one module a stage:
   :mod:`recorder.camera_needs` what a camera needs from the native client, learned while recording
 - :mod:`recorder.rtp_depacketize` RTP -> H.264/H.265/AAC access units (pure)
 - :mod:`recorder.reorder`   decode timestamps from presentation times in decode order, B-frames (pure)
+  :mod:`recorder.rtsp_conn` (the connection: requests, receive buffer, keep-alive) and
+  :mod:`recorder.rtsp_session` (OPTIONS to PLAY)
+- :mod:`recorder.rtp_depacketize` RTP -> H.264/H.265/AAC/G.711 access units (pure)
+- :mod:`recorder.audio_transcode` a camera's audio: copied, G.711 transcoded to AAC, or said to be lost
+- :mod:`recorder.audio_route` each audio packet into the segment its time belongs to
 - :mod:`recorder.segmenter` PyAV stream copy of packets into one fMP4 file
 - :mod:`recorder.worker`    one camera: ``run()`` around ``run_once()``
 - :mod:`recorder.uploader`  spool -> storage (locked, verified) -> index

@@ -7,11 +7,14 @@ Two implementations, chosen by ``RecorderConfig.rtsp_client``:
 - ``ffmpeg``: :class:`PyAVInput`, FFmpeg's RTSP demuxer through PyAV.
 
 Both hand the worker the same things: codec facts, a track description per
-output stream for :class:`recorder.segmenter.SegmentWriter`, and packets with
-integer timestamps: the camera's presentation times, and decode times derived
+output stream for :class:`recorder.segmenter.SegmentWriter` (audio: the camera's own,
+which the worker copies or transcodes, :mod:`recorder.audio_transcode`), and
+packets with integer timestamps: the camera's presentation times, and decode times derived
 from them by :class:`recorder.reorder.DecodeTimes` in both clients (FFmpeg's
 own decode times are missing for a B-frame stream's first frames, and its
-first IDR comes without any timestamp).  Both raise :class:`StreamError` with the gap reason for
+first IDR comes without any timestamp).  ``audio_codec`` names the camera's audio even
+when its packets are not handed out (``audio`` None), so that the worker can
+say that it is not recorded.  Both raise :class:`StreamError` with the gap reason for
 every failure of the camera or the network, so the worker's segmenting,
 timing and spool logic is the same whichever client is used.
 """
@@ -31,6 +34,7 @@ from labwitness.errors import StreamError, ValidationError
 from labwitness.url_secrets import redact_text, redact_url
 from labwitness.media.h26x import find_sps, sps_reorder
 from recorder.reorder import DecodeTimes
+from recorder.audio_transcode import G711_SILENCE
 from recorder.rtsp_native import NativeRtspInput
 from recorder.rtsp_url import check_rtsp_url
 from recorder.segmenter import MP4_AUDIO, VIDEO_CODECS, Track
@@ -44,7 +48,7 @@ Item = tuple[bool, av.Packet, int, int]
 
 class StreamInput(Protocol):
     video_codec: str  # "h264" | "hevc"
-    audio_codec: str  # "" when no audio is recorded
+    audio_codec: str  # the camera's audio codec (FFmpeg's name), handed out or not; "" when it sends none
     width: int
     height: int
     time_base: Fraction  # video
@@ -130,9 +134,14 @@ class PyAVInput:
             self.close()
             raise
         self._video = video
-        self._audio = next((s for s in container.streams.audio if s.codec_context.name in MP4_AUDIO), None)
+        # the first audio stream whose packets the worker can record (copied, or G.711 transcoded)
+        # is demuxed; else the first one is only named (the status says it is not recorded)
+        audios = list(container.streams.audio)
+        recordable = MP4_AUDIO | G711_SILENCE.keys()
+        self._audio = next((s for s in audios if s.codec_context.name in recordable), None)
         self.video_codec = vcodec
-        self.audio_codec = self._audio.codec_context.name if self._audio is not None else ""
+        shown = self._audio if self._audio is not None else (audios[0] if audios else None)
+        self.audio_codec = (shown.codec_context.name or "unknown") if shown is not None else ""
         self.time_base = video.time_base
         self.frame_ticks = self._frame_ticks(video)
 

@@ -1,4 +1,4 @@
-"""RTP payloads -> access units: H.264 (RFC 6184), H.265 (RFC 7798), AAC (RFC 3640); RTCP.
+"""RTP payloads -> access units: H.264 (RFC 6184), H.265 (RFC 7798), AAC (RFC 3640), G.711 (RFC 3551); RTCP.
 
 Pure code (no I/O, no PyAV) so it is tested with constructed and captured
 packets.  What the payloads *mean* (NAL unit types, SPS dimensions, AAC
@@ -363,6 +363,15 @@ class AacDepacketizer(_Depacketizer):
 
     def flush(self) -> None:
         self._frag.clear()
+
+
+class G711Depacketizer(_Depacketizer):
+    """G.711 PCMA/PCMU (RFC 3551 4.5.14): the payload is the samples, one byte each; a packet is a unit."""
+
+    def push(self, p: memoryview) -> None:
+        h = self._header(p, 13)  # (b1, seq, ts, payload start, end)
+        if h is not None and self._sequence(h[1]) is not None and h[4] > h[3]:
+            self.out.append(AccessUnit(p[h[3]:h[4]].tobytes(), self._unwrap(h[2]), True, False))
 
 
 # -- RTCP ---------------------------------------------------------------------------

@@ -26,9 +26,11 @@ Scope (a camera recorder's, not a general RTSP stack):
 * Basic and Digest (MD5, ``qop=auth`` or none) with the URL's credentials.
 * Video H.264/H.265, with or without B-frames: RTP gives each frame its
   presentation time, in decode order; decode timestamps are derived from them
-  (:mod:`recorder.reorder`, the reorder depth from the SPS or learned).  Audio
-  AAC (MPEG4-GENERIC AAC-hbr/lbr) only -- other audio (G.711, ...) is not
-  recorded: recording the video is what matters.
+  (:mod:`recorder.reorder`, the reorder depth from the SPS or learned).
+* Audio AAC (MPEG4-GENERIC AAC-hbr/lbr) and G.711 (PCMA/PCMU,
+  handed out as it comes; the worker transcodes it to AAC, :mod:`recorder.audio_transcode`).
+  Other audio (G.726, ...) is not set up; ``audio_codec`` still names it, so the
+  worker can say in the camera's status that its audio is not recorded.
 * Errors are :class:`StreamError` with the worker's gap reasons.
 * A/V alignment from PLAY's ``RTP-Info`` (rtptime per track); without it
   audio is aligned to video by arrival.  RTCP sender reports are parsed and
@@ -61,10 +63,10 @@ from labwitness.media.aac import adts_header
 from labwitness.media.h26x import h264_dimensions, h265_dimensions, sps_reorder
 from labwitness.url_secrets import redact_url
 from recorder.reorder import DecodeTimes
-from recorder.rtp_depacketize import AacDepacketizer, SenderReport, VideoDepacketizer, parse_rtcp
+from recorder.rtp_depacketize import AacDepacketizer, G711Depacketizer, SenderReport, VideoDepacketizer, parse_rtcp
 from recorder.rtsp_conn import RtspConnection
 from recorder.rtsp_redirect import MAX_HOPS, redirect_target
-from recorder.rtsp_session import Moved, start_session
+from recorder.rtsp_session import AacTrack, Moved, start_session
 from recorder.segmenter import TrackTemplate
 
 log = logging.getLogger(__name__)
@@ -110,12 +112,12 @@ class NativeRtspInput:
         self.on_loss = on_loss or (lambda n: None)
         self.sender_reports: dict[int, SenderReport] = {}  # by RTCP channel
         self.video_codec = ""
-        self.audio_codec = ""
+        self.audio_codec = ""  # the camera's audio codec (FFmpeg's name), received or not; "" none
         self.width = self.height = 0
         self.time_base = VIDEO_TB
         self.frame_ticks = 3600
         self._vdep: VideoDepacketizer | None = None
-        self._adep: AacDepacketizer | None = None
+        self._adep: AacDepacketizer | G711Depacketizer | None = None
         self._asc = b""
         self._arate = 0
         self._achannels = 0
@@ -158,7 +160,7 @@ class NativeRtspInput:
         if self._adep is None:
             return None
         layout = {1: "mono", 2: "stereo"}.get(self._achannels, "")
-        return TrackTemplate(self._template("aac"), Fraction(1, self._arate), self._asc,
+        return TrackTemplate(self._template(self.audio_codec), Fraction(1, self._arate), self._asc,
                              sample_rate=self._arate, layout=layout)
 
     @property
@@ -201,25 +203,32 @@ class NativeRtspInput:
         if s.framerate > 0:
             self.frame_ticks = max(1, round(90000 / s.framerate))
         self._vch = s.video_channel
-        if s.audio is not None:
-            a = s.audio
+        self.audio_codec = s.audio_codec
+        a = s.audio
+        if isinstance(a, AacTrack):
             self._asc, self._arate, self._achannels, self._ach = a.config, a.rate, a.channels, a.channel
             self._adep = AacDepacketizer(a.size_length, a.index_length, a.index_delta_length)
-            self.audio_codec = "aac"
+        elif a is not None:  # G.711: the payload is the samples
+            self._arate, self._achannels, self._ach = a.rate, a.channels, a.channel
+            self._adep = G711Depacketizer()
         self._rtp_info = s.rtp_info
 
     def _template(self, codec: str) -> av.stream.Stream:
         """A stream of a tiny in-memory input, only to give the muxer the codec id and type."""
         s = self._templates.get(codec)
         if s is None:
+            options = None
             if codec == "aac":
                 data, fmt = adts_header(self._asc, 0) * 2, "aac"
+            elif codec in ("pcm_alaw", "pcm_mulaw"):  # FFmpeg's raw G.711 demuxers
+                data, fmt = bytes(160), codec[4:]
+                options = {"sample_rate": str(self._arate), "ch_layout": "stereo" if self._achannels == 2 else "mono"}
             else:
                 assert self._vdep is not None
                 data, fmt = self._vdep.annexb_params(), codec
-            c = av.open(io.BytesIO(data), format=fmt)
+            c = av.open(io.BytesIO(data), format=fmt, options=options)
             self._template_inputs.append(c)
-            s = self._templates[codec] = (c.streams.audio if codec == "aac" else c.streams.video)[0]
+            s = self._templates[codec] = (c.streams.video if codec in ("h264", "hevc") else c.streams.audio)[0]
         return s
 
     def _update_dimensions(self) -> None:

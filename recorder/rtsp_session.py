@@ -2,9 +2,12 @@
 
 :func:`start_session` takes a connected :class:`recorder.rtsp_conn.RtspConnection`
 and leaves it playing; it answers with what was set up (:class:`Playing`):
-the video track (H.264/H.265, required), an AAC track when the camera offers
-one (MPEG4-GENERIC AAC-hbr/lbr; other audio is not recorded: the video is what
-matters) and each track's ``rtptime`` at the PLAY instant from ``RTP-Info``.
+the video track (H.264/H.265, required), the audio track when the camera offers
+one this client receives (MPEG4-GENERIC AAC-hbr/lbr, or G.711 PCMA/PCMU, which
+the worker transcodes to AAC: :mod:`recorder.audio_transcode`), the camera's
+audio codec in any case (``audio_codec``: the worker says in the camera's status
+when it is not recorded; an audio track this client does not receive is not set
+up) and each track's ``rtptime`` at the PLAY instant from ``RTP-Info``.
 
 Transport: RTP interleaved in the RTSP connection, unless the camera refuses it
 (461 Unsupported Transport, or an answer without ``interleaved``) or the worker
@@ -50,6 +53,36 @@ class AacTrack:
 
 
 @dataclass
+class G711Track:
+    """A G.711 track (RFC 3551 PCMA/PCMU, static payload type 8/0 or by rtpmap)."""
+
+    codec: str  # "pcm_alaw" | "pcm_mulaw"
+    rate: int
+    channels: int
+    channel: int = -1  # interleaved RTP channel once set up
+
+
+#: SDP audio encodings -> FFmpeg's codec names (what the worker's audio plan and the status speak)
+#: (as PyAV names the decoder of FFmpeg's own RTSP client, so that both clients say the same)
+_AUDIO_ENCODINGS = {"MPEG4-GENERIC": "aac", "PCMA": "pcm_alaw", "PCMU": "pcm_mulaw", "MP4A-LATM": "aac_latm",
+                    "G726-16": "g726le", "G726-24": "g726le", "G726-32": "g726le", "G726-40": "g726le",
+                    "AAL2-G726-32": "g726", "G722": "g722", "L16": "pcm_s16be", "MPA": "mp3", "OPUS": "opus"}
+
+
+def audio_codec_name(m: SdpMedia) -> str:
+    """The codec of an SDP audio medium as FFmpeg names it (unknown ones: the SDP encoding, lower case)."""
+    return _AUDIO_ENCODINGS.get(m.encoding) or m.encoding.lower() or f"rtp payload type {m.payload_type}"
+
+
+def g711_track(m: SdpMedia) -> G711Track | None:
+    """The G.711 track of an audio medium, or None when it is not G.711."""
+    codec = {"PCMA": "pcm_alaw", "PCMU": "pcm_mulaw"}.get(m.encoding)
+    if codec is None or not 1 <= m.channels <= 2:
+        return None
+    return G711Track(codec, m.clock_rate if m.clock_rate > 0 else 8000, m.channels)
+
+
+@dataclass
 class Playing:
     """What one session set up: its tracks' codecs, channels and PLAY-time RTP timestamps."""
 
@@ -57,7 +90,8 @@ class Playing:
     video_params: list[bytes]  # parameter sets from the SDP (may be none: then in-band)
     framerate: float  # from the SDP; 0 when not given
     video_channel: int
-    audio: AacTrack | None
+    audio: AacTrack | G711Track | None
+    audio_codec: str = ""  # the camera's audio codec (FFmpeg's name), set up or not; "" none
     rtp_info: dict[int, int] = field(default_factory=dict)  # channel -> rtptime at PLAY
 
 
@@ -86,7 +120,7 @@ class Moved:
 
 
 def start_session(conn: RtspConnection, transport: str = "tcp") -> Playing | Moved:
-    """OPTIONS, DESCRIBE, SETUP video (and AAC audio), PLAY; StreamError when the camera cannot be
+    """OPTIONS, DESCRIBE, SETUP video (and AAC or G.711 audio), PLAY; StreamError when the camera cannot be
     recorded.  ``transport`` "udp" skips asking for interleaving (a camera known to refuse it)."""
     conn.transport = transport
     opts = conn.request("OPTIONS", conn.url)
@@ -110,11 +144,13 @@ def start_session(conn: RtspConnection, transport: str = "tcp") -> Playing | Mov
                                              "is not H.264/H.265")
     params = h264_param_sets(video.fmtp) if codec == "h264" else h265_param_sets(video.fmtp)
     audio_media = next((m for m in media if m.kind == "audio"), None)
-    audio = aac_track(audio_media) if audio_media is not None else None
-    if audio_media is not None and audio is None:
-        log.info("%s: audio %s is not recorded (the native client records AAC only)", conn.shown, audio_media.encoding)
+    audio: AacTrack | G711Track | None = None
+    if audio_media is not None:
+        audio = aac_track(audio_media) or g711_track(audio_media)
+        # (not logged here: the worker puts it in the camera's status and logs it once a camera)
 
-    playing = Playing(codec, params, video.framerate, _setup(conn, control_url(base, video.control), _VIDEO_CHANNEL), None)
+    playing = Playing(codec, params, video.framerate, _setup(conn, control_url(base, video.control), _VIDEO_CHANNEL), None,
+                      audio_codec_name(audio_media) if audio_media is not None else "")
     if audio is not None:
         assert audio_media is not None
         try:

@@ -12,12 +12,22 @@ reason is the first cause (timeout, refused, auth_failed, not_rtsp, no_video,
 unsupported_codec, stream_ended, decode_error, spool_full, recorder_down,
 recorder_stopped).
 
+Audio goes through :class:`recorder.audio_transcode.AudioStage` (AAC copied,
+G.711 transcoded to AAC, other codecs not recorded: ``WorkerStatus.audio_note``
+says so, logged once a camera) and :class:`recorder.audio_route.AudioRouter`,
+which puts each audio packet in the segment its time belongs to (a cut segment
+stays open a little for the audio before its cut).
+
 Health is output, not liveness: ``last_segment_at`` and the gap journal say
 whether this camera is really being recorded.  Each closed segment also dates
 the camera's clock against its index time (``stream_clock_offset_s``, RTCP).
 
 What a camera needs from the native client (UDP, certificate pins, a shorter
 keep-alive) is learned in :mod:`recorder.camera_needs`; ``status.notice`` tells.
+
+One job that reads better whole: a session's loop, its cuts and its commits
+share the session's state (timeline, origin, open and cut segments, spool
+room); split into modules they would hand all of it back and forth.
 """
 
 from __future__ import annotations
@@ -36,6 +46,8 @@ import av
 from labwitness.clock import Clock, SystemClock
 from labwitness.errors import SpoolError, StreamError, ValidationError
 from labwitness.url_secrets import redact_text
+from recorder.audio_route import AudioRouter
+from recorder.audio_transcode import AudioStage, shown_codec
 from recorder.backoff import Backoff
 from recorder.inputs import StreamInput, check_rtsp_url, classify, open_input, redact
 from recorder.metrics import RecorderMetrics
@@ -60,6 +72,11 @@ class _Open:
     writer: SegmentWriter
     first_dts: int
     frames: int = 0
+    #: nothing before it was recorded in this session (its start, or after dropping footage)
+    fresh: bool = False
+    #: set at the cut: its end (video ticks) and its wall (start, end)
+    end_dts: int | None = None
+    wall: tuple[float, float] | None = None
 
 
 class CameraWorker:
@@ -84,6 +101,8 @@ class CameraWorker:
         self._backoff = Backoff(cap_s=cfg.backoff_cap_s)
         #: (reason, exception type) of the failure last logged; None while recording
         self._failing: tuple[str, str] | None = None
+        #: the camera's audio as last logged (codec, recorded, note): logged again only when it changes
+        self._audio_logged: tuple[str, str, str] | None = None
 
     def stalled(self) -> bool:
         """Health by output: "recording" but no segment for longer than any segment may last."""
@@ -229,14 +248,30 @@ class CameraWorker:
         seg: _Open | None = None
         dropping_since: datetime | None = None
         est_bytes = 512 * 1024  # room wanted before a segment opens; grows to 2x the largest seen
+        audio = AudioStage.open(src.audio_codec, src.audio)
+        self._note_audio(audio)
 
-        def close(end_dts: int, reason: str | None = None) -> None:
-            nonlocal seg, est_bytes
+        def cut(end_dts: int) -> _Open:
+            """End the open segment's media at ``end_dts``; its file stays open (see ``finish``)."""
+            nonlocal seg
             assert seg is not None and origin is not None
             s, seg = seg, None
             # a camera's clock jumping ahead must not stretch the segment past the cut: its
             # content ends before the packet that jumped, which opens the next segment
-            end_dts = min(end_dts, s.first_dts + max_ticks)
+            s.end_dts = end_dts = min(end_dts, s.first_dts + max_ticks)
+            s.wall = timeline.close_segment(float((s.first_dts - origin) * tb), float((end_dts - origin) * tb))
+            return s
+
+        def close(end_dts: int) -> None:
+            if router is not None:
+                router.finish_tail()
+            finish(cut(end_dts))
+
+        def finish(s: _Open) -> None:
+            """Close a cut segment's file and commit it (or salvage what reached the disk)."""
+            nonlocal est_bytes
+            assert s.end_dts is not None and s.wall is not None
+            end_dts = s.end_dts
             failure: BaseException | None = None
             try:
                 s.writer.close()
@@ -258,7 +293,7 @@ class CameraWorker:
                             self.status.segments += 1
                             self.on_commit(c)
                 return
-            start_w, end_w = timeline.close_segment(float((s.first_dts - origin) * tb), float((end_dts - origin) * tb))
+            start_w, end_w = s.wall
             if (offset := input_offset(src, s.first_dts, end_dts, start_w, end_w)) is not None:
                 self.status.stream_clock_offset_s, self.status.stream_clock_at = round(offset, 3), self.clock.now()
             start = datetime.fromtimestamp(start_w, timezone.utc)
@@ -269,7 +304,7 @@ class CameraWorker:
                 codec=vcodec, width=src.width, height=src.height,
                 sha256=s.out.sha.hexdigest(), size=s.out.size, recorder_id=self.cfg.recorder_id,
                 session_id=session_id, sequence=s.seq, area_id=self.area_id,
-                audio_codec=src.audio_codec, frames=s.writer.stats.frames,
+                audio_codec=audio.recorded, frames=s.writer.stats.frames,
             )
             committed = self.spool.commit(s.seq, s.out, meta)
             est_bytes = max(est_bytes, s.out.size * 2)
@@ -281,6 +316,7 @@ class CameraWorker:
 
         def open_segment(first_dts: int, arrival: float) -> bool:
             nonlocal seg, dropping_since, timeline
+            fresh = origin == first_dts or dropping_since is not None
             if not self.spool.quota.has_room(est_bytes):
                 if dropping_since is None:
                     dropping_since = datetime.fromtimestamp(
@@ -299,7 +335,8 @@ class CameraWorker:
                 "start_estimate": iso_ms(datetime.fromtimestamp(est or arrival, timezone.utc)),
                 "recorder_id": self.cfg.recorder_id, "area_id": self.area_id,
             })
-            seg = _Open(seq, out, SegmentWriter(out, src.video, src.audio, first_dts), first_dts)
+            seg = _Open(seq, out, SegmentWriter(out, src.video, audio.track, first_dts), first_dts,
+                        fresh=fresh)
             return True
 
         def handle_video(pkt: av.Packet, dts: int, pts: int, arrival: float) -> None:
@@ -321,7 +358,11 @@ class CameraWorker:
             if seg is not None:
                 span = dts - seg.first_dts
                 if (pkt.is_keyframe and span >= target_ticks) or span >= max_ticks:
-                    close(dts)
+                    if router is None:
+                        close(dts)
+                    else:  # the audio before the cut is still to come: keep the file open for it
+                        cut_seg = cut(dts)
+                        router.cut(cut_seg, cut_seg.end_dts)
             if seg is None:
                 # after dropping for a full spool, recording resumes only at a keyframe
                 resumable = dropping_since is None or pkt.is_keyframe
@@ -340,16 +381,24 @@ class CameraWorker:
                     log.info("camera %s: recording again", self.camera_id)
                     self._failing = None
 
+        router: AudioRouter[_Open] | None = None
+        if audio.time_base is not None:
+            router = AudioRouter(tb, audio.time_base, lambda: seg, finish)
         try:
             for is_audio, pkt, dts, pts in src.packets():
                 if self.stop.is_set():
                     break
                 if is_audio:
-                    if seg is not None:
-                        seg.writer.write_audio(pkt)
+                    if router is not None:
+                        for a in audio.convert(pkt):
+                            router.audio(a)
                     continue
                 handle_video(pkt, dts, pts, self.clock.now().timestamp())
+                if router is not None:
+                    router.video(last_dts)
         except SpoolError as e:
+            if router is not None:
+                router.finish_tail()
             if seg is not None and last_dts is not None:
                 close(last_dts + frame_ticks)  # salvages what reached the disk
             self._spool_full(self.spool.last_end or self.clock.now(), str(e))
@@ -358,14 +407,37 @@ class CameraWorker:
             reason, message = classify(e)
             raise StreamError(reason, self._scrub(message)) from e
         finally:
-            if seg is not None and last_dts is not None:
-                close(last_dts + frame_ticks)
-            self.metrics.camera_up.labels(self.camera_id).set(0)
+            try:
+                if router is not None:
+                    try:  # the session ended, however: what the audio encoder and the router still hold
+                        router.drain(audio.flush())
+                    except (SpoolError, OSError, av.error.FFmpegError) as e:
+                        log.warning("camera %s: the last audio of the session was not written: %s", self.camera_id, e)
+                    router.finish_tail()
+                if seg is not None and last_dts is not None:
+                    close(last_dts + frame_ticks)
+            finally:
+                audio.close()
+                self.metrics.camera_up.labels(self.camera_id).set(0)
         if self.stop.is_set():
             return
         if self.status.segments == 0 and last_dts is None:
             raise StreamError("stream_ended", f"码流没有可解码的视频 / the stream ended before any decodable video arrived "
                                               f"({unkeyed[0]} frames before a keyframe)")
+
+    def _note_audio(self, audio: AudioStage) -> None:
+        """The camera's audio in its status; logged when it changes, not at every reconnect."""
+        st = self.status
+        st.audio_codec, st.audio_recorded, st.audio_note = audio.codec, audio.recorded, audio.note
+        seen = (audio.codec, audio.recorded, audio.note)
+        if seen == self._audio_logged:
+            return
+        self._audio_logged = seen
+        if audio.note:
+            log.warning("camera %s: %s", self.camera_id, audio.note)
+        elif audio.recorded and audio.recorded != audio.codec:
+            log.info("camera %s: audio %s is recorded as %s", self.camera_id, shown_codec(audio.codec),
+                     shown_codec(audio.recorded))
 
     def _scrub(self, text: str) -> str:
         """FFmpeg quotes the URL in its errors (in other spellings too): never let a password through."""

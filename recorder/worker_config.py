@@ -56,6 +56,12 @@ class WorkerStatus:
     before_keyframe: int = 0
     #: what an administrator should know that is no error (it resets sessions on a period), or ""
     notice: str = ""
+    #: the camera's audio codec (FFmpeg's name, "" none) and what the segments carry of it
+    #: ("aac": copied or transcoded; "": not recorded)
+    audio_codec: str = ""
+    audio_recorded: str = ""
+    #: why the camera's audio is not recorded (中文 / English); "" when it is, or there is none
+    audio_note: str = ""
 
 
 #: session set-up failures that may be the native client's own limits rather than the

@@ -223,7 +223,7 @@ def test_only_aac_hbr_or_lbr_audio_with_a_size_length_is_recorded():
     assert aac_track(audio("CELP-cbr")) is None  # other MPEG-4 audio modes
     assert aac_track(audio(config="")) is None  # no AudioSpecificConfig
     assert aac_track(audio(sizelength="0")) is None
-    assert aac_track(SdpMedia("audio", 8, "PCMA", 8000)) is None  # G.711 is not recorded
+    assert aac_track(SdpMedia("audio", 8, "PCMA", 8000)) is None  # G.711 is not AAC (rtsp_session.g711_track)
 
 
 def test_digest_answer_matches_rfc2617_example():

@@ -84,7 +84,8 @@ def camera_rows(registry: RegistryDep, admin: RegistryAdminDep, index: IndexDep,
                      "clock_warning": v.clock_warning, "clock_bound_s": OSD_BOUND_S,
                      "has_onvif": bool(c.onvif_xaddr), "has_thumb": c.id in thumbs,
                      "manufacturer": c.manufacturer, "model": c.model, "serial": c.serial, "username": c.username,
-                     "has_password": v.has_password, "rtsp_url": redact_url(c.rtsp_url)})
+                     "has_password": v.has_password, "rtsp_url": redact_url(c.rtsp_url),
+                     "audio_codec": v.audio_codec, "audio_recorded": v.audio_recorded, "audio_note": v.audio_note})
     return rows
 
 

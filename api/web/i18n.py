@@ -106,6 +106,8 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "cameras.sync_time": ("同步为服务器当前时间", "Sync to this server's time"),
     "cameras.never": ("从未", "never"),
     "cameras.ago": ("{s} 秒前", "{s} s ago"),
+    "cameras.audio_not_recorded": ("音频未录制（{codec}）", "audio not recorded ({codec})"),
+    "cameras.audio_transcoded": ("音频 {codec} 转为 AAC 录制", "audio {codec} recorded as AAC"),
     "cameras.none": ("尚未登记摄像机", "No camera registered yet"),
     "cameras.edit": ("修改摄像机", "Edit cameras"),
     "cameras.enabled": ("启用录像", "recording enabled"),

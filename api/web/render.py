@@ -16,6 +16,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from labwitness.url_secrets import redact_text
+from recorder.audio_transcode import shown_codec
 
 from api import deps
 from api.web import i18n
@@ -60,6 +61,7 @@ def environment() -> Environment:
     env.filters["fromjson"] = lambda v: json.loads(v) if v else []
     env.filters["bilingual"] = bilingual
     env.filters["summary"] = summary
+    env.filters["audio_codec"] = lambda v: shown_codec(v or "")
     return env
 
 
