@@ -394,7 +394,7 @@ class CameraWorker:
                             router.audio(a)
                     continue
                 handle_video(pkt, dts, pts, self.clock.now().timestamp())
-                if router is not None:
+                if router is not None and last_dts is not None:  # (None: no keyframe yet, nothing kept)
                     router.video(last_dts)
         except SpoolError as e:
             if router is not None:

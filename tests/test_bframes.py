@@ -104,8 +104,10 @@ def test_b_frames_are_recorded_in_order_by_both_clients(tmp_path, client, codec,
 def test_late_joiners_of_a_shared_long_gop_stream_start_at_a_keyframe(tmp_path):
     """Cameras behind one restreamer: 8 native clients and one FFmpeg client join a shared 2.5 s GOP
     at different moments mid-GOP; each drops what comes before its first keyframe.  The stream has
-    B-frames too: frames joined mid-GOP reorder across the first keyframe."""
-    sim = RtspSimulator({"/shared": Mount.live(shared=True, key_int=62, bframes=2)}, workdir=tmp_path / "rtsp")
+    B-frames too: frames joined mid-GOP reorder across the first keyframe; and G.711 audio, which
+    arrives while the video is still waiting for its first keyframe (bench/record found that crash)."""
+    sim = RtspSimulator({"/shared": Mount.live(shared=True, key_int=62, bframes=2, audio="pcma")},
+                        workdir=tmp_path / "rtsp")
     sim.start()
     workers = []
     try:
@@ -127,6 +129,7 @@ def test_late_joiners_of_a_shared_long_gop_stream_start_at_a_keyframe(tmp_path):
     for p, _ in workers:
         st = p.worker.status
         assert st.sessions == 1, st.last_error
+        assert st.audio_recorded == "aac", (st.audio_codec, st.audio_note)
         assert st.dropped_packets == st.before_keyframe
         late += st.before_keyframe > 0
         assert p.worker.metrics.dropped_packets.labels(p.worker.camera_id, "before_keyframe")._value.get() == st.before_keyframe
