@@ -1,9 +1,9 @@
 """Audio packets -> the segment their time belongs to, whichever order they come in.
 
 The worker cuts segments at video keyframes; audio packets of the same instant
-do not come with the video.  The native client hands out a receive batch's
-video before its audio (up to half a second), an AAC encoder holds a frame or
-two (:mod:`recorder.audio_transcode`), and FFmpeg's client may hand out audio
+do not come with the video.  The native client interleaves a receive batch's
+audio and video by time (a batch holds half a second, more after a stall), an
+AAC encoder holds a frame or two (:mod:`recorder.audio_transcode`), and FFmpeg's client may hand out audio
 a little *before* the video of its time.  Written as it came, audio from
 before a cut would land at the start of the next segment (stacked at 0 by the
 muxer's monotonic timestamps) and audio after it in the segment before.

@@ -280,9 +280,20 @@ class NativeRtspInput:
             conn.pos = pos
             if bye:
                 vdep.flush()
+            # audio and video of a batch go out interleaved by time, as a demuxer's would: the
+            # worker holds audio ahead of the video and finishes a cut segment without audio
+            # that comes 2 s of video later (recorder.audio_route), and a batch read after a
+            # stall (a loaded machine catching up) can hold more than 2 s of each
+            ai, na = 0, len(aout)
             if vout:
                 times = self._times
                 for au in vout:
+                    while ai < na:
+                        apkt = self._audio_packet(aout[ai], atb, au.ts)
+                        if apkt is None:
+                            break  # after this picture (or no video yet to align it with)
+                        ai += 1
+                        yield True, apkt, 0, 0
                     if not vdep.ready:
                         self.skipped_before_params += 1  # no SPS/PPS yet (none in the SDP): cannot describe it
                         continue
@@ -298,18 +309,12 @@ class NativeRtspInput:
                         ready.pts, ready.dts = pts, dts
                         yield False, ready, dts, pts
                 vout.clear()
-            if aout:
-                for au in aout:
-                    shift = self._a_shift
-                    if shift is None:
-                        shift = self._audio_shift(au.ts)
-                        if shift is None:
-                            continue  # no video yet to align with
-                    pkt = Packet(au.data)
-                    pkt.time_base = atb
-                    pkt.pts = pkt.dts = au.ts + shift
-                    yield True, pkt, 0, 0
-                aout.clear()
+            if ai < na:
+                for au in aout[ai:]:
+                    apkt = self._audio_packet(au, atb, None)
+                    if apkt is not None:
+                        yield True, apkt, 0, 0
+            aout.clear()
             lost = vdep.lost + (adep.lost if adep is not None else 0)
             if lost != lost_seen:
                 self.on_loss(lost - lost_seen)
@@ -370,6 +375,22 @@ class NativeRtspInput:
         for r in reports:
             self.sender_reports[ch] = r
         return bye and ch == self._vch + 1
+
+    def _audio_packet(self, au, atb: Fraction | None, before_vts: int | None) -> av.Packet | None:
+        """The audio unit as a packet on the video's media timeline; None when it is not due
+        before the picture at ``before_vts`` (None: due now), or cannot be aligned yet."""
+        shift = self._a_shift
+        if shift is None:
+            shift = self._audio_shift(au.ts)
+            if shift is None:
+                return None  # no video yet to align with (dropped by the caller's last pass)
+        t = au.ts + shift
+        if before_vts is not None and t * 90000 > before_vts * self._arate:
+            return None
+        pkt = av.Packet(au.data)
+        pkt.time_base = atb
+        pkt.pts = pkt.dts = t
+        return pkt
 
     def _audio_shift(self, a_ts: int) -> int | None:
         """Offset that puts audio RTP time on the video's media timeline (in audio clock units)."""
