@@ -93,7 +93,7 @@ def rtsp_options(url: str, timeout: float = 3.0) -> tuple[Level, str]:
 
 
 def port_status(host: str, port: int, https: bool) -> tuple[Level, str]:
-    """Free, or held by a labwitness that answers /metrics: ok.  Held by anything else: error."""
+    """Free, or held by a labwitness (its public key list answers): ok.  Held by anything else: error."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -103,7 +103,8 @@ def port_status(host: str, port: int, https: bool) -> tuple[Level, str]:
         except OSError:
             pass
     probe_host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
-    url = f"{'https' if https else 'http'}://{f'[{probe_host}]' if ':' in probe_host else probe_host}:{port}/metrics"
+    netloc = f"[{probe_host}]:{port}" if ":" in probe_host else f"{probe_host}:{port}"
+    url = f"{'https' if https else 'http'}://{netloc}/.well-known/labwitness-keys.json"  # public: no token needed
     ctx = ssl._create_unverified_context() if https else None  # noqa: S323 -- our own port, identity not the question
     try:
         with urllib.request.urlopen(url, timeout=3, context=ctx) as r:
