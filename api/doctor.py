@@ -22,12 +22,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from sqlalchemy import text
-
 from api.doctor_host import clock_sync, port_status, rtsp_options
 from api.settings import Settings
+from index.bitrates import recent_bitrates
 from index.db import make_engine
 from index.migrate import alembic_config, current
+from index.registry import Registry
 from labwitness.errors import LabwitnessError, ObjectLockError
 from storage.lock_probe import probe_lock
 from storage.s3 import S3ObjectStore
@@ -175,14 +175,8 @@ class Doctor:
         """Bytes per second of all enabled cameras over the last day's segments, and how many cameras."""
         if self.engine is None:
             return None
-        since = int(time.time() * 1000) - 24 * 3600 * 1000
-        with self.engine.connect() as c:
-            rows = c.execute(text(
-                "SELECT s.camera_id, SUM(s.size), SUM(s.media_duration_ms) FROM segment s JOIN camera c "
-                "ON c.id = s.camera_id WHERE s.start_ms > :since AND c.enabled GROUP BY s.camera_id"),
-                {"since": since}).all()
-        rate = sum(size / (ms / 1000) for _, size, ms in rows if ms)
-        return rate, len(rows)
+        rates = recent_bitrates(self.engine, int(time.time() * 1000) - 24 * 3600 * 1000)
+        return sum(rates.values()), len(rates)
 
     def check_spool(self, stack: ExitStack) -> None:
         spool = self.s.spool_path
@@ -217,8 +211,7 @@ class Doctor:
         if self.engine is None:
             self.add("cameras", "unknown", "数据库不可达，未检查 / database unreachable: cameras not checked")
             return
-        with self.engine.connect() as c:
-            cams = c.execute(text("SELECT id, rtsp_url FROM camera WHERE enabled ORDER BY id")).all()
+        cams = [(c.id, c.rtsp_url) for c in Registry(self.engine, lambda: 0).cameras(enabled_only=True)]
         bad = []
         for cid, url in cams:
             level, msg = rtsp_options(url)

@@ -239,3 +239,39 @@ def test_rtsp_options_on_a_listener_that_is_not_rtsp():
     level, msg = rtsp_options(f"rtsp://127.0.0.1:{srv.getsockname()[1]}/x")
     srv.close()
     assert level == "error" and "not RTSP" in msg
+
+
+def test_doctor_spool_hours_against_the_cameras_bitrate(tmp_path, db_url):
+    import shutil
+    import time as _time
+
+    from index.models import Segment
+    from index.queries import IndexStore
+
+    assert init(tmp_path).returncode == 0
+    engine = make_engine(db_url)
+    upgrade(engine)
+    Registry(engine, lambda: 1).add_camera(Camera(id="cam1", rtsp_url="rtsp://127.0.0.1:1/x", created_ms=1), "test")
+    ix = IndexStore(engine)
+    now = int(_time.time() * 1000)
+    rate = 500_000  # bytes/s: a 4 Mbit/s camera
+    for i in range(10):  # the last ten minutes, one-minute segments
+        start = now - (10 - i) * 60_000
+        ix.add_segment(Segment(camera_id="cam1", start_ms=start, end_ms=start + 60_000, media_duration_ms=60_000,
+                               key=f"footage/cam1/{i}.mp4", version_id=f"v{i}", size=rate * 60, sha256="0" * 64))
+    engine.dispose()
+    free = shutil.disk_usage(tmp_path).free
+
+    def spool(hours_left: float | None) -> tuple[int, dict]:
+        env = {"LABWITNESS_DATABASE_URL": db_url}
+        if hours_left is not None:  # the reserve takes all but this many hours of the camera's recording
+            env["LABWITNESS_SPOOL_RESERVE_BYTES"] = int(free - hours_left * 3600 * rate)
+        code, doc = doctor(tmp_path, "--skip", "storage", "--skip", "cameras", **env)
+        return code, by_check(doc)["spool"]
+
+    code, sp = spool(1.0)
+    assert code == 2 and sp["level"] == "error" and "4.0 Mbit/s" in sp["message"] and "1 cameras" in sp["message"], sp
+    code, sp = spool(10.0)
+    assert code == 1 and sp["level"] == "warning", sp
+    code, sp = spool(None)
+    assert sp["level"] == "ok" and "h of 1 cameras" in sp["message"], sp
