@@ -27,6 +27,8 @@ from index.db import make_engine
 from index.migrate import upgrade
 from index.models import Camera
 from index.registry import Registry
+from api.runtime import Runtime
+from labwitness.errors import StorageUnavailableError
 from storage.seaweed import EmbeddedSeaweed
 
 KEYS = ("credentials.key", "signing.key", "audit-mac.key", "seaweedfs/s3-identity.json", "seaweedfs/security.toml")
@@ -184,12 +186,18 @@ def test_separate_store_unit_serves_and_doctor_sees_it_stop(tmp_path):
         assert code == 0 and by_check(doc)["storage"]["level"] == "ok", doc
         again = lw(["store"], clean_env(LABWITNESS_CONFIG=cfg))  # a second store on the same directory
         assert again.returncode == 2 and "already run by another process" in again.stderr
+        settings = load_settings(config_file=cfg)
+        with Runtime(settings, recording=False) as rt:  # what serve does: attach, never spawn
+            assert rt.seaweed.attached and rt.seaweed.proc is None
+            assert rt.store.lock_config().mode == "COMPLIANCE"
     finally:
         proc.terminate()
         proc.wait(30)
     code, doc = doctor(tmp_path)
     st = by_check(doc)["storage"]
     assert code == 2 and "not running" in st["message"] and "labwitness-store" in st["message"], st
+    with pytest.raises(StorageUnavailableError, match="not running"):
+        Runtime(settings, recording=False).__enter__()
 
 
 @pytest.mark.parametrize("text,level", [
