@@ -15,6 +15,7 @@ answering RTSP OPTIONS; the serve port free (or held by this labwitness).
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from contextlib import ExitStack
@@ -109,7 +110,9 @@ class Doctor:
         if s.embedded_store == "separate":
             sw.attach(timeout=10)
         else:  # attach to the running service's store, else run one for the check
+            owner = s.data_dir.stat()
             sw.start()
+            stack.callback(_give_back, sw.data_dir, owner.st_uid, owner.st_gid)  # runs after stop (LIFO)
             stack.callback(sw.stop)
         return sw.endpoint, sw.access_key, sw.secret_key
 
@@ -227,6 +230,18 @@ class Doctor:
         level, msg = port_status(self.s.host, self.s.port, https=self.s.ssl_certfile is not None)
         self.add("port", level, msg if level == "ok" else f"端口被占用 / port in use: {msg}",
                  "" if level == "ok" else "stop that program or set port in the config")
+
+
+def _give_back(store_dir: Path, uid: int, gid: int) -> None:
+    """doctor run by root on a service user's installation: weed's files it wrote become the service's again."""
+    if os.geteuid() != 0 or uid == 0:
+        return
+    for p in [store_dir, *store_dir.rglob("*")]:
+        try:
+            if p.lstat().st_uid == 0:
+                os.lchown(p, uid, gid)
+        except FileNotFoundError:
+            pass
 
 
 def findings_for_bad_config(e: Exception, config: Path | None) -> list[Finding]:

@@ -108,6 +108,9 @@ def test_init_gives_what_it_creates_to_the_service_user(tmp_path):
         assert p.stat().st_uid == nobody, p
     cfg = tmp_path / "etc" / "labwitness.toml"
     assert cfg.stat().st_uid == 0 and stat.S_IMODE(cfg.stat().st_mode) == 0o640  # the service reads, cannot rewrite
+    code, doc = doctor(tmp_path)  # as root, on nobody's installation: the store it ran leaves nothing of root's
+    assert by_check(doc)["storage"]["level"] == "ok", doc
+    assert [p for p in (tmp_path / "data").rglob("*") if p.lstat().st_uid != nobody] == []
     r = init(tmp_path / "other", "--user", "no-such-user-lw")
     assert r.returncode == 2 and "useradd" in r.stderr
 
