@@ -286,3 +286,15 @@ def test_doctor_spool_hours_against_the_cameras_bitrate(tmp_path, db_url):
     assert code == 1 and sp["level"] == "warning", sp
     code, sp = spool(None)
     assert sp["level"] == "ok" and "h of 1 cameras" in sp["message"], sp
+
+
+def test_doctor_on_an_invalid_config_says_which_key(tmp_path):
+    cfg = tmp_path / "lw.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "data"}"\nretention_months = 3\n')
+    r = lw(["doctor", "--json"], clean_env(LABWITNESS_CONFIG=cfg))
+    found = json.loads(r.stdout)
+    assert r.returncode == 2 and found["checks"][0]["check"] == "config" and found["checks"][0]["level"] == "error"
+    assert "6" in found["checks"][0]["message"] and str(cfg) in found["checks"][0]["message"]
+    cfg.write_text("data_dir = [unclosed\n")
+    r = lw(["doctor"], clean_env(LABWITNESS_CONFIG=cfg))
+    assert r.returncode == 2 and "cannot read config file" in r.stderr
