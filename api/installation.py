@@ -47,13 +47,13 @@ def read_state(data_dir: Path) -> dict:
     return read_json(data_dir / STATE)
 
 
-def served_url(host: str, port: int) -> str:
+def served_url(host: str, port: int, https: bool = False) -> str:
     """The URL a service bound to ``host:port`` is reached at from this machine."""
     if host in _WILDCARD_HOSTS:
         host = "127.0.0.1"  # bound everywhere: loopback reaches it; set LABWITNESS_PUBLIC_BASE_URL for the LAN name
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{'https' if https else 'http'}://{host}:{port}"
 
 
 def public_base_url(settings: Settings) -> str:
@@ -66,7 +66,7 @@ def announce_served_url(settings: Settings) -> str:
     """serve/demo at start: unless a URL is configured, the one they are served at becomes the installation's."""
     if settings.public_base_url:
         return settings.public_base_url.rstrip("/")
-    url = served_url(settings.host, settings.port)
+    url = served_url(settings.host, settings.port, https=settings.ssl_certfile is not None)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     write_json(settings.data_dir / STATE, {**read_state(settings.data_dir), "public_base_url": url})
     return url

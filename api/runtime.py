@@ -120,8 +120,11 @@ class Runtime:
                             "are ignored: the embedded store uses the credentials it generated in %s",
                             s.data_dir / "seaweedfs")
             self.seaweed = EmbeddedSeaweed(s.data_dir / "seaweedfs")  # its own credentials, generated on first start
-            self.seaweed.start()
-            self._stack.callback(self.seaweed.stop)
+            if s.embedded_store == "separate":  # `labwitness store` runs it (deploy/systemd/labwitness-store.service)
+                self.seaweed.attach()
+            else:
+                self.seaweed.start()
+                self._stack.callback(self.seaweed.stop)
             endpoint, access, secret = self.seaweed.endpoint, self.seaweed.access_key, self.seaweed.secret_key
         self.store = S3ObjectStore(endpoint, access, secret, s.s3_bucket,
                                    secure=s.s3_secure, region=s.s3_region, allow_unenforced=s.allow_unenforced_retention,

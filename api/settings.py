@@ -2,7 +2,10 @@
 
 Built once by the CLI and passed in everywhere; nothing reads the environment
 on its own.  A TOML file named by ``LABWITNESS_CONFIG`` may set the same keys
-(lower-case, without the prefix); the environment wins over the file.
+(lower-case, without the prefix); the environment wins over the file.  With
+``LABWITNESS_CONFIG`` unset, ``/etc/labwitness/labwitness.toml`` is read when it
+exists (what ``labwitness init`` writes by default, :data:`DEFAULT_CONFIG`);
+``LABWITNESS_CONFIG=""`` reads no file at all.
 """
 
 from __future__ import annotations
@@ -25,6 +28,18 @@ from retention.policy import RetentionPolicy, validate as validate_retention
 from retention.runs import JobsConfig
 from retention.witness import RetryPolicy, WitnessThresholds
 from retention.witness_config import check_specs as check_witness_specs
+
+
+#: the config file read when LABWITNESS_CONFIG is unset and this file exists (``labwitness init``'s default)
+DEFAULT_CONFIG = Path("/etc/labwitness/labwitness.toml")
+
+
+def config_path() -> Path | None:
+    """The config file this process reads: LABWITNESS_CONFIG, else DEFAULT_CONFIG when it exists."""
+    cfg = os.environ.get("LABWITNESS_CONFIG")
+    if cfg is not None:
+        return Path(cfg) if cfg else None
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
 
 class Settings(BaseSettings):
@@ -104,6 +119,17 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # reverse proxy (deploy/README.md): the addresses whose X-Forwarded-For/-Proto uvicorn believes, comma-separated
+    # ("127.0.0.1" for a proxy on this host); empty: none -- the client address is the TCP peer's, always
+    forwarded_allow_ips: str = ""
+    # TLS without a proxy: serve https with this certificate chain and key (PEM), both or neither
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    # also log to LOG_DIR/labwitness.log (besides stderr, i.e. the journal under systemd)
+    log_dir: Path | None = None
+    # the embedded store (no S3 endpoint): "child" -- serve runs weed itself; "separate" -- `labwitness store`
+    # runs it (its own systemd unit, deploy/systemd/) and every other command only attaches to it
+    embedded_store: Literal["child", "separate"] = "child"
 
     @field_validator("segment_seconds")
     @classmethod
@@ -148,6 +174,13 @@ class Settings(BaseSettings):
                 "issued for labwitness; there is no default)")
         return self
 
+    @model_validator(mode="after")
+    def _tls_pair(self) -> "Settings":
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ConfigError("LABWITNESS_SSL_CERTFILE 与 LABWITNESS_SSL_KEYFILE 需同时设置 / LABWITNESS_SSL_CERTFILE and "
+                              "LABWITNESS_SSL_KEYFILE go together (the certificate chain and its private key, PEM)")
+        return self
+
     @property
     def discovery_ifaces(self) -> list[str] | None:
         return [x.strip() for x in self.discovery_interfaces.split(",") if x.strip()] or None
@@ -170,14 +203,14 @@ class Settings(BaseSettings):
         return self.database_url or sqlite_url(self.data_dir / "index.sqlite3")
 
 
-def load_settings(**overrides) -> Settings:
-    """Settings from file (LABWITNESS_CONFIG) < environment < explicit overrides.
+def load_settings(config_file: Path | None = None, **overrides) -> Settings:
+    """Settings from file (:func:`config_path`) < environment < explicit overrides.
 
     Any invalid value becomes a :class:`ConfigError` whose message names the key.
     """
     file_values: dict = {}
-    cfg = os.environ.get("LABWITNESS_CONFIG")
-    if cfg:
+    cfg = config_file or config_path()
+    if cfg is not None:
         try:
             file_values = tomllib.loads(Path(cfg).read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as e:

@@ -225,6 +225,32 @@ class EmbeddedSeaweed:
         log.info("embedded SeaweedFS S3 at %s (data %s)", self.endpoint, self.data_dir)
         return self
 
+    def attach(self, timeout: float = 30.0) -> "EmbeddedSeaweed":
+        """Use the store another process runs on this directory (``labwitness store``, its own
+        systemd unit); never start one.  Not running: :class:`StorageUnavailableError` saying so."""
+        import fcntl
+
+        not_running = StorageUnavailableError(
+            f"嵌入式对象存储未运行 / the embedded store at {self.data_dir} is not running "
+            "(LABWITNESS_EMBEDDED_STORE=separate): start it with `systemctl start labwitness-store` "
+            "or `labwitness store`")
+        try:
+            with open(self.data_dir / ".lock", "a+") as f:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # we got it: nobody holds it, nobody runs weed
+        except BlockingIOError:
+            pass
+        except OSError as e:
+            raise not_running from e
+        else:
+            raise not_running
+        self.ports = json.loads((self.data_dir / "ports.json").read_text())
+        self.credentials = read_credentials(self.data_dir)
+        if self.credentials is None:
+            raise not_running
+        self.attached = True
+        self.wait_ready(timeout)
+        return self
+
     def _supervise(self) -> None:
         if self.supervise and self._thread is None:
             self._stop.clear()

@@ -10,6 +10,7 @@
     content      retention content, camera approve-reference
     report       report compliance
     key          key export, key list
+    install      init, doctor, store (a server's installation)
     seal         seal now, seal verify
 
 Importing this package only builds Typer objects; a command's heavy dependencies
@@ -20,13 +21,13 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import access, camera_time, content, evidence, key, maintenance, registry, report, run, seal
+from api.cli import access, camera_time, content, evidence, install, key, maintenance, registry, report, run, seal
 from api.cli.common import HELP as EXIT_HELP, CliGroup
 
 app = typer.Typer(cls=CliGroup, help="labwitness — 检测区域录像留存与索引 / testing-area video retention and indexing",
                   epilog=EXIT_HELP, no_args_is_help=True, pretty_exceptions_enable=False)
 
-for command in (run.record, run.serve, run.demo, registry.discover, evidence.export, evidence.verify, maintenance.health):
+for command in (install.init, install.doctor, install.store, run.record, run.serve, run.demo, registry.discover, evidence.export, evidence.verify, maintenance.health):
     app.command()(command)
 
 maintenance.retention_app.command("content")(content.content)

@@ -103,9 +103,39 @@ def record(
         raise typer.Exit(1)
 
 
+def uvicorn_options(settings) -> dict:
+    """How uvicorn serves: X-Forwarded-* believed only from ``forwarded_allow_ips`` (none by default:
+    uvicorn's own default trusts 127.0.0.1, i.e. any local user could forge a client address), TLS when
+    a certificate is configured."""
+    opts: dict = {"host": settings.host, "port": settings.port, "log_level": "info",
+                  "proxy_headers": bool(settings.forwarded_allow_ips.strip()),
+                  "forwarded_allow_ips": settings.forwarded_allow_ips.strip() or "",
+                  "server_header": False}
+    if settings.ssl_certfile is not None:
+        opts.update(ssl_certfile=str(settings.ssl_certfile), ssl_keyfile=str(settings.ssl_keyfile))
+    return opts
+
+
+def log_to_dir(settings) -> None:
+    """With ``log_dir`` set, also log to LOG_DIR/labwitness.log (reopened after logrotate moves it)."""
+    if settings.log_dir is None:
+        return
+    from logging.handlers import WatchedFileHandler
+
+    from labwitness.private_fs import private_dir
+
+    h = WatchedFileHandler(private_dir(settings.log_dir) / "labwitness.log", encoding="utf-8")
+    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(h)
+
+
 def serve(
     host: Annotated[Optional[str], typer.Option()] = None,
     port: Annotated[Optional[int], typer.Option()] = None,
+    ssl_certfile: Annotated[Optional[Path], typer.Option(help="serve https: certificate chain, PEM (LABWITNESS_SSL_CERTFILE)")] = None,
+    ssl_keyfile: Annotated[Optional[Path], typer.Option(help="serve https: private key, PEM (LABWITNESS_SSL_KEYFILE)")] = None,
+    forwarded_allow_ips: Annotated[Optional[str], typer.Option(help="the reverse proxy's addresses whose X-Forwarded-* "
+                                                                    "are believed (LABWITNESS_FORWARDED_ALLOW_IPS)")] = None,
     verbose: Annotated[bool, typer.Option("-v")] = False,
 ) -> None:
     """API、界面、录像与任务同一进程运行（单机部署） / Run API, UI, recorders and jobs in one process."""
@@ -114,11 +144,13 @@ def serve(
 
     from api.app import create_app  # heavy: the FastAPI app (and the recorder's av); keeps --help fast
 
-    settings = settings_or_exit(host=host, port=port)
+    settings = settings_or_exit(host=host, port=port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
+                                forwarded_allow_ips=forwarded_allow_ips)
+    log_to_dir(settings)
     try:
         service = create_app(settings)
         announce_served_url(settings)  # `labwitness export` beside it puts the same verify URL into packages
-        uvicorn.run(service, host=settings.host, port=settings.port, log_level="info")
+        uvicorn.run(service, **uvicorn_options(settings))
     except LabwitnessError as e:
         fail(e)
     print_stop_report(getattr(service.state, "runtime", None))
