@@ -217,10 +217,11 @@ def test_each_component_runs_from_the_cli_as_a_systemd_unit_would(tmp_path):
     assert conf["LABWITNESS_S3_ENDPOINT"] == lay.s3_endpoint
     procs = []
     try:
-        for n in lay.nodes:
-            procs.append(p := subprocess.Popen([*cli, "run", "--component", n.name], env=env, start_new_session=True,
-                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            wait_listening(n.host, n.grpc, p)
+        for n in lay.nodes:  # all at once, as units start (the CLI takes seconds to import); weed retries peers
+            procs.append(subprocess.Popen([*cli, "run", "--component", n.name], env=env, start_new_session=True,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for n, p in zip(lay.nodes, procs):
+            wait_listening(n.host, n.grpc, p, timeout=60)
             assert Path(f"/proc/{p.pid}/exe").resolve().name == "weed"  # exec'd: the unit's main process is weed
         wait_s3_ready(lay.s3_endpoint, procs[-1], lay.s3.dir / "weed.log")
         store = S3ObjectStore(conf["LABWITNESS_S3_ENDPOINT"], conf["LABWITNESS_S3_ACCESS_KEY"],
