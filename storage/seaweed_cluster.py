@@ -37,7 +37,7 @@ from typing import Literal
 
 from labwitness.errors import ConfigError, StorageUnavailableError
 from labwitness.private_fs import private_dir, write_atomic
-from storage.seaweed import (GRPC_OFFSET, HTTP_OFF, pick_ports, s3_lockdown_flags, spawn_weed, terminate,
+from storage.seaweed import (GRPC_OFFSET, HTTP_OFF, StartedCredentials, pick_ports, s3_lockdown_flags, spawn_weed, terminate,
                              wait_s3_ready, weed_binary)
 from storage.seaweed_secrets import S3Credentials, ensure_credentials, ensure_security
 
@@ -255,31 +255,15 @@ def wait_listening(host: str, port: int, proc: subprocess.Popen | None = None, t
 
 
 @dataclass
-class SeaweedCluster:
+class SeaweedCluster(StartedCredentials):
     """Every component of ``layout`` started on this host, each its own process (tests, a trial)."""
+
+    _what = "storage cluster"
 
     layout: ClusterLayout
     given: S3Credentials | None = None
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     credentials: S3Credentials | None = None
-
-    @classmethod
-    def spread(cls, base: Path, secrets_dir: Path, *, masters: list[str], volumes: list[str], filer: str, s3: str,
-               replication: str = "010", **kw) -> "ClusterLayout":
-        """Components on the given hosts with weed's usual ports (master 9333, volume 8080, filer 8888,
-        S3 8333; +1 for each further one of a kind on the same host), data under ``base`` on each
-        host.  A volume server's rack is its host: two on one machine share it, so replication 010
-        never keeps both copies of a volume on one machine."""
-        defaults = {"master": 9333, "volume": 8080, "filer": 8888, "s3": 8333}
-        taken: dict[tuple[str, str], int] = {}
-        nodes = []
-        for kind, hosts in (("master", masters), ("volume", volumes), ("filer", [filer]), ("s3", [s3])):
-            for i, host in enumerate(hosts):
-                name = kind if kind in ("filer", "s3") else f"{kind}-{i + 1}"
-                k = taken[(host, kind)] = taken.get((host, kind), -1) + 1
-                rack = f"rack-{host}" if kind == "volume" else ""
-                nodes.append(Node(name, kind, host, defaults[kind] + k, Path(base) / name, rack=rack))  # type: ignore[arg-type]
-        return cls(Path(secrets_dir), tuple(nodes), replication=replication, **kw)
 
     @classmethod
     def local(cls, base: Path, given: S3Credentials | None = None, **kw) -> "SeaweedCluster":
@@ -288,19 +272,6 @@ class SeaweedCluster:
     @property
     def endpoint(self) -> str:
         return self.layout.s3_endpoint
-
-    @property
-    def access_key(self) -> str:
-        return self._creds().access_key
-
-    @property
-    def secret_key(self) -> str:
-        return self._creds().secret_key
-
-    def _creds(self) -> S3Credentials:
-        if self.credentials is None:
-            raise StorageUnavailableError("storage cluster not started: its credentials are read at start")
-        return self.credentials
 
     def start(self, timeout: float = 60.0) -> "SeaweedCluster":
         self.credentials = ensure_cluster_secrets(self.layout, self.given)
