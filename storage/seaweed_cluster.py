@@ -235,10 +235,13 @@ def prepare_node(layout: ClusterLayout, name: str) -> list[str]:
     return node_command(layout, name)
 
 
-def start_node(layout: ClusterLayout, name: str) -> subprocess.Popen:
-    """Start component ``name`` (secrets must exist: :func:`ensure_cluster_secrets`); its log is ``DIR/weed.log``."""
+def start_node(layout: ClusterLayout, name: str, prefix: tuple[str, ...] = ()) -> subprocess.Popen:
+    """Start component ``name`` (secrets must exist: :func:`ensure_cluster_secrets`); its log is ``DIR/weed.log``.
+
+    ``prefix`` goes before weed's command line, e.g. ``("ip", "netns", "exec", "ns1")`` to run it in a
+    network namespace holding its address (that command execs weed: the process is weed's)."""
     args = prepare_node(layout, name)
-    return spawn_weed(args, cwd=layout.secrets_dir, log_path=layout.node(name).dir / "weed.log")
+    return spawn_weed([*prefix, *args], cwd=layout.secrets_dir, log_path=layout.node(name).dir / "weed.log")
 
 
 def wait_listening(host: str, port: int, proc: subprocess.Popen | None = None, timeout: float = 30.0) -> None:
@@ -264,6 +267,8 @@ class SeaweedCluster(StartedCredentials):
     given: S3Credentials | None = None
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     credentials: S3Credentials | None = None
+    #: per component, what goes before its command line (see :func:`start_node`)
+    prefixes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def local(cls, base: Path, given: S3Credentials | None = None, **kw) -> "SeaweedCluster":
@@ -289,7 +294,7 @@ class SeaweedCluster(StartedCredentials):
 
     def start_node(self, name: str, timeout: float = 30.0) -> None:
         n = self.layout.node(name)
-        self.procs[name] = proc = start_node(self.layout, name)
+        self.procs[name] = proc = start_node(self.layout, name, self.prefixes.get(name, ()))
         wait_listening(n.host, n.grpc, proc, timeout)
 
     def kill(self, name: str, sig: int = 9) -> None:
@@ -318,7 +323,7 @@ class SeaweedCluster(StartedCredentials):
                 terminate(proc, timeout=0.1)
 
     def __enter__(self) -> "SeaweedCluster":
-        return self.start()
+        return self if self.procs else self.start()  # ``with SeaweedCluster(...).start() as c`` starts it once
 
     def __exit__(self, *exc) -> None:
         self.stop()
