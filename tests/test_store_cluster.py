@@ -292,3 +292,18 @@ def test_volume_servers_in_their_own_network_namespaces(tmp_path, namespaces):
         _read_all(store, footage)
         stored, data = _until(lambda: store_segment(store, tmp_path, "cam-ns", 9, size=100_000))[0]
         assert store.open(stored.key, stored.version_id).read() == data
+
+
+def test_the_service_uses_the_cluster_with_only_the_endpoint_and_keys(cluster, tmp_path):
+    """No setting beyond LABWITNESS_S3_ENDPOINT and the two keys: the store is external, locked, healthy."""
+    from api.runtime import Runtime
+    from api.settings import load_settings
+
+    c, *_ = cluster
+    s = load_settings(data_dir=tmp_path / "data", retention_jobs=False, s3_endpoint=c.endpoint,
+                      s3_access_key=c.access_key, s3_secret_key=c.secret_key, s3_bucket="service-footage")
+    with Runtime(s, recording=False) as rt:
+        assert rt.seaweed is None and rt.store.check().retention_enforced
+        lock = rt.store.lock_config()
+        assert (lock.enabled, lock.mode) == (True, "COMPLIANCE")
+        assert rt.health.report()["storage_protection"]["profile"] == "external"
