@@ -63,7 +63,7 @@ def test_handover_and_failover_between_recorder_processes(tmp_path, seaweed, rts
         other = "n2" if leaving == "n1" else "n1"
         t_term = int(time.time() * 1000)
         procs[leaving].send_signal(signal.SIGTERM)
-        assert procs[leaving].wait(60) == 0
+        assert procs[leaving].wait(60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after its clean stop
         wait_for(lambda: recorded_by(other, "cam-1", t_term - 3000), 60, what="cam-1 on the other node")
         with engine.connect() as c:
             handover = c.execute(select(Gap.__table__).where(Gap.__table__.c.camera_id == "cam-1",
