@@ -65,13 +65,15 @@ def test_handover_and_failover_between_recorder_processes(tmp_path, seaweed, rts
         procs[leaving].send_signal(signal.SIGTERM)
         assert procs[leaving].wait(60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after its clean stop
         wait_for(lambda: recorded_by(other, "cam-1", t_term - 3000), 60, what="cam-1 on the other node")
-        with engine.connect() as c:
-            handover = c.execute(select(Gap.__table__).where(Gap.__table__.c.camera_id == "cam-1",
-                                                             Gap.__table__.c.reason == "handover")).all()
-        assert handover, "the handover is recorded as a gap"
+
+        def gaps(reason):
+            with engine.connect() as c:
+                return c.execute(select(Gap.__table__).where(Gap.__table__.c.camera_id == "cam-1",
+                                                             Gap.__table__.c.reason == reason)).all()
+        handover = wait_for(lambda: gaps("handover"), 30, what="the handover recorded as a gap")
         handover_ms = handover[0].end_ms - handover[0].start_ms
         lease = {lv.camera_id: lv for lv in leases.leases()}["cam-1"]
-        assert lease.handovers == 1 and lease.prev_end == "released" and lease.epoch >= 2
+        assert lease.handovers >= 1 and lease.prev_end == "released" and lease.epoch >= 2
 
         # a third node joins; the survivor sheds one camera to it
         procs["n3"] = start_node(tmp_path, seaweed, pg_url, "n3")
@@ -87,15 +89,7 @@ def test_handover_and_failover_between_recorder_processes(tmp_path, seaweed, rts
         procs[victim].wait(10)
         first = wait_for(lambda: recorded_by(survivor, "cam-1", t_kill - 2000), 60, what="cam-1 failed over")
         resumed_ms = first[0].start_ms - t_kill
-
-        def failover_gaps():
-            with engine.connect() as c:
-                return c.execute(select(Gap.__table__).where(Gap.__table__.c.camera_id == "cam-1",
-                                                             Gap.__table__.c.reason == "failover")).all()
-        wait_for(failover_gaps, 30, what="failover gap indexed")
-        with engine.connect() as c:
-            fo = c.execute(select(Gap.__table__).where(Gap.__table__.c.camera_id == "cam-1",
-                                                       Gap.__table__.c.reason == "failover")).all()
+        fo = wait_for(lambda: gaps("failover"), 30, what="the failover recorded as a gap")
         assert len(fo) == 1 and fo[0].node_id == survivor and "n" in fo[0].detail
         failover_gap_ms = fo[0].end_ms - fo[0].start_ms
         print(f"\nFIGURES handover_gap_ms={handover_ms} failover_resumed_after_kill_ms={resumed_ms} "
