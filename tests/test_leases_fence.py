@@ -33,6 +33,9 @@ def test_cut_off_node_stops_at_lease_expiry_and_uploads_later(tmp_path, pg_clust
                       renew_s=1.0, cap=8, clock=SystemClock()).start()
     try:
         wait_for(lambda: "cam" in svc.workers() and svc.workers()["cam"].status.segments >= 2, 60, what="recording")
+        # another recorder node is alive: from now on a database outage means the camera may be taken over
+        LeaseStore(engine, lambda: int(time.time() * 1000)).register("n2", "recorder", "h", 2, "", live_ms=4000)
+        wait_for(lambda: lm.others_alive, 10, what="n2 seen alive")
         assert svc.workers()["cam"].epoch == 1
         pg_cluster.stop()
         cut = time.monotonic()
