@@ -70,7 +70,7 @@ def record(
         check_camera_id(camera_id)
     stop = stop_on_signals()
     try:
-        with runtime(settings) as rt:
+        with runtime(settings, leases=False) as rt:  # records what it is told, not by camera leases
             if url is not None:
                 try:
                     rt.registry.upsert_camera(rt.new_camera(camera_id, url), actor="cli:record")
@@ -136,18 +136,30 @@ def serve(
     ssl_keyfile: Annotated[Optional[Path], typer.Option(help="serve https: private key, PEM (LABWITNESS_SSL_KEYFILE)")] = None,
     forwarded_allow_ips: Annotated[Optional[str], typer.Option(help="the reverse proxy's addresses whose X-Forwarded-* "
                                                                     "are believed (LABWITNESS_FORWARDED_ALLOW_IPS)")] = None,
+    roles: Annotated[Optional[str], typer.Option(
+        "--roles", help="comma-separated subset of api,recorder,jobs (LABWITNESS_ROLES; default all three)")] = None,
+    node_id: Annotated[Optional[str], typer.Option(
+        "--node-id", help="this node's name in the cluster (LABWITNESS_NODE_ID; default the host name)")] = None,
     verbose: Annotated[bool, typer.Option("-v")] = False,
 ) -> None:
-    """API、界面、录像与任务同一进程运行（单机部署） / Run API, UI, recorders and jobs in one process."""
+    """运行节点：API/界面、录像、任务（默认全部） / Run a node: API and UI, recorders, jobs (default: all).
+
+    One server runs all three roles on SQLite or PostgreSQL.  A cluster runs any
+    number of nodes of each role against one PostgreSQL and one S3 store; recorder
+    nodes share the cameras by leases (docs/cluster.md).  A node without the api
+    role serves only /healthz and /metrics on its port.
+    """
     setup_logging(verbose)
     import uvicorn  # heavy: the web server; keeps --help fast
 
     from api.app import create_app  # heavy: the FastAPI app (and the recorder's av); keeps --help fast
 
     settings = settings_or_exit(host=host, port=port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
-                                forwarded_allow_ips=forwarded_allow_ips)
+                                forwarded_allow_ips=forwarded_allow_ips, roles=roles, node_id=node_id)
     log_to_dir(settings)
     try:
+        from api.runtime import check_single_node
+        check_single_node(settings)  # a second node on SQLite: exit 2 before anything starts
         service = create_app(settings)
         announce_served_url(settings)  # `labwitness export` beside it puts the same verify URL into packages
         uvicorn.run(service, **uvicorn_options(settings))
