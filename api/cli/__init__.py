@@ -11,6 +11,7 @@
     report       report compliance
     key          key export, key list
     seal         seal now, seal verify
+    plan         plan (capacity: storage, recorder nodes, bandwidth, database)
 
 Importing this package only builds Typer objects; a command's heavy dependencies
 (av, cv2, uvicorn, the FastAPI app) are imported when it runs, so ``--help`` stays fast.
@@ -20,13 +21,14 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import access, camera_time, content, evidence, key, maintenance, registry, report, run, seal
+from api.cli import access, camera_time, content, evidence, key, maintenance, plan, registry, report, run, seal
 from api.cli.common import HELP as EXIT_HELP, CliGroup
 
 app = typer.Typer(cls=CliGroup, help="labwitness — 检测区域录像留存与索引 / testing-area video retention and indexing",
                   epilog=EXIT_HELP, no_args_is_help=True, pretty_exceptions_enable=False)
 
-for command in (run.record, run.serve, run.demo, registry.discover, evidence.export, evidence.verify, maintenance.health):
+for command in (run.record, run.serve, run.demo, registry.discover, evidence.export, evidence.verify, maintenance.health,
+                plan.plan):
     app.command()(command)
 
 maintenance.retention_app.command("content")(content.content)
