@@ -181,7 +181,7 @@ def plan(p: PlanInput) -> Plan:
     replicated = logical * p.replication
 
     per_stream = p.cpu_s_per_stream_min / 60.0  # cores one stream keeps busy
-    by_cpu = max(1, math.floor(p.cores_per_node * NODE_CPU_HEADROOM / per_stream))
+    by_cpu = max(1, math.floor(p.cores_per_node * NODE_CPU_HEADROOM / per_stream + 1e-9))  # 1.4/0.1 is 13.999…
     per_node = min(by_cpu, p.max_cameras_per_node)
     nodes = math.ceil(cameras / per_node)
     # one node down (SIGKILL, upgrade) and its cameras still fit on the others under the same limits
