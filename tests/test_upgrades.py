@@ -37,12 +37,23 @@ def _false(node: ast.expr | None) -> bool:
     return isinstance(node, ast.Constant) and node.value is False
 
 
+def _text(node: ast.expr) -> str | None:
+    """A string constant, or an f-string with its holes as ``{}`` (SQL is often built with table names)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+    return None
+
+
 def contract_operations(source: str) -> list[str]:
-    """What ``upgrade()`` of a migration does that an older node could not live with."""
+    """What a migration does on the way up that an older node could not live with: everything in the
+    module but ``downgrade()`` counts (helpers that ``upgrade()`` calls included)."""
     tree = ast.parse(source)
-    found = []
-    for fn in (n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "upgrade"):
-        for node in ast.walk(fn):
+    found: list[str] = []
+    inside_fstring: set[int] = set()
+    for top in (n for n in tree.body if not (isinstance(n, ast.FunctionDef) and n.name == "downgrade")):
+        for node in ast.walk(top):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
                 name, kw = node.func.attr, _kw(node)
                 if name in CONTRACT_OPS:
@@ -55,8 +66,11 @@ def contract_operations(source: str) -> list[str]:
                     ckw = _kw(col) if isinstance(col, ast.Call) else {}
                     if _false(ckw.get("nullable")) and "server_default" not in ckw:
                         found.append(f"add_column NOT NULL without server_default (line {node.lineno})")
-            if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                sql = " ".join(node.value.upper().split())
+            if isinstance(node, ast.JoinedStr):
+                inside_fstring.update(id(v) for v in node.values)
+            text_ = _text(node) if id(node) not in inside_fstring else None
+            if text_ is not None:
+                sql = " ".join(text_.upper().split())
                 for bad in CONTRACT_SQL:
                     if bad in sql and any(w in sql for w in ("ALTER ", "DROP ")):
                         found.append(f"SQL {bad.strip()!r} (line {node.lineno})")
@@ -89,6 +103,8 @@ LINT_CASES = [
     ("conn.execute(sa.text('DROP TABLE \"gap\"'))", ["SQL"]),
     ("op.execute('ALTER TABLE segment ALTER COLUMN size TYPE integer')", ["SQL"]),
     ("op.execute('CREATE INDEX CONCURRENTLY ix_y ON segment (end_ms)')", []),
+    ("conn.execute(sa.text(f'ALTER TABLE \"{new}\" RENAME TO \"{table}\"'))", ["SQL"]),
+    ("_swap(conn)\n\ndef _swap(conn):\n    conn.execute(sa.text(f'DROP TABLE {t}'))", ["SQL"]),
 ]
 
 
