@@ -36,6 +36,11 @@ CPU_S_PER_STREAM_MIN_H265_G711 = 0.28
 #: Share of a node's cores the recorder may plan to use: the rest absorbs the reconnect storm after an
 #: outage, the catch-up upload, the retention jobs and the bench's observed run-to-run spread (+-15 %).
 NODE_CPU_HEADROOM = 0.70
+#: Most streams one recorder process was seen to record with nothing lost and uploads keeping pace
+#: (p99 close->locked < 5 s): bench/README.md ``--find-max``, 2026-11-25, 2 cores with SeaweedFS on the same
+#: box (200 streams lost nothing but uploads fell behind).  One Python process per node: more cores than
+#: that box's are not assumed to carry more streams than were measured.
+MEASURED_STREAMS_PER_PROCESS = 150
 #: Cameras one recorder node holds at most: ``Settings.max_cameras_per_node`` (docs/cluster.md).
 DEFAULT_MAX_CAMERAS_PER_NODE = 64
 #: Index bytes per row on PostgreSQL 15, heap + TOAST + every index, VACUUM ANALYZEd, measured by
@@ -182,6 +187,7 @@ def plan(p: PlanInput) -> Plan:
 
     per_stream = p.cpu_s_per_stream_min / 60.0  # cores one stream keeps busy
     by_cpu = max(1, math.floor(p.cores_per_node * NODE_CPU_HEADROOM / per_stream + 1e-9))  # 1.4/0.1 is 13.999…
+    by_cpu = min(by_cpu, MEASURED_STREAMS_PER_PROCESS)
     per_node = min(by_cpu, p.max_cameras_per_node)
     nodes = math.ceil(cameras / per_node)
     # one node down (SIGKILL, upgrade) and its cameras still fit on the others under the same limits
