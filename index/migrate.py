@@ -46,9 +46,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": UPGRADE_LOCK})  # waits for another node's upgrade
             conn.commit()
         try:
-            with conn.begin():
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, revision)
+            # the transaction is Alembic's own (env.py): one for the whole run, which a migration may
+            # leave and re-enter with autocommit_block() for CREATE INDEX CONCURRENTLY
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+            conn.commit()
         finally:
             if pg and not conn.invalidated:
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": UPGRADE_LOCK})
