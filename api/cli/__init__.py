@@ -13,6 +13,7 @@
     install      init, doctor, store (a server's installation)
     seal         seal now, seal verify
     store_node   store-node layout, init, run, command (a SeaweedFS cluster component)
+    plan         plan (capacity: storage, recorder nodes, bandwidth, database)
 
 Importing this package only builds Typer objects; a command's heavy dependencies
 (av, cv2, uvicorn, the FastAPI app) are imported when it runs, so ``--help`` stays fast.
@@ -22,14 +23,15 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import (access, camera_time, content, evidence, install, key, maintenance, registry, report, run, seal,
-                     store_node)
+from api.cli import (access, camera_time, content, evidence, install, key, maintenance, plan, registry, report, run,
+                     seal, store_node)
 from api.cli.common import HELP as EXIT_HELP, CliGroup
 
 app = typer.Typer(cls=CliGroup, help="labwitness — 检测区域录像留存与索引 / testing-area video retention and indexing",
                   epilog=EXIT_HELP, no_args_is_help=True, pretty_exceptions_enable=False)
 
-for command in (install.init, install.doctor, install.store, run.record, run.serve, run.demo, registry.discover, evidence.export, evidence.verify, maintenance.health):
+for command in (install.init, install.doctor, install.store, run.record, run.serve, run.demo, registry.discover,
+                evidence.export, evidence.verify, maintenance.health, plan.plan):
     app.command()(command)
 
 maintenance.retention_app.command("content")(content.content)
