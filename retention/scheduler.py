@@ -105,6 +105,7 @@ def build_scheduler(store: GuardedStore, engine: Engine, clock: Clock, cfg: Jobs
                     log.info("index partitions created: %s", ", ".join(made))
             except Exception:
                 log.exception("index partition maintenance failed")
+        # start-up made them already (api.runtime): the first hourly pass waits like the jobs
         sched.add_job(partitions, "interval", hours=1, id="index-partitions", max_instances=1, coalesce=True,
-                      next_run_time=now + timedelta(seconds=cfg.start_delay_s / 5))
+                      next_run_time=now + timedelta(seconds=cfg.start_delay_s))
     return sched
