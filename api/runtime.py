@@ -23,6 +23,7 @@ from index.leases import LeaseStore
 from index.db import make_engine
 from index.exports import ExportStore
 from index.migrate import upgrade
+from index.partitions import ensure_partitions
 from index.models import Camera
 from index.queries import IndexStore
 from index.records import RecordStore
@@ -152,6 +153,7 @@ class Runtime:
                                  ExportStore(engine, now_ms), self.policy)
         try:
             upgrade(engine)
+            ensure_partitions(engine, now_ms())  # PostgreSQL: this month and the next ones exist
             seal_camera_urls(self.registry, self.cipher)
             self._bootstrap_admin()
         except Exception as e:  # recording must not wait for the database

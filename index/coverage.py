@@ -97,13 +97,16 @@ class CoverageStore:
             cams = set(camera_ids) if camera_ids is not None else (
                 set(conn.execute(select(Camera.__table__.c.id)).scalars())
                 | set(conn.execute(select(cov.c.camera_id).distinct()).scalars()))
+            # what each camera has rolled up, in one statement: (days, first, last)
+            rolled = {c: (int(n), int(lo), int(hi)) for c, n, lo, hi in conn.execute(
+                select(cov.c.camera_id, func.count(), func.min(cov.c.day_ms), func.max(cov.c.day_ms))
+                .group_by(cov.c.camera_id))}
         for cam in sorted(cams):
             with self.engine.connect() as conn:  # read: sums of the missing days
                 first = conn.execute(select(func.min(seg.c.start_ms)).where(seg.c.camera_id == cam)).scalar()
                 if first is None:
                     continue
-                have = set(conn.execute(select(cov.c.day_ms).where(cov.c.camera_id == cam)).scalars())
-                missing = [d for d in range(day_of(first), first_open, DAY_MS) if d not in have]
+                missing = _missing_days(conn, cam, day_of(first), first_open, rolled.get(cam))
                 runs = [(lo, hi, _day_sums(conn, cam, lo, hi)) for lo, hi in _runs(missing)]
             if not runs:
                 continue
@@ -210,6 +213,20 @@ class CoverageStore:
         if not known:
             return 0
         return sum(t.bytes for t in self.totals(camera_ids, min(known), self.now_ms() + DAY_MS, firsts).values())
+
+
+def _missing_days(conn, cam: str, first_day: int, first_open: int, rolled: tuple[int, int, int] | None) -> list[int]:
+    """Closed days of ``cam`` from its first footage on without a rollup row.  Incremental:
+    when its rollup is one unbroken run from its first day (the steady state: a refresh a day
+    adds one day at the end), only the days after that run are missing and nothing is read;
+    otherwise (days dropped by late segments or the sweep) the camera's rolled days are read."""
+    if rolled is not None:
+        n, lo, hi = rolled
+        if lo <= first_day and n == (hi - lo) // DAY_MS + 1:
+            return list(range(max(hi + DAY_MS, first_day), first_open, DAY_MS))
+    cov = CoverageDay.__table__
+    have = set(conn.execute(select(cov.c.day_ms).where(cov.c.camera_id == cam)).scalars())
+    return [d for d in range(first_day, first_open, DAY_MS) if d not in have]
 
 
 def _runs(days: list[int]) -> list[tuple[int, int]]:

@@ -102,6 +102,15 @@ def below_legal_minimum(end_ms: int, now_ms: int) -> bool:
     return add_calendar_months(from_ms(end_ms), LEGAL_MINIMUM_MONTHS) > from_ms(now_ms)
 
 
+def partition_may_drop(*, month_end_ms: int, now_ms: int, retention_months: int, rows_left: int) -> bool:
+    """Whether the expiry sweep may drop a month's ``segment`` partition (index.partitions):
+    only when no row is left in it (the sweep removes a row only after storage confirmed its
+    version deleted) and the whole month is older than the retention period and the legal
+    minimum, both in calendar months after the month's end.  Never the current or a future month."""
+    months = max(retention_months, LEGAL_MINIMUM_MONTHS)
+    return rows_left == 0 and add_calendar_months(from_ms(month_end_ms), months) <= from_ms(now_ms)
+
+
 def index_says_expired(*, now_ms: int, end_ms: int, retain_until_ms: int | None, held: bool) -> Verdict:
     """The index half of the rule: used to plan a sweep before asking storage."""
     if held:

@@ -53,7 +53,7 @@ class JobResult:
 #: The lock each job holds while it runs (index.joblock).  The jobs that delete footage or
 #: decide what the index says is stored share one: a rebuild or a reconcile running beside
 #: a sweep would index, or report missing, versions the sweep is deleting.
-JOB_LOCKS = {"sweep": "index-storage", "reconcile": "index-storage", "rebuild": "index-storage",
+JOB_LOCKS = {"sweep": "index-storage", "partitions": "index-storage", "reconcile": "index-storage", "rebuild": "index-storage",
              "verify": "verify", "integrity": "integrity", "content": "content", "seal": "seal"}
 
 

@@ -15,6 +15,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
 from index.coverage import CoverageStore
+from index.partitions import ensure_partitions
 from labwitness.clock import Clock, from_ms, utc_ms
 from labwitness.errors import IndexUnavailableError
 from retention import integrity, reconcile, sweep, verify
@@ -96,4 +97,15 @@ def build_scheduler(store: GuardedStore, engine: Engine, clock: Clock, cfg: Jobs
                 log.exception("coverage rollup refresh failed")
         sched.add_job(refresh_coverage, "interval", minutes=cfg.coverage_refresh_min, id="coverage-refresh",
                       max_instances=1, coalesce=True, next_run_time=now + timedelta(seconds=cfg.start_delay_s / 5))
+    if engine.dialect.name == "postgresql":  # months ahead exist before their first segment (index.partitions)
+        def partitions() -> None:
+            try:
+                made = ensure_partitions(engine, utc_ms(clock.now()))
+                if made:
+                    log.info("index partitions created: %s", ", ".join(made))
+            except Exception:
+                log.exception("index partition maintenance failed")
+        # start-up made them already (api.runtime): the first hourly pass waits like the jobs
+        sched.add_job(partitions, "interval", hours=1, id="index-partitions", max_instances=1, coalesce=True,
+                      next_run_time=now + timedelta(seconds=cfg.start_delay_s))
     return sched

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from index.coverage import CoverageStore
+from index.partitions import drop_partition_if, segment_partitions
 from index.journal import journal_rows
 from index.models import Hold, Segment
 from index.queries import db_errors
@@ -33,6 +34,7 @@ from retention.policy import (
     effective_now,
     index_refusal,
     index_says_expired,
+    partition_may_drop,
     may_delete,
     share_exceeded,
 )
@@ -317,5 +319,27 @@ def run_sweep(store: GuardedStore, engine: Engine, clock: Clock, cfg: SweepConfi
         held = sw._held_ids()
         sw.recover(now, held)
         sw.execute(sw.plan(utc_ms(now), held), now, held)
+        if not cfg.dry_run:  # step 10: months left empty by this and earlier runs (PostgreSQL)
+            sw.stats["partitions_dropped"] += len(drop_empty_months(engine, utc_ms(now), cfg.retention_months))
         warn = bool(sw.stopped) or sw.stats["delete_errors"] > 0
         return run.finish(run.status(warning=warn), sw.summary(now))
+
+
+def drop_empty_months(engine: Engine, now_ms: int, retention_months: int) -> list[str]:
+    """Drop every month partition of ``segment`` that :func:`retention.policy.partition_may_drop`
+    allows (no row left, the month past retention); returns their names.  Only under the
+    ``index-storage`` lock: :func:`run_sweep` calls it holding it, :func:`run_partition_drop`
+    takes it.  Nothing on SQLite."""
+    def allowed(part, rows_left: int) -> bool:
+        return partition_may_drop(month_end_ms=part.hi_ms, now_ms=now_ms, retention_months=retention_months,
+                                  rows_left=rows_left)
+
+    return [p.name for p in segment_partitions(engine)
+            if p.hi_ms is not None and allowed(p, 0) and drop_partition_if(engine, p.name, allowed)]
+
+
+@exclusive("partitions", refused=lambda job, e: None)
+def run_partition_drop(engine: Engine, now_ms: int, retention_months: int) -> list[str] | None:
+    """:func:`drop_empty_months` on its own, holding the sweep's lock; None when a sweep (or
+    reconcile, rebuild) holds it."""
+    return drop_empty_months(engine, now_ms, retention_months)
