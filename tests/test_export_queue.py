@@ -76,7 +76,7 @@ def node_a(tmp_path, seaweed, pg_url):
     with Runtime(settings, recording=False) as rt:  # no export worker here: node A only serves the API
         rt.registry.put_area(Area(id="lixue", name="力学室", created_ms=0), actor="test")
         rt.registry.add_camera(rt.new_camera("cam-q", "rtsp://127.0.0.1:9/none", area_id="lixue", enabled=False), actor="test")
-        clip = encode_fmp4(tmp_path / "seg.mp4", SCENE.frame, SEG_S, fps=5, gop=5)
+        clip = encode_fmp4(tmp_path / "seg.mp4", lambda t: SCENE.view(t), SEG_S, fps=5, gop=5)
         start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=30)
         n = 12
         for i in range(n):
@@ -109,7 +109,7 @@ def test_a_killed_worker_export_is_finished_by_another_and_verifies(node_a, tmp_
     from index.models import Hold
 
     client, rt, env = node_a
-    slow = Node(env, "worker", "0.4")  # jobs node B: about 5 s for the twelve segments
+    slow = Node(env, "worker", "1.5")  # jobs node B: about 18 s for the twelve segments
     nodes = [slow]
     try:
         r = client.post(f"/api/v1/reports/{REPORT}/exports")
@@ -119,11 +119,13 @@ def test_a_killed_worker_export_is_finished_by_another_and_verifies(node_a, tmp_
         # B claims it and builds; node A sees its progress from the database
         st = wait_for(lambda: (s := _status(client, pid))["progress"] > 0.1 and s, 60, what="progress seen from node A")
         assert st["state"] == "running" and st["worker"] == slow.worker and st["attempts"] == 1, st
+        other = Node(env, "worker")  # jobs node C, idle: it never takes an export whose worker beats
+        nodes.append(other)
+        st = _status(client, pid)
+        assert st["worker"] == slow.worker and st["state"] == "running" and st["progress"] < 0.9, st
         slow.kill()  # SIGKILL mid-export
         killed_at = time.monotonic()
         assert _status(client, pid)["state"] == "running"  # nobody knows yet: the heartbeat goes stale first
-        other = Node(env, "worker")  # jobs node C
-        nodes.append(other)
         st = wait_for(lambda: (s := _status(client, pid))["attempts"] == 2 and s, 60, what="another worker's claim")
         took_over_s = time.monotonic() - killed_at
         st = wait_for(lambda: (s := _status(client, pid))["state"] in ("done", "failed") and s, 120, what="export done")
