@@ -1,8 +1,8 @@
 """Export workers: the jobs nodes' side of the export queue (docs/jobs.md).
 
 Each worker is a :class:`~labwitness.periodic.PeriodicWorker`: every ``export_poll_s``
-it claims queued exports from the index (``index.exports.ExportStore.claim``: ``FOR
-UPDATE SKIP LOCKED`` on PostgreSQL) one at a time and builds each
+it claims queued exports from the index (``index.exports.ExportStore.claim``: skip-locked
+row locks on PostgreSQL) one at a time and builds each
 (:meth:`api.exporter.Exporter.run`, which heartbeats and fences every write by its
 claim).  A worker killed mid-build leaves a ``running`` row whose heartbeat goes stale;
 after ``export_stale_s`` any worker claims it again and builds it from the start (the

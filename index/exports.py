@@ -26,6 +26,7 @@ from sqlalchemy import and_, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from index.journal import journal_rows
 from index.models import ExportPackage, Hold, Segment
 from index.queries import db_guarded
 from labwitness.errors import NotFoundError
@@ -53,6 +54,14 @@ class HeldVersion:
     segment_id: int
     key: str
     version_id: str
+
+
+def _journal(conn, package_id: str) -> None:
+    """The package row as it now is, into the journal's outbox in the same transaction (these
+    Core updates bypass the ORM capture of ``index.journal``; heartbeats alone are not journaled,
+    as there)."""
+    row = conn.execute(select(PKG).where(PKG.c.id == package_id)).mappings().first()
+    journal_rows(conn, "export_package", [dict(row)])
 
 
 class ExportStore:
@@ -109,6 +118,8 @@ class ExportStore:
             n = c.execute(update(PKG).where(PKG.c.id == row.id, PKG.c.attempts == row.attempts, claimable).values(
                 status="running", claimed_by=worker[:200], heartbeat_at_ms=now, updated_ms=now,
                 attempts=row.attempts + 1)).rowcount
+            if n == 1:
+                _journal(c, row.id)
         return Claim(row.id, worker[:200], row.attempts + 1) if n == 1 else None
 
     def _fenced(self, claim: Claim):
@@ -132,14 +143,20 @@ class ExportStore:
         now = self.now_ms()
         values = {f: getattr(pkg, f) for f in RESULT_FIELDS}
         with self.engine.begin() as c:
-            return c.execute(update(PKG).where(self._fenced(claim)).values(
-                heartbeat_at_ms=now, updated_ms=now, **values)).rowcount == 1
+            if c.execute(update(PKG).where(self._fenced(claim)).values(
+                    heartbeat_at_ms=now, updated_ms=now, **values)).rowcount != 1:
+                return False
+            _journal(c, claim.package_id)  # the result is evidence: journaled like an ORM change
+            return True
 
     @db_guarded
     def release_claim(self, claim: Claim) -> bool:
         """Put a claimed export back in the queue (a worker stopping gracefully mid-build)."""
         with self.engine.begin() as c:
-            return c.execute(update(PKG).where(self._fenced(claim)).values(status="queued", claimed_by="")).rowcount == 1
+            if c.execute(update(PKG).where(self._fenced(claim)).values(status="queued", claimed_by="")).rowcount != 1:
+                return False
+            _journal(c, claim.package_id)
+            return True
 
     @db_guarded
     def needing_release(self, silent_since_ms: int, max_attempts: int = 1 << 30) -> list[ExportPackage]:
