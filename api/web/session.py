@@ -40,6 +40,7 @@ from typing import Callable
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 from sqlalchemy.engine import Engine
 
 from index.web_sessions import SessionRow, WebSessionStore
@@ -304,7 +305,8 @@ class SessionRelay:
             site = next((v for k, v in headers if k == b"sec-fetch-site"), None)
             if site in (None, b"same-origin", b"none") and not any(k == b"authorization" for k, _ in headers):
                 sid = _cookie(headers, SESSION_COOKIE)
-                sess = self.store.get(sid) if sid else None
+                # a database read now: off the event loop, like the routes' own lookups
+                sess = await run_in_threadpool(self.store.get, sid) if sid else None
                 if sess is not None:  # api.auth.require then acts as this token's principal (looked up by id)
                     scope = dict(scope, state={**scope.get("state", {}), RELAY_TOKEN_ID: sess.token_id})
         await self.app(scope, receive, send)
