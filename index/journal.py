@@ -57,7 +57,7 @@ JOURNALED: dict[type, tuple[str, bool]] = {
 }
 KINDS = tuple(k for k, _ in JOURNALED.values())
 #: columns whose change alone is not worth an entry (an export's heartbeat, every few seconds)
-_HEARTBEAT = {ExportPackage: {"progress", "updated_ms"}}
+_HEARTBEAT = {ExportPackage: {"progress", "updated_ms", "heartbeat_at_ms"}}
 #: never journaled, whatever model they appear on (defence in depth: none of the journaled
 #: models has them; the registry keeps them out of revisions)
 SECRET_COLUMNS = frozenset({"password_enc", "url_secrets_enc", "sub_url_secrets_enc", "token_hash"})

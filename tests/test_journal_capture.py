@@ -203,6 +203,8 @@ CORE_WRITERS = {  # module -> what its Core (non-ORM) writes touch; none is a jo
     "index/seals.py": "the seal table and segment/gap.seal_seq (seal bookkeeping; the seals are locked objects)",
     "index/witness_outbox.py": "the witness outbox (deliveries of seals)",
     "index/leases.py": "cluster_node and camera_lease (coordination of nodes, not evidence)",
+    "index/exports.py": "export queue claims, heartbeats and results (journaled there: journal_rows, but heartbeats)",
+    "index/web_sessions.py": "web_session (sign-in sessions: not evidence, not journaled)",
 }
 
 

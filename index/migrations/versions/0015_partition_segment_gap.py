@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 
 revision = '0015'
-down_revision = '0013'  # relinked at merge (issue 16: 0013 leases, 0014 export queue and web sessions)
+down_revision = '0014'  # relinked at merge (issue 16: 0013 leases, 0014 export queue and web sessions)
 # A table swap (new partitioned table, copy, DROP + RENAME): the schema it leaves is the previous release's
 # (same table and column names), but the copy holds both tables, so it runs in a maintenance window
 # (docs/upgrades.md, docs/architecture.md 'Monthly partitions').
