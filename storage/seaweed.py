@@ -98,6 +98,75 @@ def weed_binary() -> str:
     return found
 
 
+#: master and filer HTTP off: the filer's would list, overwrite and delete any file, the master's
+#: hands out a volume write token for any file id (/dir/lookup) and deletes collections
+#: (/col/delete); weed's own components talk gRPC
+HTTP_OFF = "-disableHttp"
+
+
+def s3_lockdown_flags(store_dir: Path, prefix: str = "") -> list[str]:
+    """The S3 gateway's flags (``prefix`` "s3." under ``weed mini``/``filer``): only the identity
+    generated for this installation, no IAM API (it would let an admin identity mint keys), no
+    recursive delete of a bucket that still holds objects."""
+    return [f"-{prefix}config={Path(store_dir) / IDENTITY_FILE}", f"-{prefix}iam=false",
+            f"-{prefix}allowDeleteBucketNotEmpty=false", f"-{prefix}port.iceberg=0", f"-{prefix}port.lance=0"]
+
+
+def weed_env() -> dict[str, str]:
+    """Our environment without WEED_* (it would override security.toml) or AWS_* (credentials)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("WEED_", "AWS_"))}
+
+
+def spawn_weed(args: list[str], *, cwd: Path, log_path: Path) -> subprocess.Popen:
+    """Start one weed process in its own session, ``cwd`` holding its ``security.toml``.
+
+    umask 077: the gRPC Unix sockets weed makes in /tmp, and its files, are the service user's alone."""
+    with open(log_path, "ab") as logf:
+        return subprocess.Popen(args, env=weed_env(), stdout=logf, stderr=subprocess.STDOUT, cwd=cwd,
+                                start_new_session=True, umask=0o077)
+
+
+def last_error(log_path: Path) -> str:
+    """weed's last error line (glog E/F) in ``log_path``, e.g. why it exited."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    return next((ln.strip() for ln in reversed(lines) if ln[:1] in ("E", "F") and ln[1:2].isdigit()), "")
+
+
+def wait_s3_ready(endpoint: str, proc: subprocess.Popen | None, log_path: Path, timeout: float = 30.0) -> None:
+    """Until the S3 endpoint answers (403 to anonymous ListBuckets counts), or ``proc`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise StorageUnavailableError(f"weed exited with {proc.returncode} ({last_error(log_path)}); "
+                                          f"see {log_path}")
+        try:
+            with urllib.request.urlopen(f"{endpoint}/", timeout=1) as r:
+                r.read()
+            return
+        except urllib.error.HTTPError:
+            return  # S3 answered (403 for anonymous ListBuckets): it is up
+        except OSError:
+            time.sleep(0.1)
+    raise StorageUnavailableError(f"SeaweedFS S3 at {endpoint} not ready after {timeout}s; see {log_path}")
+
+
+def terminate(proc: subprocess.Popen | None, timeout: float = 15.0) -> None:
+    """SIGTERM the process group of ``proc``, SIGKILL after ``timeout``."""
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 class EmbeddedSeaweed:
     """``access_key``/``secret_key`` fix the store's S3 identity (tests, benchmarks); the service gives
     none, and the store's directory holds its own, generated on first start (read them from
@@ -155,48 +224,20 @@ class EmbeddedSeaweed:
             weed_binary(), "mini", f"-dir={d / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-master.port={p['master']}", f"-volume.port={p['volume']}", f"-filer.port={p['filer']}",
             f"-s3.port={p['s3']}", f"-admin.port={p['admin']}", "-admin.ui=false", "-webdav=false",
-            "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
-            # master and filer HTTP off: the filer's would list, overwrite and delete any file, the
-            # master's hands out a volume write token for any file id (/dir/lookup) and deletes
-            # collections (/col/delete); weed's own components talk gRPC
-            "-disableHttp",
-            f"-s3.config={d / IDENTITY_FILE}", "-s3.iam=false", "-s3.allowDeleteBucketNotEmpty=false",
+            "-master.telemetry=false",
+            # master and filer HTTP off (see HTTP_OFF)
+            HTTP_OFF, *s3_lockdown_flags(d, "s3."),
             f"-filer.localSocket={d / 'filer.sock'}", f"-s3.localSocket={d / 's3.sock'}",
         ]
-        # nothing from our environment reaches weed's configuration: WEED_* would override security.toml
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("WEED_", "AWS_"))}
         private_dir(d / "data")
-        logf = open(d / "weed.log", "ab")
-        # umask 077: the gRPC Unix sockets weed makes in /tmp, and its files, are the service user's alone
-        self.proc = subprocess.Popen(args, env=env, stdout=logf, stderr=subprocess.STDOUT, cwd=d,
-                                     start_new_session=True, umask=0o077)
-        logf.close()
+        self.proc = spawn_weed(args, cwd=d, log_path=d / "weed.log")
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise StorageUnavailableError(f"weed exited with {self.proc.returncode} ({self.last_error()}); "
-                                              f"see {self.data_dir / 'weed.log'}")
-            try:
-                with urllib.request.urlopen(f"{self.endpoint}/", timeout=1) as r:
-                    r.read()
-                return
-            except urllib.error.HTTPError:
-                return  # S3 answered (403 for anonymous ListBuckets): it is up
-            except OSError:
-                time.sleep(0.1)
-        raise StorageUnavailableError(f"embedded SeaweedFS not ready after {timeout}s; see {self.data_dir / 'weed.log'}")
+        wait_s3_ready(self.endpoint, self.proc, self.data_dir / "weed.log", timeout)
 
     def last_error(self) -> str:
         """weed's last error line (glog E/F), e.g. why it exited."""
-        try:
-            with open(self.data_dir / "weed.log", "rb") as f:
-                f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
-                lines = f.read().decode("utf-8", "replace").splitlines()
-        except OSError:
-            return ""
-        return next((ln.strip() for ln in reversed(lines) if ln[:1] in ("E", "F") and ln[1:2].isdigit()), "")
+        return last_error(self.data_dir / "weed.log")
 
     def start(self) -> "EmbeddedSeaweed":
         """Start weed, or attach to the one another labwitness process already runs
@@ -273,14 +314,7 @@ class EmbeddedSeaweed:
             self._lockf = None
 
     def _terminate(self, timeout: float = 15.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        terminate(self.proc, timeout)
 
     # fault injection for tests: stop without the supervisor noticing, start again (supervised again)
     def pause(self) -> None:

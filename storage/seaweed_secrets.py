@@ -104,8 +104,11 @@ def _security_complete(store_dir: Path) -> bool:
     return all((tls / n).is_file() for n in ("ca.crt", "node.crt", "node.key"))
 
 
-def ensure_security(store_dir: Path) -> Path:
-    """``security.toml`` and its certificates in ``store_dir``, generated once; returns the file."""
+def ensure_security(store_dir: Path, hosts: tuple[str, ...] = ()) -> Path:
+    """``security.toml`` and its certificates in ``store_dir``, generated once; returns the file.
+
+    ``hosts``: the addresses a cluster's components run on (:mod:`storage.seaweed_cluster`), named
+    in the certificate too, though weed checks only that a peer's certificate is of this CA."""
     store_dir = private_dir(store_dir)
     path = store_dir / SECURITY_FILE
     if _security_complete(store_dir):
@@ -113,7 +116,7 @@ def ensure_security(store_dir: Path) -> Path:
             os.chmod(p, FILE_MODE)
         return path
     tls = private_dir(store_dir / TLS_DIR)
-    _write_tls(tls)
+    _write_tls(tls, hosts)
     write_atomic(path, security_toml(tls).encode())
     return path
 
@@ -133,13 +136,26 @@ def security_toml(tls: Path) -> str:
     return "\n".join(lines)
 
 
-def _write_tls(tls: Path) -> None:
+def _alt_names(hosts: tuple[str, ...]) -> list:
+    import ipaddress
+
+    from cryptography import x509
+
+    names: dict[str, object] = {}
+    for h in hosts:
+        try:
+            names[h] = x509.IPAddress(ipaddress.ip_address(h))
+        except ValueError:
+            names[h] = x509.DNSName(h)
+    return list(names.values())
+
+
+def _write_tls(tls: Path, hosts: tuple[str, ...] = ()) -> None:
     """A CA for this installation and one certificate (server and client) it signs."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-    import ipaddress
 
     now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
     until = now + dt.timedelta(days=365 * 50)  # the store outlives any retention period
@@ -158,8 +174,8 @@ def _write_tls(tls: Path) -> None:
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now).not_valid_after(until)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), *_alt_names(("127.0.0.1", *hosts))]),
+                           critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
                            critical=False)
             .sign(ca_key, hashes.SHA256()))
