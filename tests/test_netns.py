@@ -13,7 +13,8 @@ import pytest
 import netns
 from netns import Topology, ip
 
-pytestmark = pytest.mark.skipif(netns.available() is not None, reason=str(netns.available()))
+pytestmark = [pytest.mark.slow,  # needs root and namespaces: not for the fast lane
+              pytest.mark.skipif(netns.available() is not None, reason=str(netns.available()))]
 
 CONNECT = """
 import socket, sys

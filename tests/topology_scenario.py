@@ -34,6 +34,9 @@ LEASE_S = 6.0
 RENEW_S = 1.5
 FAILOVER_GOAL_S = 15.0
 PARTITION_S = 3 * LEASE_S  # "longer than a lease"
+#: the only holes footage may have: a node lost (``failover``) or a camera moved by a node stopping or
+#: rebalancing (``handover``, at a segment boundary), each at most FAILOVER_GOAL_S
+MOVE_REASONS = ("failover", "handover")
 LEASE_ENV = {"LABWITNESS_LEASE_SECONDS": str(LEASE_S), "LABWITNESS_LEASE_RENEW_SECONDS": str(RENEW_S)}
 
 
@@ -286,13 +289,13 @@ def check(lab: LabCluster, rep: Report) -> list[str]:
         segs = [s for s in idx.segments(cam, lo) if s[0] < hi]
         gaps = [g for g in idx.gaps(cam, lo) if g[0] < hi]
         for g in gaps:
-            if g[2] == "failover" and (g[1] - g[0]) / 1000 > FAILOVER_GOAL_S:
-                problems.append(f"{cam}: failover gap {iso(g[0])} of {(g[1] - g[0]) / 1000:.1f}s > {FAILOVER_GOAL_S}s")
+            if g[2] in MOVE_REASONS and (g[1] - g[0]) / 1000 > FAILOVER_GOAL_S:
+                problems.append(f"{cam}: {g[2]} gap {iso(g[0])} of {(g[1] - g[0]) / 1000:.1f}s > {FAILOVER_GOAL_S}s")
         # every moment of [lo, hi] is footage or a failover gap
         cursor = lo
         for start, end, _ in segs:
             if start > cursor + 500:
-                holes = _uncovered(cursor, start, [g for g in gaps if g[2] == "failover"])
+                holes = _uncovered(cursor, start, [g for g in gaps if g[2] in MOVE_REASONS])
                 for a, b in holes:
                     reasons = sorted({g[2] for g in gaps if g[0] < b and g[1] > a})
                     problems.append(f"{cam}: {(b - a) / 1000:.1f}s without footage at {iso(a)} "
