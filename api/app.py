@@ -68,6 +68,19 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, sync_inter
     app = FastAPI(title="labwitness", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="实验室检测区域视频留存与索引 / Lab testing-area video retention and indexing")
     problems.install(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz(request: Request) -> dict:
+        """Liveness for a load balancer or systemd, every node, no token: the node and its roles (no camera,
+        no footage).  "starting" until the runtime is up."""
+        rt = getattr(request.app.state, "runtime", None)
+        lm = getattr(rt, "lease_manager", None)
+        return {"status": "ok" if rt is not None else "starting", "node_id": settings.node_id,
+                "roles": sorted(settings.role_set), "leases_held": len(lm.held) if lm is not None else None}
+
+    if "api" not in settings.role_set:  # a recorder or jobs node: liveness and metrics only (docs/cluster.md)
+        app.add_api_route("/metrics", health_routes.metrics, include_in_schema=False)
+        return app
     docs_routes.install(app)  # /docs from vendored Swagger UI (no CDN), /favicon.ico
 
     @app.middleware("http")

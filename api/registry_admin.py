@@ -11,6 +11,7 @@ sealed the same way; the camera's user name and password serve both streams.
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from camera_discovery.discovery import discover
 from camera_discovery.models import DiscoveredDevice
@@ -32,12 +33,15 @@ log = logging.getLogger(__name__)
 
 class RegistryAdmin:
     def __init__(self, registry: Registry, audit: AuditLog, cipher: CredentialCipher, clock: Clock,
-                 recorder: RecorderService | None, *, discovery_port: int, discovery_interfaces: list[str] | None) -> None:
+                 recorder: RecorderService | None, *, discovery_port: int, discovery_interfaces: list[str] | None,
+                 follow: Callable[[], None] | None = None) -> None:
         self.registry = registry
         self.audit = audit
         self.cipher = cipher
         self.clock = clock
         self.recorder = recorder  # None: a runtime without recording follows nothing
+        # on a cluster the lease manager decides which cameras this node records: a change only wakes it
+        self.follow = follow
         self.discovery_port = discovery_port
         self.discovery_interfaces = discovery_interfaces
         self.discovered: dict[str, DiscoveredDevice] = {}  # endpoint -> device of the last scan
@@ -53,6 +57,9 @@ class RegistryAdmin:
     def sync_cameras(self) -> None:
         """Make the running recorders follow the enabled cameras in the registry."""
         if self.recorder is None:
+            return
+        if self.follow is not None:
+            self.follow()
             return
         try:
             cams = self.registry.cameras(enabled_only=True)

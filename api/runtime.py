@@ -10,6 +10,7 @@ runtime itself: :mod:`api.deps` hands them its parts one by one.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Callable, Iterator
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from index.audit import AuditLog
+from index.leases import LeaseStore
 from index.db import make_engine
 from index.exports import ExportStore
 from index.migrate import upgrade
@@ -31,6 +33,7 @@ from labwitness.clock import Clock, SystemClock, utc_ms
 from labwitness.errors import IndexUnavailableError
 from labwitness.picture_samples import SampleSpool
 from labwitness.private_fs import private_dir
+from recorder.leases import LeaseManager, NodeHeartbeat, node_identity
 from recorder.metrics import RecorderMetrics
 from recorder.service import CameraSpec, RecorderService
 from recorder.spool_view import SpoolReader
@@ -94,6 +97,9 @@ class Runtime:
         self.jobs: BackgroundScheduler | None = None  # the retention jobs' scheduler (see start_jobs)
         self.document_uploader: DocumentUploader | None = None  # recording runtimes only
         self.journaler: Journaler | None = None  # recording runtimes only
+        self.lease_manager: LeaseManager | None = None  # recorder nodes on PostgreSQL (docs/cluster.md)
+        #: a serving runtime with the recorder role records cameras (all of them on SQLite, its leases' on PostgreSQL)
+        self.records_cameras = recording and "recorder" in settings.role_set
         self._stack = ExitStack()
 
     def __enter__(self) -> "Runtime":
@@ -147,13 +153,14 @@ class Runtime:
         # The journal (issue 14 §2): the document uploader and the journaler that feeds it are
         # registered before the recorder so that they stop after it (ExitStack: last in, first
         # out): the recorder's last uploads are indexed, journaled, then uploaded.
+        leases = self._join_cluster(engine)  # a second node on SQLite is refused here (ConfigError)
         if self.recording:
             self.document_uploader = DocumentUploader(self.documents).start()
             self._stack.callback(self.document_uploader.stop)
             self.journaler = Journaler(engine, self.documents, self.clock, s.recorder_id,
                                        interval_s=s.journal_interval_s).start()
             self._stack.callback(self.journaler.stop)
-        if self.recording:
+        if self.records_cameras:
             self.recorder = RecorderService(
                 s.spool_path, self.store, self.index, self.policy,
                 RecorderConfig(segment_seconds=s.segment_seconds, open_timeout_s=s.rtsp_open_timeout_s,
@@ -164,8 +171,17 @@ class Runtime:
                 samples=self.samples, sample_seconds=s.content_sample_seconds,
             ).start()
             self._stack.callback(self.recorder.stop, 30.0)
+        if self.records_cameras and leases.sqlite is False:  # PostgreSQL: the cameras whose lease this node holds
+            self.lease_manager = LeaseManager(
+                leases, self.recorder, self._enabled_specs, node_id=s.node_id, lease_s=s.lease_seconds,
+                renew_s=s.lease_renew_seconds, cap=s.max_cameras_per_node, clock=self.clock, metrics=self.metrics,
+                rates=lambda: leases.rates(self.now_ms() - 600_000)).start()
+            self._stack.callback(self.lease_manager.stop, 30.0)  # before the recorder's stop: hand over first
+        elif self.recording:
+            self._stack.callback(NodeHeartbeat(leases, s.node_id, s.lease_renew_seconds).start().stop, 5.0)
         self.registry_admin = RegistryAdmin(self.registry, self.audit, self.cipher, self.clock, self.recorder,
-                                            discovery_port=s.discovery_port, discovery_interfaces=s.discovery_ifaces)
+                                            discovery_port=s.discovery_port, discovery_interfaces=s.discovery_ifaces,
+                                            follow=self.lease_manager.wake.set if self.lease_manager else None)
         # seals go to the witnesses outside the box through this outbox (api.witnesses)
         self.witness_outbox, witnesses = witness_outbox(s, self.clock, self.policy, engine)
         if self.recording and witnesses:
@@ -180,11 +196,27 @@ class Runtime:
                                                     span_s=2 * s.seal_interval_h * 3600 + s.seal_grace_min * 60))
         self.health_collector = HealthCollector(self.health)
         self.metrics.registry.register(self.health_collector)
-        if self.recording and s.retention_jobs:
+        if self.recording and s.retention_jobs and "jobs" in s.role_set:
             self.start_jobs()
 
     def now_ms(self) -> int:
         return utc_ms(self.clock.now())
+
+    def _join_cluster(self, engine) -> LeaseStore:
+        """Register this node in ``cluster_node`` (serving runtimes only).  On SQLite a second live node
+        is a ConfigError; a database down at start-up is logged and the heartbeat catches up."""
+        leases = LeaseStore(engine, self.now_ms)
+        if self.recording:
+            s = self.settings
+            host, pid = node_identity()
+            try:
+                leases.register(s.node_id, s.roles, host, pid, package_version(), live_ms=round(s.lease_seconds * 1000))
+            except IndexUnavailableError as e:
+                log.error("node %s not registered yet (index unreachable: %s)", s.node_id, e)
+        return leases
+
+    def _enabled_specs(self) -> list[CameraSpec]:
+        return [self.camera_spec(c) for c in self.registry.cameras(enabled_only=True)]
 
     # -- retention jobs (sweep, verify, integrity, reconcile) on a schedule ----------
     def start_jobs(self) -> None:
@@ -232,6 +264,13 @@ class Runtime:
 
     def new_camera(self, camera_id: str, url: str, **kw) -> Camera:
         return self.registry_admin.new_camera(camera_id, url, **kw)
+
+
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("labwitness")
+    except importlib.metadata.PackageNotFoundError:  # a source tree without an install
+        return ""
 
 
 def credential_cipher(settings: Settings) -> CredentialCipher:

@@ -26,6 +26,9 @@ from retention.runs import JobsConfig
 from retention.witness import RetryPolicy, WitnessThresholds
 from retention.witness_config import check_specs as check_witness_specs
 
+#: a node's roles (docs/cluster.md): what ``labwitness serve --roles`` accepts
+ROLES = ("api", "recorder", "jobs")
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LABWITNESS_", extra="ignore")
@@ -56,7 +59,20 @@ class Settings(BaseSettings):
     retention_months: int = RetentionPolicy.months
     retention_margin_days: int = RetentionPolicy.margin_days
     timezone: str = "Asia/Shanghai"
-    recorder_id: str = Field(default_factory=lambda: socket.gethostname()[:48] or "recorder")
+    # This node's name in the cluster (docs/cluster.md): leases, cluster_node rows and every segment it
+    # writes carry it.  ``recorder_id`` is its old name and still accepted (LABWITNESS_RECORDER_ID).
+    node_id: str = Field(default_factory=lambda: socket.gethostname()[:48] or "recorder", min_length=1, max_length=48,
+                         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    recorder_id: str | None = None  # deprecated alias of node_id
+    # What this node runs (docs/cluster.md, "roles"): api (HTTP API and UI), recorder (cameras whose lease it
+    # holds), jobs (retention jobs, exports).  A node without "api" still serves /healthz and /metrics.
+    roles: str = "api,recorder,jobs"
+    # Camera leases (PostgreSQL only; docs/cluster.md "failover arithmetic"): a lease not renewed for
+    # lease_seconds is free to claim; holders renew every lease_renew_seconds.  Failover after a SIGKILL
+    # takes at most lease_seconds + lease_renew_seconds + the camera's reconnect.
+    lease_seconds: float = Field(default=8.0, ge=2.0, le=600.0)
+    lease_renew_seconds: float = Field(default=2.0, gt=0, le=120.0)
+    max_cameras_per_node: int = Field(default=64, ge=1, le=10_000)
     bootstrap_admin_token: SecretStr | None = None
     credentials_key: SecretStr | None = None  # Fernet key for camera passwords (see api.secrets)
 
@@ -131,6 +147,32 @@ class Settings(BaseSettings):
         check_witness_specs(v)  # a ConfigError naming the entry, at start-up
         return v
 
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, v: str) -> str:
+        roles = [r.strip() for r in v.split(",") if r.strip()]
+        unknown = sorted(set(roles) - set(ROLES))
+        if not roles or unknown:
+            raise ConfigError(f"未知或空的节点角色 / unknown or empty node roles {v!r}: use a comma-separated subset of "
+                              f"{','.join(ROLES)}" + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+        return ",".join(r for r in ROLES if r in roles)
+
+    @model_validator(mode="after")
+    def _node_id_alias(self) -> "Settings":
+        # LABWITNESS_RECORDER_ID (before issue 16) names the node when LABWITNESS_NODE_ID is not set
+        if self.recorder_id and "node_id" not in self.model_fields_set:
+            self.node_id = self.recorder_id
+        self.recorder_id = self.node_id
+        return self
+
+    @model_validator(mode="after")
+    def _lease_timing(self) -> "Settings":
+        if self.lease_renew_seconds * 2 > self.lease_seconds:
+            raise ConfigError(f"LABWITNESS_LEASE_RENEW_SECONDS ({self.lease_renew_seconds}) 须不超过租约的一半 / must be at "
+                              f"most half of LABWITNESS_LEASE_SECONDS ({self.lease_seconds}): a holder must renew at least "
+                              "twice per lease, or one slow renewal loses its cameras")
+        return self
+
     @model_validator(mode="after")
     def _retention(self) -> "Settings":
         validate_retention(self.retention_months, self.retention_margin_days)
@@ -147,6 +189,11 @@ class Settings(BaseSettings):
                 f"{self.s3_endpoint} needs credentials: set {' and '.join(missing)} (the access key the store "
                 "issued for labwitness; there is no default)")
         return self
+
+    @property
+    def role_set(self) -> frozenset[str]:
+        """The roles this node runs: a subset of :data:`ROLES`."""
+        return frozenset(r for r in self.roles.split(",") if r)
 
     @property
     def discovery_ifaces(self) -> list[str] | None:

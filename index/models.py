@@ -122,12 +122,17 @@ class Segment(SQLModel, table=True):
     # per row rather than an id watermark: on PostgreSQL ids are handed out before commit, so a
     # row can become visible after a higher id was already sealed; it is simply sealed next time.
     seal_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # The writer (docs/cluster.md): its node and the camera lease's epoch it held; None on rows from
+    # before issue 16.  Overlapping segments of a failover are both kept; queries prefer the higher epoch.
+    node_id: str | None = Field(default=None, max_length=48)
+    epoch: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class Gap(SQLModel, table=True):
     """An interval with no footage and why: timeout, refused, auth_failed, not_found,
     not_rtsp, no_video, unsupported_codec, unreachable, stream_ended, decode_error,
-    stream_error, tls_untrusted, spool_full, spool_error, recorder_down, recorder_stopped, unknown
+    stream_error, tls_untrusted, spool_full, spool_error, recorder_down, recorder_stopped, failover (the
+    camera's lease expired on a node that stopped renewing it), handover (a node stopping released it), unknown
     (inferred by an index rebuild)."""
 
     __table_args__ = (
@@ -143,6 +148,9 @@ class Gap(SQLModel, table=True):
     detail: str = Field(default="", max_length=2000)
     # the seal that holds this gap as it was then; set back to None when the gap grows (sealed again)
     seal_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # the writer's node and lease epoch (docs/cluster.md): a stale epoch never changes a newer one's gap
+    node_id: str | None = Field(default=None, max_length=48)
+    epoch: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class ApiToken(SQLModel, table=True):
@@ -432,3 +440,35 @@ class JournalOutbox(SQLModel, table=True):
     kind: str = Field(max_length=32)
     at_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
     body: str  # JSON: the row as committed
+
+
+class ClusterNode(SQLModel, table=True):
+    """One labwitness node (docs/cluster.md): its roles and its heartbeat."""
+
+    __tablename__ = "cluster_node"
+    node_id: str = Field(primary_key=True, max_length=48)
+    roles: str = Field(default="", max_length=64)
+    host: str = Field(default="", max_length=255)
+    pid: int = 0
+    version: str = Field(default="", max_length=32)
+    started_at_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    heartbeat_at_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    stopped_at_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
+class CameraLease(SQLModel, table=True):
+    """Which recorder node records a camera (docs/cluster.md): holder, fencing epoch, expiry."""
+
+    __tablename__ = "camera_lease"
+    __table_args__ = (Index("ix_camera_lease_node", "node_id"),)
+    camera_id: str = Field(primary_key=True, max_length=64)
+    node_id: str | None = Field(default=None, max_length=48)  # None: released, free at once
+    epoch: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    claimed_at_ms: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    renewed_at_ms: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    expires_at_ms: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    prev_node_id: str = Field(default="", max_length=48)
+    prev_end: str = Field(default="", max_length=16)  # "" first claim | expired | released
+    failovers: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    last_failover_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    handovers: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))

@@ -18,7 +18,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from index.models import Camera, CameraContentState, Gap, Segment
+from index.models import Camera, CameraContentState, CameraLease, Gap, Segment
 from index.tiling import NOTHING_SPOOLED, Part, SpoolState, uncovered
 from labwitness.errors import IndexUnavailableError, NotFoundError
 from labwitness.segment_limits import MAX_SEGMENT_MS  # the bound every query of the index relies on
@@ -120,10 +120,21 @@ class IndexStore:
 
     @db_guarded
     def add_gap(self, gap: Gap) -> Gap:
+        """Insert or grow a gap.  Fenced by the writer's lease epoch (docs/cluster.md): a gap of an
+        older epoch than the camera's lease ends where the newer epoch was claimed (never covering
+        the new holder's time) and never changes a gap written under a newer epoch."""
         with Session(self.engine, expire_on_commit=False) as s:
+            if gap.epoch is not None:
+                lease = s.get(CameraLease, gap.camera_id)
+                if lease is not None and lease.epoch > gap.epoch:
+                    if gap.start_ms >= lease.claimed_at_ms:
+                        return gap  # refused: the stale holder's time after the takeover is not its to describe
+                    gap.end_ms = min(gap.end_ms, lease.claimed_at_ms)
             q = select(Gap).where(Gap.camera_id == gap.camera_id, Gap.start_ms == gap.start_ms, Gap.reason == gap.reason)
             found = s.exec(q).first()
             if found is not None:
+                if found.epoch is not None and (gap.epoch or 0) < found.epoch:
+                    return found  # a newer epoch's gap: a stale writer never overwrites it
                 if gap.end_ms > found.end_ms:  # a gap re-reported with a later end grows
                     found.end_ms = gap.end_ms
                     found.detail = gap.detail

@@ -15,6 +15,11 @@ class RecorderMetrics:
         self.gaps = Counter("labwitness_gaps_total", "Recording interruptions", ["camera", "reason"], registry=r)
         self.dropped_packets = Counter("labwitness_dropped_packets_total", "Packets not recorded", ["camera", "reason"], registry=r)
         self.upload_errors = Counter("labwitness_upload_errors_total", "Failed upload attempts (retried)", ["kind"], registry=r)
+        # camera leases of a cluster's recorder node (recorder.leases, docs/cluster.md)
+        self.leases_held = Gauge("labwitness_camera_leases_held", "Camera leases this node holds", registry=r)
+        self.lease_takeovers = Counter("labwitness_camera_lease_takeovers_total",
+                                       "Cameras taken over from another node (failover: its lease expired; handover: released)",
+                                       ["reason"], registry=r)
         self.spool_bytes = Gauge("labwitness_spool_bytes", "Bytes held in the local spool", registry=r)
         self.spool_backlog = Gauge("labwitness_spool_backlog_segments", "Finished segments not yet stored and indexed", registry=r)
         self.spool_full = Gauge("labwitness_spool_full", "1 while a camera drops footage for lack of spool room", ["camera"], registry=r)

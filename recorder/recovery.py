@@ -75,7 +75,7 @@ def salvage(spool: CameraSpool, seq: int) -> dict:
         camera_id=spool.camera_id, start=start, end=start + timedelta(seconds=media_s),
         media_duration_ms=round(media_s * 1000), codec=codec, width=w, height=h,
         sha256=file_sha256(path), size=good, recorder_id=info.get("recorder_id", ""),
-        session_id=info.get("session_id", ""), sequence=seq, area_id=info.get("area_id", ""),
+        session_id=info.get("session_id", ""), sequence=seq, area_id=info.get("area_id", ""), epoch=int(info.get("epoch", 0)),
         audio_codec=acodec, frames=frames,
     )
     if path == mp4:

@@ -14,6 +14,7 @@ failures never reach the worker (docs/decisions.md, "sub-stream pictures").
 from __future__ import annotations
 
 import fcntl
+from datetime import datetime, timezone
 import logging
 import threading
 from dataclasses import dataclass, field, replace
@@ -42,6 +43,7 @@ class CameraSpec:
     url: str = field(repr=False)  # with the camera's credentials: never in a log line
     area_id: str = ""
     sub_url: str = field(default="", repr=False)  # the sub stream (pictures for content health), if any
+    epoch: int = 0  # the camera lease's epoch on a cluster (recorder.leases); a new epoch is a new worker
 
 
 class RecorderService:
@@ -132,7 +134,7 @@ class RecorderService:
     def _start_worker(self, spec: CameraSpec) -> None:
         stop = threading.Event()
         w = CameraWorker(spec.camera_id, spec.url, self.spool(spec.camera_id), self.cfg, clock=self.clock, stop=stop,
-                         metrics=self.metrics, on_commit=self.uploader.notify, area_id=spec.area_id)
+                         metrics=self.metrics, on_commit=self.uploader.notify, area_id=spec.area_id, epoch=spec.epoch)
         t = threading.Thread(target=self._run_worker, args=(w,), name=f"camera-{spec.camera_id}", daemon=True)
         self._workers[spec.camera_id] = (spec, w, t, stop)
         t.start()
@@ -189,6 +191,17 @@ class RecorderService:
         if t.is_alive():
             log.error("camera %s: worker did not stop within %.0fs", camera_id, timeout)
         self._stop_sampler(camera_id, timeout)
+
+    def note_takeover(self, camera_id: str, since_ms: int, reason: str, detail: str) -> None:
+        """Before a camera taken over from another node starts here: the time since the previous
+        holder's last indexed segment is an open gap (``failover`` or ``handover``) that the first
+        segment recorded here closes.  A gap this spool has open already counts first."""
+        sp = self.spool(camera_id)
+        if sp.pending_open_gap() is None:
+            since = datetime.fromtimestamp(since_ms / 1000, timezone.utc)
+            if sp.last_end is not None and sp.last_end > since:  # this spool's own footage, not indexed yet
+                since = sp.last_end
+            sp.open_gap(since, reason, detail)
 
     def workers(self) -> dict[str, CameraWorker]:
         return {cid: v[1] for cid, v in self._workers.items()}

@@ -338,6 +338,13 @@ class CameraSpool:
         c.record.unlink(missing_ok=True)
 
     # -- gaps -------------------------------------------------------------------
+    #: who writes this camera's gaps now (docs/cluster.md): set by its worker from the camera's lease
+    node_id: str = ""
+    epoch: int = 0
+
+    def writer(self) -> dict:
+        return {"node_id": self.node_id, "epoch": self.epoch} if self.epoch else {}
+
     def open_gap(self, start: datetime, reason: str, detail: str) -> None:
         f = self.dir / OPEN_GAP
         if f.exists():  # the first cause of an outage is the one that counts
@@ -364,7 +371,8 @@ class CameraSpool:
         detail = g["detail"]
         if g.get("attempts", 1) > 1:
             detail += f" (reconnect attempts: {g['attempts']}; last: {g.get('last_error', '')})"
-        rec = {"camera_id": self.camera_id, "start": g["start"], "end": iso_ms(end), "reason": g["reason"], "detail": detail[:2000]}
+        rec = {"camera_id": self.camera_id, "start": g["start"], "end": iso_ms(end), "reason": g["reason"], "detail": detail[:2000],
+               **self.writer()}
         ms = round(start.timestamp() * 1000)
         write_json_atomic(self.dir / f"gap-{ms}-{g['reason']}.json", rec)
         f.unlink()
@@ -375,6 +383,7 @@ class CameraSpool:
         ms = round(start.timestamp() * 1000)
         write_json_atomic(self.dir / f"gap-{ms}-{reason}.json", {
             "camera_id": self.camera_id, "start": iso_ms(start), "end": iso_ms(end), "reason": reason, "detail": detail[:2000],
+            **self.writer(),
         })
 
     def finished_gaps(self) -> Iterator[tuple[Path, dict]]:

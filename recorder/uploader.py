@@ -49,6 +49,7 @@ def segment_row(c: Committed) -> Segment:
         retain_until_ms=utc_ms(c.retain_until) if c.retain_until else None, lock_mode=c.lock_mode,
         codec=m.codec, audio_codec=m.audio_codec, width=m.width, height=m.height, frames=m.frames,
         session_id=m.session_id, sequence=m.sequence, recorder_id=m.recorder_id,
+        node_id=m.recorder_id or None, epoch=m.epoch or None,
     )
 
 
@@ -193,7 +194,8 @@ class Uploader:
         for path, g in spool.finished_gaps():
             try:
                 self.index.add_gap(Gap(camera_id=g["camera_id"], start_ms=utc_ms(parse_iso(g["start"])),
-                                       end_ms=utc_ms(parse_iso(g["end"])), reason=g["reason"], detail=g.get("detail", "")))
+                                       end_ms=utc_ms(parse_iso(g["end"])), reason=g["reason"], detail=g.get("detail", ""),
+                                       node_id=g.get("node_id") or None, epoch=g.get("epoch") or None))
             except IndexUnavailableError as e:
                 self._index_failed(str(e))
                 return

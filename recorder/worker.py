@@ -83,8 +83,11 @@ class CameraWorker:
     def __init__(self, camera_id: str, url: str, spool: CameraSpool, cfg: RecorderConfig, *,
                  clock: Clock | None = None, stop: threading.Event | None = None,
                  metrics: RecorderMetrics | None = None,
-                 on_commit: Callable[[Committed], None] | None = None, area_id: str = "") -> None:
+                 on_commit: Callable[[Committed], None] | None = None, area_id: str = "", epoch: int = 0) -> None:
         self.camera_id = camera_id
+        # the camera lease's epoch this worker records under (docs/cluster.md); 0: no leases (one box)
+        self.epoch = epoch
+        spool.node_id, spool.epoch = cfg.recorder_id, epoch
         self.url = url
         self.spool = spool
         self.cfg = cfg
@@ -304,7 +307,7 @@ class CameraWorker:
                 codec=vcodec, width=src.width, height=src.height,
                 sha256=s.out.sha.hexdigest(), size=s.out.size, recorder_id=self.cfg.recorder_id,
                 session_id=session_id, sequence=s.seq, area_id=self.area_id,
-                audio_codec=audio.recorded, frames=s.writer.stats.frames,
+                audio_codec=audio.recorded, frames=s.writer.stats.frames, epoch=self.epoch,
             )
             committed = self.spool.commit(s.seq, s.out, meta)
             est_bytes = max(est_bytes, s.out.size * 2)
@@ -333,7 +336,7 @@ class CameraWorker:
             out = self.spool.open_segment(seq, {
                 "camera_id": self.camera_id, "session_id": session_id, "sequence": seq,
                 "start_estimate": iso_ms(datetime.fromtimestamp(est or arrival, timezone.utc)),
-                "recorder_id": self.cfg.recorder_id, "area_id": self.area_id,
+                "recorder_id": self.cfg.recorder_id, "area_id": self.area_id, "epoch": self.epoch,
             })
             seg = _Open(seq, out, SegmentWriter(out, src.video, audio.track, first_dts), first_dts,
                         fresh=fresh)

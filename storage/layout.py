@@ -66,6 +66,7 @@ class SegmentMeta:
     area_id: str = ""
     audio_codec: str = ""
     frames: int = 0
+    epoch: int = 0  # the camera lease's epoch of the writer (docs/cluster.md); 0: single box, no lease
 
     @property
     def key(self) -> str:

@@ -106,15 +106,25 @@ def record(
 def serve(
     host: Annotated[Optional[str], typer.Option()] = None,
     port: Annotated[Optional[int], typer.Option()] = None,
+    roles: Annotated[Optional[str], typer.Option(
+        "--roles", help="comma-separated subset of api,recorder,jobs (LABWITNESS_ROLES; default all three)")] = None,
+    node_id: Annotated[Optional[str], typer.Option(
+        "--node-id", help="this node's name in the cluster (LABWITNESS_NODE_ID; default the host name)")] = None,
     verbose: Annotated[bool, typer.Option("-v")] = False,
 ) -> None:
-    """API、界面、录像与任务同一进程运行（单机部署） / Run API, UI, recorders and jobs in one process."""
+    """运行节点：API/界面、录像、任务（默认全部） / Run a node: API and UI, recorders, jobs (default: all).
+
+    One server runs all three roles on SQLite or PostgreSQL.  A cluster runs any
+    number of nodes of each role against one PostgreSQL and one S3 store; recorder
+    nodes share the cameras by leases (docs/cluster.md).  A node without the api
+    role serves only /healthz and /metrics on its port.
+    """
     setup_logging(verbose)
     import uvicorn  # heavy: the web server; keeps --help fast
 
     from api.app import create_app  # heavy: the FastAPI app (and the recorder's av); keeps --help fast
 
-    settings = settings_or_exit(host=host, port=port)
+    settings = settings_or_exit(host=host, port=port, roles=roles, node_id=node_id)
     try:
         service = create_app(settings)
         announce_served_url(settings)  # `labwitness export` beside it puts the same verify URL into packages
