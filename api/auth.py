@@ -20,6 +20,9 @@ from api.deps import TokensDep
 from api.rate_limit import AUTH_FAILED, audit_failure, refuse_if_over
 
 _bearer = HTTPBearer(auto_error=False, description="API token: `Authorization: Bearer lw_...`")
+#: request state key set only by the web session relay (api.web.session.SessionRelay): the
+#: row id of the signed-in session's token, which the API then acts for
+RELAY_TOKEN_ID = "relay_token_id"
 
 
 class AuthError(LabwitnessError):
@@ -48,10 +51,12 @@ def require(*roles: str) -> Callable[..., Principal]:
 
     def dependency(request: Request, tokens: TokensDep,
                    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
-        if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
+        relayed = getattr(request.state, RELAY_TOKEN_ID, None) if creds is None else None
+        if relayed is None and (creds is None or creds.scheme.lower() != "bearer" or not creds.credentials):
             raise AuthError("需要登录令牌 / an API token is required (Authorization: Bearer ...)")
         refuse_if_over(request, AUTH_FAILED)  # a source that used up its failures learns nothing more
-        row = tokens.lookup(creds.credentials)
+        # a signed-in browser through the session relay: its token by row id (revoked: None)
+        row = tokens.by_id(relayed) if relayed is not None else tokens.lookup(creds.credentials)
         if row is None:
             audit_failure(request, "auth.failed", {"path": request.url.path[:200]})
             raise AuthError("令牌无效或已吊销 / the API token is invalid or revoked")

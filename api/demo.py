@@ -100,7 +100,8 @@ def run_demo(settings: Settings, *, cameras: int, duration: float | None, stop: 
         if not thread.is_alive():
             raise SystemExit(f"API could not start on {settings.host}:{settings.port} (port in use?)")
         base = served_url(settings.host, settings.port)
-        once = app.state.web_sessions.issue_once(setup.tokens["admin"], "demo-admin", "admin", ttl_s=3600)
+        admin_row = rt.tokens.lookup(setup.tokens["admin"])  # the code names the token's row, never the token
+        once = app.state.web_sessions.issue_once(admin_row.id, "demo-admin", "admin", ttl_s=3600)
         console.print(Panel.fit(
             f"[bold]labwitness 演示 / demo[/] — 发现 {len(found)}/{cameras} 路模拟 ONVIF 摄像机 discovered simulated cameras "
             f"({', '.join(setup.cameras)}), {settings.segment_seconds:g} s 分段 segments\n"

@@ -34,7 +34,13 @@ class ExportWarning(BaseModel):
 class ExportView(BaseModel):
     id: str
     report_no: str
+    #: running (queued or being built) | done | failed: what clients poll on, as before the queue
     status: str
+    #: queued | running | done | failed: the queue's own state (docs/jobs.md)
+    state: str
+    #: the export worker building it (node/pid/n), and how many claims it took (a retry after a worker died: > 1)
+    worker: str
+    attempts: int
     progress: float
     error: str
     status_url: str
@@ -45,7 +51,8 @@ class ExportView(BaseModel):
 
 
 def export_view(pkg: ExportPackage) -> ExportView:
-    return ExportView(id=pkg.id, report_no=pkg.report_no, status=pkg.status, progress=pkg.progress, error=pkg.error,
+    return ExportView(id=pkg.id, report_no=pkg.report_no, status="running" if pkg.status == "queued" else pkg.status,
+                      state=pkg.status, worker=pkg.claimed_by, attempts=pkg.attempts, progress=pkg.progress, error=pkg.error,
                       status_url=f"/api/v1/exports/{pkg.id}",
                       download_url=f"/api/v1/exports/{pkg.id}/download" if pkg.status == "done" else None,
                       verify_url=f"/verify/{pkg.id}", package_sha256=pkg.package_sha256 or None,
@@ -123,7 +130,7 @@ def release_hold(exporter: ExporterDep, audit: AuditDep, who: Admin, package_id:
     """Release the legal holds this package placed (audited). Versions another package
     still relies on stay held; retention itself is never shortened."""
     pkg = exporter.get(package_id)
-    if pkg.status == "running":
+    if pkg.status in ("queued", "running"):
         raise ConflictError(f"证据包仍在导出中，完成或失败后再释放 / package {package_id} is still being exported; "
                             "release its holds once it is done or failed")
     released = exporter.release(pkg, who.actor)

@@ -51,6 +51,7 @@ from storage.s3 import S3ObjectStore
 from storage.seaweed import EmbeddedSeaweed
 
 from api.camera_rows import seal_camera_urls
+from api.export_worker import ExportWorker, worker_id
 from api.exporter import Exporter
 from api.health import Health, HealthCollector
 from api.registry_admin import RegistryAdmin
@@ -100,6 +101,7 @@ class Runtime:
         self.lease_manager: LeaseManager | None = None  # recorder nodes on PostgreSQL (docs/cluster.md)
         #: a serving runtime with the recorder role records cameras (all of them on SQLite, its leases' on PostgreSQL)
         self.records_cameras = recording and "recorder" in settings.role_set
+        self.export_workers: list[ExportWorker] = []  # jobs nodes (see start_export_workers)
         self._stack = ExitStack()
 
     def __enter__(self) -> "Runtime":
@@ -198,6 +200,9 @@ class Runtime:
         self.metrics.registry.register(self.health_collector)
         if self.recording and s.retention_jobs and "jobs" in s.role_set:
             self.start_jobs()
+        # the jobs role: export workers claim queued exports (helper `leases` gates this on the role)
+        if self.recording and "jobs" in s.role_set:
+            self.start_export_workers()
 
     def now_ms(self) -> int:
         return utc_ms(self.clock.now())
@@ -227,6 +232,23 @@ class Runtime:
                                     time_sources=self.time_sources, seal=self.run_seal, samples=self.samples)
         self.jobs.start()
         self._stack.callback(self.stop_jobs)
+
+    # -- export workers (the export queue, docs/jobs.md) ---------------------------------
+    @property
+    def node_id(self) -> str:
+        return getattr(self.settings, "node_id", None) or self.settings.recorder_id
+
+    def start_export_workers(self) -> None:
+        """Start ``export_workers`` workers claiming queued exports; stopped when the runtime exits
+        (an export still being built then goes back to the queue)."""
+        if self.export_workers:
+            return
+        s = self.settings
+        for n in range(s.export_workers):
+            w = ExportWorker(self.exporter, worker_id(self.node_id, n), poll_s=s.export_poll_s)
+            w.name = f"export-worker-{n}"
+            self.export_workers.append(w.start())
+            self._stack.callback(w.stop)
 
     def seal_signer(self) -> SealSigner:
         """The lab's key as the seal job uses it (retention does not import the API's key handling)."""

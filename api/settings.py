@@ -110,6 +110,14 @@ class Settings(BaseSettings):
     # the journal (retention.journal): how often the index's outbox is written to a journal/ object
     journal_interval_s: float = Field(default=60.0, gt=0, le=3600)
 
+    # The export queue (docs/jobs.md): workers on every jobs node claim queued exports.
+    export_workers: int = Field(default=1, ge=0, le=16)  # per jobs node; 0: this node builds none
+    export_poll_s: float = Field(default=1.0, gt=0, le=60)  # how often an idle worker looks for work
+    export_heartbeat_s: float = Field(default=5.0, gt=0, le=300)
+    #: a running export whose heartbeat is older than this is claimed by another worker
+    export_stale_s: float = Field(default=30.0, gt=0, le=3600)
+    export_max_attempts: int = Field(default=3, ge=1, le=20)  # claims before an export is failed for good
+
     # Witnesses outside the box that receive every seal (docs/witnesses.md): a list of entries like
     # {kind = "s3", name = "...", endpoint = ..., bucket = ..., access_key_file = ..., secret_key_file = ...} or
     # {kind = "https", url = ..., token_file = ..., ca_file = ...}; in the environment as JSON
@@ -176,6 +184,15 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _retention(self) -> "Settings":
         validate_retention(self.retention_months, self.retention_margin_days)
+        return self
+
+    @model_validator(mode="after")
+    def _export_heartbeat(self) -> "Settings":
+        if self.export_stale_s < 2 * self.export_heartbeat_s:
+            raise ConfigError(
+                f"LABWITNESS_EXPORT_STALE_S ({self.export_stale_s:g}) 至少应为心跳间隔的两倍 / must be at least twice "
+                f"LABWITNESS_EXPORT_HEARTBEAT_S ({self.export_heartbeat_s:g}): a live export worker would otherwise be "
+                "taken for dead and its export built twice")
         return self
 
     @model_validator(mode="after")

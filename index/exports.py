@@ -6,6 +6,15 @@ sets has an unreleased Hold row** — the row is committed (``pending``) before 
 hold is set, becomes ``placed`` after, and is marked released only after the hold
 is off (or another package still relies on the version).  So a release, or the
 recovery of an interrupted export, finds every hold from the rows alone.
+
+**The queue** (docs/jobs.md): a package row is also the export job.  ``queued`` when
+requested on any API node; a jobs node's worker *claims* it (``FOR UPDATE SKIP
+LOCKED`` on PostgreSQL, so two workers never take the same row; a compare-and-set
+on the attempt number everywhere, which is what makes it safe on SQLite too),
+beats ``heartbeat_at_ms`` while it builds, and finishes it.  A ``running`` row whose
+heartbeat is older than the stale bound is claimed again (its worker died).  Every
+write of a worker is *fenced* by ``(claimed_by, attempts)``: a worker that was given
+up for dead and comes back can no longer change the row.
 """
 
 from __future__ import annotations
@@ -13,12 +22,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from sqlalchemy import and_, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from index.models import ExportPackage, Hold, Segment
 from index.queries import db_guarded
 from labwitness.errors import NotFoundError
+
+PKG = ExportPackage.__table__
+#: what a worker writes when it finishes (the rest of the row is the requester's)
+RESULT_FIELDS = ("status", "progress", "error", "manifest", "signature", "package_key", "package_version_id",
+                 "package_sha256", "warnings")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A worker's hold on one export: its writes must carry both."""
+
+    package_id: str
+    worker: str
+    attempt: int
 
 
 @dataclass(frozen=True)
@@ -60,14 +84,73 @@ class ExportStore:
             return list(s.exec(select(ExportPackage).where(ExportPackage.report_no == report_no)
                                .order_by(col(ExportPackage.created_ms).desc()).limit(limit)))
 
+    # -- the queue ------------------------------------------------------------------
+    @staticmethod
+    def _claimable(stale_before_ms: int, max_attempts: int):
+        return or_(PKG.c.status == "queued",
+                   and_(PKG.c.status == "running", PKG.c.heartbeat_at_ms.is_not(None),
+                        PKG.c.heartbeat_at_ms < stale_before_ms, PKG.c.attempts < max_attempts))
+
     @db_guarded
-    def needing_release(self, silent_since_ms: int) -> list[ExportPackage]:
+    def claim(self, worker: str, stale_before_ms: int, max_attempts: int, package_id: str | None = None) -> Claim | None:
+        """Take the oldest queued export (or one whose worker's heartbeat is older than
+        ``stale_before_ms``), or ``package_id`` only; None when there is none free."""
+        now = self.now_ms()
+        claimable = self._claimable(stale_before_ms, max_attempts)
+        with self.engine.begin() as c:
+            q = select(PKG.c.id, PKG.c.attempts).where(claimable)
+            if package_id is not None:
+                q = q.where(PKG.c.id == package_id)
+            # PostgreSQL: a row another worker is claiming is skipped, not waited for
+            row = c.execute(q.order_by(PKG.c.created_ms, PKG.c.id).limit(1).with_for_update(skip_locked=True)).first()
+            if row is None:
+                return None
+            # compare-and-set on the attempt number: SQLite has no row locks, and it fences the previous claim
+            n = c.execute(update(PKG).where(PKG.c.id == row.id, PKG.c.attempts == row.attempts, claimable).values(
+                status="running", claimed_by=worker[:200], heartbeat_at_ms=now, updated_ms=now,
+                attempts=row.attempts + 1)).rowcount
+        return Claim(row.id, worker[:200], row.attempts + 1) if n == 1 else None
+
+    def _fenced(self, claim: Claim):
+        return and_(PKG.c.id == claim.package_id, PKG.c.claimed_by == claim.worker, PKG.c.attempts == claim.attempt,
+                    PKG.c.status == "running")
+
+    @db_guarded
+    def beat(self, claim: Claim, progress: float | None = None) -> bool:
+        """The worker's heartbeat (and progress, which every API node reads); False when the
+        claim was lost (given up for dead and claimed by another worker)."""
+        now = self.now_ms()
+        values: dict = {"heartbeat_at_ms": now, "updated_ms": now}
+        if progress is not None:
+            values["progress"] = progress
+        with self.engine.begin() as c:
+            return c.execute(update(PKG).where(self._fenced(claim)).values(**values)).rowcount == 1
+
+    @db_guarded
+    def finish(self, claim: Claim, pkg: ExportPackage) -> bool:
+        """Write the result fields of ``pkg`` (done or failed) if the claim still holds."""
+        now = self.now_ms()
+        values = {f: getattr(pkg, f) for f in RESULT_FIELDS}
+        with self.engine.begin() as c:
+            return c.execute(update(PKG).where(self._fenced(claim)).values(
+                heartbeat_at_ms=now, updated_ms=now, **values)).rowcount == 1
+
+    @db_guarded
+    def release_claim(self, claim: Claim) -> bool:
+        """Put a claimed export back in the queue (a worker stopping gracefully mid-build)."""
+        with self.engine.begin() as c:
+            return c.execute(update(PKG).where(self._fenced(claim)).values(status="queued", claimed_by="")).rowcount == 1
+
+    @db_guarded
+    def needing_release(self, silent_since_ms: int, max_attempts: int = 1 << 30) -> list[ExportPackage]:
         """Packages whose holds must go: still ``running`` with a heartbeat that stopped
-        before ``silent_since_ms`` (their process died mid-export), or ``failed`` with
-        holds not yet released (storage refused the release when they failed)."""
+        before ``silent_since_ms`` that no worker will claim again (never claimed through
+        the queue, or out of attempts), or ``failed`` with holds not yet released (storage
+        refused the release when they failed)."""
         with Session(self.engine, expire_on_commit=False) as s:
             running = [p for p in s.exec(select(ExportPackage).where(ExportPackage.status == "running"))
-                       if (p.updated_ms or p.created_ms) < silent_since_ms]
+                       if (p.updated_ms or p.created_ms) < silent_since_ms
+                       and (p.heartbeat_at_ms is None or p.attempts >= max_attempts)]
             failed_held = select(Hold.package_id).where(col(Hold.released_ms).is_(None)).distinct()
             failed = list(s.exec(select(ExportPackage).where(ExportPackage.status == "failed",
                                                              col(ExportPackage.id).in_(failed_held))))
@@ -80,7 +163,10 @@ class ExportStore:
         before any S3 hold is set."""
         now = self.now_ms()
         with Session(self.engine) as s:
-            for sid in sorted(set(segment_ids)):
+            # a package built again after its worker died keeps the rows it wrote then
+            have = set(s.exec(select(Hold.segment_id).where(Hold.package_id == package_id,
+                                                            col(Hold.released_ms).is_(None))))
+            for sid in sorted(set(segment_ids) - have):
                 s.add(Hold(segment_id=sid, package_id=package_id, placed_ms=now, state="pending"))
             s.commit()
 

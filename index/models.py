@@ -237,7 +237,7 @@ class ExportPackage(SQLModel, table=True):
     report_no: str = Field(max_length=64, index=True)
     created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
     actor: str = Field(max_length=200)
-    status: str = Field(default="running", max_length=16)  # running | done | failed
+    status: str = Field(default="running", max_length=16, index=True)  # queued | running | done | failed
     progress: float = 0.0
     error: str = Field(default="", max_length=2000)
     manifest: str = Field(default="")  # JSON, as signed
@@ -250,6 +250,16 @@ class ExportPackage(SQLModel, table=True):
     warnings: str = Field(default="[]")
     #: heartbeat of a running export; one that stops beating was interrupted (docs/exports.md)
     updated_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # -- the export queue (docs/jobs.md): any jobs node's worker claims a queued package --
+    #: the node whose export worker builds it now (empty while queued)
+    claimed_by: str = Field(default="", max_length=200)
+    #: the claiming worker's heartbeat; a running package whose heartbeat is stale is claimed again
+    heartbeat_at_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    #: claims so far; each claim fences the earlier one (its writes need its own attempt number)
+    attempts: int = 0
+    #: the requester's role (for the audit events the worker writes) and the verify URL's base
+    role: str = Field(default="", max_length=16)
+    base_url: str = Field(default="", max_length=300)
 
 
 class Hold(SQLModel, table=True):
@@ -264,6 +274,26 @@ class Hold(SQLModel, table=True):
     placed_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
     released_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     released_by: str | None = Field(default=None, max_length=200)
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser (``api.web.session``), or a one-time sign-in code (``kind`` ``once``).
+    Only hashes and references: the SHA-256 of the session id (the cookie), the token's row id
+    (never the token), so a database dump signs nobody in.  Every API node reads the same rows."""
+
+    __tablename__ = "web_session"
+
+    id_hash: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(default="session", max_length=8)  # session | once
+    token_id: int = Field(index=True)
+    name: str = Field(default="", max_length=200)
+    role: str = Field(max_length=16)
+    csrf: str = Field(default="", max_length=100)
+    created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    last_seen_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    #: the hard end (absolute lifetime, or a one-time code's expiry); idle expiry is from last_seen_ms
+    expires_ms: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+    flash: str = Field(default="[]", max_length=8000)  # JSON [[level, message]] shown once
 
 
 class JobRun(SQLModel, table=True):

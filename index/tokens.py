@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from index.models import ApiToken
 from index.queries import db_guarded
+from index.web_sessions import end_sessions_of_token
 from labwitness.errors import NotFoundError, ValidationError
 
 ROLES = ("admin", "inspector", "operations", "ingest")
@@ -59,6 +60,13 @@ class TokenStore:
             return row if row is not None and row.revoked_ms is None else None
 
     @db_guarded
+    def by_id(self, token_id: int) -> ApiToken | None:
+        """The token row behind a web session (the session keeps the id, never the token); None if revoked."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            row = s.get(ApiToken, token_id)
+            return row if row is not None and row.revoked_ms is None else None
+
+    @db_guarded
     def revoke(self, token_id: int) -> ApiToken:
         with Session(self.engine, expire_on_commit=False) as s:
             row = s.get(ApiToken, token_id)
@@ -67,6 +75,8 @@ class TokenStore:
             if row.revoked_ms is None:
                 row.revoked_ms = self.now_ms()
                 s.add(row)
+                # its web sessions end on every node with the same commit (index.web_sessions)
+                end_sessions_of_token(s.connection(), token_id)
                 s.commit()
             return row
 

@@ -81,29 +81,64 @@ class FakeClock:
         return self.t
 
 
-def test_session_idle_and_absolute_expiry():
+@pytest.fixture
+def session_engine(tmp_path):
+    from index.db import make_engine
+    from index.migrate import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'sessions.db'}")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_session_idle_and_absolute_expiry(session_engine):
     clock = FakeClock()
-    store = SessionStore(idle_s=60, absolute_s=300, clock=clock)
-    sid, sess = store.create("lw_x", "n", "inspector")
-    assert store.get(sid) is sess and store.get("other") is None and store.get(None) is None
+    store = SessionStore(session_engine, idle_s=60, absolute_s=300, clock=clock)
+    sid, sess = store.create(7, "n", "inspector")
+    got = store.get(sid)
+    assert got.id_hash == sess.id_hash and got.token_id == 7 and got.csrf == sess.csrf
+    assert store.get("other") is None and store.get(None) is None
     clock.t += 59
-    assert store.get(sid) is sess  # touched: idle time starts again
+    assert store.get(sid) is not None  # touched: idle time starts again
     clock.t += 59
-    assert store.get(sid) is sess
+    assert store.get(sid) is not None
     clock.t += 61
     assert store.get(sid) is None  # idle too long, and gone for good
+    assert len(store) == 0  # the expired row was deleted, not just ignored
     clock.t = 1000.0
-    sid, _ = store.create("lw_y", "n", "admin")
+    sid, _ = store.create(8, "n", "admin")
     for _ in range(6):
         clock.t += 55
         store.get(sid)
     assert store.get(sid) is None  # active all along, but past the absolute lifetime
-    assert sid not in repr(store._sessions)  # only hashes of ids are kept
+    # only hashes of ids are kept, and no token at all: the table has no column for one
+    from index.models import WebSession
+
+    sid, _ = store.create(9, "n", "admin")
+    with session_engine.connect() as c:
+        dump = repr(c.execute(WebSession.__table__.select()).all())
+    assert sid not in dump and "lw_" not in dump and "token_id" in WebSession.__table__.c
 
 
-def test_session_store_is_bounded():
-    store = SessionStore(max_sessions=3, clock=FakeClock())
-    ids = [store.create(f"lw_{i}", "n", "admin")[0] for i in range(5)]
+def test_expired_sessions_are_purged(session_engine):
+    clock = FakeClock()
+    store = SessionStore(session_engine, idle_s=60, absolute_s=300, clock=clock)
+    for i in range(3):
+        store.create(i, "n", "admin")
+    store.issue_once(1, "n", "admin", ttl_s=30)
+    clock.t += 120  # idle past the limit, and the code past its expiry
+    assert store.rows().purge(60_000) == 4
+    assert store.rows().count("session") == 0 and store.rows().count("once") == 0
+
+
+def test_session_store_is_bounded(session_engine):
+    clock = FakeClock()
+    store = SessionStore(session_engine, max_sessions=3, clock=clock)
+    ids = []
+    for i in range(5):
+        clock.t += 1  # least recently used is the first
+        ids.append(store.create(i, "n", "admin")[0])
     assert len(store) == 3 and store.get(ids[0]) is None and store.get(ids[-1]) is not None
 
 
@@ -325,7 +360,8 @@ def test_one_time_sign_in_link_works_once_and_expires(web):
     """What `labwitness demo` prints: a code that signs in once, never the token in a URL."""
     client, rt, tokens = web
     store = client.app.state.web_sessions
-    code = store.issue_once(tokens["admin"], "web-admin", "admin", ttl_s=60)
+    tid = {t.name: t.id for t in rt.tokens.list()}
+    code = store.issue_once(tid["web-admin"], "web-admin", "admin", ttl_s=60)
     assert tokens["admin"] not in code
     b = browser(client.app)
     r = b.get(f"/login/once/{code}")
@@ -336,13 +372,13 @@ def test_one_time_sign_in_link_works_once_and_expires(web):
     clock = FakeClock()
     old, store.clock = store.clock, clock
     try:
-        late = store.issue_once(tokens["admin"], "web-admin", "admin", ttl_s=60)
+        late = store.issue_once(tid["web-admin"], "web-admin", "admin", ttl_s=60)
         clock.t += 61
         assert browser(client.app).get(f"/login/once/{late}").status_code == 401
     finally:
         store.clock = old
     # a revoked token's code signs nobody in
-    code = store.issue_once(tokens["operations"], "web-operations", "operations")
+    code = store.issue_once(tid["web-operations"], "web-operations", "operations")
     rt.tokens.revoke(next(t.id for t in rt.tokens.list() if t.name == "web-operations"))
     assert browser(client.app).get(f"/login/once/{code}").status_code == 401
     assert [e.detail for e in rt.audit.events(50) if e.action == "ui.signin" and "one-time" in e.detail]

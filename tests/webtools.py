@@ -28,6 +28,7 @@ def web_runtime(tmp_path, seaweed, **settings_kw):
     settings = load_settings(data_dir=tmp_path / "data", s3_endpoint=seaweed.endpoint, s3_access_key=ACCESS,
                              s3_secret_key=SECRET, s3_bucket="web-footage", retention_jobs=False, **settings_kw)
     with Runtime(settings, recording=False) as rt:
+        rt.start_export_workers()  # what a jobs node runs: exports requested through the UI get built
         seed(rt)
         app = create_app(settings, rt)
         with TestClient(app) as client:

@@ -73,18 +73,21 @@ def export(report_no: Annotated[str, typer.Argument()],
            verbose: Annotated[bool, typer.Option("-v")] = False) -> None:
     """导出报告的证据包 / Export a report's signed evidence package."""
     setup_logging(verbose)
+    from api.export_worker import build_here, worker_id
     from api.exporter import package_file_name  # heavy: the exporter pulls in av; keeps --help fast
 
     settings = settings_or_exit()
     try:
         with runtime(settings, recording=False) as rt:
             pkg = rt.exporter.start(report_no, actor(), "inspector", new_package_id())
+            # built here unless a jobs node's worker claimed it first (then its progress shows here)
+            build_here(rt.exporter, worker_id(f"cli@{rt.node_id}", 0), pkg.id)
             with Progress(console=console) as bar:
                 task = bar.add_task(f"导出 / exporting {report_no}", total=1.0)
                 while True:
                     pkg = rt.exporter.wait(pkg.id, 0.5)
                     bar.update(task, completed=pkg.progress)
-                    if pkg.status != "running":
+                    if pkg.status not in ("queued", "running"):
                         break
             if pkg.status != "done":
                 fail(LabwitnessError(f"导出失败 / export failed: {pkg.error}"))

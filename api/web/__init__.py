@@ -59,7 +59,8 @@ def camera_thumbnail(index: IndexDep, audit: AuditDep, who: Reader,
 
 
 def install(app: FastAPI, *, idle_s: float = 3600.0, absolute_s: float = 12 * 3600.0) -> None:
-    store = SessionStore(idle_s=idle_s, absolute_s=absolute_s)
+    # rows in the index (every API node shares them); the engine exists once the runtime started
+    store = SessionStore(lambda: app.state.runtime.index.engine, idle_s=idle_s, absolute_s=absolute_s)
     app.state.web_sessions = store
     app.state.web_scan = admin.ScanJob()
     app.state.web_scan_lock = threading.Lock()

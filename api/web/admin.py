@@ -37,7 +37,7 @@ ReaderUser = Annotated[WebUser, Depends(page("inspector", "operations"))]
 
 
 def flash(user: WebUser, level: str, message: str) -> None:
-    user.session.flash.append((level, message))
+    user.session.add_flash(level, message)
 
 
 def attempt(user: WebUser, ok_message: str, fn) -> bool:

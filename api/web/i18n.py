@@ -376,6 +376,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "reason.camera_offline": ("摄像机离线（仍在中断）", "camera offline (still going on)"),
     "reason.not_registered": ("摄像机尚未登记", "camera not registered yet"),
     "reason.future": ("尚未到来", "still in the future"),
+    "pkg.queued": ("排队中", "queued"),
     "pkg.running": ("进行中", "running"),
     "pkg.done": ("已完成", "done"),
     "pkg.failed": ("失败", "failed"),

@@ -136,7 +136,7 @@ async def start_export(request: Request, user: InspectorUser, exporter: Exporter
     except LabwitnessError as e:  # refused input or a failed start; a bug is the API's 500, not a message
         if request.headers.get("hx-request"):
             return fragment(request, "_export.html", user, pkg=None, error=problem_text(e))
-        user.session.flash.append(("error", problem_text(e)))
+        user.session.add_flash("error", problem_text(e))
         return redirect(report_link(no))
     if request.headers.get("hx-request"):
         return fragment(request, "_export.html", user, pkg=exporter.get(pkg.id), error="")

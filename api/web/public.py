@@ -83,7 +83,7 @@ async def login(request: Request, tokens: TokensDep, audit: AuditDep) -> Respons
         return _login_page(request, next_url, "login.no_ui_role", status=403)
     store = stores(request)
     store.drop(request.cookies.get(SESSION_COOKIE))  # never reuse an id from before sign-in (fixation)
-    sid, _ = store.create(token, row.name, row.role)
+    sid, _ = store.create(row.id, row.name, row.role)
     audit.append(f"{row.role}:{row.name}@{host}", "ui.signin", f"token:{row.id}", {}, row.role)
     resp = redirect(local_path(next_url, HOME[row.role]))
     resp.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="lax", secure=_secure(request), path="/")
@@ -114,7 +114,7 @@ def login_once(request: Request, tokens: TokensDep, audit: AuditDep, once: str) 
 
     def redeem():
         got.extend(store.redeem_once(once) or ())
-        row = tokens.lookup(got[0]) if got else None  # the token may have been revoked since
+        row = tokens.by_id(got[0]) if got else None  # the token may have been revoked since
         return row if row is not None and row.role in UI_ROLES else None
 
     row, refused = _attempt(request, "", "login.once_invalid", {"via": "one-time link"}, redeem)

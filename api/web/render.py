@@ -160,9 +160,7 @@ def render(request: Request, template: str, status: int = 200, user: WebUser | N
     tz_name = deps.settings(request).timezone
     if user is None:
         user = getattr(request.state, "web_user", None) or current_user(request)
-    flash = []
-    if user is not None and user.session.flash:
-        flash, user.session.flash = user.session.flash, []
+    flash = user.session.take_flash() if user is not None else []  # from the database: set on any node
 
     def t(key: str, **kw) -> str:
         return i18n.t(lang, key, **kw)

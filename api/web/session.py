@@ -1,16 +1,16 @@
 """Web sign-in: server-side sessions, CSRF tokens, role gates, and the session relay.
 
 Sign-in takes an API token (``lw_...``) and maps it to its role, exactly as the
-API does; there are no passwords.  Sessions are kept **in server memory**, not in
-a signed cookie:
+API does; there are no passwords.  Sessions are kept **in the index database**
+(``web_session``, :mod:`index.web_sessions`), not in a signed cookie:
 
 * the cookie carries only a random 256-bit session id (HttpOnly, SameSite=Lax,
   Secure over https), so nothing about the user or the token is on the client;
-* sign-out and token revocation end a session at once (a signed cookie stays
-  valid until it expires unless a server-side deny list is kept anyway);
-* labwitness is one process per data directory (docs/decisions.md, 17), so one
-  in-memory table serves every request; a restart signs everyone out, which is
-  acceptable for a handful of lab staff and avoids managing a signing secret.
+* the row keeps only the id's SHA-256 and the token's row id, never the token: a
+  copy of the database signs nobody in;
+* every API node on the same database serves the same sessions, and a restart keeps
+  them; sign-out and token revocation delete the rows, which ends them on every node
+  at once (a signed cookie stays valid until it expires unless a deny list is kept).
 
 Every request re-checks the token behind the session (``TokenStore.lookup``): a
 revoked token or a changed role takes effect on the next click.  Sessions end
@@ -19,7 +19,7 @@ after ``idle_s`` without a request and at most ``absolute_s`` after sign-in.
 **Session relay.**  The browser cannot put a bearer token on ``<video src>``,
 ``<img src>`` or a download link, so :class:`SessionRelay` lets a signed-in
 browser's ``GET``/``HEAD`` requests under ``/api/v1/`` through as the session's
-own token.  Every role check stays the API's own (``api.auth.require``); state
+own token (as its principal, by the token's row id: the raw token is not kept).  Every role check stays the API's own (``api.auth.require``); state
 changes never go through the relay (only safe methods), and SameSite=Lax plus a
 ``Sec-Fetch-Site`` check keep other sites' pages from using it.
 
@@ -40,9 +40,12 @@ from typing import Callable
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from fastapi import Request
+from sqlalchemy.engine import Engine
+
+from index.web_sessions import SessionRow, WebSessionStore
 
 from api import deps
-from api.auth import Principal
+from api.auth import RELAY_TOKEN_ID, Principal
 
 SESSION_COOKIE = "lw_session"
 LOGIN_CSRF_COOKIE = "lw_login_csrf"
@@ -53,88 +56,96 @@ MAX_FORM = 64 * 1024
 
 @dataclass
 class WebSession:
+    """A live session as the database has it (``index.web_sessions``): no token, its row id."""
+
     id_hash: str
-    token: str  # the API token, in server memory only: the relay presents it to the API
+    token_id: int  # the API token's row: the relay acts as its principal (api.auth) without the token itself
     name: str
     role: str
     csrf: str
     created: float
     last_seen: float
-    flash: list[tuple[str, str]] = field(default_factory=list)  # (level, message) shown once
+    store: "SessionStore | None" = field(default=None, repr=False, compare=False)
+
+    def add_flash(self, level: str, message: str) -> None:
+        """A message shown once, on the next page this browser gets (from any node)."""
+        if self.store is not None:
+            self.store.rows().add_flash(self.id_hash, level, message)
+
+    def take_flash(self) -> list[tuple[str, str]]:
+        return self.store.rows().take_flash(self.id_hash) if self.store is not None else []
 
 
 class SessionStore:
-    """Sessions by the SHA-256 of their id (the id itself is never stored)."""
+    """Sessions by the SHA-256 of their id (the id itself is never stored), in the database
+    (``web_session``, via :class:`index.web_sessions.WebSessionStore`), so every API node
+    serves them and a restart keeps them.  ``engine``: the index's engine, or a callable
+    giving it (the app builds this store before its runtime starts)."""
 
-    def __init__(self, idle_s: float = 3600.0, absolute_s: float = 12 * 3600.0, max_sessions: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, engine: Engine | Callable[[], Engine], idle_s: float = 3600.0, absolute_s: float = 12 * 3600.0,
+                 max_sessions: int = 10_000, clock: Callable[[], float] = time.time) -> None:
         self.idle_s, self.absolute_s, self.max_sessions, self.clock = idle_s, absolute_s, max_sessions, clock
+        self._engine = engine
+        self._rows: WebSessionStore | None = None
         self._lock = threading.Lock()
-        self._sessions: dict[str, WebSession] = {}
-        self._once: dict[str, tuple[str, str, str, float]] = {}  # code hash -> (token, name, role, expires)
+
+    def rows(self) -> WebSessionStore:
+        with self._lock:
+            if self._rows is None:
+                engine = self._engine if isinstance(self._engine, Engine) else self._engine()
+                self._rows = WebSessionStore(engine, lambda: int(self.clock() * 1000))
+            return self._rows
 
     @staticmethod
     def _h(sid: str) -> str:
         return hashlib.sha256(sid.encode()).hexdigest()
 
-    def create(self, token: str, name: str, role: str) -> tuple[str, WebSession]:
+    def _session(self, row: SessionRow) -> WebSession:
+        return WebSession(row.id_hash, row.token_id, row.name, row.role, row.csrf, row.created_ms / 1000,
+                          row.last_seen_ms / 1000, self)
+
+    def create(self, token_id: int, name: str, role: str) -> tuple[str, WebSession]:
         sid = secrets.token_urlsafe(32)
-        now = self.clock()
-        sess = WebSession(self._h(sid), token, name, role, secrets.token_urlsafe(32), now, now)
-        with self._lock:
-            self._expire(now)
-            if len(self._sessions) >= self.max_sessions:  # bounded memory: the least recently used goes
-                oldest = min(self._sessions.values(), key=lambda s: s.last_seen)
-                del self._sessions[oldest.id_hash]
-            self._sessions[sess.id_hash] = sess
-        return sid, sess
+        rows = self.rows()
+        rows.purge(int(self.idle_s * 1000))  # expired rows go (every node purges as it signs people in)
+        excess = rows.count() - self.max_sessions + 1
+        for old in rows.oldest_first(limit=excess) if excess > 0 else []:  # bounded: the least recently used goes
+            rows.drop(old)
+        row = rows.add(self._h(sid), "session", token_id, name, role, secrets.token_urlsafe(32), int(self.absolute_s * 1000))
+        return sid, self._session(row)
 
     def get(self, sid: str | None, touch: bool = True) -> WebSession | None:
         if not sid or len(sid) > 100:
             return None
-        now = self.clock()
-        with self._lock:
-            sess = self._sessions.get(self._h(sid))
-            if sess is None:
-                return None
-            if now - sess.last_seen > self.idle_s or now - sess.created > self.absolute_s:
-                del self._sessions[sess.id_hash]
-                return None
-            if touch:
-                sess.last_seen = now
-            return sess
+        row = self.rows().get(self._h(sid), "session", int(self.idle_s * 1000), touch=touch)
+        return self._session(row) if row is not None else None
 
-    def issue_once(self, token: str, name: str, role: str, ttl_s: float = 600.0) -> str:
+    def issue_once(self, token_id: int, name: str, role: str, ttl_s: float = 600.0) -> str:
         """A one-time sign-in code (``/login/once/{code}``) for a token, valid ``ttl_s``:
         how ``labwitness demo`` opens a newcomer straight into the UI without putting
         the token itself in a URL (URLs end up in histories and logs; the code dies on use)."""
         code = secrets.token_urlsafe(16)  # 128 bits, single use, short-lived
-        with self._lock:
-            self._once[self._h(code)] = (token, name, role, self.clock() + ttl_s)
+        self.rows().add(self._h(code), "once", token_id, name, role, "", int(ttl_s * 1000))
         return code
 
-    def redeem_once(self, code: str) -> tuple[str, str, str] | None:
+    def redeem_once(self, code: str) -> tuple[int, str, str] | None:
+        """(token id, name, role) of a live code, used up now; None otherwise."""
         if not code or len(code) > 100:
             return None
-        with self._lock:
-            got = self._once.pop(self._h(code), None)
-        if got is None or self.clock() > got[3]:
-            return None
-        return got[:3]
+        row = self.rows().take(self._h(code), "once")
+        return (row.token_id, row.name, row.role) if row is not None else None
 
     def drop(self, sid: str | None) -> None:
         if sid:
-            with self._lock:
-                self._sessions.pop(self._h(sid), None)
+            self.rows().drop(self._h(sid))
+
+    def update_identity(self, sess: WebSession, name: str, role: str) -> None:
+        if (sess.name, sess.role) != (name, role):
+            self.rows().update_identity(sess.id_hash, name, role)
+            sess.name, sess.role = name, role
 
     def __len__(self) -> int:
-        return len(self._sessions)
-
-    def _expire(self, now: float) -> None:
-        dead = [k for k, s in self._sessions.items()
-                if now - s.last_seen > self.idle_s or now - s.created > self.absolute_s]
-        for k in dead:
-            del self._sessions[k]
+        return self.rows().count()
 
 
 @dataclass(frozen=True)
@@ -186,11 +197,11 @@ def current_user(request: Request) -> WebUser | None:
     sess = store.get(sid)
     if sess is None:
         return None
-    row = deps.tokens(request).lookup(sess.token)
+    row = deps.tokens(request).by_id(sess.token_id)
     if row is None or row.role not in UI_ROLES:  # revoked since sign-in
         store.drop(sid)
         return None
-    sess.role, sess.name = row.role, row.name
+    store.update_identity(sess, row.name, row.role)
     return WebUser(Principal(row.name, row.role, row.id), sess, client_host(request))
 
 
@@ -277,7 +288,9 @@ def login_url(next_url: str) -> str:
 
 class SessionRelay:
     """ASGI middleware: a signed-in browser's GET/HEAD to ``/api/v1/...`` without an
-    ``Authorization`` header is presented to the API with the session's token."""
+    ``Authorization`` header is presented to the API as the session's token: the
+    request's state carries the token's row id, which :func:`api.auth.require` checks
+    (not revoked, role allowed) exactly as it checks a bearer token."""
 
     def __init__(self, app, store: SessionStore) -> None:
         self.app = app
@@ -292,8 +305,8 @@ class SessionRelay:
             if site in (None, b"same-origin", b"none") and not any(k == b"authorization" for k, _ in headers):
                 sid = _cookie(headers, SESSION_COOKIE)
                 sess = self.store.get(sid) if sid else None
-                if sess is not None:
-                    scope = dict(scope, headers=[*headers, (b"authorization", f"Bearer {sess.token}".encode())])
+                if sess is not None:  # api.auth.require then acts as this token's principal (looked up by id)
+                    scope = dict(scope, state={**scope.get("state", {}), RELAY_TOKEN_ID: sess.token_id})
         await self.app(scope, receive, send)
 
 
