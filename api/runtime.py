@@ -301,6 +301,21 @@ def credential_cipher(settings: Settings) -> CredentialCipher:
     return CredentialCipher.from_settings(key.get_secret_value() if key else None, settings.data_dir)
 
 
+def check_single_node(settings: Settings) -> None:
+    """SQLite serves one node: ConfigError (exit 2) before ``serve`` starts when another is alive on it."""
+    if not settings.db_url.startswith("sqlite"):
+        return
+    engine = make_engine(settings.db_url)
+    try:
+        upgrade(engine)
+        LeaseStore(engine, lambda: utc_ms(SystemClock().now())).check_alone(
+            settings.node_id, live_ms=round(settings.lease_seconds * 1000))
+    except IndexUnavailableError:
+        pass  # the runtime reports an unreachable index itself
+    finally:
+        engine.dispose()
+
+
 @dataclass
 class IndexOnly:
     registry: Registry

@@ -53,18 +53,27 @@ class LeaseStore:
         with self.engine.begin() as c:
             if self.sqlite:
                 self._alone(c, node_id, now, live_ms)
-            values = dict(select(NODE.c.node_id, NODE.c.host, NODE.c.pid).where(
-                    NODE.c.node_id != node_id, NODE.c.stopped_at_ms.is_(None),
-                    NODE.c.heartbeat_at_ms > now - live_ms)).first()
-                if other is not None:
-                    raise ConfigError(
-                        f"SQLite 索引只支持一个节点：节点 {other.node_id}（{other.host}, pid {other.pid}）正在运行 / the SQLite "
-                        f"index serves one node and node {other.node_id} ({other.host}, pid {other.pid}) is running: stop "
-                        "it, or use PostgreSQL (LABWITNESS_DATABASE_URL) for several nodes (docs/cluster.md)")
             values = dict(roles=roles, host=host[:255], pid=pid, version=version[:32], started_at_ms=now,
                           heartbeat_at_ms=now, stopped_at_ms=None)
             if c.execute(update(NODE).where(NODE.c.node_id == node_id).values(**values)).rowcount == 0:
                 c.execute(insert(NODE).values(node_id=node_id, **values))
+
+    @db_guarded
+    def check_alone(self, node_id: str, *, live_ms: int) -> None:
+        """SQLite: ConfigError when another node is alive on this index (``serve`` checks before it starts)."""
+        if self.sqlite:
+            with self.engine.connect() as c:
+                self._alone(c, node_id, self.now_ms(), live_ms)
+
+    @staticmethod
+    def _alone(c, node_id: str, now: int, live_ms: int) -> None:
+        other = c.execute(select(NODE.c.node_id, NODE.c.host, NODE.c.pid).where(
+            NODE.c.node_id != node_id, NODE.c.stopped_at_ms.is_(None), NODE.c.heartbeat_at_ms > now - live_ms)).first()
+        if other is not None:
+            raise ConfigError(
+                f"SQLite 索引只支持一个节点：节点 {other.node_id}（{other.host}, pid {other.pid}）正在运行 / the SQLite "
+                f"index serves one node and node {other.node_id} ({other.host}, pid {other.pid}) is running: stop "
+                "it, or use PostgreSQL (LABWITNESS_DATABASE_URL) for several nodes (docs/cluster.md)")
 
     @db_guarded
     def heartbeat(self, node_id: str) -> None:

@@ -126,6 +126,8 @@ def serve(
 
     settings = settings_or_exit(host=host, port=port, roles=roles, node_id=node_id)
     try:
+        from api.runtime import check_single_node
+        check_single_node(settings)  # a second node on SQLite: exit 2 before anything starts
         service = create_app(settings)
         announce_served_url(settings)  # `labwitness export` beside it puts the same verify URL into packages
         uvicorn.run(service, host=settings.host, port=settings.port, log_level="info")
