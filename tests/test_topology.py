@@ -34,6 +34,8 @@ def test_failovers_on_a_topology_lose_nothing_but_failover_gaps(tmp_path):
             problems = sc.check(lab, rep)
             figures = {"events": rep.figures(), "export": {k: v for k, v in rep.export.items() if k != "verify_out"}}
             (tmp_path / "failover.json").write_text(json.dumps(figures, indent=2, ensure_ascii=False))
+            if rep.health:  # what the API node's health said last, for a failure's reader
+                (tmp_path / "health-last.json").write_text(json.dumps(rep.health[-1][1], indent=2, ensure_ascii=False))
             print(json.dumps(figures, indent=2, ensure_ascii=False))
         except BaseException:
             copy_logs(topo, tmp_path / "logs")

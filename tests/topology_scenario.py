@@ -365,6 +365,9 @@ def _node_ok(entry: dict) -> bool:
 def health_problems(rep: Report) -> list[str]:
     """Health must have shown each node event (the node not ok) and each failover (a ``failover`` gap)."""
     problems = []
+    if rep.health and not any(_nodes_in(doc) for _, doc in rep.health):
+        problems.append("health lists no nodes at all (GET /api/v1/health: expected a `nodes` list of "
+                        "{node_id, status|state}, from the cluster_node heartbeats)")
     for e in rep.events:
         if e.name.startswith("kill-volume"):
             continue  # the store's own health: checked by helper s3cluster's tests, not visible per volume here
