@@ -37,6 +37,7 @@ PARTITION_S = 3 * LEASE_S  # "longer than a lease"
 #: the only holes footage may have: a node lost (``failover``) or a camera moved by a node stopping or
 #: rebalancing (``handover``, at a segment boundary), each at most FAILOVER_GOAL_S
 MOVE_REASONS = ("failover", "handover")
+STOP_SLACK_S = 2.0  # a cut node's last segment is closed at most this long after its lease ran out
 LEASE_ENV = {"LABWITNESS_LEASE_SECONDS": str(LEASE_S), "LABWITNESS_LEASE_RENEW_SECONDS": str(RENEW_S)}
 
 
@@ -57,6 +58,7 @@ class Event:
     cameras: list[str] = field(default_factory=list)  # the cameras the node held then
     moved_ms: dict[str, int] = field(default_factory=dict)  # camera -> when footage resumed on another node
     failover_s: dict[str, float] = field(default_factory=dict)  # camera -> hole between the two nodes' footage
+    stopped_s: dict[str, float] = field(default_factory=dict)  # partition: camera -> the cut node's footage end, after the cut
 
 
 @dataclass
@@ -72,7 +74,8 @@ class Report:
         return next(e for e in self.events if e.name == name)
 
     def figures(self) -> dict:
-        return {e.name: {"node": e.node, "cameras": e.cameras, "failover_s": e.failover_s} for e in self.events}
+        return {e.name: {"node": e.node, "cameras": e.cameras, "failover_s": e.failover_s,
+                          **({"stopped_after_cut_s": e.stopped_s} if e.stopped_s else {})} for e in self.events}
 
 
 class Index:
@@ -222,6 +225,9 @@ def _round(lab: LabCluster, idx: Index, rep: Report, *, suffix: str, log) -> Non
     log(f"{ev.name}: failover {ev.failover_s}")
     spool = lab.workdir / "spool" / "rec-2"
     wait(lambda: not [p for p in spool.rglob("*.mp4*")], 120, "rec-2's spool uploaded after the partition")
+    for cam in ev.cameras:  # when the cut node stopped recording: its lease ran out, it could not renew
+        ends = [s[1] for s in idx.segments(cam, ev.at_ms - 30_000) if s[2] == "rec-2" and s[0] < ev.until_ms]
+        ev.stopped_s[cam] = round((max(ends, default=ev.at_ms) - ev.at_ms) / 1000, 2)
     # 4. a volume server dies; recording and uploads go on
     victim = "volume-2" if "volume-2" in lab.storage.procs else next(n for n in lab.storage.procs if n.startswith("volume"))
     ev = Event("kill-volume" + suffix, victim, now_ms(), cameras=list(cams))
@@ -315,6 +321,11 @@ def check(lab: LabCluster, rep: Report) -> list[str]:
                     problems.append(f"{cam}: {a[2]} and {b[2]} both recorded {iso(overlap[0])}–{iso(overlap[1])}, "
                                     "outside any failover")
     for e in rep.events:
+        for cam, s in e.stopped_s.items():
+            # it renewed last at most just before the cut; its lease ends LEASE_S later, and so must its footage
+            if s > LEASE_S + STOP_SLACK_S:
+                problems.append(f"{e.name}: {e.node} went on recording {cam} {s}s after the cut, past its lease "
+                                f"({LEASE_S}s + {STOP_SLACK_S}s)")
         for cam, s in e.failover_s.items():
             if s > FAILOVER_GOAL_S:
                 problems.append(f"{e.name}: {cam} took {s}s to resume elsewhere (> {FAILOVER_GOAL_S}s)")
