@@ -104,6 +104,16 @@ class Index:
         t = now_ms()
         return {cam: (node if node and exp > t else None) for cam, node, exp in rows}
 
+    def sessions(self) -> str:
+        """The database's view of its clients and who holds lease rows locked: why a claim may not happen."""
+        with self.engine.connect() as c:
+            act = c.execute(text("SELECT pid, client_addr, state, now() - xact_start AS xact_age, left(query, 80) "
+                                 "FROM pg_stat_activity WHERE datname IS NOT NULL AND pid <> pg_backend_pid() "
+                                 "AND state <> 'idle' ORDER BY xact_start")).all()
+            locks = c.execute(text("SELECT l.pid, a.client_addr, l.mode, l.granted FROM pg_locks l JOIN pg_stat_activity a "
+                                   "USING (pid) WHERE l.relation = 'camera_lease'::regclass")).all()
+        return "sessions not idle:\n" + "\n".join(map(str, act)) + "\nlocks on camera_lease:\n" + "\n".join(map(str, locks))
+
     def last_writer(self, camera: str) -> str | None:
         segs = self.segments(camera, now_ms() - 60_000)
         return segs[-1][2] if segs else None
@@ -149,7 +159,10 @@ def _moved(idx: Index, ev: Event, away_from: str, timeout: float) -> None:
                 ev.moved_ms[cam] = new[0][0]
                 ev.failover_s[cam] = round((new[0][0] - old_end) / 1000, 2)
         return len(ev.moved_ms) == len(ev.cameras)
-    wait(done, timeout, f"{ev.name}: cameras {ev.cameras} recording elsewhere")
+    try:
+        wait(done, timeout, f"{ev.name}: cameras {ev.cameras} recording elsewhere")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; moved: {ev.moved_ms}; leases now: {idx.holders()}\n{idx.sessions()}") from None
 
 
 def run(lab: LabCluster, *, token_out: list | None = None, rounds: int = 1, log=print) -> Report:
