@@ -14,13 +14,14 @@ import shutil
 import time
 
 from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy.exc import SQLAlchemyError
 
 from index.coverage import CoverageStore
 from index.queries import IndexStore
 from labwitness.clock import Clock, from_ms, utc_ms
 from labwitness.errors import IndexUnavailableError, LabwitnessError
 from recorder.service import RecorderService
-from retention import health as rh
+from retention import cluster_health, health as rh
 from retention.camera_clock import camera_clock, osd_off
 from retention.journal import outbox_backlog
 from retention.policy import RetentionPolicy
@@ -54,6 +55,16 @@ class Health:
         self.witnesses = witnesses  # the outbox to the witnesses outside the box (retention.witness)
         self.witness_thresholds = WitnessThresholds(settings.witness_warning_s, settings.witness_critical_s)
         self.documents = documents  # journal batches waiting for the bucket
+
+    def _cluster(self, now_ms: int, flag) -> dict | None:
+        """The nodes and camera leases (docs/cluster.md); None when no node ever registered."""
+        try:
+            cluster = cluster_health.gather(self.index.engine, now_ms, round(self.settings.lease_seconds * 1000))
+        except SQLAlchemyError:
+            return None
+        for level, code, text, camera in cluster_health.classify(cluster, now_ms):
+            flag(level, code, text, camera)
+        return cluster if cluster["nodes"] else None
 
     def _journal(self, now_ms: int, flag) -> dict:
         """The journal's two waiting rooms: the index's outbox, then the local document spool."""
@@ -161,6 +172,7 @@ class Health:
             flag("critical", "index_unavailable", f"索引数据库不可用 / index database unavailable: {e}")
         journal = self._journal(now_ms, flag)
         witnesses = self._witnesses(now_ms, extra)
+        cluster = self._cluster(now_ms, flag)
         alerts = problems + extra
         status = max([status] + [a["level"] for a in extra if a["level"] in SEVERITY], key=SEVERITY.index)
         areas: dict[str, dict] = {}
@@ -193,6 +205,7 @@ class Health:
                       "upload_lag_s": upload_lag_s, "last_upload_error": upload_error},
             "witnesses": witnesses,
             "journal": journal,
+            "cluster": cluster,
             "areas": areas,
             "cameras": cameras,
         }

@@ -31,11 +31,14 @@ from sqlalchemy import and_, case, delete, func, insert, literal, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
+from index.joblock import job_lock
 from index.models import Camera, CoverageDay, IndexMeta, Segment
 from index.queries import MAX_SEGMENT_MS, db_guarded
 from labwitness.clock import DAY_MS
+from labwitness.errors import JobRefusedError
 
 _REFRESH_LOCK = threading.Lock()
+LOCK = "coverage"  # the job lock of the rollup (index.joblock), one refresh at a time everywhere
 _SEEN, _CHECKED = "coverage_seen_segment_id", "coverage_checked_segment_id"
 
 
@@ -66,12 +69,17 @@ class CoverageStore:
     def refresh(self, camera_ids: Iterable[str] | None = None) -> int:
         """Roll up every closed day not rolled up yet (and days that got late
         segments); returns how many camera-days were (re)computed.  Refreshes in
-        this process take turns; one racing another process (``labwitness health``
-        beside the service) loses cleanly and leaves the work to the winner."""
+        this process take turns; across processes and nodes the ``coverage`` job lock
+        (:mod:`index.joblock`) lets one run at a time: a refresh that finds another
+        going (the scheduler of another jobs node, ``labwitness health``) returns 0 and
+        leaves the work to it (``totals`` sums live what is not rolled up yet)."""
         with _REFRESH_LOCK:
             try:
-                return self._refresh(camera_ids)
-            except sa_exc.IntegrityError:  # another process rolled the same days up first
+                with job_lock(self.engine, LOCK):
+                    return self._refresh(camera_ids)
+            except JobRefusedError:
+                return 0
+            except sa_exc.IntegrityError:  # a refresh of a version without the lock rolled the same days up first
                 return 0
 
     @db_guarded

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from index.models import Camera, CameraContentState, CameraLease, Gap, Segment
-from index.tiling import NOTHING_SPOOLED, Part, SpoolState, uncovered
+from index.tiling import NOTHING_SPOOLED, Part, SpoolState, prefer_newer_epoch, uncovered
 from labwitness.errors import IndexUnavailableError, NotFoundError
 from labwitness.segment_limits import MAX_SEGMENT_MS  # the bound every query of the index relies on
 
@@ -183,6 +183,8 @@ class IndexStore:
             ).all()
             registered = conn.execute(sa_select(Camera.__table__.c.created_ms)
                                       .where(Camera.__table__.c.id == camera_id)).scalar()
+        if any(s.epoch is not None for s in segs):  # a failover's overlap: the newer holder's footage (docs/cluster.md)
+            segs = prefer_newer_epoch(segs, MAX_SEGMENT_MS)
         return Footage(camera_id, start_ms, end_ms, list(segs), list(gaps), registered)
 
     @db_guarded

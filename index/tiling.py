@@ -25,6 +25,7 @@ implements it).
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Protocol, Sequence
 
@@ -208,4 +209,26 @@ def _joined(parts: list[Part]) -> list[Part]:
             out[-1] = Part(q.start_ms, p.end_ms, q.reason, q.detail, q.since_ms)
         else:
             out.append(p)
+    return out
+
+
+def prefer_newer_epoch(segments: Sequence, max_len_ms: int) -> list:
+    """Overlapping segments of a failover, de-duplicated (docs/cluster.md): a segment whose whole span is
+    covered by segments of a *higher* lease epoch is left out; partly covered ones stay (they hold
+    footage nothing else has).  Rows need ``start_ms``, ``end_ms`` and ``epoch`` (None: 0) and are
+    sorted by start; no segment is longer than ``max_len_ms``.  Nothing is deleted: this is a view."""
+    starts = [s.start_ms for s in segments]
+    out = []
+    for s in segments:
+        mine = s.epoch or 0
+        lo = bisect.bisect_right(starts, s.start_ms - max_len_ms)
+        hi = bisect.bisect_left(starts, s.end_ms)
+        newer = sorted((o.start_ms, o.end_ms) for o in segments[lo:hi] if (o.epoch or 0) > mine and o.end_ms > s.start_ms)
+        at = s.start_ms
+        for a, b in newer:
+            if a > at:
+                break
+            at = max(at, b)
+        if at < s.end_ms:
+            out.append(s)
     return out

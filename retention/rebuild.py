@@ -61,6 +61,7 @@ def row_from_object(meta: SegmentMeta, stored: StoredObject) -> Segment:
         sha256=meta.sha256, retain_until_ms=utc_ms(stored.retain_until) if stored.retain_until else None,
         lock_mode=stored.mode, codec=meta.codec, audio_codec=meta.audio_codec, width=meta.width, height=meta.height,
         frames=meta.frames, session_id=meta.session_id, sequence=meta.sequence, recorder_id=meta.recorder_id,
+        node_id=meta.recorder_id or None, epoch=meta.epoch or None,
     )
 
 

@@ -29,14 +29,16 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.engine import Engine
 
+from index.joblock import job_lock
 from index.witness_outbox import Backlog, WitnessRows
 from labwitness.clock import Clock, utc_ms
-from labwitness.errors import IndexUnavailableError, LabwitnessError, StorageUnavailableError
+from labwitness.errors import IndexUnavailableError, JobRefusedError, LabwitnessError, StorageUnavailableError
 from retention.time_sources import date_reading
 from retention.time_witness import Absent, TimeReading
 from retention.witness_adapters import LOOPBACK, Witness, check_doc_id
 
 log = logging.getLogger(__name__)
+LOCK = "witness-delivery"  # index.joblock: one deliverer at a time
 
 UNAVAILABLE, REFUSED = "unavailable", "refused"
 
@@ -60,6 +62,7 @@ class WitnessOutbox:
     """Documents owed to the configured witnesses (``witness_delivery``)."""
 
     def __init__(self, engine: Engine, witnesses: Mapping[str, str], clock: Clock) -> None:
+        self.engine = engine
         self.rows = WitnessRows(engine)
         self.kinds = dict(witnesses)  # name -> kind, the configured witnesses
         self.clock = clock
@@ -105,11 +108,18 @@ class WitnessDeliverer:
         self._owed_all = False
 
     def run_once(self) -> int:
-        """One round over every witness; how many deliveries were confirmed."""
-        if not self._owed_all:
-            self.outbox.owe_all()
-            self._owed_all = True
-        return sum(self._round(w) for w in self.witnesses)
+        """One round over every witness; how many deliveries were confirmed.  One deliverer at
+        a time across processes and nodes (job lock ``witness-delivery``): with several nodes
+        each would otherwise deliver the same document; the one that finds the lock taken
+        does nothing this round (0)."""
+        try:
+            with job_lock(self.outbox.engine, LOCK):
+                if not self._owed_all:
+                    self.outbox.owe_all()
+                    self._owed_all = True
+                return sum(self._round(w) for w in self.witnesses)
+        except JobRefusedError:
+            return 0
 
     def _round(self, w: Witness) -> int:
         done, after = 0, 0

@@ -7,8 +7,9 @@ deletion guard (:mod:`storage.deletion`), the file hash stored objects carry
 (:mod:`storage.hashing`), the spool of small locked documents (journal
 batches, seals) on their way to the bucket (:mod:`storage.doc_spool`), the embedded SeaweedFS supervisor for the
 single-box profile (:mod:`storage.seaweed`) with its per-installation keys and
-credentials (:mod:`storage.seaweed_secrets`), and what each profile protects
-against (:mod:`storage.protection`).
+credentials (:mod:`storage.seaweed_secrets`), a SeaweedFS cluster of separate
+processes locked down the same way (:mod:`storage.seaweed_cluster`), and what each
+profile protects against (:mod:`storage.protection`).
 
 Knows nothing of the index or the recorder.  Invariants it guarantees:
 

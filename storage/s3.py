@@ -166,7 +166,11 @@ class S3ObjectStore(S3DeletionGuard):
             if not exists:
                 if not create:
                     raise ConfigError(f"存储桶不存在 / bucket {self.bucket!r} does not exist")
-                self.client.make_bucket(self.bucket, object_lock=True)
+                try:
+                    self.client.make_bucket(self.bucket, object_lock=True)
+                except S3Error as e:  # nodes of a cluster starting together: another one made it first
+                    if e.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                        raise
                 # A bucket-level default is a second line of defence for any
                 # object that reaches the bucket by another path.
                 try:

@@ -152,6 +152,7 @@ class ClusterLayout:
             raise ConfigError(f"对象存储集群布局文件无法读取 / the storage cluster layout is unreadable: {e}") from e
 
     def save(self, path: Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, self.to_json().encode())
 
     @classmethod
@@ -160,6 +161,24 @@ class ClusterLayout:
             return cls.from_json(Path(path).read_text(encoding="utf-8"))
         except OSError as e:
             raise ConfigError(f"找不到对象存储集群布局 / cannot read the storage cluster layout {path}: {e}") from e
+
+    @classmethod
+    def spread(cls, base: Path, secrets_dir: Path, *, masters: list[str], volumes: list[str], filer: str, s3: str,
+               replication: str = "010", **kw) -> "ClusterLayout":
+        """Components on the given hosts with weed's usual ports (master 9333, volume 8080, filer 8888,
+        S3 8333; +1 for each further one of a kind on the same host), data under ``base`` on each
+        host.  A volume server's rack is its host: two on one machine share it, so replication 010
+        never keeps both copies of a volume on one machine."""
+        defaults = {"master": 9333, "volume": 8080, "filer": 8888, "s3": 8333}
+        taken: dict[tuple[str, str], int] = {}
+        nodes = []
+        for kind, hosts in (("master", masters), ("volume", volumes), ("filer", [filer]), ("s3", [s3])):
+            for i, host in enumerate(hosts):
+                name = kind if kind in ("filer", "s3") else f"{kind}-{i + 1}"
+                k = taken[(host, kind)] = taken.get((host, kind), -1) + 1
+                rack = f"rack-{host}" if kind == "volume" else ""
+                nodes.append(Node(name, kind, host, defaults[kind] + k, Path(base) / name, rack=rack))  # type: ignore[arg-type]
+        return cls(Path(secrets_dir), tuple(nodes), replication=replication, **kw)
 
     @classmethod
     def local(cls, base: Path, *, masters: int = 1, volumes: int = 3, host: str = "127.0.0.1",
@@ -204,16 +223,22 @@ def node_command(layout: ClusterLayout, name: str, weed: str | None = None) -> l
             *s3_lockdown_flags(layout.secrets_dir)]
 
 
-def start_node(layout: ClusterLayout, name: str) -> subprocess.Popen:
-    """Start component ``name`` (secrets must exist: :func:`ensure_cluster_secrets`); its log is ``DIR/weed.log``."""
+def prepare_node(layout: ClusterLayout, name: str) -> list[str]:
+    """Check the secrets are on this host, make the component's directories (0700); its command line."""
     n = layout.node(name)
     if not (layout.secrets_dir / "security.toml").is_file():
-        raise ConfigError(f"对象存储集群密钥目录缺少 security.toml / {layout.secrets_dir} has no security.toml: "
-                          "copy the cluster's secrets directory to this machine first")
+        raise ConfigError(f"对象存储集群密钥目录缺少 security.toml / {layout.secrets_dir} has no security.toml: run "
+                          "`labwitness store-node init` and copy the secrets directory to this host")
     private_dir(n.dir)
     if n.kind != "s3":
         private_dir(n.dir / ("data" if n.kind == "volume" else "meta"))
-    return spawn_weed(node_command(layout, name), cwd=layout.secrets_dir, log_path=n.dir / "weed.log")
+    return node_command(layout, name)
+
+
+def start_node(layout: ClusterLayout, name: str) -> subprocess.Popen:
+    """Start component ``name`` (secrets must exist: :func:`ensure_cluster_secrets`); its log is ``DIR/weed.log``."""
+    args = prepare_node(layout, name)
+    return spawn_weed(args, cwd=layout.secrets_dir, log_path=layout.node(name).dir / "weed.log")
 
 
 def wait_listening(host: str, port: int, proc: subprocess.Popen | None = None, timeout: float = 30.0) -> None:
@@ -237,6 +262,24 @@ class SeaweedCluster:
     given: S3Credentials | None = None
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     credentials: S3Credentials | None = None
+
+    @classmethod
+    def spread(cls, base: Path, secrets_dir: Path, *, masters: list[str], volumes: list[str], filer: str, s3: str,
+               replication: str = "010", **kw) -> "ClusterLayout":
+        """Components on the given hosts with weed's usual ports (master 9333, volume 8080, filer 8888,
+        S3 8333; +1 for each further one of a kind on the same host), data under ``base`` on each
+        host.  A volume server's rack is its host: two on one machine share it, so replication 010
+        never keeps both copies of a volume on one machine."""
+        defaults = {"master": 9333, "volume": 8080, "filer": 8888, "s3": 8333}
+        taken: dict[tuple[str, str], int] = {}
+        nodes = []
+        for kind, hosts in (("master", masters), ("volume", volumes), ("filer", [filer]), ("s3", [s3])):
+            for i, host in enumerate(hosts):
+                name = kind if kind in ("filer", "s3") else f"{kind}-{i + 1}"
+                k = taken[(host, kind)] = taken.get((host, kind), -1) + 1
+                rack = f"rack-{host}" if kind == "volume" else ""
+                nodes.append(Node(name, kind, host, defaults[kind] + k, Path(base) / name, rack=rack))  # type: ignore[arg-type]
+        return cls(Path(secrets_dir), tuple(nodes), replication=replication, **kw)
 
     @classmethod
     def local(cls, base: Path, given: S3Credentials | None = None, **kw) -> "SeaweedCluster":
@@ -287,7 +330,8 @@ class SeaweedCluster:
         proc.wait(30)
 
     def stop(self) -> None:
-        """SIGTERM to every component at once (each waits out its own grace), SIGKILL to the late."""
+        """SIGTERM to every component at once, SIGKILL to the late: the volume servers take their grace,
+        the filer up to 15 s (weed's gRPC shutdown); by then everything is on disk, so it is not waited for."""
         import os
         import signal
 
@@ -295,7 +339,7 @@ class SeaweedCluster:
         for proc in procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.layout.volume_stop_grace_s + 10.0
+        deadline = time.monotonic() + self.layout.volume_stop_grace_s + 4.0
         for proc in procs:
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))

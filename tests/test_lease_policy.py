@@ -54,3 +54,24 @@ def test_plan(name, me, wanted, leases, live, cap, claim, release):
                                                   (3, 0, 64, 3)])
 def test_fair_share(cams, nodes, cap, share):
     assert fair_share(cams, nodes, cap) == share
+
+
+class Seg:
+    def __init__(self, name, start, end, epoch):
+        self.name, self.start_ms, self.end_ms, self.epoch = name, start, end, epoch
+
+
+@pytest.mark.parametrize("segs,kept", [
+    # (name, start, end, epoch) sorted by start -> the names a footage query shows
+    ([("a1", 0, 2000, 1), ("a2", 2000, 4000, 1)], ["a1", "a2"]),  # one holder: all
+    ([("a1", 0, 2000, 1), ("b1", 0, 2000, 2)], ["b1"]),  # the same time twice: the newer epoch
+    ([("a1", 0, 2000, 1), ("b1", 500, 2500, 2)], ["a1", "b1"]),  # partly covered: both (a1 holds 0-500 alone)
+    ([("a1", 1000, 3000, 1), ("b1", 0, 2000, 2), ("b2", 2000, 4000, 2)], ["b1", "b2"]),  # covered by two newer
+    ([("b1", 0, 2000, 2), ("a1", 100, 1900, 1)], ["b1"]),  # stale inside a newer one
+    ([("x", 0, 2000, None), ("y", 0, 2000, None)], ["x", "y"]),  # single box (no epochs): untouched
+    ([("a1", 0, 2000, 3), ("b1", 0, 2000, 2)], ["a1"]),  # the higher epoch wins whoever came first
+])
+def test_prefer_newer_epoch(segs, kept):
+    from index.tiling import prefer_newer_epoch
+    rows = [Seg(*s) for s in segs]
+    assert [s.name for s in prefer_newer_epoch(rows, 10_000)] == kept

@@ -195,3 +195,46 @@ def test_secrets_are_private_and_every_process_runs_in_them(cluster):
         assert (c.layout.node(name).dir.stat().st_mode & 0o777) == 0o700, name
     out = subprocess.run(["runuser", "-u", "postgres", "--", "cat", str(sd / "security.toml")], capture_output=True)
     assert out.returncode != 0
+
+
+def test_each_component_runs_from_the_cli_as_a_systemd_unit_would(tmp_path):
+    """``labwitness store-node init`` once, then ``store-node run --component X`` per component (the
+    unit's ExecStart; it execs weed): the cluster takes locked footage from the service's client."""
+    import os
+    import signal
+    import sys
+
+    from storage.seaweed import wait_s3_ready
+    from storage.seaweed_cluster import wait_listening
+
+    lay = ClusterLayout.local(tmp_path / "store", volume_size_limit_mb=64, volume_stop_grace_s=1)
+    lay.save(tmp_path / "cluster.json")
+    cli = [str(Path(sys.executable).parent / "labwitness"), "store-node"]
+    env = {**os.environ, "LABWITNESS_STORE_LAYOUT": str(tmp_path / "cluster.json")}
+    init = subprocess.run([*cli, "init", "--show-secret"], env=env, capture_output=True, text=True, timeout=60)
+    assert init.returncode == 0, init.stderr
+    conf = dict(line.split("=", 1) for line in init.stdout.splitlines() if line.startswith("LABWITNESS_"))
+    assert conf["LABWITNESS_S3_ENDPOINT"] == lay.s3_endpoint
+    procs = []
+    try:
+        for n in lay.nodes:  # all at once, as units start (the CLI takes seconds to import); weed retries peers
+            procs.append(subprocess.Popen([*cli, "run", "--component", n.name], env=env, start_new_session=True,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for n, p in zip(lay.nodes, procs):
+            wait_listening(n.host, n.grpc, p, timeout=60)
+            assert Path(f"/proc/{p.pid}/exe").resolve().name == "weed"  # exec'd: the unit's main process is weed
+        wait_s3_ready(lay.s3_endpoint, procs[-1], lay.s3.dir / "weed.log")
+        store = S3ObjectStore(conf["LABWITNESS_S3_ENDPOINT"], conf["LABWITNESS_S3_ACCESS_KEY"],
+                              conf["LABWITNESS_S3_SECRET_KEY"], "cli-footage")
+        assert store.check().retention_enforced
+        stored, data = store_segment(store, tmp_path, "cam-cli")
+        assert stored.mode == "COMPLIANCE" and store.open(stored.key, stored.version_id).read() == data
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:  # the filer's gRPC shutdown takes 15 s
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()

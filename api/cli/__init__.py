@@ -11,6 +11,7 @@
     report       report compliance
     key          key export, key list
     seal         seal now, seal verify
+    store_node   store-node layout, init, run, command (a SeaweedFS cluster component)
 
 Importing this package only builds Typer objects; a command's heavy dependencies
 (av, cv2, uvicorn, the FastAPI app) are imported when it runs, so ``--help`` stays fast.
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import access, camera_time, content, evidence, key, maintenance, registry, report, run, seal
+from api.cli import access, camera_time, content, evidence, key, maintenance, registry, report, run, seal, store_node
 from api.cli.common import HELP as EXIT_HELP, CliGroup
 
 app = typer.Typer(cls=CliGroup, help="labwitness — 检测区域录像留存与索引 / testing-area video retention and indexing",
@@ -37,7 +38,7 @@ for name, group in (("db", maintenance.db_app), ("camera", registry.camera_app),
                     ("equipment", registry.equipment_app), ("token", access.token_app), ("audit", access.audit_app),
                     ("records", evidence.records_app), ("retention", maintenance.retention_app),
                     ("index", maintenance.index_app), ("report", report.report_app), ("key", key.key_app),
-                    ("seal", seal.seal_app)):
+                    ("seal", seal.seal_app), ("store-node", store_node.store_node_app)):
     app.add_typer(group, name=name)
 
 
