@@ -345,7 +345,30 @@ class HealthCollector:
             gauge.add_metric([], value if value is not None else 0.0)
             journal.append(gauge)
         yield from [status, age, off, cov, bad, clock, oldest, *storage, enforced, findings, job_ok, job_status, seal_age,
-                    lock, witness, *witness_metrics(rep.get("witnesses") or {}), *journal]
+                    lock, witness, *witness_metrics(rep.get("witnesses") or {}), *journal,
+                    *cluster_metrics(rep.get("cluster"))]
+
+
+def cluster_metrics(cluster: dict | None) -> list[GaugeMetricFamily]:
+    """The cluster's nodes and camera leases (docs/cluster.md); nothing on a box that never registered a node."""
+    if not cluster:
+        return []
+    g = GaugeMetricFamily
+    nodes = g("labwitness_cluster_node_up", "1 alive, 0 stale (no heartbeat for a lease), absent once stopped",
+              labels=["node", "roles"])
+    held = g("labwitness_cluster_node_cameras_held", "Camera leases each node holds", labels=["node"])
+    for n in cluster["nodes"]:
+        if n["state"] != "stopped":
+            nodes.add_metric([n["node_id"], ",".join(n["roles"])], 1.0 if n["state"] == "alive" else 0.0)
+            held.add_metric([n["node_id"]], n["cameras_held"])
+    failovers = g("labwitness_camera_failovers", "Times the camera's lease expired and another node took it over",
+                  labels=["camera"])
+    last = g("labwitness_camera_last_failover_timestamp_seconds", "When the camera last failed over", labels=["camera"])
+    for cid, lv in cluster["leases"]["cameras"].items():
+        failovers.add_metric([cid], lv["failovers"])
+        if lv["last_failover_ms"] is not None:
+            last.add_metric([cid], lv["last_failover_ms"] / 1000)
+    return [nodes, held, failovers, last]
 
 
 def witness_metrics(witnesses: dict[str, dict]) -> list[GaugeMetricFamily]:

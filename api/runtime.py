@@ -82,7 +82,8 @@ class Runtime:
     time_sources: list[TimeSource]  # the expiry sweep's time witnesses (scheduled and CLI sweeps alike)
     witness_outbox: WitnessOutbox  # enqueue(doc_id, body, signature, key_id): owed to every configured witness
 
-    def __init__(self, settings: Settings, *, clock: Clock | None = None, recording: bool = True) -> None:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None, recording: bool = True,
+                 leases: bool = True) -> None:
         self.settings = settings
         self.recording = recording  # False: storage and index only (CLI export, verify, ...)
         #: sub-stream pictures: the recorder writes them, the content job (scheduled or CLI) takes them
@@ -102,6 +103,8 @@ class Runtime:
         #: a serving runtime with the recorder role records cameras (all of them on SQLite, its leases' on PostgreSQL)
         self.records_cameras = recording and "recorder" in settings.role_set
         self.export_workers: list[ExportWorker] = []  # jobs nodes (see start_export_workers)
+        #: False: the caller says what to record (``labwitness record``), not the camera leases
+        self.use_leases = leases
         self._stack = ExitStack()
 
     def __enter__(self) -> "Runtime":
@@ -173,7 +176,7 @@ class Runtime:
                 samples=self.samples, sample_seconds=s.content_sample_seconds,
             ).start()
             self._stack.callback(self.recorder.stop, 30.0)
-        if self.records_cameras and leases.sqlite is False:  # PostgreSQL: the cameras whose lease this node holds
+        if self.records_cameras and self.use_leases and leases.sqlite is False:  # PostgreSQL: the cameras whose lease this node holds
             self.lease_manager = LeaseManager(
                 leases, self.recorder, self._enabled_specs, node_id=s.node_id, lease_s=s.lease_seconds,
                 renew_s=s.lease_renew_seconds, cap=s.max_cameras_per_node, clock=self.clock, metrics=self.metrics,

@@ -99,7 +99,8 @@ class LeaseStore:
     @db_guarded
     def renew(self, node_id: str, held: dict[str, int], lease_ms: int) -> set[str]:
         """Extend the leases this node holds at these epochs; returns the cameras still held.
-        A camera missing from the answer was taken over (or never held): stop recording it."""
+        A camera missing from the answer was taken over (or never held): stop recording it.  A lease
+        that expired while nobody claimed it (same holder, same epoch) is simply renewed."""
         if not held:
             return set()
         now = self.now_ms()
@@ -107,7 +108,7 @@ class LeaseStore:
         with self.engine.begin() as c:
             for cid, epoch in held.items():
                 n = c.execute(update(LEASE).where(LEASE.c.camera_id == cid, LEASE.c.node_id == node_id,
-                                                  LEASE.c.epoch == epoch, LEASE.c.expires_at_ms > now)
+                                                  LEASE.c.epoch == epoch)
                               .values(renewed_at_ms=now, expires_at_ms=now + lease_ms)).rowcount
                 if n:
                     kept.add(cid)

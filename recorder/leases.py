@@ -6,7 +6,8 @@ expired leases, give one up when above the fair share) and make the
 :class:`~recorder.service.RecorderService` follow exactly the cameras whose lease
 it holds, each worker under its lease's epoch.
 
-Self-fencing: a lease is trusted only until ``lease_s`` after the last renewal
+Self-fencing (when another recorder node was alive at the last tick; a lone node
+records on into its spool, as a single box does): a lease is trusted only until ``lease_s`` after the last renewal
 *attempt* that succeeded, measured on this process's monotonic clock; a node cut
 off from the database stops each camera when that passes, before any other node
 can have claimed it (it claims only after the lease's expiry by the database's
@@ -57,6 +58,9 @@ class LeaseManager(PeriodicWorker):
         self.specs: dict[str, CameraSpec] = {}
         self._lock = threading.Lock()
         self.wake = threading.Event()
+        #: another live recorder node at the last tick: only then can a camera be taken over, so only then
+        #: does a database outage stop recording at lease expiry (a lone node records on into its spool)
+        self.others_alive = False
 
     @property
     def lease_ms(self) -> int:
@@ -106,6 +110,7 @@ class LeaseManager(PeriodicWorker):
                                           lv.renewed_at_ms) for lv in self.store.leases() if lv.camera_id in self.specs}
         live = {n.node_id for n in self.store.nodes()
                 if "recorder" in n.roles.split(",") and n.stopped_at_ms is None and n.heartbeat_at_ms > now - self.lease_ms}
+        self.others_alive = bool(live - {self.node_id})
         rates = self.rates()
         p = plan(self.node_id, now, {c: float(rates.get(c, 0.0)) for c in self.specs}, leases, live,
                  cap=self.cap, lease_ms=self.lease_ms)
@@ -131,7 +136,10 @@ class LeaseManager(PeriodicWorker):
                 self.metrics.lease_takeovers.labels(reason).inc()
 
     def _fence(self, now: float) -> None:
-        """The database is out of reach: stop every camera whose lease may have expired by now."""
+        """The database is out of reach: stop every camera whose lease may have expired by now
+        (unless no other recorder node was alive: then nobody can take it over)."""
+        if not self.others_alive:
+            return
         for cid in [c for c, t in self.valid_until.items() if t <= now]:
             log.error("camera %s: lease not renewed before it expired (database unreachable); recording stops here, "
                       "the spool keeps what was recorded", cid)

@@ -202,6 +202,7 @@ CORE_WRITERS = {  # module -> what its Core (non-ORM) writes touch; none is a jo
     "retention/sweep.py": "segment.status, and the swept rows (journaled there: segment_deleted)",
     "index/seals.py": "the seal table and segment/gap.seal_seq (seal bookkeeping; the seals are locked objects)",
     "index/witness_outbox.py": "the witness outbox (deliveries of seals)",
+    "index/leases.py": "cluster_node and camera_lease (coordination of nodes, not evidence)",
 }
 
 

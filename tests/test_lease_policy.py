@@ -75,3 +75,10 @@ def test_prefer_newer_epoch(segs, kept):
     from index.tiling import prefer_newer_epoch
     rows = [Seg(*s) for s in segs]
     assert [s.name for s in prefer_newer_epoch(rows, 10_000)] == kept
+
+
+@pytest.mark.parametrize("beat,stopped,state", [(99_000, None, "alive"), (92_001, None, "alive"), (92_000, None, "stale"),
+                                                (1, None, "stale"), (99_000, 99_500, "stopped")])
+def test_node_state(beat, stopped, state):
+    from retention.cluster_health import node_state
+    assert node_state(beat, stopped, NOW, LEASE) == state

@@ -18,6 +18,7 @@ from index.leases import LeaseStore
 from index.migrate import upgrade
 from index.models import Gap, Segment
 from index.registry import Registry
+from retention import cluster_health
 
 CAMS = ["cam-1", "cam-2"]
 
@@ -96,6 +97,14 @@ def test_handover_and_failover_between_recorder_processes(tmp_path, seaweed, rts
               f"failover_gap_ms={failover_gap_ms}")
         assert resumed_ms <= 15_000, f"cam-1 resumed {resumed_ms} ms after SIGKILL (goal <= 15 s)"
         assert failover_gap_ms <= 15_000 + 2_000 + 3_000  # from the last *indexed* end: + a segment + its upload
+
+        # health: the killed node is stale, the stopped one stopped, the survivor holds both cameras
+        cluster = cluster_health.gather(engine, int(time.time() * 1000), 8000)
+        state = {n["node_id"]: (n["state"], n["cameras_held"]) for n in cluster["nodes"]}
+        assert state == {leaving: ("stopped", 0), victim: ("stale", 0), survivor: ("alive", 2)}, state
+        assert cluster["leases"]["cameras"]["cam-1"]["failovers"] == 1 and cluster["leases"]["failovers"] == 1
+        codes = {a[1] for a in cluster_health.classify(cluster, int(time.time() * 1000))}
+        assert codes == {"node_stale", "camera_failover"}
 
         # steady state: cam-2 was never recorded by two nodes at once
         cam2 = [s for s in segs() if s.camera_id == "cam-2"]

@@ -70,7 +70,7 @@ def record(
         check_camera_id(camera_id)
     stop = stop_on_signals()
     try:
-        with runtime(settings) as rt:
+        with runtime(settings, leases=False) as rt:  # records what it is told, not by camera leases
             if url is not None:
                 try:
                     rt.registry.upsert_camera(rt.new_camera(camera_id, url), actor="cli:record")
