@@ -167,7 +167,27 @@ def terminate(proc: subprocess.Popen | None, timeout: float = 15.0) -> None:
         proc.wait()
 
 
-class EmbeddedSeaweed:
+class StartedCredentials:
+    """The S3 identity of a store this process starts: known once it has started."""
+
+    credentials: S3Credentials | None
+    _what = "SeaweedFS"
+
+    @property
+    def access_key(self) -> str:
+        return self._creds().access_key
+
+    @property
+    def secret_key(self) -> str:
+        return self._creds().secret_key
+
+    def _creds(self) -> S3Credentials:
+        if self.credentials is None:
+            raise StorageUnavailableError(f"{self._what} not started: its credentials are read at start")
+        return self.credentials
+
+
+class EmbeddedSeaweed(StartedCredentials):
     """``access_key``/``secret_key`` fix the store's S3 identity (tests, benchmarks); the service gives
     none, and the store's directory holds its own, generated on first start (read them from
     :attr:`credentials` after :meth:`start`)."""
@@ -188,18 +208,7 @@ class EmbeddedSeaweed:
         self.attached = False
         self._lockf = None
 
-    @property
-    def access_key(self) -> str:
-        return self._creds().access_key
-
-    @property
-    def secret_key(self) -> str:
-        return self._creds().secret_key
-
-    def _creds(self) -> S3Credentials:
-        if self.credentials is None:
-            raise StorageUnavailableError("embedded SeaweedFS not started: its credentials are read at start")
-        return self.credentials
+    _what = "embedded SeaweedFS"
 
     @property
     def endpoint(self) -> str:

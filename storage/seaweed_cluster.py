@@ -37,7 +37,7 @@ from typing import Literal
 
 from labwitness.errors import ConfigError, StorageUnavailableError
 from labwitness.private_fs import private_dir, write_atomic
-from storage.seaweed import (GRPC_OFFSET, HTTP_OFF, pick_ports, s3_lockdown_flags, spawn_weed, terminate,
+from storage.seaweed import (GRPC_OFFSET, HTTP_OFF, StartedCredentials, pick_ports, s3_lockdown_flags, spawn_weed, terminate,
                              wait_s3_ready, weed_binary)
 from storage.seaweed_secrets import S3Credentials, ensure_credentials, ensure_security
 
@@ -235,10 +235,13 @@ def prepare_node(layout: ClusterLayout, name: str) -> list[str]:
     return node_command(layout, name)
 
 
-def start_node(layout: ClusterLayout, name: str) -> subprocess.Popen:
-    """Start component ``name`` (secrets must exist: :func:`ensure_cluster_secrets`); its log is ``DIR/weed.log``."""
+def start_node(layout: ClusterLayout, name: str, prefix: tuple[str, ...] = ()) -> subprocess.Popen:
+    """Start component ``name`` (secrets must exist: :func:`ensure_cluster_secrets`); its log is ``DIR/weed.log``.
+
+    ``prefix`` goes before weed's command line, e.g. ``("ip", "netns", "exec", "ns1")`` to run it in a
+    network namespace holding its address (that command execs weed: the process is weed's)."""
     args = prepare_node(layout, name)
-    return spawn_weed(args, cwd=layout.secrets_dir, log_path=layout.node(name).dir / "weed.log")
+    return spawn_weed([*prefix, *args], cwd=layout.secrets_dir, log_path=layout.node(name).dir / "weed.log")
 
 
 def wait_listening(host: str, port: int, proc: subprocess.Popen | None = None, timeout: float = 30.0) -> None:
@@ -255,31 +258,17 @@ def wait_listening(host: str, port: int, proc: subprocess.Popen | None = None, t
 
 
 @dataclass
-class SeaweedCluster:
+class SeaweedCluster(StartedCredentials):
     """Every component of ``layout`` started on this host, each its own process (tests, a trial)."""
+
+    _what = "storage cluster"
 
     layout: ClusterLayout
     given: S3Credentials | None = None
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     credentials: S3Credentials | None = None
-
-    @classmethod
-    def spread(cls, base: Path, secrets_dir: Path, *, masters: list[str], volumes: list[str], filer: str, s3: str,
-               replication: str = "010", **kw) -> "ClusterLayout":
-        """Components on the given hosts with weed's usual ports (master 9333, volume 8080, filer 8888,
-        S3 8333; +1 for each further one of a kind on the same host), data under ``base`` on each
-        host.  A volume server's rack is its host: two on one machine share it, so replication 010
-        never keeps both copies of a volume on one machine."""
-        defaults = {"master": 9333, "volume": 8080, "filer": 8888, "s3": 8333}
-        taken: dict[tuple[str, str], int] = {}
-        nodes = []
-        for kind, hosts in (("master", masters), ("volume", volumes), ("filer", [filer]), ("s3", [s3])):
-            for i, host in enumerate(hosts):
-                name = kind if kind in ("filer", "s3") else f"{kind}-{i + 1}"
-                k = taken[(host, kind)] = taken.get((host, kind), -1) + 1
-                rack = f"rack-{host}" if kind == "volume" else ""
-                nodes.append(Node(name, kind, host, defaults[kind] + k, Path(base) / name, rack=rack))  # type: ignore[arg-type]
-        return cls(Path(secrets_dir), tuple(nodes), replication=replication, **kw)
+    #: per component, what goes before its command line (see :func:`start_node`)
+    prefixes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def local(cls, base: Path, given: S3Credentials | None = None, **kw) -> "SeaweedCluster":
@@ -288,19 +277,6 @@ class SeaweedCluster:
     @property
     def endpoint(self) -> str:
         return self.layout.s3_endpoint
-
-    @property
-    def access_key(self) -> str:
-        return self._creds().access_key
-
-    @property
-    def secret_key(self) -> str:
-        return self._creds().secret_key
-
-    def _creds(self) -> S3Credentials:
-        if self.credentials is None:
-            raise StorageUnavailableError("storage cluster not started: its credentials are read at start")
-        return self.credentials
 
     def start(self, timeout: float = 60.0) -> "SeaweedCluster":
         self.credentials = ensure_cluster_secrets(self.layout, self.given)
@@ -318,7 +294,7 @@ class SeaweedCluster:
 
     def start_node(self, name: str, timeout: float = 30.0) -> None:
         n = self.layout.node(name)
-        self.procs[name] = proc = start_node(self.layout, name)
+        self.procs[name] = proc = start_node(self.layout, name, self.prefixes.get(name, ()))
         wait_listening(n.host, n.grpc, proc, timeout)
 
     def kill(self, name: str, sig: int = 9) -> None:
@@ -347,7 +323,7 @@ class SeaweedCluster:
                 terminate(proc, timeout=0.1)
 
     def __enter__(self) -> "SeaweedCluster":
-        return self.start()
+        return self if self.procs else self.start()  # ``with SeaweedCluster(...).start() as c`` starts it once
 
     def __exit__(self, *exc) -> None:
         self.stop()

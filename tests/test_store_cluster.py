@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -200,7 +201,6 @@ def test_secrets_are_private_and_every_process_runs_in_them(cluster):
 def test_each_component_runs_from_the_cli_as_a_systemd_unit_would(tmp_path):
     """``labwitness store-node init`` once, then ``store-node run --component X`` per component (the
     unit's ExecStart; it execs weed): the cluster takes locked footage from the service's client."""
-    import os
     import signal
     import sys
 
@@ -238,3 +238,72 @@ def test_each_component_runs_from_the_cli_as_a_systemd_unit_would(tmp_path):
             except subprocess.TimeoutExpired:  # the filer's gRPC shutdown takes 15 s
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
+
+
+@pytest.fixture
+def namespaces():
+    """Three network namespaces, each with a veth to the host: (host address, namespace address, name)."""
+    import secrets
+    import shutil
+
+    if shutil.which("ip") is None or os.geteuid() != 0:
+        pytest.skip("needs root and iproute2 (ip netns)")
+    tag, net = secrets.token_hex(3), secrets.randbelow(200) + 20
+    made = []
+
+    def sh(*a: str) -> None:
+        subprocess.run(a, check=True, capture_output=True)
+
+    try:
+        for i in range(1, 4):
+            ns, host_if, ns_if = f"lwsc{tag}{i}", f"lwsc{tag}{i}h", f"lwsc{tag}{i}n"
+            sh("ip", "netns", "add", ns)
+            made.append((ns, host_if))
+            sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+            sh("ip", "link", "set", ns_if, "netns", ns)
+            sh("ip", "addr", "add", f"10.{net}.{i}.1/24", "dev", host_if)
+            sh("ip", "link", "set", host_if, "up")
+            for cmd in (["ip", "addr", "add", f"10.{net}.{i}.2/24", "dev", ns_if], ["ip", "link", "set", ns_if, "up"],
+                        ["ip", "link", "set", "lo", "up"], ["ip", "route", "add", "default", "via", f"10.{net}.{i}.1"]):
+                sh("ip", "netns", "exec", ns, *cmd)
+        yield [(f"10.{net}.{i}.1", f"10.{net}.{i}.2", f"lwsc{tag}{i}") for i in range(1, 4)]
+    finally:
+        for ns, host_if in made:
+            subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_volume_servers_in_their_own_network_namespaces(tmp_path, namespaces):
+    """The API the topology test uses: each volume server on its own address in its own namespace
+    (``with_hosts`` + ``prefixes``); the certificate names every address, mTLS and JWT work across them."""
+    from storage.seaweed_cluster import with_hosts
+
+    (h1, _, _), *_ = namespaces
+    lay = with_hosts(ClusterLayout.local(tmp_path / "store", volume_size_limit_mb=64, volume_stop_grace_s=1),
+                     {"master-1": h1, "filer": h1, "s3": h1,
+                      **{f"volume-{i}": addr for i, (_, addr, _) in enumerate(namespaces, start=1)}})
+    c = SeaweedCluster(lay, prefixes={f"volume-{i}": ("ip", "netns", "exec", ns)
+                                      for i, (_, _, ns) in enumerate(namespaces, start=1)})
+    with c:
+        store = S3ObjectStore(c.endpoint, c.access_key, c.secret_key, "ns-footage")
+        assert store.check().retention_enforced
+        footage = [store_segment(store, tmp_path, "cam-ns", i, size=100_000) for i in range(4)]
+        c.kill("volume-2")
+        _read_all(store, footage)
+        stored, data = _until(lambda: store_segment(store, tmp_path, "cam-ns", 9, size=100_000))[0]
+        assert store.open(stored.key, stored.version_id).read() == data
+
+
+def test_the_service_uses_the_cluster_with_only_the_endpoint_and_keys(cluster, tmp_path):
+    """No setting beyond LABWITNESS_S3_ENDPOINT and the two keys: the store is external, locked, healthy."""
+    from api.runtime import Runtime
+    from api.settings import load_settings
+
+    c, *_ = cluster
+    s = load_settings(data_dir=tmp_path / "data", retention_jobs=False, s3_endpoint=c.endpoint,
+                      s3_access_key=c.access_key, s3_secret_key=c.secret_key, s3_bucket="service-footage")
+    with Runtime(s, recording=False) as rt:
+        assert rt.seaweed is None and rt.store.check().retention_enforced
+        lock = rt.store.lock_config()
+        assert (lock.enabled, lock.mode) == (True, "COMPLIANCE")
+        assert rt.health.report()["storage_protection"]["profile"] == "external"
