@@ -49,4 +49,6 @@ def test_failovers_on_a_topology_lose_nothing_but_failover_gaps(tmp_path):
     # the script did what it says: each recorder event moved cameras, the jobs node died mid-export
     assert rep.event("kill-rec-1").cameras and rep.event("partition-rec-2").cameras
     assert rep.export["status_at_kill"] == "running", rep.export
+    if rep.export.get("worker") is not None:  # the queue names its worker: jobs-1 took it, jobs-2 finished it
+        assert "jobs-1" in rep.export["worker"] and "jobs-2" in rep.export["finished_by"], rep.export
     assert len(rep.export["files"]) == lab.cameras

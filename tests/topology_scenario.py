@@ -262,16 +262,19 @@ def _export(lab: LabCluster, api: httpx.Client, rep: Report, log) -> None:
     r = api.post("/api/v1/reports/JC-TOPO-1/exports")
     assert r.status_code == 202, r.text
     pkg = r.json()
-    seen = wait(lambda: (s := api.get(pkg["status_url"]).json())["status"] != "queued" and s, 120,
+    # ``state`` is the queue's own (queued | running | done | failed); ``status`` stays "running" while queued
+    seen = wait(lambda: (s := api.get(pkg["status_url"]).json()).get("state", s["status"]) != "queued" and s, 120,
                 "the export to be taken by a jobs node", interval=0.05)
     ev = Event("kill-jobs-1", "jobs-1", now_ms())
     lab.kill_node("jobs-1")
     rep.events.append(ev)
-    rep.export = {"id": pkg["id"], "status_at_kill": seen["status"], "progress_at_kill": seen.get("progress")}
+    rep.export = {"id": pkg["id"], "status_at_kill": seen.get("state", seen["status"]), "worker": seen.get("worker"),
+                  "progress_at_kill": seen.get("progress")}
     lab.start_node("jobs-2", "jobs")
-    done = wait(lambda: (s := api.get(pkg["status_url"]).json())["status"] in ("done", "failed") and s, 240,
+    done = wait(lambda: (s := api.get(pkg["status_url"]).json()).get("state", s["status"]) in ("done", "failed") and s, 240,
                 "the export to finish on jobs-2")
-    rep.export.update(status=done["status"], error=done.get("error"), finished_s=round((now_ms() - ev.at_ms) / 1000, 1))
+    rep.export.update(status=done.get("state", done["status"]), finished_by=done.get("worker"), error=done.get("error"),
+                      finished_s=round((now_ms() - ev.at_ms) / 1000, 1))
     if done["status"] == "done":
         path = lab.workdir / "evidence.zip"
         with api.stream("GET", done["download_url"]) as resp:
