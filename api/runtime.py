@@ -103,6 +103,7 @@ class Runtime:
         self.lease_manager: LeaseManager | None = None  # recorder nodes on PostgreSQL (docs/cluster.md)
         #: a serving runtime with the recorder role records cameras (all of them on SQLite, its leases' on PostgreSQL)
         self.records_cameras = recording and "recorder" in settings.role_set
+        self.export_workers: list[ExportWorker] = []  # jobs nodes (see start_export_workers)
         #: False: the caller says what to record (``labwitness record``), not the camera leases
         self.use_leases = leases
         self.export_workers: list[ExportWorker] = []  # jobs nodes (see start_export_workers)

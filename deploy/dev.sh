@@ -24,7 +24,7 @@ APT_DEMO=(  # the camera simulator: GStreamer's RTSP server and its Python bindi
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   gstreamer1.0-libav
 )
-APT_TEST=(chromium fonts-wqy-microhei)  # web UI browser tests (headless, via Playwright); a CJK font for their screenshots
+APT_TEST=(chromium fonts-wqy-microhei iproute2)  # web UI browser tests (headless, via Playwright); a CJK font for their screenshots; `ip netns` for the topology test
 APT_BENCH=(ffmpeg)  # the benchmarks' baselines (`ffmpeg -c copy`)
 
 # Another apt-get/dpkg (unattended-upgrades runs on every fresh Debian) holds the package

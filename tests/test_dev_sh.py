@@ -35,7 +35,7 @@ def test_the_demo_installs_only_what_it_needs_and_the_tests_get_everything_they_
     sets = {cmd: set(dev_sh(f"apt_packages {cmd}").stdout.split()) for cmd in ("demo", "test", "bench", "all")}
     assert "gir1.2-gst-rtsp-server-1.0" in sets["demo"] and "python3-gi" in sets["demo"]
     assert not sets["demo"] & {"chromium", "fonts-wqy-microhei", "ffmpeg"}
-    assert sets["test"] == sets["demo"] | {"chromium", "fonts-wqy-microhei"}
+    assert sets["test"] == sets["demo"] | {"chromium", "fonts-wqy-microhei", "iproute2"}
     assert sets["bench"] == sets["demo"] | {"ffmpeg"}
     assert sets["all"] == sets["test"] | sets["bench"]
     # and each command asks for its own set
