@@ -5,7 +5,7 @@ evidence exports.  FFmpeg's MP4 muxer refuses G.711 (``'mp4' format does not
 support 'pcm_alaw' codec``) and Chromium plays neither ``alaw`` nor ``ulaw`` in
 MP4 (``MediaSource.isTypeSupported`` false), so G.711 -- PCMA/PCMU, the
 factory default of many cameras -- is decoded and re-encoded as AAC-LC at its
-own rate (8 kHz mono, 32 kbit/s); see Decision NN (audio) and the cost in
+own rate (8 kHz mono, 32 kbit/s); see Decision 40 (audio) and the cost in
 docs/recording.md.  Codecs the MP4 segment carries (AAC, ...) are stream-copied
 as before; any other audio (G.726, ...) is not recorded, and the camera's
 status says so (:attr:`AudioStage.note`).

@@ -1,4 +1,4 @@
-"""Camera audio (docs/recording.md "Audio", Decision NN): G.711 transcoded to AAC, AAC copied,
+"""Camera audio (docs/recording.md "Audio", Decision 40): G.711 transcoded to AAC, AAC copied,
 anything else said once in the camera's status -- over real GStreamer cameras, both RTSP clients."""
 
 from __future__ import annotations
