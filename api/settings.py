@@ -24,6 +24,7 @@ from index.db import sqlite_url
 from index.tokens import MIN_TOKEN_CHARS
 from labwitness.errors import ConfigError, LabwitnessError
 from labwitness.segment_limits import MAX_TARGET_SECONDS
+from retention.capacity import DEFAULT_MAX_CAMERAS_PER_NODE
 from retention.policy import RetentionPolicy, validate as validate_retention
 from retention.runs import JobsConfig
 from retention.witness import RetryPolicy, WitnessThresholds
@@ -87,7 +88,7 @@ class Settings(BaseSettings):
     # takes at most lease_seconds + lease_renew_seconds + the camera's reconnect.
     lease_seconds: float = Field(default=8.0, ge=2.0, le=600.0)
     lease_renew_seconds: float = Field(default=2.0, gt=0, le=120.0)
-    max_cameras_per_node: int = Field(default=64, ge=1, le=10_000)
+    max_cameras_per_node: int = Field(default=DEFAULT_MAX_CAMERAS_PER_NODE, ge=1, le=10_000)  # one figure for plan
     bootstrap_admin_token: SecretStr | None = None
     credentials_key: SecretStr | None = None  # Fernet key for camera passwords (see api.secrets)
 

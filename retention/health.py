@@ -10,8 +10,9 @@ Two halves:
   the stream's, from RTCP sender reports), bytes; for the lab
   storage used, growth per day, runway, open integrity findings and the latest
   run of every retention job.  Six months of coverage come from
-  :mod:`index.coverage`'s day rollup, so this stays well under a second on a
-  64-camera, 183-day index.
+  :mod:`index.coverage`'s day rollup and the per-camera facts from
+  :mod:`index.camera_facts` (one statement per fact for all cameras), so the number
+  of statements does not grow with the camera count.
 * :func:`classify` is pure policy: facts + thresholds -> ok / warning /
   critical with the reasons, bilingual, each one something an operator can act on.
   Table-driven tests pin it down.
@@ -26,6 +27,7 @@ from typing import Iterable, Mapping
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from index import camera_facts
 from index.coverage import CoverageStore
 from index.models import Camera, ContentEvent, Gap, IntegrityFinding, JobRun, Seal, Segment
 from index.queries import db_guarded
@@ -149,9 +151,12 @@ def is_offline(last_segment_end_ms: int | None, now_ms: int, segment_seconds: fl
 def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seconds: float, read_timeout_s: float,
            retention_days: float, retention_enforced: bool, capacity: tuple[int, int] | None = None,
            spool_backlog: int = 0, upload_error: str = "", camera_ids: Iterable[str] | None = None,
-           seal_interval_h: float = 0.0, seal_grace_min: float = 15.0) -> Facts:
+           seal_interval_h: float = 0.0, seal_grace_min: float = 15.0, per_camera: bool = False) -> Facts:
     """Facts for every enabled camera (or ``camera_ids``).  ``capacity`` is
-    (total, free) bytes of the storage when known."""
+    (total, free) bytes of the storage when known.  The per-camera facts (oldest, newest,
+    write rate) come from :mod:`index.camera_facts`, a constant number of statements
+    whatever the camera count; ``per_camera`` asks each camera on its own instead (the
+    reference the tests and ``bench/index_scale`` compare against: same answer, slower)."""
     with engine.connect() as conn:
         cams = conn.execute(select(Camera.__table__.c.id, Camera.__table__.c.name, Camera.__table__.c.area_id,
                                    Camera.__table__.c.enabled, Camera.__table__.c.clock_offset_ms)
@@ -162,7 +167,13 @@ def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seco
     facts = {c.id: CameraFacts(c.id, c.name, c.area_id, bool(c.enabled),
                                clock_offset_s=c.clock_offset_ms / 1000 if c.clock_offset_ms is not None else None)
              for c in cams}
-    oldest = coverage.oldest(ids)
+    if per_camera:
+        oldest = coverage.oldest(ids)
+    else:
+        with engine.connect() as conn:
+            oldest = camera_facts.oldest_starts(conn, ids)
+            newest = camera_facts.newest_segments(conn, ids, now_ms)
+            rates = camera_facts.recent_rates(conn, newest, now_ms)
     for name, span in WINDOWS.items():
         totals = coverage.totals(ids, now_ms - span, now_ms, oldest)
         unusable = _unusable(engine, ids, now_ms - span, now_ms)
@@ -177,7 +188,7 @@ def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seco
             if name == "183d":
                 f.bytes_183d = totals[cam].bytes
     with engine.connect() as conn:
-        seg_end = _latest_ends(conn, ids)
+        seg_end = _latest_ends(conn, ids) if per_camera else {c: end for c, (_s, end) in newest.items()}
         gap_t = Gap.__table__
         for cam in ids:
             f = facts[cam]
@@ -207,7 +218,7 @@ def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seco
     critical = sum(n for _k, sev, n in findings if sev == "critical")
 
     used = coverage.stored_bytes(ids, oldest)
-    growth = growth_per_day(coverage.recent_rates(ids))
+    growth = growth_per_day(coverage.recent_rates(ids) if per_camera else rates)
     oldest_age = max((f.oldest_age_days or 0.0) for f in facts.values()) if facts else 0.0
     storage = StorageFacts(retention_enforced, used, growth,
                            needed_days=round(max(0.0, retention_days - oldest_age), 2))
@@ -219,6 +230,7 @@ def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seco
 
 
 def _latest_ends(conn, ids: list[str]) -> dict[str, int]:
+    """The per-camera reference for :func:`index.camera_facts.newest_segments`."""
     seg = Segment.__table__
     out = {}
     for cam in ids:  # one index lookup each (ORDER BY start DESC LIMIT 1)
