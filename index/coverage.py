@@ -109,11 +109,15 @@ class CoverageStore:
             rolled = {c: (int(n), int(lo), int(hi)) for c, n, lo, hi in conn.execute(
                 select(cov.c.camera_id, func.count(), func.min(cov.c.day_ms), func.max(cov.c.day_ms))
                 .group_by(cov.c.camera_id))}
+            firsts = _first_starts(conn, sorted(cams))
         for cam in sorted(cams):
+            first = firsts.get(cam)
+            if first is None:
+                continue
+            # the steady state (nothing new for this camera) costs no statement: health calls this per report
+            if _steady_missing(day_of(first), first_open, rolled.get(cam)) == []:
+                continue
             with self.engine.connect() as conn:  # read: sums of the missing days
-                first = conn.execute(select(func.min(seg.c.start_ms)).where(seg.c.camera_id == cam)).scalar()
-                if first is None:
-                    continue
                 missing = _missing_days(conn, cam, day_of(first), first_open, rolled.get(cam))
                 runs = [(lo, hi, _day_sums(conn, cam, lo, hi)) for lo, hi in _runs(missing)]
             if not runs:
@@ -223,15 +227,37 @@ class CoverageStore:
         return sum(t.bytes for t in self.totals(camera_ids, min(known), self.now_ms() + DAY_MS, firsts).values())
 
 
-def _missing_days(conn, cam: str, first_day: int, first_open: int, rolled: tuple[int, int, int] | None) -> list[int]:
-    """Closed days of ``cam`` from its first footage on without a rollup row.  Incremental:
-    when its rollup is one unbroken run from its first day (the steady state: a refresh a day
-    adds one day at the end), only the days after that run are missing and nothing is read;
-    otherwise (days dropped by late segments or the sweep) the camera's rolled days are read."""
+def _first_starts(conn, cams: list[str]) -> dict[str, int | None]:
+    """Camera -> start of its first segment (any status), in one statement for the registered
+    cameras (each an index lookup inside the database, so partitions are read in order and the
+    scan stops at the first row) and one each for cameras known only to the rollup (removed ones)."""
+    seg, cam = Segment.__table__, Camera.__table__
+    first = select(func.min(seg.c.start_ms)).where(seg.c.camera_id == cam.c.id).scalar_subquery()
+    got: dict[str, int | None] = dict(conn.execute(select(cam.c.id, first).where(cam.c.id.in_(cams))).all()) if cams else {}
+    for c in cams:
+        if c not in got:
+            got[c] = conn.execute(select(func.min(seg.c.start_ms)).where(seg.c.camera_id == c)).scalar()
+    return got
+
+
+def _steady_missing(first_day: int, first_open: int, rolled: tuple[int, int, int] | None) -> list[int] | None:
+    """The missing days of a camera whose rollup is one unbroken run from its first day (the
+    steady state: a refresh a day adds one day at the end), known without reading anything;
+    None when the rollup has holes (days dropped by late segments or the sweep)."""
     if rolled is not None:
         n, lo, hi = rolled
         if lo <= first_day and n == (hi - lo) // DAY_MS + 1:
             return list(range(max(hi + DAY_MS, first_day), first_open, DAY_MS))
+    return None
+
+
+def _missing_days(conn, cam: str, first_day: int, first_open: int, rolled: tuple[int, int, int] | None) -> list[int]:
+    """Closed days of ``cam`` from its first footage on without a rollup row.  Incremental:
+    in the steady state (:func:`_steady_missing`) only the days after the rolled run are
+    missing and nothing is read; otherwise the camera's rolled days are read."""
+    steady = _steady_missing(first_day, first_open, rolled)
+    if steady is not None:
+        return steady
     cov = CoverageDay.__table__
     have = set(conn.execute(select(cov.c.day_ms).where(cov.c.camera_id == cam)).scalars())
     return [d for d in range(first_day, first_open, DAY_MS) if d not in have]

@@ -88,7 +88,9 @@ def test_grouped_facts_equal_the_per_camera_ones(index):
     assert _gather(engine, False, camera_ids=subset).to_dict() == _gather(engine, True, camera_ids=subset).to_dict()
 
 
-def _count_statements(engine, per_camera: bool) -> int:
+def _count_statements(engine, per_camera: bool | None) -> int:
+    """Statements of one health gathering (``per_camera``: the reference path), or with None of
+    a coverage refresh that finds nothing new (what ``api.health`` runs before each report)."""
     n = 0
 
     def count(*_a, **_k):
@@ -97,7 +99,10 @@ def _count_statements(engine, per_camera: bool) -> int:
 
     event.listen(engine, "before_cursor_execute", count)
     try:
-        _gather(engine, per_camera)
+        if per_camera is None:
+            CoverageStore(engine, lambda: NOW).refresh()
+        else:
+            _gather(engine, per_camera)
     finally:
         event.remove(engine, "before_cursor_execute", count)
     return n
@@ -120,9 +125,11 @@ def test_health_statements_do_not_grow_with_cameras(db_url, tmp_path):
                 upgrade(engine)
             _plant(engine, groups)
             CoverageStore(engine, lambda: NOW).refresh()
-            counts[groups] = (_count_statements(engine, False), _count_statements(engine, True))
+            counts[groups] = (_count_statements(engine, False), _count_statements(engine, True),
+                              _count_statements(engine, None))
         finally:
             engine.dispose()
     assert counts[1][0] == counts[10][0], counts
+    assert counts[1][2] == counts[10][2], counts  # a refresh with nothing new: no statement per camera
     # the per-camera reference does grow: the count above is able to tell
     assert counts[10][1] > counts[1][1] + 36, counts
