@@ -142,8 +142,9 @@ def test_silent_partition_fences_the_node_and_it_resumes_after(tmp_path, seaweed
         proxy.cut()
         wait_for(fenced_lines, 4 * LEASE_S, interval=0.05, what="n1 fenced cam (log line)")
         fenced_after = time.monotonic() - cut
-        # the last renewal was sent at most renew_s (+ a tick) before the cut; never before it could have lapsed
-        assert LEASE_S - RENEW_S - 1.0 <= fenced_after <= LEASE_S + 1.0, fenced_after
+        # the last renewal was sent at most renew_s (+ a slow tick) before the cut: the fence acts a lease
+        # (less a margin) after it, neither at once nor past the lease
+        assert 1.0 <= fenced_after <= LEASE_S + 1.5, fenced_after
         time.sleep(LEASE_S)  # stays cut for a while: nothing recorded, nothing claimed meanwhile
         heal_ms = now_ms()
         proxy.heal()
@@ -153,12 +154,11 @@ def test_silent_partition_fences_the_node_and_it_resumes_after(tmp_path, seaweed
         resumed_after = time.monotonic() - heal
         lease = {lv.camera_id: lv for lv in leases.leases()}["cam"]
         assert lease.node_id == "n1" and lease.epoch == 1
-        during = [s for s in segs() if s.start_ms < heal_ms]
         # recorded before the cut and uploaded later: footage up to the fence is indexed, nothing after it
         wait_for(lambda: max(s.end_ms for s in segs() if s.start_ms < heal_ms) >= cut_ms, 60, what="spool drained")
         during = [s for s in segs() if s.start_ms < heal_ms]
         last_end = max(s.end_ms for s in during)
-        assert last_end <= cut_ms + (LEASE_S + 1.0) * 1000, (last_end - cut_ms)
+        assert last_end <= cut_ms + (LEASE_S + 2.0) * 1000, (last_end - cut_ms)
         print(f"\nFIGURES fenced_after_s={fenced_after:.1f} resumed_after_heal_s={resumed_after:.1f} "
               f"last_footage_after_cut_s={(last_end - cut_ms) / 1000:.1f} (lease {LEASE_S} s, renew {RENEW_S} s)")
     finally:
