@@ -39,10 +39,13 @@ def make_engine(url: str, *, connect_timeout_s: int = 5) -> Engine:
         return engine
     if u.get_backend_name() == "postgresql":
         # Bounded connect so that a database outage surfaces as an error the
-        # uploader can back off from, not a thread stuck in connect().
+        # uploader can back off from, not a thread stuck in connect(); keepalives and
+        # tcp_user_timeout end a connection lost in a silent partition (no reset) in
+        # about 30 s instead of the kernel's ~15 min of retransmissions.
         return create_engine(
             url, pool_pre_ping=True, pool_size=5, max_overflow=5,
-            connect_args={"connect_timeout": connect_timeout_s},
+            connect_args={"connect_timeout": connect_timeout_s, "keepalives": 1, "keepalives_idle": 10,
+                          "keepalives_interval": 5, "keepalives_count": 3, "tcp_user_timeout": 30_000},
         )
     return create_engine(url, pool_pre_ping=True)
 
