@@ -173,3 +173,32 @@ def test_silent_partition_fences_the_node_and_it_resumes_after(tmp_path, seaweed
         proxy.close()
         engine.dispose()
         print(log_path.read_text()[-3000:])
+
+
+def test_a_cut_nodes_open_renewal_does_not_keep_its_lease_row_locked(pg_url):
+    """A node cut off between its renewal's UPDATE and its COMMIT leaves the lease row locked on the server;
+    ``SKIP LOCKED`` claims pass it over until the server ends that session: the leases' engine has the server
+    end it after half a lease idle in the transaction (``idle_in_transaction_session_timeout``)."""
+    from sqlalchemy import text, update
+
+    from index.db import lease_engine
+    from index.leases import LEASE
+
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    now_ms = lambda: int(time.time() * 1000)  # noqa: E731
+    store = LeaseStore(engine, now_ms)
+    assert [c.camera_id for c in store.claim("n1", ["cam"], 1)] == ["cam"]  # n1's lease, expiring at once
+    cut = lease_engine(engine, 2.0)
+    try:
+        conn = cut.connect()
+        assert conn.execute(text("SHOW idle_in_transaction_session_timeout")).scalar() == "1s"
+        assert conn.execute(text("SHOW statement_timeout")).scalar() == "1s"
+        conn.execute(update(LEASE).where(LEASE.c.camera_id == "cam").values(renewed_at_ms=now_ms()))  # row locked
+        time.sleep(0.05)
+        assert store.claim("n2", ["cam"], 6000) == []  # skipped: locked by n1's open transaction
+        claims = wait_for(lambda: store.claim("n2", ["cam"], 6000), 10, what="the locked row freed by the server")
+        assert claims[0].epoch == 2 and claims[0].prev_node_id == "n1" and claims[0].prev_end == "expired"
+    finally:
+        cut.dispose()
+        engine.dispose()
