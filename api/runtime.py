@@ -20,7 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from index.audit import AuditLog
 from index.leases import LeaseStore
-from index.db import make_engine
+from index.db import lease_engine, make_engine
 from index.exports import ExportStore
 from index.migrate import upgrade
 from index.partitions import ensure_partitions
@@ -219,6 +219,9 @@ class Runtime:
     def _join_cluster(self, engine) -> LeaseStore:
         """Register this node in ``cluster_node`` (serving runtimes only).  On SQLite a second live node
         is a ConfigError; a database down at start-up is logged and the heartbeat catches up."""
+        if self.recording and engine.dialect.name == "postgresql":  # a pool of its own, every wait bounded
+            engine = lease_engine(engine, self.settings.lease_seconds)
+            self._stack.callback(engine.dispose)
         leases = LeaseStore(engine, self.now_ms)
         if self.recording:
             s = self.settings

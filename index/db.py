@@ -39,9 +39,40 @@ def make_engine(url: str, *, connect_timeout_s: int = 5) -> Engine:
         return engine
     if u.get_backend_name() == "postgresql":
         # Bounded connect so that a database outage surfaces as an error the
-        # uploader can back off from, not a thread stuck in connect().
+        # uploader can back off from, not a thread stuck in connect(); keepalives and
+        # tcp_user_timeout end a connection lost in a silent partition (no reset) in
+        # about 30 s instead of the kernel's ~15 min of retransmissions.
         return create_engine(
             url, pool_pre_ping=True, pool_size=5, max_overflow=5,
-            connect_args={"connect_timeout": connect_timeout_s},
+            connect_args={"connect_timeout": connect_timeout_s, "keepalives": 1, "keepalives_idle": 10,
+                          "keepalives_interval": 5, "keepalives_count": 3, "tcp_user_timeout": 30_000},
         )
     return create_engine(url, pool_pre_ping=True)
+
+
+def lease_engine(engine: Engine, lease_s: float) -> Engine:
+    """The engine of a node's heartbeat and camera leases (docs/cluster.md): on PostgreSQL a small pool
+    of its own, so a connection of the API or the uploader stuck in a partition never blocks a renewal,
+    with every wait bounded by about half a lease.  A silent partition (packets dropped, no reset) makes a
+    call on an open connection hang: ``tcp_user_timeout`` ends one whose bytes go unacknowledged,
+    keepalives one waiting for an answer that never comes, on both ends (the server's side matters too:
+    a cut node's transaction must not keep its lease rows locked, or ``SKIP LOCKED`` claims of the other
+    nodes pass them over for as long as the server's default keepalive of two hours).  The pool discards
+    a broken connection and connects afresh (``connect_timeout``) once the network heals.  SQLite: the
+    engine itself."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    half_ms = max(1000, round(lease_s * 500))
+    idle_s = max(1, round(lease_s / 4))
+    server = {  # this session's settings on the server (all settable by any user)
+        "statement_timeout": half_ms, "lock_timeout": max(500, half_ms // 2),
+        "idle_in_transaction_session_timeout": half_ms, "tcp_user_timeout": half_ms,
+        "tcp_keepalives_idle": idle_s, "tcp_keepalives_interval": 1, "tcp_keepalives_count": 2,
+    }
+    return create_engine(
+        engine.url.render_as_string(hide_password=False), pool_pre_ping=True, pool_size=2, max_overflow=2,
+        pool_timeout=max(1.0, lease_s / 2), pool_recycle=600,
+        connect_args={"connect_timeout": max(2, round(lease_s / 2)), "keepalives": 1, "keepalives_idle": idle_s,
+                      "keepalives_interval": 1, "keepalives_count": 2, "tcp_user_timeout": half_ms,
+                      "options": " ".join(f"-c {k}={v}" for k, v in server.items())},
+    )

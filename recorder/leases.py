@@ -7,11 +7,17 @@ expired leases, give one up when above the fair share) and make the
 it holds, each worker under its lease's epoch.
 
 Self-fencing (when another recorder node was alive at the last tick; a lone node
-records on into its spool, as a single box does): a lease is trusted only until ``lease_s`` after the last renewal
-*attempt* that succeeded, measured on this process's monotonic clock; a node cut
-off from the database stops each camera when that passes, before any other node
-can have claimed it (it claims only after the lease's expiry by the database's
-rows, which a renewal started no later than ours).  Its spool keeps uploading.
+records on into its spool, as a single box does): a lease is trusted only until
+``lease_s`` minus a margin after the renewal (or claim) that granted it was *sent*,
+measured on this process's monotonic clock.  A fence thread of its own checks that
+every ``renew_s / 4`` and stops each camera whose trust has run out, whatever the
+database calls are doing: across a silent partition (packets dropped, no reset) a
+call can hang for as long as the TCP timeouts of :func:`index.db.lease_engine`, so
+the fence must not wait for it to fail.  A fenced camera records again only after a
+renewal at the same epoch (nobody took it) or a new claim succeeds.  Other nodes
+claim only after the lease's expiry by the database's rows, which a renewal sent no
+later than ours wrote, so a cut-off node has stopped by then.  Its spool keeps
+uploading.
 
 ``stop()`` hands over: the node is marked stopped, the workers close their
 segments, the uploads drain for a bounded time, and only then are the leases
@@ -55,8 +61,13 @@ class LeaseManager(PeriodicWorker):
         self.metrics = metrics
         self.held: dict[str, int] = {}  # camera -> epoch held
         self.valid_until: dict[str, float] = {}  # camera -> monotonic time its lease is trusted until
+        self.fenced: dict[str, int] = {}  # camera -> epoch stopped by the fence, maybe still ours in the database
         self.specs: dict[str, CameraSpec] = {}
-        self._lock = threading.Lock()
+        #: clock drift and scheduling between this node and the one that would take a camera over
+        self.margin_s = min(1.0, lease_s / 8)
+        self._lock = threading.Lock()  # one tick (or the final pass) at a time; held across database calls
+        self._state = threading.RLock()  # held, valid_until, fenced and the recorder's cameras; never across the database
+        self._fence_thread: threading.Thread | None = None
         self.wake = threading.Event()
         #: another live recorder node at the last tick: only then can a camera be taken over, so only then
         #: does a database outage stop recording at lease expiry (a lone node records on into its spool)
@@ -65,6 +76,19 @@ class LeaseManager(PeriodicWorker):
     @property
     def lease_ms(self) -> int:
         return round(self.lease_s * 1000)
+
+    def start(self):
+        self._fence_thread = threading.Thread(target=self._fence_loop, name="lease-fence", daemon=True)
+        self._fence_thread.start()
+        return super().start()
+
+    def _fence_loop(self) -> None:
+        """Stop the cameras whose lease may have run out, every ``renew_s / 4``, independent of the ticks."""
+        while not self.stop_event.wait(min(0.25, self.interval_s / 4)):
+            try:
+                self._fence(self.clock.monotonic())
+            except Exception:  # a bug must not end the fence
+                log.exception("lease fence: unexpected failure")
 
     def run(self) -> None:  # the periodic loop, woken early by a camera change (RegistryAdmin.sync_cameras)
         delay = self.first_delay_s
@@ -89,21 +113,24 @@ class LeaseManager(PeriodicWorker):
 
     def run_once(self) -> None:
         with self._lock:
-            started = self.clock.monotonic()
-            try:
-                self._tick(started)
-            except IndexUnavailableError:
-                self._fence(self.clock.monotonic())
-                raise
+            self._tick()
+            self._fence(self.clock.monotonic())
 
-    def _tick(self, started: float) -> None:
+    def _tick(self) -> None:
         self.store.heartbeat(self.node_id)
-        kept = self.store.renew(self.node_id, self.held, self.lease_ms)
-        for cid in set(self.held) - kept:
-            log.warning("camera %s: lease (epoch %d) lost to another node; recording stops here", cid, self.held[cid])
-            self._drop(cid)
-        for cid in kept:
-            self.valid_until[cid] = started + self.lease_s
+        with self._state:
+            asked = {**self.fenced, **self.held}
+        sent = self.clock.monotonic()
+        kept = self.store.renew(self.node_id, asked, self.lease_ms)
+        with self._state:
+            for cid in set(asked) - kept:
+                if self.held.get(cid) == asked[cid]:
+                    log.warning("camera %s: lease (epoch %d) lost to another node; recording stops here", cid, asked[cid])
+                    self._drop(cid)
+                elif self.fenced.get(cid) == asked[cid]:
+                    del self.fenced[cid]
+            for cid in kept:
+                self._grant(cid, asked[cid], sent)
         self.specs = {c.camera_id: c for c in self.cameras()}
         now = self.store.now_ms()
         leases = {lv.camera_id: LeaseView(lv.camera_id, lv.node_id, lv.expires_at_ms, lv.prev_node_id, lv.prev_end,
@@ -118,13 +145,30 @@ class LeaseManager(PeriodicWorker):
             self._hand_over([cid])
         if p.release:  # a short drain: the other leases must be renewed well before they expire
             self._hand_over(p.release, drain_s=self.lease_s / 4)
+        sent = self.clock.monotonic()
         for claim in self.store.claim(self.node_id, p.claim, self.lease_ms) if p.claim else []:
-            self._took(claim, started)
+            self._took(claim, sent)
         self._follow()
 
-    def _took(self, claim: Claim, started: float) -> None:
-        self.held[claim.camera_id] = claim.epoch
-        self.valid_until[claim.camera_id] = started + self.lease_s
+    def _grant(self, cid: str, epoch: int, sent: float) -> None:
+        """A renewal or claim sent at ``sent`` succeeded: trust it until ``lease_s`` - margin after that,
+        unless that has passed already (the call was slow): then the next renewal decides."""
+        until = sent + self.lease_s - self.margin_s
+        if until <= self.clock.monotonic() and self.others_alive:
+            self.held.pop(cid, None)
+            self.valid_until.pop(cid, None)
+            self.fenced[cid] = epoch
+            return
+        if cid in self.fenced and self.fenced[cid] == epoch:
+            log.warning("camera %s: lease (epoch %d) renewed again after the fence; recording resumes", cid, epoch)
+        self.fenced.pop(cid, None)
+        self.held[cid] = epoch
+        self.valid_until[cid] = until
+
+    def _took(self, claim: Claim, sent: float) -> None:
+        with self._state:
+            self.fenced.pop(claim.camera_id, None)  # a new epoch: the old one is over
+            self._grant(claim.camera_id, claim.epoch, sent)
         log.info("camera %s: lease claimed (epoch %d, before: %s %s)", claim.camera_id, claim.epoch,
                  claim.prev_node_id or "-", claim.prev_end or "first claim")
         if claim.prev_end in ("expired", "released") and claim.last_end_ms is not None:
@@ -136,31 +180,37 @@ class LeaseManager(PeriodicWorker):
                 self.metrics.lease_takeovers.labels(reason).inc()
 
     def _fence(self, now: float) -> None:
-        """The database is out of reach: stop every camera whose lease may have expired by now
-        (unless no other recorder node was alive: then nobody can take it over)."""
+        """Stop every camera whose lease may have expired by now (the database did not renew it in time),
+        unless no other recorder node was alive: then nobody can take it over."""
         if not self.others_alive:
             return
-        for cid in [c for c, t in self.valid_until.items() if t <= now]:
-            log.error("camera %s: lease not renewed before it expired (database unreachable); recording stops here, "
-                      "the spool keeps what was recorded", cid)
-            self._drop(cid)
-        self._follow()
+        with self._state:
+            late = [c for c, t in self.valid_until.items() if t <= now]
+            for cid in late:
+                log.error("camera %s: lease not renewed before it expired (database unreachable or slow); recording "
+                          "stops here, the spool keeps what was recorded", cid)
+                self.fenced[cid] = self.held[cid]
+                self._drop(cid)
+            if late:
+                self._follow()
 
     def _drop(self, cid: str) -> None:
         self.held.pop(cid, None)
         self.valid_until.pop(cid, None)
 
     def _follow(self) -> None:
-        specs = [replace(self.specs[c], epoch=e) for c, e in sorted(self.held.items()) if c in self.specs]
-        self.recorder.sync(specs)
+        with self._state:
+            specs = [replace(self.specs[c], epoch=e) for c, e in sorted(self.held.items()) if c in self.specs]
+            self.recorder.sync(specs)
         if self.metrics is not None:
             self.metrics.leases_held.set(len(specs))
 
     def _hand_over(self, cameras: list[str], drain_s: float = 5.0) -> None:
         """Stop the cameras (their segments close), let their uploads drain briefly, release their leases."""
-        gone = {c: self.held.pop(c) for c in cameras if c in self.held}
-        for c in gone:
-            self.valid_until.pop(c, None)
+        with self._state:
+            gone = {c: self.held.pop(c) for c in cameras if c in self.held}
+            for c in gone:
+                self.valid_until.pop(c, None)
         if not gone:
             return
         self._follow()
@@ -180,9 +230,21 @@ class LeaseManager(PeriodicWorker):
             except IndexUnavailableError:
                 pass
             self._hand_over(list(self.held), drain_s=self.lease_s / 2)
+            for cid, epoch in list(self.fenced.items()):  # stopped already; free them now rather than at expiry
+                try:
+                    self.store.release(self.node_id, cid, epoch)
+                except IndexUnavailableError:
+                    pass
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)  # sets stop_event: the fence thread ends too
+        if self._fence_thread is not None:
+            self._fence_thread.join(timeout)
+            self._fence_thread = None
 
     def held_cameras(self) -> dict[str, int]:
-        return dict(self.held)
+        with self._state:
+            return dict(self.held)
 
 
 def node_identity() -> tuple[str, int]:

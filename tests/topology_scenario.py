@@ -237,7 +237,11 @@ def _round(lab: LabCluster, idx: Index, rep: Report, *, suffix: str, log) -> Non
         ev.until_ms = now_ms()
     log(f"{ev.name}: failover {ev.failover_s}")
     spool = lab.workdir / "spool" / "rec-2"
-    wait(lambda: not [p for p in spool.rglob("*.mp4*")], 120, "rec-2's spool uploaded after the partition")
+    # what the cut node's spool held at the heal must upload; it may record again by now (a camera shed to it),
+    # so the segments it writes after the heal are not waited for
+    kept = {p.with_name(p.name.removesuffix(".part")) for p in spool.rglob("*.mp4*")}
+    wait(lambda: not [p for p in kept if p.exists() or p.with_name(p.name + ".part").exists()], 120,
+         "rec-2's spool uploaded after the partition")
     for cam in ev.cameras:  # when the cut node stopped recording: its lease ran out, it could not renew
         ends = [s[1] for s in idx.segments(cam, ev.at_ms - 30_000) if s[2] == "rec-2" and s[0] < ev.until_ms]
         ev.stopped_s[cam] = round((max(ends, default=ev.at_ms) - ev.at_ms) / 1000, 2)
