@@ -193,10 +193,13 @@ class EmbeddedSeaweed(StartedCredentials):
     :attr:`credentials` after :meth:`start`)."""
 
     def __init__(self, data_dir: Path, access_key: str | None = None, secret_key: str | None = None, *,
-                 supervise: bool = True) -> None:
+                 supervise: bool = True, max_volumes: int | None = None) -> None:
         if (access_key is None) != (secret_key is None):
             raise ConfigError("access_key and secret_key go together")
         self.data_dir = Path(data_dir)
+        # weed's own cap (unset): free disk / volume size, one volume per bucket at least.  A lab has a
+        # handful of buckets; a test session's shared store makes one per test and needs more.
+        self.max_volumes = max_volumes
         self._given = S3Credentials(access_key, secret_key) if access_key is not None and secret_key is not None else None
         self.credentials: S3Credentials | None = self._given
         self.supervise = supervise
@@ -237,6 +240,7 @@ class EmbeddedSeaweed(StartedCredentials):
             # master and filer HTTP off (see HTTP_OFF)
             HTTP_OFF, *s3_lockdown_flags(d, "s3."),
             f"-filer.localSocket={d / 'filer.sock'}", f"-s3.localSocket={d / 's3.sock'}",
+            *([f"-volume.max={self.max_volumes}"] if self.max_volumes else []),
         ]
         private_dir(d / "data")
         self.proc = spawn_weed(args, cwd=d, log_path=d / "weed.log")

@@ -62,7 +62,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory):
-    sw = EmbeddedSeaweed(tmp_path_factory.mktemp("seaweed"), ACCESS, SECRET)
+    # one bucket (a weed collection, a volume at least) per test: weed's default cap of free disk /
+    # volume size (67 on a disk with 67 GiB free) ran out in a full run, and PUTs failed InternalError
+    sw = EmbeddedSeaweed(tmp_path_factory.mktemp("seaweed"), ACCESS, SECRET, max_volumes=2000)
     sw.start()
     yield sw
     sw.stop()

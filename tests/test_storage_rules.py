@@ -109,7 +109,12 @@ def test_only_the_deletion_module_calls_a_delete():
             for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in deleting:
                     callers.add(str(p.relative_to(ROOT)))
-    assert callers == {"storage/deletion.py"}
+    # storage/lock_probe.py (labwitness doctor) tries to delete the 1-byte object it has just put under
+    # doctor/ and passes only when the store refuses: it never names another key
+    assert callers == {"storage/deletion.py", "storage/lock_probe.py"}
+    probe = (ROOT / "storage/lock_probe.py").read_text(encoding="utf-8")
+    assert probe.count("remove_object(") == 1 and "remove_object(bucket, key, version_id=version)" in probe
+    assert 'key = f"{PROBE_PREFIX}lock-probe-' in probe
 
 
 # -- the body that closes itself ----------------------------------------------------
