@@ -41,8 +41,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from bench.health import _health_once
-from bench.report_query import (GAP_COLS, OUT, PG_ADMIN_URL, SEG_COLS, Lab, _capture_footage_sql, _fmt_pg,
-                                _insert_registry, _pg_dsn, measure)
+from bench.report_query import (OUT, PG_ADMIN_URL, Lab, _capture_footage_sql, _insert_registry, _pg_dsn,
+                                copy_lab, measure)
 from index.coverage import CoverageStore
 from index.db import make_engine
 from index.migrate import upgrade
@@ -85,24 +85,11 @@ def load(url: str, lab: Lab) -> dict:
         for name, _ in deferred:
             conn.execute(f'ALTER TABLE segment DROP CONSTRAINT "{name}"' if name in cons else f'DROP INDEX "{name}"')
         t1 = time.perf_counter()
-        n = 0
-        with conn.cursor() as cur, conn.transaction():
-            with cur.copy(f"COPY segment ({', '.join(SEG_COLS)}) FROM STDIN") as cp:
-                buf, pending = [], 0
-                for k, chunk in lab.segment_chunks(as_text=True):
-                    buf.append(chunk)
-                    pending += k
-                    if pending >= 50_000:
-                        cp.write("".join(buf))
-                        n += pending
-                        buf, pending = [], 0
-                        if n % 5_000_000 < 50_000:
-                            _log(f"  {n:,} segments copied")
-                if buf:
-                    cp.write("".join(buf))
-                    n += pending
-            with cur.copy(f"COPY gap ({', '.join(GAP_COLS)}) FROM STDIN") as cp:
-                cp.write(_fmt_pg(lab.gaps, len(GAP_COLS)))
+        def progress(n: int) -> None:
+            if n % 5_000_000 < 50_000:
+                _log(f"  {n:,} segments copied")
+
+        n = copy_lab(conn, lab, batch=50_000, progress=progress)
         t["copy_s"] = round(time.perf_counter() - t1, 1)
         _log(f"COPY {n:,} segments in {t['copy_s']} s; re-creating indexes")
         t2 = time.perf_counter()

@@ -285,23 +285,7 @@ def load_postgresql(url: str, lab: Lab, defer_indexes: bool) -> dict:
                 conn.execute(f'ALTER TABLE segment DROP CONSTRAINT "{name}"' if kind == "u" else f'DROP INDEX "{name}"')
                 dropped.append((name, kind, ddl))
         t2 = time.perf_counter()
-        n = 0
-        with conn.cursor() as cur:
-            with conn.transaction():
-                with cur.copy(f"COPY segment ({', '.join(SEG_COLS)}) FROM STDIN") as cp:
-                    buf, pending = [], 0
-                    for k, chunk in lab.segment_chunks(as_text=True):
-                        buf.append(chunk)
-                        pending += k
-                        if pending >= 20_000:
-                            cp.write("".join(buf))
-                            n += pending
-                            buf, pending = [], 0
-                    if buf:
-                        cp.write("".join(buf))
-                        n += pending
-                with cur.copy(f"COPY gap ({', '.join(GAP_COLS)}) FROM STDIN") as cp:
-                    cp.write(_fmt_pg(lab.gaps, len(GAP_COLS)))
+        n = copy_lab(conn, lab)
         t["copy_s"] = time.perf_counter() - t2
         t3 = time.perf_counter()
         for name, kind, ddl in dropped:
@@ -328,6 +312,30 @@ def load_postgresql(url: str, lab: Lab, defer_indexes: bool) -> dict:
     t["indexes"] = [dict(name=a, ddl=c) for a, _, c in idx_before]
     t["deferred_indexes"] = [a for a, _, _ in dropped]
     return t
+
+
+def copy_lab(conn, lab, batch: int = 20_000, progress=None) -> int:
+    """COPY the lab's segments (in batches of ``batch`` rows) and gaps in one transaction; the
+    number of segments.  ``progress(n)`` is called after each batch."""
+    n = 0
+    with conn.cursor() as cur, conn.transaction():
+        with cur.copy(f"COPY segment ({', '.join(SEG_COLS)}) FROM STDIN") as cp:
+            buf, pending = [], 0
+            for k, chunk in lab.segment_chunks(as_text=True):
+                buf.append(chunk)
+                pending += k
+                if pending >= batch:
+                    cp.write("".join(buf))
+                    n += pending
+                    buf, pending = [], 0
+                    if progress is not None:
+                        progress(n)
+            if buf:
+                cp.write("".join(buf))
+                n += pending
+        with cur.copy(f"COPY gap ({', '.join(GAP_COLS)}) FROM STDIN") as cp:
+            cp.write(_fmt_pg(lab.gaps, len(GAP_COLS)))
+    return n
 
 
 def _pg_indexes(conn) -> list[tuple[str, str, str]]:
