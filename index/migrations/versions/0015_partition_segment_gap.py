@@ -42,6 +42,9 @@ KEY = 'start_ms'
 AHEAD = 3
 MARK = 'labwitness: partition key appended'
 
+# _month and _name repeat index.partitions.add_months/partition_name on purpose: a migration is frozen
+# with the schema it makes, so it does not import code a later release may change.
+
 
 def _month(ms: int, add: int = 0) -> int:
     d = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
