@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Annotated
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import orjson
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
 
 from labwitness.clock import from_ms
+from labwitness.errors import ValidationError
 from labwitness.ids import Number
 
 from api.auth import Ingest, Inspector
@@ -106,6 +108,18 @@ class ClipOut(BaseModel):
     on_hold: bool
 
 
+class RunOut(BaseModel):
+    """Stored footage without a break: back-to-back segments merged."""
+
+    start: datetime
+    end: datetime
+    segments: int = Field(description="stored segments in the run")
+    media_url: str | None = Field(description="the run stitched into one MP4 (runs of at most 24 hours)")
+
+
+STITCH_MAX_MS = 24 * 3600 * 1000  # what /cameras/{id}/media stitches at most
+
+
 class CameraFootage(BaseModel):
     camera_id: str
     window_start: datetime
@@ -114,9 +128,21 @@ class CameraFootage(BaseModel):
     window_end_local: str
     coverage: float = Field(description="share of the window, margins included, covered by stored footage")
     test_coverage: float = Field(description="share of the test windows themselves (started_at..ended_at) covered")
-    clips: list[ClipOut]
+    runs: list[RunOut] = Field(description="stored footage of the window as runs without a break, in time order")
+    clips: list[ClipOut] = Field(description="the window's first clips (segments), in time order; clips_next pages on")
+    clips_total: int = Field(description="clips (segments) the window has in all")
+    clips_next: str | None = Field(description="URL of the next page of clips; null when clips holds them all")
     gaps: list[GapOut]
     stitched_url: str
+
+
+class ClipPage(BaseModel):
+    report_no: str
+    camera_id: str
+    window_start: datetime
+    window_end: datetime
+    clips: list[ClipOut]
+    clips_next: str | None
 
 
 class ReportFootage(BaseModel):
@@ -126,37 +152,90 @@ class ReportFootage(BaseModel):
     cameras: list[CameraFootage]
 
 
-def footage_body(rf, report_no: str, margin_s: int, tz: ZoneInfo) -> bytes:
+def _stitched_url(camera_id: str, lo: int, hi: int) -> str:
+    return (f"/api/v1/cameras/{quote(camera_id, safe='')}/media?start={from_ms(lo).isoformat()}"
+            f"&end={from_ms(hi).isoformat()}").replace("+", "%2B")
+
+
+def clips_json(clips, held: set[int]) -> list[dict]:
+    # each clip ends where the next begins: format every instant once
+    iso = {t: iso_ms(t) for t in {t for _, lo, hi, _ in clips for t in (lo, hi)}}
+    return [{"segment_id": sid, "start": iso[lo], "end": iso[hi], "media_url": f"/api/v1/segments/{sid}/media",
+             "sha256": sha, "on_hold": sid in held} for sid, lo, hi, sha in clips]
+
+
+def clips_next_url(report_no: str, w, after: tuple[int, int] | None, limit: int) -> str:
+    """The page after ``after`` (start_ms, segment id) of window ``w``'s clips."""
+    url = (f"/api/v1/reports/{quote(report_no, safe='')}/footage/clips?camera_id={quote(w.camera_id, safe='')}"
+           f"&window_start={w.start_ms}&limit={limit}")
+    return url if after is None else f"{url}&after={after[0]}-{after[1]}"
+
+
+def footage_body(rf, report_no: str, margin_s: int, tz: ZoneInfo, page_limit: int = 200) -> bytes:
     """The JSON of GET /reports/{no}/footage (shape: :class:`ReportFootage`) from the
     index's rows, encoded directly with orjson: validating thousands of clips
     through pydantic, or encoding them with the json module, cost several times
-    the query itself (bench/report_query); the tests check the shape against the model."""
+    the query itself (bench/report_query); the tests check the shape against the model.
+    ``page_limit``: the clips per page that ``clips_next`` asks for."""
     held = rf.held
     cams = []
     for w in rf.windows:
-        # each clip ends where the next begins: format every instant once
-        iso = {t: iso_ms(t) for t in {t for _, lo, hi, _ in w.clips for t in (lo, hi)}}
         start, end = from_ms(w.start_ms), from_ms(w.end_ms)
-        stitched = f"/api/v1/cameras/{w.camera_id}/media?start={start.isoformat()}&end={end.isoformat()}"
+        nxt = None
+        if w.paged:
+            nxt = clips_next_url(report_no, w, (w.clips[-1][1], w.clips[-1][0]) if w.clips else None, page_limit)
         cams.append({
             "camera_id": w.camera_id, "window_start": iso_ms(w.start_ms), "window_end": iso_ms(w.end_ms),
             "window_start_local": start.astimezone(tz).isoformat(timespec="seconds"),
             "window_end_local": end.astimezone(tz).isoformat(timespec="seconds"),
             "coverage": round(w.coverage, 6), "test_coverage": round(w.test_coverage, 6),
-            "clips": [{"segment_id": sid, "start": iso[lo], "end": iso[hi], "media_url": f"/api/v1/segments/{sid}/media",
-                       "sha256": sha, "on_hold": sid in held} for sid, lo, hi, sha in w.clips],
+            "runs": [{"start": iso_ms(a), "end": iso_ms(b), "segments": n,
+                      "media_url": _stitched_url(w.camera_id, a, b) if b - a <= STITCH_MAX_MS else None}
+                     for (a, b), n in zip(w.runs, w.run_segments, strict=True)],
+            "clips": clips_json(w.clips, held), "clips_total": w.clips_total, "clips_next": nxt,
             "gaps": [gap_json(p) for p in w.parts],
-            "stitched_url": stitched.replace("+", "%2B"),
+            "stitched_url": _stitched_url(w.camera_id, w.start_ms, w.end_ms),
         })
     body = {"report_no": report_no, "records": [record_view(r).model_dump(mode="json") for r in rf.records],
             "margin_s": margin_s, "cameras": cams}
     return orjson.dumps(body)
 
 
+CLIP_PAGE_MAX = 1000
+
+
+@router.get("/reports/{report_no:path}/footage/clips", response_model=ClipPage)
+def report_footage_clips(records: RecordsDep, audit: AuditDep, settings: SettingsDep, who: Inspector,
+                         report_no: Annotated[Number, Path()], camera_id: Annotated[str, Query(max_length=200)],
+                         window_start: Annotated[int, Query(ge=0, le=2**53, description="the window's start, epoch ms")],
+                         after: Annotated[str | None, Query(pattern=r"^\d{1,16}-\d{1,19}$",
+                                                            description="cursor: the clips_next URL sets it")] = None,
+                         limit: Annotated[int, Query(ge=1, le=CLIP_PAGE_MAX)] = 200) -> Response:
+    """The next page of one report window's clips (``clips_next`` of the report's footage)."""
+    cursor = None
+    if after is not None:
+        a, b = after.split("-")
+        cursor = (int(a), int(b))
+    w, held, nxt = records.report_clips(report_no, settings.report_margin_s * 1000, camera_id, window_start, cursor, limit)
+    audit.append(who.actor, "report.footage", report_no,
+                 {"cameras": [camera_id], "clips_after": after, "clips": len(w.clips)}, who.role)
+    body = {"report_no": report_no, "camera_id": camera_id, "window_start": iso_ms(w.start_ms),
+            "window_end": iso_ms(w.end_ms), "clips": clips_json(w.clips, held),
+            "clips_next": clips_next_url(report_no, w, nxt, limit) if nxt is not None else None}
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
 @router.get("/reports/{report_no:path}/footage", response_model=ReportFootage)
 def report_footage(records: RecordsDep, audit: AuditDep, settings: SettingsDep, who: Inspector,
-                   report_no: Annotated[Number, Path()]) -> Response:
-    rf = records.report_footage(report_no, settings.report_margin_s * 1000)
+                   report_no: Annotated[Number, Path()],
+                   clips: Annotated[str | None, Query(pattern=r"^(all|\d{1,5})$",
+                                                      description="clips listed per camera window: a number, or "
+                                                                  "'all' (slow for long tests); default "
+                                                                  "report_clip_page")] = None) -> Response:
+    page = settings.report_clip_page if clips is None else (None if clips == "all" else int(clips))
+    if page is not None and page > CLIP_PAGE_MAX:
+        raise ValidationError(f"clips 最多 {CLIP_PAGE_MAX}，或 all / clips may be at most {CLIP_PAGE_MAX}, or all")
+    rf = records.report_footage(report_no, settings.report_margin_s * 1000, clip_page=page)
     audit.append(who.actor, "report.footage", report_no, {"cameras": sorted({w.camera_id for w in rf.windows})}, who.role)
     return Response(footage_body(rf, report_no, settings.report_margin_s, ZoneInfo(settings.timezone)),
                     media_type="application/json")

@@ -8,12 +8,14 @@ join can never be stale, and it costs one index range scan per camera.
 
 from __future__ import annotations
 
+import bisect
 import json
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
 from typing import Any, Callable, Sequence
 
+from sqlalchemy import case, func, or_, union_all
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
@@ -53,7 +55,12 @@ class WindowFootage:
     end_ms, sha256) and recorded gaps as (start_ms, end_ms, reason), both in time
     order; ``tests``: the test windows themselves (no margins) inside it;
     ``parts``: every uncovered part of the window with its reason (index.tiling);
-    ``runs``: the clips merged into runs inside the window (derived when not given)."""
+    ``runs``: the clips merged into runs inside the window (derived when not given).
+
+    Paged (``RecordStore.report_footage(clip_page=N)``): ``clips`` holds only the
+    first N clips, ``clips_total`` says how many the window has, and ``runs`` and
+    ``run_segments`` come from the index itself, so every figure is that of the
+    whole window; ``clips_total`` None means ``clips`` is complete."""
 
     camera_id: str
     start_ms: int
@@ -63,11 +70,22 @@ class WindowFootage:
     tests: list[tuple[int, int]] = field(default_factory=list)
     parts: list[Part] = field(default_factory=list)
     runs: list[tuple[int, int]] | None = None
+    clips_total: int | None = None
+    run_segments: list[int] | None = None  # stored segments of positive length in each run
 
     def __post_init__(self) -> None:
         if self.runs is None:  # frozen: derived once here, then every figure reads the few runs
             object.__setattr__(self, "runs", merged_runs(((lo, hi) for _, lo, hi, _ in self.clips),
                                                          self.start_ms, self.end_ms))
+        if self.clips_total is None:
+            object.__setattr__(self, "clips_total", len(self.clips))
+        if self.run_segments is None:
+            object.__setattr__(self, "run_segments", _segments_per_run(self.clips, self.runs))
+
+    @property
+    def paged(self) -> bool:
+        """Whether ``clips`` is only the first page of the window's clips."""
+        return len(self.clips) < self.clips_total
 
     @property
     def covered_ms(self) -> int:
@@ -178,14 +196,21 @@ class RecordStore:
         return [a for a in area_ids if a not in known_a], [e for e in equipment_ids if e not in known_e]
 
     @db_guarded
-    def report_footage(self, report_no: str, margin_ms: int, *, holds: bool = True, footage: bool = True) -> ReportFootage:
+    def report_footage(self, report_no: str, margin_ms: int, *, holds: bool = True, footage: bool = True,
+                       clip_page: int | None = None) -> ReportFootage:
         """Everything an inspector's "footage of this report" needs, on one connection
         in a fixed handful of statements: records (1), cameras of their areas and
         instruments (2-3), their registration times (1), per distinct window
         segments and gaps (2), holds (1); the spool's state is read once per report.
         Only the columns shown are fetched, as plain rows: a week-long test has
         ~10 000 one-minute segments and ORM entities would dominate (bench/report_query).
-        ``footage=False``: records and windows only (clips, gaps and parts left empty)."""
+        ``footage=False``: records and windows only (clips, gaps and parts left empty).
+
+        ``clip_page=N``: the database merges each window's segments into runs (one
+        row per run, not per segment) and returns only the first N clips of each
+        window (more through :meth:`report_clips`): the cost then follows the runs,
+        a handful per camera, not the thousands of segments of a long test
+        (decision 48).  Coverage, gaps and runs are the same as without paging."""
         rec_t, seg_t, gap_t = TestRecord.__table__, Segment.__table__, Gap.__table__
         with self.engine.connect() as conn:
             records = conn.execute(sa_select(rec_t).where(rec_t.c.report_no == report_no)
@@ -217,19 +242,26 @@ class RecordStore:
                     by_span.setdefault(span, []).append(cam)
             clips: dict[tuple[str, int, int], list] = {}
             gaps: dict[tuple[str, int, int], list] = {}
+            runs_of: dict[tuple[str, int, int], tuple[list, list[int], int]] = {}  # paged: (runs, segments per run, total)
             for (lo, hi), cams_here in by_span.items():
                 for k in cams_here:
                     clips[(k, lo, hi)], gaps[(k, lo, hi)] = [], []
                 if not footage:
                     continue
-                # Bounded lower edge keeps this an index range scan (see IndexStore.footage).
-                seg_rows = _dbapi_rows(conn,
-                    sa_select(seg_t.c.camera_id, seg_t.c.id, seg_t.c.start_ms, seg_t.c.end_ms, seg_t.c.sha256)
-                    .where(seg_t.c.camera_id.in_(cams_here), seg_t.c.start_ms < hi,
-                           seg_t.c.start_ms > lo - MAX_SEGMENT_MS, seg_t.c.end_ms > lo, seg_t.c.status == "stored")
-                    .order_by(seg_t.c.camera_id, seg_t.c.start_ms))
-                for cam, rows in groupby(seg_rows, key=itemgetter(0)):
-                    clips[(cam, lo, hi)] = [r[1:] for r in rows]
+                if clip_page is None:
+                    # Bounded lower edge keeps this an index range scan (see IndexStore.footage).
+                    seg_rows = _dbapi_rows(conn,
+                        sa_select(seg_t.c.camera_id, seg_t.c.id, seg_t.c.start_ms, seg_t.c.end_ms, seg_t.c.sha256)
+                        .where(*_in_window(seg_t, cams_here, lo, hi)).order_by(seg_t.c.camera_id, seg_t.c.start_ms))
+                    for cam, rows in groupby(seg_rows, key=itemgetter(0)):
+                        clips[(cam, lo, hi)] = [r[1:] for r in rows]
+                else:
+                    for cam, rows in groupby(_dbapi_rows(conn, _runs_statement(seg_t, cams_here, lo, hi)), key=itemgetter(0)):
+                        runs_of[(cam, lo, hi)] = _runs_from_rows(rows, lo, hi)
+                    if clip_page > 0:
+                        for cam, rows in groupby(_dbapi_rows(conn, _first_clips_statement(seg_t, cams_here, lo, hi, clip_page)),
+                                                 key=itemgetter(0)):
+                            clips[(cam, lo, hi)] = [r[1:] for r in rows]
                 gap_rows = conn.execute(
                     sa_select(gap_t.c.camera_id, gap_t.c.start_ms, gap_t.c.end_ms, gap_t.c.reason)
                     .where(gap_t.c.camera_id.in_(cams_here), gap_t.c.start_ms < hi, gap_t.c.end_ms > lo)
@@ -239,11 +271,15 @@ class RecordStore:
             windows = []
             for cam, lo, hi in sorted(clips):
                 c, g = clips[(cam, lo, hi)], gaps[(cam, lo, hi)]
-                runs = merged_runs(((a, b) for _, a, b, _ in c), lo, hi)  # one pass over the clips, then runs only
+                if clip_page is None:
+                    runs = merged_runs(((a, b) for _, a, b, _ in c), lo, hi)  # one pass over the clips, then runs only
+                    per_run, total = None, None
+                else:
+                    runs, per_run, total = runs_of.get((cam, lo, hi), ([], [], 0))
                 parts = uncovered(lo, hi, runs, gaps=g, registered_ms=registered.get(cam),
                                   spool=spooled.get(cam, NOTHING_SPOOLED), now_ms=now_ms) if footage else []
                 windows.append(WindowFootage(cam, lo, hi, c, g, merge_windows([t for t in tests[cam] if lo <= t[0] < hi]),
-                                             parts, runs))
+                                             parts, runs, total, per_run))
             held: set[int] = set()
             if holds and any(w.clips for w in windows):
                 held = set(conn.execute(
@@ -251,6 +287,119 @@ class RecordStore:
                     .join(ExportPackage.__table__, ExportPackage.__table__.c.id == Hold.__table__.c.package_id)
                     .where(ExportPackage.__table__.c.report_no == report_no, Hold.__table__.c.released_ms.is_(None))).scalars())
         return ReportFootage(list(records), windows, held)
+
+
+    @db_guarded
+    def report_clips(self, report_no: str, margin_ms: int, camera_id: str, window_start_ms: int,
+                     after: tuple[int, int] | None, limit: int) -> tuple[WindowFootage, set[int], tuple[int, int] | None]:
+        """One page of a report window's clips, after ``after`` = (start_ms, segment id)
+        of the previous page's last clip: (window with ``clips`` = this page, held
+        segment ids among them, the cursor of the next page or None).  The window
+        must be one of the report's (``report_footage``): a page cannot be used to
+        read another camera's or another time's footage list."""
+        rf = self.report_footage(report_no, margin_ms, holds=False, footage=False)
+        w = next((w for w in rf.windows if w.camera_id == camera_id and w.start_ms == window_start_ms), None)
+        if w is None:
+            raise NotFoundError(f"报告 {report_no!r} 没有摄像机 {camera_id!r} 在该时间的录像窗口 / "
+                                f"report {report_no!r} has no footage window of camera {camera_id!r} starting then")
+        seg_t = Segment.__table__
+        lo, hi = w.start_ms, w.end_ms
+        q = (sa_select(seg_t.c.id, seg_t.c.start_ms, seg_t.c.end_ms, seg_t.c.sha256)
+             .where(*_in_window(seg_t, [camera_id], lo, hi)))
+        if after is not None:  # (start, id) > after, written so that the start bound stays an index condition
+            q = q.where(seg_t.c.start_ms >= after[0], or_(seg_t.c.start_ms > after[0], seg_t.c.id > after[1]))
+        with self.engine.connect() as conn:
+            rows = _dbapi_rows(conn, q.order_by(seg_t.c.start_ms, seg_t.c.id).limit(limit + 1))
+            page = [tuple(r) for r in rows[:limit]]
+            held: set[int] = set()
+            if page:
+                held = set(conn.execute(
+                    sa_select(Hold.__table__.c.segment_id)
+                    .join(ExportPackage.__table__, ExportPackage.__table__.c.id == Hold.__table__.c.package_id)
+                    .where(ExportPackage.__table__.c.report_no == report_no, Hold.__table__.c.released_ms.is_(None),
+                           Hold.__table__.c.segment_id.in_([r[0] for r in page]))).scalars())
+        nxt = (page[-1][1], page[-1][0]) if len(rows) > limit else None
+        return WindowFootage(camera_id, lo, hi, page, [], w.tests, [], [], len(page), []), held, nxt
+
+
+def _in_window(seg_t, cameras: Sequence[str], lo: int, hi: int) -> tuple:
+    """Stored segments of these cameras overlapping [lo, hi).  The bounded lower edge
+    (no segment is longer than MAX_SEGMENT_MS) keeps it an index range scan on
+    (camera_id, start_ms) (see IndexStore.footage)."""
+    cam = seg_t.c.camera_id.in_(cameras) if len(cameras) != 1 else seg_t.c.camera_id == cameras[0]
+    return (cam, seg_t.c.start_ms < hi, seg_t.c.start_ms > lo - MAX_SEGMENT_MS, seg_t.c.end_ms > lo,
+            seg_t.c.status == "stored")
+
+
+def _runs_statement(seg_t, cameras: Sequence[str], lo: int, hi: int):
+    """The window's stored segments merged into runs by the database (gaps and
+    islands): a segment starts a new run when it starts after every earlier one of
+    its camera has ended, exactly as ``index.tiling.merged_runs`` joins touching or
+    overlapping spans.  Rows: (camera_id, run start, run end, segments of positive
+    length, segments) by camera and start; a group with a NULL start holds only
+    zero-length segments (counted, never covering anything).  The id breaks ties so
+    both window functions number the rows in one order."""
+    pos = seg_t.c.end_ms > seg_t.c.start_ms
+    order = (seg_t.c.start_ms, seg_t.c.end_ms, seg_t.c.id)
+    before = func.max(case((pos, seg_t.c.end_ms))).over(partition_by=seg_t.c.camera_id, order_by=order, rows=(None, -1))
+    marked = (sa_select(seg_t.c.camera_id, seg_t.c.id, seg_t.c.start_ms, seg_t.c.end_ms,
+                        case((pos, 1), else_=0).label("pos"),
+                        case((~pos, 0), (seg_t.c.start_ms <= before, 0), else_=1).label("brk"))
+              .where(*_in_window(seg_t, cameras, lo, hi)).subquery("marked"))
+    numbered = sa_select(marked.c.camera_id, marked.c.start_ms, marked.c.end_ms, marked.c.pos,
+                         func.sum(marked.c.brk).over(partition_by=marked.c.camera_id,
+                                                     order_by=(marked.c.start_ms, marked.c.end_ms, marked.c.id),
+                                                     rows=(None, 0)).label("run")).subquery("numbered")
+    start = func.min(case((numbered.c.pos == 1, numbered.c.start_ms)))
+    return (sa_select(numbered.c.camera_id, start, func.max(case((numbered.c.pos == 1, numbered.c.end_ms))),
+                      func.sum(numbered.c.pos), func.count())
+            .group_by(numbered.c.camera_id, numbered.c.run).order_by(numbered.c.camera_id, numbered.c.run))
+
+
+def _runs_from_rows(rows, lo: int, hi: int) -> tuple[list[tuple[int, int]], list[int], int]:
+    """(runs clipped to [lo, hi), positive-length segments per run, all segments)
+    from :func:`_runs_statement`'s rows of one camera."""
+    runs: list[tuple[int, int]] = []
+    per_run: list[int] = []
+    total = 0
+    for _, a, b, n_pos, n in rows:
+        total += n
+        if a is None:
+            continue
+        runs.append((a, b))
+        per_run.append(int(n_pos))
+    if runs:  # only the first run can start before the window and only the last end after it
+        runs[0] = (max(runs[0][0], lo), runs[0][1])
+        runs[-1] = (runs[-1][0], min(runs[-1][1], hi))
+    return runs, per_run, total
+
+
+def _first_clips_statement(seg_t, cameras: Sequence[str], lo: int, hi: int, n: int):
+    """The first ``n`` clips of each camera in the window: one index range scan with
+    a limit per camera, in one statement (UNION ALL of limited subqueries, which
+    both SQLite and PostgreSQL accept in this wrapped form)."""
+    cols = (seg_t.c.camera_id, seg_t.c.id, seg_t.c.start_ms, seg_t.c.end_ms, seg_t.c.sha256)
+    parts = [sa_select(*cols).where(*_in_window(seg_t, [cam], lo, hi)).order_by(seg_t.c.start_ms, seg_t.c.id).limit(n)
+             .subquery(f"c{i}") for i, cam in enumerate(cameras)]
+    if len(parts) == 1:
+        return sa_select(parts[0])
+    u = union_all(*(sa_select(p) for p in parts)).subquery("u")
+    return sa_select(u).order_by(u.c.camera_id, u.c.start_ms, u.c.id)
+
+
+def _segments_per_run(clips: Sequence[tuple], runs: Sequence[tuple[int, int]]) -> list[int]:
+    """How many clips of positive length fall in each run (clips in time order)."""
+    counts = [0] * len(runs)
+    if not runs:
+        return counts
+    starts = [a for a, _ in runs]
+    lo, hi = runs[0][0], runs[-1][1]
+    for c in clips:
+        a, b = c[1], c[2]
+        if b <= a or b <= lo or a >= hi:
+            continue
+        counts[max(0, bisect.bisect_right(starts, max(a, lo)) - 1)] += 1
+    return counts
 
 
 def compiled(conn, stmt) -> tuple[str, dict | tuple]:
