@@ -492,18 +492,32 @@ class _SqlMeter:
             self.total += time.perf_counter() - t
             self.count += 1
 
+    def _raw_rows(self, conn, sql, params):
+        """index.records._raw_rows: the paged statements, SQL text on the DB-API cursor."""
+        if self.capture:
+            self.captured.append((sql, params))
+        t = time.perf_counter()
+        try:
+            return self._orig_raw_rows(conn, sql, params)
+        finally:
+            self.total += time.perf_counter() - t
+            self.count += 1
+
     @contextmanager
     def on(self):
         import index.records as records_mod
 
         self._orig_dbapi_rows = records_mod._dbapi_rows
+        self._orig_raw_rows = records_mod._raw_rows
         records_mod._dbapi_rows = self._dbapi_rows
+        records_mod._raw_rows = self._raw_rows
         event.listen(self.engine, "before_cursor_execute", self._before)
         event.listen(self.engine, "after_cursor_execute", self._after)
         try:
             yield self
         finally:
             records_mod._dbapi_rows = self._orig_dbapi_rows
+            records_mod._raw_rows = self._orig_raw_rows
             event.remove(self.engine, "before_cursor_execute", self._before)
             event.remove(self.engine, "after_cursor_execute", self._after)
 

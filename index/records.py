@@ -9,13 +9,14 @@ join can never be stale, and it costs one index range scan per camera.
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
 from typing import Any, Callable, Sequence
 
-from sqlalchemy import case, func, or_, union_all
+from sqlalchemy import or_
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
@@ -256,10 +257,10 @@ class RecordStore:
                     for cam, rows in groupby(seg_rows, key=itemgetter(0)):
                         clips[(cam, lo, hi)] = [r[1:] for r in rows]
                 else:
-                    for cam, rows in groupby(_dbapi_rows(conn, _runs_statement(seg_t, cams_here, lo, hi)), key=itemgetter(0)):
+                    for cam, rows in groupby(_runs_rows(conn, cams_here, lo, hi), key=itemgetter(0)):
                         runs_of[(cam, lo, hi)] = _runs_from_rows(rows, lo, hi)
                     if clip_page > 0:
-                        for cam, rows in groupby(_dbapi_rows(conn, _first_clips_statement(seg_t, cams_here, lo, hi, clip_page)),
+                        for cam, rows in groupby(_first_clips_rows(conn, cams_here, lo, hi, clip_page),
                                                  key=itemgetter(0)):
                             clips[(cam, lo, hi)] = [r[1:] for r in rows]
                 gap_rows = conn.execute(
@@ -331,29 +332,89 @@ def _in_window(seg_t, cameras: Sequence[str], lo: int, hi: int) -> tuple:
             seg_t.c.status == "stored")
 
 
-def _runs_statement(seg_t, cameras: Sequence[str], lo: int, hi: int):
+# The two statements of a paged report are written out as SQL text, built once per
+# dialect and camera count and cached: SQLAlchemy took 3 ms (runs) and 11 ms (first
+# clips of 13 cameras) of client CPU to build and compile them on every call, more
+# than the database took to answer (bench/report_query).  Both are plain SQL that
+# SQLite (>= 3.25, window functions) and PostgreSQL run alike, but for the first
+# clips, where PostgreSQL takes one LATERAL join over an array and SQLite a UNION ALL.
+_IN_WINDOW = "start_ms < {p} AND start_ms > {p} AND end_ms > {p} AND status = 'stored'"
+
+_RUNS_SQL = """
+SELECT camera_id, MIN(CASE WHEN pos = 1 THEN start_ms END), MAX(CASE WHEN pos = 1 THEN end_ms END), SUM(pos), COUNT(*)
+FROM (SELECT camera_id, start_ms, end_ms, pos,
+             SUM(brk) OVER (PARTITION BY camera_id ORDER BY start_ms, end_ms, id
+                            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS run
+      FROM (SELECT camera_id, id, start_ms, end_ms,
+                   CASE WHEN end_ms > start_ms THEN 1 ELSE 0 END AS pos,
+                   CASE WHEN end_ms <= start_ms THEN 0
+                        WHEN start_ms <= MAX(CASE WHEN end_ms > start_ms THEN end_ms END)
+                             OVER (PARTITION BY camera_id ORDER BY start_ms, end_ms, id
+                                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) THEN 0
+                        ELSE 1 END AS brk
+            FROM segment WHERE {cams} AND {window}) AS marked) AS numbered
+GROUP BY camera_id, run ORDER BY camera_id, run"""
+
+
+@functools.lru_cache(maxsize=256)
+def _runs_sql(dialect: str, n_cams: int) -> str:
     """The window's stored segments merged into runs by the database (gaps and
     islands): a segment starts a new run when it starts after every earlier one of
     its camera has ended, exactly as ``index.tiling.merged_runs`` joins touching or
     overlapping spans.  Rows: (camera_id, run start, run end, segments of positive
     length, segments) by camera and start; a group with a NULL start holds only
     zero-length segments (counted, never covering anything).  The id breaks ties so
-    both window functions number the rows in one order."""
-    pos = seg_t.c.end_ms > seg_t.c.start_ms
-    order = (seg_t.c.start_ms, seg_t.c.end_ms, seg_t.c.id)
-    before = func.max(case((pos, seg_t.c.end_ms))).over(partition_by=seg_t.c.camera_id, order_by=order, rows=(None, -1))
-    marked = (sa_select(seg_t.c.camera_id, seg_t.c.id, seg_t.c.start_ms, seg_t.c.end_ms,
-                        case((pos, 1), else_=0).label("pos"),
-                        case((~pos, 0), (seg_t.c.start_ms <= before, 0), else_=1).label("brk"))
-              .where(*_in_window(seg_t, cameras, lo, hi)).subquery("marked"))
-    numbered = sa_select(marked.c.camera_id, marked.c.start_ms, marked.c.end_ms, marked.c.pos,
-                         func.sum(marked.c.brk).over(partition_by=marked.c.camera_id,
-                                                     order_by=(marked.c.start_ms, marked.c.end_ms, marked.c.id),
-                                                     rows=(None, 0)).label("run")).subquery("numbered")
-    start = func.min(case((numbered.c.pos == 1, numbered.c.start_ms)))
-    return (sa_select(numbered.c.camera_id, start, func.max(case((numbered.c.pos == 1, numbered.c.end_ms))),
-                      func.sum(numbered.c.pos), func.count())
-            .group_by(numbered.c.camera_id, numbered.c.run).order_by(numbered.c.camera_id, numbered.c.run))
+    both window functions number the rows in one order.  Parameters: the cameras,
+    then :func:`_window_params`."""
+    p = "%s" if dialect == "postgresql" else "?"
+    cams = "camera_id = ANY(%s)" if dialect == "postgresql" else f"camera_id IN ({', '.join('?' * n_cams)})"
+    return _RUNS_SQL.format(cams=cams, window=_IN_WINDOW.format(p=p))
+
+
+@functools.lru_cache(maxsize=256)
+def _first_clips_sql(dialect: str, n_cams: int) -> str:
+    """The first N clips of each camera in the window, one index range scan with a
+    limit per camera.  Parameters: PostgreSQL (cameras, window, N); SQLite
+    (camera, window, N) per camera."""
+    cols = "camera_id, id, start_ms, end_ms, sha256"
+    if dialect == "postgresql":
+        return (f"SELECT c.cam, s.id, s.start_ms, s.end_ms, s.sha256 FROM unnest(%s::text[]) AS c(cam) "
+                f"CROSS JOIN LATERAL (SELECT id, start_ms, end_ms, sha256 FROM segment "
+                f"WHERE camera_id = c.cam AND {_IN_WINDOW.format(p='%s')} ORDER BY start_ms, id LIMIT %s) AS s "
+                f"ORDER BY c.cam, s.start_ms, s.id")
+    one = f"SELECT * FROM (SELECT {cols} FROM segment WHERE camera_id = ? AND {_IN_WINDOW.format(p='?')} " \
+          f"ORDER BY start_ms, id LIMIT ?)"
+    return " UNION ALL ".join([one] * n_cams) + " ORDER BY 1, 3, 2"
+
+
+def _window_params(lo: int, hi: int) -> tuple[int, int, int]:
+    """Stored segments overlapping [lo, hi): the bounded lower edge (no segment is
+    longer than MAX_SEGMENT_MS) keeps it an index range scan on (camera_id, start_ms)."""
+    return hi, lo - MAX_SEGMENT_MS, lo
+
+
+def _runs_rows(conn, cameras: Sequence[str], lo: int, hi: int) -> list[tuple]:
+    d = conn.dialect.name
+    cams = (list(cameras),) if d == "postgresql" else tuple(cameras)
+    return _raw_rows(conn, _runs_sql(d, len(cameras)), cams + _window_params(lo, hi))
+
+
+def _first_clips_rows(conn, cameras: Sequence[str], lo: int, hi: int, n: int) -> list[tuple]:
+    d = conn.dialect.name
+    if d == "postgresql":
+        params: tuple = (list(cameras), *_window_params(lo, hi), n)
+    else:
+        params = tuple(x for cam in cameras for x in (cam, *_window_params(lo, hi), n))
+    return _raw_rows(conn, _first_clips_sql(d, len(cameras)), params)
+
+
+def _raw_rows(conn, sql: str, params: tuple) -> list[tuple]:
+    cur = conn.connection.cursor()
+    try:
+        cur.execute(sql, params)
+        return cur.fetchall()
+    finally:
+        cur.close()
 
 
 def _runs_from_rows(rows, lo: int, hi: int) -> tuple[list[tuple[int, int]], list[int], int]:
@@ -372,19 +433,6 @@ def _runs_from_rows(rows, lo: int, hi: int) -> tuple[list[tuple[int, int]], list
         runs[0] = (max(runs[0][0], lo), runs[0][1])
         runs[-1] = (runs[-1][0], min(runs[-1][1], hi))
     return runs, per_run, total
-
-
-def _first_clips_statement(seg_t, cameras: Sequence[str], lo: int, hi: int, n: int):
-    """The first ``n`` clips of each camera in the window: one index range scan with
-    a limit per camera, in one statement (UNION ALL of limited subqueries, which
-    both SQLite and PostgreSQL accept in this wrapped form)."""
-    cols = (seg_t.c.camera_id, seg_t.c.id, seg_t.c.start_ms, seg_t.c.end_ms, seg_t.c.sha256)
-    parts = [sa_select(*cols).where(*_in_window(seg_t, [cam], lo, hi)).order_by(seg_t.c.start_ms, seg_t.c.id).limit(n)
-             .subquery(f"c{i}") for i, cam in enumerate(cameras)]
-    if len(parts) == 1:
-        return sa_select(parts[0])
-    u = union_all(*(sa_select(p) for p in parts)).subquery("u")
-    return sa_select(u).order_by(u.c.camera_id, u.c.start_ms, u.c.id)
 
 
 def _segments_per_run(clips: Sequence[tuple], runs: Sequence[tuple[int, int]]) -> list[int]:

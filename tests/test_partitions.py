@@ -193,6 +193,21 @@ def test_queries_prune_and_answer_as_on_sqlite(pg_url, tmp_path, monkeypatch):
     # the report spans Feb 28 21:00 - Mar 1 03:00: only February's and March's segment partitions are read
     assert touched == [{"segment_m202602", "segment_m202603"}]
 
+    # paged (decision 48): the runs and first-clips statements prune alike and answer as the full list
+    real_raw = records._raw_rows
+
+    def explain_raw(conn, sql, params):
+        if conn.dialect.name == "postgresql" and "FROM segment" in sql:
+            touched.append(_explained_relations(conn, sql, params))
+        return real_raw(conn, sql, params)
+    monkeypatch.setattr(records, "_raw_rows", explain_raw)
+    touched.clear()
+    for e in (pg, lite):
+        rf = RecordStore(e, lambda: NOW).report_footage("R-9", margin_ms=3_600_000, clip_page=2)
+        assert [(w.camera_id, w.start_ms, w.end_ms, [c[2:] for c in w.clips], w.gaps, w.covered_ms)
+                for w in rf.windows] == [(*a[:3], a[3][:2], *a[4:]) for a in answers[0]]
+    assert touched == [{"segment_m202602", "segment_m202603"}] * 2
+
     # one camera's footage window and health's coverage sums: same answers, pruned too
     for lo, hi in ((ms(2026, 2, 27), ms(2026, 3, 3)), (ms(2026, 1, 25), ms(2026, 1, 26))):
         fp, fl = IndexStore(pg).footage("a", lo, hi), IndexStore(lite).footage("a", lo, hi)
