@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import queue
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -46,28 +47,58 @@ class StitchResult:
 
 
 class _Sink:
-    """Counts and hashes what the muxer writes, passing it on."""
+    """Counts and hashes what the muxer writes, passing it on -- from a thread of its own, so
+    the muxer neither waits for the disk (or the HTTP reader) nor spends its time hashing.
 
-    def __init__(self, out: BinaryIO) -> None:
+    At most ``depth`` buffers wait (each at most ``IO_BUFFER``).  A write that failed there (a
+    full disk, a client gone) fails the muxer's next write with that error, as when the write
+    was the muxer's own (PyAV raises ``PyAVCallbackError`` from the mux call); a failure of
+    the very last writes is raised by :meth:`close`."""
+
+    def __init__(self, out: BinaryIO, depth: int = 8) -> None:
         self.out = out
         self.sha = hashlib.sha256()
         self.size = 0
+        self.error: BaseException | None = None
+        self._q: queue.Queue[bytes | None] = queue.Queue(depth)
+        self._thread = threading.Thread(target=self._run, name="stitch-write", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (b := self._q.get()) is not None:
+            if self.error is not None:
+                continue  # drained, so that the muxer never blocks on a dead writer
+            try:
+                self.out.write(b)
+                self.sha.update(b)
+                self.size += len(b)
+            except BaseException as e:  # handed to the muxer's thread, which raises it
+                self.error = e
 
     def write(self, b) -> int:
-        self.out.write(b)
-        self.sha.update(b)
-        self.size += len(b)
+        self.check()
+        self._q.put(b)  # PyAV hands each write its own bytes: safe to keep
         return len(b)
 
-    def flush(self) -> None:
-        flush = getattr(self.out, "flush", None)
-        if flush:
-            flush()
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def close(self, raise_error: bool = True) -> None:
+        """Wait for every write; then raise a write's error."""
+        if self._thread.is_alive():
+            self._q.put(None)
+            self._thread.join()
+        if raise_error:
+            self.check()
 
 
-#: PyAV's I/O buffer for the output (and each segment read): one Python call per buffer, and
-#: at PyAV's default 32 KiB an hour of 1080p is ~60 000 calls of write + hash (bench/export)
+#: PyAV's I/O buffer for the output: one Python call (write, hash) per buffer; at PyAV's
+#: default 32 KiB an hour of 1080p is ~60 000 of them (bench/export)
 IO_BUFFER = 1 << 20
+#: ... and for reading a segment (in memory): opening a fragmented MP4 reads one buffer at every
+#: fragment, so a large one reads the whole segment twice; 64 KiB measured cheapest
+READ_BUFFER = 64 << 10
 #: segment bytes fetched ahead of the one being muxed (at least one segment whatever its size):
 #: two 60 s 1080p segments (~33 MB each)
 PREFETCH_BYTES = 80 << 20
@@ -155,19 +186,24 @@ def stitch(store: ObjectStore, segments: Sequence[Segment], start_ms: int, end_m
     if not segs:
         return result
     sink = _Sink(out)
-    # (the recorder's options: an audio track keeps its start time rather than being stretched to 0)
-    container = av.open(sink, "w", format="mp4", options=dict(MP4_OPTIONS), buffer_size=IO_BUFFER)
+    try:
+        # (the recorder's options: an audio track keeps its start time rather than being stretched to 0)
+        container = av.open(sink, "w", format="mp4", options=dict(MP4_OPTIONS), buffer_size=IO_BUFFER)
+    except BaseException:
+        sink.close(raise_error=False)
+        raise
     v_out = a_out = None
     origin_ms: int | None = None
     last_v = last_a = -1
     last_video: tuple[int, Fraction, Fraction] | None = None  # (dts, exact offset, time base) of the last frame kept
     fetch = _Prefetch(store, segs, PREFETCH_BYTES)
+    done = False  # every segment muxed: else the error under way is the one to raise
     try:
         for i, seg in enumerate(segs):
             with fetch.next() as f:
                 v0 = skip_before = None
                 if origin_ms is None:  # first segment: find the keyframe at or before the window start
-                    with av.open(f, buffer_size=IO_BUFFER) as src:
+                    with av.open(f, buffer_size=READ_BUFFER) as src:
                         v_in = src.streams.video[0]
                         want = Fraction(max(0, start_ms - seg.start_ms), 1000)
                         for p in src.demux(v_in):
@@ -187,7 +223,7 @@ def stitch(store: ObjectStore, segments: Sequence[Segment], start_ms: int, end_m
                     f.seek(0)
                 # one demux pass per segment: packets before the first video packet (audio)
                 # wait until it fixes the segment's origin v0
-                with av.open(f, buffer_size=IO_BUFFER, options=None if v_out is None else _NO_PROBE) as src:
+                with av.open(f, buffer_size=READ_BUFFER, options=None if v_out is None else _NO_PROBE) as src:
                     v_in = src.streams.video[0]
                     a_in = src.streams.audio[0] if src.streams.audio else None
                     if v_out is None:
@@ -235,9 +271,13 @@ def stitch(store: ObjectStore, segments: Sequence[Segment], start_ms: int, end_m
                             container.mux_one(q)
             if progress:
                 progress((i + 1) / len(segs))
+        done = True
     finally:
         fetch.close()
-        container.close()
+        try:
+            container.close()
+        finally:
+            sink.close(raise_error=done)
     if last_video is not None:
         dts, exact, vtb = last_video
         result.last_ms = origin_ms + math.floor((dts + exact) * vtb * 1000)
@@ -250,7 +290,7 @@ class _QueueSink:
     """A file-like the muxer writes to in one thread while the HTTP response reads
     in another; the bounded queue is the back-pressure that keeps memory flat."""
 
-    def __init__(self, maxsize: int = 64) -> None:
+    def __init__(self, maxsize: int = 4) -> None:  # writes of up to IO_BUFFER (1 MiB)
         import queue
 
         self.q: "queue.Queue[bytes | None | BaseException]" = queue.Queue(maxsize)

@@ -135,11 +135,36 @@ def test_a_failed_fetch_raises_the_same_error_after_the_same_segments(store, sto
     assert type(new_err) is type(old_err) and str(new_err) == str(old_err)
     assert new_calls == old_calls == [0.25, 0.5]  # two segments muxed before it, in both
     assert new_bytes == old_bytes
-    assert not [t for t in threading.enumerate() if t.name.startswith("stitch-fetch")]
+    assert not [t for t in threading.enumerate() if t.name.startswith("stitch-")]
 
 
 def test_a_stitch_stopped_early_leaves_no_fetch_thread(store, stored):
     lo, hi = stored[0].start_ms, stored[-1].end_ms
     _, _, calls, err = _run(media.stitch, store, stored, lo, hi, stop_after=1)
     assert isinstance(err, Stop) and calls == [0.25]
-    assert not [t for t in threading.enumerate() if t.name.startswith("stitch-fetch")]
+    assert not [t for t in threading.enumerate() if t.name.startswith("stitch-")]
+
+
+class _FullDisk(io.BytesIO):
+    """An output that takes ``room`` bytes, then fails as a full disk does."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+
+    def write(self, b) -> int:
+        if self.tell() + len(b) > self.room:
+            raise OSError(28, "No space left on device")
+        return super().write(b)
+
+
+def test_a_failed_write_raises_the_same_error(store, stored):
+    lo, hi = stored[0].start_ms, stored[-1].end_ms
+    whole = _run(media.stitch, store, stored, lo, hi)[0].bytes
+    errors = []
+    for stitch in (stitchref.stitch, media.stitch):  # a disk that fills up half way
+        with pytest.raises(Exception) as e:
+            stitch(store, stored, lo, hi, _FullDisk(whole // 2))
+        errors.append(e.value)
+    assert [(type(e), str(e)) for e in errors[1:]] == [(type(errors[0]), str(errors[0]))]
+    assert not [t for t in threading.enumerate() if t.name.startswith("stitch-")]
