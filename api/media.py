@@ -13,7 +13,9 @@ muxed plus those fetched ahead, at most ``PREFETCH_BYTES`` (always one).  A
 failed fetch raises its own error when the stitch reaches that segment, after
 every earlier one was muxed -- the same error, at the same point of the output,
 as fetching one at a time; a stitch that stops early (an error, a lost claim
-raised by ``progress``, a client gone) stops and joins the fetch thread.
+raised by ``progress``, a client gone) stops and joins the fetch thread.  The
+output is hashed and written by a thread of its own (:class:`_Sink`).  The bytes
+are those of the sequential stitch (tests/test_stitch_prefetch.py compares them).
 """
 
 from __future__ import annotations
@@ -127,8 +129,9 @@ class _Prefetch:
 
     ``next()`` returns segment i's bytes or raises the error its fetch raised;
     segments i+1.. are fetched meanwhile while their sizes (from the index) fit in
-    ``budget`` bytes, at least one.  ``close()`` drops what was not taken, stops a
-    fetch under way at its next read and joins the thread."""
+    ``budget`` bytes, at least one.  ``close()`` cancels the fetches not started and
+    joins the thread: a fetch under way ends with its read (one segment, within the
+    store's timeouts) and its bytes are dropped."""
 
     def __init__(self, store: ObjectStore, segs: Sequence[Segment], budget: int) -> None:
         self.store, self.segs, self.budget = store, segs, budget
