@@ -1,8 +1,8 @@
 """The prefetching stitch (api.media) against the one it replaced (tests/stitchref.py, the code
 of before, verbatim): the same stored segments -- H.264 with AAC audio, through the recorder's
 own SegmentWriter, in real S3 -- give the same bytes, the same result, the same progress calls,
-and a failed fetch raises the same error after the same segments; a stitch stopped early
-leaves no fetch thread behind."""
+a failed fetch raises the same error after the same segments, a failed write the same error;
+and a stitch stopped early leaves no fetch or write thread behind."""
 
 from __future__ import annotations
 
