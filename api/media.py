@@ -2,18 +2,31 @@
 
 The output starts at the last keyframe at or before the window start (so it
 decodes from its first frame) and ends with the last packet before the window
-end; nothing is transcoded.  Segments are fetched one at a time into a
-temporary file, so memory stays bounded by the muxer, whatever the window.
-The output is a fragmented MP4 written to any binary sink (an HTTP response
-stream or a file in an evidence package).
+end; nothing is transcoded.  The output is a fragmented MP4 written to any
+binary sink (an HTTP response stream or a file in an evidence package).
+
+Fetching overlaps muxing (:class:`_Prefetch`): one thread reads the next
+segments into memory, in order, while this one muxes the current segment, so
+an export takes about as long as the slower of the two rather than their sum
+(bench/export).  Memory stays bounded whatever the window: the segment being
+muxed plus those fetched ahead, at most ``PREFETCH_BYTES`` (always one).  A
+failed fetch raises its own error when the stitch reaches that segment, after
+every earlier one was muxed -- the same error, at the same point of the output,
+as fetching one at a time; a stitch that stops early (an error, a lost claim
+raised by ``progress``, a client gone) stops and joins the fetch thread.  The
+output is hashed and written by a thread of its own (:class:`_Sink`).  The bytes
+are those of the sequential stitch (tests/test_stitch_prefetch.py compares them).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import math
-import shutil
-import tempfile
+import queue
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import BinaryIO, Callable, Sequence
@@ -36,31 +49,117 @@ class StitchResult:
 
 
 class _Sink:
-    """Counts and hashes what the muxer writes, passing it on."""
+    """Counts and hashes what the muxer writes, passing it on -- from a thread of its own, so
+    the muxer neither waits for the disk (or the HTTP reader) nor spends its time hashing.
 
-    def __init__(self, out: BinaryIO) -> None:
+    At most ``depth`` buffers wait (each at most ``IO_BUFFER``).  A write that failed there (a
+    full disk, a client gone) fails the muxer's next write with that error, as when the write
+    was the muxer's own (PyAV raises ``PyAVCallbackError`` from the mux call); a failure of
+    the very last writes is raised by :meth:`close`."""
+
+    def __init__(self, out: BinaryIO, depth: int = 8) -> None:
         self.out = out
         self.sha = hashlib.sha256()
         self.size = 0
+        self.error: BaseException | None = None
+        self._q: queue.Queue[bytes | None] = queue.Queue(depth)
+        self._thread = threading.Thread(target=self._run, name="stitch-write", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (b := self._q.get()) is not None:
+            if self.error is not None:
+                continue  # drained, so that the muxer never blocks on a dead writer
+            try:
+                self.out.write(b)
+                self.sha.update(b)
+                self.size += len(b)
+            except BaseException as e:  # handed to the muxer's thread, which raises it
+                self.error = e
 
     def write(self, b) -> int:
-        self.out.write(b)
-        self.sha.update(b)
-        self.size += len(b)
+        self.check()
+        self._q.put(b)  # PyAV hands each write its own bytes: safe to keep
         return len(b)
 
-    def flush(self) -> None:
-        flush = getattr(self.out, "flush", None)
-        if flush:
-            flush()
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def close(self, raise_error: bool = True) -> None:
+        """Wait for every write; then raise a write's error."""
+        if self._thread.is_alive():
+            self._q.put(None)
+            self._thread.join()
+        if raise_error:
+            self.check()
 
 
-def _fetch(store: ObjectStore, seg: Segment):
-    tmp = tempfile.TemporaryFile()
+#: PyAV's I/O buffer for the output: one Python call (write, hash) per buffer; at PyAV's
+#: default 32 KiB an hour of 1080p is ~60 000 of them (bench/export)
+IO_BUFFER = 1 << 20
+#: ... and for reading a segment (in memory): opening a fragmented MP4 reads one buffer at every
+#: fragment, so a large one reads the whole segment twice; 64 KiB measured cheapest
+READ_BUFFER = 64 << 10
+#: segment bytes fetched ahead of the one being muxed (at least one segment whatever its size):
+#: two 60 s 1080p segments (~33 MB each)
+PREFETCH_BYTES = 80 << 20
+#: opening a segment after the first: its tracks' parameters are in its moov, and only the
+#: first segment's are the output's template (opened with FFmpeg's defaults, as always), so
+#: the stream probe need not read and decode packets (half the CPU of reading a segment)
+_NO_PROBE = {"probesize": "32", "analyzeduration": "0"}
+
+
+def _fetch(store: ObjectStore, seg: Segment, stop: threading.Event) -> io.BytesIO | None:
+    """The stored version's bytes in memory (None if ``stop`` was set meanwhile).
+
+    One ``read()`` of the whole body: the socket's bytes land in one object that the
+    BytesIO shares, with no copy into chunks, a join or a temporary file.  A body cut
+    short raises urllib3's ``ProtocolError`` ("Connection broken: IncompleteRead"), as
+    the 1 MiB reads did."""
+    if stop.is_set():
+        return None
     with store.open(seg.key, seg.version_id) as body:
-        shutil.copyfileobj(body, tmp, 1 << 20)
-    tmp.seek(0)
-    return tmp
+        data = body.read()
+    return None if stop.is_set() else io.BytesIO(data)
+
+
+class _Prefetch:
+    """The segments' bytes in order, fetched by one thread ahead of the caller.
+
+    ``next()`` returns segment i's bytes or raises the error its fetch raised;
+    segments i+1.. are fetched meanwhile while their sizes (from the index) fit in
+    ``budget`` bytes, at least one.  ``close()`` cancels the fetches not started and
+    joins the thread: a fetch under way ends with its read (one segment, within the
+    store's timeouts) and its bytes are dropped."""
+
+    def __init__(self, store: ObjectStore, segs: Sequence[Segment], budget: int) -> None:
+        self.store, self.segs, self.budget = store, segs, budget
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="stitch-fetch")
+        self._ahead: deque[tuple[Segment, Future]] = deque()
+        self._next = 0  # index of the next segment to submit
+
+    def _fill(self) -> None:
+        held = sum(s.size for s, _ in self._ahead)
+        while self._next < len(self.segs) and (not self._ahead or held + self.segs[self._next].size <= self.budget):
+            seg = self.segs[self._next]
+            self._ahead.append((seg, self._pool.submit(_fetch, self.store, seg, self._stop)))
+            held += seg.size
+            self._next += 1
+
+    def next(self) -> io.BytesIO:
+        self._fill()
+        _, fut = self._ahead.popleft()
+        self._fill()  # the one taken no longer counts: fetch further while this one is muxed
+        return fut.result()
+
+    def close(self) -> None:
+        self._stop.set()
+        for _, fut in self._ahead:
+            fut.cancel()
+        self._ahead.clear()
+        self._pool.shutdown(wait=True)
 
 
 @dataclass
@@ -90,18 +189,24 @@ def stitch(store: ObjectStore, segments: Sequence[Segment], start_ms: int, end_m
     if not segs:
         return result
     sink = _Sink(out)
-    # (the recorder's options: an audio track keeps its start time rather than being stretched to 0)
-    container = av.open(sink, "w", format="mp4", options=dict(MP4_OPTIONS))
+    try:
+        # (the recorder's options: an audio track keeps its start time rather than being stretched to 0)
+        container = av.open(sink, "w", format="mp4", options=dict(MP4_OPTIONS), buffer_size=IO_BUFFER)
+    except BaseException:
+        sink.close(raise_error=False)
+        raise
     v_out = a_out = None
     origin_ms: int | None = None
     last_v = last_a = -1
     last_video: tuple[int, Fraction, Fraction] | None = None  # (dts, exact offset, time base) of the last frame kept
+    fetch = _Prefetch(store, segs, PREFETCH_BYTES)
+    done = False  # every segment muxed: else the error under way is the one to raise
     try:
         for i, seg in enumerate(segs):
-            with _fetch(store, seg) as f:
+            with fetch.next() as f:
                 v0 = skip_before = None
                 if origin_ms is None:  # first segment: find the keyframe at or before the window start
-                    with av.open(f) as src:
+                    with av.open(f, buffer_size=READ_BUFFER) as src:
                         v_in = src.streams.video[0]
                         want = Fraction(max(0, start_ms - seg.start_ms), 1000)
                         for p in src.demux(v_in):
@@ -121,7 +226,7 @@ def stitch(store: ObjectStore, segments: Sequence[Segment], start_ms: int, end_m
                     f.seek(0)
                 # one demux pass per segment: packets before the first video packet (audio)
                 # wait until it fixes the segment's origin v0
-                with av.open(f) as src:
+                with av.open(f, buffer_size=READ_BUFFER, options=None if v_out is None else _NO_PROBE) as src:
                     v_in = src.streams.video[0]
                     a_in = src.streams.audio[0] if src.streams.audio else None
                     if v_out is None:
@@ -169,8 +274,13 @@ def stitch(store: ObjectStore, segments: Sequence[Segment], start_ms: int, end_m
                             container.mux_one(q)
             if progress:
                 progress((i + 1) / len(segs))
+        done = True
     finally:
-        container.close()
+        fetch.close()
+        try:
+            container.close()
+        finally:
+            sink.close(raise_error=done)
     if last_video is not None:
         dts, exact, vtb = last_video
         result.last_ms = origin_ms + math.floor((dts + exact) * vtb * 1000)
@@ -183,7 +293,7 @@ class _QueueSink:
     """A file-like the muxer writes to in one thread while the HTTP response reads
     in another; the bounded queue is the back-pressure that keeps memory flat."""
 
-    def __init__(self, maxsize: int = 64) -> None:
+    def __init__(self, maxsize: int = 4) -> None:  # writes of up to IO_BUFFER (1 MiB)
         import queue
 
         self.q: "queue.Queue[bytes | None | BaseException]" = queue.Queue(maxsize)

@@ -1,0 +1,170 @@
+"""The prefetching stitch (api.media) against the one it replaced (tests/stitchref.py, the code
+of before, verbatim): the same stored segments -- H.264 with AAC audio, through the recorder's
+own SegmentWriter, in real S3 -- give the same bytes, the same result, the same progress calls,
+a failed fetch raises the same error after the same segments, a failed write the same error;
+and a stitch stopped early leaves no fetch or write thread behind."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import threading
+from datetime import datetime, timedelta, timezone
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import pytest
+
+import api.media as media
+import stitchref
+from index.models import Segment
+from labwitness.errors import StorageError
+from recorder.segmenter import SegmentWriter
+from simulator.clip import make_clip
+from storage.hashing import file_sha256
+from storage.layout import SegmentMeta
+
+SEG_S = 4
+N_SEGS = 4
+T0 = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
+
+
+def _split(clip: Path, out_dir: Path) -> list[Path]:
+    """The clip (video + AAC) cut at every SEG_S seconds of video into recorder segments."""
+    paths = []
+    with av.open(str(clip)) as src:  # open while the writers use its streams as templates
+        v, a = src.streams.video[0], src.streams.audio[0]
+        packets = [p for p in src.demux(v, a) if p.size and p.dts is not None]
+        v0 = next(p.dts for p in packets if p.stream.type == "video")
+        cut = int(Fraction(SEG_S) / v.time_base)
+
+        def seg_of(p: av.Packet) -> int:
+            t = p.dts * p.stream.time_base - v0 * v.time_base
+            return max(0, min(N_SEGS - 1, int(t / SEG_S)))
+
+        for k in range(N_SEGS):
+            path = out_dir / f"seg{k}.mp4"
+            with open(path, "wb") as f:
+                w = SegmentWriter(f, v, a, base_dts=v0 + k * cut)
+                for p in packets:
+                    if seg_of(p) != k:
+                        continue
+                    if p.stream.type == "video":
+                        w.write_video(p, p.dts, p.pts)
+                    else:
+                        w.write_audio(p)
+                w.close()
+            paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def seg_files(tmp_path_factory) -> list[Path]:
+    d = tmp_path_factory.mktemp("stitch")
+    clip = make_clip(d / "clip.mp4", seconds=SEG_S * N_SEGS, fps=25, gop=25, audio=True)
+    return _split(clip.path, d)
+
+
+@pytest.fixture
+def stored(store, seg_files) -> list[Segment]:
+    segs = []
+    for i, path in enumerate(seg_files):
+        start = T0 + timedelta(seconds=i * SEG_S)
+        meta = SegmentMeta(camera_id="cam-st", start=start, end=start + timedelta(seconds=SEG_S),
+                           media_duration_ms=SEG_S * 1000, codec="h264", width=640, height=360,
+                           sha256=file_sha256(path), size=path.stat().st_size, recorder_id="test", session_id="s",
+                           sequence=i + 1, audio_codec="aac")
+        obj = store.put_segment(path, meta, datetime.now(timezone.utc) + timedelta(days=1))
+        segs.append(Segment(id=i + 1, camera_id="cam-st", start_ms=int(start.timestamp() * 1000),
+                            end_ms=int(meta.end.timestamp() * 1000), media_duration_ms=SEG_S * 1000, key=meta.key,
+                            version_id=obj.version_id, size=meta.size, sha256=meta.sha256, audio_codec="aac"))
+    return segs
+
+
+class Stop(Exception):
+    pass
+
+
+def _run(stitch, store, segs, lo, hi, stop_after: int | None = None):
+    out, calls = io.BytesIO(), []
+
+    def progress(frac: float) -> None:
+        calls.append(frac)
+        if stop_after is not None and len(calls) == stop_after:
+            raise Stop("stop")  # as a LostClaim raised by the exporter's progress
+
+    try:
+        res = stitch(store, segs, lo, hi, out, progress)
+    except BaseException as e:  # noqa: BLE001 -- compared between the two stitches
+        return None, out.getvalue(), calls, e
+    return res, out.getvalue(), calls, None
+
+
+def _ms(seg: Segment, s: float) -> int:
+    return seg.start_ms + int(s * 1000)
+
+
+@pytest.mark.parametrize("budget", [1, media.PREFETCH_BYTES])  # one segment ahead; several
+@pytest.mark.parametrize("window", ["all", "mid"])
+def test_same_bytes_as_the_sequential_stitch(store, stored, monkeypatch, budget, window):
+    monkeypatch.setattr(media, "PREFETCH_BYTES", budget)
+    # "mid": from inside the second segment (a keyframe search) to inside the last (a cut)
+    lo, hi = ((stored[0].start_ms, stored[-1].end_ms) if window == "all"
+              else (_ms(stored[1], 1.5), _ms(stored[-1], 2.3)))
+    old, old_bytes, old_calls, old_err = _run(stitchref.stitch, store, stored, lo, hi)
+    new, new_bytes, new_calls, new_err = _run(media.stitch, store, stored, lo, hi)
+    assert old_err is None and new_err is None
+    assert new_bytes == old_bytes and len(new_bytes) > 100_000
+    assert dataclasses.asdict(new) == dataclasses.asdict(old)
+    assert new.sha256 == hashlib.sha256(new_bytes).hexdigest()
+    assert new_calls == old_calls
+    with av.open(io.BytesIO(new_bytes)) as c:  # audio included, as stored
+        assert c.streams.audio and c.streams.audio[0].codec_context.name == "aac"
+        assert sum(1 for p in c.demux(c.streams.audio[0]) if p.size) > 0
+
+
+def test_a_failed_fetch_raises_the_same_error_after_the_same_segments(store, stored):
+    segs = list(stored)
+    segs[2] = segs[2].model_copy(update={"version_id": "no-such-version"})  # a version the store does not have
+    lo, hi = stored[0].start_ms, stored[-1].end_ms
+    _, old_bytes, old_calls, old_err = _run(stitchref.stitch, store, segs, lo, hi)
+    _, new_bytes, new_calls, new_err = _run(media.stitch, store, segs, lo, hi)
+    assert isinstance(old_err, StorageError)
+    assert type(new_err) is type(old_err) and str(new_err) == str(old_err)
+    assert new_calls == old_calls == [0.25, 0.5]  # two segments muxed before it, in both
+    assert new_bytes == old_bytes
+    assert not [t for t in threading.enumerate() if t.name.startswith("stitch-")]
+
+
+def test_a_stitch_stopped_early_leaves_no_fetch_thread(store, stored):
+    lo, hi = stored[0].start_ms, stored[-1].end_ms
+    _, _, calls, err = _run(media.stitch, store, stored, lo, hi, stop_after=1)
+    assert isinstance(err, Stop) and calls == [0.25]
+    assert not [t for t in threading.enumerate() if t.name.startswith("stitch-")]
+
+
+class _FullDisk(io.BytesIO):
+    """An output that takes ``room`` bytes, then fails as a full disk does."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+
+    def write(self, b) -> int:
+        if self.tell() + len(b) > self.room:
+            raise OSError(28, "No space left on device")
+        return super().write(b)
+
+
+def test_a_failed_write_raises_the_same_error(store, stored):
+    lo, hi = stored[0].start_ms, stored[-1].end_ms
+    whole = _run(media.stitch, store, stored, lo, hi)[0].bytes
+    errors = []
+    for stitch in (stitchref.stitch, media.stitch):  # a disk that fills up half way
+        with pytest.raises(Exception) as e:
+            stitch(store, stored, lo, hi, _FullDisk(whole // 2))
+        errors.append(e.value)
+    assert [(type(e), str(e)) for e in errors[1:]] == [(type(errors[0]), str(errors[0]))]
+    assert not [t for t in threading.enumerate() if t.name.startswith("stitch-")]
