@@ -1,6 +1,7 @@
 """Content-health benchmark: CPU per camera-minute of sampling stored footage.
 
-    python -m bench.health_content [--minutes 10] [--repeat 3] [--sample-seconds 10] [--no-camera-like] [--keep]
+    python -m bench.health_content [--minutes 10] [--repeat 3] [--sample-seconds 10] [--record-minutes 3]
+        [--no-bench-source] [--no-camera-like] [--no-lab-scene] [--profile] [--keep]
 
 Setup (not timed): the benchmark camera clip (:func:`bench.source.ensure_source`:
 1080p25 H.264 ~4.4 Mbit/s, IDR every 2 s, x264 ``ultrafast`` with per-frame
@@ -18,14 +19,20 @@ SQLite for one camera each.
     decode, detectors (incl. ORB against an approved reference), events,
     thumbnail, state, JobRun.  CPU of this process (``process_time``, all
     threads) per camera-minute; SeaweedFS's CPU is shown apart, never added.
-    The camera's state is reset between repeats.
+    The camera's state and every segment's ``content_checked_ms`` are reset between
+    repeats (without the latter a repeat finds nothing left to check); a run that does
+    not take in all ``--minutes`` segments is an error, not a figure.
 (b) baselines, same footage, same run:
     * ``ffmpeg -i segment.mp4 -f null -`` (full decode; CPU from ``wait4``),
       on a local copy of one segment, scaled per minute;
     * PyAV demuxing the whole segment with ``skip_frame=NONKEY`` and decoding one
       keyframe per 10 s (the extractor's fallback path), from a local file.
 
-Goal: (a) <= 0.05 CPU s per camera-minute.  Results: ``bench/out/health_content-*.json``.
+(c) the recorder's own CPU on the same clip, same run (:mod:`bench.recorder_cpu`): the clip
+    served live over RTSP and recorded by the real recording path for ``--record-minutes``,
+    its steady CPU per camera-minute; printed ``picture health / recorder`` per source.
+
+Goals: (a) <= 0.05 CPU s per camera-minute; (a) / (c) <= 0.1.  Results: ``bench/out/health_content-*.json``.
 """
 
 from __future__ import annotations
@@ -262,7 +269,7 @@ def bench_source(name: str, src_mp4: Path, run: Path, sw: EmbeddedSeaweed, args)
     rec = None
     if args.record_minutes > 0:  # the recorder's own CPU, recording the same clip live (bench.recorder_cpu)
         _log(f"[{name}] recording the same clip live for {args.record_minutes:g} min with the recorder ...")
-        rec = recorder_cpu_per_minute(src_mp4, args.record_minutes, run / f"{name}-recorder", 60.0,
+        rec = recorder_cpu_per_minute(src_mp4, args.record_minutes, 60.0,
                                       log=lambda m: _log(f"[{name}] {m}"))
     return {
         "recorder": rec,
@@ -291,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample-seconds", type=float, default=10.0)
     ap.add_argument("--no-camera-like", action="store_true", help="leave out the camera-like re-encode")
     ap.add_argument("--no-lab-scene", action="store_true", help="leave out the lab-scene source")
+    ap.add_argument("--no-bench-source", action="store_true", help="leave out the bench.source clip")
     ap.add_argument("--record-minutes", type=float, default=3.0,
                     help="minutes the recorder records each clip live for its CPU per camera-minute (0: not measured)")
     ap.add_argument("--profile", action="store_true", help="cProfile the default runs into bench/out/health_content-SOURCE.pstats")
@@ -300,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     run = OUT / f"health_content-{stamp}"
     run.mkdir(parents=True)
     src = ensure_source(OUT, log=_log)
-    sources = {"bench-source": src.mp4}
+    sources = {} if args.no_bench_source else {"bench-source": src.mp4}
     if not args.no_camera_like:
         sources["camera-like"] = camera_like(src.mp4)
     if not args.no_lab_scene:

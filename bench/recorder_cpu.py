@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,11 +49,12 @@ def looped_mount(ts: Path) -> Mount:
     return Mount(launch=launch, shared=True).with_protocols("tcp")
 
 
-def recorder_cpu_per_minute(mp4: Path, minutes: float, run_dir: Path, segment_s: float = 60.0, log=print) -> dict:
+def recorder_cpu_per_minute(mp4: Path, minutes: float, segment_s: float = 60.0, log=print) -> dict:
     """Record ``mp4`` (H.264, looped) live for ``minutes`` as one camera; the recorder's CPU per
     camera-minute and what it stored (module docstring)."""
     ts = transport_stream(mp4)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # a short path: SeaweedFS's filer listens on a unix socket inside it (108 bytes at most)
+    run_dir = Path(tempfile.mkdtemp(prefix="lw-rec-"))
     sim = RtspSimulator({"/cam": looped_mount(ts)}, workdir=run_dir / "rtsp")
     sim.start()
     keeper = start_keeper(sim.url("/cam"))
@@ -63,6 +65,7 @@ def recorder_cpu_per_minute(mp4: Path, minutes: float, run_dir: Path, segment_s:
     finally:
         stop_keeper(keeper)
         sim.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
     cpu = r["cpu_breakdown"]
     steady = cpu["recording"] - cpu["recording_main_thread"] + cpu["stop_and_drain"]
     cam = next(iter(r["cameras"].values()))
