@@ -36,6 +36,7 @@ from labwitness.media.h26x import H264_IDR, HEVC_IRAP, PARAM_SET_TYPES, SPS_TYPE
 
 START = b"\x00\x00\x00\x01"
 _RTP = struct.Struct("!BBHI")
+_RTP_unpack_from = _RTP.unpack_from
 _U16 = struct.Struct("!H")
 
 
@@ -127,6 +128,7 @@ class VideoDepacketizer(_Depacketizer):
         self.codec = codec
         self._param_types = PARAM_SET_TYPES[codec]
         self._payload = self._h265 if codec == "hevc" else self._h264
+        self._hevc = codec == "hevc"
         #: current parameter sets (SPS/PPS, or VPS/SPS/PPS), raw NAL units without start codes
         self.params: dict[int, bytes] = {}
         for p in param_sets or ():
@@ -161,6 +163,34 @@ class VideoDepacketizer(_Depacketizer):
 
     # -- packets -------------------------------------------------------------------
     def push(self, p: memoryview) -> None:
+        """One RTP packet.  The common packet -- the next in sequence, a bare 12-byte
+        header, a middle or last fragment of a NAL unit -- is handled here inline: at
+        ~400 packets per second per camera, the calls of the general path
+        (:meth:`_push`) were half of the depacketizing time.  Same outcome either way."""
+        n = len(p)
+        if n >= 15:
+            b0, b1, seq, ts = _RTP_unpack_from(p)
+            # no CSRCs, extension or padding (low 6 bits of b0), no loss, same access unit
+            if not b0 & 0x3F and seq == self._seq and ts == self._ts and self._fu_start >= 0:
+                h = p[12]
+                if self._hevc:
+                    fu, data = p[14], 15
+                    frag = (h >> 1) & 0x3F == 49
+                else:
+                    fu, data = p[13], 14
+                    frag = h & 0x1F == 28
+                if frag and not fu & 0x80:  # a continuation of the fragmented NAL in progress
+                    self._seq = (seq + 1) & 0xFFFF
+                    self._chunks.append(p[data:n].tobytes())
+                    if fu & 0x40:
+                        self._key = self._key or self._fu_key
+                        self._fu_start = -1
+                    if b1 & 0x80:
+                        self._emit()
+                    return
+        self._push(p)
+
+    def _push(self, p: memoryview) -> None:
         header = self._header(p, 13)
         if header is None:
             return
