@@ -131,6 +131,8 @@ class VideoDepacketizer(_Depacketizer):
         self._hevc = codec == "hevc"
         #: current parameter sets (SPS/PPS, or VPS/SPS/PPS), raw NAL units without start codes
         self.params: dict[int, bytes] = {}
+        #: every parameter set needed to describe the stream is known
+        self.ready = False
         for p in param_sets or ():
             self._note_param(p)
         self.params_changed = False
@@ -149,11 +151,8 @@ class VideoDepacketizer(_Depacketizer):
             if self.params.get(t) != nal:
                 self.params[t] = bytes(nal)
                 self.params_changed = True
-
-    @property
-    def ready(self) -> bool:
-        """Every parameter set needed to describe the stream is known."""
-        return all(t in self.params for t in self._param_types)
+                # asked once per frame; parameter sets are replaced, never removed, so it stays true
+                self.ready = all(t in self.params for t in self._param_types)
 
     def sps(self) -> bytes | None:
         return self.params.get(SPS_TYPE[self.codec])
