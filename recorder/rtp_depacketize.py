@@ -162,31 +162,58 @@ class VideoDepacketizer(_Depacketizer):
 
     # -- packets -------------------------------------------------------------------
     def push(self, p: memoryview) -> None:
-        """One RTP packet.  The common packet -- the next in sequence, a bare 12-byte
-        header, a middle or last fragment of a NAL unit -- is handled here inline: at
-        ~400 packets per second per camera, the calls of the general path
-        (:meth:`_push`) were half of the depacketizing time.  Same outcome either way."""
+        """One RTP packet.  The common packet -- the next in sequence with a bare
+        12-byte header, carrying one whole NAL unit or a continuation of a fragmented
+        one -- is handled here inline: at ~450 packets per second per camera, the calls
+        of the general path (:meth:`_push`: header, sequence, payload, NAL) were half
+        of the depacketizing time.  The outcome is the general path's, step for step."""
         n = len(p)
         if n >= 15:
             b0, b1, seq, ts = _RTP_unpack_from(p)
-            # no CSRCs, extension or padding (low 6 bits of b0), no loss, same access unit
-            if not b0 & 0x3F and seq == self._seq and ts == self._ts and self._fu_start >= 0:
+            # no CSRCs, extension or padding (low 6 bits of b0), and no loss
+            if not b0 & 0x3F and seq == self._seq:
+                self._seq = (seq + 1) & 0xFFFF
+                chunks = self._chunks
+                if ts != self._ts:
+                    if chunks:
+                        self._emit()  # the previous access unit lost its marker packet
+                    self._ts = ts
                 h = p[12]
                 if self._hevc:
-                    fu, data = p[14], 15
-                    frag = (h >> 1) & 0x3F == 49
+                    t = (h >> 1) & 0x3F
+                    if t == 49:  # FU
+                        fu, data, whole = p[14], 15, False
+                    else:
+                        fu, data, whole = 0, 12, t < 48
+                    keynal = t in HEVC_IRAP
                 else:
-                    fu, data = p[13], 14
-                    frag = h & 0x1F == 28
-                if frag and not fu & 0x80:  # a continuation of the fragmented NAL in progress
-                    self._seq = (seq + 1) & 0xFFFF
-                    self._chunks.append(p[data:n].tobytes())
-                    if fu & 0x40:
-                        self._key = self._key or self._fu_key
-                        self._fu_start = -1
-                    if b1 & 0x80:
-                        self._emit()
-                    return
+                    t = h & 0x1F
+                    if t == 28:  # FU-A
+                        fu, data, whole = p[13], 14, False
+                    else:
+                        fu, data, whole = 0, 12, 1 <= t <= 23
+                    keynal = t == H264_IDR
+                if whole:  # a single NAL unit packet (_h264/_h265, then _nal)
+                    if keynal:
+                        self._key = True
+                    self._fu_start = -1
+                    nal = p[12:n].tobytes()
+                    chunks.append(START)
+                    chunks.append(nal)
+                    if t in self._param_types:
+                        self._note_param(nal)
+                        self._au_params = True
+                elif data > 12 and not fu & 0x80:  # a fragment after the first
+                    if self._fu_start >= 0:  # (else its start was lost: dropped)
+                        chunks.append(p[data:n].tobytes())
+                        if fu & 0x40:
+                            self._key = self._key or self._fu_key
+                            self._fu_start = -1
+                else:  # the first fragment, an aggregation packet, anything rarer
+                    self._payload(p, 12, n)
+                if b1 & 0x80:
+                    self._emit()
+                return
         self._push(p)
 
     def _push(self, p: memoryview) -> None:
