@@ -15,8 +15,9 @@ Invariants:
 I1. ``N.json`` exists only after ``N.mp4`` is complete and fsynced; its sha256
     and size describe exactly those bytes.
 I2. ``N.mp4`` is deleted only after its object is stored with verified
-    retention (``state == "stored"``) *and* its index row is committed
-    (``indexed``); ``N.json`` is deleted after ``N.mp4``.
+    retention (``state == "stored"``: in the uploader's hands, written to
+    ``N.json`` only when the index row has to wait) *and* its index row is
+    committed (``indexed``); ``N.json`` is deleted after ``N.mp4``.
 I3. Nothing else ever deletes a spool file, except a ``.part`` from which no
     complete fragment could be salvaged (it held no playable video).
 

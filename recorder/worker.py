@@ -239,6 +239,7 @@ class CameraWorker:
     def _record(self, src: StreamInput) -> None:
         vcodec = src.video_codec
         tb = src.time_base
+        tb_num, tb_den = tb.numerator, tb.denominator  # per frame: int arithmetic, exactly float(x * tb)
         frame_ticks = src.frame_ticks
         target_ticks = int(self.cfg.segment_seconds / tb)
         max_ticks = int(min(self.cfg.segment_seconds * self.cfg.max_segment_factor, HARD_CUT_S) / tb)
@@ -374,7 +375,7 @@ class CameraWorker:
                     return
             # the wall clock is anchored on presentation times: a frame is sent after it is
             # captured (with B-frames a frame's dts is earlier than its capture)
-            timeline.observe(float((max(pts, dts) - origin) * tb), arrival)
+            timeline.observe((max(pts, dts) - origin) * tb_num / tb_den, arrival)  # = float(… * tb), no Fraction
             seg.writer.write_video(pkt, dts, pts)
             self.status.frames += 1
             if self.status.state != "recording" and self.status.segments > 0:

@@ -13,8 +13,9 @@ Procedure for one segment (``put_segment``):
    any other store gets the file hashed here first, as does a multipart upload.
 2. PUT the object with ``x-amz-object-lock-mode: COMPLIANCE`` and the
    retain-until date, plus the user metadata of :class:`SegmentMeta`.
-3. Read the version's retention back (GetObjectRetention) and its metadata
-   (HEAD); both must match what was asked, or -> ``ObjectLockError``.
+3. Read the version back with one HEAD: size, metadata and its retention
+   (the HEAD's ``x-amz-object-lock-*`` headers; GetObjectRetention when a store
+   does not send them); all must match what was asked, or -> ``ObjectLockError``.
 
 Network faults become :class:`StorageUnavailableError` (:mod:`storage.s3_errors`
 translates every call); the uploader retries those forever with backoff.  Nothing
@@ -28,18 +29,22 @@ import base64
 import hashlib
 import io
 import logging
+import mmap
+import os
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Iterator, Self
+from typing import BinaryIO, Iterator, Self
 from urllib.parse import urlsplit
 
 import urllib3
 from minio import Minio
 from minio.commonconfig import COMPLIANCE, ENABLED
 from minio.error import S3Error
+from minio.helpers import ObjectWriteResult, genheaders
 from minio.objectlockconfig import DAYS, ObjectLockConfig
 from minio.retention import Retention
+from minio.time import from_iso8601utc
 
 from labwitness.clock import Clock, SystemClock
 from labwitness.errors import ConfigError, IntegrityError, LockUnreadableError, ObjectLockError, StorageError
@@ -85,6 +90,20 @@ class _Minio(Minio):
         if headers.get("x-amz-content-sha256") != "UNSIGNED-PAYLOAD":
             headers["x-amz-content-sha256"] = known
         return headers, date
+
+
+def _head_retention(headers) -> Retention | None:
+    """The retention a HEAD's headers state (case-insensitive), or None when they state
+    none or cannot be read (the caller then asks GetObjectRetention)."""
+    if not headers:
+        return None
+    mode, date = headers.get("x-amz-object-lock-mode"), headers.get("x-amz-object-lock-retain-until-date")
+    if not (mode and date):
+        return None
+    try:  # (a mode Retention does not know is a ValueError too)
+        return Retention(mode, from_iso8601utc(date))
+    except ValueError:
+        return None
 
 
 class S3Body:
@@ -248,15 +267,43 @@ class S3ObjectStore(S3DeletionGuard):
             return StorageError(f"object store refused {key}: {e.code}: {e.message}")
 
         with s3_call(f"upload of {key} failed: ", refused), open(path, "rb") as f:
-            result = self.client.put_object(
-                self.bucket, key, f, meta.size, content_type="video/mp4",
-                metadata=headers, retention=retention, part_size=SINGLE_PUT_BYTES,
-            )
+            if single and meta.size > 0:
+                result = self._put_mapped(f, key, meta.size, headers, retention)
+            else:
+                result = self.client.put_object(
+                    self.bucket, key, f, meta.size, content_type="video/mp4",
+                    metadata=headers, retention=retention, part_size=SINGLE_PUT_BYTES,
+                )
         if not result.version_id:
             raise ObjectLockError(f"store returned no version id for {key}: bucket is not versioned")
-        stored, user = self.stat(key, result.version_id, with_hold=False)
+        # one HEAD reads back size, metadata and (where the store sends them) the lock headers
+        stored, user = self.stat(key, result.version_id, with_hold=False, lock_from_head=True)
         self._verify(stored, user, meta, retain_until)
         return stored
+
+    def _put_mapped(self, f: BinaryIO, key: str, size: int, metadata: dict[str, str],
+                    retention: Retention | None) -> ObjectWriteResult:
+        """One PUT whose body is the spool file mapped into memory, not read into it.
+
+        minio's ``put_object`` reads the whole body into one new ``bytes`` first: a
+        30-odd MB allocation per segment whose pages the kernel zeroes, then a copy
+        from the page cache into it.  Sent from a read-only mapping, the kernel copies
+        the file's cached pages straight into the socket.  The headers are the ones
+        ``put_object`` builds for a single part (minio 7.2's ``genheaders`` and
+        ``_put_object``, pinned like :class:`_Minio`).  A file shorter than its record
+        is refused before mapping (reading past its end would be SIGBUS, not an error);
+        nothing writes a committed spool file, so it cannot shrink while mapped."""
+        have = os.fstat(f.fileno()).st_size
+        if have < size:
+            raise IntegrityError(f"spool file {f.name} has {have} bytes, its record says {size}")
+        headers = genheaders(metadata, None, None, retention, None)
+        headers["Content-Type"] = "video/mp4"
+        with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as mapped:
+            body = memoryview(mapped)  # a memoryview has no read(): urllib3 sends it in one sendall
+            try:
+                return self.client._put_object(self.bucket, key, body, headers)
+            finally:
+                body.release()
 
     def _verify(self, stored: StoredObject, user: dict[str, str], meta: SegmentMeta, retain_until: datetime) -> None:
         if stored.size != meta.size:
@@ -307,15 +354,25 @@ class S3ObjectStore(S3DeletionGuard):
         return None
 
     # -- reads ----------------------------------------------------------------
-    def stat(self, key: str, version_id: str | None = None, *, with_hold: bool = True) -> tuple[StoredObject, dict[str, str]]:
+    def stat(self, key: str, version_id: str | None = None, *, with_hold: bool = True,
+             lock_from_head: bool = False) -> tuple[StoredObject, dict[str, str]]:
         """The version's size, retention, legal hold and user metadata.  Raises
         :class:`ObjectNotFoundError` only when the version itself is not there, and
-        :class:`LockUnreadableError` when it is but its retention or hold could not be read."""
+        :class:`LockUnreadableError` when it is but its retention or hold could not be read.
+
+        ``lock_from_head``: take the retention from the HEAD's own
+        ``x-amz-object-lock-mode`` / ``-retain-until-date`` headers (S3 HeadObject
+        returns them for a version with a lock; SeaweedFS, MinIO and AWS send them),
+        and ask GetObjectRetention only when they are absent or unreadable.  Only the
+        upload's read-back uses it (:meth:`put_segment`): one request per segment
+        fewer for the store, the same lock read from the same version."""
         with s3_call(refused=not_found_or_refused(key)):
             st = self.client.stat_object(self.bucket, key, version_id=version_id)
         mode = until = None
         if self.info.retention_enforced:
-            r = self._lock_read(key, st.version_id, "保留期 / retention", self.client.get_object_retention)
+            r = _head_retention(st.metadata) if lock_from_head else None
+            if r is None:
+                r = self._lock_read(key, st.version_id, "保留期 / retention", self.client.get_object_retention)
             if r is not None:
                 mode, until = r.mode, r.retain_until_date
         # a fresh upload has no hold: skip the extra request on the hot path

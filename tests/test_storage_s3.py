@@ -76,6 +76,38 @@ def test_damaged_spool_file_is_not_uploaded(store, tmp_path, store_has_verified)
     assert list(store.client.list_objects(store.bucket, prefix=meta.key, include_version=True)) == []
 
 
+def test_a_spool_file_shorter_than_its_record_is_refused_before_the_put(store, tmp_path):
+    # the single PUT sends the file mapped into memory: a short file must be an error, never SIGBUS
+    assert store.verifies_checksums
+    meta = _meta(tmp_path / "seg.mp4", b"x" * 10_000)
+    (tmp_path / "seg.mp4").write_bytes(b"x" * 4_000)
+    with pytest.raises(IntegrityError, match="4000 bytes"):
+        store.put_segment(tmp_path / "seg.mp4", meta, RetentionPolicy()(meta.end))
+    assert list(store.client.list_objects(store.bucket, prefix=meta.key, include_version=True)) == []
+
+
+def test_the_upload_reads_the_lock_back_from_the_head_as_getobjectretention_states_it(store, tmp_path, monkeypatch):
+    meta = _meta(tmp_path / "seg.mp4", b"y" * 5000)
+    until = RetentionPolicy()(meta.end)
+    asked = []
+    real = store.client.get_object_retention
+    monkeypatch.setattr(store.client, "get_object_retention", lambda *a, **k: asked.append(a) or real(*a, **k))
+    stored = store.put_segment(tmp_path / "seg.mp4", meta, until)
+    assert asked == []  # SeaweedFS's HEAD carries the lock headers: one request fewer
+    r = real(store.bucket, stored.key, version_id=stored.version_id)
+    assert (stored.mode, stored.retain_until) == (r.mode, r.retain_until_date)
+    assert stored.retain_until >= until.replace(microsecond=0)
+
+
+def test_a_head_without_lock_headers_falls_back_to_getobjectretention(store, tmp_path, monkeypatch):
+    import storage.s3 as s3mod
+
+    monkeypatch.setattr(s3mod, "_head_retention", lambda headers: None)  # as a store that does not send them
+    meta = _meta(tmp_path / "seg.mp4", b"z" * 5000)
+    stored = store.put_segment(tmp_path / "seg.mp4", meta, RetentionPolicy()(meta.end))
+    assert stored.mode == "COMPLIANCE" and stored.retain_until is not None
+
+
 def test_bucket_without_object_lock_is_refused_unless_opted_in(seaweed):
     plain = S3ObjectStore(seaweed.endpoint, ACCESS, SECRET, "plain-bucket-no-lock")
     if not plain.client.bucket_exists("plain-bucket-no-lock"):
@@ -152,3 +184,24 @@ def test_a_refused_listing_in_find_segment_is_a_storage_error(store, tmp_path):
         assert not isinstance(err.value.__cause__, type(None)) and isinstance(err.value.__cause__, S3Error)
     finally:
         store.client.delete_bucket_policy(store.bucket)
+
+
+@pytest.mark.parametrize("headers, want", [
+    ({"X-Amz-Object-Lock-Mode": "COMPLIANCE", "X-Amz-Object-Lock-Retain-Until-Date": "2027-06-01T06:01:00Z"},
+     ("COMPLIANCE", datetime(2027, 6, 1, 6, 1, tzinfo=timezone.utc))),
+    ({"x-amz-object-lock-mode": "GOVERNANCE", "x-amz-object-lock-retain-until-date": "2027-06-01T06:01:00.500Z"},
+     ("GOVERNANCE", datetime(2027, 6, 1, 6, 1, 0, 500000, tzinfo=timezone.utc))),
+    ({"X-Amz-Object-Lock-Mode": "COMPLIANCE"}, None),  # no date: ask GetObjectRetention
+    ({"X-Amz-Object-Lock-Retain-Until-Date": "2027-06-01T06:01:00Z"}, None),
+    ({"X-Amz-Object-Lock-Mode": "SOMETHING", "X-Amz-Object-Lock-Retain-Until-Date": "2027-06-01T06:01:00Z"}, None),
+    ({"X-Amz-Object-Lock-Mode": "COMPLIANCE", "X-Amz-Object-Lock-Retain-Until-Date": "next june"}, None),
+    ({}, None),
+    (None, None),
+], ids=["compliance", "governance-ms-lowercase", "no-date", "no-mode", "unknown-mode", "bad-date", "none", "no-headers"])
+def test_head_retention_reads_the_lock_headers_or_says_it_cannot(headers, want):
+    from urllib3 import HTTPHeaderDict
+
+    from storage.s3 import _head_retention
+
+    r = _head_retention(HTTPHeaderDict(headers) if headers is not None else None)
+    assert (None if r is None else (r.mode, r.retain_until_date)) == want
