@@ -166,12 +166,16 @@ class CoverageStore:
     # -- reads ----------------------------------------------------------------
     @db_guarded
     def totals(self, camera_ids: list[str], start_ms: int, end_ms: int,
-               firsts: dict[str, int | None] | None = None) -> dict[str, Totals]:
+               firsts: dict[str, int | None] | None = None, memo: dict | None = None) -> dict[str, Totals]:
         """Recorded ms (clipped to the window), bytes and segments (counted where they
         start) per camera over [start, end): rolled-up closed days inside the window,
         the edges and open days live.  A camera whose rollup is incomplete (not
         refreshed yet) is summed live over the whole window: slower, never wrong.
-        ``firsts``: each camera's oldest segment start if the caller has it (:meth:`oldest`)."""
+        ``firsts``: each camera's oldest segment start if the caller has it (:meth:`oldest`).
+        ``memo``: a dict the caller keeps for several windows at the same "now" (health's 24 h,
+        7 d, 183 d and stored bytes): the live ranges are cut at the first open day and at now,
+        so every window's open part is the same range and is summed once (a range's sums are
+        the sums of its parts: recorded time is clipped, bytes and count go where a segment starts)."""
         out = {c: Totals() for c in camera_ids}
         if not camera_ids or end_ms <= start_ms:
             return out
@@ -203,9 +207,17 @@ class CoverageStore:
                 out.update(_window_sums(conn, partial, start_ms, end_ms))
             have = [c for c in camera_ids if c in complete]
             ranges = [(start_ms, first_full), (last_full, end_ms)] if last_full > first_full else [(start_ms, end_ms)]
+            if memo is not None:
+                ranges = _cut(ranges, (self.first_open_day(), self.now_ms()))
             for lo, hi in ranges:
                 if have and hi > lo:
-                    for cam, t in _window_sums(conn, have, lo, hi).items():
+                    key = (tuple(have), lo, hi)
+                    sums = memo.get(key) if memo is not None else None
+                    if sums is None:
+                        sums = _window_sums(conn, have, lo, hi)
+                        if memo is not None:
+                            memo[key] = sums
+                    for cam, t in sums.items():
                         out[cam] = out[cam] + t
         return out
 
@@ -238,13 +250,26 @@ class CoverageStore:
                 out[cam] = (int(size or 0), int(media or 0))
         return out
 
-    def stored_bytes(self, camera_ids: list[str], firsts: dict[str, int | None] | None = None) -> int:
-        """All stored footage of these cameras (rolled-up days plus the rest, live)."""
+    def stored_bytes(self, camera_ids: list[str], firsts: dict[str, int | None] | None = None,
+                     memo: dict | None = None) -> int:
+        """All stored footage of these cameras (rolled-up days plus the rest, live); ``memo``: :meth:`totals`."""
         firsts = firsts if firsts is not None else self.oldest(camera_ids)
         known = [t for t in firsts.values() if t is not None]
         if not known:
             return 0
-        return sum(t.bytes for t in self.totals(camera_ids, min(known), self.now_ms() + DAY_MS, firsts).values())
+        return sum(t.bytes for t in self.totals(camera_ids, min(known), self.now_ms() + DAY_MS, firsts, memo).values())
+
+
+def _cut(ranges: list[tuple[int, int]], points) -> list[tuple[int, int]]:
+    """The ranges cut at every point strictly inside one."""
+    out = []
+    for lo, hi in ranges:
+        for p in sorted(points):
+            if lo < p < hi:
+                out.append((lo, p))
+                lo = p
+        out.append((lo, hi))
+    return out
 
 
 def _first_starts(conn, cams: list[str]) -> dict[str, int | None]:

@@ -189,8 +189,9 @@ def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seco
             oldest = camera_facts.oldest_starts(conn, ids)
             newest = camera_facts.newest_segments(conn, ids, now_ms)
             rates = camera_facts.recent_rates(conn, newest, now_ms)
+    memo: dict = {}  # the windows' open part (today so far) is summed once for all of them
     for name, span in WINDOWS.items():
-        totals = coverage.totals(ids, now_ms - span, now_ms, oldest)
+        totals = coverage.totals(ids, now_ms - span, now_ms, oldest, memo)
         unusable = _unusable(engine, ids, now_ms - span, now_ms)
         for cam in ids:
             f = facts[cam]
@@ -232,7 +233,7 @@ def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seco
         findings_open[kind] = findings_open.get(kind, 0) + n
     critical = sum(n for _k, sev, n in findings if sev == "critical")
 
-    used = coverage.stored_bytes(ids, oldest)
+    used = coverage.stored_bytes(ids, oldest, memo)
     growth = growth_per_day(coverage.recent_rates(ids) if per_camera else rates)
     oldest_age = max((f.oldest_age_days or 0.0) for f in facts.values()) if facts else 0.0
     storage = StorageFacts(retention_enforced, used, growth,
