@@ -150,9 +150,13 @@ class CoverageStore:
                     conn.execute(insert(cov), [_row(cam, d, rows.get(d, Totals()), locks.get(d, LockDay()), now)
                                                for d in range(lo, hi, DAY_MS)])
                     done += (hi - lo) // DAY_MS
-        with self.engine.begin() as conn:
-            _set_meta(conn, _CHECKED, str(int(meta.get(_SEEN, "0") or 0)))
-            _set_meta(conn, _SEEN, str(max_id))
+        checked_now, seen_now = str(int(meta.get(_SEEN, "0") or 0)), str(max_id)
+        # nothing indexed since the last two refreshes: the watermarks stay as they are, and the
+        # refresh health runs on every report writes (and waits for a commit) nothing
+        if (meta.get(_CHECKED), meta.get(_SEEN)) != (checked_now, seen_now):
+            with self.engine.begin() as conn:
+                _set_meta(conn, _CHECKED, checked_now)
+                _set_meta(conn, _SEEN, seen_now)
         return done
 
     @db_guarded
