@@ -149,14 +149,14 @@ def segment_stats(conn: Connection, lo: int, hi: int, policy: RetentionPolicy,
     cams = segment_cameras(conn)
     created_inside = set(conn.execute(select(cam.c.id).where(cam.c.created_ms > lo, cam.c.created_ms < hi)).scalars())
     firsts = oldest_stored(conn, cams)
-    # segments indexed since the rollup's last check (a spool drained late) may be missing from it
-    late = unrolled_cameras(conn, i_lo - MAX_SEGMENT_MS, i_hi)
     days: dict[str, list] = {}
     for row in conn.execute(select(cov.c.camera_id, cov.c.day_ms, cov.c.lock_segments, cov.c.lock_recorded_ms,
                                    cov.c.lock_verified, cov.c.lock_missing_retain, cov.c.lock_not_compliance,
                                    cov.c.lock_min_margin_ms, cov.c.lock_min_until_ms)
                             .where(cov.c.day_ms >= i_lo, cov.c.day_ms < i_hi, cov.c.lock_segments.is_not(None))):
         days.setdefault(row[0], []).append(row)
+    # segments indexed since the rollup's last check (a spool drained late) may be missing from it
+    late = unrolled_cameras(conn, i_lo - MAX_SEGMENT_MS, i_hi) if days else set()
     rolled, whole = [], []
     for c in cams:
         if c not in firsts:
