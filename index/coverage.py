@@ -123,13 +123,13 @@ class CoverageStore:
                 for cam, d in late:  # a late segment may spill into the next day too
                     conn.execute(delete(cov).where(cov.c.camera_id == cam, cov.c.day_ms >= int(d),
                                                    cov.c.day_ms <= int(d) + DAY_MS))
-            cams = set(camera_ids) if camera_ids is not None else (
-                set(conn.execute(select(Camera.__table__.c.id)).scalars())
-                | set(conn.execute(select(cov.c.camera_id).distinct()).scalars()))
             # what each camera has rolled up, in one statement: (days, first, last)
             rolled = {c: (int(n), int(lo), int(hi)) for c, n, lo, hi in conn.execute(
                 select(cov.c.camera_id, func.count(), func.min(cov.c.day_ms), func.max(cov.c.day_ms))
                 .group_by(cov.c.camera_id))}
+            # the registered cameras and those known only to the rollup (removed ones)
+            cams = set(camera_ids) if camera_ids is not None else (
+                set(conn.execute(select(Camera.__table__.c.id)).scalars()) | set(rolled))
             firsts = _first_starts(conn, sorted(cams))
         for cam in sorted(cams):
             first = firsts.get(cam)
