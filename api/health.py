@@ -54,6 +54,7 @@ class Health:
         self.embedded_storage = embedded_storage  # the store's disk is ours: its free space is the runway
         self.witnesses = witnesses  # the outbox to the witnesses outside the box (retention.witness)
         self.witness_thresholds = WitnessThresholds(settings.witness_warning_s, settings.witness_critical_s)
+        self.thresholds = rh.Thresholds(export_queue_warning_s=settings.export_queue_warning_s)
         self.documents = documents  # journal batches waiting for the bucket
 
     def _cluster(self, now_ms: int, flag) -> dict | None:
@@ -133,7 +134,7 @@ class Health:
             for c in facts.cameras:  # the camera's clock as its stream tells it (live workers only)
                 w = workers.get(c.camera_id)
                 c.stream_clock_offset_s = w.status.stream_clock_offset_s if w else None
-            status, problems = rh.classify(facts)
+            status, problems = rh.classify(facts, self.thresholds)
             for c in facts.cameras:
                 w = workers.get(c.camera_id)
                 osd_offset, osd_source = camera_clock(c.stream_clock_offset_s, c.clock_offset_s)
@@ -200,6 +201,10 @@ class Health:
                           "critical_findings": facts.findings_critical if facts else 0},
             "jobs": facts.jobs if facts else {},
             "seals": _seal_report(facts, now_ms),
+            # the export queue (index.exports): unfinished packages and how long ago the oldest was requested
+            "exports": {"queued": facts.exports.queued, "running": facts.exports.running,
+                        "oldest_age_s": facts.exports.oldest_age_s,
+                        "warning_s": self.thresholds.export_queue_warning_s} if facts else None,
             "time_witnesses": rh.time_witness_view(facts.jobs) if facts else None,
             "spool": {"backlog_segments": backlog, "bytes": self.recorder.quota.used if self.recorder else None,
                       "upload_lag_s": upload_lag_s, "last_upload_error": upload_error},
@@ -332,7 +337,10 @@ class HealthCollector:
             checked = sm.get("checked") or 0
             if checked:  # run_verify's summary: {"checked": n, "ok": m, ...}
                 lock.add_metric([], (sm.get("ok") or 0) / checked)
-        journal = []
+        queue = g("labwitness_export_queue_oldest_age_seconds", "Age of the oldest unfinished export (queued or being "
+                  "built) since it was requested (0: none)")
+        queue.add_metric([], (rep.get("exports") or {}).get("oldest_age_s") or 0.0)
+        journal = [queue]
         for name, key, text in (
                 ("labwitness_journal_outbox_entries", "outbox_entries", "Evidence changes waiting in the index's outbox"),
                 ("labwitness_journal_outbox_oldest_age_seconds", "outbox_oldest_age_s",

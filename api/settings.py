@@ -135,6 +135,8 @@ class Settings(BaseSettings):
     #: a running export whose heartbeat is older than this is claimed by another worker
     export_stale_s: float = Field(default=30.0, gt=0, le=3600)
     export_max_attempts: int = Field(default=3, ge=1, le=20)  # claims before an export is failed for good
+    # health warns when the oldest unfinished export (queued or being built) was requested longer ago than this
+    export_queue_warning_s: float = Field(default=1800.0, gt=0)
 
     # Witnesses outside the box that receive every seal (docs/witnesses.md): a list of entries like
     # {kind = "s3", name = "...", endpoint = ..., bucket = ..., access_key_file = ..., secret_key_file = ...} or

@@ -64,7 +64,7 @@ def _log(msg: str) -> None:
 class _LiveOnly(CoverageStore):
     """Baseline: no rollup — every window summed live from the segment table."""
 
-    def totals(self, camera_ids, start_ms, end_ms, firsts=None):
+    def totals(self, camera_ids, start_ms, end_ms, firsts=None, memo=None):
         from index.coverage import Totals, _window_sums
 
         with self.engine.connect() as conn:

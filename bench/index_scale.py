@@ -1,7 +1,8 @@
 """The index at scale on PostgreSQL with monthly partitions (issue 16 §2).
 
     python -m bench.index_scale [--cameras 256] [--days 183] [--queries 1000] [--health-runs 10]
-                                [--records 50000] [--keep] [--pg-url URL]
+                                [--http-runs 20] [--compliance-runs 3] [--records 50000] [--keep]
+                                [--pg-url URL] [--parts report,coverage,health,http,compliance]
 
 Builds the synthetic lab of ``bench.report_query`` (N cameras x D days of 1-minute
 segments: 256 x 183 ≈ 67 M rows, gaps, areas, instruments, test records) in a throwaway
@@ -21,7 +22,19 @@ project's own migrations — so ``segment`` and ``gap`` are partitioned by month
    scheduled refresh does after midnight: one new day per camera), nothing new (what it
    does every 10 minutes), and after 100 late segments indexed into old days of 10 cameras.
 4. **Health over all cameras**: ``retention.health.gather`` + ``classify`` with the rollup
-   in place (goal < 1 s), at the lab's "now" (midnight) and at 23:59 (a whole day live).
+   in place (the in-process figure, the baseline of 5.), at the lab's "now" (midnight) and at
+   23:59 (a whole day live).
+5. **``GET /api/v1/health`` over HTTP** (goal p50 and p99 < 500 ms): the app of the project's
+   factory on a ``Runtime`` (api role) over the same database, served by uvicorn on 127.0.0.1,
+   an operations token (``bench.served``), at midnight and 23:59.
+6. **The monthly compliance report** of the last complete month for every camera (goal < 5 s):
+   ``GET /api/v1/compliance?month=…`` on the same served app (what ``labwitness report
+   compliance`` computes: ``retention.compliance.compliance_report``, plus the JSON body), and
+   ``compliance_report`` alone in process.
+
+``--parts`` picks parts 2-6 (``report,coverage,health,http,compliance``; default all), so a
+database kept with ``--keep`` is re-measured with ``--pg-url URL --parts health,http,compliance``
+without rebuilding the rollup (part 3 drops it and rolls six months up again).
 
 The machine's load (``os.getloadavg``) is recorded before and after each part: this box is
 shared.  Results: ``bench/out/index_scale-<time>.json``.
@@ -41,6 +54,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from bench.health import _health_once
+from bench.served import served, timed_gets
 from bench.report_query import (OUT, PG_ADMIN_URL, Lab, _capture_footage_sql, _insert_registry, _pg_dsn,
                                 copy_lab, measure)
 from index.coverage import CoverageStore
@@ -49,7 +63,8 @@ from index.migrate import upgrade
 from index.partitions import add_months, create_month, month_start, partitions
 from labwitness.clock import DAY_MS
 
-GOALS = {"report_p99_ms": 20.0, "health_s": 1.0}
+GOALS = {"report_p99_ms": 20.0, "health_s": 1.0, "http_health_s": 0.5, "compliance_s": 5.0}
+PARTS = ("report", "coverage", "health", "http", "compliance")
 
 
 def _log(msg: str) -> None:
@@ -193,6 +208,68 @@ def health(engine, lab: Lab, runs: int) -> dict:
     return out
 
 
+def http_health(url: str, lab: Lab, runs: int) -> dict:
+    """``GET /api/v1/health`` on the served app, at midnight and at 23:59 (goal: p50 and p99 < 500 ms)."""
+    out: dict = {"load_before": _load()}
+    with served(url, lab.t_end) as (client, clock):
+        for label, now in (("midnight", lab.t_end), ("2359", lab.t_end + DAY_MS - 60_000)):
+            clock.now_ms = now
+            r = timed_gets(client, "/api/v1/health", runs)
+            body = r.pop("json")
+            r.update(status=body["status"], cameras=len(body["cameras"]))
+            # what the route added before it sent the report as it is: FastAPI's jsonable_encoder over it
+            from fastapi.encoders import jsonable_encoder
+            t = time.perf_counter()
+            jsonable_encoder(body)
+            r["jsonable_encoder_s"] = round(time.perf_counter() - t, 4)
+            out[label] = r
+            _log(f"GET /api/v1/health at {label}: p50 {r['p50_s'] * 1000:.0f} ms, p99 {r['p99_s'] * 1000:.0f} ms, "
+                 f"max {r['max_s'] * 1000:.0f} ms ({r['cameras']} cameras, {r['bytes'] / 1024:.0f} KiB; the encoder "
+                 f"it skips now: {r['jsonable_encoder_s'] * 1000:.0f} ms) — goal "
+                 f"< {GOALS['http_health_s'] * 1000:.0f} ms: p99 / goal {r['p99_s'] / GOALS['http_health_s']:.2f}")
+    out["load_after"] = _load()
+    out["goal_met"] = max(out["midnight"]["p99_s"], out["2359"]["p99_s"]) < GOALS["http_health_s"]
+    return out
+
+
+def compliance(url: str, engine, lab: Lab, runs: int) -> dict:
+    """The last complete month's compliance report for every camera: over HTTP (JSON) and the
+    product function alone (goal < 5 s)."""
+    from zoneinfo import ZoneInfo
+
+    from retention.compliance import compliance_report
+    from retention.months import previous_month
+
+    tz = ZoneInfo("Asia/Shanghai")  # api.settings.Settings.timezone default
+    month = previous_month(lab.t_end, tz)
+    out: dict = {"month": month, "load_before": _load()}
+    with served(url, lab.t_end) as (client, _clock):
+        r = timed_gets(client, "/api/v1/compliance", runs, params={"month": month, "format": "json"})
+        body = r.pop("json")
+        r.update(verdict=body["verdict"]["level"], cameras=len(body["cameras"]))
+        out["http"] = r
+    _log(f"GET /api/v1/compliance?month={month}: p50 {r['p50_s']:.2f} s, max {r['max_s']:.2f} s "
+         f"({r['cameras']} cameras, verdict {r['verdict']}, {r['bytes'] / 1024:.0f} KiB) — goal "
+         f"< {GOALS['compliance_s']:.0f} s: max / goal {r['max_s'] / GOALS['compliance_s']:.2f}")
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        rolled = compliance_report(engine, month, tz, lab.t_end)
+        times.append(time.perf_counter() - t)
+    out["function"] = {"runs": runs, "p50_s": round(statistics.median(times), 3), "max_s": round(max(times), 3)}
+    # baseline in the same run: every segment row of the month read (the report before the rollup's lock columns)
+    t = time.perf_counter()
+    live = compliance_report(engine, month, tz, lab.t_end, rollup=False)
+    out["live_baseline_s"] = round(time.perf_counter() - t, 3)
+    out["same_report"] = rolled.to_json() == live.to_json()
+    _log(f"compliance_report({month}) in process: p50 {out['function']['p50_s']:.2f} s, "
+         f"max {out['function']['max_s']:.2f} s; baseline every row live {out['live_baseline_s']:.2f} s "
+         f"(ratio {out['live_baseline_s'] / max(out['function']['p50_s'], 1e-9):.1f}x), same report: {out['same_report']}")
+    out["load_after"] = _load()
+    out["goal_met"] = max(r["max_s"], out["function"]["max_s"]) < GOALS["compliance_s"]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cameras", type=int, default=256)
@@ -200,12 +277,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", type=int, default=50_000)
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--health-runs", type=int, default=10)
+    ap.add_argument("--http-runs", type=int, default=20)
+    ap.add_argument("--compliance-runs", type=int, default=3)
+    ap.add_argument("--parts", default=",".join(PARTS), help="which of " + ",".join(PARTS) + " to measure")
     ap.add_argument("--seed", type=int, default=16)
     ap.add_argument("--keep", action="store_true", help="keep the database (its URL is printed)")
     ap.add_argument("--pg-url", help="measure an existing database built by --keep (no load)")
     args = ap.parse_args(argv)
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if parts - set(PARTS):
+        ap.error(f"--parts: unknown {sorted(parts - set(PARTS))}; choose from {','.join(PARTS)}")
     lab = Lab(args.cameras, args.days, args.records, args.seed)
-    res: dict = {"cameras": args.cameras, "days": args.days, "segments_estimate": lab.n_segments_estimate,
+    res: dict = {"cameras": args.cameras, "days": args.days, "parts": sorted(parts), "segments_estimate": lab.n_segments_estimate,
                  "cpus": os.cpu_count(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     _log(f"lab: {args.cameras} cameras x {args.days} days, ~{res['segments_estimate']:,} segments")
     admin, name, url = None, None, args.pg_url
@@ -221,16 +304,26 @@ def main(argv: list[str] | None = None) -> int:
             _log(f"loaded in {res['load']['total_s']} s, {res['load']['database_bytes'] / 2**30:.1f} GiB")
         engine = make_engine(url)
         try:
-            res["pruning"] = pruning(engine, lab, args.seed)
-            _log(f"report query reads {res['pruning']['segment_partitions_read']} "
-                 f"of {res['pruning']['segment_partitions_total']} segment partitions")
-            q = measure(engine, lab, args.queries, args.seed)
-            res["report_footage"] = {"warm": q["warm"], "contention": q["contention"], "per_report": q["per_report"],
-                                     "goal_met": q["warm"]["p99_ms"] < GOALS["report_p99_ms"]}
-            _log(f"report footage: p50 {q['warm']['p50_ms']:.2f} ms, p99 {q['warm']['p99_ms']:.2f} ms, "
-                 f"max {q['warm']['max_ms']:.2f} ms")
-            res["coverage"] = coverage(engine, lab)
-            res["health"] = health(engine, lab, args.health_runs)
+            if args.pg_url:
+                upgrade(engine)  # a database kept by an older bench: this branch's migrations
+            if "report" in parts:
+                res["pruning"] = pruning(engine, lab, args.seed)
+                _log(f"report query reads {res['pruning']['segment_partitions_read']} "
+                     f"of {res['pruning']['segment_partitions_total']} segment partitions")
+                q = measure(engine, lab, args.queries, args.seed)
+                res["report_footage"] = {"warm": q["warm"], "contention": q["contention"],
+                                         "per_report": q["per_report"],
+                                         "goal_met": q["warm"]["p99_ms"] < GOALS["report_p99_ms"]}
+                _log(f"report footage: p50 {q['warm']['p50_ms']:.2f} ms, p99 {q['warm']['p99_ms']:.2f} ms, "
+                     f"max {q['warm']['max_ms']:.2f} ms")
+            if "coverage" in parts:
+                res["coverage"] = coverage(engine, lab)
+            if "health" in parts:
+                res["health"] = health(engine, lab, args.health_runs)
+            if "http" in parts:
+                res["http_health"] = http_health(url, lab, args.http_runs)
+            if "compliance" in parts:
+                res["compliance"] = compliance(url, engine, lab, args.compliance_runs)
         finally:
             engine.dispose()
     finally:

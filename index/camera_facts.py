@@ -89,3 +89,29 @@ def recent_rates(conn: Connection, newest: dict[str, tuple[int, int]], now_ms: i
             .group_by(last.c.cam)).all()
         out.update({c: (int(size or 0), int(media or 0)) for c, size, media in rows})
     return {c: out.get(c, (0, 0)) for c in newest}
+
+
+def segment_cameras(conn: Connection) -> list[str]:
+    """Every camera id with a row in ``segment`` (any status, registered or not), by a loose
+    index scan: one ``min(camera_id) > previous`` probe of ``ix_segment_camera_start`` per
+    camera (per partition on PostgreSQL), never a scan of the rows."""
+    seg = Segment.__table__
+    first = select(func.min(seg.c.camera_id).label("id")).cte("cams", recursive=True)
+    nxt = select(select(func.min(seg.c.camera_id)).where(seg.c.camera_id > first.c.id).scalar_subquery()) \
+        .where(first.c.id.is_not(None))
+    cams = first.union_all(nxt)
+    return [c for c in conn.execute(select(cams.c.id)).scalars() if c is not None]
+
+
+def oldest_stored(conn: Connection, camera_ids: list[str]) -> dict[str, int]:
+    """Camera -> start of its oldest stored segment, cameras without one left out: the registered
+    ones in one statement (:func:`oldest_starts`), any others (removed from the registry) one each."""
+    seg = Segment.__table__
+    got = {c: t for c, t in oldest_starts(conn, list(camera_ids)).items() if t is not None}
+    registered = set(conn.execute(select(Camera.__table__.c.id)).scalars())
+    for c in camera_ids:
+        if c not in registered:
+            t = conn.execute(select(func.min(seg.c.start_ms)).where(seg.c.camera_id == c, seg.c.status == "stored")).scalar()
+            if t is not None:
+                got[c] = int(t)
+    return got

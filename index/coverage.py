@@ -19,6 +19,13 @@ Invariants:
    after it is still seen by the next one.
 4. Whoever deletes segment rows (the expiry sweep) calls :meth:`invalidate`
    for their days in the same run.
+5. A row's ``lock_*`` columns (the compliance report's lock arithmetic, migration 0017)
+   equal the same over the stored segments that *end* in that day.  They change when a
+   segment's lock is verified later: :func:`invalidate_segments` drops those days in the
+   verifying transaction, which locks the cameras' rows first, as a refresh does around
+   reading and writing a camera's days (so no refresh writes a day it read before the
+   verification).  A day whose segments end in the next, still open day leaves those to
+   the next day's row (the late-segment check drops both days, invariant 3).
 """
 
 from __future__ import annotations
@@ -43,6 +50,19 @@ _SEEN, _CHECKED = "coverage_seen_segment_id", "coverage_checked_segment_id"
 
 
 @dataclass(frozen=True)
+class LockDay:
+    """The lock arithmetic of the stored segments ending in one UTC day (invariant 5)."""
+
+    segments: int = 0
+    recorded_ms: int = 0
+    verified: int = 0
+    missing_retain: int = 0
+    not_compliance: int = 0
+    min_margin_ms: int | None = None  # least retain_until - end
+    min_until_ms: int | None = None  # least retain_until
+
+
+@dataclass(frozen=True)
 class Totals:
     recorded_ms: int = 0
     bytes: int = 0
@@ -62,7 +82,8 @@ class CoverageStore:
         self.now_ms = now_ms
         self.open_days = open_days
 
-    def _first_open_day(self) -> int:
+    def first_open_day(self) -> int:
+        """The first day not rolled up (days before it are closed)."""
         return day_of(self.now_ms()) - (self.open_days - 1) * DAY_MS
 
     # -- maintenance ----------------------------------------------------------
@@ -87,7 +108,7 @@ class CoverageStore:
         # Short write transactions (one per camera): on SQLite the uploader's index
         # writes wait for ours, and a first rollup of six months takes seconds.
         seg, cov = Segment.__table__, CoverageDay.__table__
-        first_open = self._first_open_day()
+        first_open = self.first_open_day()
         done = 0
         with self.engine.begin() as conn:
             meta = dict(conn.execute(select(IndexMeta.__table__.c.key, IndexMeta.__table__.c.value)
@@ -102,13 +123,13 @@ class CoverageStore:
                 for cam, d in late:  # a late segment may spill into the next day too
                     conn.execute(delete(cov).where(cov.c.camera_id == cam, cov.c.day_ms >= int(d),
                                                    cov.c.day_ms <= int(d) + DAY_MS))
-            cams = set(camera_ids) if camera_ids is not None else (
-                set(conn.execute(select(Camera.__table__.c.id)).scalars())
-                | set(conn.execute(select(cov.c.camera_id).distinct()).scalars()))
             # what each camera has rolled up, in one statement: (days, first, last)
             rolled = {c: (int(n), int(lo), int(hi)) for c, n, lo, hi in conn.execute(
                 select(cov.c.camera_id, func.count(), func.min(cov.c.day_ms), func.max(cov.c.day_ms))
                 .group_by(cov.c.camera_id))}
+            # the registered cameras and those known only to the rollup (removed ones)
+            cams = set(camera_ids) if camera_ids is not None else (
+                set(conn.execute(select(Camera.__table__.c.id)).scalars()) | set(rolled))
             firsts = _first_starts(conn, sorted(cams))
         for cam in sorted(cams):
             first = firsts.get(cam)
@@ -117,22 +138,25 @@ class CoverageStore:
             # the steady state (nothing new for this camera) costs no statement: health calls this per report
             if _steady_missing(day_of(first), first_open, rolled.get(cam)) == []:
                 continue
-            with self.engine.connect() as conn:  # read: sums of the missing days
+            # one short transaction per camera, its registry row locked first (invariant 5: a lock
+            # verification of its segments waits, or is seen by the reads)
+            with self.engine.begin() as conn:
+                _lock_cameras(conn, [cam])
                 missing = _missing_days(conn, cam, day_of(first), first_open, rolled.get(cam))
-                runs = [(lo, hi, _day_sums(conn, cam, lo, hi)) for lo, hi in _runs(missing)]
-            if not runs:
-                continue
-            now = self.now_ms()
-            with self.engine.begin() as conn:  # write: one short transaction per camera
-                for lo, hi, rows in runs:
-                    conn.execute(insert(cov), [
-                        {"camera_id": cam, "day_ms": d, "recorded_ms": rows.get(d, Totals()).recorded_ms,
-                         "bytes": rows.get(d, Totals()).bytes, "segments": rows.get(d, Totals()).segments, "computed_ms": now}
-                        for d in range(lo, hi, DAY_MS)])
+                runs = [(lo, hi, _day_sums(conn, cam, lo, hi), _lock_days(conn, cam, lo, hi))
+                        for lo, hi in _runs(missing)]
+                now = self.now_ms()
+                for lo, hi, rows, locks in runs:
+                    conn.execute(insert(cov), [_row(cam, d, rows.get(d, Totals()), locks.get(d, LockDay()), now)
+                                               for d in range(lo, hi, DAY_MS)])
                     done += (hi - lo) // DAY_MS
-        with self.engine.begin() as conn:
-            _set_meta(conn, _CHECKED, str(int(meta.get(_SEEN, "0") or 0)))
-            _set_meta(conn, _SEEN, str(max_id))
+        checked_now, seen_now = str(int(meta.get(_SEEN, "0") or 0)), str(max_id)
+        # nothing indexed since the last two refreshes: the watermarks stay as they are, and the
+        # refresh health runs on every report writes (and waits for a commit) nothing
+        if (meta.get(_CHECKED), meta.get(_SEEN)) != (checked_now, seen_now):
+            with self.engine.begin() as conn:
+                _set_meta(conn, _CHECKED, checked_now)
+                _set_meta(conn, _SEEN, seen_now)
         return done
 
     @db_guarded
@@ -146,18 +170,22 @@ class CoverageStore:
     # -- reads ----------------------------------------------------------------
     @db_guarded
     def totals(self, camera_ids: list[str], start_ms: int, end_ms: int,
-               firsts: dict[str, int | None] | None = None) -> dict[str, Totals]:
+               firsts: dict[str, int | None] | None = None, memo: dict | None = None) -> dict[str, Totals]:
         """Recorded ms (clipped to the window), bytes and segments (counted where they
         start) per camera over [start, end): rolled-up closed days inside the window,
         the edges and open days live.  A camera whose rollup is incomplete (not
         refreshed yet) is summed live over the whole window: slower, never wrong.
-        ``firsts``: each camera's oldest segment start if the caller has it (:meth:`oldest`)."""
+        ``firsts``: each camera's oldest segment start if the caller has it (:meth:`oldest`).
+        ``memo``: a dict the caller keeps for several windows at the same "now" (health's 24 h,
+        7 d, 183 d and stored bytes): the live ranges are cut at the first open day and at now,
+        so every window's open part is the same range and is summed once (a range's sums are
+        the sums of its parts: recorded time is clipped, bytes and count go where a segment starts)."""
         out = {c: Totals() for c in camera_ids}
         if not camera_ids or end_ms <= start_ms:
             return out
         cov, seg = CoverageDay.__table__, Segment.__table__
         first_full = -(-start_ms // DAY_MS) * DAY_MS  # first day boundary at or after start
-        last_full = min(day_of(end_ms), self._first_open_day())  # rollups may cover [first_full, last_full)
+        last_full = min(day_of(end_ms), self.first_open_day())  # rollups may cover [first_full, last_full)
         with self.engine.connect() as conn:
             complete: set[str] = set()
             if last_full > first_full:
@@ -183,9 +211,17 @@ class CoverageStore:
                 out.update(_window_sums(conn, partial, start_ms, end_ms))
             have = [c for c in camera_ids if c in complete]
             ranges = [(start_ms, first_full), (last_full, end_ms)] if last_full > first_full else [(start_ms, end_ms)]
+            if memo is not None:
+                ranges = _cut(ranges, (self.first_open_day(), self.now_ms()))
             for lo, hi in ranges:
                 if have and hi > lo:
-                    for cam, t in _window_sums(conn, have, lo, hi).items():
+                    key = (tuple(have), lo, hi)
+                    sums = memo.get(key) if memo is not None else None
+                    if sums is None:
+                        sums = _window_sums(conn, have, lo, hi)
+                        if memo is not None:
+                            memo[key] = sums
+                    for cam, t in sums.items():
                         out[cam] = out[cam] + t
         return out
 
@@ -218,13 +254,26 @@ class CoverageStore:
                 out[cam] = (int(size or 0), int(media or 0))
         return out
 
-    def stored_bytes(self, camera_ids: list[str], firsts: dict[str, int | None] | None = None) -> int:
-        """All stored footage of these cameras (rolled-up days plus the rest, live)."""
+    def stored_bytes(self, camera_ids: list[str], firsts: dict[str, int | None] | None = None,
+                     memo: dict | None = None) -> int:
+        """All stored footage of these cameras (rolled-up days plus the rest, live); ``memo``: :meth:`totals`."""
         firsts = firsts if firsts is not None else self.oldest(camera_ids)
         known = [t for t in firsts.values() if t is not None]
         if not known:
             return 0
-        return sum(t.bytes for t in self.totals(camera_ids, min(known), self.now_ms() + DAY_MS, firsts).values())
+        return sum(t.bytes for t in self.totals(camera_ids, min(known), self.now_ms() + DAY_MS, firsts, memo).values())
+
+
+def _cut(ranges: list[tuple[int, int]], points) -> list[tuple[int, int]]:
+    """The ranges cut at every point strictly inside one."""
+    out = []
+    for lo, hi in ranges:
+        for p in sorted(points):
+            if lo < p < hi:
+                out.append((lo, p))
+                lo = p
+        out.append((lo, hi))
+    return out
 
 
 def _first_starts(conn, cams: list[str]) -> dict[str, int | None]:
@@ -315,6 +364,77 @@ def _day_sums(conn, camera_id: str, lo: int, hi: int) -> dict[int, Totals]:
         if spill_ms and lo <= d + DAY_MS < hi:
             out[d + DAY_MS] = out.get(d + DAY_MS, Totals()) + Totals(int(spill_ms), 0, 0)
     return out
+
+
+def _row(cam: str, day: int, t: Totals, lk: LockDay, now: int) -> dict:
+    return {"camera_id": cam, "day_ms": day, "recorded_ms": t.recorded_ms, "bytes": t.bytes, "segments": t.segments,
+            "computed_ms": now, "lock_segments": lk.segments, "lock_recorded_ms": lk.recorded_ms,
+            "lock_verified": lk.verified, "lock_missing_retain": lk.missing_retain,
+            "lock_not_compliance": lk.not_compliance, "lock_min_margin_ms": lk.min_margin_ms,
+            "lock_min_until_ms": lk.min_until_ms}
+
+
+def lock_aggregates(seg) -> list:
+    """The lock arithmetic's aggregate columns over ``seg`` rows, in :class:`LockDay` order
+    (the compliance report sums the same over its live edges)."""
+    return [func.count(), func.sum(seg.c.end_ms - seg.c.start_ms), func.count(seg.c.lock_verified_ms),
+            func.sum(case((seg.c.retain_until_ms.is_(None), 1), else_=0)),
+            func.sum(case((seg.c.lock_mode == "COMPLIANCE", 0), else_=1)),
+            func.min(seg.c.retain_until_ms - seg.c.end_ms), func.min(seg.c.retain_until_ms)]
+
+
+def lock_day(row) -> LockDay:
+    n, rec, verified, missing, not_comp, margin, until = row
+    return LockDay(int(n or 0), int(rec or 0), int(verified or 0), int(missing or 0), int(not_comp or 0),
+                   None if margin is None else int(margin), None if until is None else int(until))
+
+
+def _lock_days(conn, camera_id: str, lo: int, hi: int) -> dict[int, LockDay]:
+    """Per UTC day in [lo, hi): the lock arithmetic of the stored segments ending in it (invariant 5)."""
+    seg = Segment.__table__
+    day = (seg.c.end_ms // DAY_MS) * DAY_MS
+    rows = conn.execute(
+        select(day.label("day"), *lock_aggregates(seg))
+        .where(seg.c.camera_id == camera_id, seg.c.start_ms > lo - MAX_SEGMENT_MS, seg.c.start_ms < hi,
+               seg.c.end_ms >= lo, seg.c.end_ms < hi, seg.c.end_ms > seg.c.start_ms, seg.c.status == "stored")
+        .group_by(day)).all()
+    return {int(r[0]): lock_day(r[1:]) for r in rows}
+
+
+def _lock_cameras(conn, cams: list[str]) -> None:
+    """Lock these cameras' registry rows until the transaction ends (PostgreSQL; SQLite has one
+    writer at a time anyway and renders no FOR UPDATE)."""
+    if cams and conn.dialect.name == "postgresql":
+        c = Camera.__table__
+        conn.execute(select(c.c.id).where(c.c.id.in_(sorted(set(cams)))).order_by(c.c.id).with_for_update()).all()
+
+
+def unrolled_cameras(conn, start_ms: int, end_ms: int) -> set[str]:
+    """Cameras with a segment starting in [start, end) that the rollup may not hold yet: indexed
+    after the last refresh's check (invariant 3: its watermark trails by one refresh).  Their
+    rolled-up days there may be stale until the next refresh; a reader that must be exact reads
+    those cameras live.  One range scan of the primary key (ids are handed out in order)."""
+    seg, meta = Segment.__table__, IndexMeta.__table__
+    checked = int(conn.execute(select(meta.c.value).where(meta.c.key == _CHECKED)).scalar() or 0)
+    return set(conn.execute(select(seg.c.camera_id).distinct()
+                            .where(seg.c.id > checked, seg.c.start_ms >= start_ms, seg.c.start_ms < end_ms)).scalars())
+
+
+def invalidate_segments(conn, segment_ids: list[int]) -> None:
+    """Inside the transaction that changes these segments' lock columns (lock verification):
+    lock their cameras' rows, then drop the rolled-up days they end in (invariant 5).  Call it
+    before the change, so a refresh that waited on the lock reads the change."""
+    if not segment_ids:
+        return
+    seg, cov = Segment.__table__, CoverageDay.__table__
+    day = (seg.c.end_ms // DAY_MS) * DAY_MS
+    days: set[tuple[str, int]] = set()
+    for i in range(0, len(segment_ids), 1000):
+        days |= {(c, int(d)) for c, d in conn.execute(select(seg.c.camera_id, day).distinct()
+                                                       .where(seg.c.id.in_(segment_ids[i:i + 1000])))}
+    _lock_cameras(conn, [c for c, _ in days])
+    for cam, d in sorted(days):
+        conn.execute(delete(cov).where(cov.c.camera_id == cam, cov.c.day_ms == d))
 
 
 def _set_meta(conn, key: str, value: str) -> None:

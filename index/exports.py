@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, func, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -44,6 +44,16 @@ class Claim:
     package_id: str
     worker: str
     attempt: int
+
+
+@dataclass(frozen=True)
+class QueueBacklog:
+    """Exports not finished yet: how many wait, how many are being built, and when the oldest
+    of them was requested (None: none)."""
+
+    queued: int = 0
+    running: int = 0
+    oldest_created_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,16 @@ class ExportStore:
                                .order_by(col(ExportPackage.created_ms).desc()).limit(limit)))
 
     # -- the queue ------------------------------------------------------------------
+    @db_guarded
+    def backlog(self) -> QueueBacklog:
+        """The queue as health shows it (one statement on the indexed ``status``)."""
+        with self.engine.connect() as c:
+            rows = c.execute(select(PKG.c.status, func.count(), func.min(PKG.c.created_ms))
+                             .where(PKG.c.status.in_(("queued", "running"))).group_by(PKG.c.status)).all()
+        n = {status: int(k) for status, k, _ in rows}
+        oldest = min((int(t) for _, _, t in rows if t is not None), default=None)
+        return QueueBacklog(n.get("queued", 0), n.get("running", 0), oldest)
+
     @staticmethod
     def _claimable(stale_before_ms: int, max_attempts: int):
         return or_(PKG.c.status == "queued",

@@ -4,7 +4,7 @@ One job, the schema, which reads better whole: every table beside the others it 
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, LargeBinary, UniqueConstraint, text
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -388,6 +388,17 @@ class CoverageDay(SQLModel, table=True):
     bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
     segments: int
     computed_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # The day's lock arithmetic for the monthly compliance report (migration 0017), over the stored
+    # segments that *end* in this UTC day (its legal minimum, end + 6 calendar months, shifts by day):
+    # count, media ms (end - start), lock verified, no retain-until, not COMPLIANCE mode, the least
+    # retain_until - end and the least retain_until.  NULL: a row written by a version before 0017.
+    lock_segments: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    lock_recorded_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    lock_verified: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    lock_missing_retain: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    lock_not_compliance: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    lock_min_margin_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    lock_min_until_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class IndexMeta(SQLModel, table=True):

@@ -44,6 +44,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from index.coverage import CoverageStore
 from index.models import Area, Camera
 from index.queries import db_errors
 from labwitness.clock import DAY_MS, from_ms
@@ -62,8 +63,10 @@ from retention.policy import RetentionPolicy
 
 def compliance_report(engine: Engine, month: str, tz: ZoneInfo, now_ms: int, *,
                       thresholds: ComplianceThresholds | None = None,
-                      policy: RetentionPolicy | None = None) -> ComplianceReport:
+                      policy: RetentionPolicy | None = None, rollup: bool = True) -> ComplianceReport:
     """The compliance report of ``month`` ("YYYY-MM", calendar month in ``tz``) as of ``now_ms``.
+    ``rollup=False`` reads every segment row of the month instead of the closed days' rollup (the
+    reference the tests and ``bench/index_scale`` compare against: same report, slower).
 
     Raises ValidationError for a malformed month or one that has not begun yet."""
     t = thresholds or ComplianceThresholds()
@@ -75,7 +78,9 @@ def compliance_report(engine: Engine, month: str, tz: ZoneInfo, now_ms: int, *,
     with db_errors(), engine.connect() as conn:
         areas = {a.id: a for a in conn.execute(select(Area.__table__)).all()}
         cams = {c.id: c for c in conn.execute(select(Camera.__table__)).all()}
-        segs = segment_stats(conn, lo, hi, policy)
+        # closed days from the coverage rollup's lock columns, the month's edges live (index.coverage)
+        segs = segment_stats(conn, lo, hi, policy,
+                             rolled_before=CoverageStore(engine, lambda: now_ms).first_open_day() if rollup else None)
         gaps = gap_stats(conn, lo, hi, t.longest_gaps)
         findings = finding_counts(conn, lo, hi)
         jobs = job_statuses(conn, lo, hi)

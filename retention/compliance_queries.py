@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from sqlalchemy import and_, case, func, literal, literal_column, select
 from sqlalchemy.engine import Connection
 
-from index.models import Camera, ContentEvent, Gap, IntegrityFinding, JobRun, Segment
+from index.camera_facts import oldest_stored, segment_cameras
+from index.coverage import unrolled_cameras
+from index.models import Camera, ContentEvent, CoverageDay, Gap, IntegrityFinding, JobRun, Segment
 from index.queries import MAX_SEGMENT_MS
 from index.tiling import merged_runs
 from labwitness.clock import DAY_MS, from_ms, utc_ms
@@ -87,35 +89,94 @@ class SegmentAgg:
             setattr(self, name, b if a is None else a if b is None else min(a, b))
 
 
-def segment_stats(conn: Connection, lo: int, hi: int, policy: RetentionPolicy) -> dict[str, SegmentAgg]:
-    """One aggregate over the period's stored segments, per camera and UTC day of their end.
+def _segment_rows(conn: Connection, lo: int, hi: int, *where):
+    """(camera, UTC day of the end, recorded ms, count, verified, no retain-until, not COMPLIANCE,
+    least retain_until - end, least retain_until) over the period's stored segments (``where``
+    narrows them), recorded time clipped to each camera's part of the period."""
+    seg, cam = Segment.__table__, Camera.__table__
+    start, end = _clipped(seg, cam, lo, hi)
+    day = seg.c.end_ms.op("/")(literal_column(str(DAY_MS)))  # integer division on both databases
+    return conn.execute(
+        select(seg.c.camera_id, day.label("utc_day"),
+               func.sum(end - start), func.count(), func.count(seg.c.lock_verified_ms),
+               func.sum(case((seg.c.retain_until_ms.is_(None), 1), else_=0)),
+               func.sum(case((seg.c.lock_mode == "COMPLIANCE", 0), else_=1)),
+               func.min(seg.c.retain_until_ms - seg.c.end_ms), func.min(seg.c.retain_until_ms))
+        .select_from(seg.outerjoin(cam, cam.c.id == seg.c.camera_id))
+        .where(seg.c.status == "stored", seg.c.start_ms < hi, seg.c.start_ms > lo - MAX_SEGMENT_MS,
+               seg.c.end_ms > lo, end > start, *where)
+        .group_by(seg.c.camera_id, literal_column("utc_day")))
+
+
+def _add_day(out: dict[str, SegmentAgg], policy: RetentionPolicy, camera_id: str, d: int, rec, n, verified, missing,
+             not_comp, min_diff, min_until) -> None:
+    """One camera-day's numbers into ``out``; ``d``: the UTC day's index (day start / DAY_MS)."""
+    agg = SegmentAgg(_int(rec), _int(n), _int(verified), _int(missing), _int(not_comp),
+                     min_retain_until_ms=None if min_until is None else int(min_until))
+    if min_diff is not None:
+        day_start = int(d) * DAY_MS
+        shift = utc_ms(policy.minimum(from_ms(day_start))) - day_start
+        agg.min_margin_ms = int(min_diff) - shift
+        agg.below_legal_days = int(agg.min_margin_ms < 0)
+    out.setdefault(camera_id, SegmentAgg()).add(agg)
+
+
+def segment_stats(conn: Connection, lo: int, hi: int, policy: RetentionPolicy,
+                  rolled_before: int | None = None) -> dict[str, SegmentAgg]:
+    """The period's stored segments per camera, summed per UTC day of their end.
 
     Per UTC day the legal minimum ``end + 6 calendar months`` is ``end + shift(day)`` with a
     constant shift (calendar arithmetic in UTC keeps the time of day), so
     ``MIN(retain_until - end)`` per day decides whether every segment of that day is locked
-    long enough — exact, without reading the rows."""
-    seg, cam = Segment.__table__, Camera.__table__
-    start, end = _clipped(seg, cam, lo, hi)
-    day = seg.c.end_ms.op("/")(literal_column(str(DAY_MS)))  # integer division on both databases
-    q = (select(seg.c.camera_id, day.label("utc_day"),
-                func.sum(end - start), func.count(), func.count(seg.c.lock_verified_ms),
-                func.sum(case((seg.c.retain_until_ms.is_(None), 1), else_=0)),
-                func.sum(case((seg.c.lock_mode == "COMPLIANCE", 0), else_=1)),
-                func.min(seg.c.retain_until_ms - seg.c.end_ms), func.min(seg.c.retain_until_ms))
-         .select_from(seg.outerjoin(cam, cam.c.id == seg.c.camera_id))
-         .where(seg.c.status == "stored", seg.c.start_ms < hi, seg.c.start_ms > lo - MAX_SEGMENT_MS,
-                seg.c.end_ms > lo, end > start)
-         .group_by(seg.c.camera_id, literal_column("utc_day")))
+    long enough — exact, without reading the rows.
+
+    ``rolled_before``: the first day the coverage rollup has not closed yet
+    (:meth:`index.coverage.CoverageStore.first_open_day`); None reads every row.  Otherwise the
+    days whose segments lie wholly inside the period come from ``coverage_day``'s ``lock_*``
+    columns (the same sums, per day of the end, ``index.coverage`` invariant 5) for every camera
+    whose rollup has all of them, and only the period's edges are read from ``segment``; a camera
+    registered during the period or with days missing from its rollup is read whole, as before."""
     out: dict[str, SegmentAgg] = {}
-    for camera_id, d, rec, n, verified, missing, not_comp, min_diff, min_until in conn.execute(q):
-        agg = SegmentAgg(_int(rec), _int(n), _int(verified), _int(missing), _int(not_comp),
-                      min_retain_until_ms=None if min_until is None else int(min_until))
-        if min_diff is not None:
-            day_start = int(d) * DAY_MS
-            shift = utc_ms(policy.minimum(from_ms(day_start))) - day_start
-            agg.min_margin_ms = int(min_diff) - shift
-            agg.below_legal_days = int(agg.min_margin_ms < 0)
-        out.setdefault(camera_id, SegmentAgg()).add(agg)
+    # days [i_lo, i_hi): every segment ending in them starts after lo (it is shorter than
+    # MAX_SEGMENT_MS) and ends before hi, so its numbers need no clipping
+    i_lo = -(-(lo + MAX_SEGMENT_MS) // DAY_MS) * DAY_MS
+    i_hi = min(hi // DAY_MS * DAY_MS, rolled_before) if rolled_before is not None else i_lo
+    if i_hi <= i_lo:
+        for row in _segment_rows(conn, lo, hi):
+            _add_day(out, policy, *row)
+        return out
+    seg, cam, cov = Segment.__table__, Camera.__table__, CoverageDay.__table__
+    cams = segment_cameras(conn)
+    created_inside = set(conn.execute(select(cam.c.id).where(cam.c.created_ms > lo, cam.c.created_ms < hi)).scalars())
+    firsts = oldest_stored(conn, cams)
+    days: dict[str, list] = {}
+    for row in conn.execute(select(cov.c.camera_id, cov.c.day_ms, cov.c.lock_segments, cov.c.lock_recorded_ms,
+                                   cov.c.lock_verified, cov.c.lock_missing_retain, cov.c.lock_not_compliance,
+                                   cov.c.lock_min_margin_ms, cov.c.lock_min_until_ms)
+                            .where(cov.c.day_ms >= i_lo, cov.c.day_ms < i_hi, cov.c.lock_segments.is_not(None))):
+        days.setdefault(row[0], []).append(row)
+    # segments indexed since the rollup's last check (a spool drained late) may be missing from it
+    late = unrolled_cameras(conn, i_lo - MAX_SEGMENT_MS, i_hi) if days else set()
+    rolled, whole = [], []
+    for c in cams:
+        if c not in firsts:
+            continue  # nothing stored at all
+        first_day = max(i_lo, firsts[c] // DAY_MS * DAY_MS)
+        have = {int(r[1]) for r in days.get(c, ()) if int(r[1]) >= first_day}
+        complete = c not in created_inside and c not in late and all(d in have for d in range(first_day, i_hi, DAY_MS))
+        (rolled if complete else whole).append(c)
+    for c in rolled:
+        for _cam, day_ms, n, rec, verified, missing, not_comp, min_diff, min_until in days.get(c, ()):
+            if n:
+                _add_day(out, policy, c, int(day_ms) // DAY_MS, rec, n, verified, missing, not_comp, min_diff, min_until)
+    if rolled:  # the edges: segments ending before i_lo or from i_hi on
+        for edge in (and_(seg.c.start_ms < i_lo, seg.c.end_ms < i_lo),
+                     and_(seg.c.start_ms >= i_hi - MAX_SEGMENT_MS, seg.c.end_ms >= i_hi)):
+            for row in _segment_rows(conn, lo, hi, seg.c.camera_id.in_(rolled), edge):
+                _add_day(out, policy, *row)
+    if whole:
+        for row in _segment_rows(conn, lo, hi, seg.c.camera_id.in_(whole)):
+            _add_day(out, policy, *row)
     return out
 
 
@@ -232,14 +293,6 @@ def job_statuses(conn: Connection, lo: int, hi: int) -> tuple[JobStatus, ...]:
 
 
 def oldest_footage(conn: Connection, camera_ids) -> dict[str, int]:
-    """Oldest stored footage per camera: one index-ordered probe each (``LIMIT 1`` on
-    (camera_id, start_ms)), never a scan of the whole six months."""
-    seg = Segment.__table__
-    out = {}
-    for cid in camera_ids:
-        v = conn.execute(select(seg.c.start_ms).where(seg.c.camera_id == cid, seg.c.status == "stored")
-                         .order_by(seg.c.start_ms).limit(1)).scalar()
-        if v is not None:
-            out[cid] = int(v)
-    return out
-
+    """Oldest stored footage per camera: index-ordered probes inside one statement for the
+    registered cameras (:func:`index.camera_facts.oldest_stored`), never a scan of six months."""
+    return oldest_stored(conn, list(camera_ids))

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 
 from index import camera_facts
 from index.coverage import CoverageStore
+from index.exports import ExportStore
 from index.models import Camera, ContentEvent, Gap, IntegrityFinding, JobRun, Seal, Segment
 from index.queries import db_guarded
 from labwitness.clock import DAY_MS, HOUR_MS, from_ms
@@ -51,6 +52,9 @@ class Thresholds:
     clock_offset_warning_s: float = OSD_BOUND_S  # retention.camera_clock: OSD time vs index time
     runway_warning_margin_days: float = 30.0
     job_stale_factor: float = 2.0
+    #: the oldest export not finished (queued or being built) requested longer ago than this: warning
+    #: (Settings.export_queue_warning_s)
+    export_queue_warning_s: float = 1800.0
 
 
 @dataclass
@@ -108,6 +112,16 @@ class SealFacts:
 
 
 @dataclass
+class ExportQueueFacts:
+    """The export queue (index.exports): packages queued and being built, and the age of the
+    oldest of them since it was requested (None: nothing waits)."""
+
+    queued: int = 0
+    running: int = 0
+    oldest_age_s: float | None = None
+
+
+@dataclass
 class Facts:
     now_ms: int
     segment_seconds: float
@@ -120,6 +134,7 @@ class Facts:
     spool_backlog: int = 0
     upload_error: str = ""
     seals: SealFacts = field(default_factory=SealFacts)
+    exports: ExportQueueFacts = field(default_factory=ExportQueueFacts)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -174,8 +189,9 @@ def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seco
             oldest = camera_facts.oldest_starts(conn, ids)
             newest = camera_facts.newest_segments(conn, ids, now_ms)
             rates = camera_facts.recent_rates(conn, newest, now_ms)
+    memo: dict = {}  # the windows' open part (today so far) is summed once for all of them
     for name, span in WINDOWS.items():
-        totals = coverage.totals(ids, now_ms - span, now_ms, oldest)
+        totals = coverage.totals(ids, now_ms - span, now_ms, oldest, memo)
         unusable = _unusable(engine, ids, now_ms - span, now_ms)
         for cam in ids:
             f = facts[cam]
@@ -217,7 +233,7 @@ def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seco
         findings_open[kind] = findings_open.get(kind, 0) + n
     critical = sum(n for _k, sev, n in findings if sev == "critical")
 
-    used = coverage.stored_bytes(ids, oldest)
+    used = coverage.stored_bytes(ids, oldest, memo)
     growth = growth_per_day(coverage.recent_rates(ids) if per_camera else rates)
     oldest_age = max((f.oldest_age_days or 0.0) for f in facts.values()) if facts else 0.0
     storage = StorageFacts(retention_enforced, used, growth,
@@ -225,8 +241,11 @@ def gather(engine: Engine, coverage: CoverageStore, now_ms: int, *, segment_seco
     if capacity is not None:
         storage.set_capacity(*capacity)
     seals = SealFacts(seal_interval_h, seal_grace_min, newest.created_ms if newest else None, newest.seq if newest else None)
+    queue = ExportStore(engine, lambda: now_ms).backlog()
+    exports = ExportQueueFacts(queue.queued, queue.running, None if queue.oldest_created_ms is None else
+                               round(max(0, now_ms - queue.oldest_created_ms) / 1000, 1))
     return Facts(now_ms, segment_seconds, retention_days, list(facts.values()), storage, findings_open, critical, jobs,
-                 spool_backlog, upload_error, seals)
+                 spool_backlog, upload_error, seals, exports)
 
 
 def _latest_ends(conn, ids: list[str]) -> dict[str, int]:
@@ -387,11 +406,24 @@ def classify(f: Facts, th: Thresholds = Thresholds()) -> tuple[str, list[dict]]:
             flag("warning", f"job_{job}_stale", f"任务 {job} 已 {(f.now_ms - last) / 3_600_000:.0f} 小时未成功 / "
                                                 f"job {job} has not succeeded for {(f.now_ms - last) / 3_600_000:.0f} h")
     _classify_seals(f, flag)
+    lag = export_queue_lag(f.exports, th.export_queue_warning_s)
+    if lag:
+        flag("warning", "export_queue_lag", lag)
     if f.spool_backlog and f.upload_error:
         flag("warning", "upload_backlog", f"上传积压 {f.spool_backlog} 段 / upload backlog of {f.spool_backlog} segments: "
                                           f"{f.upload_error}")
     status = max((p["level"] for p in problems if p["level"] in SEVERITY), key=SEVERITY.index, default="ok")
     return status, problems
+
+
+def export_queue_lag(q: ExportQueueFacts, warning_s: float) -> str:
+    """Why the export queue needs a look, or "": the oldest export not finished was requested more than
+    ``warning_s`` ago (no jobs node builds exports, its workers are stuck, or the queue outgrows them)."""
+    if q.oldest_age_s is None or q.oldest_age_s <= warning_s:
+        return ""
+    minutes = q.oldest_age_s / 60
+    return (f"证据包导出积压：最早的请求已等待 {minutes:.0f} 分钟（排队 {q.queued}，生成中 {q.running}）/ export queue: the "
+            f"oldest unfinished export was requested {minutes:.0f} min ago ({q.queued} queued, {q.running} being built)")
 
 
 def _classify_seals(f: Facts, flag) -> None:

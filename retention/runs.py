@@ -21,6 +21,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from index.coverage import invalidate_segments
 from index.joblock import job_lock
 from index.models import IntegrityFinding, JobRun, Segment
 from index.queries import db_errors
@@ -91,6 +92,8 @@ def mark_checked(engine: Engine, ids: list[int], column: str, at_ms: int) -> Non
         return
     seg = Segment.__table__
     with db_errors(), engine.begin() as c:
+        if column == "lock_verified_ms":  # the rolled-up lock arithmetic of their days is stale now
+            invalidate_segments(c, ids)
         c.execute(update(seg).where(seg.c.id.in_(ids)).values({column: at_ms}))
 
 

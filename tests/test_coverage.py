@@ -123,3 +123,22 @@ def test_concurrent_refreshes_do_not_fail(lab):
     assert not errors and sum(done) > 0
     got = CoverageStore(engine, lambda: now).totals(["a"], T0, T0 + 9 * DAY_MS)["a"]
     assert (got.recorded_ms, got.bytes, got.segments) == _brute(segs, "a", T0, T0 + 9 * DAY_MS)
+
+
+@pytest.mark.parametrize("now", [T0 + 8 * DAY_MS, T0 + 8 * DAY_MS + 1, T0 + 8 * DAY_MS + 12 * 3600_000 + 5,
+                                 T0 + 9 * DAY_MS - MIN, T0 + 4 * DAY_MS + 3 * MIN])
+def test_shared_memo_equals_separate_windows(lab, now):
+    """Health's windows at one "now" share their live parts through ``memo`` (cut at the first open
+    day and at now): each window's totals, and the stored bytes, equal the brute force as before."""
+    engine, segs = lab
+    cov = CoverageStore(engine, lambda: now)
+    cov.refresh()
+    memo: dict = {}
+    for span in (DAY_MS, 7 * DAY_MS, 183 * DAY_MS, 3 * 3600_000):
+        got = cov.totals(["a", "b"], now - span, now, memo=memo)
+        for cam in ("a", "b"):
+            assert (got[cam].recorded_ms, got[cam].bytes, got[cam].segments) == _brute(segs, cam, now - span, now)
+            assert got[cam] == cov.totals([cam], now - span, now)[cam]
+    assert memo or now % DAY_MS == 0  # the live parts were kept for the next window (none at midnight)
+    assert cov.stored_bytes(["a", "b"], memo=memo) == cov.stored_bytes(["a", "b"]) == sum(
+        _brute(segs, cam, T0 - DAY_MS, now + DAY_MS)[1] for cam in ("a", "b"))

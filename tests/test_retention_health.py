@@ -192,8 +192,11 @@ def test_retention_health_api_and_metrics(running):
     assert body["status"] in ("ok", "warning") and body["storage"]["retention_enforced"] is True
     assert set(body["cameras"]["cam-api"]["coverage"]) == {"24h", "7d", "183d"}
     assert body["storage"]["runway_days"] is None or body["storage"]["runway_days"] > 0
+    full = client.get("/api/v1/health").json()  # the export queue, nothing requested (test_health_export_queue)
+    assert full["exports"] == {"queued": 0, "running": 0, "oldest_age_s": None, "warning_s": 1800.0}
     m = client.get("/metrics").text
     assert 'labwitness_camera_coverage_ratio{area=' in m and 'camera="cam-api"' in m
+    assert "labwitness_export_queue_oldest_age_seconds 0.0" in m
     assert "labwitness_retention_enforced 1.0" in m and "labwitness_health_status" in m
     # every metric the shipped alert rules and dashboard use is really exported
     import re

@@ -159,3 +159,6 @@ def test_operations_pages_have_no_footage_links(web):
         assert "/media" not in text and "/segments/" not in text and "/exports/" not in text, url
     nav = ops.get("/ui/health").text
     assert 'href="/ui/search"' not in nav and 'href="/ui/audit"' not in nav and 'href="/ui/health"' in nav
+    assert "证据包导出" in nav and "排队 0 个 · 生成中 0 个" in nav  # the export queue (zh-CN first)
+    ops.get("/lang/en")
+    assert "Evidence exports" in ops.get("/ui/health").text and "0 queued · 0 being built" in ops.get("/ui/health").text

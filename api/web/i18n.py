@@ -287,6 +287,9 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "health.backlog": ("待上传 {n} 段", "{n} segments waiting"),
     "health.witnesses": ("外部见证", "Witnesses"),
     "health.witness_backlog": ("待送达 {n} 份", "{n} seal(s) waiting"),
+    "health.exports": ("证据包导出", "Evidence exports"),
+    "health.export_queue": ("排队 {queued} 个 · 生成中 {running} 个", "{queued} queued · {running} being built"),
+    "health.export_oldest": ("最早的请求已等待 {min} 分钟", "oldest requested {min} min ago"),
     "health.integrity": ("完整性", "Integrity"),
     "health.critical_findings": ("严重问题 {n} 项", "{n} critical finding(s)"),
     "health.no_findings": ("无未解决的完整性问题", "No open integrity findings"),
@@ -327,6 +330,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "alert.spool_full": ("本地缓存已满", "Spool full"),
     "alert.index_unavailable": ("索引数据库不可用", "Index unavailable"),
     "alert.seal_late": ("封印滞后", "Seals falling behind"),
+    "alert.export_queue_lag": ("证据包导出积压", "Export queue behind"),
     # value labels
     "state.recording": ("录制中", "recording"),
     "state.starting": ("启动中", "starting"),
