@@ -19,7 +19,7 @@ Invariants:
    after it is still seen by the next one.
 4. Whoever deletes segment rows (the expiry sweep) calls :meth:`invalidate`
    for their days in the same run.
-5. A row's ``lock_*`` columns (the compliance report's lock arithmetic, migration 0017)
+5. A row's ``lock_*`` columns (the compliance report's lock arithmetic, migration 0016)
    equal the same over the stored segments that *end* in that day.  They change when a
    segment's lock is verified later: :func:`invalidate_segments` drops those days in the
    verifying transaction, which locks the cameras' rows first, as a refresh does around

@@ -388,10 +388,10 @@ class CoverageDay(SQLModel, table=True):
     bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
     segments: int
     computed_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
-    # The day's lock arithmetic for the monthly compliance report (migration 0017), over the stored
+    # The day's lock arithmetic for the monthly compliance report (migration 0016), over the stored
     # segments that *end* in this UTC day (its legal minimum, end + 6 calendar months, shifts by day):
     # count, media ms (end - start), lock verified, no retain-until, not COMPLIANCE mode, the least
-    # retain_until - end and the least retain_until.  NULL: a row written by a version before 0017.
+    # retain_until - end and the least retain_until.  NULL: a row written by a version before 0016.
     lock_segments: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
     lock_recorded_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     lock_verified: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))

@@ -1,4 +1,4 @@
-"""The compliance report from the coverage rollup's lock columns (migration 0017,
+"""The compliance report from the coverage rollup's lock columns (migration 0016,
 ``index.coverage`` invariant 5) equals the report read from every segment row, on both
 databases: the planted month of ``test_compliance`` (segments crossing the month's edges and
 midnight, bad locks, verified segments, a camera registered mid-month, a removed camera),

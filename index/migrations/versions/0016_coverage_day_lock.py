@@ -1,7 +1,7 @@
 """coverage_day: the day's lock arithmetic for the monthly compliance report
 
-Revision ID: 0017
-Revises: 0015 (relinked at merge)
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-12-04 15:10:00
 
 The compliance report of 256 cameras read a month of segment rows (11 M) for its lock
@@ -18,8 +18,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0017'
-down_revision = '0015'  # relinked at merge
+revision = '0016'
+down_revision = '0015'
 branch_labels = None
 depends_on = None
 
