@@ -58,6 +58,8 @@ from storage.seaweed import EmbeddedSeaweed
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
 GOAL_RATIO, GOAL_MAX_N, GOAL_P99 = 0.8, 100, 5.0
+#: resident memory of the recorder process per camera above its base (no camera), MiB
+GOAL_MIB_PER_CAMERA = 8.0
 #: the first segment starts once the session is open: allow this much of each
 #: camera's window to pass before footage is expected
 OPEN_ALLOWANCE_S = 3.0
@@ -197,7 +199,7 @@ def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s
         "close_to_locked": s["close_to_locked"], "close_to_locked_recording": s["close_to_locked_recording"],
         "keeps_pace": keeps_pace(s), "drained": s["drained"], "drain_s": s["drain_s"],
         "backlog_at_stop": s["backlog_at_stop"], "backlog_max": s["backlog_max"],
-        "rtsp_clients": clients, "audio_indexed": audio_indexed,
+        "rtsp_clients": clients, "audio_indexed": audio_indexed, "memory": s["memory"],
         "recorded": summarise_starts(list(starts.values()), list(lasts.values())),
         **loss, "dir": str(d), "cameras": s["cameras"],
     }
@@ -404,6 +406,10 @@ def print_compare(lw: dict | None, ff: dict | None, source: str = "h264") -> Non
               "≈0 for a clean run")
     t.add_row("max RSS MB", g(lw, "maxrss_mb", ".0f"), (g(ff, "maxrss_mb_each", ".0f") + " each") if ff else "—", "")
     if lw:
+        t.add_row("[bold]RSS MiB: base (no camera) / per camera above it / growth over the run[/]", memory_cell(lw["memory"]),
+                  (g(ff, "maxrss_mb_each", ".0f") + " max each") if ff else "—",
+                  f"≤ {GOAL_MIB_PER_CAMERA:g}/camera, flat {_goal(memory_ok(lw['memory']))}")
+    if lw:
         t.add_row("segments expected ≥ / written / stored+locked / indexed",
                   f"{lw['expected_segments']} / {lw['written']} / {lw['stored']} / {lw['indexed']}",
                   f"{ff['expected_segments']} / {ff['segments']} files / — / —" if ff else "—", "")
@@ -436,26 +442,47 @@ def print_compare(lw: dict | None, ff: dict | None, source: str = "h264") -> Non
             console.print(f"  {p}")
 
 
+def memory_cell(m: dict | None) -> str:
+    """"base 120 / 4.10 per cam / +1.2 (first→last third)" of a run's ``memory`` figures."""
+    if not m or m.get("per_camera_mib") is None:
+        return "—"
+    return f"{m['base_mib']:.0f} / {m['per_camera_mib']:.2f} / {m['growth_mib']:+.1f}"
+
+
+def memory_ok(m: dict | None) -> bool | None:
+    """Per camera within the goal and no growth beyond noise (a camera's worth of memory over the run)."""
+    if not m or m.get("per_camera_mib") is None:
+        return None
+    return m["per_camera_mib"] <= GOAL_MIB_PER_CAMERA and m["growth_mib"] <= max(GOAL_MIB_PER_CAMERA, 0.02 * m["steady_mib"])
+
+
 def print_find_max(steps: list[dict], best: int | None, paced: int | None) -> None:
     t = Table(title="bench/record --find-max (labwitness)")
     for col in ("N", "0 lost", "pace", "lost", "gaps", "drop", "frames", "CPU/s-min", "busy", "other",
-                "SW CPU", "p99 rec", "p99 all", "backlog", "drain"):
+                "SW CPU", "p99 rec", "p99 all", "backlog", "drain", "RSS base/cam/growth"):
         t.add_column(col, justify="right")
     for s in steps:
         if "error" in s:
-            t.add_row(str(s["streams"]), "[red]no[/]", "—", *(["—"] * 11))
+            t.add_row(str(s["streams"]), "[red]no[/]", "—", *(["—"] * 12))
             continue
         c, cr = s["close_to_locked"], s["close_to_locked_recording"]
         yes = lambda v: "[green]yes[/]" if v else "[red]no[/]"  # noqa: E731
         t.add_row(str(s["streams"]), yes(s["ok"]), yes(s["keeps_pace"]), str(s["lost_segments"]), str(s["gaps"]),
                   str(s["dropped_packets"]), f"{s['frame_share'] * 100:.1f}%", _f(s["cpu_per_stream_minute"]),
                   f"{s['machine_busy'] * 100:.0f}%", f"{s['other_load_cores']:.2f}", f"{s['seaweed_cpu_s']:.1f}", _f(cr["p99"], ".2f"), _f(c["p99"], ".2f"),
-                  f"{s['backlog_max']:.0f}", f"{s['drain_s']:.1f}")
+                  f"{s['backlog_max']:.0f}", f"{s['drain_s']:.1f}", memory_cell(s.get("memory")))
     console.print(t)
     console.print("[dim]pace = uploads kept up; drop = dropped packets; frames = indexed / media time × fps; "
                   "CPU/s-min = labwitness CPU s per stream-minute; busy = machine (both cores); other = cores used by "
                   "other processes; SW CPU = SeaweedFS CPU s; p99 rec / all = close→locked p99 s while recording / "
-                  "all segments; backlog = max segments waiting; drain = s to upload at stop[/]")
+                  "all segments; backlog = max segments waiting; drain = s to upload at stop; RSS = recorder "
+                  "process resident MiB with no camera / per camera above it / last third - first third of the run[/]")
+    for s in steps:
+        m = s.get("memory")
+        if "error" not in s and m and m.get("per_camera_mib") is not None:
+            console.print(f"[bold]RSS at N={s['streams']}:[/] {m['steady_mib']:.0f} MiB = base {m['base_mib']:.0f} + "
+                          f"{m['per_camera_mib']:.2f} MiB/camera (goal ≤ {GOAL_MIB_PER_CAMERA:g}), growth {m['growth_mib']:+.1f} MiB "
+                          f"over {m['growth_window_s']:.0f} s ({_goal(memory_ok(m))})")
     console.print(f"[bold]largest N with 0 lost segments:[/] {best if best is not None else 'none'} "
                   f"(goal ≥ {GOAL_MAX_N}: {_goal(best is not None and best >= GOAL_MAX_N)})")
     console.print(f"[bold]largest N with 0 lost segments and uploads keeping pace:[/] {paced if paced is not None else 'none'}")

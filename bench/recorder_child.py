@@ -62,6 +62,37 @@ def _thread_cpu() -> dict[str, float]:
     return {k: round(v, 2) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])}
 
 
+def rss_mib() -> float:
+    """This process's resident memory (VmRSS), MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def memory_summary(samples: list[tuple[float, int, float]], base_mib: float, n: int, full_at: float | None,
+                   end: float) -> dict:
+    """RSS figures from ``(time, cameras started, rss MiB)`` samples.
+
+    ``per_camera_mib`` is the mean RSS once every camera runs (from ``full_at``) above
+    ``base_mib`` (the process with its recorder service up and no camera), per camera;
+    ``growth_mib`` the mean of the last third of that window minus the mean of its first third
+    (0 for memory that is flat over the run)."""
+    steady = [r for t, k, r in samples if full_at is not None and k == n and t >= full_at]
+    out = {"base_mib": round(base_mib, 1), "samples": len(samples), "steady_samples": len(steady),
+           "max_mib": round(max((r for _, _, r in samples), default=base_mib), 1)}
+    if len(steady) < 3 or not n:
+        return {**out, "steady_mib": None, "per_camera_mib": None, "growth_mib": None, "growth_window_s": None}
+    third = len(steady) // 3
+    first, last = steady[:third], steady[-third:]
+    mean = sum(steady) / len(steady)
+    return {**out, "steady_mib": round(mean, 1), "per_camera_mib": round((mean - base_mib) / n, 3),
+            "first_third_mib": round(sum(first) / len(first), 1), "last_third_mib": round(sum(last) / len(last), 1),
+            "growth_mib": round(sum(last) / len(last) - sum(first) / len(first), 1),
+            "growth_window_s": round(end - full_at, 1)}
+
+
 def _backlog(service: RecorderService) -> float:
     return service.metrics.registry.get_sample_value("labwitness_spool_backlog_segments") or 0.0
 
@@ -84,6 +115,7 @@ def main(config_path: str) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop_early.set())
 
     cpu_imports = _cpu()
+    rss_imports = rss_mib()
     work = Path(cfg["workdir"])
     store = S3ObjectStore(cfg["endpoint"], cfg["access_key"], cfg["secret_key"], cfg["bucket"])
     store.check()
@@ -97,6 +129,7 @@ def main(config_path: str) -> int:
     specs = [CameraSpec(f"bench-{i:03d}", cfg["url"]) for i in range(n)]
     service.start()
     cpu_ready = _cpu()
+    rss_ready = rss_mib()  # the fixed base: service, uploader, store and index up, no camera
 
     # Cameras start spread over ``stagger`` seconds, like real cameras whose
     # GOPs (and so segment cuts) are not aligned; all stop together.
@@ -106,15 +139,23 @@ def main(config_path: str) -> int:
     backlog_max = 0.0
     next_i = 0
     deadline = t0 + duration
+    # resident memory once a second: (seconds since t0, cameras started, MiB)
+    rss: list[tuple[float, int, float]] = [(0.0, 0, rss_ready)]
+    full_at: float | None = None
     while not stop_early.is_set():
         now = time.time()
         while next_i < n and now >= t0 + stagger * next_i / n:
             service.sync(specs[: next_i + 1])
             started[specs[next_i].camera_id] = time.time()
             next_i += 1
+            if next_i == n:
+                # the last camera's first segment is open: its buffers are as large as they get
+                full_at = time.time() - t0 + min(seg_s, 10.0)
         if now >= deadline:
             break
         backlog_max = max(backlog_max, _backlog(service))
+        if now - t0 >= rss[-1][0] + 1.0:
+            rss.append((round(now - t0, 2), next_i, round(rss_mib(), 2)))
         stop_early.wait(min(0.2, max(0.0, deadline - now)))
     t_stop = time.time()
     cpu_stop = _cpu()
@@ -204,6 +245,8 @@ def main(config_path: str) -> int:
         # stop, and the uploader then works through them in one burst
         "close_to_locked_recording": _percentiles(lat[:locked_before_stop]),
         "frames_indexed": all_frames,
+        "memory": {**memory_summary(rss, rss_ready, n, full_at, t_stop - t0), "after_imports_mib": round(rss_imports, 1),
+                   "after_drain_mib": round(rss_mib(), 1), "series": rss},
         "cameras": cameras,
     }
     Path(cfg["result"]).write_text(json.dumps(summary, indent=1, default=str))
