@@ -117,7 +117,7 @@ def summarise_starts(inspections: list[dict], last: list[dict] | None = None) ->
 # -- (a) labwitness ---------------------------------------------------------------
 def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s: float, run_dir: Path, *,
                    sim: RtspSimulator, drain_timeout: float, keep: bool, py_spy: bool, client: str = "native",
-                   profile: bool = False, spec: SourceSpec = SOURCES["h264"]) -> dict:
+                   profile: bool = False, spec: SourceSpec = SOURCES["h264"], tracemalloc: bool = False) -> dict:
     d = run_dir / f"{spec.name}-labwitness-{client}-n{n}"
     if d.exists():
         shutil.rmtree(d)
@@ -132,6 +132,7 @@ def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s
             "duration_s": minutes * 60, "stagger_s": stagger_s, "drain_timeout_s": drain_timeout,
             "result": str(d / "result.json"), "rtsp_client": client,
             "profile": str(d / "profile.pstats") if profile else None,
+            "tracemalloc": str(d / "tracemalloc.txt") if tracemalloc else None,
         }
         private_file(d / "config.json").write_text(json.dumps(cfg, indent=1))  # it carries the store's keys
         sw_cpu0, sim_cpu0 = proc_cpu(sw.proc.pid), proc_cpu(sim.pid)
@@ -542,7 +543,8 @@ def run_compare(name: str, url: str, sim: RtspSimulator, args, run_dir: Path) ->
     if not args.skip_labwitness:
         _log(f"{name}: (a) labwitness: {n} streams, {minutes:g} min, {seg:g} s segments ...")
         lw = run_labwitness(url, n, minutes, seg, stagger, run_dir, sim=sim, drain_timeout=args.drain_timeout,
-                            keep=args.keep, py_spy=args.py_spy, client=args.client, profile=args.profile, spec=spec)
+                            keep=args.keep, py_spy=args.py_spy, client=args.client, profile=args.profile, spec=spec,
+                            tracemalloc=args.tracemalloc)
     if not args.skip_ffmpeg:
         _log(f"{name}: (b) ffmpeg: {n} processes, {minutes:g} min, {seg:g} s segments ({spec.ffmpeg_segment_format}) ...")
         ff = run_ffmpeg(url, n, minutes, seg, stagger, run_dir, sim=sim, keep=args.keep, spec=spec)
@@ -609,6 +611,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true",
                     help="run the labwitness recorder under cProfile (profile.pstats in its dir; slows it: "
                          "do not read CPU figures from such a run)")
+    ap.add_argument("--tracemalloc", action="store_true",
+                    help="trace the recorder's Python allocations (tracemalloc.txt in its dir: largest and grown "
+                         "by source line; slows it: do not read CPU figures from such a run)")
     ap.add_argument("--keep", action="store_true", help="keep recorded files, spool and SeaweedFS data")
     ap.add_argument("--transport", choices=("tcp", "udp"), default="tcp",
                     help="udp: the server refuses RTP over TCP, so the native client receives RTP over UDP "
@@ -680,7 +685,8 @@ def run_find_max(url: str, sim: RtspSimulator, args, run_dir: Path, spec: Source
         _log(f"find-max, {spec.name}: labwitness N={n}, {minutes:g} min, {seg:g} s segments ...")
         try:
             s = run_labwitness(url, n, minutes, seg, stagger, run_dir, sim=sim, drain_timeout=args.drain_timeout,
-                               keep=args.keep, py_spy=args.py_spy, client=args.client, profile=args.profile, spec=spec)
+                               keep=args.keep, py_spy=args.py_spy, client=args.client, profile=args.profile, spec=spec,
+                               tracemalloc=args.tracemalloc)
         except RuntimeError as e:  # the recorder died or hung: that N is not sustained
             _log(f"[red]N={n}: {e}[/]")
             steps.append({"streams": n, "ok": False, "error": str(e)})

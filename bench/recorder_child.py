@@ -93,6 +93,44 @@ def memory_summary(samples: list[tuple[float, int, float]], base_mib: float, n: 
             "growth_window_s": round(end - full_at, 1)}
 
 
+class TraceMemory:
+    """``--tracemalloc`` (``cfg["tracemalloc"]``, a path): Python's allocations by source line, once
+    every camera runs and at the stop, and what grew between the two, written to that path.
+    (FFmpeg's own buffers are not Python allocations: RSS minus the traced total is theirs.)"""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.first = None
+        if path:
+            import tracemalloc
+
+            tracemalloc.start(4)
+
+    def mark_first(self) -> None:
+        if self.path and self.first is None:
+            import tracemalloc
+
+            self.first = tracemalloc.take_snapshot()
+
+    def write(self, n: int) -> None:
+        if not self.path:
+            return
+        import tracemalloc
+
+        last = tracemalloc.take_snapshot()
+        lines = [f"RSS {rss_mib():.1f} MiB; traced {tracemalloc.get_traced_memory()[0] / 2**20:.1f} MiB; {n} cameras", "",
+                 "== largest at the stop (by line) =="]
+        lines += [str(st) for st in last.statistics("lineno")[:40]]
+        if self.first is not None:
+            lines += ["", "== grown between all cameras running and the stop (by line) =="]
+            lines += [str(st) for st in last.compare_to(self.first, "lineno")[:40]]
+            lines += ["", "== grown, by traceback (top 8) =="]
+            for st in last.compare_to(self.first, "traceback")[:8]:
+                lines += [str(st)] + ["    " + ln for ln in st.traceback.format()]
+        Path(self.path).write_text("\n".join(lines) + "\n")
+        tracemalloc.stop()
+
+
 def _backlog(service: RecorderService) -> float:
     return service.metrics.registry.get_sample_value("labwitness_spool_backlog_segments") or 0.0
 
@@ -116,6 +154,7 @@ def main(config_path: str) -> int:
 
     cpu_imports = _cpu()
     rss_imports = rss_mib()
+    trace = TraceMemory(cfg.get("tracemalloc"))
     work = Path(cfg["workdir"])
     store = S3ObjectStore(cfg["endpoint"], cfg["access_key"], cfg["secret_key"], cfg["bucket"])
     store.check()
@@ -156,14 +195,17 @@ def main(config_path: str) -> int:
         backlog_max = max(backlog_max, _backlog(service))
         if now - t0 >= rss[-1][0] + 1.0:
             rss.append((round(now - t0, 2), next_i, round(rss_mib(), 2)))
+        if full_at is not None and now - t0 >= full_at:
+            trace.mark_first()
         stop_early.wait(min(0.2, max(0.0, deadline - now)))
     t_stop = time.time()
     cpu_stop = _cpu()
+    trace.write(n)
     threads_at_stop = _thread_cpu()
     # the uploader's own gauge: Uploader.backlog() lists the spool while the
     # uploader thread may be releasing records (it can raise FileNotFoundError)
     backlog_at_stop = _backlog(service)
-    locked_before_stop = len(service.uploader.latencies)
+    lat_recording = list(service.uploader.latencies)  # (the most recent, recorder.uploader.LATENCIES_KEPT)
     workers = service.workers()
     drained = service.stop(drain_timeout=float(cfg["drain_timeout_s"]))
     t_drained = time.time()
@@ -220,6 +262,9 @@ def main(config_path: str) -> int:
                              "version_id": rows[-2 if len(rows) > 1 else -1].version_id} if rows else None,
         }
     lat = list(service.uploader.latencies)
+    if service.uploader.locked_segments > len(lat):
+        log.warning("close -> locked percentiles over the last %d of %d segments", len(lat),
+                    service.uploader.locked_segments)
     summary = {
         "streams": n,
         "segment_seconds": seg_s,
@@ -243,7 +288,7 @@ def main(config_path: str) -> int:
         "close_to_locked": _percentiles(lat),
         # while recording only: the last segments of every camera all close at
         # stop, and the uploader then works through them in one burst
-        "close_to_locked_recording": _percentiles(lat[:locked_before_stop]),
+        "close_to_locked_recording": _percentiles(lat_recording),
         "frames_indexed": all_frames,
         "memory": {**memory_summary(rss, rss_ready, n, full_at, t_stop - t0), "after_imports_mib": round(rss_imports, 1),
                    "after_drain_mib": round(rss_mib(), 1), "series": rss},
