@@ -61,25 +61,28 @@ def discover_simulators(settings: Settings, sims: list[OnvifCameraSimulator]) ->
 
 
 def start_in_parallel(stack: ExitStack, settings: Settings, cameras: int, seaweed: EmbeddedSeaweed | None,
-                      marks: "StartSteps") -> tuple[list[OnvifCameraSimulator], Runtime]:
-    """The simulators (a GStreamer process) in a thread while the runtime starts (SeaweedFS, migrations):
-    each mostly waits for its own process.  The ONVIF WSDLs load meanwhile too (discovery needs them)."""
-    wsdl = threading.Thread(target=preload_wsdls, name="onvif-wsdl-preload", daemon=True)
-    wsdl.start()
+                      marks: "StartSteps", console: Console) -> tuple[list[DiscoveredDevice], Runtime]:
+    """The simulators (a GStreamer process) and their discovery in a thread while the runtime starts
+    (SeaweedFS, migrations): neither needs the other, and each mostly waits (for its processes, for
+    answers).  The ONVIF WSDLs that discovery needs load meanwhile too."""
+    threading.Thread(target=preload_wsdls, name="onvif-wsdl-preload", daemon=True).start()
     # entered before the runtime, so stopped after it (last in, first out): the recorders end their
     # sessions and upload before their cameras go away
     sim_stack = stack.enter_context(ExitStack())
-    sims: list[OnvifCameraSimulator] = []
+    found: list[DiscoveredDevice] = []
     failed: list[BaseException] = []
 
-    def simulate() -> None:
+    def simulate_and_discover() -> None:
         try:
             with marks.step("simulators"):
-                sims.extend(start_simulators(sim_stack, settings, cameras))
+                sims = start_simulators(sim_stack, settings, cameras)
+            console.print("正在发现摄像机 / discovering cameras (WS-Discovery) …")
+            with marks.step("discovery"):
+                found.extend(discover_simulators(settings, sims))
         except BaseException as e:  # raised in the caller's thread below
             failed.append(e)
 
-    t = threading.Thread(target=simulate, name="demo-simulators", daemon=True)
+    t = threading.Thread(target=simulate_and_discover, name="demo-simulators", daemon=True)
     t.start()
     try:
         with marks.step("runtime"):
@@ -88,8 +91,7 @@ def start_in_parallel(stack: ExitStack, settings: Settings, cameras: int, seawee
         t.join()
     if failed:
         raise failed[0]
-    wsdl.join()
-    return sims, rt
+    return found, rt
 
 
 def copyable_lines(base: str, setup: DemoSetup, once_code: str, data_dir: Path) -> list[str]:
@@ -147,10 +149,7 @@ def run_demo(settings: Settings, *, cameras: int, duration: float | None, stop: 
     rt: Runtime | None = None
     marks = StartSteps()
     with ExitStack() as stack:
-        sims, rt = start_in_parallel(stack, settings, cameras, seaweed, marks)
-        console.print("正在发现摄像机 / discovering cameras (WS-Discovery) …")
-        with marks.step("discovery"):
-            found = discover_simulators(settings, sims)
+        found, rt = start_in_parallel(stack, settings, cameras, seaweed, marks, console)
         with marks.step("demo_setup"):
             setup = set_up(rt, found)
         with marks.step("recorders_started"):
