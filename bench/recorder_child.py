@@ -188,8 +188,9 @@ def main(config_path: str) -> int:
             started[specs[next_i].camera_id] = time.time()
             next_i += 1
             if next_i == n:
-                # the last camera's first segment is open: its buffers are as large as they get
-                full_at = time.time() - t0 + min(seg_s, 10.0)
+                # memory settles once every camera has cut and uploaded a few segments (the
+                # allocator's arenas fill up to their working size): the steady window starts then
+                full_at = time.time() - t0 + min(3 * seg_s, 30.0)
         if now >= deadline:
             break
         backlog_max = max(backlog_max, _backlog(service))
