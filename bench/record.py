@@ -178,6 +178,11 @@ def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s
     result_f = d / "result.json"
     if r.returncode != 0 or not result_f.exists():
         tail = (d / "recorder.log").read_text(errors="replace").splitlines()[-30:]
+        mem_f = d / "memory.json"  # written when the recording stopped, before the service's stop
+        if mem_f.exists():
+            m = json.loads(mem_f.read_text())
+            _log(f"[yellow]N={n}: RSS while recording: {memory_cell(m)} (base / per camera / growth)[/]")
+            tail.append(f"RSS while recording (memory.json): {memory_cell(m)} MiB (base / per camera / growth)")
         raise RuntimeError(f"labwitness recorder exited with {r.returncode}; log tail:\n" + "\n".join(tail))
     s = json.loads(result_f.read_text())
     loss = judge(s, allowance(spec))

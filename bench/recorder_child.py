@@ -202,6 +202,10 @@ def main(config_path: str) -> int:
     t_stop = time.time()
     cpu_stop = _cpu()
     trace.write(n)
+    # written before the stop, which may take long (or be killed) with hundreds of cameras
+    memory = {**memory_summary(rss, rss_ready, n, full_at, t_stop - t0), "after_imports_mib": round(rss_imports, 1),
+              "series": rss}
+    Path(cfg["result"]).with_name("memory.json").write_text(json.dumps(memory))
     threads_at_stop = _thread_cpu()
     # the uploader's own gauge: Uploader.backlog() lists the spool while the
     # uploader thread may be releasing records (it can raise FileNotFoundError)
@@ -291,8 +295,7 @@ def main(config_path: str) -> int:
         # stop, and the uploader then works through them in one burst
         "close_to_locked_recording": _percentiles(lat_recording),
         "frames_indexed": all_frames,
-        "memory": {**memory_summary(rss, rss_ready, n, full_at, t_stop - t0), "after_imports_mib": round(rss_imports, 1),
-                   "after_drain_mib": round(rss_mib(), 1), "series": rss},
+        "memory": {**memory, "after_drain_mib": round(rss_mib(), 1)},
         "cameras": cameras,
     }
     Path(cfg["result"]).write_text(json.dumps(summary, indent=1, default=str))
