@@ -21,7 +21,6 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator, TextIO
 
-import uvicorn
 from rich.console import Console
 from rich.panel import Panel
 
@@ -32,7 +31,6 @@ from simulator.onvif import OnvifCameraSimulator
 from simulator.rtsp import Mount, RtspSimulator
 from storage.seaweed import EmbeddedSeaweed
 
-from api.app import create_app
 from api.demo_setup import DEMO_AREAS, DEMO_PASSWORD, DEMO_REPORT, DEMO_USER, ROLES, DemoSetup, demo_serial, set_up
 from api.installation import announce_served_url, served_url, write_json
 from api.runtime import Runtime
@@ -155,6 +153,12 @@ def run_demo(settings: Settings, *, cameras: int, duration: float | None, stop: 
         with marks.step("recorders_started"):
             rt.sync_cameras()
         public = announce_served_url(settings)  # exports, here and from the CLI, point their QR codes here
+        # the web app and server are imported (seconds on a busy box) only now, while the cameras
+        # record their first segments: recording does not wait for the API (bench/demo_start.py)
+        import uvicorn
+
+        from api.app import create_app
+
         app = create_app(settings, rt, sync_interval_s=5)
         server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning"))
         thread = threading.Thread(target=server.run, name="api", daemon=True)
