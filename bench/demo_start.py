@@ -78,17 +78,34 @@ def first_locked(index: Path, since_ms: int) -> tuple[int, int, str] | None:
         return None
 
 
-def one_run(data_dir: Path, cameras: int, log_path: Path) -> dict:
-    """One demo start, timed; the demo is stopped (SIGINT) once its first segment is locked."""
+def baseline_tree(ref: str, into: Path) -> Path:
+    """The code of git ``ref`` (e.g. ``main``) exported into ``into``: the same run's baseline."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def one_run(data_dir: Path, cameras: int, log_path: Path, code: Path | None = None) -> dict:
+    """One demo start, timed; the demo is stopped (SIGINT) once its first segment is locked.
+
+    ``code``: a baseline tree (:func:`baseline_tree`) run instead of this one, with this
+    checkout's venv (``LABWITNESS_VENV``) and the tree first on ``PYTHONPATH``, so its modules
+    shadow the editable install's."""
     port = free_port()
-    cmd = ["bash", str(REPO / "deploy" / "dev.sh"), "demo", "--port", str(port), "--data-dir", str(data_dir),
+    root, env = REPO, None
+    if code is not None:
+        root = code
+        env = dict(os.environ, LABWITNESS_VENV=str(REPO / ".venv"),
+                   PYTHONPATH=str(code) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = ["bash", str(root / "deploy" / "dev.sh"), "demo", "--port", str(port), "--data-dir", str(data_dir),
            "--cameras", str(cameras)]
     (data_dir / "demo-start.json").unlink(missing_ok=True)
     wall0 = time.time()
     t0 = time.monotonic()
     with open(log_path, "wb") as logf:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=root, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=env)
     exec_at = locked_at = cpu_s = None
     seg = None
     try:
@@ -122,13 +139,14 @@ def one_run(data_dir: Path, cameras: int, log_path: Path) -> dict:
         tail = log_path.read_text(errors="replace").splitlines()[-20:]
         raise RuntimeError(f"no locked segment within {TIMEOUT_S:g} s (demo exit {proc.returncode}); log tail:\n"
                            + "\n".join(tail))
-    marks = json.loads((data_dir / "demo-start.json").read_text())["steps"]
+    marks_f = data_dir / "demo-start.json"  # (a baseline from before bench/demo_start writes none)
+    marks = json.loads(marks_f.read_text())["steps"] if marks_f.exists() else {}
     rel = {k: (round(a - wall0, 3), round(b - wall0, 3)) for k, (a, b) in marks.items()}
     start_s, end_s = seg[0] / 1000 - wall0, seg[1] / 1000 - wall0
-    rec = rel["recorders_started"][1]
+    rec = rel["recorders_started"][1] if "recorders_started" in rel else None
     steps = {
         "dev.sh checks": (0.0, exec_at),
-        "python start + imports": (exec_at, rel["run_demo"][0]),
+        "python start + imports": (exec_at, rel["run_demo"][0] if "run_demo" in rel else None),
         **{name: rel[key] for name, key in (
             ("simulators", "simulators"), ("SeaweedFS start", "seaweedfs"), ("store check (Object Lock)", "store_check"),
             ("schema migrations", "migrations"), ("runtime (all of it)", "runtime"), ("ONVIF discovery", "discovery"),
@@ -141,12 +159,15 @@ def one_run(data_dir: Path, cameras: int, log_path: Path) -> dict:
             "exit_code": proc.returncode, "log": str(log_path)}
 
 
-def print_runs(runs: list[dict]) -> None:
+def print_runs(runs: list[dict], base: list[dict]) -> None:
     t = Table(title="bench/demo_start — `bash deploy/dev.sh demo` to the first segment locked (s from bash start; "
                     "steps overlap where they run in parallel)")
     t.add_column("step")
     for i, _ in enumerate(runs):
         t.add_column("run 1 (new data dir)" if i == 0 else f"run {i + 1} (warm)", justify="right")
+    for i, _ in enumerate(base):
+        t.add_column(f"baseline run {i + 1}" + (" (new)" if i == 0 else " (warm)"), justify="right")
+    runs = runs + base
     for name in runs[-1]["steps"]:
         cells = []
         for r in runs:
@@ -159,11 +180,16 @@ def print_runs(runs: list[dict]) -> None:
     t.add_row("ratio to the goal (15 s)", *(f"{r['seconds'] / GOAL_S:.2f}" for r in runs))
     t.add_row("stop (SIGINT → exit, uploads the rest)", *(f"{r['stop_s']:.1f} (exit {r['exit_code']})" for r in runs))
     console.print(t)
-    warm = runs[-1]["seconds"] if len(runs) > 1 else None
+    ours = runs[:len(runs) - len(base)]
+    warm = ours[-1]["seconds"] if len(ours) > 1 else None
     if warm is not None:
         ok = warm < GOAL_S
         console.print(f"[bold]warm start to first segment locked: {warm:.2f} s[/] (goal < {GOAL_S:g} s: "
                       + ("[green]met[/])" if ok else "[red]missed[/])"))
+        if len(base) > 1:
+            b = base[-1]["seconds"]
+            console.print(f"baseline (same run, warm): {b:.2f} s; this code / baseline = {warm / b:.2f}; "
+                          f"CPU s {ours[-1]['cpu_s']:.2f} / {base[-1]['cpu_s']:.2f} = {ours[-1]['cpu_s'] / base[-1]['cpu_s']:.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=2, help="demo starts on one data directory (default 2: new, warm)")
     ap.add_argument("--cameras", type=int, default=2, help="simulated cameras (the demo's default 2)")
     ap.add_argument("--keep", action="store_true", help="keep the demo's data directory")
+    ap.add_argument("--baseline", metavar="REF", help="also start the demo of git REF (e.g. main) as many times, "
+                                                      "alternating with this code's, on a data directory of its own")
     args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -178,20 +206,30 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = run_dir / "data"
     data_dir.mkdir(parents=True)
     load0 = os.getloadavg()
-    runs = []
+    runs: list[dict] = []
+    base: list[dict] = []
+    code = baseline_tree(args.baseline, run_dir / "baseline-code") if args.baseline else None
+    base_dir = run_dir / "baseline-data"
+    base_dir.mkdir()
     try:
         for i in range(args.runs):
+            if code is not None:  # alternating, so that both see the same load
+                r = one_run(base_dir, args.cameras, run_dir / f"baseline-{i + 1}.log", code)
+                console.print(f"baseline run {i + 1}: first segment locked after {r['seconds']:.2f} s")
+                base.append(r)
             r = one_run(data_dir, args.cameras, run_dir / f"demo-{i + 1}.log")
             console.print(f"run {i + 1}: first segment locked after {r['seconds']:.2f} s")
             runs.append(r)
     finally:
         result = {"started": stamp, "argv": sys.argv[1:] if argv is None else argv, "cpus": os.cpu_count(),
-                  "load_before": load0, "load_after": os.getloadavg(), "goal_s": GOAL_S, "runs": runs}
+                  "load_before": load0, "load_after": os.getloadavg(), "goal_s": GOAL_S, "runs": runs,
+                  "baseline": {"ref": args.baseline, "runs": base}}
         out_f = OUT / f"demo-start-{stamp}.json"
         out_f.write_text(json.dumps(result, indent=1))
         if not args.keep:
-            shutil.rmtree(data_dir, ignore_errors=True)
-    print_runs(runs)
+            for d in (data_dir, base_dir, run_dir / "baseline-code"):
+                shutil.rmtree(d, ignore_errors=True)
+    print_runs(runs, base)
     console.print(f"load average before {load0[0]:.2f} / after {result['load_after'][0]:.2f}; results: {out_f}")
     return 0 if len(runs) > 1 and runs[-1]["seconds"] < GOAL_S else 1
 
