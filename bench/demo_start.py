@@ -167,8 +167,9 @@ def print_runs(runs: list[dict], base: list[dict]) -> None:
         t.add_column("run 1 (new data dir)" if i == 0 else f"run {i + 1} (warm)", justify="right")
     for i, _ in enumerate(base):
         t.add_column(f"baseline run {i + 1}" + (" (new)" if i == 0 else " (warm)"), justify="right")
+    names = list(runs[-1]["steps"]) if runs else []  # (a baseline run may know fewer steps)
     runs = runs + base
-    for name in runs[-1]["steps"]:
+    for name in names:
         cells = []
         for r in runs:
             a, b = r["steps"].get(name, (None, None))
