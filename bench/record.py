@@ -20,6 +20,9 @@ one after the other, same N, same duration, same segment length, and prints
 * lost segments (goal 0), and with ``--find-max`` the largest N this machine
   records with 0 lost segments (goal >= 100);
 * p99 seconds from segment close to verified lock in S3 (goal < 5);
+* the recorder process's resident memory: base (no camera), per camera above it
+  (goal <= 8 MiB) and growth over the run (goal: flat), sampled once a second by
+  the child (``--tracemalloc``: Python's allocations by source line as well);
 * per source, which RTSP client recorded each camera in the end (labwitness's
   native client hands a camera it cannot record over to FFmpeg's), what audio
   the stored segments carry and whether each camera's first segment starts at
