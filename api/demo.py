@@ -12,6 +12,7 @@ Running it again on the same data directory reuses what the first run set up
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import sys
@@ -25,8 +26,8 @@ from rich.console import Console
 from rich.panel import Panel
 
 from camera_discovery.discovery import discover
-from camera_discovery.soap import preload as preload_wsdls
 from camera_discovery.models import DiscoveredDevice
+from camera_discovery.soap import preload as preload_wsdls
 from simulator.onvif import OnvifCameraSimulator
 from simulator.rtsp import Mount, RtspSimulator
 from storage.seaweed import EmbeddedSeaweed
@@ -35,6 +36,8 @@ from api.demo_setup import DEMO_AREAS, DEMO_PASSWORD, DEMO_REPORT, DEMO_USER, RO
 from api.installation import announce_served_url, served_url, write_json
 from api.runtime import Runtime
 from api.settings import Settings
+
+log = logging.getLogger(__name__)
 
 ROLE_LABELS = {"admin": "管理员 admin", "inspector": "监督 inspector", "operations": "运维 operations", "ingest": "数据上传 ingest"}
 
@@ -63,7 +66,13 @@ def start_in_parallel(stack: ExitStack, settings: Settings, cameras: int, seawee
     """The simulators (a GStreamer process) and their discovery in a thread while the runtime starts
     (SeaweedFS, migrations): neither needs the other, and each mostly waits (for its processes, for
     answers).  The ONVIF WSDLs that discovery needs load meanwhile too."""
-    threading.Thread(target=preload_wsdls, name="onvif-wsdl-preload", daemon=True).start()
+    def preload() -> None:
+        try:
+            preload_wsdls()
+        except Exception:  # discovery loads them again, and says what is wrong
+            log.debug("preloading the ONVIF WSDLs failed", exc_info=True)
+
+    threading.Thread(target=preload, name="onvif-wsdl-preload", daemon=True).start()
     # entered before the runtime, so stopped after it (last in, first out): the recorders end their
     # sessions and upload before their cameras go away
     sim_stack = stack.enter_context(ExitStack())
