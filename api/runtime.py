@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -84,8 +85,11 @@ class Runtime:
     witness_outbox: WitnessOutbox  # enqueue(doc_id, body, signature, key_id): owed to every configured witness
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None, recording: bool = True,
-                 leases: bool = True) -> None:
+                 leases: bool = True, seaweed: EmbeddedSeaweed | None = None) -> None:
         self.settings = settings
+        #: the embedded store of this data directory, already launched (EmbeddedSeaweed.launch: the demo starts
+        #: it before its imports); start() waits for it and stops it on exit as one it started itself
+        self._launched = seaweed
         self.recording = recording  # False: storage and index only (CLI export, verify, ...)
         #: sub-stream pictures: the recorder writes them, the content job (scheduled or CLI) takes them
         self.samples = SampleSpool(settings.samples_path)
@@ -107,6 +111,8 @@ class Runtime:
         #: False: the caller says what to record (``labwitness record``), not the camera leases
         self.use_leases = leases
         self.export_workers: list[ExportWorker] = []  # jobs nodes (see start_export_workers)
+        #: (wall start, wall end) of each step of start(): where a slow start-up goes (bench/demo_start.py)
+        self.start_steps: dict[str, tuple[float, float]] = {}
         self._stack = ExitStack()
 
     def __enter__(self) -> "Runtime":
@@ -132,17 +138,22 @@ class Runtime:
                 log.warning("LABWITNESS_S3_ACCESS_KEY/SECRET_KEY 仅用于外部存储，已忽略 / are for an external S3 endpoint and "
                             "are ignored: the embedded store uses the credentials it generated in %s",
                             s.data_dir / "seaweedfs")
-            self.seaweed = EmbeddedSeaweed(s.data_dir / "seaweedfs")  # its own credentials, generated on first start
+            # its own credentials, generated on first start
+            self.seaweed = self._launched or EmbeddedSeaweed(s.data_dir / "seaweedfs")
             if s.embedded_store == "separate":  # `labwitness store` runs it (deploy/systemd/labwitness-store.service)
                 self.seaweed.attach()
             else:
+                t = time.time()
+                self._stack.callback(self.seaweed.stop)  # also one that was launched but never answers
                 self.seaweed.start()
-                self._stack.callback(self.seaweed.stop)
+                self.start_steps["seaweedfs"] = (self.seaweed.launched_at or t, time.time())
             endpoint, access, secret = self.seaweed.endpoint, self.seaweed.access_key, self.seaweed.secret_key
         self.store = S3ObjectStore(endpoint, access, secret, s.s3_bucket,
                                    secure=s.s3_secure, region=s.s3_region, allow_unenforced=s.allow_unenforced_retention,
                                    clock=self.clock)
+        t = time.time()
         self.store.check()
+        self.start_steps["store_check"] = (t, time.time())
         self.documents = DocumentSpool(s.spool_path / "documents", self.store, self.policy, self.clock)
         engine = make_engine(s.db_url)
         self._stack.callback(engine.dispose)
@@ -155,7 +166,9 @@ class Runtime:
         self.exporter = Exporter(s, self.clock, self.store, self.index, self.records, self.spool_view, self.audit,
                                  ExportStore(engine, now_ms), self.policy)
         try:
+            t = time.time()
             upgrade(engine)
+            self.start_steps["migrations"] = (t, time.time())
             ensure_partitions(engine, now_ms())  # PostgreSQL: this month and the next ones exist
             seal_camera_urls(self.registry, self.cipher)
             self._bootstrap_admin()
@@ -176,7 +189,8 @@ class Runtime:
                 s.spool_path, self.store, self.index, self.policy,
                 RecorderConfig(segment_seconds=s.segment_seconds, open_timeout_s=s.rtsp_open_timeout_s,
                                read_timeout_s=s.rtsp_read_timeout_s, backoff_cap_s=s.backoff_cap_s,
-                               recorder_id=s.recorder_id, rtsp_client=s.rtsp_client),
+                               recorder_id=s.recorder_id, rtsp_client=s.rtsp_client,
+                               first_segment_seconds=s.first_segment_seconds),
                 clock=self.clock, metrics=self.metrics,
                 spool_max_bytes=s.spool_max_bytes, spool_reserve_bytes=s.spool_reserve_bytes,
                 samples=self.samples, sample_seconds=s.content_sample_seconds,

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     allow_unenforced_retention: bool = False
 
     segment_seconds: float = 60.0
+    # the first segment each camera's recorder cuts, seconds (0: segment_seconds); the demo's is short
+    # so that stored footage shows seconds after it starts
+    first_segment_seconds: float = 0.0
     rtsp_open_timeout_s: float = 10.0
     rtsp_read_timeout_s: float = 10.0
     # RTSP client of the recorder: "native" (recorder.rtsp_native, about half the CPU; falls back to FFmpeg's
@@ -202,6 +205,13 @@ class Settings(BaseSettings):
         if self.recorder_id and "node_id" not in self.model_fields_set:
             self.node_id = self.recorder_id
         self.recorder_id = self.node_id
+        return self
+
+    @model_validator(mode="after")
+    def _first_segment(self) -> "Settings":
+        if not 0 <= self.first_segment_seconds <= self.segment_seconds:
+            raise ConfigError(f"LABWITNESS_FIRST_SEGMENT_SECONDS must be 0 (as long as the others) up to "
+                              f"LABWITNESS_SEGMENT_SECONDS ({self.segment_seconds:g}), got {self.first_segment_seconds:g}")
         return self
 
     @model_validator(mode="after")

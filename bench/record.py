@@ -20,6 +20,9 @@ one after the other, same N, same duration, same segment length, and prints
 * lost segments (goal 0), and with ``--find-max`` the largest N this machine
   records with 0 lost segments (goal >= 100);
 * p99 seconds from segment close to verified lock in S3 (goal < 5);
+* the recorder process's resident memory: base (no camera), per camera above it
+  (goal <= 8 MiB) and growth over the run (goal: flat), sampled once a second by
+  the child (``--tracemalloc``: Python's allocations by source line as well);
 * per source, which RTSP client recorded each camera in the end (labwitness's
   native client hands a camera it cannot record over to FFmpeg's), what audio
   the stored segments carry and whether each camera's first segment starts at
@@ -58,6 +61,8 @@ from storage.seaweed import EmbeddedSeaweed
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
 GOAL_RATIO, GOAL_MAX_N, GOAL_P99 = 0.8, 100, 5.0
+#: resident memory of the recorder process per camera above its base (no camera), MiB
+GOAL_MIB_PER_CAMERA = 8.0
 #: the first segment starts once the session is open: allow this much of each
 #: camera's window to pass before footage is expected
 OPEN_ALLOWANCE_S = 3.0
@@ -115,7 +120,7 @@ def summarise_starts(inspections: list[dict], last: list[dict] | None = None) ->
 # -- (a) labwitness ---------------------------------------------------------------
 def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s: float, run_dir: Path, *,
                    sim: RtspSimulator, drain_timeout: float, keep: bool, py_spy: bool, client: str = "native",
-                   profile: bool = False, spec: SourceSpec = SOURCES["h264"]) -> dict:
+                   profile: bool = False, spec: SourceSpec = SOURCES["h264"], tracemalloc: bool = False) -> dict:
     d = run_dir / f"{spec.name}-labwitness-{client}-n{n}"
     if d.exists():
         shutil.rmtree(d)
@@ -130,6 +135,7 @@ def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s
             "duration_s": minutes * 60, "stagger_s": stagger_s, "drain_timeout_s": drain_timeout,
             "result": str(d / "result.json"), "rtsp_client": client,
             "profile": str(d / "profile.pstats") if profile else None,
+            "tracemalloc": str(d / "tracemalloc.txt") if tracemalloc else None,
         }
         private_file(d / "config.json").write_text(json.dumps(cfg, indent=1))  # it carries the store's keys
         sw_cpu0, sim_cpu0 = proc_cpu(sw.proc.pid), proc_cpu(sim.pid)
@@ -175,6 +181,11 @@ def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s
     result_f = d / "result.json"
     if r.returncode != 0 or not result_f.exists():
         tail = (d / "recorder.log").read_text(errors="replace").splitlines()[-30:]
+        mem_f = d / "memory.json"  # written when the recording stopped, before the service's stop
+        if mem_f.exists():
+            m = json.loads(mem_f.read_text())
+            _log(f"[yellow]N={n}: RSS while recording: {memory_cell(m)} (base / per camera / growth)[/]")
+            tail.append(f"RSS while recording (memory.json): {memory_cell(m)} MiB (base / per camera / growth)")
         raise RuntimeError(f"labwitness recorder exited with {r.returncode}; log tail:\n" + "\n".join(tail))
     s = json.loads(result_f.read_text())
     loss = judge(s, allowance(spec))
@@ -197,7 +208,7 @@ def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s
         "close_to_locked": s["close_to_locked"], "close_to_locked_recording": s["close_to_locked_recording"],
         "keeps_pace": keeps_pace(s), "drained": s["drained"], "drain_s": s["drain_s"],
         "backlog_at_stop": s["backlog_at_stop"], "backlog_max": s["backlog_max"],
-        "rtsp_clients": clients, "audio_indexed": audio_indexed,
+        "rtsp_clients": clients, "audio_indexed": audio_indexed, "memory": s["memory"],
         "recorded": summarise_starts(list(starts.values()), list(lasts.values())),
         **loss, "dir": str(d), "cameras": s["cameras"],
     }
@@ -404,6 +415,10 @@ def print_compare(lw: dict | None, ff: dict | None, source: str = "h264") -> Non
               "≈0 for a clean run")
     t.add_row("max RSS MB", g(lw, "maxrss_mb", ".0f"), (g(ff, "maxrss_mb_each", ".0f") + " each") if ff else "—", "")
     if lw:
+        t.add_row("[bold]RSS MiB: base (no camera) / per camera above it / growth over the run[/]", memory_cell(lw["memory"]),
+                  (g(ff, "maxrss_mb_each", ".0f") + " max each") if ff else "—",
+                  f"≤ {GOAL_MIB_PER_CAMERA:g}/camera, flat {_goal(memory_ok(lw['memory']))}")
+    if lw:
         t.add_row("segments expected ≥ / written / stored+locked / indexed",
                   f"{lw['expected_segments']} / {lw['written']} / {lw['stored']} / {lw['indexed']}",
                   f"{ff['expected_segments']} / {ff['segments']} files / — / —" if ff else "—", "")
@@ -436,26 +451,47 @@ def print_compare(lw: dict | None, ff: dict | None, source: str = "h264") -> Non
             console.print(f"  {p}")
 
 
+def memory_cell(m: dict | None) -> str:
+    """"base 120 / 4.10 per cam / +1.2 (first→last third)" of a run's ``memory`` figures."""
+    if not m or m.get("per_camera_mib") is None:
+        return "—"
+    return f"{m['base_mib']:.0f} / {m['per_camera_mib']:.2f} / {m['growth_mib']:+.1f}"
+
+
+def memory_ok(m: dict | None) -> bool | None:
+    """Per camera within the goal and no growth beyond noise (a camera's worth of memory over the run)."""
+    if not m or m.get("per_camera_mib") is None:
+        return None
+    return m["per_camera_mib"] <= GOAL_MIB_PER_CAMERA and m["growth_mib"] <= max(GOAL_MIB_PER_CAMERA, 0.02 * m["steady_mib"])
+
+
 def print_find_max(steps: list[dict], best: int | None, paced: int | None) -> None:
     t = Table(title="bench/record --find-max (labwitness)")
     for col in ("N", "0 lost", "pace", "lost", "gaps", "drop", "frames", "CPU/s-min", "busy", "other",
-                "SW CPU", "p99 rec", "p99 all", "backlog", "drain"):
+                "SW CPU", "p99 rec", "p99 all", "backlog", "drain", "RSS base/cam/growth"):
         t.add_column(col, justify="right")
     for s in steps:
         if "error" in s:
-            t.add_row(str(s["streams"]), "[red]no[/]", "—", *(["—"] * 11))
+            t.add_row(str(s["streams"]), "[red]no[/]", "—", *(["—"] * 12))
             continue
         c, cr = s["close_to_locked"], s["close_to_locked_recording"]
         yes = lambda v: "[green]yes[/]" if v else "[red]no[/]"  # noqa: E731
         t.add_row(str(s["streams"]), yes(s["ok"]), yes(s["keeps_pace"]), str(s["lost_segments"]), str(s["gaps"]),
                   str(s["dropped_packets"]), f"{s['frame_share'] * 100:.1f}%", _f(s["cpu_per_stream_minute"]),
                   f"{s['machine_busy'] * 100:.0f}%", f"{s['other_load_cores']:.2f}", f"{s['seaweed_cpu_s']:.1f}", _f(cr["p99"], ".2f"), _f(c["p99"], ".2f"),
-                  f"{s['backlog_max']:.0f}", f"{s['drain_s']:.1f}")
+                  f"{s['backlog_max']:.0f}", f"{s['drain_s']:.1f}", memory_cell(s.get("memory")))
     console.print(t)
     console.print("[dim]pace = uploads kept up; drop = dropped packets; frames = indexed / media time × fps; "
                   "CPU/s-min = labwitness CPU s per stream-minute; busy = machine (both cores); other = cores used by "
                   "other processes; SW CPU = SeaweedFS CPU s; p99 rec / all = close→locked p99 s while recording / "
-                  "all segments; backlog = max segments waiting; drain = s to upload at stop[/]")
+                  "all segments; backlog = max segments waiting; drain = s to upload at stop; RSS = recorder "
+                  "process resident MiB with no camera / per camera above it / last third - first third of the run[/]")
+    for s in steps:
+        m = s.get("memory")
+        if "error" not in s and m and m.get("per_camera_mib") is not None:
+            console.print(f"[bold]RSS at N={s['streams']}:[/] {m['steady_mib']:.0f} MiB = base {m['base_mib']:.0f} + "
+                          f"{m['per_camera_mib']:.2f} MiB/camera (goal ≤ {GOAL_MIB_PER_CAMERA:g}), growth {m['growth_mib']:+.1f} MiB "
+                          f"over {m['growth_window_s']:.0f} s ({_goal(memory_ok(m))})")
     console.print(f"[bold]largest N with 0 lost segments:[/] {best if best is not None else 'none'} "
                   f"(goal ≥ {GOAL_MAX_N}: {_goal(best is not None and best >= GOAL_MAX_N)})")
     console.print(f"[bold]largest N with 0 lost segments and uploads keeping pace:[/] {paced if paced is not None else 'none'}")
@@ -515,7 +551,8 @@ def run_compare(name: str, url: str, sim: RtspSimulator, args, run_dir: Path) ->
     if not args.skip_labwitness:
         _log(f"{name}: (a) labwitness: {n} streams, {minutes:g} min, {seg:g} s segments ...")
         lw = run_labwitness(url, n, minutes, seg, stagger, run_dir, sim=sim, drain_timeout=args.drain_timeout,
-                            keep=args.keep, py_spy=args.py_spy, client=args.client, profile=args.profile, spec=spec)
+                            keep=args.keep, py_spy=args.py_spy, client=args.client, profile=args.profile, spec=spec,
+                            tracemalloc=args.tracemalloc)
     if not args.skip_ffmpeg:
         _log(f"{name}: (b) ffmpeg: {n} processes, {minutes:g} min, {seg:g} s segments ({spec.ffmpeg_segment_format}) ...")
         ff = run_ffmpeg(url, n, minutes, seg, stagger, run_dir, sim=sim, keep=args.keep, spec=spec)
@@ -582,6 +619,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true",
                     help="run the labwitness recorder under cProfile (profile.pstats in its dir; slows it: "
                          "do not read CPU figures from such a run)")
+    ap.add_argument("--tracemalloc", action="store_true",
+                    help="trace the recorder's Python allocations (tracemalloc.txt in its dir: largest and grown "
+                         "by source line; slows it: do not read CPU figures from such a run)")
     ap.add_argument("--keep", action="store_true", help="keep recorded files, spool and SeaweedFS data")
     ap.add_argument("--transport", choices=("tcp", "udp"), default="tcp",
                     help="udp: the server refuses RTP over TCP, so the native client receives RTP over UDP "
@@ -653,7 +693,8 @@ def run_find_max(url: str, sim: RtspSimulator, args, run_dir: Path, spec: Source
         _log(f"find-max, {spec.name}: labwitness N={n}, {minutes:g} min, {seg:g} s segments ...")
         try:
             s = run_labwitness(url, n, minutes, seg, stagger, run_dir, sim=sim, drain_timeout=args.drain_timeout,
-                               keep=args.keep, py_spy=args.py_spy, client=args.client, profile=args.profile, spec=spec)
+                               keep=args.keep, py_spy=args.py_spy, client=args.client, profile=args.profile, spec=spec,
+                               tracemalloc=args.tracemalloc)
         except RuntimeError as e:  # the recorder died or hung: that N is not sustained
             _log(f"[red]N={n}: {e}[/]")
             steps.append({"streams": n, "ok": False, "error": str(e)})

@@ -62,6 +62,75 @@ def _thread_cpu() -> dict[str, float]:
     return {k: round(v, 2) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])}
 
 
+def rss_mib() -> float:
+    """This process's resident memory (VmRSS), MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def memory_summary(samples: list[tuple[float, int, float]], base_mib: float, n: int, full_at: float | None,
+                   end: float) -> dict:
+    """RSS figures from ``(time, cameras started, rss MiB)`` samples.
+
+    ``per_camera_mib`` is the mean RSS once every camera runs (from ``full_at``) above
+    ``base_mib`` (the process with its recorder service up and no camera), per camera;
+    ``growth_mib`` the mean of the last third of that window minus the mean of its first third
+    (0 for memory that is flat over the run)."""
+    steady = [r for t, k, r in samples if full_at is not None and k == n and t >= full_at]
+    out = {"base_mib": round(base_mib, 1), "samples": len(samples), "steady_samples": len(steady),
+           "max_mib": round(max((r for _, _, r in samples), default=base_mib), 1)}
+    if len(steady) < 3 or not n:
+        return {**out, "steady_mib": None, "per_camera_mib": None, "growth_mib": None, "growth_window_s": None}
+    third = len(steady) // 3
+    first, last = steady[:third], steady[-third:]
+    mean = sum(steady) / len(steady)
+    return {**out, "steady_mib": round(mean, 1), "per_camera_mib": round((mean - base_mib) / n, 3),
+            "first_third_mib": round(sum(first) / len(first), 1), "last_third_mib": round(sum(last) / len(last), 1),
+            "growth_mib": round(sum(last) / len(last) - sum(first) / len(first), 1),
+            "growth_window_s": round(end - full_at, 1)}
+
+
+class TraceMemory:
+    """``--tracemalloc`` (``cfg["tracemalloc"]``, a path): Python's allocations by source line, once
+    every camera runs and at the stop, and what grew between the two, written to that path.
+    (FFmpeg's own buffers are not Python allocations: RSS minus the traced total is theirs.)"""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.first = None
+        if path:
+            import tracemalloc
+
+            tracemalloc.start(4)
+
+    def mark_first(self) -> None:
+        if self.path and self.first is None:
+            import tracemalloc
+
+            self.first = tracemalloc.take_snapshot()
+
+    def write(self, n: int) -> None:
+        if not self.path:
+            return
+        import tracemalloc
+
+        last = tracemalloc.take_snapshot()
+        lines = [f"RSS {rss_mib():.1f} MiB; traced {tracemalloc.get_traced_memory()[0] / 2**20:.1f} MiB; {n} cameras", "",
+                 "== largest at the stop (by line) =="]
+        lines += [str(st) for st in last.statistics("lineno")[:40]]
+        if self.first is not None:
+            lines += ["", "== grown between all cameras running and the stop (by line) =="]
+            lines += [str(st) for st in last.compare_to(self.first, "lineno")[:40]]
+            lines += ["", "== grown, by traceback (top 8) =="]
+            for st in last.compare_to(self.first, "traceback")[:8]:
+                lines += [str(st)] + ["    " + ln for ln in st.traceback.format()]
+        Path(self.path).write_text("\n".join(lines) + "\n")
+        tracemalloc.stop()
+
+
 def _backlog(service: RecorderService) -> float:
     return service.metrics.registry.get_sample_value("labwitness_spool_backlog_segments") or 0.0
 
@@ -84,6 +153,8 @@ def main(config_path: str) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop_early.set())
 
     cpu_imports = _cpu()
+    rss_imports = rss_mib()
+    trace = TraceMemory(cfg.get("tracemalloc"))
     work = Path(cfg["workdir"])
     store = S3ObjectStore(cfg["endpoint"], cfg["access_key"], cfg["secret_key"], cfg["bucket"])
     store.check()
@@ -98,6 +169,7 @@ def main(config_path: str) -> int:
     service.start()
     cpu_ready = _cpu()
     main_ready = time.thread_time()  # this thread's own share of the window: the harness's polling (+ sync)
+    rss_ready = rss_mib()  # the fixed base: service, uploader, store and index up, no camera
 
     # Cameras start spread over ``stagger`` seconds, like real cameras whose
     # GOPs (and so segment cuts) are not aligned; all stop together.
@@ -107,24 +179,40 @@ def main(config_path: str) -> int:
     backlog_max = 0.0
     next_i = 0
     deadline = t0 + duration
+    # resident memory once a second: (seconds since t0, cameras started, MiB)
+    rss: list[tuple[float, int, float]] = [(0.0, 0, rss_ready)]
+    full_at: float | None = None
     while not stop_early.is_set():
         now = time.time()
         while next_i < n and now >= t0 + stagger * next_i / n:
             service.sync(specs[: next_i + 1])
             started[specs[next_i].camera_id] = time.time()
             next_i += 1
+            if next_i == n:
+                # memory settles once every camera has cut and uploaded a few segments (the
+                # allocator's arenas fill up to their working size): the steady window starts then
+                full_at = time.time() - t0 + min(3 * seg_s, 30.0)
         if now >= deadline:
             break
         backlog_max = max(backlog_max, _backlog(service))
+        if now - t0 >= rss[-1][0] + 1.0:
+            rss.append((round(now - t0, 2), next_i, round(rss_mib(), 2)))
+        if full_at is not None and now - t0 >= full_at:
+            trace.mark_first()
         stop_early.wait(min(0.2, max(0.0, deadline - now)))
     t_stop = time.time()
     cpu_stop = _cpu()
     main_window = time.thread_time() - main_ready
+    trace.write(n)
+    # written before the stop, which may take long (or be killed) with hundreds of cameras
+    memory = {**memory_summary(rss, rss_ready, n, full_at, t_stop - t0), "after_imports_mib": round(rss_imports, 1),
+              "series": rss}
+    Path(cfg["result"]).with_name("memory.json").write_text(json.dumps(memory))
     threads_at_stop = _thread_cpu()
     # the uploader's own gauge: Uploader.backlog() lists the spool while the
     # uploader thread may be releasing records (it can raise FileNotFoundError)
     backlog_at_stop = _backlog(service)
-    locked_before_stop = len(service.uploader.latencies)
+    lat_recording = list(service.uploader.latencies)  # (the most recent, recorder.uploader.LATENCIES_KEPT)
     workers = service.workers()
     drained = service.stop(drain_timeout=float(cfg["drain_timeout_s"]))
     t_drained = time.time()
@@ -181,6 +269,9 @@ def main(config_path: str) -> int:
                              "version_id": rows[-2 if len(rows) > 1 else -1].version_id} if rows else None,
         }
     lat = list(service.uploader.latencies)
+    if service.uploader.locked_segments > len(lat):
+        log.warning("close -> locked percentiles over the last %d of %d segments", len(lat),
+                    service.uploader.locked_segments)
     summary = {
         "streams": n,
         "segment_seconds": seg_s,
@@ -206,8 +297,9 @@ def main(config_path: str) -> int:
         "close_to_locked": _percentiles(lat),
         # while recording only: the last segments of every camera all close at
         # stop, and the uploader then works through them in one burst
-        "close_to_locked_recording": _percentiles(lat[:locked_before_stop]),
+        "close_to_locked_recording": _percentiles(lat_recording),
         "frames_indexed": all_frames,
+        "memory": {**memory, "after_drain_mib": round(rss_mib(), 1)},
         "cameras": cameras,
     }
     Path(cfg["result"]).write_text(json.dumps(summary, indent=1, default=str))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from camera_discovery import soap, xaddr_policy
@@ -48,12 +48,15 @@ def discover(
     query_timeout: float = 5.0,
     query_budget: float | None = None,
     max_workers: int = 32,
+    expect: Collection[str] = (),
 ) -> list[DiscoveredDevice]:
     """Find ONVIF cameras; see the module docstring.
 
     ``hosts`` items are "host", "host:port" or a CIDR of at most /22; they
     get directed probes in addition to (or, with ``multicast=False``, instead
     of) the multicast one. ``interfaces``: see :func:`camera_discovery.probe.probe`.
+    ``expect``: endpoint addresses of devices known to be there (the demo's own): the
+    probe ends once they all answered instead of waiting out ``timeout``.
     Results are sorted by scope name, then endpoint.
     """
     preload = None
@@ -61,7 +64,7 @@ def discover(
         # The WSDLs take about a second to load: overlap it with the probe wait.
         preload = threading.Thread(target=_preload, name="onvif-wsdl-preload", daemon=True)
         preload.start()
-    found = probe(timeout, hosts, port=port, multicast=multicast, interfaces=interfaces)
+    found = probe(timeout, hosts, port=port, multicast=multicast, interfaces=interfaces, expect=expect)
     devices = _bad_answers(found)
     if query_devices and found.matches:
         if preload is not None:

@@ -21,7 +21,7 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from camera_discovery import ws_discovery as wsd
@@ -60,6 +60,11 @@ class ProbeResult:
     targets: list[tuple[str, int]] = field(default_factory=list)
 
 
+#: with ``expect``: how long the probe goes on once every expected device answered (their answers
+#: to the other probe types, sent at the same moment, merge into the same match)
+EXPECT_GRACE_S = 0.2
+
+
 def probe(
     timeout: float = 3.0,
     hosts: Sequence[str] = (),
@@ -68,6 +73,7 @@ def probe(
     multicast: bool = True,
     interfaces: Sequence[str] | None = None,
     rate_pps: int = DEFAULT_RATE_PPS,
+    expect: Collection[str] = (),
 ) -> ProbeResult:
     """Probe for ONVIF devices for ``timeout`` seconds.
 
@@ -76,7 +82,8 @@ def probe(
     are the IPv4 addresses to multicast from (default: every interface that
     is up, loopback included); a single one is also the address the socket
     binds to, so ``["127.0.0.1"]`` keeps a scan entirely on loopback.
-    With ``multicast=False`` the probe ends early once every target answered.
+    With ``multicast=False`` the probe ends early once every target answered; with
+    ``expect`` (endpoint addresses) once every one of those devices answered.
     """
     targets = parse_targets(hosts, port)
     if not multicast and not targets:
@@ -123,6 +130,9 @@ def probe(
                 _send(sock, payload, address, iface)
             if now >= deadline or (not multicast and wanted <= collected.answered):
                 break
+            if expect and deadline > now + EXPECT_GRACE_S and all(e in collected.found for e in expect):
+                # every expected device answered: a moment more for their answers to the other probe types
+                deadline = now + EXPECT_GRACE_S
             wake = min(deadline, schedule[next_send][0]) if next_send < len(schedule) else deadline
             readable, _, _ = select.select([sock], [], [], max(0.0, wake - now))
             if readable:

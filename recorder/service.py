@@ -25,6 +25,7 @@ from labwitness.clock import Clock, SystemClock
 from labwitness.errors import SpoolError
 from labwitness.picture_samples import SampleSpool
 from labwitness.private_fs import private_dir
+from recorder.malloc_arenas import bound_arenas
 from recorder.metrics import RecorderMetrics
 from recorder.recovery import recover
 from recorder.spool import CameraSpool, SpoolQuota
@@ -51,6 +52,7 @@ class RecorderService:
                  cfg: RecorderConfig, *, clock: Clock | None = None, metrics: RecorderMetrics | None = None,
                  spool_max_bytes: int | None = None, spool_reserve_bytes: int = 256 * 1024 * 1024,
                  samples: SampleSpool | None = None, sample_seconds: float = 10.0) -> None:
+        bound_arenas()  # before any camera thread allocates (recorder.malloc_arenas)
         self.spool_dir = Path(spool_dir)
         private_dir(self.spool_dir)  # footage not yet stored: owner only (labwitness.private_fs)
         # One recorder process per spool: two would salvage each other's open segments.

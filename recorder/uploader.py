@@ -46,6 +46,8 @@ RetainUntil = Callable[[datetime], datetime]
 #: the uploader's loop lists every camera's spool at least this often (seconds); in between
 #: it drains only the cameras it knows have something (:meth:`Uploader.run_once`)
 FULL_PASS_S = 1.0
+#: close -> locked latencies kept (Uploader.latencies): 200 cameras x 10 s segments x 8 min
+LATENCIES_KEPT = 10_000
 
 
 def segment_row(c: Committed) -> Segment:
@@ -78,8 +80,10 @@ class Uploader:
         self.last_error: str = ""
         self.closed_at: dict[tuple[str, int], float] = {}  # segments committed by this process
         self._attempted: set[tuple[str, int]] = set()
-        #: recent close -> locked latencies in seconds (for bench/record), bounded
-        self.latencies: collections.deque[float] = collections.deque(maxlen=100_000)
+        #: the most recent close -> locked latencies in seconds (for bench/record); bounded, so a
+        #: recorder running for months holds no more of them than a benchmark run makes
+        self.latencies: collections.deque[float] = collections.deque(maxlen=LATENCIES_KEPT)
+        self.locked_segments = 0  # segments whose latency was measured, ever (latencies keeps the last ones)
         # One pass at a time: drain() from a stopping service and the thread's
         # own loop must never upload the same segment twice.
         self._pass = threading.Lock()
@@ -211,7 +215,9 @@ class Uploader:
             if t0 is not None:
                 latency = time.monotonic() - t0
                 self.metrics.close_to_locked.observe(latency)
-                self.latencies.append(latency)
+                with self._count_lock:  # upload workers run in parallel
+                    self.latencies.append(latency)
+                    self.locked_segments += 1
         if not c.indexed:
             if not self._index_gate.is_open(now):
                 self._keep_stored(spool, c, just_stored)

@@ -106,6 +106,8 @@ class CameraWorker:
         self._failing: tuple[str, str] | None = None
         #: the camera's audio as last logged (codec, recorded, note): logged again only when it changes
         self._audio_logged: tuple[str, str, str] | None = None
+        #: segments this worker has cut; the first is cut at ``cfg.first_segment_seconds`` when set
+        self._cuts = 0
 
     def stalled(self) -> bool:
         """Health by output: "recording" but no segment for longer than any segment may last."""
@@ -242,6 +244,7 @@ class CameraWorker:
         tb_num, tb_den = tb.numerator, tb.denominator  # per frame: int arithmetic, exactly float(x * tb)
         frame_ticks = src.frame_ticks
         target_ticks = int(self.cfg.segment_seconds / tb)
+        first_ticks = int((self.cfg.first_segment_seconds or self.cfg.segment_seconds) / tb)
         max_ticks = int(min(self.cfg.segment_seconds * self.cfg.max_segment_factor, HARD_CUT_S) / tb)
         session_id = uuid.uuid4().hex
         self.status.sessions += 1
@@ -260,6 +263,7 @@ class CameraWorker:
             nonlocal seg
             assert seg is not None and origin is not None
             s, seg = seg, None
+            self._cuts += 1
             # a camera's clock jumping ahead must not stretch the segment past the cut: its
             # content ends before the packet that jumped, which opens the next segment
             s.end_dts = end_dts = min(end_dts, s.first_dts + max_ticks)
@@ -361,7 +365,7 @@ class CameraWorker:
             last_dts = dts
             if seg is not None:
                 span = dts - seg.first_dts
-                if (pkt.is_keyframe and span >= target_ticks) or span >= max_ticks:
+                if (pkt.is_keyframe and span >= (target_ticks if self._cuts else first_ticks)) or span >= max_ticks:
                     if router is None:
                         close(dts)
                     else:  # the audio before the cut is still to come: keep the file open for it

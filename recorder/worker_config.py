@@ -32,10 +32,16 @@ class RecorderConfig:
     probe_interval_s: float = 0.5
     #: RTSP client: "native" (recorder.rtsp_native) or "ffmpeg" (FFmpeg's, through PyAV)
     rtsp_client: str = "native"
+    #: target length of the first segment a worker records (0: ``segment_seconds``); the demo
+    #: shows stored footage seconds after it starts instead of a whole segment later
+    first_segment_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.segment_seconds > 0:
             raise ValueError(f"分段时长必须大于 0 / segment length must be > 0 seconds, got {self.segment_seconds}")
+        if not 0 <= self.first_segment_seconds <= self.segment_seconds:
+            raise ValueError(f"首段时长必须在 0 与分段时长之间 / first segment length must be 0..{self.segment_seconds:g} "
+                             f"seconds, got {self.first_segment_seconds}")
         if self.rtsp_client not in RTSP_CLIENTS:
             raise ValueError(f"未知的 RTSP 客户端 / unknown RTSP client {self.rtsp_client!r}; use one of {', '.join(RTSP_CLIENTS)}")
 

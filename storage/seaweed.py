@@ -210,6 +210,7 @@ class EmbeddedSeaweed(StartedCredentials):
         self.restarts = 0
         self.attached = False
         self._lockf = None
+        self.launched_at: float | None = None  # wall time weed was spawned by launch() (start-up timing)
 
     _what = "embedded SeaweedFS"
 
@@ -252,11 +253,14 @@ class EmbeddedSeaweed(StartedCredentials):
         """weed's last error line (glog E/F), e.g. why it exited."""
         return last_error(self.data_dir / "weed.log")
 
-    def start(self) -> "EmbeddedSeaweed":
-        """Start weed, or attach to the one another labwitness process already runs
-        on this data directory (two weeds on one directory would corrupt it)."""
+    def launch(self) -> "EmbeddedSeaweed":
+        """The first half of :meth:`start`, which does not wait: spawn weed (or find the one another
+        process runs here) and return while it comes up, so that a caller overlaps its own start-up
+        with weed's (the demo, with its imports); :meth:`start` then waits for it."""
         import fcntl
 
+        if self._lockf is not None:
+            return self
         private_dir(self.data_dir)  # every stored object's bytes, and the store's state
         self._lockf = open(self.data_dir / ".lock", "a+")
         try:
@@ -268,13 +272,22 @@ class EmbeddedSeaweed(StartedCredentials):
                 raise ConfigError(f"嵌入式对象存储由另一进程运行，凭据不符 / the embedded SeaweedFS at {self.data_dir} is run "
                                   "by another process with other S3 credentials")
             self.attached = True
-            self.wait_ready()
-            log.info("attached to the embedded SeaweedFS another process runs at %s", self.endpoint)
             return self
         self.credentials = ensure_credentials(self.data_dir, self._given)
         self._load_ports()
+        self.launched_at = time.time()
         self._spawn()
+        return self
+
+    def start(self) -> "EmbeddedSeaweed":
+        """Start weed, or attach to the one another labwitness process already runs
+        on this data directory (two weeds on one directory would corrupt it); once it
+        answers, supervised.  After :meth:`launch`, only the wait."""
+        self.launch()
         self.wait_ready()
+        if self.attached:
+            log.info("attached to the embedded SeaweedFS another process runs at %s", self.endpoint)
+            return self
         self._supervise()
         log.info("embedded SeaweedFS S3 at %s (data %s)", self.endpoint, self.data_dir)
         return self

@@ -104,6 +104,16 @@ def test_directed_probe_to_hosts_ends_when_all_answered(camera, wsd_port):
     assert result.silent == [] and result.bad_answers == {}
 
 
+def test_multicast_probe_expecting_devices_ends_once_they_answered(camera, wsd_port):
+    """The demo knows its cameras: its probe ends when they answered, not at the timeout."""
+    sims = [camera(name=f"cam {i}") for i in range(2)]
+    started = time.monotonic()
+    devices = scan(wsd_port, timeout=10.0, expect={s.endpoint for s in sims})
+    assert time.monotonic() - started < 5.0  # far below the 10 s timeout
+    assert sorted(d.endpoint for d in devices) == sorted(s.endpoint for s in sims)
+    assert all(d.error is None and d.profiles for d in devices)
+
+
 def test_directed_probe_to_a_cidr(camera, wsd_port):
     sim = camera(name="cidr", multicast=False)
     result = probe(0.8, ["127.0.0.0/30"], port=wsd_port, multicast=False)  # .1 and .2

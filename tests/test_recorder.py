@@ -178,6 +178,28 @@ def test_segment_length_must_be_positive(seconds):
         RecorderConfig(segment_seconds=seconds)
 
 
+def test_a_short_first_segment_then_full_ones_tiling_the_session(tmp_path, store, rtsp, clips):
+    """The demo's first segment (first_segment_seconds): footage is stored a second in, and the
+    rest of the session is cut as usual, nothing lost between them."""
+    clip = clips["h264"]
+    p = pipeline(tmp_path, store, rtsp.url("/clip"), segment_seconds=4.0, first_segment_seconds=1.0)
+    _one_session(p)
+    assert p.uploader.drain(60), "spool did not drain"
+    segs = list(p.index.iter_segments("cam-1"))
+    # 9 s clip, 1 keyframe/s: cuts at 1 and 5 -> 1 s, 4 s, and the rest
+    assert [s.media_duration_ms for s in segs[:2]] == [1000, 4000] and len(segs) == 3
+    assert sum(s.frames for s in segs) == clip.frames
+    for a, b in zip(segs, segs[1:]):
+        assert a.end_ms == b.start_ms
+    assert all(decode_object(store, s.key, s.version_id)["first_is_key"] for s in segs)
+
+
+@pytest.mark.parametrize("first", [-1, 4.5])
+def test_first_segment_length_is_within_the_segment_length(first):
+    with pytest.raises(ValueError, match="first segment"):
+        RecorderConfig(segment_seconds=4.0, first_segment_seconds=first)
+
+
 def test_native_client_hands_over_to_ffmpeg_where_it_cannot_go(tmp_path, store, rtsp):
     """The native client is the default; a camera it cannot record is recorded with FFmpeg's."""
     import http.server

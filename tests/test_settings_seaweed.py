@@ -19,6 +19,8 @@ from conftest import ACCESS, SECRET, make_store, wait_for
     ({"segment_seconds": 0}, ConfigError, "SEGMENT_SECONDS"),
     ({"segment_seconds": -3}, ConfigError, "SEGMENT_SECONDS"),
     ({"segment_seconds": "abc"}, ConfigError, "segment_seconds"),
+    ({"first_segment_seconds": -1}, ConfigError, "FIRST_SEGMENT_SECONDS"),
+    ({"segment_seconds": 10, "first_segment_seconds": 11}, ConfigError, "FIRST_SEGMENT_SECONDS"),
 ])
 def test_invalid_settings_refused(overrides, error, needle):
     with pytest.raises(error) as e:
@@ -76,3 +78,18 @@ def test_embedded_seaweed_restarts_after_a_crash(tmp_path):
         assert mine and all("127.0.0.1:" in l.split()[3] for l in mine), mine
     finally:
         sw.stop()
+
+
+@pytest.mark.s3
+def test_a_launched_store_is_waited_for_by_start_and_stopped_once(tmp_path):
+    """The demo launches weed before its imports (EmbeddedSeaweed.launch); start() then only waits."""
+    sw = EmbeddedSeaweed(tmp_path / "sw", ACCESS, SECRET).launch()
+    try:
+        pid = sw.proc.pid
+        assert sw.launched_at is not None
+        assert sw.start() is sw and sw.proc.pid == pid  # the same weed, not a second one
+        assert make_store(sw, bucket="launched").check().retention_enforced
+    finally:
+        sw.stop()
+        sw.stop()  # (the runtime and the CLI both stop it: a no-op the second time)
+    assert sw.proc.poll() is not None

@@ -172,18 +172,33 @@ def demo(
     port: Annotated[int, typer.Option()] = 8000,
     cameras: Annotated[int, typer.Option(help="simulated cameras")] = 2,
     segment_seconds: Annotated[float, typer.Option()] = 10.0,
+    first_segment_seconds: Annotated[float, typer.Option(
+        help="each camera's first segment, so stored footage shows within seconds (0: as long as the others)")] = 2.0,
     data_dir: Annotated[Path, typer.Option(help="where the demo keeps its storage, index and spool")] = Path(".labwitness-demo"),
     duration: Annotated[Optional[float], typer.Option(help="stop after this many seconds (default: until Ctrl-C)")] = None,
     verbose: Annotated[bool, typer.Option("-v")] = False,
 ) -> None:
     """演示：模拟摄像机 + 内置存储 + 服务 / Demo: simulated cameras recorded into embedded storage, API up."""
     setup_logging(verbose)
-    from api.demo import run_demo  # heavy: the simulators, the FastAPI app and uvicorn; keeps --help fast
-
     # the simulated cameras live on loopback: probe from there unless told otherwise
     settings = settings_or_exit(data_dir=data_dir, segment_seconds=segment_seconds, port=port,
+                                first_segment_seconds=min(first_segment_seconds, segment_seconds),
                                 discovery_interfaces=None if os.environ.get("LABWITNESS_DISCOVERY_INTERFACES") else "127.0.0.1")
+    seaweed = None
     try:
-        run_demo(settings, cameras=cameras, duration=duration, stop=stop_on_signals(), console=console)
+        if not settings.s3_endpoint and settings.embedded_store == "child":
+            # weed comes up (seconds) while this process imports the demo (seconds too): the runtime
+            # then waits for it, and stops it (bench/demo_start.py)
+            from labwitness.private_fs import private_dir
+            from storage.seaweed import EmbeddedSeaweed
+
+            private_dir(settings.data_dir)
+            seaweed = EmbeddedSeaweed(settings.data_dir / "seaweedfs").launch()
+        from api.demo import run_demo  # heavy: the simulators, the FastAPI app and uvicorn; keeps --help fast
+
+        run_demo(settings, cameras=cameras, duration=duration, stop=stop_on_signals(), console=console, seaweed=seaweed)
     except LabwitnessError as e:
         fail(e)
+    finally:
+        if seaweed is not None:
+            seaweed.stop()  # (already stopped by the runtime unless the demo ended before it started)
