@@ -16,7 +16,7 @@ its name says, and records N copies of it
 
 one after the other, same N, same duration, same segment length, and prints
 
-* CPU seconds per stream-minute of both and their ratio (goal <= 0.8);
+* CPU seconds per stream-minute of both and their ratio (goal <= 0.5, issue 17; it was 0.8);
 * lost segments (goal 0), and with ``--find-max`` the largest N this machine
   records with 0 lost segments (goal >= 100);
 * p99 seconds from segment close to verified lock in S3 (goal < 5);
@@ -60,7 +60,7 @@ from storage.seaweed import EmbeddedSeaweed
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
-GOAL_RATIO, GOAL_MAX_N, GOAL_P99 = 0.8, 100, 5.0
+GOAL_RATIO, GOAL_MAX_N, GOAL_P99 = 0.5, 200, 5.0  # issue 17: whole-process CPU <= 0.5x ffmpeg; 200 cameras
 #: resident memory of the recorder process per camera above its base (no camera), MiB
 GOAL_MIB_PER_CAMERA = 8.0
 #: the first segment starts once the session is open: allow this much of each
