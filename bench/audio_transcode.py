@@ -44,7 +44,7 @@ from pathlib import Path
 import av
 
 from recorder.audio_transcode import AudioStage
-from recorder.rtp_depacketize import G711Depacketizer
+from recorder.rtp_audio import G711Depacketizer
 from recorder.segmenter import TrackTemplate
 
 OUT = Path(__file__).with_name("out")

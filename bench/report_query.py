@@ -495,7 +495,7 @@ class _SqlMeter:
             self.count += 1
 
     def _raw_rows(self, conn, sql, params):
-        """index.records._raw_rows: the paged statements, SQL text on the DB-API cursor."""
+        """index.report_sql.raw_rows: the paged statements, SQL text on the DB-API cursor."""
         if self.capture:
             self.captured.append((sql, params))
         t = time.perf_counter()
@@ -508,18 +508,19 @@ class _SqlMeter:
     @contextmanager
     def on(self):
         import index.records as records_mod
+        import index.report_sql as report_sql_mod
 
         self._orig_dbapi_rows = records_mod._dbapi_rows
-        self._orig_raw_rows = records_mod._raw_rows
+        self._orig_raw_rows = report_sql_mod.raw_rows
         records_mod._dbapi_rows = self._dbapi_rows
-        records_mod._raw_rows = self._raw_rows
+        report_sql_mod.raw_rows = self._raw_rows
         event.listen(self.engine, "before_cursor_execute", self._before)
         event.listen(self.engine, "after_cursor_execute", self._after)
         try:
             yield self
         finally:
             records_mod._dbapi_rows = self._orig_dbapi_rows
-            records_mod._raw_rows = self._orig_raw_rows
+            report_sql_mod.raw_rows = self._orig_raw_rows
             event.remove(self.engine, "before_cursor_execute", self._before)
             event.remove(self.engine, "after_cursor_execute", self._after)
 

@@ -38,6 +38,7 @@ from sqlalchemy import and_, case, delete, func, insert, literal, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
+from index.coverage_locks import LockDay, _lock_cameras, _lock_days
 from index.joblock import job_lock
 from index.models import Camera, CoverageDay, IndexMeta, Segment
 from index.queries import MAX_SEGMENT_MS, db_guarded
@@ -47,19 +48,6 @@ from labwitness.errors import JobRefusedError
 _REFRESH_LOCK = threading.Lock()
 LOCK = "coverage"  # the job lock of the rollup (index.joblock), one refresh at a time everywhere
 _SEEN, _CHECKED = "coverage_seen_segment_id", "coverage_checked_segment_id"
-
-
-@dataclass(frozen=True)
-class LockDay:
-    """The lock arithmetic of the stored segments ending in one UTC day (invariant 5)."""
-
-    segments: int = 0
-    recorded_ms: int = 0
-    verified: int = 0
-    missing_retain: int = 0
-    not_compliance: int = 0
-    min_margin_ms: int | None = None  # least retain_until - end
-    min_until_ms: int | None = None  # least retain_until
 
 
 @dataclass(frozen=True)
@@ -374,41 +362,6 @@ def _row(cam: str, day: int, t: Totals, lk: LockDay, now: int) -> dict:
             "lock_min_until_ms": lk.min_until_ms}
 
 
-def lock_aggregates(seg) -> list:
-    """The lock arithmetic's aggregate columns over ``seg`` rows, in :class:`LockDay` order
-    (the compliance report sums the same over its live edges)."""
-    return [func.count(), func.sum(seg.c.end_ms - seg.c.start_ms), func.count(seg.c.lock_verified_ms),
-            func.sum(case((seg.c.retain_until_ms.is_(None), 1), else_=0)),
-            func.sum(case((seg.c.lock_mode == "COMPLIANCE", 0), else_=1)),
-            func.min(seg.c.retain_until_ms - seg.c.end_ms), func.min(seg.c.retain_until_ms)]
-
-
-def lock_day(row) -> LockDay:
-    n, rec, verified, missing, not_comp, margin, until = row
-    return LockDay(int(n or 0), int(rec or 0), int(verified or 0), int(missing or 0), int(not_comp or 0),
-                   None if margin is None else int(margin), None if until is None else int(until))
-
-
-def _lock_days(conn, camera_id: str, lo: int, hi: int) -> dict[int, LockDay]:
-    """Per UTC day in [lo, hi): the lock arithmetic of the stored segments ending in it (invariant 5)."""
-    seg = Segment.__table__
-    day = (seg.c.end_ms // DAY_MS) * DAY_MS
-    rows = conn.execute(
-        select(day.label("day"), *lock_aggregates(seg))
-        .where(seg.c.camera_id == camera_id, seg.c.start_ms > lo - MAX_SEGMENT_MS, seg.c.start_ms < hi,
-               seg.c.end_ms >= lo, seg.c.end_ms < hi, seg.c.end_ms > seg.c.start_ms, seg.c.status == "stored")
-        .group_by(day)).all()
-    return {int(r[0]): lock_day(r[1:]) for r in rows}
-
-
-def _lock_cameras(conn, cams: list[str]) -> None:
-    """Lock these cameras' registry rows until the transaction ends (PostgreSQL; SQLite has one
-    writer at a time anyway and renders no FOR UPDATE)."""
-    if cams and conn.dialect.name == "postgresql":
-        c = Camera.__table__
-        conn.execute(select(c.c.id).where(c.c.id.in_(sorted(set(cams)))).order_by(c.c.id).with_for_update()).all()
-
-
 def unrolled_cameras(conn, start_ms: int, end_ms: int) -> set[str]:
     """Cameras with a segment starting in [start, end) that the rollup may not hold yet: indexed
     after the last refresh's check (invariant 3: its watermark trails by one refresh).  Their
@@ -418,23 +371,6 @@ def unrolled_cameras(conn, start_ms: int, end_ms: int) -> set[str]:
     checked = int(conn.execute(select(meta.c.value).where(meta.c.key == _CHECKED)).scalar() or 0)
     return set(conn.execute(select(seg.c.camera_id).distinct()
                             .where(seg.c.id > checked, seg.c.start_ms >= start_ms, seg.c.start_ms < end_ms)).scalars())
-
-
-def invalidate_segments(conn, segment_ids: list[int]) -> None:
-    """Inside the transaction that changes these segments' lock columns (lock verification):
-    lock their cameras' rows, then drop the rolled-up days they end in (invariant 5).  Call it
-    before the change, so a refresh that waited on the lock reads the change."""
-    if not segment_ids:
-        return
-    seg, cov = Segment.__table__, CoverageDay.__table__
-    day = (seg.c.end_ms // DAY_MS) * DAY_MS
-    days: set[tuple[str, int]] = set()
-    for i in range(0, len(segment_ids), 1000):
-        days |= {(c, int(d)) for c, d in conn.execute(select(seg.c.camera_id, day).distinct()
-                                                       .where(seg.c.id.in_(segment_ids[i:i + 1000])))}
-    _lock_cameras(conn, [c for c, _ in days])
-    for cam, d in sorted(days):
-        conn.execute(delete(cov).where(cov.c.camera_id == cam, cov.c.day_ms == d))
 
 
 def _set_meta(conn, key: str, value: str) -> None:

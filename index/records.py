@@ -9,7 +9,6 @@ join can never be stale, and it costs one index range scan per camera.
 from __future__ import annotations
 
 import bisect
-import functools
 import json
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -23,6 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from index.models import Equipment, ExportPackage, Hold, Segment, TestRecord, TestRecordRevision
+from index import report_sql
 from index.queries import MAX_SEGMENT_MS, db_guarded
 from index.tiling import NOTHING_SPOOLED, Part, SpoolView, merged_runs, spans_coverage, uncovered
 from labwitness.errors import NotFoundError
@@ -214,7 +214,7 @@ class RecordStore:
         (decision 48).  Coverage, gaps and runs are the same as without paging."""
         seg_t = Segment.__table__
         with self.engine.connect() as conn:
-            records = _sql_rows(conn, "SELECT * FROM test_record WHERE report_no = {p} ORDER BY started_ms", (report_no,))
+            records = report_sql.sql_rows(conn, "SELECT * FROM test_record WHERE report_no = {p} ORDER BY started_ms", (report_no,))
             if not records:
                 raise NotFoundError(f"报告编号没有对应的检测记录 / no test record has report no. {report_no!r}")
             per_record = [(json.loads(r.area_ids), json.loads(r.equipment_ids)) for r in records]
@@ -229,7 +229,7 @@ class RecordStore:
             spooled: dict = {}
             now_ms = self.now_ms()
             if footage and spans:
-                registered = dict(_sql_rows(conn, "SELECT id, created_ms FROM camera WHERE id IN ({in})", sorted(spans)))
+                registered = dict(report_sql.sql_rows(conn, "SELECT id, created_ms FROM camera WHERE id IN ({in})", sorted(spans)))
                 # Read the spool before the index: a segment indexed (and released from the
                 # spool) in between is then seen twice (the clip wins), never not at all.
                 spooled = dict(self.spool.state(sorted(spans))) if self.spool is not None else {}
@@ -255,13 +255,13 @@ class RecordStore:
                     for cam, rows in groupby(seg_rows, key=itemgetter(0)):
                         clips[(cam, lo, hi)] = [r[1:] for r in rows]
                 else:
-                    for cam, rows in groupby(_runs_rows(conn, cams_here, lo, hi), key=itemgetter(0)):
-                        runs_of[(cam, lo, hi)] = _runs_from_rows(rows, lo, hi)
+                    for cam, rows in groupby(report_sql.runs_rows(conn, cams_here, lo, hi), key=itemgetter(0)):
+                        runs_of[(cam, lo, hi)] = report_sql.runs_from_rows(rows, lo, hi)
                     if clip_page > 0:
-                        for cam, rows in groupby(_first_clips_rows(conn, cams_here, lo, hi, clip_page),
+                        for cam, rows in groupby(report_sql.first_clips_rows(conn, cams_here, lo, hi, clip_page),
                                                  key=itemgetter(0)):
                             clips[(cam, lo, hi)] = [r[1:] for r in rows]
-                gap_rows = _sql_rows(conn, "SELECT camera_id, start_ms, end_ms, reason FROM gap WHERE camera_id IN ({in}) "
+                gap_rows = report_sql.sql_rows(conn, "SELECT camera_id, start_ms, end_ms, reason FROM gap WHERE camera_id IN ({in}) "
                                            "AND start_ms < {p} AND end_ms > {p} ORDER BY camera_id, start_ms",
                                      (*cams_here, hi, lo), n_in=len(cams_here))
                 for cam, rows in groupby(gap_rows, key=itemgetter(0)):
@@ -280,7 +280,7 @@ class RecordStore:
                                              parts, runs, total, per_run))
             held: set[int] = set()
             if holds and any(w.clips for w in windows):
-                held = {r[0] for r in _sql_rows(
+                held = {r[0] for r in report_sql.sql_rows(
                     conn, "SELECT hold.segment_id FROM hold JOIN export_package ON export_package.id = hold.package_id "
                           "WHERE export_package.report_no = {p} AND hold.released_ms IS NULL", (report_no,))}
         return ReportFootage(list(records), windows, held)
@@ -328,109 +328,6 @@ def _in_window(seg_t, cameras: Sequence[str], lo: int, hi: int) -> tuple:
             seg_t.c.status == "stored")
 
 
-# The two statements of a paged report are written out as SQL text, built once per
-# dialect and camera count and cached: SQLAlchemy took 3 ms (runs) and 11 ms (first
-# clips of 13 cameras) of client CPU to build and compile them on every call, more
-# than the database took to answer (bench/report_query).  Both are plain SQL that
-# SQLite (>= 3.25, window functions) and PostgreSQL run alike, but for the first
-# clips, where PostgreSQL takes one LATERAL join over an array and SQLite a UNION ALL.
-_IN_WINDOW = "start_ms < {p} AND start_ms > {p} AND end_ms > {p} AND status = 'stored'"
-
-_RUNS_SQL = """
-SELECT camera_id, MIN(CASE WHEN pos = 1 THEN start_ms END), MAX(CASE WHEN pos = 1 THEN end_ms END), SUM(pos), COUNT(*)
-FROM (SELECT camera_id, start_ms, end_ms, pos,
-             SUM(brk) OVER (PARTITION BY camera_id ORDER BY start_ms, end_ms, id
-                            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS run
-      FROM (SELECT camera_id, id, start_ms, end_ms,
-                   CASE WHEN end_ms > start_ms THEN 1 ELSE 0 END AS pos,
-                   CASE WHEN end_ms <= start_ms THEN 0
-                        WHEN start_ms <= MAX(CASE WHEN end_ms > start_ms THEN end_ms END)
-                             OVER (PARTITION BY camera_id ORDER BY start_ms, end_ms, id
-                                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) THEN 0
-                        ELSE 1 END AS brk
-            FROM segment WHERE {cams} AND {window}) AS marked) AS numbered
-GROUP BY camera_id, run ORDER BY camera_id, run"""
-
-
-@functools.lru_cache(maxsize=256)
-def _runs_sql(dialect: str, n_cams: int) -> str:
-    """The window's stored segments merged into runs by the database (gaps and
-    islands): a segment starts a new run when it starts after every earlier one of
-    its camera has ended, exactly as ``index.tiling.merged_runs`` joins touching or
-    overlapping spans.  Rows: (camera_id, run start, run end, segments of positive
-    length, segments) by camera and start; a group with a NULL start holds only
-    zero-length segments (counted, never covering anything).  The id breaks ties so
-    both window functions number the rows in one order.  Parameters: the cameras,
-    then :func:`_window_params`."""
-    p = "%s" if dialect == "postgresql" else "?"
-    cams = "camera_id = ANY(%s)" if dialect == "postgresql" else f"camera_id IN ({', '.join('?' * n_cams)})"
-    return _RUNS_SQL.format(cams=cams, window=_IN_WINDOW.format(p=p))
-
-
-@functools.lru_cache(maxsize=256)
-def _first_clips_sql(dialect: str, n_cams: int) -> str:
-    """The first N clips of each camera in the window, one index range scan with a
-    limit per camera.  Parameters: PostgreSQL (cameras, window, N); SQLite
-    (camera, window, N) per camera."""
-    cols = "camera_id, id, start_ms, end_ms, sha256"
-    if dialect == "postgresql":
-        return (f"SELECT c.cam, s.id, s.start_ms, s.end_ms, s.sha256 FROM unnest(%s::text[]) AS c(cam) "
-                f"CROSS JOIN LATERAL (SELECT id, start_ms, end_ms, sha256 FROM segment "
-                f"WHERE camera_id = c.cam AND {_IN_WINDOW.format(p='%s')} ORDER BY start_ms, id LIMIT %s) AS s "
-                f"ORDER BY c.cam, s.start_ms, s.id")
-    one = f"SELECT * FROM (SELECT {cols} FROM segment WHERE camera_id = ? AND {_IN_WINDOW.format(p='?')} " \
-          f"ORDER BY start_ms, id LIMIT ?)"
-    return " UNION ALL ".join([one] * n_cams) + " ORDER BY 1, 3, 2"
-
-
-def _window_params(lo: int, hi: int) -> tuple[int, int, int]:
-    """Stored segments overlapping [lo, hi): the bounded lower edge (no segment is
-    longer than MAX_SEGMENT_MS) keeps it an index range scan on (camera_id, start_ms)."""
-    return hi, lo - MAX_SEGMENT_MS, lo
-
-
-def _runs_rows(conn, cameras: Sequence[str], lo: int, hi: int) -> list[tuple]:
-    d = conn.dialect.name
-    cams = (list(cameras),) if d == "postgresql" else tuple(cameras)
-    return _raw_rows(conn, _runs_sql(d, len(cameras)), cams + _window_params(lo, hi))
-
-
-def _first_clips_rows(conn, cameras: Sequence[str], lo: int, hi: int, n: int) -> list[tuple]:
-    d = conn.dialect.name
-    if d == "postgresql":
-        params: tuple = (list(cameras), *_window_params(lo, hi), n)
-    else:
-        params = tuple(x for cam in cameras for x in (cam, *_window_params(lo, hi), n))
-    return _raw_rows(conn, _first_clips_sql(d, len(cameras)), params)
-
-
-def _raw_rows(conn, sql: str, params: tuple) -> list[tuple]:
-    cur = conn.connection.cursor()
-    try:
-        cur.execute(sql, params)
-        return cur.fetchall()
-    finally:
-        cur.close()
-
-
-def _runs_from_rows(rows, lo: int, hi: int) -> tuple[list[tuple[int, int]], list[int], int]:
-    """(runs clipped to [lo, hi), positive-length segments per run, all segments)
-    from :func:`_runs_statement`'s rows of one camera."""
-    runs: list[tuple[int, int]] = []
-    per_run: list[int] = []
-    total = 0
-    for _, a, b, n_pos, n in rows:
-        total += n
-        if a is None:
-            continue
-        runs.append((a, b))
-        per_run.append(int(n_pos))
-    if runs:  # only the first run can start before the window and only the last end after it
-        runs[0] = (max(runs[0][0], lo), runs[0][1])
-        runs[-1] = (runs[-1][0], min(runs[-1][1], hi))
-    return runs, per_run, total
-
-
 def _segments_per_run(clips: Sequence[tuple], runs: Sequence[tuple[int, int]]) -> list[int]:
     """How many clips of positive length fall in each run (clips in time order)."""
     counts = [0] * len(runs)
@@ -444,22 +341,6 @@ def _segments_per_run(clips: Sequence[tuple], runs: Sequence[tuple[int, int]]) -
             continue
         counts[max(0, bisect.bisect_right(starts, max(a, lo)) - 1)] += 1
     return counts
-
-
-@functools.lru_cache(maxsize=1024)
-def _sql_text(template: str, dialect: str, n_in: int) -> str:
-    p = "%s" if dialect == "postgresql" else "?"
-    return template.format(p=p, **{"in": ", ".join([p] * n_in)})
-
-
-def _sql_rows(conn, template: str, params: Sequence, n_in: int | None = None) -> list:
-    """Rows (attribute access by column name) of a statement written as SQL text:
-    ``{p}`` a placeholder, ``{in}`` ``n_in`` of them (default: one per parameter).
-    For report footage's fixed statements, run once per report or per window:
-    building and compiling them with SQLAlchemy's expression language cost ~0.6 ms of
-    client CPU each, several times what the database took (bench/report_query)."""
-    sql = _sql_text(template, conn.dialect.name, len(params) if n_in is None else n_in)
-    return conn.exec_driver_sql(sql, tuple(params)).all()
 
 
 def compiled(conn, stmt) -> tuple[str, dict | tuple]:
@@ -496,16 +377,16 @@ def _resolve_cameras(conn, per_record: list[tuple[list[str], list[str]]]) -> lis
     links: dict[str, set[str]] = {}
     eq_area: dict[str, str] = {}
     if all_eq:
-        for eq_id, cam_id in _sql_rows(conn, "SELECT equipment_id, camera_id FROM equipmentcamera "
+        for eq_id, cam_id in report_sql.sql_rows(conn, "SELECT equipment_id, camera_id FROM equipmentcamera "
                                              "WHERE equipment_id IN ({in})", all_eq):
             links.setdefault(eq_id, set()).add(cam_id)
         unlinked = [e for e in all_eq if e not in links]
         if unlinked:
-            eq_area = {i: a for i, a in _sql_rows(conn, "SELECT id, area_id FROM equipment WHERE id IN ({in})", unlinked) if a}
+            eq_area = {i: a for i, a in report_sql.sql_rows(conn, "SELECT id, area_id FROM equipment WHERE id IN ({in})", unlinked) if a}
     areas = sorted({a for ars, _ in per_record for a in ars} | set(eq_area.values()))
     by_area: dict[str, set[str]] = {}
     if areas:
-        for cam_id, area_id in _sql_rows(conn, "SELECT id, area_id FROM camera WHERE area_id IN ({in})", areas):
+        for cam_id, area_id in report_sql.sql_rows(conn, "SELECT id, area_id FROM camera WHERE area_id IN ({in})", areas):
             by_area.setdefault(area_id, set()).add(cam_id)
     out = []
     for ars, eqs in per_record:

@@ -63,7 +63,9 @@ from labwitness.media.aac import adts_header
 from labwitness.media.h26x import h264_dimensions, h265_dimensions, sps_reorder
 from labwitness.url_secrets import redact_url
 from recorder.reorder import DecodeTimes
-from recorder.rtp_depacketize import AacDepacketizer, G711Depacketizer, SenderReport, VideoDepacketizer, parse_rtcp
+from recorder.rtcp import SenderReport, parse_rtcp
+from recorder.rtp_audio import AacDepacketizer, G711Depacketizer
+from recorder.rtp_depacketize import VideoDepacketizer
 from recorder.rtsp_conn import RtspConnection
 from recorder.rtsp_redirect import MAX_HOPS, redirect_target
 from recorder.rtsp_session import AacTrack, Moved, start_session

@@ -27,7 +27,7 @@ MAX_DISTANCE_S = 120.0
 
 
 class Report(NamedTuple):
-    """A sender report's two clocks (``recorder.rtp_depacketize.SenderReport`` has these fields)."""
+    """A sender report's two clocks (``recorder.rtcp.SenderReport`` has these fields)."""
 
     ntp: float  # seconds since 1900
     rtp: int  # 32-bit RTP timestamp

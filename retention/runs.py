@@ -21,7 +21,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from index.coverage import invalidate_segments
+from index.coverage_locks import invalidate_segments
 from index.joblock import job_lock
 from index.models import IntegrityFinding, JobRun, Segment
 from index.queries import db_errors

@@ -13,7 +13,7 @@ import av
 import pytest
 
 from recorder.audio_transcode import MAX_FILL_S, G711ToAac, plan_audio
-from recorder.rtp_depacketize import G711Depacketizer
+from recorder.rtp_audio import G711Depacketizer
 from recorder.rtsp_session import audio_codec_name, g711_track
 from recorder.sdp import parse_sdp
 from simulator.rtsp import Mount, RtspSimulator

@@ -194,13 +194,15 @@ def test_queries_prune_and_answer_as_on_sqlite(pg_url, tmp_path, monkeypatch):
     assert touched == [{"segment_m202602", "segment_m202603"}]
 
     # paged (decision 48): the runs and first-clips statements prune alike and answer as the full list
-    real_raw = records._raw_rows
+    import index.report_sql as report_sql
+
+    real_raw = report_sql.raw_rows
 
     def explain_raw(conn, sql, params):
         if conn.dialect.name == "postgresql" and "FROM segment" in sql:
             touched.append(_explained_relations(conn, sql, params))
         return real_raw(conn, sql, params)
-    monkeypatch.setattr(records, "_raw_rows", explain_raw)
+    monkeypatch.setattr(report_sql, "raw_rows", explain_raw)
     touched.clear()
     for e in (pg, lite):
         rf = RecordStore(e, lambda: NOW).report_footage("R-9", margin_ms=3_600_000, clip_page=2)

@@ -43,6 +43,7 @@ ALLOWED: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/api/v1/test-records/batch"): {"ingest"},
     ("GET", "/api/v1/test-records/{record_id}"): {"inspector"},
     ("GET", "/api/v1/reports/{report_no}/footage"): {"inspector"},
+    ("GET", "/api/v1/reports/{report_no}/footage/clips"): {"inspector"},
     ("POST", "/api/v1/reports/{report_no}/exports"): {"inspector"},
     ("GET", "/api/v1/exports/{package_id}"): {"inspector"},
     ("GET", "/api/v1/exports/{package_id}/download"): {"inspector"},
@@ -54,7 +55,7 @@ ALLOWED: dict[tuple[str, str], set[str] | str] = {
 }
 PARAMS = {"camera_id": "nope", "segment_id": "999999", "token_id": "999999", "record_id": "R-none",
           "report_no": "NO-REPORT", "package_id": "0" * 32}
-QUERY = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:01:00Z"}
+QUERY = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:01:00Z", "camera_id": "nope", "window_start": "0"}
 BODY = {"POST /api/v1/discovery/scan": {"timeout": 0.2, "multicast": False, "hosts": []}}
 
 

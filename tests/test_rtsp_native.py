@@ -18,7 +18,9 @@ import pytest
 from labwitness.errors import StreamError
 from labwitness.media.aac import aac_config
 from labwitness.media.h26x import h264_dimensions, h265_dimensions
-from recorder.rtp_depacketize import START, AacDepacketizer, VideoDepacketizer, parse_rtcp
+from recorder.rtcp import parse_rtcp
+from recorder.rtp_audio import AacDepacketizer
+from recorder.rtp_depacketize import START, VideoDepacketizer
 from recorder.rtsp_auth import Auth
 from recorder.rtsp_native import NativeRtspInput
 from recorder.rtsp_session import aac_track, rtp_info

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from recorder.rtp_depacketize import parse_rtcp
+from recorder.rtcp import parse_rtcp
 from recorder.spool import CameraSpool, SpoolQuota
 from recorder.stream_clock import NTP_UNIX_DELTA, Report, extend, segment_offset
 from recorder.worker import CameraWorker, RecorderConfig
