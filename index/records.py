@@ -251,7 +251,8 @@ class RecordStore:
                     # Bounded lower edge keeps this an index range scan (see IndexStore.footage).
                     seg_rows = _dbapi_rows(conn,
                         sa_select(seg_t.c.camera_id, seg_t.c.id, seg_t.c.start_ms, seg_t.c.end_ms, seg_t.c.sha256)
-                        .where(*_in_window(seg_t, cams_here, lo, hi)).order_by(seg_t.c.camera_id, seg_t.c.start_ms))
+                        .where(*_in_window(seg_t, cams_here, lo, hi))
+                        .order_by(seg_t.c.camera_id, seg_t.c.start_ms, seg_t.c.id))  # the pages' order (report_clips)
                     for cam, rows in groupby(seg_rows, key=itemgetter(0)):
                         clips[(cam, lo, hi)] = [r[1:] for r in rows]
                 else:
