@@ -193,6 +193,7 @@ def test_a_consistent_rewrite_of_the_audit_chain_is_caught_by_its_key(tmp_path):
 
 CORE_WRITERS = {  # module -> what its Core (non-ORM) writes touch; none is a journaled change
     "index/coverage.py": "coverage_day and index_meta (caches)",
+    "index/coverage_locks.py": "coverage_day rows a lock verification changes (a cache)",
     "index/journal.py": "journal_outbox itself",
     "index/restore.py": "the rebuild's restore (journaled already)",
     "retention/journal.py": "journal_outbox (drained)",
