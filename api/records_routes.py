@@ -216,6 +216,8 @@ def report_footage_clips(records: RecordsDep, audit: AuditDep, settings: Setting
     if after is not None:
         a, b = after.split("-")
         cursor = (int(a), int(b))
+        if cursor[1] >= 2**63:  # past any id the index hands out (a 64-bit integer): no such page
+            raise ValidationError("after 不是本接口给出的游标 / after is not a cursor this API handed out")
     w, held, nxt = records.report_clips(report_no, settings.report_margin_s * 1000, camera_id, window_start, cursor, limit)
     audit.append(who.actor, "report.footage", report_no,
                  {"cameras": [camera_id], "clips_after": after, "clips": len(w.clips)}, who.role)

@@ -123,6 +123,8 @@ def test_report_footage_and_stitched_playback(running):
     for bad in ({"clips": "-1"}, {"clips": "x"}, {"clips": "5000"}):
         assert client.get("/api/v1/reports/JC-2/footage", params=bad).status_code == 422, bad
     assert client.get(one["clips_next"].replace("after=", "after=x")).status_code == 422
+    past = one["clips_next"].split("&after=")[0] + "&after=1-9999999999999999999"  # beyond a 64-bit id
+    assert client.get(past).status_code == 422
     other = one["clips_next"].replace("camera_id=cam-api", "camera_id=cam-elsewhere")
     assert client.get(other).status_code == 404  # only the report's own windows
 
