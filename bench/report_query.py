@@ -480,22 +480,9 @@ class _SqlMeter:
         self.total += time.perf_counter() - conn.info.pop("_lw_t0", time.perf_counter())
         self.count += 1
 
-    def _dbapi_rows(self, conn, stmt):
-        """index.records._dbapi_rows runs its statement on the DB-API cursor, where
-        SQLAlchemy's events do not see it: time and capture it here."""
-        if self.capture:
-            from index.records import compiled
-
-            self.captured.append(compiled(conn, stmt))
-        t = time.perf_counter()
-        try:
-            return self._orig_dbapi_rows(conn, stmt)
-        finally:
-            self.total += time.perf_counter() - t
-            self.count += 1
-
     def _raw_rows(self, conn, sql, params):
-        """index.report_sql.raw_rows: the paged statements, SQL text on the DB-API cursor."""
+        """index.report_sql.raw_rows: every statement run on the DB-API cursor (the paged ones, and
+        index.records._dbapi_rows's compiled ones), where SQLAlchemy's events do not see it."""
         if self.capture:
             self.captured.append((sql, params))
         t = time.perf_counter()
@@ -507,19 +494,15 @@ class _SqlMeter:
 
     @contextmanager
     def on(self):
-        import index.records as records_mod
         import index.report_sql as report_sql_mod
 
-        self._orig_dbapi_rows = records_mod._dbapi_rows
         self._orig_raw_rows = report_sql_mod.raw_rows
-        records_mod._dbapi_rows = self._dbapi_rows
         report_sql_mod.raw_rows = self._raw_rows
         event.listen(self.engine, "before_cursor_execute", self._before)
         event.listen(self.engine, "after_cursor_execute", self._after)
         try:
             yield self
         finally:
-            records_mod._dbapi_rows = self._orig_dbapi_rows
             report_sql_mod.raw_rows = self._orig_raw_rows
             event.remove(self.engine, "before_cursor_execute", self._before)
             event.remove(self.engine, "after_cursor_execute", self._after)

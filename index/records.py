@@ -360,13 +360,7 @@ def _dbapi_rows(conn, stmt) -> list[tuple]:
     Row objects cost a third of the whole query there (bench/report_query).  Same
     connection, same transaction; the statement is compiled by SQLAlchemy for the
     dialect (expanding IN rendered), so it stays portable."""
-    sql, params = compiled(conn, stmt)
-    cur = conn.connection.cursor()
-    try:
-        cur.execute(sql, params)
-        return cur.fetchall()
-    finally:
-        cur.close()
+    return report_sql.raw_rows(conn, *compiled(conn, stmt))
 
 
 def _resolve_cameras(conn, per_record: list[tuple[list[str], list[str]]]) -> list[set[str]]:
