@@ -42,6 +42,7 @@ from index.coverage_locks import LockDay, _lock_cameras, _lock_days
 from index.joblock import job_lock
 from index.models import Camera, CoverageDay, IndexMeta, Segment
 from index.queries import MAX_SEGMENT_MS, db_guarded
+from index.segment_runs import settle as settle_runs
 from labwitness.clock import DAY_MS
 from labwitness.errors import JobRefusedError
 
@@ -96,6 +97,8 @@ class CoverageStore:
         # Short write transactions (one per camera): on SQLite the uploader's index
         # writes wait for ours, and a first rollup of six months takes seconds.
         seg, cov = Segment.__table__, CoverageDay.__table__
+        with self.engine.begin() as conn:  # runs a node of the previous release left unsettled (index.segment_runs)
+            settle_runs(conn)
         first_open = self.first_open_day()
         done = 0
         with self.engine.begin() as conn:

@@ -87,6 +87,14 @@ class Segment(SQLModel, table=True):
               sqlite_where=text("content_checked_ms IS NULL"), postgresql_where=text("content_checked_ms IS NULL")),
         # the few rows the next seal takes in
         Index("ix_segment_unsealed", "id", sqlite_where=text("seal_seq IS NULL"), postgresql_where=text("seal_seq IS NULL")),
+        # stored footage only, with its end: a report counts a run's segments from the index
+        # alone (index-only scan), never from the rows (decision 54)
+        Index("ix_segment_stored_span", "camera_id", "start_ms", "end_ms",
+              sqlite_where=text("status = 'stored'"), postgresql_where=text("status = 'stored'")),
+        # the (rare) stored segments of no length: counted by a report, never part of a run
+        Index("ix_segment_stored_empty", "camera_id", "start_ms",
+              sqlite_where=text("status = 'stored' AND end_ms <= start_ms"),
+              postgresql_where=text("status = 'stored' AND end_ms <= start_ms")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -371,6 +379,34 @@ class CameraContentState(SQLModel, table=True):
     state: str = Field(default="{}")  # JSON: detector state carried between runs
     #: where the latest sample (the thumbnail) came from: "sub" (sub stream) | "main" (stored main stream)
     last_sample_source: str = Field(default="", max_length=16)
+
+
+class SegmentRun(SQLModel, table=True):
+    """A run of a camera's stored footage: a maximal span its stored segments of positive
+    length cover, overlapping or touching ones joined (``index.tiling.merged_runs`` over all
+    of them).  Kept by triggers on ``segment`` in the writing transaction (index.segment_runs,
+    decision 54), so a report reads a handful of runs, not thousands of segments."""
+
+    __tablename__ = "segment_run"
+    __table_args__ = (Index("ix_segment_run_camera_end", "camera_id", "end_ms", "start_ms"),)
+    id: int | None = Field(default=None, primary_key=True)
+    camera_id: str = Field(max_length=64)
+    start_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    end_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class SegmentRunDirty(SQLModel, table=True):
+    """Footage that left ``stored`` (or moved) and whose runs are not recomputed yet: the
+    triggers write one row per such segment, ``index.segment_runs.settle`` recomputes and deletes
+    them (in the same transaction when this release wrote; later, by the coverage job, when a
+    node of the previous release did).  A report reads such a camera's runs from its segments."""
+
+    __tablename__ = "segment_run_dirty"
+    __table_args__ = (Index("ix_segment_run_dirty_camera", "camera_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    camera_id: str = Field(max_length=64)
+    start_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    end_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class CoverageDay(SQLModel, table=True):

@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
+from index.segment_runs import untracked
 from index.queries import db_guarded
 
 TABLES = ("segment", "gap")
@@ -104,8 +105,9 @@ def create_month(conn: Connection, table: str, month_ms: int) -> str | None:
     # the CHECK lets the attach skip its validation scan; dropped once attached
     conn.execute(text(f'ALTER TABLE "{name}" ADD CONSTRAINT "{name}_range" CHECK ({KEY} >= {lo} AND {KEY} < {hi})'))
     if default:
-        conn.execute(text(f'INSERT INTO "{name}" SELECT * FROM "{default}" WHERE {KEY} >= {lo} AND {KEY} < {hi}'))
-        conn.execute(text(f'DELETE FROM "{default}" WHERE {KEY} >= {lo} AND {KEY} < {hi}'))
+        with untracked(conn):  # the same rows, moved: the kept runs (index.segment_runs) do not change
+            conn.execute(text(f'INSERT INTO "{name}" SELECT * FROM "{default}" WHERE {KEY} >= {lo} AND {KEY} < {hi}'))
+            conn.execute(text(f'DELETE FROM "{default}" WHERE {KEY} >= {lo} AND {KEY} < {hi}'))
     conn.execute(text(f'ALTER TABLE "{table}" ATTACH PARTITION "{name}" FOR VALUES FROM ({lo}) TO ({hi})'))
     conn.execute(text(f'ALTER TABLE "{name}" DROP CONSTRAINT "{name}_range"'))
     return name

@@ -16,15 +16,33 @@ from typing import Sequence
 from index.queries import MAX_SEGMENT_MS
 
 
-# The two statements of a paged report are written out as SQL text, built once per
-# dialect and camera count and cached: SQLAlchemy took 3 ms (runs) and 11 ms (first
-# clips of 13 cameras) of client CPU to build and compile them on every call, more
-# than the database took to answer (bench/report_query).  Both are plain SQL that
-# SQLite (>= 3.25, window functions) and PostgreSQL run alike, but for the first
-# clips, where PostgreSQL takes one LATERAL join over an array and SQLite a UNION ALL.
+# A report's runs come from ``segment_run`` (kept by the index, decision 54), each with the
+# count of its segments inside the window, counted from the partial index
+# ix_segment_stored_span alone; the stored segments of no length (never part of a run) from
+# ix_segment_stored_empty.  A camera with runs not settled yet (segment_run_dirty: a node of
+# the previous release deleted footage) answers a marker row, and its window is merged from
+# its segments instead (_SEGMENT_RUNS_SQL, decision 48).  Written as SQL text, built once per
+# dialect and camera count and cached: SQLAlchemy took 3 ms (runs) and 11 ms (first clips of
+# 13 cameras) of client CPU to build and compile such statements on every call, more than
+# the database took to answer (bench/report_query).
 _IN_WINDOW = "start_ms < {p} AND start_ms > {p} AND end_ms > {p} AND status = 'stored'"
 
 _RUNS_SQL = """
+SELECT r.camera_id, r.start_ms, r.end_ms,
+       (SELECT COUNT(*) FROM segment s WHERE s.camera_id = r.camera_id AND s.status = 'stored'
+          AND s.start_ms < {least}(r.end_ms, {hi}) AND s.start_ms > {greatest}(r.start_ms, {lo}) - {max_ms}
+          AND s.end_ms > {greatest}(r.start_ms, {lo}) AND s.end_ms > s.start_ms
+          AND s.start_ms < {hi} AND s.start_ms > {lo_bound})
+FROM segment_run r WHERE r.{cams} AND r.end_ms > {lo} AND r.start_ms < {hi}
+UNION ALL
+SELECT camera_id, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), COUNT(*) FROM segment
+WHERE {cams} AND status = 'stored' AND end_ms <= start_ms AND start_ms < {hi} AND start_ms > {lo_bound} AND end_ms > {lo}
+GROUP BY camera_id
+UNION ALL
+SELECT DISTINCT camera_id, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), -1 FROM segment_run_dirty WHERE {cams}
+ORDER BY 1, 2"""
+
+_SEGMENT_RUNS_SQL = """
 SELECT camera_id, MIN(CASE WHEN pos = 1 THEN start_ms END), MAX(CASE WHEN pos = 1 THEN end_ms END), SUM(pos), COUNT(*)
 FROM (SELECT camera_id, start_ms, end_ms, pos,
              SUM(brk) OVER (PARTITION BY camera_id ORDER BY start_ms, end_ms, id
@@ -40,19 +58,47 @@ FROM (SELECT camera_id, start_ms, end_ms, pos,
 GROUP BY camera_id, run ORDER BY camera_id, run"""
 
 
+def _cams(dialect: str, n_cams: int) -> str:
+    return "camera_id = ANY(%(cams)s)" if dialect == "postgresql" else \
+        f"camera_id IN ({', '.join(f':c{i}' for i in range(n_cams))})"
+
+
 @functools.lru_cache(maxsize=256)
 def runs_sql(dialect: str, n_cams: int) -> str:
-    """The window's stored segments merged into runs by the database (gaps and
-    islands): a segment starts a new run when it starts after every earlier one of
-    its camera has ended, exactly as ``index.tiling.merged_runs`` joins touching or
-    overlapping spans.  Rows: (camera_id, run start, run end, segments of positive
-    length, segments) by camera and start; a group with a NULL start holds only
-    zero-length segments (counted, never covering anything).  The id breaks ties so
-    both window functions number the rows in one order.  Parameters: the cameras,
-    then :func:`window_params`."""
+    """The window's runs with their segment counts: rows (camera_id, run start, run end,
+    segments of the run inside the window), (camera_id, NULL, NULL, stored segments of no
+    length inside the window), and (camera_id, NULL, NULL, -1) for a camera whose runs are
+    not settled.  Named parameters: cams, lo, hi, lo_bound (:func:`run_params`).  The
+    window's own bounds repeat inside the count so that PostgreSQL prunes to its months."""
+    if dialect == "postgresql":
+        names = {k: f"%({k})s" for k in ("lo", "hi", "lo_bound")}
+        return _RUNS_SQL.format(cams=_cams(dialect, n_cams), least="LEAST", greatest="GREATEST",
+                                max_ms=MAX_SEGMENT_MS, **names)
+    names = {k: f":{k}" for k in ("lo", "hi", "lo_bound")}
+    return _RUNS_SQL.format(cams=_cams(dialect, n_cams), least="min", greatest="max", max_ms=MAX_SEGMENT_MS,
+                            **names)
+
+
+def run_params(dialect: str, cameras: Sequence[str], lo: int, hi: int) -> dict:
+    out: dict = {"lo": lo, "hi": hi, "lo_bound": lo - MAX_SEGMENT_MS}
+    if dialect == "postgresql":
+        out["cams"] = list(cameras)
+    else:
+        out.update({f"c{i}": c for i, c in enumerate(cameras)})
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def segment_runs_sql(dialect: str, n_cams: int) -> str:
+    """The window's stored segments merged into runs by the database (gaps and islands),
+    for cameras whose kept runs are not settled: a segment starts a new run when it starts
+    after every earlier one of its camera has ended, exactly as
+    ``index.tiling.merged_runs`` joins touching or overlapping spans.  Rows: (camera_id,
+    run start, run end, segments of positive length, segments); a group with a NULL start
+    holds only zero-length segments.  Parameters: the cameras, then :func:`window_params`."""
     p = "%s" if dialect == "postgresql" else "?"
     cams = "camera_id = ANY(%s)" if dialect == "postgresql" else f"camera_id IN ({', '.join('?' * n_cams)})"
-    return _RUNS_SQL.format(cams=cams, window=_IN_WINDOW.format(p=p))
+    return _SEGMENT_RUNS_SQL.format(cams=cams, window=_IN_WINDOW.format(p=p))
 
 
 @functools.lru_cache(maxsize=256)
@@ -78,9 +124,25 @@ def window_params(lo: int, hi: int) -> tuple[int, int, int]:
 
 
 def runs_rows(conn, cameras: Sequence[str], lo: int, hi: int) -> list[tuple]:
+    """Rows (camera_id, run start, run end, positive-length segments, segments) by camera
+    and start, clipped to nothing yet (:func:`runs_from_rows` clips): the kept runs, and for
+    a camera whose runs are not settled, its segments merged here."""
     d = conn.dialect.name
-    cams = (list(cameras),) if d == "postgresql" else tuple(cameras)
-    return raw_rows(conn, runs_sql(d, len(cameras)), cams + window_params(lo, hi))
+    out: list[tuple] = []
+    unsettled: list[str] = []
+    for cam, a, b, n in raw_rows(conn, runs_sql(d, len(cameras)), run_params(d, cameras, lo, hi)):
+        if n == -1:
+            unsettled.append(cam)
+        elif a is None:
+            out.append((cam, None, None, 0, n))
+        else:
+            out.append((cam, a, b, n, n))
+    if unsettled:
+        out = [r for r in out if r[0] not in unsettled]
+        cams = (list(unsettled),) if d == "postgresql" else tuple(unsettled)
+        out += raw_rows(conn, segment_runs_sql(d, len(unsettled)), cams + window_params(lo, hi))
+        out.sort(key=lambda r: (r[0], r[1] is None, r[1] or 0))
+    return out
 
 
 def first_clips_rows(conn, cameras: Sequence[str], lo: int, hi: int, n: int) -> list[tuple]:

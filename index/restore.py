@@ -32,6 +32,7 @@ from index.models import (
     TestRecordRevision,
 )
 from index.queries import db_errors
+from index.segment_runs import settle as settle_runs
 
 SEG = Segment.__table__
 SEG_COLUMNS = [c.name for c in SEG.columns]
@@ -99,6 +100,7 @@ class Restorer:
             with db_errors(), self.engine.begin() as conn:
                 conn.execute(SEG.delete().where(and_(SEG.c.key == bindparam("k"), SEG.c.version_id == bindparam("v"))),
                              pairs)
+                settle_runs(conn)
         return len(pairs)
 
     def _pg_copy(self, cur, rows: list[tuple]) -> None:

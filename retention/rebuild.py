@@ -36,6 +36,7 @@ from sqlmodel import Session, col, select
 from index.models import Area, Camera, Gap, Hold, Segment
 from index.queries import IndexStore, db_errors
 from index.restore import Restorer
+from index.segment_runs import settle as settle_runs
 from labwitness.clock import Clock, utc_ms
 from labwitness.errors import ObjectNotFoundError
 from retention.journal_replay import Progress, bounded_map, replay_journal
@@ -168,6 +169,7 @@ class _FootagePass:
             with db_errors(), self.engine.begin() as conn:
                 for i in range(0, len(swept), 500):
                     conn.execute(delete(SEG).where(SEG.c.id.in_(swept[i:i + 500])))
+                settle_runs(conn)
             self.stats["segments_dropped_expired"] += len(swept)
         todo = [v for v in versions if (v.key, v.version_id) not in rows]
         for v, (meta, stored, problem) in zip(todo, bounded_map(

@@ -24,6 +24,7 @@ from index.partitions import drop_partition_if, segment_partitions
 from index.journal import journal_rows
 from index.models import Hold, Segment
 from index.queries import db_errors
+from index.segment_runs import settle as settle_runs
 from labwitness.clock import Clock, from_ms, utc_ms
 from labwitness.errors import JobRefusedError
 from retention.runs import JobRecorder, JobResult, exclusive
@@ -120,7 +121,9 @@ class _Sweep:
         if not ids:
             return 0
         with db_errors(), self.engine.begin() as c:
-            return c.execute(update(SEG).where(and_(SEG.c.id.in_(ids), SEG.c.status == old)).values(status=new)).rowcount
+            n = c.execute(update(SEG).where(and_(SEG.c.id.in_(ids), SEG.c.status == old)).values(status=new)).rowcount
+            settle_runs(c)  # the kept runs follow, in this transaction (index.segment_runs)
+            return n
 
     def _coverage(self, segs: list[Segment]) -> None:
         """Stored footage changed on these segments' days: drop the rolled-up coverage there
@@ -142,6 +145,7 @@ class _Sweep:
             return set()
         with db_errors(), self.engine.begin() as c:
             c.execute(update(SEG).where(and_(SEG.c.id.in_(ids), SEG.c.status == "stored")).values(status="garbage"))
+            settle_runs(c)  # the kept runs follow, in this transaction (index.segment_runs)
             return set(c.execute(sa_select(SEG.c.id).where(and_(SEG.c.id.in_(ids), SEG.c.status == "garbage"))).scalars())
 
     def _remove_garbage_rows(self, ids: list[int]) -> int:

@@ -100,7 +100,8 @@ def test_sqlite_is_not_partitioned(tmp_path):
     upgrade(eng)
     assert ensure_partitions(eng, NOW) == []
     with eng.connect() as c:
-        assert {r[0] for r in c.execute(text("SELECT name FROM sqlite_master WHERE name LIKE 'segment%'"))} == {"segment"}
+        tables = {r[0] for r in c.execute(text("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'segment%'"))}
+        assert tables == {"segment", "segment_run", "segment_run_dirty"}  # no month tables
     assert drop_empty_months(eng, NOW, 6) == []
     eng.dispose()
 
@@ -208,7 +209,9 @@ def test_queries_prune_and_answer_as_on_sqlite(pg_url, tmp_path, monkeypatch):
         rf = RecordStore(e, lambda: NOW).report_footage("R-9", margin_ms=3_600_000, clip_page=2)
         assert [(w.camera_id, w.start_ms, w.end_ms, [c[2:] for c in w.clips], w.gaps, w.covered_ms)
                 for w in rf.windows] == [(*a[:3], a[3][:2], *a[4:]) for a in answers[0]]
-    assert touched == [{"segment_m202602", "segment_m202603"}] * 2
+    # the runs come from the kept runs (decision 54), their counts from February's and March's partitions only
+    assert "segment_run" in touched[0]
+    assert [{n for n in t if n.startswith("segment_m")} for t in touched] == [{"segment_m202602", "segment_m202603"}] * 2
 
     # one camera's footage window and health's coverage sums: same answers, pruned too
     for lo, hi in ((ms(2026, 2, 27), ms(2026, 3, 3)), (ms(2026, 1, 25), ms(2026, 1, 26))):
