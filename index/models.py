@@ -92,7 +92,7 @@ class Segment(SQLModel, table=True):
         Index("ix_segment_stored_span", "camera_id", "start_ms", "end_ms",
               sqlite_where=text("status = 'stored'"), postgresql_where=text("status = 'stored'")),
         # the (rare) stored segments of no length: counted by a report, never part of a run
-        Index("ix_segment_stored_empty", "camera_id", "start_ms",
+        Index("ix_segment_stored_empty", "camera_id", "start_ms", "end_ms",
               sqlite_where=text("status = 'stored' AND end_ms <= start_ms"),
               postgresql_where=text("status = 'stored' AND end_ms <= start_ms")),
     )
@@ -145,6 +145,9 @@ class Gap(SQLModel, table=True):
 
     __table_args__ = (
         Index("ix_gap_camera_start", "camera_id", "start_ms"),
+        # a window's gaps are those ending after its start and starting before its end: by end,
+        # with the start in the index, a report reads only the gaps it shows (decision 54)
+        Index("ix_gap_camera_end", "camera_id", "end_ms", "start_ms"),
         UniqueConstraint("camera_id", "start_ms", "reason", name="uq_gap_camera_start_reason"),
     )
 

@@ -242,12 +242,11 @@ class RecordStore:
             clips: dict[tuple[str, int, int], list] = {}
             gaps: dict[tuple[str, int, int], list] = {}
             runs_of: dict[tuple[str, int, int], tuple[list, list[int], int]] = {}  # paged: (runs, segments per run, total)
-            for (lo, hi), cams_here in by_span.items():
-                for k in cams_here:
-                    clips[(k, lo, hi)], gaps[(k, lo, hi)] = [], []
-                if not footage:
-                    continue
-                if clip_page is None:
+            all_windows = [(cam, lo, hi) for (lo, hi), cams_here in by_span.items() for cam in cams_here]
+            for w in all_windows:
+                clips[w], gaps[w] = [], []
+            if footage and clip_page is None:
+                for (lo, hi), cams_here in by_span.items():
                     # Bounded lower edge keeps this an index range scan (see IndexStore.footage).
                     seg_rows = _dbapi_rows(conn,
                         sa_select(seg_t.c.camera_id, seg_t.c.id, seg_t.c.start_ms, seg_t.c.end_ms, seg_t.c.sha256)
@@ -255,18 +254,11 @@ class RecordStore:
                         .order_by(seg_t.c.camera_id, seg_t.c.start_ms, seg_t.c.id))  # the pages' order (report_clips)
                     for cam, rows in groupby(seg_rows, key=itemgetter(0)):
                         clips[(cam, lo, hi)] = [r[1:] for r in rows]
-                else:
-                    for cam, rows in groupby(report_sql.runs_rows(conn, cams_here, lo, hi), key=itemgetter(0)):
-                        runs_of[(cam, lo, hi)] = report_sql.runs_from_rows(rows, lo, hi)
-                    if clip_page > 0:
-                        for cam, rows in groupby(report_sql.first_clips_rows(conn, cams_here, lo, hi, clip_page),
-                                                 key=itemgetter(0)):
-                            clips[(cam, lo, hi)] = [r[1:] for r in rows]
-                gap_rows = report_sql.sql_rows(conn, "SELECT camera_id, start_ms, end_ms, reason FROM gap WHERE camera_id IN ({in}) "
-                                           "AND start_ms < {p} AND end_ms > {p} ORDER BY camera_id, start_ms",
-                                     (*cams_here, hi, lo), n_in=len(cams_here))
-                for cam, rows in groupby(gap_rows, key=itemgetter(0)):
-                    gaps[(cam, lo, hi)] = [r[1:] for r in rows]
+            elif footage:  # three statements for all the report's windows (index.report_sql)
+                runs_of = report_sql.report_runs(conn, all_windows)
+                clips.update(report_sql.report_first_clips(conn, all_windows, clip_page))
+            if footage:
+                gaps.update(report_sql.report_gaps(conn, all_windows))
             windows = []
             for cam, lo, hi in sorted(clips):
                 c, g = clips[(cam, lo, hi)], gaps[(cam, lo, hi)]

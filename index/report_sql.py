@@ -11,36 +11,39 @@ plain and portable (window functions: SQLite >= 3.25) except where said.
 from __future__ import annotations
 
 import functools
+from itertools import groupby
+from operator import itemgetter
 from typing import Sequence
 
 from index.queries import MAX_SEGMENT_MS
 
 
-# A report's runs come from ``segment_run`` (kept by the index, decision 54), each with the
-# count of its segments inside the window, counted from the partial index
-# ix_segment_stored_span alone; the stored segments of no length (never part of a run) from
-# ix_segment_stored_empty.  A camera with runs not settled yet (segment_run_dirty: a node of
-# the previous release deleted footage) answers a marker row, and its window is merged from
-# its segments instead (_SEGMENT_RUNS_SQL, decision 48).  Written as SQL text, built once per
-# dialect and camera count and cached: SQLAlchemy took 3 ms (runs) and 11 ms (first clips of
-# 13 cameras) of client CPU to build and compile such statements on every call, more than
-# the database took to answer (bench/report_query).
+# A report's windows (camera, start, end) are answered together, three statements for the
+# whole report whatever its number of windows: the runs with their counts, the first clips,
+# the gaps.  PostgreSQL takes the windows as arrays (unnest ... WITH ORDINALITY) and a
+# LATERAL join per window; SQLite a UNION ALL of one branch per window.  The report's hull
+# (earliest start - MAX_SEGMENT_MS, latest end) repeats as constants so that PostgreSQL
+# prunes to its months at plan time.  Rows carry the window's number (1-based).
+#
+# The runs come from ``segment_run`` (kept by the index, decision 54), each with the count of
+# its segments inside the window, counted from the partial index ix_segment_stored_span alone;
+# the stored segments of no length (never part of a run) from ix_segment_stored_empty.  A
+# window whose camera's runs are not settled (segment_run_dirty: a node of the previous release
+# deleted footage) answers a marker row (-1) and is merged from its segments instead
+# (_SEGMENT_RUNS_SQL, decision 48).  SQL text, built once per dialect and window count and
+# cached: SQLAlchemy took 3 ms (runs) and 11 ms (first clips of 13 cameras) of client CPU to
+# build and compile such statements on every call, more than the database took to answer.
 _IN_WINDOW = "start_ms < {p} AND start_ms > {p} AND end_ms > {p} AND status = 'stored'"
+_BIG_NULL = "CAST(NULL AS BIGINT)"
 
-_RUNS_SQL = """
-SELECT r.camera_id, r.start_ms, r.end_ms,
-       (SELECT COUNT(*) FROM segment s WHERE s.camera_id = r.camera_id AND s.status = 'stored'
+_RUN_COUNT = """(SELECT COUNT(*) FROM segment s WHERE s.camera_id = {cam} AND s.status = 'stored'
           AND s.start_ms < {least}(r.end_ms, {hi}) AND s.start_ms > {greatest}(r.start_ms, {lo}) - {max_ms}
           AND s.end_ms > {greatest}(r.start_ms, {lo}) AND s.end_ms > s.start_ms
-          AND s.start_ms < {hi} AND s.start_ms > {lo_bound})
-FROM segment_run r WHERE r.{cams} AND r.end_ms > {lo} AND r.start_ms < {hi}
-UNION ALL
-SELECT camera_id, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), COUNT(*) FROM segment
-WHERE {cams} AND status = 'stored' AND end_ms <= start_ms AND start_ms < {hi} AND start_ms > {lo_bound} AND end_ms > {lo}
-GROUP BY camera_id
-UNION ALL
-SELECT DISTINCT camera_id, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), -1 FROM segment_run_dirty WHERE {cams}
-ORDER BY 1, 2"""
+          AND s.start_ms < :hull_hi AND s.start_ms > :hull_lo)"""
+_EMPTY_COUNT = """(SELECT COUNT(*) FROM segment s WHERE s.camera_id = {cam} AND s.status = 'stored'
+          AND s.end_ms <= s.start_ms AND s.start_ms < {hi} AND s.start_ms > {lo} - {max_ms} AND s.end_ms > {lo}
+          AND s.start_ms < :hull_hi AND s.start_ms > :hull_lo)"""
+_DIRTY = "EXISTS (SELECT 1 FROM segment_run_dirty d WHERE d.camera_id = {cam})"
 
 _SEGMENT_RUNS_SQL = """
 SELECT camera_id, MIN(CASE WHEN pos = 1 THEN start_ms END), MAX(CASE WHEN pos = 1 THEN end_ms END), SUM(pos), COUNT(*)
@@ -57,104 +60,146 @@ FROM (SELECT camera_id, start_ms, end_ms, pos,
             FROM segment WHERE {cams} AND {window}) AS marked) AS numbered
 GROUP BY camera_id, run ORDER BY camera_id, run"""
 
+_PG_WINDOWS = "unnest(:cams::text[], :los::bigint[], :his::bigint[]) WITH ORDINALITY AS w(cam, lo, hi, i)"
 
-def _cams(dialect: str, n_cams: int) -> str:
-    return "camera_id = ANY(%(cams)s)" if dialect == "postgresql" else \
-        f"camera_id IN ({', '.join(f':c{i}' for i in range(n_cams))})"
+
+def _named(sql: str, dialect: str) -> str:
+    """``:name`` placeholders as the driver wants them (psycopg: ``%(name)s``)."""
+    if dialect != "postgresql":
+        return sql
+    import re
+    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql)
 
 
 @functools.lru_cache(maxsize=256)
-def runs_sql(dialect: str, n_cams: int) -> str:
-    """The window's runs with their segment counts: rows (camera_id, run start, run end,
-    segments of the run inside the window), (camera_id, NULL, NULL, stored segments of no
-    length inside the window), and (camera_id, NULL, NULL, -1) for a camera whose runs are
-    not settled.  Named parameters: cams, lo, hi, lo_bound (:func:`run_params`).  The
-    window's own bounds repeat inside the count so that PostgreSQL prunes to its months."""
+def runs_sql(dialect: str, n_windows: int) -> str:
+    """Each window's runs with their segment counts: rows (window, run start, run end,
+    segments of the run inside the window), (window, NULL, NULL, stored segments of no
+    length inside it), and (window, NULL, NULL, -1) when its camera's runs are not settled.
+    Parameters: :func:`window_params`."""
+    m = MAX_SEGMENT_MS
     if dialect == "postgresql":
-        names = {k: f"%({k})s" for k in ("lo", "hi", "lo_bound")}
-        return _RUNS_SQL.format(cams=_cams(dialect, n_cams), least="LEAST", greatest="GREATEST",
-                                max_ms=MAX_SEGMENT_MS, **names)
-    names = {k: f":{k}" for k in ("lo", "hi", "lo_bound")}
-    return _RUNS_SQL.format(cams=_cams(dialect, n_cams), least="min", greatest="max", max_ms=MAX_SEGMENT_MS,
-                            **names)
+        w = dict(cam="w.cam", lo="w.lo", hi="w.hi", max_ms=m)
+        sql = (f"SELECT w.i, r.start_ms, r.end_ms, {_RUN_COUNT.format(least='LEAST', greatest='GREATEST', **w)} "
+               f"FROM {_PG_WINDOWS} JOIN segment_run r ON r.camera_id = w.cam AND r.end_ms > w.lo AND r.start_ms < w.hi "
+               f"UNION ALL SELECT w.i, {_BIG_NULL}, {_BIG_NULL}, {_EMPTY_COUNT.format(**w)} FROM {_PG_WINDOWS} "
+               f"UNION ALL SELECT w.i, {_BIG_NULL}, {_BIG_NULL}, -1 FROM {_PG_WINDOWS} WHERE {_DIRTY.format(**w)} "
+               f"ORDER BY 1, 2")
+        return _named(sql, dialect)
+    parts = []
+    for i in range(n_windows):
+        w = dict(cam=f":c{i}", lo=f":lo{i}", hi=f":hi{i}", max_ms=m)
+        parts += [f"SELECT {i + 1}, r.start_ms, r.end_ms, {_RUN_COUNT.format(least='min', greatest='max', **w)} "
+                  f"FROM segment_run r WHERE r.camera_id = {w['cam']} AND r.end_ms > {w['lo']} AND r.start_ms < {w['hi']}",
+                  f"SELECT {i + 1}, NULL, NULL, {_EMPTY_COUNT.format(**w)}",
+                  f"SELECT {i + 1}, NULL, NULL, -1 WHERE {_DIRTY.format(**w)}"]
+    return " UNION ALL ".join(parts) + " ORDER BY 1, 2"
 
 
-def run_params(dialect: str, cameras: Sequence[str], lo: int, hi: int) -> dict:
-    out: dict = {"lo": lo, "hi": hi, "lo_bound": lo - MAX_SEGMENT_MS}
+@functools.lru_cache(maxsize=256)
+def first_clips_sql(dialect: str, n_windows: int) -> str:
+    """The first N clips (segment id, start, end, sha256) of each window, one index range scan
+    with a limit per window: rows (window, id, start, end, sha256) in each window's order
+    (start, then id).  Parameters: :func:`window_params` and ``n``."""
+    cond = ("camera_id = {cam} AND start_ms < {hi} AND start_ms > {lo} - " + str(MAX_SEGMENT_MS) +
+            " AND end_ms > {lo} AND status = 'stored' AND start_ms < :hull_hi AND start_ms > :hull_lo")
     if dialect == "postgresql":
-        out["cams"] = list(cameras)
-    else:
-        out.update({f"c{i}": c for i, c in enumerate(cameras)})
-    return out
+        sql = (f"SELECT w.i, s.id, s.start_ms, s.end_ms, s.sha256 FROM {_PG_WINDOWS} "
+               f"CROSS JOIN LATERAL (SELECT id, start_ms, end_ms, sha256 FROM segment "
+               f"WHERE {cond.format(cam='w.cam', lo='w.lo', hi='w.hi')} ORDER BY start_ms, id LIMIT :n) AS s "
+               f"ORDER BY 1, 3, 2")
+        return _named(sql, dialect)
+    one = ("SELECT * FROM (SELECT {i} AS w, id, start_ms, end_ms, sha256 FROM segment WHERE " + cond +
+           " ORDER BY start_ms, id LIMIT :n)")
+    return " UNION ALL ".join(one.format(i=i + 1, cam=f":c{i}", lo=f":lo{i}", hi=f":hi{i}")
+                              for i in range(n_windows)) + " ORDER BY 1, 3, 2"
+
+
+@functools.lru_cache(maxsize=256)
+def gaps_sql(dialect: str, n_windows: int) -> str:
+    """The recorded gaps overlapping each window: rows (window, start, end, reason) by start."""
+    cond = "g.camera_id = {cam} AND g.start_ms < {hi} AND g.end_ms > {lo}"
+    if dialect == "postgresql":
+        return _named(f"SELECT w.i, g.start_ms, g.end_ms, g.reason FROM {_PG_WINDOWS} JOIN gap g ON "
+                      f"{cond.format(cam='w.cam', lo='w.lo', hi='w.hi')} AND g.start_ms < :hull_hi "
+                      f"ORDER BY 1, 2", dialect)
+    return " UNION ALL ".join(
+        f"SELECT {i + 1}, g.start_ms, g.end_ms, g.reason FROM gap g WHERE "
+        f"{cond.format(cam=f':c{i}', lo=f':lo{i}', hi=f':hi{i}')}" for i in range(n_windows)) + " ORDER BY 1, 2"
 
 
 @functools.lru_cache(maxsize=256)
 def segment_runs_sql(dialect: str, n_cams: int) -> str:
-    """The window's stored segments merged into runs by the database (gaps and islands),
+    """One window's stored segments merged into runs by the database (gaps and islands),
     for cameras whose kept runs are not settled: a segment starts a new run when it starts
     after every earlier one of its camera has ended, exactly as
     ``index.tiling.merged_runs`` joins touching or overlapping spans.  Rows: (camera_id,
     run start, run end, segments of positive length, segments); a group with a NULL start
-    holds only zero-length segments.  Parameters: the cameras, then :func:`window_params`."""
+    holds only zero-length segments.  Parameters: the cameras, then hi, lo - MAX, lo."""
     p = "%s" if dialect == "postgresql" else "?"
     cams = "camera_id = ANY(%s)" if dialect == "postgresql" else f"camera_id IN ({', '.join('?' * n_cams)})"
     return _SEGMENT_RUNS_SQL.format(cams=cams, window=_IN_WINDOW.format(p=p))
 
 
-@functools.lru_cache(maxsize=256)
-def first_clips_sql(dialect: str, n_cams: int) -> str:
-    """The first N clips of each camera in the window, one index range scan with a
-    limit per camera.  Parameters: PostgreSQL (cameras, window, N); SQLite
-    (camera, window, N) per camera."""
-    cols = "camera_id, id, start_ms, end_ms, sha256"
+Window = tuple[str, int, int]  # camera, start, end
+
+
+def window_params(dialect: str, windows: Sequence[Window], **extra) -> dict:
+    """The windows as parameters, with the report's hull (for pruning)."""
+    out: dict = {"hull_lo": min(w[1] for w in windows) - MAX_SEGMENT_MS, "hull_hi": max(w[2] for w in windows), **extra}
     if dialect == "postgresql":
-        return (f"SELECT c.cam, s.id, s.start_ms, s.end_ms, s.sha256 FROM unnest(%s::text[]) AS c(cam) "
-                f"CROSS JOIN LATERAL (SELECT id, start_ms, end_ms, sha256 FROM segment "
-                f"WHERE camera_id = c.cam AND {_IN_WINDOW.format(p='%s')} ORDER BY start_ms, id LIMIT %s) AS s "
-                f"ORDER BY c.cam, s.start_ms, s.id")
-    one = f"SELECT * FROM (SELECT {cols} FROM segment WHERE camera_id = ? AND {_IN_WINDOW.format(p='?')} " \
-          f"ORDER BY start_ms, id LIMIT ?)"
-    return " UNION ALL ".join([one] * n_cams) + " ORDER BY 1, 3, 2"
-
-
-def window_params(lo: int, hi: int) -> tuple[int, int, int]:
-    """Stored segments overlapping [lo, hi): the bounded lower edge (no segment is
-    longer than MAX_SEGMENT_MS) keeps it an index range scan on (camera_id, start_ms)."""
-    return hi, lo - MAX_SEGMENT_MS, lo
-
-
-def runs_rows(conn, cameras: Sequence[str], lo: int, hi: int) -> list[tuple]:
-    """Rows (camera_id, run start, run end, positive-length segments, segments) by camera
-    and start, clipped to nothing yet (:func:`runs_from_rows` clips): the kept runs, and for
-    a camera whose runs are not settled, its segments merged here."""
-    d = conn.dialect.name
-    out: list[tuple] = []
-    unsettled: list[str] = []
-    for cam, a, b, n in raw_rows(conn, runs_sql(d, len(cameras)), run_params(d, cameras, lo, hi)):
-        if n == -1:
-            unsettled.append(cam)
-        elif a is None:
-            out.append((cam, None, None, 0, n))
-        else:
-            out.append((cam, a, b, n, n))
-    if unsettled:
-        out = [r for r in out if r[0] not in unsettled]
-        cams = (list(unsettled),) if d == "postgresql" else tuple(unsettled)
-        out += raw_rows(conn, segment_runs_sql(d, len(unsettled)), cams + window_params(lo, hi))
-        out.sort(key=lambda r: (r[0], r[1] is None, r[1] or 0))
+        out.update(cams=[w[0] for w in windows], los=[w[1] for w in windows], his=[w[2] for w in windows])
+    else:
+        for i, (cam, lo, hi) in enumerate(windows):
+            out.update({f"c{i}": cam, f"lo{i}": lo, f"hi{i}": hi})
     return out
 
 
-def first_clips_rows(conn, cameras: Sequence[str], lo: int, hi: int, n: int) -> list[tuple]:
+def _by_window(rows, windows: Sequence[Window]) -> dict[Window, list[tuple]]:
+    out: dict[Window, list[tuple]] = {}
+    for i, group in groupby(rows, key=itemgetter(0)):
+        out[windows[i - 1]] = [r[1:] for r in group]
+    return out
+
+
+def report_runs(conn, windows: Sequence[Window]) -> dict[Window, tuple[list[tuple[int, int]], list[int], int]]:
+    """Each window's (runs clipped to it, segments of positive length per run, all its
+    segments): the kept runs, and for a camera whose runs are not settled, its segments
+    merged here."""
+    if not windows:
+        return {}
     d = conn.dialect.name
-    if d == "postgresql":
-        params: tuple = (list(cameras), *window_params(lo, hi), n)
-    else:
-        params = tuple(x for cam in cameras for x in (cam, *window_params(lo, hi), n))
-    return raw_rows(conn, first_clips_sql(d, len(cameras)), params)
+    out: dict[Window, tuple[list[tuple[int, int]], list[int], int]] = {}
+    unsettled: list[Window] = []
+    for w, rows in _by_window(raw_rows(conn, runs_sql(d, len(windows)), window_params(d, windows)), windows).items():
+        if any(n == -1 for a, _, n in rows if a is None):
+            unsettled.append(w)
+            continue
+        runs = [(max(a, w[1]), min(b, w[2])) for a, b, _ in rows if a is not None]
+        out[w] = (runs, [n for a, _, n in rows if a is not None], sum(n for _, _, n in rows))
+    for cam, lo, hi in unsettled:
+        p = (([cam],) if d == "postgresql" else (cam,)) + (hi, lo - MAX_SEGMENT_MS, lo)
+        out[(cam, lo, hi)] = runs_from_rows(raw_rows(conn, segment_runs_sql(d, 1), p), lo, hi)
+    return out
 
 
-def raw_rows(conn, sql: str, params: tuple) -> list[tuple]:
+def report_first_clips(conn, windows: Sequence[Window], n: int) -> dict[Window, list[tuple]]:
+    """Each window's first ``n`` clips (id, start, end, sha256)."""
+    if not windows or n <= 0:
+        return {}
+    d = conn.dialect.name
+    return _by_window(raw_rows(conn, first_clips_sql(d, len(windows)), window_params(d, windows, n=n)), windows)
+
+
+def report_gaps(conn, windows: Sequence[Window]) -> dict[Window, list[tuple]]:
+    """Each window's recorded gaps (start, end, reason)."""
+    if not windows:
+        return {}
+    d = conn.dialect.name
+    return _by_window(raw_rows(conn, gaps_sql(d, len(windows)), window_params(d, windows)), windows)
+
+
+def raw_rows(conn, sql: str, params: tuple | dict) -> list[tuple]:
     cur = conn.connection.cursor()
     try:
         cur.execute(sql, params)

@@ -61,6 +61,11 @@ SELECT camera_id, MIN(start_ms), MAX(end_ms) FROM (
 GROUP BY camera_id, run"""
 
 
+#: every camera's runs from its segments, as one statement (bulk loaders: bench/, after a COPY
+#: made with the trigger off); :func:`rebuild` is the same inside a transaction, with its locks
+REBUILD_ALL_SQL = "INSERT INTO segment_run (camera_id, start_ms, end_ms) " + _RUNS_OF_SEGMENTS.format(cams="")
+
+
 def _p(conn: Connection) -> str:
     return "%s" if conn.dialect.name == "postgresql" else "?"
 

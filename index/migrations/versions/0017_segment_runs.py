@@ -12,7 +12,8 @@ becomes stored into the runs it touches, in the writing transaction, and writes 
 those).  A trigger and not only application code, so that every writer keeps the runs: a
 node of the previous release during a rolling upgrade (docs/upgrades.md), a bulk COPY, a
 Core statement.  A report then counts a run's segments from ``ix_segment_stored_span``
-alone (index-only), and the rare stored segments of no length from ``ix_segment_stored_empty``.
+alone (index-only), the rare stored segments of no length from ``ix_segment_stored_empty``,
+and a window's gaps by their end from ``ix_gap_camera_end``.
 
 Expand-only.  The backfill computes every camera's runs from its segments while the new
 trigger's lock on ``segment`` holds writers back (about a minute per 17 M segments on a
@@ -130,12 +131,14 @@ def upgrade() -> None:
     op.execute(BACKFILL)
     op.create_index('ix_segment_stored_span', 'segment', ['camera_id', 'start_ms', 'end_ms'],
                     sqlite_where=sa.text("status = 'stored'"), postgresql_where=sa.text("status = 'stored'"))
-    op.create_index('ix_segment_stored_empty', 'segment', ['camera_id', 'start_ms'],
+    op.create_index('ix_segment_stored_empty', 'segment', ['camera_id', 'start_ms', 'end_ms'],
                     sqlite_where=sa.text("status = 'stored' AND end_ms <= start_ms"),
                     postgresql_where=sa.text("status = 'stored' AND end_ms <= start_ms"))
+    op.create_index('ix_gap_camera_end', 'gap', ['camera_id', 'end_ms', 'start_ms'])
 
 
 def downgrade() -> None:
+    op.drop_index('ix_gap_camera_end', table_name='gap')
     op.drop_index('ix_segment_stored_empty', table_name='segment')
     op.drop_index('ix_segment_stored_span', table_name='segment')
     if op.get_bind().dialect.name == 'postgresql':
