@@ -302,6 +302,7 @@ def load_postgresql(url: str, lab: Lab, defer_indexes: bool) -> dict:
                 # would make an invalid index on the parent alone and none on the partitions
                 conn.execute(ddl.replace(" ON ONLY ", " ON ", 1))
         t["index_build_s"] = time.perf_counter() - t3
+        t["runs_s"] = rebuild_runs(conn)
         idx_after = _pg_indexes(conn)
         if sorted(idx_after) != sorted(idx_before):
             raise RuntimeError(f"re-created indexes differ from the migrations':\n{idx_before}\n{idx_after}")
@@ -331,7 +332,7 @@ def copy_lab(conn, lab, batch: int = 20_000, progress=None) -> int:
     n = 0
     with conn.cursor() as cur, conn.transaction():
         # the runs trigger (migration 0017) would cost a lookup per row: off for the COPY,
-        # every run computed once afterwards (index.segment_runs.REBUILD_ALL_SQL)
+        # every run computed once afterwards (rebuild_runs)
         cur.execute("SET LOCAL labwitness.segment_runs = 'off'")
         with cur.copy(f"COPY segment ({', '.join(SEG_COLS)}) FROM STDIN") as cp:
             buf, pending = [], 0
@@ -349,9 +350,17 @@ def copy_lab(conn, lab, batch: int = 20_000, progress=None) -> int:
                 n += pending
         with cur.copy(f"COPY gap ({', '.join(GAP_COLS)}) FROM STDIN") as cp:
             cp.write(_fmt_pg(lab.gaps, len(GAP_COLS)))
-        cur.execute("DELETE FROM segment_run")
-        cur.execute(REBUILD_ALL_SQL)
     return n
+
+
+def rebuild_runs(conn) -> float:
+    """Every camera's runs from the segments COPY put in with the runs trigger off (after the
+    indexes are back: the statement reads the segments in (camera, start) order).  Seconds."""
+    t = time.perf_counter()
+    with conn.transaction():
+        conn.execute("DELETE FROM segment_run")
+        conn.execute(REBUILD_ALL_SQL)
+    return round(time.perf_counter() - t, 1)
 
 
 def _pg_indexes(conn) -> list[tuple[str, str, str]]:
@@ -514,18 +523,32 @@ class _SqlMeter:
             self.total += time.perf_counter() - t
             self.count += 1
 
+    def _raw_many(self, conn, stmts):
+        """index.report_sql.raw_many: statements sent together (PostgreSQL's pipeline; SQLite
+        calls raw_rows for each, counted there)."""
+        if conn.dialect.name != "postgresql":
+            return self._orig_raw_many(conn, stmts)
+        if self.capture:
+            self.captured.extend(stmts)
+        t = time.perf_counter()
+        try:
+            return self._orig_raw_many(conn, stmts)
+        finally:
+            self.total += time.perf_counter() - t
+            self.count += len(stmts)
+
     @contextmanager
     def on(self):
         import index.report_sql as report_sql_mod
 
-        self._orig_raw_rows = report_sql_mod.raw_rows
-        report_sql_mod.raw_rows = self._raw_rows
+        self._orig_raw_rows, self._orig_raw_many = report_sql_mod.raw_rows, report_sql_mod.raw_many
+        report_sql_mod.raw_rows, report_sql_mod.raw_many = self._raw_rows, self._raw_many
         event.listen(self.engine, "before_cursor_execute", self._before)
         event.listen(self.engine, "after_cursor_execute", self._after)
         try:
             yield self
         finally:
-            report_sql_mod.raw_rows = self._orig_raw_rows
+            report_sql_mod.raw_rows, report_sql_mod.raw_many = self._orig_raw_rows, self._orig_raw_many
             event.remove(self.engine, "before_cursor_execute", self._before)
             event.remove(self.engine, "after_cursor_execute", self._after)
 

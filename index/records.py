@@ -201,8 +201,10 @@ class RecordStore:
                        clip_page: int | None = None) -> ReportFootage:
         """Everything an inspector's "footage of this report" needs, on one connection
         in a fixed handful of statements: records (1), cameras of their areas and
-        instruments (2-3), their registration times (1), per distinct window
-        segments and gaps (2), holds (1); the spool's state is read once per report.
+        instruments with their registration times (1), then, paged, the runs, first
+        clips and gaps of all windows and the holds (4, sent together on PostgreSQL);
+        in full, per distinct window span the segments (1), and the gaps (1) and holds
+        (1); the spool's state is read once per report.
         Only the columns shown are fetched, as plain rows: a week-long test has
         ~10 000 one-minute segments and ORM entities would dominate (bench/report_query).
         ``footage=False``: records and windows only (clips, gaps and parts left empty).
@@ -218,7 +220,7 @@ class RecordStore:
             if not records:
                 raise NotFoundError(f"报告编号没有对应的检测记录 / no test record has report no. {report_no!r}")
             per_record = [(json.loads(r.area_ids), json.loads(r.equipment_ids)) for r in records]
-            cams = _resolve_cameras(conn, per_record)
+            cams, created = _resolve_cameras(conn, per_record)
             spans: dict[str, list[tuple[int, int]]] = {}
             tests: dict[str, list[tuple[int, int]]] = {}
             for r, cam_set in zip(records, cams, strict=True):
@@ -229,7 +231,7 @@ class RecordStore:
             spooled: dict = {}
             now_ms = self.now_ms()
             if footage and spans:
-                registered = dict(report_sql.sql_rows(conn, "SELECT id, created_ms FROM camera WHERE id IN ({in})", sorted(spans)))
+                registered = {c: created[c] for c in spans if c in created}
                 # Read the spool before the index: a segment indexed (and released from the
                 # spool) in between is then seen twice (the clip wins), never not at all.
                 spooled = dict(self.spool.state(sorted(spans))) if self.spool is not None else {}
@@ -254,10 +256,13 @@ class RecordStore:
                         .order_by(seg_t.c.camera_id, seg_t.c.start_ms, seg_t.c.id))  # the pages' order (report_clips)
                     for cam, rows in groupby(seg_rows, key=itemgetter(0)):
                         clips[(cam, lo, hi)] = [r[1:] for r in rows]
-            elif footage:  # three statements for all the report's windows (index.report_sql)
-                runs_of = report_sql.report_runs(conn, all_windows)
-                clips.update(report_sql.report_first_clips(conn, all_windows, clip_page))
-            if footage:
+            held: set[int] | None = None
+            if footage and clip_page is not None:  # all the report's windows at once (index.report_sql)
+                runs_of, first, window_gaps, held = report_sql.report_windows(
+                    conn, all_windows, clip_page, report_no if holds else None)
+                clips.update(first)
+                gaps.update(window_gaps)
+            elif footage:
                 gaps.update(report_sql.report_gaps(conn, all_windows))
             windows = []
             for cam, lo, hi in sorted(clips):
@@ -271,11 +276,10 @@ class RecordStore:
                                   spool=spooled.get(cam, NOTHING_SPOOLED), now_ms=now_ms) if footage else []
                 windows.append(WindowFootage(cam, lo, hi, c, g, merge_windows([t for t in tests[cam] if lo <= t[0] < hi]),
                                              parts, runs, total, per_run))
-            held: set[int] = set()
-            if holds and any(w.clips for w in windows):
-                held = {r[0] for r in report_sql.sql_rows(
-                    conn, "SELECT hold.segment_id FROM hold JOIN export_package ON export_package.id = hold.package_id "
-                          "WHERE export_package.report_no = {p} AND hold.released_ms IS NULL", (report_no,))}
+            if held is None:
+                held = set()
+                if holds and any(w.clips for w in windows):
+                    held = {r[0] for r in report_sql.raw_rows(conn, report_sql.holds_sql(conn.dialect.name), (report_no,))}
         return ReportFootage(list(records), windows, held)
 
 
@@ -355,32 +359,40 @@ def _dbapi_rows(conn, stmt) -> list[tuple]:
     return report_sql.raw_rows(conn, *compiled(conn, stmt))
 
 
-def _resolve_cameras(conn, per_record: list[tuple[list[str], list[str]]]) -> list[set[str]]:
+def _resolve_cameras(conn, per_record: list[tuple[list[str], list[str]]]) -> tuple[list[set[str]], dict[str, int]]:
     """For each record (area ids, equipment ids): the cameras of its areas plus the
     cameras watching its instruments (or, for an instrument no camera is linked to,
-    the cameras of the instrument's area) — for all records of a report at once,
-    in 2-3 statements."""
+    the cameras of the instrument's area) — for all records of a report at once, in
+    one statement; and each such camera's registration time."""
     all_eq = sorted({e for _, eqs in per_record for e in eqs})
+    all_areas = sorted({a for ars, _ in per_record for a in ars})
     links: dict[str, set[str]] = {}
-    eq_area: dict[str, str] = {}
-    if all_eq:
-        for eq_id, cam_id in report_sql.sql_rows(conn, "SELECT equipment_id, camera_id FROM equipmentcamera "
-                                             "WHERE equipment_id IN ({in})", all_eq):
-            links.setdefault(eq_id, set()).add(cam_id)
-        unlinked = [e for e in all_eq if e not in links]
-        if unlinked:
-            eq_area = {i: a for i, a in report_sql.sql_rows(conn, "SELECT id, area_id FROM equipment WHERE id IN ({in})", unlinked) if a}
-    areas = sorted({a for ars, _ in per_record for a in ars} | set(eq_area.values()))
+    eq_cams: dict[str, set[str]] = {}  # the cameras of an instrument's area
     by_area: dict[str, set[str]] = {}
-    if areas:
-        for cam_id, area_id in report_sql.sql_rows(conn, "SELECT id, area_id FROM camera WHERE area_id IN ({in})", areas):
-            by_area.setdefault(area_id, set()).add(cam_id)
+    created: dict[str, int] = {}
+    parts, params = [], []
+    if all_eq:
+        marks = ", ".join(["{p}"] * len(all_eq))
+        parts += [f"SELECT 'l', ec.equipment_id, ec.camera_id, c.created_ms FROM equipmentcamera ec "
+                  f"LEFT JOIN camera c ON c.id = ec.camera_id WHERE ec.equipment_id IN ({marks})",
+                  f"SELECT 'e', e.id, c.id, c.created_ms FROM equipment e JOIN camera c ON c.area_id = e.area_id "
+                  f"WHERE e.id IN ({marks})"]
+        params += all_eq * 2
+    if all_areas:
+        parts.append(f"SELECT 'a', c.area_id, c.id, c.created_ms FROM camera c "
+                     f"WHERE c.area_id IN ({', '.join(['{p}'] * len(all_areas))})")
+        params += all_areas
+    if parts:
+        for kind, key, cam_id, created_ms in report_sql.sql_rows(conn, " UNION ALL ".join(parts), params, n_in=0):
+            (links if kind == "l" else eq_cams if kind == "e" else by_area).setdefault(key, set()).add(cam_id)
+            if created_ms is not None:
+                created[cam_id] = created_ms
     out = []
     for ars, eqs in per_record:
         cams: set[str] = set()
         for a in ars:
             cams |= by_area.get(a, set())
         for e in eqs:
-            cams |= links.get(e) or by_area.get(eq_area.get(e, ""), set())
+            cams |= links.get(e) or eq_cams.get(e, set())
         out.append(cams)
-    return out
+    return out, created

@@ -162,33 +162,49 @@ def _by_window(rows, windows: Sequence[Window]) -> dict[Window, list[tuple]]:
     return out
 
 
-def report_runs(conn, windows: Sequence[Window]) -> dict[Window, tuple[list[tuple[int, int]], list[int], int]]:
-    """Each window's (runs clipped to it, segments of positive length per run, all its
-    segments): the kept runs, and for a camera whose runs are not settled, its segments
-    merged here."""
-    if not windows:
-        return {}
-    d = conn.dialect.name
+def _runs_of(rows, windows: Sequence[Window]) -> tuple[dict, list[Window]]:
     out: dict[Window, tuple[list[tuple[int, int]], list[int], int]] = {}
     unsettled: list[Window] = []
-    for w, rows in _by_window(raw_rows(conn, runs_sql(d, len(windows)), window_params(d, windows)), windows).items():
-        if any(n == -1 for a, _, n in rows if a is None):
+    for w, group in _by_window(rows, windows).items():
+        if any(n == -1 for a, _, n in group if a is None):
             unsettled.append(w)
             continue
-        runs = [(max(a, w[1]), min(b, w[2])) for a, b, _ in rows if a is not None]
-        out[w] = (runs, [n for a, _, n in rows if a is not None], sum(n for _, _, n in rows))
+        runs = [(max(a, w[1]), min(b, w[2])) for a, b, _ in group if a is not None]
+        out[w] = (runs, [n for a, _, n in group if a is not None], sum(n for _, _, n in group))
+    return out, unsettled
+
+
+_HOLDS_SQL = ("SELECT hold.segment_id FROM hold JOIN export_package ON export_package.id = hold.package_id "
+              "WHERE export_package.report_no = {p} AND hold.released_ms IS NULL")
+
+
+def holds_sql(dialect: str) -> str:
+    return sql_text(_HOLDS_SQL, dialect, 0)
+
+
+def report_windows(conn, windows: Sequence[Window], clip_page: int, holds_of: str | None = None):
+    """Everything a paged report reads per window, sent together (PostgreSQL: one round
+    trip, :func:`raw_many`): ({window: (runs clipped to it, segments of positive length per
+    run, all its segments)}, {window: first ``clip_page`` clips (id, start, end, sha256)},
+    {window: gaps (start, end, reason)}, ids of segments held for report ``holds_of``).
+    A window whose camera's runs are not settled is merged from its segments (decision 48)."""
+    if not windows:
+        return {}, {}, {}, set()
+    d = conn.dialect.name
+    stmts = [(runs_sql(d, len(windows)), window_params(d, windows)),
+             (gaps_sql(d, len(windows)), window_params(d, windows))]
+    if clip_page > 0:
+        stmts.append((first_clips_sql(d, len(windows)), window_params(d, windows, n=clip_page)))
+    if holds_of is not None:
+        stmts.append((holds_sql(d), (holds_of,)))
+    got = raw_many(conn, stmts)
+    runs_of, unsettled = _runs_of(got[0], windows)
     for cam, lo, hi in unsettled:
         p = (([cam],) if d == "postgresql" else (cam,)) + (hi, lo - MAX_SEGMENT_MS, lo)
-        out[(cam, lo, hi)] = runs_from_rows(raw_rows(conn, segment_runs_sql(d, 1), p), lo, hi)
-    return out
-
-
-def report_first_clips(conn, windows: Sequence[Window], n: int) -> dict[Window, list[tuple]]:
-    """Each window's first ``n`` clips (id, start, end, sha256)."""
-    if not windows or n <= 0:
-        return {}
-    d = conn.dialect.name
-    return _by_window(raw_rows(conn, first_clips_sql(d, len(windows)), window_params(d, windows, n=n)), windows)
+        runs_of[(cam, lo, hi)] = runs_from_rows(raw_rows(conn, segment_runs_sql(d, 1), p), lo, hi)
+    clips = _by_window(got[2], windows) if clip_page > 0 else {}
+    held = {r[0] for r in got[-1]} if holds_of is not None else set()
+    return runs_of, clips, _by_window(got[1], windows), held
 
 
 def report_gaps(conn, windows: Sequence[Window]) -> dict[Window, list[tuple]]:
@@ -197,6 +213,24 @@ def report_gaps(conn, windows: Sequence[Window]) -> dict[Window, list[tuple]]:
         return {}
     d = conn.dialect.name
     return _by_window(raw_rows(conn, gaps_sql(d, len(windows)), window_params(d, windows)), windows)
+
+
+def raw_many(conn, stmts: Sequence[tuple[str, tuple | dict]]) -> list[list[tuple]]:
+    """The rows of several independent statements.  PostgreSQL: sent in one round trip
+    (psycopg's pipeline mode), so a report's window statements cost one wait for the
+    server, not one each; SQLite (in-process): one after the other."""
+    if conn.dialect.name != "postgresql":
+        return [raw_rows(conn, sql, params) for sql, params in stmts]
+    pg = conn.connection.driver_connection
+    curs = [pg.cursor() for _ in stmts]
+    try:
+        with pg.pipeline():
+            for cur, (sql, params) in zip(curs, stmts, strict=True):
+                cur.execute(sql, params)
+        return [cur.fetchall() for cur in curs]
+    finally:
+        for cur in curs:
+            cur.close()
 
 
 def raw_rows(conn, sql: str, params: tuple | dict) -> list[tuple]:

@@ -204,6 +204,13 @@ def test_queries_prune_and_answer_as_on_sqlite(pg_url, tmp_path, monkeypatch):
             touched.append(_explained_relations(conn, sql, params))
         return real_raw(conn, sql, params)
     monkeypatch.setattr(report_sql, "raw_rows", explain_raw)
+    real_many = report_sql.raw_many
+
+    def explain_many(conn, stmts):
+        if conn.dialect.name == "postgresql":
+            touched.extend(_explained_relations(conn, sql, params) for sql, params in stmts if "FROM segment" in sql)
+        return real_many(conn, stmts)
+    monkeypatch.setattr(report_sql, "raw_many", explain_many)
     touched.clear()
     for e in (pg, lite):
         rf = RecordStore(e, lambda: NOW).report_footage("R-9", margin_ms=3_600_000, clip_page=2)

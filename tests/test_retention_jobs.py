@@ -13,8 +13,10 @@ import uuid
 from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 from sqlmodel import Session, select
 
+from index import segment_runs
 from index.models import Hold, Segment
 from labwitness.clock import FakeClock, SystemClock, utc_ms
 from labwitness.errors import StorageUnavailableError
@@ -142,12 +144,21 @@ def test_sweep_killed_between_mark_and_delete_is_finished_by_the_next_run(fx, se
     assert fx.job_runs("sweep")[-1].status == "failed"
     assert all(fx.row(s).status == "garbage" and fx.exists(s) for s in segs)  # marked, nothing deleted
     assert fx.index.footage("cam-a", segs[0].start_ms, segs[-1].end_ms).segments == []  # hidden from reports
+    _runs_exact(fx)  # and from the runs the index keeps, in the marking transaction (decision 54)
     # the process also died after deleting one object but before removing its row
     fx.store.client.remove_object(fx.store.bucket, segs[0].key, version_id=segs[0].version_id)
     res = sweep(fx)
     assert res.status == "ok", res.summary
     assert res.summary["recovered_rows_removed"] == 1 and res.summary["recovered_deleted"] == 3
     assert all(fx.row(s) is None and not fx.exists(s) for s in segs)
+    _runs_exact(fx)
+
+
+def _runs_exact(fx) -> None:
+    """The kept runs (index.segment_runs) are the stored segments' runs, nothing left to settle."""
+    with fx.index.engine.connect() as c:
+        assert c.execute(text("SELECT COUNT(*) FROM segment_run_dirty")).scalar_one() == 0
+        assert segment_runs.stored(c) == segment_runs.expected(c)
 
 
 def test_garbage_row_that_storage_still_locks_goes_back_to_stored(fx):
@@ -157,6 +168,7 @@ def test_garbage_row_that_storage_still_locks_goes_back_to_stored(fx):
     res = sweep(fx)
     assert res.status == "warning" and res.summary["restored"] == 1
     assert fx.row(locked).status == "stored" and fx.exists(locked)
+    _runs_exact(fx)  # back in the runs: the hand edit left it unsettled, the sweep's revert settled it
     assert [f.kind for f in fx.findings(segment_id=locked.id)] == ["lock_mismatch"]
 
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 from sqlalchemy import text
 from sqlmodel import Session, SQLModel, select
 
+from index import segment_runs
 from index.migrate import upgrade
 from index.models import Camera, Gap, Segment
 from labwitness.clock import SystemClock
@@ -56,6 +57,9 @@ def test_dropped_index_is_rebuilt_equal_from_storage(tmp_path, store, rtsp, db_u
         assert cams["cam-hole"].area_id == "lixue"
         gaps = list(s.exec(select(Gap).where(Gap.camera_id == "cam-hole")))
     assert [(g.start_ms, g.end_ms, g.reason) for g in gaps] == [(a.end_ms, b.start_ms, GAP_REASON)]
+    with engine.begin() as c:  # the runs the index keeps follow what the rebuild put back (decision 54)
+        assert segment_runs.differences(c) == []
+        assert segment_runs.stored(c, ["cam-hole"]) == {"cam-hole": [(a.start_ms, a.end_ms), (b.start_ms, b.end_ms)]}
     again = run_rebuild(store, engine, SystemClock())  # idempotent: adds nothing twice
     assert again.summary["segments_added"] == 0 and again.summary["segments_present"] == len(original)
     assert again.summary["gaps_added"] == 0 and _rows(engine) == original
