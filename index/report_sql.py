@@ -81,7 +81,10 @@ def runs_sql(dialect: str, n_windows: int) -> str:
     if dialect == "postgresql":
         w = dict(cam="w.cam", lo="w.lo", hi="w.hi", max_ms=m)
         sql = (f"SELECT w.i, r.start_ms, r.end_ms, {_RUN_COUNT.format(least='LEAST', greatest='GREATEST', **w)} "
-               f"FROM {_PG_WINDOWS} JOIN segment_run r ON r.camera_id = w.cam AND r.end_ms > w.lo AND r.start_ms < w.hi "
+               # LATERAL with OFFSET 0 (kept a subquery): an index range scan per window; joined
+               # flat, the planner hashed every run of every camera (0.5 ms at 64 cameras, growing)
+               f"FROM {_PG_WINDOWS} CROSS JOIN LATERAL (SELECT start_ms, end_ms FROM segment_run "
+               f"WHERE camera_id = w.cam AND end_ms > w.lo AND start_ms < w.hi OFFSET 0) AS r "
                f"UNION ALL SELECT w.i, {_BIG_NULL}, {_BIG_NULL}, {_EMPTY_COUNT.format(**w)} FROM {_PG_WINDOWS} "
                f"UNION ALL SELECT w.i, {_BIG_NULL}, {_BIG_NULL}, -1 FROM {_PG_WINDOWS} WHERE {_DIRTY.format(**w)} "
                f"ORDER BY 1, 2")
