@@ -523,16 +523,16 @@ class _SqlMeter:
             self.total += time.perf_counter() - t
             self.count += 1
 
-    def _raw_many(self, conn, stmts):
+    def _raw_many(self, conn, stmts, **kw):
         """index.report_sql.raw_many: statements sent together (PostgreSQL's pipeline; SQLite
-        calls raw_rows for each, counted there)."""
+        calls raw_rows or SQLAlchemy for each, counted there)."""
         if conn.dialect.name != "postgresql":
-            return self._orig_raw_many(conn, stmts)
+            return self._orig_raw_many(conn, stmts, **kw)
         if self.capture:
             self.captured.extend(stmts)
         t = time.perf_counter()
         try:
-            return self._orig_raw_many(conn, stmts)
+            return self._orig_raw_many(conn, stmts, **kw)
         finally:
             self.total += time.perf_counter() - t
             self.count += len(stmts)
@@ -659,7 +659,7 @@ def _capture_footage_sql(engine: Engine, lab: Lab, seed: int) -> tuple[dict, tup
     w = rf.windows[0]
     cam, lo, hi = w.camera_id, w.start_ms, w.end_ms
     stmts = [(s, p) for s, p in meter.captured if "FROM segment" in s or " gap g" in s]
-    return {"segment": next(x for x in stmts if "segment_run r" in x[0]),  # the runs and their counts
+    return {"segment": next(x for x in stmts if "FROM segment_run " in x[0]),  # the runs and their counts
             "segment_first_clips": next((x for x in stmts if "FROM segment" in x[0] and "LIMIT" in x[0]), None),
             "gap": next(x for x in stmts if " gap g" in x[0])}, (cam, lo, hi)
 

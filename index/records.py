@@ -216,11 +216,11 @@ class RecordStore:
         (decision 48).  Coverage, gaps and runs are the same as without paging."""
         seg_t = Segment.__table__
         with self.engine.connect() as conn:
-            records = report_sql.sql_rows(conn, "SELECT * FROM test_record WHERE report_no = {p} ORDER BY started_ms", (report_no,))
+            records, camera_rows = report_sql.report_records(conn, report_no)
             if not records:
                 raise NotFoundError(f"报告编号没有对应的检测记录 / no test record has report no. {report_no!r}")
             per_record = [(json.loads(r.area_ids), json.loads(r.equipment_ids)) for r in records]
-            cams, created = _resolve_cameras(conn, per_record)
+            cams, created = _resolve_cameras(camera_rows, per_record)
             spans: dict[str, list[tuple[int, int]]] = {}
             tests: dict[str, list[tuple[int, int]]] = {}
             for r, cam_set in zip(records, cams, strict=True):
@@ -359,34 +359,19 @@ def _dbapi_rows(conn, stmt) -> list[tuple]:
     return report_sql.raw_rows(conn, *compiled(conn, stmt))
 
 
-def _resolve_cameras(conn, per_record: list[tuple[list[str], list[str]]]) -> tuple[list[set[str]], dict[str, int]]:
+def _resolve_cameras(rows, per_record: list[tuple[list[str], list[str]]]) -> tuple[list[set[str]], dict[str, int]]:
     """For each record (area ids, equipment ids): the cameras of its areas plus the
     cameras watching its instruments (or, for an instrument no camera is linked to,
-    the cameras of the instrument's area) — for all records of a report at once, in
-    one statement; and each such camera's registration time."""
-    all_eq = sorted({e for _, eqs in per_record for e in eqs})
-    all_areas = sorted({a for ars, _ in per_record for a in ars})
+    the cameras of the instrument's area), from the rows of
+    :func:`index.report_sql.report_records`; and each such camera's registration time."""
     links: dict[str, set[str]] = {}
     eq_cams: dict[str, set[str]] = {}  # the cameras of an instrument's area
     by_area: dict[str, set[str]] = {}
     created: dict[str, int] = {}
-    parts, params = [], []
-    if all_eq:
-        marks = ", ".join(["{p}"] * len(all_eq))
-        parts += [f"SELECT 'l', ec.equipment_id, ec.camera_id, c.created_ms FROM equipmentcamera ec "
-                  f"LEFT JOIN camera c ON c.id = ec.camera_id WHERE ec.equipment_id IN ({marks})",
-                  f"SELECT 'e', e.id, c.id, c.created_ms FROM equipment e JOIN camera c ON c.area_id = e.area_id "
-                  f"WHERE e.id IN ({marks})"]
-        params += all_eq * 2
-    if all_areas:
-        parts.append(f"SELECT 'a', c.area_id, c.id, c.created_ms FROM camera c "
-                     f"WHERE c.area_id IN ({', '.join(['{p}'] * len(all_areas))})")
-        params += all_areas
-    if parts:
-        for kind, key, cam_id, created_ms in report_sql.sql_rows(conn, " UNION ALL ".join(parts), params, n_in=0):
-            (links if kind == "l" else eq_cams if kind == "e" else by_area).setdefault(key, set()).add(cam_id)
-            if created_ms is not None:
-                created[cam_id] = created_ms
+    for kind, key, cam_id, created_ms in rows:
+        (links if kind == "l" else eq_cams if kind == "e" else by_area).setdefault(key, set()).add(cam_id)
+        if created_ms is not None:
+            created[cam_id] = created_ms
     out = []
     for ars, eqs in per_record:
         cams: set[str] = set()

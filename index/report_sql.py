@@ -218,14 +218,53 @@ def report_gaps(conn, windows: Sequence[Window]) -> dict[Window, list[tuple]]:
     return _by_window(raw_rows(conn, gaps_sql(d, len(windows)), window_params(d, windows)), windows)
 
 
-def raw_many(conn, stmts: Sequence[tuple[str, tuple | dict]]) -> list[list[tuple]]:
-    """The rows of several independent statements.  PostgreSQL: sent in one round trip
-    (psycopg's pipeline mode), so a report's window statements cost one wait for the
-    server, not one each; SQLite (in-process): one after the other."""
+# A report's records and the cameras of their areas and instruments (with each camera's
+# registration), read together: the cameras are resolved from the records' JSON lists in SQL,
+# so both statements go in one round trip.  Rows (kind, key, camera, created_ms): 'a' the
+# cameras of an area, 'l' the cameras linked to an instrument, 'e' the cameras of an
+# instrument's area (used for an instrument no camera is linked to).
+_RECORDS_SQL = "SELECT * FROM test_record WHERE report_no = {p} ORDER BY started_ms"
+_CAMERAS_SQL = """
+SELECT 'a', a.{v}, c.id, c.created_ms FROM test_record t {areas} JOIN camera c ON c.area_id = a.{v} WHERE t.report_no = {no}
+UNION ALL
+SELECT 'l', e.{v}, ec.camera_id, c.created_ms FROM test_record t {eqs}
+  JOIN equipmentcamera ec ON ec.equipment_id = e.{v} LEFT JOIN camera c ON c.id = ec.camera_id WHERE t.report_no = {no}
+UNION ALL
+SELECT 'e', e.{v}, c.id, c.created_ms FROM test_record t {eqs}
+  JOIN equipment q ON q.id = e.{v} JOIN camera c ON c.area_id = q.area_id WHERE t.report_no = {no}"""
+
+
+@functools.lru_cache(maxsize=4)
+def cameras_sql(dialect: str) -> str:
+    if dialect == "postgresql":
+        return _CAMERAS_SQL.format(v="v", no="%s",
+                                   areas="CROSS JOIN LATERAL json_array_elements_text(t.area_ids::json) AS a(v)",
+                                   eqs="CROSS JOIN LATERAL json_array_elements_text(t.equipment_ids::json) AS e(v)")
+    return _CAMERAS_SQL.format(v="value", no="?", areas="JOIN json_each(t.area_ids) AS a",
+                               eqs="JOIN json_each(t.equipment_ids) AS e")
+
+
+def report_records(conn, report_no: str) -> tuple[list, list[tuple]]:
+    """(the report's test records, oldest first, with attribute access by column; the camera
+    rows of :data:`_CAMERAS_SQL`) — one round trip on PostgreSQL."""
+    d = conn.dialect.name
+    records, cams = raw_many(conn, [(sql_text(_RECORDS_SQL, d, 0), (report_no,)),
+                                    (cameras_sql(d), (report_no,) * 3)], named=(0,))
+    return records, cams
+
+
+def raw_many(conn, stmts: Sequence[tuple[str, tuple | dict]], named: Sequence[int] = ()) -> list[list]:
+    """The rows of several independent statements (those listed in ``named``: rows with
+    attribute access by column name).  PostgreSQL: sent in one round trip (psycopg's
+    pipeline mode), so a report's window statements cost one wait for the server, not one
+    each; SQLite (in-process): one after the other."""
     if conn.dialect.name != "postgresql":
-        return [raw_rows(conn, sql, params) for sql, params in stmts]
+        return [conn.exec_driver_sql(sql, params).all() if i in named else raw_rows(conn, sql, params)
+                for i, (sql, params) in enumerate(stmts)]
+    from psycopg.rows import namedtuple_row  # only with PostgreSQL
+
     pg = conn.connection.driver_connection
-    curs = [pg.cursor() for _ in stmts]
+    curs = [pg.cursor(row_factory=namedtuple_row) if i in named else pg.cursor() for i in range(len(stmts))]
     try:
         with pg.pipeline():
             for cur, (sql, params) in zip(curs, stmts, strict=True):

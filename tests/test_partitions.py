@@ -206,10 +206,10 @@ def test_queries_prune_and_answer_as_on_sqlite(pg_url, tmp_path, monkeypatch):
     monkeypatch.setattr(report_sql, "raw_rows", explain_raw)
     real_many = report_sql.raw_many
 
-    def explain_many(conn, stmts):
+    def explain_many(conn, stmts, **kw):
         if conn.dialect.name == "postgresql":
             touched.extend(_explained_relations(conn, sql, params) for sql, params in stmts if "FROM segment" in sql)
-        return real_many(conn, stmts)
+        return real_many(conn, stmts, **kw)
     monkeypatch.setattr(report_sql, "raw_many", explain_many)
     touched.clear()
     for e in (pg, lite):
