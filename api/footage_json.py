@@ -16,7 +16,6 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from index.tiling import Part
-from labwitness.clock import DAY_MS
 
 
 class GapOut(BaseModel):
@@ -31,19 +30,30 @@ class GapOut(BaseModel):
     since: datetime | None = Field(default=None, description="camera_offline: when the outage still going on began")
 
 
-@functools.lru_cache(maxsize=64)
-def _utc_day(day: int) -> str:
-    t = time.gmtime(day * 86400)
-    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+@functools.lru_cache(maxsize=8192)
+def _utc_minute(minute: int) -> str:
+    """``2026-03-01T08:00:`` for a UTC minute since the epoch (a report's clips share a few
+    thousand minutes: formatting the minute once made a 128-window body 2.5x cheaper here)."""
+    t = time.gmtime(minute * 60)
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:"
+
+
+_SECONDS = tuple(f"{s:02d}" for s in range(60))
 
 
 def iso_ms(ms: int) -> str:
     """``2026-03-01T08:00:00.000Z`` for UTC milliseconds."""
-    day, rest = divmod(ms, DAY_MS)
-    h, rest = divmod(rest, 3_600_000)
-    m, rest = divmod(rest, 60_000)
+    minute, rest = divmod(ms, 60_000)
     s, milli = divmod(rest, 1000)
-    return f"{_utc_day(day)}{h:02d}:{m:02d}:{s:02d}.{milli:03d}Z"
+    return f"{_utc_minute(minute)}{_SECONDS[s]}.{milli:03d}Z"
+
+
+def url_time(ms: int) -> str:
+    """``datetime.isoformat()`` of UTC milliseconds as a URL query value (``+`` escaped):
+    ``2026-03-01T08:00:00%2B00:00``, or ``...:00.250000%2B00:00`` with a fraction."""
+    minute, rest = divmod(ms, 60_000)
+    s, milli = divmod(rest, 1000)
+    return f"{_utc_minute(minute)}{_SECONDS[s]}{f'.{milli:03d}000' if milli else ''}%2B00:00"
 
 
 def gap_json(p: Part) -> dict:

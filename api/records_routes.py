@@ -18,7 +18,7 @@ from labwitness.ids import Number
 
 from api.auth import Ingest, Inspector
 from api.deps import AuditDep, RecordsDep, SettingsDep
-from api.footage_json import GapOut, gap_json, iso_ms
+from api.footage_json import GapOut, gap_json, iso_ms, url_time
 from api.ingest import RecordValidationError, TestRecordIn, ingest
 
 
@@ -153,8 +153,7 @@ class ReportFootage(BaseModel):
 
 
 def _stitched_url(camera_id: str, lo: int, hi: int) -> str:
-    return (f"/api/v1/cameras/{quote(camera_id, safe='')}/media?start={from_ms(lo).isoformat()}"
-            f"&end={from_ms(hi).isoformat()}").replace("+", "%2B")
+    return f"/api/v1/cameras/{quote(camera_id, safe='')}/media?start={url_time(lo)}&end={url_time(hi)}"
 
 
 def clips_json(clips, held: set[int]) -> list[dict]:

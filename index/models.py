@@ -87,9 +87,10 @@ class Segment(SQLModel, table=True):
               sqlite_where=text("content_checked_ms IS NULL"), postgresql_where=text("content_checked_ms IS NULL")),
         # the few rows the next seal takes in
         Index("ix_segment_unsealed", "id", sqlite_where=text("seal_seq IS NULL"), postgresql_where=text("seal_seq IS NULL")),
-        # stored footage only, with its end: a report counts a run's segments from the index
-        # alone (index-only scan), never from the rows (decision 54)
-        Index("ix_segment_stored_span", "camera_id", "start_ms", "end_ms",
+        # stored footage only, in the clips' order (start, id), with its end: a report counts a
+        # run's segments from the index alone (index-only scan), and takes a window's first
+        # clips in order without sorting the window's rows (decision 54)
+        Index("ix_segment_stored_span", "camera_id", "start_ms", "id", "end_ms",
               sqlite_where=text("status = 'stored'"), postgresql_where=text("status = 'stored'")),
         # the (rare) stored segments of no length: counted by a report, never part of a run
         Index("ix_segment_stored_empty", "camera_id", "start_ms", "end_ms",

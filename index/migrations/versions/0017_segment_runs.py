@@ -129,7 +129,7 @@ def upgrade() -> None:
         for ddl in SQLITE_TRIGGERS.values():
             op.execute(ddl)
     op.execute(BACKFILL)
-    op.create_index('ix_segment_stored_span', 'segment', ['camera_id', 'start_ms', 'end_ms'],
+    op.create_index('ix_segment_stored_span', 'segment', ['camera_id', 'start_ms', 'id', 'end_ms'],
                     sqlite_where=sa.text("status = 'stored'"), postgresql_where=sa.text("status = 'stored'"))
     op.create_index('ix_segment_stored_empty', 'segment', ['camera_id', 'start_ms', 'end_ms'],
                     sqlite_where=sa.text("status = 'stored' AND end_ms <= start_ms"),
