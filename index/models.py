@@ -89,11 +89,12 @@ class Segment(SQLModel, table=True):
         Index("ix_segment_unsealed", "id", sqlite_where=text("seal_seq IS NULL"), postgresql_where=text("seal_seq IS NULL")),
         # stored footage only, in the clips' order (start, id), with its end: a report counts a
         # run's segments from the index alone (index-only scan), and takes a window's first
-        # clips in order without sorting the window's rows (decision 54)
-        Index("ix_segment_stored_span", "camera_id", "start_ms", "id", "end_ms",
+        # clips in order without sorting the window's rows (decision 54).  `status` too, although
+        # the predicate implies it: SQLite reads the row for a column its WHERE names otherwise
+        Index("ix_segment_stored_span", "camera_id", "start_ms", "id", "end_ms", "status",
               sqlite_where=text("status = 'stored'"), postgresql_where=text("status = 'stored'")),
         # the (rare) stored segments of no length: counted by a report, never part of a run
-        Index("ix_segment_stored_empty", "camera_id", "start_ms", "end_ms",
+        Index("ix_segment_stored_empty", "camera_id", "start_ms", "end_ms", "status",
               sqlite_where=text("status = 'stored' AND end_ms <= start_ms"),
               postgresql_where=text("status = 'stored' AND end_ms <= start_ms")),
     )

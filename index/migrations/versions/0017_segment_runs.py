@@ -129,9 +129,9 @@ def upgrade() -> None:
         for ddl in SQLITE_TRIGGERS.values():
             op.execute(ddl)
     op.execute(BACKFILL)
-    op.create_index('ix_segment_stored_span', 'segment', ['camera_id', 'start_ms', 'id', 'end_ms'],
+    op.create_index('ix_segment_stored_span', 'segment', ['camera_id', 'start_ms', 'id', 'end_ms', 'status'],
                     sqlite_where=sa.text("status = 'stored'"), postgresql_where=sa.text("status = 'stored'"))
-    op.create_index('ix_segment_stored_empty', 'segment', ['camera_id', 'start_ms', 'end_ms'],
+    op.create_index('ix_segment_stored_empty', 'segment', ['camera_id', 'start_ms', 'end_ms', 'status'],
                     sqlite_where=sa.text("status = 'stored' AND end_ms <= start_ms"),
                     postgresql_where=sa.text("status = 'stored' AND end_ms <= start_ms"))
     op.create_index('ix_gap_camera_end', 'gap', ['camera_id', 'end_ms', 'start_ms'])
