@@ -69,6 +69,19 @@ def db_errors() -> Iterator[None]:
         raise IndexUnavailableError(f"索引数据库不可用 / index database unavailable: {e!s}"[:500]) from e
 
 
+@contextmanager
+def driver_errors(dialect, sql: str, params) -> Iterator[None]:
+    """A driver's own error on a DB-API cursor (statements run past SQLAlchemy's execution:
+    the report's SQL text, the restore's COPY) as SQLAlchemy's wrapper of it, as every other
+    statement raises it: so a database that stops answering, a lock or statement timeout, or
+    SQLite's "database is locked" reach :func:`db_errors` and become IndexUnavailableError."""
+    dbapi = dialect.loaded_dbapi
+    try:
+        yield
+    except dbapi.Error as e:
+        raise sa_exc.DBAPIError.instance(sql, params, e, dbapi.Error) from e
+
+
 def covered_ms(spans: Iterable[tuple[int, int]], start_ms: int, end_ms: int) -> int:
     """Milliseconds of [start, end) covered by ``spans`` (sorted by start; overlaps merged)."""
     total, cursor = 0, start_ms

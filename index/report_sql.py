@@ -15,7 +15,7 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Sequence
 
-from index.queries import MAX_SEGMENT_MS
+from index.queries import MAX_SEGMENT_MS, driver_errors
 
 
 # A report's windows (camera, start, end) are answered together, three statements for the
@@ -266,10 +266,11 @@ def raw_many(conn, stmts: Sequence[tuple[str, tuple | dict]], named: Sequence[in
     pg = conn.connection.driver_connection
     curs = [pg.cursor(row_factory=namedtuple_row) if i in named else pg.cursor() for i in range(len(stmts))]
     try:
-        with pg.pipeline():
-            for cur, (sql, params) in zip(curs, stmts, strict=True):
-                cur.execute(sql, params)
-        return [cur.fetchall() for cur in curs]
+        with driver_errors(conn.dialect, stmts[0][0], stmts[0][1]):
+            with pg.pipeline():
+                for cur, (sql, params) in zip(curs, stmts, strict=True):
+                    cur.execute(sql, params)
+            return [cur.fetchall() for cur in curs]
     finally:
         for cur in curs:
             cur.close()
@@ -278,8 +279,9 @@ def raw_many(conn, stmts: Sequence[tuple[str, tuple | dict]], named: Sequence[in
 def raw_rows(conn, sql: str, params: tuple | dict) -> list[tuple]:
     cur = conn.connection.cursor()
     try:
-        cur.execute(sql, params)
-        return cur.fetchall()
+        with driver_errors(conn.dialect, sql, params):
+            cur.execute(sql, params)
+            return cur.fetchall()
     finally:
         cur.close()
 

@@ -31,7 +31,7 @@ from index.models import (
     Area, AuditEvent, Camera, Equipment, EquipmentCamera, ExportPackage, Gap, Hold, Revision, Segment, TestRecord,
     TestRecordRevision,
 )
-from index.queries import db_errors
+from index.queries import db_errors, driver_errors
 from index.segment_runs import settle as settle_runs
 
 SEG = Segment.__table__
@@ -81,14 +81,15 @@ class Restorer:
         with db_errors():
             raw = self.engine.raw_connection()
             try:
-                cur = raw.cursor()
-                if self.pg:
-                    self._pg_copy(cur, rows)
-                else:
-                    cols = ",".join(SEG_COLUMNS)
-                    cur.executemany(f"INSERT OR IGNORE INTO segment ({cols}) VALUES ({','.join('?' * len(SEG_COLUMNS))})",
-                                    rows)
-                raw.commit()
+                with driver_errors(self.engine.dialect, "restore segments", None):
+                    cur = raw.cursor()
+                    if self.pg:
+                        self._pg_copy(cur, rows)
+                    else:
+                        cols = ",".join(SEG_COLUMNS)
+                        cur.executemany(f"INSERT OR IGNORE INTO segment ({cols}) VALUES "
+                                        f"({','.join('?' * len(SEG_COLUMNS))})", rows)
+                    raw.commit()
             finally:
                 raw.close()
         return len(rows)

@@ -160,3 +160,39 @@ def test_rebuild_recomputes_every_run(index):
         assert segment_runs.rebuild(conn) == sum(len(v) for v in want.values())
         assert segment_runs.stored(conn) == want
     assert MAX_SEGMENT_MS > 25_000  # the lab's longest segment is within the bound the settle relies on
+
+
+def test_a_report_statement_the_database_refuses_is_index_unavailable(pg_url):
+    """The report's statements run on the DB-API cursor (index.report_sql), past SQLAlchemy's
+    execution: a real refusal there (a lock wait past lock_timeout, another session holding
+    the kept runs) must still be IndexUnavailableError (HTTP 503), as for every other query."""
+    from sqlalchemy import create_engine
+
+    from index.db import make_engine
+    from index.migrate import upgrade
+    from labwitness.errors import IndexUnavailableError
+
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    with Session(engine) as s:
+        s.add(Area(id="lab", name="力学室", created_ms=0))
+        s.add(Camera(id="cam-a", rtsp_url="rtsp://x/", area_id="lab", created_ms=0))
+        s.add(TestRecord(record_id="r1", report_no="R-LOCK", started_ms=BASE, ended_ms=BASE + 60_000,
+                         area_ids=json.dumps(["lab"]), equipment_ids="[]", updated_ms=0))
+        s.commit()
+    impatient = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1)
+                              + "?options=-c%20lock_timeout%3D200")
+    store = RecordStore(impatient, lambda: BASE + 120_000)
+    assert store.report_footage("R-LOCK", margin_ms=0, clip_page=5).windows  # answers while nobody holds it
+    holder = engine.connect()
+    try:
+        holder.exec_driver_sql("BEGIN")
+        holder.exec_driver_sql("LOCK TABLE segment_run IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(IndexUnavailableError):
+            store.report_footage("R-LOCK", margin_ms=0, clip_page=5)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert store.report_footage("R-LOCK", margin_ms=0, clip_page=5).windows  # and again once it is let go
+    impatient.dispose()
+    engine.dispose()

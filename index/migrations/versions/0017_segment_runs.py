@@ -97,6 +97,7 @@ WHEN NEW.status = 'stored' AND NEW.end_ms > NEW.start_ms AND NOT ({_SAME}) BEGIN
 END""",
 }
 
+# index.segment_runs.REBUILD_ALL_SQL, repeated on purpose: a migration is frozen
 BACKFILL = """
 INSERT INTO segment_run (camera_id, start_ms, end_ms)
 SELECT camera_id, MIN(start_ms), MAX(end_ms) FROM (
