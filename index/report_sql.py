@@ -288,7 +288,7 @@ def raw_rows(conn, sql: str, params: tuple | dict) -> list[tuple]:
 
 def runs_from_rows(rows, lo: int, hi: int) -> tuple[list[tuple[int, int]], list[int], int]:
     """(runs clipped to [lo, hi), positive-length segments per run, all segments)
-    from :func:`_runs_statement`'s rows of one camera."""
+    from :func:`segment_runs_sql`'s rows of one camera (a window whose kept runs are not settled)."""
     runs: list[tuple[int, int]] = []
     per_run: list[int] = []
     total = 0
