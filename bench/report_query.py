@@ -744,7 +744,8 @@ def run_one(kind: str, lab: Lab, args, stamp: str) -> dict:
             res["load"] = load_postgresql(url, lab, not args.index_during_load)
             _log(f"PostgreSQL load {res['load']['total_s']:.1f} s ({res['load']['segments']:,} segments, "
                  f"COPY {res['load']['copy_s']:.1f} s, indexes {res['load']['index_build_s']:.1f} s, "
-                 f"ANALYZE {res['load']['analyze_s']:.1f} s, {res['load']['database_bytes'] / 2**30:.2f} GiB)")
+                 f"runs {res['load']['runs_s']:.1f} s, VACUUM ANALYZE {res['load']['vacuum_analyze_s']:.1f} s, "
+                 f"{res['load']['database_bytes'] / 2**30:.2f} GiB)")
             _measure_engine(res, make_engine(url), lab, args)
         finally:
             if args.keep:
