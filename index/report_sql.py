@@ -1,16 +1,18 @@
 """Report footage's statements as SQL text (:meth:`index.records.RecordStore.report_footage`):
-the window's segments merged into runs by the database, the first clips of each camera,
-and the fixed statements of a report, each built once per dialect and parameter count.
+a report's records and cameras, and for all its windows together the kept runs with their
+segment counts, the first clips, the gaps and the holds (decision 54); each built once per
+dialect and window count, and run on the DB-API cursor (:func:`raw_rows`, :func:`raw_many`).
 
 Why text and not SQLAlchemy's expression language: building and compiling the runs and
 first-clips statements took 3 and 11 ms of client CPU on every call, and each small
 statement ~0.6 ms, more than the database took to answer (bench/report_query).  The SQL is
-plain and portable (window functions: SQLite >= 3.25) except where said.
+plain and portable except where said (PostgreSQL: arrays, LATERAL, pipelines).
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from itertools import groupby
 from operator import itemgetter
 from typing import Sequence
@@ -67,7 +69,6 @@ def _named(sql: str, dialect: str) -> str:
     """``:name`` placeholders as the driver wants them (psycopg: ``%(name)s``)."""
     if dialect != "postgresql":
         return sql
-    import re
     return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql)
 
 
@@ -147,9 +148,9 @@ def segment_runs_sql(dialect: str, n_cams: int) -> str:
 Window = tuple[str, int, int]  # camera, start, end
 
 
-def window_params(dialect: str, windows: Sequence[Window], **extra) -> dict:
+def window_params(dialect: str, windows: Sequence[Window]) -> dict:
     """The windows as parameters, with the report's hull (for pruning)."""
-    out: dict = {"hull_lo": min(w[1] for w in windows) - MAX_SEGMENT_MS, "hull_hi": max(w[2] for w in windows), **extra}
+    out: dict = {"hull_lo": min(w[1] for w in windows) - MAX_SEGMENT_MS, "hull_hi": max(w[2] for w in windows)}
     if dialect == "postgresql":
         out.update(cams=[w[0] for w in windows], los=[w[1] for w in windows], his=[w[2] for w in windows])
     else:
@@ -182,7 +183,7 @@ _HOLDS_SQL = ("SELECT hold.segment_id FROM hold JOIN export_package ON export_pa
 
 
 def holds_sql(dialect: str) -> str:
-    return sql_text(_HOLDS_SQL, dialect, 0)
+    return sql_text(_HOLDS_SQL, dialect)
 
 
 def report_windows(conn, windows: Sequence[Window], clip_page: int, holds_of: str | None = None):
@@ -194,10 +195,10 @@ def report_windows(conn, windows: Sequence[Window], clip_page: int, holds_of: st
     if not windows:
         return {}, {}, {}, set()
     d = conn.dialect.name
-    stmts = [(runs_sql(d, len(windows)), window_params(d, windows)),
-             (gaps_sql(d, len(windows)), window_params(d, windows))]
+    params = window_params(d, windows)
+    stmts = [(runs_sql(d, len(windows)), params), (gaps_sql(d, len(windows)), params)]
     if clip_page > 0:
-        stmts.append((first_clips_sql(d, len(windows)), window_params(d, windows, n=clip_page)))
+        stmts.append((first_clips_sql(d, len(windows)), {**params, "n": clip_page}))
     if holds_of is not None:
         stmts.append((holds_sql(d), (holds_of,)))
     got = raw_many(conn, stmts)
@@ -248,7 +249,7 @@ def report_records(conn, report_no: str) -> tuple[list, list[tuple]]:
     """(the report's test records, oldest first, with attribute access by column; the camera
     rows of :data:`_CAMERAS_SQL`) — one round trip on PostgreSQL."""
     d = conn.dialect.name
-    records, cams = raw_many(conn, [(sql_text(_RECORDS_SQL, d, 0), (report_no,)),
+    records, cams = raw_many(conn, [(sql_text(_RECORDS_SQL, d), (report_no,)),
                                     (cameras_sql(d), (report_no,) * 3)], named=(0,))
     return records, cams
 
@@ -304,17 +305,7 @@ def runs_from_rows(rows, lo: int, hi: int) -> tuple[list[tuple[int, int]], list[
     return runs, per_run, total
 
 
-@functools.lru_cache(maxsize=1024)
-def sql_text(template: str, dialect: str, n_in: int) -> str:
-    p = "%s" if dialect == "postgresql" else "?"
-    return template.format(p=p, **{"in": ", ".join([p] * n_in)})
-
-
-def sql_rows(conn, template: str, params: Sequence, n_in: int | None = None) -> list:
-    """Rows (attribute access by column name) of a statement written as SQL text:
-    ``{p}`` a placeholder, ``{in}`` ``n_in`` of them (default: one per parameter).
-    For report footage's fixed statements, run once per report or per window:
-    building and compiling them with SQLAlchemy's expression language cost ~0.6 ms of
-    client CPU each, several times what the database took (bench/report_query)."""
-    sql = sql_text(template, conn.dialect.name, len(params) if n_in is None else n_in)
-    return conn.exec_driver_sql(sql, tuple(params)).all()
+@functools.lru_cache(maxsize=64)
+def sql_text(template: str, dialect: str) -> str:
+    """``template`` with each ``{p}`` the driver's placeholder."""
+    return template.format(p="%s" if dialect == "postgresql" else "?")
