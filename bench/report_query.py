@@ -359,7 +359,9 @@ def rebuild_runs(conn) -> float:
     t = time.perf_counter()
     with conn.transaction():
         conn.execute("DELETE FROM segment_run")
-        conn.execute(REBUILD_ALL_SQL)
+        conn.execute("DELETE FROM segment_hour")
+        for sql in REBUILD_ALL_SQL:
+            conn.execute(sql)
     return round(time.perf_counter() - t, 1)
 
 
@@ -424,7 +426,9 @@ def load_sqlite(path: Path, lab: Lab, defer_indexes: bool) -> dict:
     t5 = time.perf_counter()
     conn.execute("BEGIN")
     conn.execute("DELETE FROM segment_run")
-    conn.execute(REBUILD_ALL_SQL)
+    conn.execute("DELETE FROM segment_hour")
+    for sql in REBUILD_ALL_SQL:
+        conn.execute(sql)
     for _, ddl in triggers:
         conn.execute(ddl)
     conn.execute("COMMIT")

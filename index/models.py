@@ -7,6 +7,8 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from labwitness.segment_limits import MAX_SEGMENT_MS
+
 
 class Area(SQLModel, table=True):
     """A testing area of the lab (力学室, 混凝土室, 养护室, 样品室 ...)."""
@@ -398,6 +400,23 @@ class SegmentRun(SQLModel, table=True):
     camera_id: str = Field(max_length=64)
     start_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
     end_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    #: at least the longest of its segments (exact when written by the trigger or a settle; the
+    #: default, MAX_SEGMENT_MS, when a node of the previous release wrote the run): how far
+    #: before a window a segment reaching into it can begin (index.report_sql)
+    max_len_ms: int = Field(sa_column=Column(BigInteger, nullable=False, server_default=text(str(MAX_SEGMENT_MS))))
+
+
+class SegmentHour(SQLModel, table=True):
+    """Per camera and UTC hour (by segment start): how many stored segments of positive
+    length begin in it; no row for an hour with none.  Kept by the same triggers as
+    ``segment_run``, +1 / -1 per segment (migration 0018, decision 55), so a report counts a
+    window's whole hours from here and only its partial hours from ``segment``."""
+
+    __tablename__ = "segment_hour"
+    __table_args__ = {"sqlite_with_rowid": False}
+    camera_id: str = Field(max_length=64, primary_key=True)
+    hour_ms: int = Field(sa_column=Column(BigInteger, primary_key=True))
+    n: int
 
 
 class SegmentRunDirty(SQLModel, table=True):

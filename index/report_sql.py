@@ -18,6 +18,7 @@ from operator import itemgetter
 from typing import Sequence
 
 from index.queries import MAX_SEGMENT_MS, driver_errors
+from index.segment_runs import HOUR_MS, hour_sql
 
 
 # A report's windows (camera, start, end) are answered together, three statements for the
@@ -38,10 +39,24 @@ from index.queries import MAX_SEGMENT_MS, driver_errors
 _IN_WINDOW = "start_ms < {p} AND start_ms > {p} AND end_ms > {p} AND status = 'stored'"
 _BIG_NULL = "CAST(NULL AS BIGINT)"
 
-_RUN_COUNT = """(SELECT COUNT(*) FROM segment s WHERE s.camera_id = {cam} AND s.status = 'stored'
-          AND s.start_ms < {least}(r.end_ms, {hi}) AND s.start_ms > {greatest}(r.start_ms, {lo}) - {max_ms}
-          AND s.end_ms > {greatest}(r.start_ms, {lo}) AND s.end_ms > s.start_ms
-          AND s.start_ms < :hull_hi AND s.start_ms > :hull_lo)"""
+# A run's segments inside its window (A, B) = (max(run start, lo), min(run end, hi)): those
+# beginning in the whole hours inside it, from segment_hour (migration 0018), plus those
+# beginning in its two partial hours or, at most max_len_ms before A, reaching past A, from the
+# index.  Every stored segment of positive length that overlaps (A, B) belongs to this run, so
+# none begins before the run does.  {r}: the run with its columns a, b, ca (first whole hour),
+# fb (end of the last), lb (earliest start that can reach past A).
+_RUN_COUNT = """((SELECT COALESCE(SUM(h.n), 0) FROM segment_hour h WHERE h.camera_id = {cam}
+            AND h.hour_ms >= r.ca AND h.hour_ms < r.fb)
+          + (SELECT COUNT(*) FROM segment s WHERE s.camera_id = {cam} AND s.status = 'stored'
+            AND s.start_ms >= r.lb AND s.start_ms < {least}(r.ca, r.b) AND s.end_ms > r.a AND s.end_ms > s.start_ms
+            AND s.start_ms < :hull_hi AND s.start_ms > :hull_lo)
+          + (SELECT COUNT(*) FROM segment s WHERE s.camera_id = {cam} AND s.status = 'stored'
+            AND s.start_ms >= {greatest}(r.fb, r.ca) AND s.start_ms < r.b AND s.end_ms > s.start_ms
+            AND s.start_ms < :hull_hi AND s.start_ms > :hull_lo))"""
+# the runs of a window, with the bounds _RUN_COUNT uses
+_RUNS_IN = """(SELECT start_ms, end_ms, a, b, {ceil_a} AS ca, {floor_b} AS fb, {greatest}(start_ms, a - max_len_ms) AS lb
+   FROM (SELECT start_ms, end_ms, max_len_ms, {greatest}(start_ms, {lo}) AS a, {least}(end_ms, {hi}) AS b
+         FROM segment_run WHERE camera_id = {cam} AND end_ms > {lo} AND start_ms < {hi}{offset}) AS q) AS r"""
 _EMPTY_COUNT = """(SELECT COUNT(*) FROM segment s WHERE s.camera_id = {cam} AND s.status = 'stored'
           AND s.end_ms <= s.start_ms AND s.start_ms < {hi} AND s.start_ms > {lo} - {max_ms} AND s.end_ms > {lo}
           AND s.start_ms < :hull_hi AND s.start_ms > :hull_lo)"""
@@ -69,7 +84,7 @@ def _named(sql: str, dialect: str) -> str:
     """``:name`` placeholders as the driver wants them (psycopg: ``%(name)s``)."""
     if dialect != "postgresql":
         return sql
-    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql)
+    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql.replace("%", "%%"))  # a literal % (modulo) doubled
 
 
 @functools.lru_cache(maxsize=256)
@@ -79,13 +94,14 @@ def runs_sql(dialect: str, n_windows: int) -> str:
     length inside it), and (window, NULL, NULL, -1) when its camera's runs are not settled.
     Parameters: :func:`window_params`."""
     m = MAX_SEGMENT_MS
+    hours = dict(ceil_a=hour_sql(f"a + {HOUR_MS - 1}"), floor_b=hour_sql("b"))
     if dialect == "postgresql":
         w = dict(cam="w.cam", lo="w.lo", hi="w.hi", max_ms=m)
-        sql = (f"SELECT w.i, r.start_ms, r.end_ms, {_RUN_COUNT.format(least='LEAST', greatest='GREATEST', **w)} "
+        fns = dict(least="LEAST", greatest="GREATEST")
+        sql = (f"SELECT w.i, r.start_ms, r.end_ms, {_RUN_COUNT.format(**fns, **w)} "
                # LATERAL with OFFSET 0 (kept a subquery): an index range scan per window; joined
                # flat, the planner hashed every run of every camera (0.5 ms at 64 cameras, growing)
-               f"FROM {_PG_WINDOWS} CROSS JOIN LATERAL (SELECT start_ms, end_ms FROM segment_run "
-               f"WHERE camera_id = w.cam AND end_ms > w.lo AND start_ms < w.hi OFFSET 0) AS r "
+               f"FROM {_PG_WINDOWS} CROSS JOIN LATERAL {_RUNS_IN.format(offset=' OFFSET 0', **fns, **hours, **w)} "
                f"UNION ALL SELECT w.i, {_BIG_NULL}, {_BIG_NULL}, {_EMPTY_COUNT.format(**w)} FROM {_PG_WINDOWS} "
                f"UNION ALL SELECT w.i, {_BIG_NULL}, {_BIG_NULL}, -1 FROM {_PG_WINDOWS} WHERE {_DIRTY.format(**w)} "
                f"ORDER BY 1, 2")
@@ -93,8 +109,9 @@ def runs_sql(dialect: str, n_windows: int) -> str:
     parts = []
     for i in range(n_windows):
         w = dict(cam=f":c{i}", lo=f":lo{i}", hi=f":hi{i}", max_ms=m)
-        parts += [f"SELECT {i + 1}, r.start_ms, r.end_ms, {_RUN_COUNT.format(least='min', greatest='max', **w)} "
-                  f"FROM segment_run r WHERE r.camera_id = {w['cam']} AND r.end_ms > {w['lo']} AND r.start_ms < {w['hi']}",
+        fns = dict(least="min", greatest="max")
+        parts += [f"SELECT {i + 1}, r.start_ms, r.end_ms, {_RUN_COUNT.format(**fns, **w)} "
+                  f"FROM {_RUNS_IN.format(offset='', **fns, **hours, **w)}",
                   f"SELECT {i + 1}, NULL, NULL, {_EMPTY_COUNT.format(**w)}",
                   f"SELECT {i + 1}, NULL, NULL, -1 WHERE {_DIRTY.format(**w)}"]
     return " UNION ALL ".join(parts) + " ORDER BY 1, 2"

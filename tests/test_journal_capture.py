@@ -206,7 +206,7 @@ CORE_WRITERS = {  # module -> what its Core (non-ORM) writes touch; none is a jo
     "index/leases.py": "cluster_node and camera_lease (coordination of nodes, not evidence)",
     "index/exports.py": "export queue claims, heartbeats and results (journaled there: journal_rows, but heartbeats)",
     "index/web_sessions.py": "web_session (sign-in sessions: not evidence, not journaled)",
-    "index/segment_runs.py": "segment_run and segment_run_dirty (derived from segment; the triggers keep them)",
+    "index/segment_runs.py": "segment_run, segment_run_dirty and segment_hour (derived from segment; the triggers keep them)",
     "index/partitions.py": "moves rows of a month out of the default partition into its own, same rows and ids (not a change)",
 }
 

@@ -101,7 +101,7 @@ def test_sqlite_is_not_partitioned(tmp_path):
     assert ensure_partitions(eng, NOW) == []
     with eng.connect() as c:
         tables = {r[0] for r in c.execute(text("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'segment%'"))}
-        assert tables == {"segment", "segment_run", "segment_run_dirty"}  # no month tables
+        assert tables == {"segment", "segment_run", "segment_run_dirty", "segment_hour"}  # no month tables
     assert drop_empty_months(eng, NOW, 6) == []
     eng.dispose()
 

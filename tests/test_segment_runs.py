@@ -32,8 +32,11 @@ def _row(n: int, cam: str, a: int, b: int, status: str = "stored") -> dict:
 
 
 class Lab:
-    def __init__(self, index, seed: int) -> None:
-        self.index, self.rng, self.n = index, random.Random(seed), 0
+    """``unit``: milliseconds per unit of the spans below (60: segments of up to 25 minutes and
+    holes of an hour, so that they cross the hours ``segment_hour`` counts by)."""
+
+    def __init__(self, index, seed: int, unit: int = 1) -> None:
+        self.index, self.rng, self.n, self.unit = index, random.Random(seed), 0, unit
         self.t = {c: self.rng.randrange(0, 20_000) for c in CAMS}
 
     def spans(self, k: int):
@@ -50,8 +53,8 @@ class Lab:
                 a = self.t[cam] + self.rng.choice((0, 0, 0, -3_000, 2_000, 60_000))
                 self.t[cam] = max(self.t[cam], a + length)
             self.n += 1
-            out.append(_row(self.n, cam, max(0, a), max(0, a) + length,
-                            "garbage" if self.rng.random() < 0.05 else "stored"))
+            a, length = max(0, a) * self.unit, length * self.unit
+            out.append(_row(self.n, cam, a, a + length, "garbage" if self.rng.random() < 0.05 else "stored"))
         return out
 
     def check(self) -> None:
@@ -66,9 +69,10 @@ class Lab:
         return self.rng.sample(got, min(k, len(got)))
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4])
-def test_every_write_keeps_the_runs_exact(index, seed):
-    lab = Lab(index, seed)
+@pytest.mark.parametrize("seed, unit", [(1, 1), (2, 1), (3, 60), (4, 60)])
+def test_every_write_keeps_the_runs_exact(index, seed, unit):
+    """... and the hour counts and each run's longest-segment bound (migration 0018)."""
+    lab = Lab(index, seed, unit)
     for step in range(40):
         op = lab.rng.random()
         if op < 0.35:  # the uploader's path: one ORM insert per segment
@@ -195,4 +199,92 @@ def test_a_report_statement_the_database_refuses_is_index_unavailable(pg_url):
         holder.close()
     assert store.report_footage("R-LOCK", margin_ms=0, clip_page=5).windows  # and again once it is let go
     impatient.dispose()
+    engine.dispose()
+
+
+def _truth(rows, window):
+    """A window's runs, segments per run and all its segments, straight from the segment rows
+    (what index.report_sql must answer from the kept runs and hours)."""
+    cam, lo, hi = window
+    pos = [(a, b) for c, a, b, st in rows if c == cam and st == "stored" and b > a]
+    runs = [(max(a, lo), min(b, hi)) for a, b in segment_runs.merge(pos) if b > lo and a < hi]
+    per_run = [sum(1 for a, b in pos if a < rb and b > ra) for ra, rb in runs]
+    empty = sum(1 for c, a, b, st in rows if c == cam and st == "stored" and b <= a
+                and lo - MAX_SEGMENT_MS < a < hi and b > lo)
+    return runs, per_run, sum(per_run) + empty
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_report_counts_from_hours_match_the_segments(index, seed):
+    """Each window's runs and counts (whole hours from segment_hour, partial hours and the
+    segments reaching into it from the index) equal a count over the segments themselves:
+    windows on hour boundaries, inside one hour, across many, starting inside a segment,
+    after garbage marks, reverts and deletes, and with a run whose bound is the previous
+    release's default (MAX_SEGMENT_MS)."""
+    from index import report_sql
+
+    lab = Lab(index, seed, unit=60)
+    with index.engine.begin() as conn:
+        conn.execute(insert(SEG), lab.spans(400))
+    for _ in range(3):
+        with index.engine.begin() as conn:
+            conn.execute(update(SEG).where(SEG.c.id.in_(lab.ids("stored", 15))).values(status="garbage"))
+            conn.execute(update(SEG).where(SEG.c.id.in_(lab.ids("garbage", 5))).values(status="stored"))
+            conn.execute(delete(SEG).where(SEG.c.id.in_(lab.ids("stored", 5))))
+            segment_runs.settle(conn)
+    with index.engine.begin() as conn:  # one run as a node of the previous release writes it
+        conn.execute(text(f"UPDATE segment_run SET max_len_ms = {MAX_SEGMENT_MS} WHERE id = (SELECT MIN(id) FROM segment_run)"))
+    lab.check()
+    with index.engine.connect() as conn:
+        rows = [tuple(r) for r in conn.execute(select(SEG.c.camera_id, SEG.c.start_ms, SEG.c.end_ms, SEG.c.status))]
+    hi_all = max(r[2] for r in rows)
+    hour = segment_runs.HOUR_MS
+    windows = set()
+    for _ in range(120):
+        cam = lab.rng.choice(CAMS)
+        kind = lab.rng.random()
+        lo = lab.rng.randrange(BASE - hour, hi_all)
+        if kind < 0.25:  # on an hour boundary, a whole number of hours long
+            lo -= lo % hour
+            hi = lo + hour * lab.rng.randrange(1, 6)
+        elif kind < 0.5:  # inside one hour
+            lo = lo - lo % hour + lab.rng.randrange(0, hour // 2)
+            hi = lo + lab.rng.randrange(1, hour // 2)
+        elif kind < 0.75:  # starting inside a segment
+            c, a, b, _ = lab.rng.choice([r for r in rows if r[0] == cam and r[2] > r[1] + 1])
+            lo = lab.rng.randrange(a + 1, b)
+            hi = lo + lab.rng.randrange(1, 8 * hour)
+        else:
+            hi = lo + lab.rng.randrange(1, 12 * hour)
+        windows.add((cam, lo, hi))
+    windows = sorted(windows)
+    with index.engine.connect() as conn:
+        runs_of, _, _, _ = report_sql.report_windows(conn, windows, clip_page=3)
+    counted = whole_hours = 0
+    for w in windows:
+        runs, per_run, total = _truth(rows, w)
+        got = runs_of.get(w, ([], [], 0))
+        assert (got[0], got[1], got[2]) == (runs, per_run, total), w
+        counted += total
+        hours_inside = max(0, (w[2] - w[2] % hour) - (w[1] + hour - 1 - (w[1] + hour - 1) % hour)) // hour
+        whole_hours += hours_inside if total else 0
+    # the windows hold footage, in whole hours too: the comparison compared something
+    assert counted > 500 and whole_hours > 50, (counted, whole_hours)
+
+
+def test_migration_0018_fills_hours_and_bounds(db_url):
+    """Segments written under 0017 (no hours, no bounds): after 0018 the hours and each run's
+    bound are what the segments give."""
+    from index.db import make_engine
+    from index.migrate import upgrade
+
+    engine = make_engine(db_url)
+    upgrade(engine, "0017")
+    lab = Lab(type("I", (), {"engine": engine})(), 21, unit=60)
+    with engine.begin() as conn:
+        conn.execute(insert(SEG), lab.spans(150))
+    upgrade(engine)
+    with engine.begin() as conn:
+        assert segment_runs.stored_hours(conn) and segment_runs.differences(conn) == []
+        assert conn.execute(text(f"SELECT COUNT(*) FROM segment_run WHERE max_len_ms = {MAX_SEGMENT_MS}")).scalar_one() == 0
     engine.dispose()
