@@ -122,7 +122,12 @@ def first_clips_sql(dialect: str, n_windows: int) -> str:
     """The first N clips (segment id, start, end, sha256) of each window, one index range scan
     with a limit per window: rows (window, id, start, end, sha256) in each window's order
     (start, then id).  Parameters: :func:`window_params` and ``n``."""
-    cond = ("camera_id = {cam} AND start_ms < {hi} AND start_ms > {lo} - " + str(MAX_SEGMENT_MS) +
+    # how far before the window a clip reaching into it can begin: the longest segment of the run
+    # the window starts inside (segment_run.max_len_ms, an upper bound even while the camera's
+    # runs are unsettled: segments only left them), none when it starts outside every run
+    back = ("COALESCE((SELECT CASE WHEN r.start_ms < {lo} THEN r.max_len_ms ELSE 0 END FROM segment_run r "
+            "WHERE r.camera_id = {cam} AND r.end_ms > {lo} ORDER BY r.end_ms LIMIT 1), 0)")
+    cond = ("camera_id = {cam} AND start_ms < {hi} AND start_ms > {lo} - " + back +
             " AND end_ms > {lo} AND status = 'stored' AND start_ms < :hull_hi AND start_ms > :hull_lo")
     if dialect == "postgresql":
         sql = (f"SELECT w.i, s.id, s.start_ms, s.end_ms, s.sha256 FROM {_PG_WINDOWS} "

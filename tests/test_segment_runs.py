@@ -237,6 +237,8 @@ def test_report_counts_from_hours_match_the_segments(index, seed):
     lab.check()
     with index.engine.connect() as conn:
         rows = [tuple(r) for r in conn.execute(select(SEG.c.camera_id, SEG.c.start_ms, SEG.c.end_ms, SEG.c.status))]
+        ids = [tuple(r) for r in conn.execute(select(SEG.c.id, SEG.c.camera_id, SEG.c.start_ms, SEG.c.end_ms,
+                                                     SEG.c.status))]
     hi_all = max(r[2] for r in rows)
     hour = segment_runs.HOUR_MS
     windows = set()
@@ -259,12 +261,16 @@ def test_report_counts_from_hours_match_the_segments(index, seed):
         windows.add((cam, lo, hi))
     windows = sorted(windows)
     with index.engine.connect() as conn:
-        runs_of, _, _, _ = report_sql.report_windows(conn, windows, clip_page=3)
+        runs_of, first, _, _ = report_sql.report_windows(conn, windows, clip_page=3)
     counted = whole_hours = 0
     for w in windows:
         runs, per_run, total = _truth(rows, w)
         got = runs_of.get(w, ([], [], 0))
         assert (got[0], got[1], got[2]) == (runs, per_run, total), w
+        # the first clips too, though they look back only as far as the run's longest segment
+        cam, lo, hi = w
+        want = sorted((a, i, b) for i, c, a, b, st in ids if c == cam and st == "stored" and a < hi and b > lo)[:3]
+        assert [(r[1], r[0], r[2]) for r in first.get(w, [])] == want, w
         counted += total
         hours_inside = max(0, (w[2] - w[2] % hour) - (w[1] + hour - 1 - (w[1] + hour - 1) % hour)) // hour
         whole_hours += hours_inside if total else 0
