@@ -152,9 +152,10 @@ def pruning(engine, lab: Lab, seed: int) -> dict:
     walk(plan[0]["Plan"])
     with engine.connect() as c:
         total = len(partitions(c, "segment"))
-    # the kept runs (segment_run, segment_run_dirty) are read too: not partitions of segment
-    return {"window": window, "segment_partitions_read": sorted(r for r in rels if not r.startswith("segment_run")),
-            "other_relations_read": sorted(r for r in rels if r.startswith("segment_run")), "segment_partitions_total": total}
+    # the kept runs and hours (segment_run, segment_run_dirty, segment_hour) are read too: not partitions of segment
+    kept = ("segment_run", "segment_hour")
+    return {"window": window, "segment_partitions_read": sorted(r for r in rels if not r.startswith(kept)),
+            "other_relations_read": sorted(r for r in rels if r.startswith(kept)), "segment_partitions_total": total}
 
 
 def coverage(engine, lab: Lab) -> dict:

@@ -122,13 +122,10 @@ def first_clips_sql(dialect: str, n_windows: int) -> str:
     """The first N clips (segment id, start, end, sha256) of each window, one index range scan
     with a limit per window: rows (window, id, start, end, sha256) in each window's order
     (start, then id).  Parameters: :func:`window_params` and ``n``."""
-    # how far before the window a clip reaching into it can begin: the longest segment of the run
-    # the window starts inside (segment_run.max_len_ms, an upper bound even while the camera's
-    # runs are unsettled: segments only left them), none when it starts outside every run
-    back = ("COALESCE((SELECT CASE WHEN r.start_ms < {lo} THEN r.max_len_ms ELSE 0 END FROM segment_run r "
-            "WHERE r.camera_id = {cam} AND r.end_ms > {lo} ORDER BY r.end_ms LIMIT 1), 0)")
-    cond = ("camera_id = {cam} AND start_ms < {hi} AND start_ms > {lo} - " + back +
+    cond = ("camera_id = {cam} AND start_ms < {hi} AND start_ms > {lo} - " + str(MAX_SEGMENT_MS) +
             " AND end_ms > {lo} AND status = 'stored' AND start_ms < :hull_hi AND start_ms > :hull_lo")
+    # (bounding the look-back by the run's max_len_ms, as the counts do, measured slower here: one
+    # more index descent per window costs more than the ~40 index entries it spares, in the same pages)
     if dialect == "postgresql":
         sql = (f"SELECT w.i, s.id, s.start_ms, s.end_ms, s.sha256 FROM {_PG_WINDOWS} "
                f"CROSS JOIN LATERAL (SELECT id, start_ms, end_ms, sha256 FROM segment "
@@ -271,8 +268,15 @@ def report_records(conn, report_no: str) -> tuple[list, list[tuple]]:
     """(the report's test records, oldest first, with attribute access by column; the camera
     rows of :data:`_CAMERAS_SQL`) — one round trip on PostgreSQL."""
     d = conn.dialect.name
-    records, cams = raw_many(conn, [(sql_text(_RECORDS_SQL, d), (report_no,)),
-                                    (cameras_sql(d), (report_no,) * 3)], named=(0,))
+    stmts = [(sql_text(_RECORDS_SQL, d), (report_no,)), (cameras_sql(d), (report_no,) * 3)]
+    if d == "postgresql":
+        # No JIT for this report's transaction: the windows' statements are estimated at a few
+        # hundred thousand (a LATERAL per window, the run count's subplans) and cross
+        # jit_above_cost, and compiling them took ~25 ms of a statement that runs in ~5
+        # (bench/index_scale, 256 cameras).  In the same round trip as the records.
+        stmts.insert(0, ("SET LOCAL jit = off", ()))
+        return tuple(raw_many(conn, stmts, named=(1,))[1:])
+    records, cams = raw_many(conn, stmts, named=(0,))
     return records, cams
 
 
@@ -293,7 +297,7 @@ def raw_many(conn, stmts: Sequence[tuple[str, tuple | dict]], named: Sequence[in
             with pg.pipeline():
                 for cur, (sql, params) in zip(curs, stmts, strict=True):
                     cur.execute(sql, params)
-            return [cur.fetchall() for cur in curs]
+            return [cur.fetchall() if cur.description is not None else [] for cur in curs]
     finally:
         for cur in curs:
             cur.close()

@@ -294,3 +294,23 @@ def test_migration_0018_fills_hours_and_bounds(db_url):
         assert segment_runs.stored_hours(conn) and segment_runs.differences(conn) == []
         assert conn.execute(text(f"SELECT COUNT(*) FROM segment_run WHERE max_len_ms = {MAX_SEGMENT_MS}")).scalar_one() == 0
     engine.dispose()
+
+
+def test_the_report_turns_jit_off_for_its_own_transaction_only(pg_url):
+    """PostgreSQL would JIT-compile the windows' statements (estimated past jit_above_cost),
+    ~25 ms for statements that run in ~5: the report's transaction turns it off, and the
+    pooled connection has it back for whatever runs next."""
+    from index import report_sql
+    from index.db import make_engine
+    from index.migrate import upgrade
+
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    with engine.connect() as conn:
+        default = conn.exec_driver_sql("SHOW jit").scalar_one()
+        conn.rollback()
+        report_sql.report_records(conn, "R-NONE")
+        assert conn.exec_driver_sql("SHOW jit").scalar_one() == "off"
+        conn.rollback()
+        assert conn.exec_driver_sql("SHOW jit").scalar_one() == default
+    engine.dispose()

@@ -154,6 +154,9 @@ def upgrade() -> None:
             op.execute(ddl)
     op.execute(BACKFILL_HOURS)
     op.execute(BACKFILL_MAX_LEN)
+    if pg:  # statistics now, not at autovacuum's next pass: the report plans by them
+        op.execute("ANALYZE segment_hour")
+        op.execute("ANALYZE segment_run")
 
 
 def _previous():
