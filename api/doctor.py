@@ -204,10 +204,13 @@ class Doctor:
 
     # -- host ------------------------------------------------------------------
     def check_clock(self, stack: ExitStack) -> None:
+        # this host's clock dates its footage and gaps and is the sweep's "now" (checked against witnesses);
+        # camera leases and node liveness do not depend on it (the database's clock, docs/cluster.md)
         level, msg = self.clock()
         fix = {"warning": "enable NTP: chronyd or systemd-timesyncd (timedatectl set-ntp true)",
                "unknown": "install chrony, or check the clock by hand"}.get(level, "")
-        self.add("clock", level, {"ok": "", "warning": "时钟未同步 / clock not synchronised: ",
+        self.add("clock", level, {"ok": "", "warning": "时钟未同步，录像时间以本机时钟为准 / clock not synchronised "
+                                                       "(footage is dated by this host's clock): ",
                                   "unknown": "时钟同步状态未知 / clock synchronisation unknown: "}.get(level, "") + msg, fix)
 
     def check_cameras(self, stack: ExitStack) -> None:

@@ -154,9 +154,8 @@ class Exporter:
         heartbeat stopped is marked failed, and every failed package's unreleased holds
         are released.  Returns the ids of the packages released; one that storage
         refuses stays for the next run."""
-        now = utc_ms(self.clock.now())
         done = []
-        for pkg in self.exports.needing_release(now - STALE_EXPORT_MS, self.settings.export_max_attempts):
+        for pkg in self.exports.needing_release(STALE_EXPORT_MS, self.settings.export_max_attempts):
             if pkg.status == "running":
                 pkg.status = "failed"
                 pkg.error = "导出中断（进程退出），已释放其法律保留 / export interrupted (its process ended); its legal holds were released"
@@ -202,10 +201,10 @@ class Exporter:
             time.sleep(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
 
     def claim(self, worker: str, package_id: str | None = None) -> Claim | None:
-        """Take the next queued export (or ``package_id``), or one whose worker went silent."""
+        """Take the next queued export (or ``package_id``), or one whose worker went silent (judged on
+        the database's clock, index.exports: another node's heartbeat is never compared with ours)."""
         s = self.settings
-        stale_before = utc_ms(self.clock.now()) - int(s.export_stale_s * 1000)
-        return self.exports.claim(worker, stale_before, s.export_max_attempts, package_id)
+        return self.exports.claim(worker, int(s.export_stale_s * 1000), s.export_max_attempts, package_id)
 
     def run(self, claim: Claim) -> None:
         """Build a claimed export, heartbeating; its end (done, failed, or taken over) in the audit log."""

@@ -63,7 +63,7 @@ class Health:
             cluster = cluster_health.gather(self.index.engine, now_ms, round(self.settings.lease_seconds * 1000))
         except SQLAlchemyError:
             return None
-        for level, code, text, camera in cluster_health.classify(cluster, now_ms):
+        for level, code, text, camera in cluster_health.classify(cluster):
             flag(level, code, text, camera)
         return cluster if cluster["nodes"] else None
 

@@ -15,6 +15,11 @@ beats ``heartbeat_at_ms`` while it builds, and finishes it.  A ``running`` row w
 heartbeat is older than the stale bound is claimed again (its worker died).  Every
 write of a worker is *fenced* by ``(claimed_by, attempts)``: a worker that was given
 up for dead and comes back can no longer change the row.
+
+``heartbeat_at_ms`` is written by one jobs node and judged stale by another, so it is
+the database's time (:mod:`index.dbclock`) and so is the "now" it is judged against:
+a worker whose clock runs ahead must not take a live export over.  ``updated_ms`` and
+``created_ms`` stay the writer's own time (shown, and ``created_ms`` dates the package).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from sqlalchemy import and_, func, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from index.dbclock import DbNow, db_clock
 from index.journal import journal_rows
 from index.models import ExportPackage, Hold, Segment
 from index.queries import db_guarded
@@ -75,9 +81,13 @@ def _journal(conn, package_id: str) -> None:
 
 
 class ExportStore:
-    def __init__(self, engine: Engine, now_ms: Callable[[], int]) -> None:
+    """``now_ms``: this node's clock (request and update times); ``db_now``: the clock of the workers'
+    heartbeats, by default the database server's (:func:`index.dbclock.db_clock`)."""
+
+    def __init__(self, engine: Engine, now_ms: Callable[[], int], *, db_now: DbNow | None = None) -> None:
         self.engine = engine
         self.now_ms = now_ms
+        self.db_now = db_now or db_clock(engine, now_ms)
 
     # -- packages -----------------------------------------------------------------
     @db_guarded
@@ -121,12 +131,12 @@ class ExportStore:
                         PKG.c.heartbeat_at_ms < stale_before_ms, PKG.c.attempts < max_attempts))
 
     @db_guarded
-    def claim(self, worker: str, stale_before_ms: int, max_attempts: int, package_id: str | None = None) -> Claim | None:
-        """Take the oldest queued export (or one whose worker's heartbeat is older than
-        ``stale_before_ms``), or ``package_id`` only; None when there is none free."""
-        now = self.now_ms()
-        claimable = self._claimable(stale_before_ms, max_attempts)
+    def claim(self, worker: str, stale_ms: int, max_attempts: int, package_id: str | None = None) -> Claim | None:
+        """Take the oldest queued export (or one whose worker's heartbeat is more than ``stale_ms``
+        old by the database's clock), or ``package_id`` only; None when there is none free."""
         with self.engine.begin() as c:
+            db_now = self.db_now(c)
+            claimable = self._claimable(db_now - stale_ms, max_attempts)
             q = select(PKG.c.id, PKG.c.attempts).where(claimable)
             if package_id is not None:
                 q = q.where(PKG.c.id == package_id)
@@ -136,7 +146,7 @@ class ExportStore:
                 return None
             # compare-and-set on the attempt number: SQLite has no row locks, and it fences the previous claim
             n = c.execute(update(PKG).where(PKG.c.id == row.id, PKG.c.attempts == row.attempts, claimable).values(
-                status="running", claimed_by=worker[:200], heartbeat_at_ms=now, updated_ms=now,
+                status="running", claimed_by=worker[:200], heartbeat_at_ms=db_now, updated_ms=self.now_ms(),
                 attempts=row.attempts + 1)).rowcount
             if n == 1:
                 _journal(c, row.id)
@@ -150,21 +160,20 @@ class ExportStore:
     def beat(self, claim: Claim, progress: float | None = None) -> bool:
         """The worker's heartbeat (and progress, which every API node reads); False when the
         claim was lost (given up for dead and claimed by another worker)."""
-        now = self.now_ms()
-        values: dict = {"heartbeat_at_ms": now, "updated_ms": now}
+        values: dict = {"updated_ms": self.now_ms()}
         if progress is not None:
             values["progress"] = progress
         with self.engine.begin() as c:
+            values["heartbeat_at_ms"] = self.db_now(c)
             return c.execute(update(PKG).where(self._fenced(claim)).values(**values)).rowcount == 1
 
     @db_guarded
     def finish(self, claim: Claim, pkg: ExportPackage) -> bool:
         """Write the result fields of ``pkg`` (done or failed) if the claim still holds."""
-        now = self.now_ms()
         values = {f: getattr(pkg, f) for f in RESULT_FIELDS}
         with self.engine.begin() as c:
             if c.execute(update(PKG).where(self._fenced(claim)).values(
-                    heartbeat_at_ms=now, updated_ms=now, **values)).rowcount != 1:
+                    heartbeat_at_ms=self.db_now(c), updated_ms=self.now_ms(), **values)).rowcount != 1:
                 return False
             _journal(c, claim.package_id)  # the result is evidence: journaled like an ORM change
             return True
@@ -179,14 +188,18 @@ class ExportStore:
             return True
 
     @db_guarded
-    def needing_release(self, silent_since_ms: int, max_attempts: int = 1 << 30) -> list[ExportPackage]:
-        """Packages whose holds must go: still ``running`` with a heartbeat that stopped
-        before ``silent_since_ms`` that no worker will claim again (never claimed through
-        the queue, or out of attempts), or ``failed`` with holds not yet released (storage
-        refused the release when they failed)."""
+    def needing_release(self, silent_ms: int, max_attempts: int = 1 << 30) -> list[ExportPackage]:
+        """Packages whose holds must go: still ``running``, silent for more than ``silent_ms``,
+        that no worker will claim again (never claimed through the queue, or out of attempts),
+        or ``failed`` with holds not yet released (storage refused the release when they
+        failed).  Silent by the heartbeat on the database's clock; a row from before the queue
+        has none, and its ``updated_ms`` is judged by this node's clock, as it was written."""
         with Session(self.engine, expire_on_commit=False) as s:
+            db_silent_since = self.db_now(s.connection()) - silent_ms
+            node_silent_since = self.now_ms() - silent_ms
             running = [p for p in s.exec(select(ExportPackage).where(ExportPackage.status == "running"))
-                       if (p.updated_ms or p.created_ms) < silent_since_ms
+                       if (p.heartbeat_at_ms < db_silent_since if p.heartbeat_at_ms is not None
+                           else (p.updated_ms or p.created_ms) < node_silent_since)
                        and (p.heartbeat_at_ms is None or p.attempts >= max_attempts)]
             failed_held = select(Hold.package_id).where(col(Hold.released_ms).is_(None)).distinct()
             failed = list(s.exec(select(ExportPackage).where(ExportPackage.status == "failed",

@@ -8,8 +8,12 @@ renewed by heartbeat, released at a segment boundary on a graceful stop.  Which
 cameras to claim or give up is decided by the pure policy in
 :mod:`recorder.lease_policy`; the thread that runs it is :mod:`recorder.leases`.
 
-On SQLite (one box) there is one node: :meth:`LeaseStore.register` refuses a
-second live node with :class:`~labwitness.errors.ConfigError`.
+Every time in these two tables -- heartbeats, claims, renewals, expiries -- is the database
+server's clock (:mod:`index.dbclock`), read in the transaction that writes or judges it, never
+the node's: another node compares them with its "now", so they must all come from one clock, and
+node clocks that disagree then change nothing.  On SQLite (one box) there is one node, whose clock
+is the only one; :meth:`LeaseStore.register` refuses a second live node with
+:class:`~labwitness.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Callable, Iterable
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 
+from index.dbclock import DbNow, db_clock
 from index.models import CameraLease, ClusterNode, Segment
 from index.queries import db_guarded
 from labwitness.errors import ConfigError
@@ -38,19 +43,43 @@ class Claim:
     last_end_ms: int | None  # end of the camera's newest indexed segment (where the failover gap starts)
 
 
+@dataclass(frozen=True)
+class ClusterView:
+    """The lease and node tables as one transaction read them, and the database's time of that read:
+    what a recorder judges expiry and liveness by (never its own clock)."""
+
+    now_ms: int
+    leases: list[CameraLease]
+    nodes: list[ClusterNode]
+
+    def live(self, role: str, live_ms: int) -> set[str]:
+        """Nodes with ``role``, not stopped, whose heartbeat is younger than ``live_ms`` by the database's clock."""
+        return {n.node_id for n in self.nodes if role in n.roles.split(",") and n.stopped_at_ms is None
+                and n.heartbeat_at_ms > self.now_ms - live_ms}
+
+
 class LeaseStore:
-    def __init__(self, engine: Engine, now_ms: Callable[[], int]) -> None:
+    """``now_ms``: this node's clock, used only where the database has none of its own (SQLite);
+    ``db_now``: the clock of every time in the tables, by default the server's (:func:`index.dbclock.db_clock`)."""
+
+    def __init__(self, engine: Engine, now_ms: Callable[[], int], *, db_now: DbNow | None = None) -> None:
         self.engine = engine
-        self.now_ms = now_ms
+        self.db_now = db_now or db_clock(engine, now_ms)
         self.sqlite = engine.dialect.name == "sqlite"
+
+    @db_guarded
+    def now(self) -> int:
+        """The database's time now (epoch ms): the clock lease and heartbeat times are on."""
+        with self.engine.connect() as c:
+            return self.db_now(c)
 
     # -- nodes -------------------------------------------------------------------------
     @db_guarded
     def register(self, node_id: str, roles: str, host: str, pid: int, version: str, *, live_ms: int) -> None:
         """This node's row, (re)started now.  On SQLite a second node whose heartbeat is fresher
         than ``live_ms`` is refused: SQLite is one box's index (docs/cluster.md)."""
-        now = self.now_ms()
         with self.engine.begin() as c:
+            now = self.db_now(c)
             if self.sqlite:
                 self._alone(c, node_id, now, live_ms)
             values = dict(roles=roles, host=host[:255], pid=pid, version=version[:32], started_at_ms=now,
@@ -63,7 +92,7 @@ class LeaseStore:
         """SQLite: ConfigError when another node is alive on this index (``serve`` checks before it starts)."""
         if self.sqlite:
             with self.engine.connect() as c:
-                self._alone(c, node_id, self.now_ms(), live_ms)
+                self._alone(c, node_id, self.db_now(c), live_ms)
 
     @staticmethod
     def _alone(c, node_id: str, now: int, live_ms: int) -> None:
@@ -78,12 +107,13 @@ class LeaseStore:
     @db_guarded
     def heartbeat(self, node_id: str) -> None:
         with self.engine.begin() as c:
-            c.execute(update(NODE).where(NODE.c.node_id == node_id).values(heartbeat_at_ms=self.now_ms(), stopped_at_ms=None))
+            c.execute(update(NODE).where(NODE.c.node_id == node_id)
+                      .values(heartbeat_at_ms=self.db_now(c), stopped_at_ms=None))
 
     @db_guarded
     def stopped(self, node_id: str) -> None:
         with self.engine.begin() as c:
-            c.execute(update(NODE).where(NODE.c.node_id == node_id).values(stopped_at_ms=self.now_ms()))
+            c.execute(update(NODE).where(NODE.c.node_id == node_id).values(stopped_at_ms=self.db_now(c)))
 
     @db_guarded
     def nodes(self) -> list[ClusterNode]:
@@ -97,15 +127,27 @@ class LeaseStore:
             return [CameraLease(**r._mapping) for r in c.execute(select(LEASE).order_by(LEASE.c.camera_id))]
 
     @db_guarded
+    def view(self) -> ClusterView:
+        """Leases and nodes with the database's time, in one transaction (the time is read first: a row
+        written after it only looks younger, and a claim judges expiry again in its own transaction)."""
+        with self.engine.connect() as c:
+            now = self.db_now(c)
+            leases = [CameraLease(**r._mapping) for r in c.execute(select(LEASE).order_by(LEASE.c.camera_id))]
+            nodes = [ClusterNode(**r._mapping) for r in c.execute(select(NODE).order_by(NODE.c.node_id))]
+        return ClusterView(now, leases, nodes)
+
+    @db_guarded
     def renew(self, node_id: str, held: dict[str, int], lease_ms: int) -> set[str]:
         """Extend the leases this node holds at these epochs; returns the cameras still held.
         A camera missing from the answer was taken over (or never held): stop recording it.  A lease
-        that expired while nobody claimed it (same holder, same epoch) is simply renewed."""
+        that expired while nobody claimed it (same holder, same epoch) is simply renewed.  The new
+        expiry is the database's time, read after the caller sent the renewal, plus ``lease_ms``:
+        never earlier than the send plus a lease (the caller's self-fence, recorder.leases)."""
         if not held:
             return set()
-        now = self.now_ms()
         kept: set[str] = set()
         with self.engine.begin() as c:
+            now = self.db_now(c)
             for cid, epoch in held.items():
                 n = c.execute(update(LEASE).where(LEASE.c.camera_id == cid, LEASE.c.node_id == node_id,
                                                   LEASE.c.epoch == epoch)
@@ -117,17 +159,19 @@ class LeaseStore:
     @db_guarded
     def claim(self, node_id: str, camera_ids: Iterable[str], lease_ms: int) -> list[Claim]:
         """Take every lease of ``camera_ids`` that is free (released, expired, or new) and that no
-        other node is claiming at this moment (SKIP LOCKED); each new claim is a new epoch."""
+        other node is claiming at this moment (SKIP LOCKED); each new claim is a new epoch.  Expired
+        means by the database's clock, read in this transaction: the holder's expiry was written on
+        the same clock, so no node's clock offset makes a live lease look expired."""
         cams = list(dict.fromkeys(camera_ids))
         if not cams:
             return []
-        now = self.now_ms()
         out: list[Claim] = []
         with self.engine.begin() as c:
             have = set(c.execute(select(LEASE.c.camera_id).where(LEASE.c.camera_id.in_(cams))).scalars())
             for cid in cams:
                 if cid not in have:  # a lease row per camera, made on first claim (a race: one insert wins)
                     c.execute(_insert_ignore(self.engine.dialect.name).values(camera_id=cid))
+            now = self.db_now(c)
             q = select(LEASE).where(LEASE.c.camera_id.in_(cams),
                                     or_(LEASE.c.node_id.is_(None), LEASE.c.expires_at_ms <= now))
             if not self.sqlite:
@@ -156,7 +200,7 @@ class LeaseStore:
         with self.engine.begin() as c:
             return bool(c.execute(update(LEASE).where(LEASE.c.camera_id == camera_id, LEASE.c.node_id == node_id,
                                                       LEASE.c.epoch == epoch)
-                                  .values(node_id=None, expires_at_ms=0, renewed_at_ms=self.now_ms(),
+                                  .values(node_id=None, expires_at_ms=0, renewed_at_ms=self.db_now(c),
                                           prev_node_id=node_id, prev_end="released")).rowcount)
 
     @db_guarded

@@ -16,6 +16,11 @@ Invariants:
 
 ``last_seen_ms`` is written at most once per ``touch_ms`` (default 30 s), so a busy
 page does not turn every request into a write.
+
+A row written on one API node is judged on another, so ``created_ms``, ``last_seen_ms``,
+``expires_ms`` and the "now" they are judged by are the database's clock
+(:mod:`index.dbclock`), read in the same transaction: an API node whose clock is an hour
+ahead would otherwise end every session at once, one behind would honour expired ones.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Callable
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.engine import Engine
 
+from index.dbclock import DbNow, db_clock
 from index.models import WebSession
 from index.queries import db_guarded
 
@@ -54,25 +60,29 @@ def _row(r) -> SessionRow:
 
 
 class WebSessionStore:
-    def __init__(self, engine: Engine, now_ms: Callable[[], int], *, touch_ms: int = 30_000) -> None:
+    """``now_ms``: this node's clock, the database's only on SQLite; ``db_now``: the clock of every time
+    in the rows, by default the server's on PostgreSQL (:func:`index.dbclock.db_clock`)."""
+
+    def __init__(self, engine: Engine, now_ms: Callable[[], int], *, touch_ms: int = 30_000,
+                 db_now: DbNow | None = None) -> None:
         self.engine = engine
-        self.now_ms = now_ms
+        self.db_now = db_now or db_clock(engine, now_ms)
         self.touch_ms = touch_ms
 
     @db_guarded
     def add(self, id_hash: str, kind: str, token_id: int, name: str, role: str, csrf: str, lifetime_ms: int) -> SessionRow:
-        now = self.now_ms()
-        values = dict(id_hash=id_hash, kind=kind, token_id=token_id, name=name[:200], role=role, csrf=csrf,
-                      created_ms=now, last_seen_ms=now, expires_ms=now + lifetime_ms, flash="[]")
         with self.engine.begin() as c:
+            now = self.db_now(c)
+            values = dict(id_hash=id_hash, kind=kind, token_id=token_id, name=name[:200], role=role, csrf=csrf,
+                          created_ms=now, last_seen_ms=now, expires_ms=now + lifetime_ms, flash="[]")
             c.execute(insert(T).values(**values))
         return SessionRow(**{**values, "flash": []})
 
     @db_guarded
     def get(self, id_hash: str, kind: str, idle_ms: int | None, *, touch: bool = True) -> SessionRow | None:
         """The live row (invariant 1), touched; an expired one is deleted and None returned."""
-        now = self.now_ms()
         with self.engine.begin() as c:
+            now = self.db_now(c)
             r = c.execute(select(T).where(T.c.id_hash == id_hash, T.c.kind == kind)).first()
             if r is None:
                 return None
@@ -92,8 +102,9 @@ class WebSessionStore:
             r = c.execute(select(T).where(T.c.id_hash == id_hash, T.c.kind == kind)).first()
             if r is None or c.execute(delete(T).where(T.c.id_hash == id_hash)).rowcount != 1:
                 return None
+            now = self.db_now(c)
         row = _row(r)
-        return row if self.now_ms() < row.expires_ms else None
+        return row if now < row.expires_ms else None
 
     @db_guarded
     def drop(self, id_hash: str) -> None:
@@ -126,8 +137,8 @@ class WebSessionStore:
     @db_guarded
     def purge(self, idle_ms: int) -> int:
         """Delete every expired row (invariant 1); returns how many."""
-        now = self.now_ms()
         with self.engine.begin() as c:
+            now = self.db_now(c)
             return c.execute(delete(T).where(or_(T.c.expires_ms <= now,
                                                  (T.c.kind == "session") & (T.c.last_seen_ms < now - idle_ms)))).rowcount
 

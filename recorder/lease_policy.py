@@ -45,7 +45,8 @@ def fair_share(cameras: int, live_nodes: int, cap: int) -> int:
 def plan(me: str, now_ms: int, wanted: dict[str, float], leases: dict[str, LeaseView], live_nodes: set[str], *,
          cap: int, lease_ms: int) -> Plan:
     """``wanted``: enabled cameras -> bitrate (bytes/s, 0 unknown); ``leases``: their rows; ``live_nodes``:
-    recorder nodes with a fresh heartbeat (this one included)."""
+    recorder nodes with a fresh heartbeat (this one included); ``now_ms``: the database's time, the clock
+    the rows were written on (index.dbclock), never this node's own."""
     live = set(live_nodes) | {me}
     mine = [c for c, lv in leases.items() if lv.node_id == me and lv.expires_at_ms > now_ms and c in wanted]
     share = fair_share(len(wanted), len(live), cap)

@@ -15,8 +15,11 @@ database calls are doing: across a silent partition (packets dropped, no reset) 
 call can hang for as long as the TCP timeouts of :func:`index.db.lease_engine`, so
 the fence must not wait for it to fail.  A fenced camera records again only after a
 renewal at the same epoch (nobody took it) or a new claim succeeds.  Other nodes
-claim only after the lease's expiry by the database's rows, which a renewal sent no
-later than ours wrote, so a cut-off node has stopped by then.  Its spool keeps
+claim only once the database's clock has passed the lease's expiry, which the database
+wrote as its own time when our renewal arrived -- after we sent it -- plus a lease; so at
+least a lease of real time after the send, and a cut-off node has stopped a margin
+before that.  Nothing here compares this node's wall clock with another node's: expiry
+and liveness are judged on the database's time (``LeaseStore.view``).  Its spool keeps
 uploading.
 
 ``stop()`` hands over: the node is marked stopped, the workers close their
@@ -63,7 +66,9 @@ class LeaseManager(PeriodicWorker):
         self.valid_until: dict[str, float] = {}  # camera -> monotonic time its lease is trusted until
         self.fenced: dict[str, int] = {}  # camera -> epoch stopped by the fence, maybe still ours in the database
         self.specs: dict[str, CameraSpec] = {}
-        #: clock drift and scheduling between this node and the one that would take a camera over
+        #: what stopping takes after trust runs out: the fence thread's period (<= 0.25 s), the stop itself,
+        #: scheduling; and the rate difference between this monotonic clock and the database's (ppm).  Not
+        #: clock offsets between nodes: expiry is the database's time (index.dbclock), whatever ours says
         self.margin_s = min(1.0, lease_s / 8)
         self._lock = threading.Lock()  # one tick (or the final pass) at a time; held across database calls
         self._state = threading.RLock()  # held, valid_until, fenced and the recorder's cameras; never across the database
@@ -132,11 +137,13 @@ class LeaseManager(PeriodicWorker):
             for cid in kept:
                 self._grant(cid, asked[cid], sent)
         self.specs = {c.camera_id: c for c in self.cameras()}
-        now = self.store.now_ms()
+        # expiry and liveness by the database's clock, the one the rows were written on: a node whose own
+        # clock runs ahead would otherwise see live leases expired and live nodes dead
+        view = self.store.view()
+        now = view.now_ms
         leases = {lv.camera_id: LeaseView(lv.camera_id, lv.node_id, lv.expires_at_ms, lv.prev_node_id, lv.prev_end,
-                                          lv.renewed_at_ms) for lv in self.store.leases() if lv.camera_id in self.specs}
-        live = {n.node_id for n in self.store.nodes()
-                if "recorder" in n.roles.split(",") and n.stopped_at_ms is None and n.heartbeat_at_ms > now - self.lease_ms}
+                                          lv.renewed_at_ms) for lv in view.leases if lv.camera_id in self.specs}
+        live = view.live("recorder", self.lease_ms)
         self.others_alive = bool(live - {self.node_id})
         rates = self.rates()
         p = plan(self.node_id, now, {c: float(rates.get(c, 0.0)) for c in self.specs}, leases, live,

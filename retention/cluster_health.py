@@ -5,6 +5,10 @@ is *alive* while its heartbeat is younger than one lease, *stopped* once it said
 else *stale* (killed, or cut off from the database).  Lease events: failovers (a
 lease that expired and was claimed by another node) and handovers, in total and
 per camera with the last failover's time.
+
+Every age here is judged on the database's clock (:mod:`index.dbclock`), the one the
+heartbeats and leases were written on: the health node's own clock would call a live
+node stale, or a dead one alive, by however far it is off.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections import Counter
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from index.dbclock import db_clock
 from index.models import CameraLease, ClusterNode
 
 DAY_MS = 86_400_000
@@ -26,11 +31,16 @@ def node_state(heartbeat_at_ms: int, stopped_at_ms: int | None, now_ms: int, lea
 
 
 def gather(engine: Engine, now_ms: int, lease_ms: int) -> dict:
+    """Nodes and leases as facts; ``now_ms`` (this node's clock) counts only on SQLite, where it is the
+    database's clock too; on PostgreSQL the server's time is read with the rows, and returned as ``db_now_ms``."""
+    node_now = now_ms
     with engine.connect() as c:
+        now_ms = db_clock(engine, lambda: node_now)(c)
         nodes = c.execute(select(ClusterNode.__table__).order_by(ClusterNode.__table__.c.node_id)).all()
         leases = c.execute(select(CameraLease.__table__).order_by(CameraLease.__table__.c.camera_id)).all()
     held = Counter(lv.node_id for lv in leases if lv.node_id and lv.expires_at_ms > now_ms)
     return {
+        "db_now_ms": now_ms,  # the database's time the states were judged at
         "nodes": [{"node_id": n.node_id, "roles": [r for r in n.roles.split(",") if r], "host": n.host, "pid": n.pid,
                    "version": n.version, "state": node_state(n.heartbeat_at_ms, n.stopped_at_ms, now_ms, lease_ms),
                    "heartbeat_age_s": round((now_ms - n.heartbeat_at_ms) / 1000, 1), "cameras_held": held.get(n.node_id, 0)}
@@ -44,8 +54,10 @@ def gather(engine: Engine, now_ms: int, lease_ms: int) -> dict:
     }
 
 
-def classify(cluster: dict, now_ms: int) -> list[tuple[str, str, str, str | None]]:
-    """(level, code, text, camera) alerts: a stale node (heard of in the last day), a failover in the last day."""
+def classify(cluster: dict) -> list[tuple[str, str, str, str | None]]:
+    """(level, code, text, camera) alerts: a stale node (heard of in the last day), a failover in the last day
+    (by the time ``gather`` judged at)."""
+    now_ms = cluster["db_now_ms"]
     out: list[tuple[str, str, str, str | None]] = []
     for n in cluster["nodes"]:
         if n["state"] == "stale" and n["heartbeat_age_s"] * 1000 < DAY_MS:

@@ -191,20 +191,25 @@ def test_two_workers_never_build_the_same_export(node_a):
 
 
 def test_claims_are_exclusive_fenced_and_taken_over_when_stale(index):
-    """The queue's rules on both engines: SKIP LOCKED / compare-and-set claims, fenced writes."""
+    """The queue's rules on both engines: SKIP LOCKED / compare-and-set claims, fenced writes.  Heartbeats
+    are the database's clock (index.dbclock): the test's clock is SQLite's, and on PostgreSQL moves the
+    server's clock on by as much as the test advanced it."""
+    from index.dbclock import node_clock, server_clock, shifted
     from index.exports import ExportStore
     from index.models import ExportPackage
 
     now = [1_000_000]
-    store = ExportStore(index.engine, lambda: now[0])
+    db_now = (shifted(server_clock, lambda: now[0] - 1_000_000) if index.engine.dialect.name == "postgresql"
+              else node_clock(lambda: now[0]))
+    store = ExportStore(index.engine, lambda: now[0], db_now=db_now)
     for i in range(3):
         store.save(ExportPackage(id=f"p{i}", report_no="JC-1", created_ms=now[0] + i, actor="t", status="queued"))
-    got = [store.claim(f"w{i}", stale_before_ms=now[0] - 3000, max_attempts=3) for i in range(4)]
+    got = [store.claim(f"w{i}", stale_ms=3000, max_attempts=3) for i in range(4)]
     assert [c.package_id for c in got[:3]] == ["p0", "p1", "p2"] and got[3] is None
     assert store.beat(got[0], 0.5) and store.get("p0").progress == 0.5
     now[0] += 10_000  # w0 went silent; w1 and w2 still beat
     assert store.beat(got[1]) and store.beat(got[2])
-    again = store.claim("w9", stale_before_ms=now[0] - 3000, max_attempts=3)
+    again = store.claim("w9", stale_ms=3000, max_attempts=3)
     assert again is not None and again.package_id == "p0" and again.attempt == 2
     # the old holder comes back: every write it makes is refused
     assert not store.beat(got[0], 0.9)
@@ -214,8 +219,39 @@ def test_claims_are_exclusive_fenced_and_taken_over_when_stale(index):
     assert store.finish(again, pkg) and store.get("p0").status == "done" and store.get("p0").claimed_by == "w9"
     # out of attempts: no more claims; recovery then fails it (index side: needing_release)
     now[0] += 10_000
-    assert store.claim("w9", stale_before_ms=now[0] - 3000, max_attempts=1) is None
-    assert {p.id for p in store.needing_release(now[0], max_attempts=1)} == {"p1", "p2"}
+    assert store.claim("w9", stale_ms=3000, max_attempts=1) is None
+    assert {p.id for p in store.needing_release(3000, max_attempts=1)} == {"p1", "p2"}
     # a graceful stop hands the export back at once
     assert store.release_claim(got[1]) and store.get("p1").status == "queued"
-    assert store.claim("w5", stale_before_ms=0, max_attempts=3, package_id="p1").attempt == 2
+    assert store.claim("w5", stale_ms=3000, max_attempts=3, package_id="p1").attempt == 2
+
+
+def test_a_worker_whose_clock_runs_ahead_takes_no_live_export(pg_url):
+    """Heartbeats are written and judged on the database's clock: a worker on a node whose clock runs 30 s
+    ahead does not take over an export another worker (30 s behind) is beating, and a silent one is taken
+    over once its heartbeat is stale by the database's clock -- by a worker 30 s behind too, not 30 s late."""
+    from index.db import make_engine
+    from index.exports import ExportStore
+    from index.migrate import upgrade
+    from index.models import ExportPackage
+
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    wall = lambda: int(time.time() * 1000)  # noqa: E731
+    fast, slow = ExportStore(engine, lambda: wall() + 30_000), ExportStore(engine, lambda: wall() - 30_000)
+    try:
+        slow.save(ExportPackage(id="p", report_no="JC-1", created_ms=wall(), actor="t", status="queued"))
+        mine = slow.claim("slow-1", stale_ms=1000, max_attempts=3)
+        assert mine is not None
+        for _ in range(4):  # beating for two stale bounds: never taken
+            assert fast.claim("fast", stale_ms=1000, max_attempts=3) is None
+            assert slow.beat(mine)
+            time.sleep(0.5)
+        # slow-1 goes silent: taken over once its heartbeat is a stale bound old, not 30 s later
+        silent = time.monotonic()
+        again = wait_for(lambda: slow.claim("slow-2", stale_ms=1000, max_attempts=3), 10, interval=0.05,
+                         what="the silent export claimed again")
+        assert again.attempt == 2 and 0.3 < time.monotonic() - silent < 3.0
+        assert not slow.beat(mine)
+    finally:
+        engine.dispose()

@@ -1,11 +1,14 @@
 """Camera leases in the index (index.leases) on real PostgreSQL, and the epoch fence on gap writes;
-SQLite refuses a second node."""
+SQLite refuses a second node.  Lease times are the database server's clock (index.dbclock): a test
+that fast-forwards moves that clock by an offset of its own (``shifted``), the node clock changes
+nothing on PostgreSQL; tests/test_leases_clock.py lets real leases run out between skewed nodes."""
 
 import threading
 
 import pytest
 
 from index.db import make_engine, sqlite_url
+from index.dbclock import node_clock, server_clock, shifted
 from index.leases import LeaseStore
 from index.migrate import upgrade
 from index.models import Gap, Segment
@@ -30,23 +33,26 @@ def pg(pg_url):
 
 
 def test_claim_renew_expire_and_epochs(pg):
-    now = Clock()
-    a, b = LeaseStore(pg, now), LeaseStore(pg, now)
+    skip = Clock(0)  # how far the test has moved the server's clock on
+    a, b = (LeaseStore(pg, Clock(), db_now=shifted(server_clock, skip)) for _ in range(2))
     got = a.claim("a", ["c1", "c2"], 8000)
     assert [(c.camera_id, c.epoch, c.prev_end) for c in got] == [("c1", 1, ""), ("c2", 1, "")]
     assert b.claim("b", ["c1", "c2"], 8000) == []  # held and fresh: nobody else gets them
-    now.t += 2000
+    skip.t += 2000
     assert a.renew("a", {"c1": 1, "c2": 1}, 8000) == {"c1", "c2"}
     assert a.renew("a", {"c1": 7}, 8000) == set()  # a wrong epoch is not this node's lease
-    now.t += 8001  # a stopped renewing: both expire
+    skip.t += 8001  # a stopped renewing: both expire
+    before = b.now()
     IndexStore(pg).add_segment(Segment(camera_id="c1", start_ms=5000, end_ms=7000, media_duration_ms=2000, key="k1",
                                        version_id="v", size=1, sha256="0" * 64, node_id="a", epoch=1))
     taken = {c.camera_id: c for c in b.claim("b", ["c1", "c2"], 8000)}
+    after = b.now()
     assert taken["c1"].epoch == 2 and taken["c1"].prev_node_id == "a" and taken["c1"].prev_end == "expired"
     assert taken["c1"].last_end_ms == 7000 and taken["c2"].last_end_ms is None
     assert a.renew("a", {"c1": 1, "c2": 1}, 8000) == set()  # the old holder learns it lost them
     lease = {lv.camera_id: lv for lv in a.leases()}["c1"]
-    assert lease.node_id == "b" and lease.failovers == 1 and lease.last_failover_ms == now.t
+    assert lease.node_id == "b" and lease.failovers == 1
+    assert before <= lease.last_failover_ms == lease.claimed_at_ms <= after  # the server's (shifted) time
     assert b.release("b", "c2", 2) and not a.release("a", "c1", 1)
     again = a.claim("a", ["c2"], 8000)
     assert again[0].epoch == 3 and again[0].prev_node_id == "b" and again[0].prev_end == "released"
@@ -78,7 +84,8 @@ def test_concurrent_claims_never_share_a_camera(pg):
 def test_stale_epoch_gap_write_refused(pg):
     """A holder whose lease was taken over cannot write or grow a gap over the new holder's time."""
     now = Clock()
-    store, index = LeaseStore(pg, now), IndexStore(pg)
+    # the lease's clock driven by the test (a gap's times are footage times, set below by hand)
+    store, index = LeaseStore(pg, now, db_now=node_clock(now)), IndexStore(pg)
     store.claim("a", ["cam"], 8000)
     now.t += 9000
     store.claim("b", ["cam"], 8000)  # epoch 2, claimed at 1_009_000

@@ -121,3 +121,31 @@ def test_a_session_survives_a_restart_on_sqlite(tmp_path, seaweed):
             assert b.get("/ui/search").status_code == 200
             b.cookies.set(SESSION_COOKIE, sid[:-2] + "xx")
             assert b.get("/ui/search").status_code == 303
+
+
+def test_sessions_are_judged_on_the_database_clock(pg_url):
+    """A session row written on one API node is judged on another by the database's clock (index.dbclock):
+    a node whose clock runs two hours ahead keeps a fresh session made on a node two hours behind, and the
+    slow node does not honour a session that has expired."""
+    import time
+
+    from index.db import make_engine
+    from index.migrate import upgrade
+    from index.web_sessions import WebSessionStore
+
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    wall = lambda: int(time.time() * 1000)  # noqa: E731
+    fast, slow = WebSessionStore(engine, lambda: wall() + 7_200_000), WebSessionStore(engine, lambda: wall() - 7_200_000)
+    try:
+        slow.add("fresh", "session", 1, "n", "inspector", "c", 3_600_000)
+        assert fast.get("fresh", "session", 60_000) is not None  # with node clocks: expired an hour ago, deleted
+        assert fast.purge(60_000) == 0 and fast.count() == 1
+        fast.add("short", "session", 1, "n", "inspector", "c", 300)
+        fast.add("code", "once", 1, "n", "inspector", "", 300)
+        time.sleep(0.5)
+        assert slow.get("short", "session", 60_000) is None  # with node clocks: honoured for two more hours
+        assert slow.take("code", "once") is None
+        assert slow.get("fresh", "session", 60_000) is not None
+    finally:
+        engine.dispose()
