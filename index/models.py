@@ -409,7 +409,7 @@ class SegmentRun(SQLModel, table=True):
 class SegmentHour(SQLModel, table=True):
     """Per camera and UTC hour (by segment start): how many stored segments of positive
     length begin in it; no row for an hour with none.  Kept by the same triggers as
-    ``segment_run``, +1 / -1 per segment (migration 0018, decision 55), so a report counts a
+    ``segment_run``, +1 / -1 per segment (migration 0018, decision 56), so a report counts a
     window's whole hours from here and only its partial hours from ``segment``."""
 
     __tablename__ = "segment_hour"

@@ -31,7 +31,7 @@ Procedures:
 4. :func:`rebuild`: runs from all segments (the migration's backfill, a bulk load, a check
    that found a difference).
 
-Hours (migration 0018, decision 55): ``segment_hour`` holds, per camera and UTC hour of
+Hours (migration 0018, decision 56): ``segment_hour`` holds, per camera and UTC hour of
 segment start, the number of stored segments of positive length; the same triggers add 1
 when a segment becomes stored and take 1 away when it leaves (a row whose count reaches 0
 is deleted), so it is exact at every commit, dirty runs or not, and no settle is needed.

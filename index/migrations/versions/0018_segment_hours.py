@@ -8,7 +8,7 @@ A report's footage counted each run's segments inside its window from an index (
 54): at 256 cameras its p99 report counted ~50 000 index entries, most of its time.  Now the
 same trigger that keeps the runs keeps, per camera and UTC hour (by segment start), the
 number of stored segments of positive length, +1 / -1 per segment (``index.segment_runs``,
-decision 55): a window counts the whole hours inside it from ``segment_hour`` and only its
+decision 56): a window counts the whole hours inside it from ``segment_hour`` and only its
 two partial hours from the index.  ``segment_run.max_len_ms`` is an upper bound of the
 length of the run's segments: the segments that begin before a window and reach into it are
 looked for that far back, not ``MAX_SEGMENT_MS`` (40 min) back.
