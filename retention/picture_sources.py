@@ -80,7 +80,12 @@ def segment_pictures(samples: SampleSpool | None, camera_id: str, seg_start_ms: 
     if samples is not None:
         last = None
         reach = every_ms + slack_ms(every_ms)
-        for s in samples.samples(camera_id, due_ms - every_ms, end_ms + reach):
+        # from the last picture judged, as holes() reckons: a segment starting more than ``every``
+        # after the sub-stream sample judged last (at the live edge, before the next is taken) is
+        # covered by it within reach; a window from due - every missed that sample, found nothing
+        # near and read the whole segment from the main stream (so the thumbnail said "main")
+        since = due_ms - every_ms if last_ms is None else min(last_ms, due_ms - every_ms)
+        for s in samples.samples(camera_id, since, end_ms + reach):
             if not due_ms <= s.wall_ms < end_ms:
                 near.append(s.wall_ms)
                 continue

@@ -29,8 +29,8 @@ from recorder.worker import RecorderConfig
 from retention import content_index
 from retention.content_detect import ContentConfig
 from retention.content_job import SUB_NOTE, ContentJobConfig, run_content_check
-from retention.keyframe_decode import KeyframeDecoder, luma
-from retention.picture_sources import holes, slack_ms
+from retention.keyframe_decode import Keyframe, KeyframeDecoder, luma
+from retention.picture_sources import holes, segment_pictures, slack_ms
 from retention.policy import RetentionPolicy
 from simulator.rtsp import Mount, RtspSimulator
 
@@ -100,6 +100,29 @@ def test_holes(name, times, expected):
 ])
 def test_holes_after_the_last_picture(last, times, expected):
     assert holes(last, 0, 20_000, times, 2000) == expected
+
+
+@pytest.mark.parametrize("name, sample_ms, seg, expected", [
+    # the segment starts more than a sample interval after the sample judged last, and the next
+    # sample is not taken yet (the live edge): that sample covers it within every + slack
+    ("covered by the sample judged last", 0, (2500, 3500), []),
+    ("past its reach: a hole, the main stream's keyframes", 0, (6500, 7500), [("main", 6500)]),
+    ("the last picture was the main stream's, no sample: today's path", None, (2500, 3500), [("main", 2500)]),
+])
+def test_segment_pictures_reckon_from_the_sample_judged_last(tmp_path, name, sample_ms, seg, expected):
+    sp = SampleSpool(tmp_path / "samples")
+    if sample_ms is not None:
+        sp.put("cam-1", sample_ms, "h264", b"\x00\x00\x00\x01")  # taken in by the segment before
+    start, end = seg
+    reads = []
+
+    def read_main():
+        reads.append(start)
+        return [Keyframe(0.0, decode=lambda: None)]  # the segment's first keyframe
+
+    got = segment_pictures(sp, "cam-1", start, start, end, 2000, read_main, KeyframeDecoder(), last_ms=0)
+    assert [(k.source, start + round(k.media_s * 1000)) for k in got] == expected, name
+    assert bool(reads) == bool(expected), name  # the main stream is read only for a hole
 
 
 def test_sample_spool_layout_and_bounds(tmp_path):
@@ -289,7 +312,12 @@ def test_discovery_picks_the_sub_stream_and_admin_sets_and_clears_it(running, tm
         assert client.get("/api/v1/cameras/two").json()["sub_stream_state"] == "sampling"
         t = time.time() * 1000
         wait_for(lambda: _stored_until(rt.index, "two", t), 60, what="stored segments after the first samples")
-        res = run_content_check(rt.index, rt.store, rt.clock, JOB, camera_id="two", samples=rt.samples).cameras["two"]
+        # the job at the sampler's cadence, as the scheduler pairs them (retention.scheduler): at
+        # JOB's 2 s against this runtime's 10 s sampler, a sample covers only 6 s (2 s + slack), so
+        # whenever the run found footage stored more than 6 s past the newest sample (a loaded box
+        # asking late) its newest picture, the thumbnail, was rightly a main-stream keyframe
+        job = ContentJobConfig(content=ContentConfig(sample_seconds=rt.settings.content_sample_seconds))
+        res = run_content_check(rt.index, rt.store, rt.clock, job, camera_id="two", samples=rt.samples).cameras["two"]
         assert res.sub_samples > 0 and not res.error, res
         th = client.get("/api/v1/cameras/two/thumbnail")
         assert th.status_code == 200 and th.headers["X-Labwitness-Sample-Source"] == "sub", th.headers
