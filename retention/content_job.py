@@ -65,7 +65,7 @@ from retention.content_detect import ContentConfig, Reference, thumbnail_jpeg
 from retention.content_state import Coded, DetectorState, decode_reason
 from retention.keyframe_decode import Keyframe, KeyframeDecoder, luma
 from retention.keyframes import SampleStats, sample_keyframes
-from retention.picture_sources import segment_pictures
+from retention.picture_sources import media_at_s, on_wall_ms, segment_pictures
 from retention.runs import exclusive
 from storage.base import ObjectStore
 
@@ -243,8 +243,11 @@ def _take_in(src: _Sources, seg: Segment, state: DetectorState, c: ContentConfig
     (time, frame, source).  Raises :class:`StorageError` when storage cannot be read."""
     every_ms = round(c.sample_seconds * 1000)
     due_ms = seg.start_ms if state.frame_ms is None else max(seg.start_ms, state.frame_ms + every_ms)
-    media_end_ms = seg.start_ms + (seg.media_duration_ms or seg.end_ms - seg.start_ms)
-    if due_ms >= media_end_ms:
+    # the segment's wall span, which its session's next segment starts at the end of; start + media
+    # duration left a seam of a ms or two (up to 30 ms a minute) where no segment judged a sample
+    span_ms = seg.end_ms - seg.start_ms
+    media_ms = seg.media_duration_ms or span_ms
+    if due_ms >= seg.end_ms:
         res.skipped += 1
         return [], None
 
@@ -252,18 +255,20 @@ def _take_in(src: _Sources, seg: Segment, state: DetectorState, c: ContentConfig
         obj = StoreSource(src.store, seg.key, seg.version_id, seg.size)
         stats = SampleStats()
         try:
-            keyframes = sample_keyframes(obj, c.sample_seconds, (due_ms - seg.start_ms) / 1000, decoder=src.decoder,
-                                         stats=stats, lazy=True)
+            keyframes = sample_keyframes(obj, c.sample_seconds, media_at_s(due_ms - seg.start_ms, span_ms, media_ms),
+                                         decoder=src.decoder, stats=stats, lazy=True)
         except (ParseError, ValueError, OSError) as e:  # not even a full demux decodes it
             log.error("camera %s: segment %s (%s) has no decodable keyframe: %s", res.camera_id, seg.id, seg.key, e)
             keyframes = []
             res.undecodable += 1
+        for k in keyframes:  # on the segment's wall span, as its sub-stream samples are
+            k.media_s = on_wall_ms(k.media_s, span_ms, media_ms) / 1000
         res.reads += obj.reads
         res.bytes_read += obj.bytes_read
         res.fallbacks += int(stats.fallback)
         return keyframes
 
-    keyframes = segment_pictures(src.samples, res.camera_id, seg.start_ms, due_ms, media_end_ms, every_ms,
+    keyframes = segment_pictures(src.samples, res.camera_id, seg.start_ms, due_ms, seg.end_ms, every_ms,
                                  read_main, src.sub_decoder, state.frame_ms)
     res.segments += 1
     res.samples += len(keyframes)

@@ -7,15 +7,27 @@ camera's sub stream every few seconds with its wall time
 (:mod:`labwitness.picture_samples`); judging a 640x360 picture costs a fraction of
 decoding a 1080p/4K main-stream keyframe (figures in docs/decisions.md).  The main
 stream stays the evidence: a sample is judged only inside the span of a stored
-main-stream segment (from its next due time to its media end), so events stay on
+main-stream segment (from its next due time to its end), so events stay on
 the footage's wall-clock timeline and a period with no footage is no content.
 
-:func:`segment_pictures` takes the samples in ``[due, media end)``; where they
+A segment's span is the index's ``[start_ms, end_ms)``: the wall clock the recorder
+gave it (:mod:`recorder.timing`).  A session's segments tile it, each starting where
+the last ended, so every instant of the footage, a sample's or a keyframe's, falls in
+exactly one segment.  ``start_ms + media_duration_ms`` does not tile: the wall duration
+is the media duration steered by up to 500 ppm and both ends are truncated to the ms,
+so it leaves seams (and overlaps) of a ms or two, up to 30 ms on a 60 s segment, and a
+sample in a seam was judged by no segment.  So the main stream's keyframes, timed by
+media time, are put on the span too (:func:`on_wall_ms`), as the recorder stretched it.
+
+:func:`segment_pictures` takes the samples in ``[due, end)``; where they
 leave a hole longer than ``every + slack`` after the last picture judged (sub stream
 down, sampler not running, samples trimmed), it reads the main stream's keyframes (the caller's
-``read_main``, ranged reads) and fills the holes with them.  Each
+``read_main``, ranged reads) and fills the holes with them.  A hole is reckoned from
+pictures judged only: a sample no segment judges (taken where no footage was kept, or
+passed over before its picture was due) covers nothing.  Each
 :class:`~retention.keyframe_decode.Keyframe` says where it came from
-(``source``: ``"sub"`` or ``"main"``).
+(``source``: ``"sub"`` or ``"main"``); its ``media_s`` is its instant's offset from the
+segment's start on the wall clock.
 """
 
 from __future__ import annotations
@@ -59,6 +71,26 @@ def holes(last_ms: int | None, due_ms: int, end_ms: int, times: list[int], every
     return [(a, b) for a, b in clipped if a < b]
 
 
+def on_wall_ms(media_s: float, span_ms: int, media_ms: int) -> int:
+    """Where a main-stream picture ``media_s`` into its segment falls on the segment's wall span
+    (``span_ms`` = end - start, of ``media_ms`` of media): ms after its start, in ``[0, span_ms)``.
+    The recorder spread the media over the span (steered by up to 500 ppm, :mod:`recorder.timing`),
+    so media time is stretched the same way: ``start + media`` alone ran up to 30 ms past a 60 s
+    segment's end, into the next one's span, out of its own holes, and ahead of the next
+    segment's first picture.  Kept inside the span even for a picture shown after the last
+    decode time (a composition offset): it is this segment's picture, judged with it."""
+    t = media_s * 1000 if media_ms <= 0 or media_ms == span_ms else media_s * 1000 * span_ms / media_ms
+    return max(0, min(round(t), span_ms - 1))
+
+
+def media_at_s(offset_ms: int, span_ms: int, media_ms: int) -> float:
+    """The media time of the instant ``offset_ms`` after a segment's start (:func:`on_wall_ms`
+    reversed): a keyframe at or after it lands at or after that instant on the wall."""
+    if media_ms <= 0 or span_ms <= 0 or media_ms == span_ms:
+        return offset_ms / 1000
+    return offset_ms * media_ms / span_ms / 1000
+
+
 def sub_keyframe(s: Sample, seg_start_ms: int, decoder: KeyframeDecoder) -> Keyframe | None:
     try:
         data = s.read()
@@ -73,8 +105,10 @@ def segment_pictures(samples: SampleSpool | None, camera_id: str, seg_start_ms: 
                      every_ms: int, read_main: Callable[[], list[Keyframe]], decoder: KeyframeDecoder,
                      last_ms: int | None = None) -> list[Keyframe]:
     """The pictures to judge in ``[due_ms, end_ms)`` of one segment, oldest first (module docstring).
-    ``read_main`` is called only when the samples leave a hole; with no sample anywhere near the
-    span its keyframes are all there is (today's path, exactly).  ``last_ms``: the last picture judged."""
+    ``end_ms``: the segment's wall end, where the next segment of its session starts (not its
+    start + media duration: that leaves seams no segment judges).  ``read_main`` is called only
+    when the samples leave a hole; with no sample anywhere near the span its keyframes are all
+    there is (today's path, exactly).  ``last_ms``: the last picture judged."""
     subs: list[Keyframe] = []
     near: list[int] = []  # sample times around the span too (holes)
     if samples is not None:
@@ -86,7 +120,18 @@ def segment_pictures(samples: SampleSpool | None, camera_id: str, seg_start_ms: 
         # near and read the whole segment from the main stream (so the thumbnail said "main")
         since = due_ms - every_ms if last_ms is None else min(last_ms, due_ms - every_ms)
         for s in samples.samples(camera_id, since, end_ms + reach):
-            if not due_ms <= s.wall_ms < end_ms:
+            if s.wall_ms < due_ms:
+                # past the last picture judged, no earlier segment judged it; this one judges from due
+                # on: so no segment does.  Taken where no footage was kept, or passed over (one picture
+                # per interval), it must not cover a hole.  Up to the last picture judged it adds
+                # nothing to holes() and only says the sub stream is sampled here (not today's path).
+                if last_ms is not None and s.wall_ms <= last_ms:
+                    near.append(s.wall_ms)
+                continue
+            if s.wall_ms >= end_ms:
+                # ahead of the span: the next segment judges it, or none where no footage follows.
+                # Either way it cannot hide a hole: holes() stops at the first sample past the end,
+                # which can only find the tail beyond reach of the next picture, never within it.
                 near.append(s.wall_ms)
                 continue
             if last is not None and s.wall_ms - last < every_ms // 2:

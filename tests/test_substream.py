@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
+from fractions import Fraction
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ from sqlmodel import Session, select
 from camera_discovery.models import MediaProfile, sub_profile
 from index.db import make_engine, sqlite_url
 from index.migrate import upgrade
-from index.models import Camera
+from index.models import Camera, Segment
 from index.queries import IndexStore
 from labwitness.clock import SystemClock
 from labwitness.picture_samples import SampleSpool
@@ -28,14 +30,14 @@ from recorder.substream import SubStreamSampler
 from recorder.worker import RecorderConfig
 from retention import content_index
 from retention.content_detect import ContentConfig
-from retention.content_job import SUB_NOTE, ContentJobConfig, run_content_check
+from retention.content_job import SUB_NOTE, ContentJobConfig, check_camera, run_content_check
 from retention.keyframe_decode import Keyframe, KeyframeDecoder, luma
-from retention.picture_sources import holes, segment_pictures, slack_ms
+from retention.picture_sources import holes, media_at_s, on_wall_ms, segment_pictures, slack_ms
 from retention.policy import RetentionPolicy
 from simulator.rtsp import Mount, RtspSimulator
 
 from conftest import free_port, wait_for
-from contenttools import black_mount
+from contenttools import H, W, Scene, black_mount, flat
 
 EVERY_S = 2.0
 JOB = ContentJobConfig(content=ContentConfig(sample_seconds=EVERY_S), initial_lookback_s=3600)
@@ -123,6 +125,99 @@ def test_segment_pictures_reckon_from_the_sample_judged_last(tmp_path, name, sam
     got = segment_pictures(sp, "cam-1", start, start, end, 2000, read_main, KeyframeDecoder(), last_ms=0)
     assert [(k.source, start + round(k.media_s * 1000)) for k in got] == expected, name
     assert bool(reads) == bool(expected), name  # the main stream is read only for a hole
+
+
+@pytest.mark.parametrize("name, samples, last, seg, due, expected", [
+    # footage dropped (spool full) while the sub stream was sampled: the sample at 4000 shows no
+    # footage and no segment judges it, so it must not stand in for one: the segment, 9 s past
+    # the picture judged last, is read from the main stream
+    ("a sample where no footage was kept is no coverage", [0, 4000], 0, (5500, 9000), 5500, [("main", 5500)]),
+    # a restarted sampler's extra sample before the next picture is due is not judged (one
+    # picture per interval), so it covers nothing: 7 s from the last picture is a hole
+    ("a sample passed over before due is no coverage", [0, 1000, 7000], 0, (500, 7500), 2000,
+     [("main", 2000), ("sub", 7000)]),
+    ("the sample judged last still covers (live edge)", [0], 0, (2500, 3500), 2500, []),
+])
+def test_segment_pictures_count_only_what_is_judged(tmp_path, name, samples, last, seg, due, expected):
+    sp = SampleSpool(tmp_path / "samples")
+    for t in samples:
+        sp.put("cam-1", t, "h264", b"\x00\x00\x00\x01")
+    start, end = seg
+
+    def read_main():  # the segment's keyframe at its due time
+        return [Keyframe((due - start) / 1000, decode=lambda: None)]
+
+    got = segment_pictures(sp, "cam-1", start, due, end, 2000, read_main, KeyframeDecoder(), last_ms=last)
+    assert [(k.source, start + round(k.media_s * 1000)) for k in got] == expected, name
+
+
+def _idr(gray: np.ndarray) -> bytes:
+    """One H.264 IDR with its parameter sets (Annex B), as the sampler spools a sub-stream keyframe."""
+    ctx = av.CodecContext.create("libx264", "w")
+    ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = W, H, "yuv420p", Fraction(1, 10)
+    ctx.options = {"preset": "ultrafast", "tune": "zerolatency"}
+    buf = np.full((H * 3 // 2, W), 128, np.uint8)
+    buf[:H] = gray
+    frame = av.VideoFrame.from_ndarray(buf, format="yuv420p")
+    frame.pts = 0
+    return b"".join(bytes(p) for p in ctx.encode(frame) + ctx.encode(None))
+
+
+SEAM_T0 = 1_796_421_778_512  # wall ms; the segments and samples below are offsets from it
+
+
+@pytest.mark.parametrize("name, segs, samples, black, expected_event", [
+    # (start, end, media duration) as the recorder indexes them: a session's segments tile the wall
+    # clock (the next starts where the last ended), wall duration = media duration steered by at
+    # most 500 ppm, start and end truncated to the ms; start + media duration is not the wall end
+    ("a 1 ms seam: the wall 1 ms longer than the media", [(0, 2001, 2000), (2001, 4002, 2000), (4002, 6003, 2000)],
+     [0, 2000, 4000, 6000], 2000, (2000, 4000, False)),
+    ("60 s segments steered 500 ppm: a 30 ms seam", [(0, 60_030, 60_000), (60_030, 120_060, 60_000)],
+     list(range(0, 120_001, 2000)), 60_000, (60_000, 62_000, False)),
+    ("the last segment's tail, before the next is stored", [(0, 2001, 2000), (2001, 4002, 2000)],
+     [0, 2000, 4001], 4001, (4001, 4001, True)),
+    ("an overlap: the wall 1 ms shorter than the media", [(0, 3999, 4000), (3999, 7998, 4000), (7998, 11_997, 4000)],
+     [0, 3999, 5999, 7999, 9999], 3999, (3999, 5999, False)),
+    ("no seam: a sample at the boundary", [(0, 2000, 2000), (2000, 4000, 2000), (4000, 6000, 2000)],
+     [0, 2000, 4000], 2000, (2000, 4000, False)),
+])
+def test_a_sample_in_a_seam_is_judged_once(tmp_path, name, segs, samples, black, expected_event):
+    """Every sub-stream sample inside the stored footage is judged by exactly one segment, at its
+    own time: the one black picture opens (and the next closes) a blackout to the millisecond.
+    No main-stream keyframe is needed (the samples cover everything): there is no store to read."""
+    engine = make_engine(sqlite_url(tmp_path / "index.sqlite3"))
+    upgrade(engine)
+    ix = IndexStore(engine)
+    with Session(engine) as s:
+        s.add(Camera(id="cam-1", rtsp_url="rtsp://127.0.0.1/main", created_ms=0))
+        s.commit()
+    for i, (start, end, media) in enumerate(segs):
+        ix.add_segment(Segment(camera_id="cam-1", start_ms=SEAM_T0 + start, end_ms=SEAM_T0 + end,
+                               media_duration_ms=media, key=f"seg-{i}", version_id="v", size=1, sha256="0" * 64,
+                               codec="h264", sequence=i))
+    sp = SampleSpool(tmp_path / "samples")
+    scene = Scene()
+    for t in samples:
+        sp.put("cam-1", SEAM_T0 + t, "h264", _idr(flat(18, 0.5) if t == black else scene.view(t / 1000)))
+    now = SEAM_T0 + segs[-1][1] + 10_000
+    r = check_camera(engine, None, "cam-1", now, JOB, samples=sp)  # None: no main stream to read
+    assert not r.error and r.samples == r.sub_samples == len(samples), (name, r)
+    got = [(e.kind, e.start_ms - SEAM_T0, e.end_ms - SEAM_T0, e.ongoing) for e in content_index.events(engine, "cam-1")]
+    assert got == [("blackout", *expected_event)], name
+    assert sp.samples("cam-1") == []  # all taken in (deleted once the mark passed them), each judged once above
+
+
+@pytest.mark.parametrize("name, media_s, span, media, expected", [
+    ("wall = media", 1.0, 2000, 2000, 1000),
+    ("stretched: 60 s of media over 60.030 s of wall", 59.9, 60_030, 60_000, 59_930),
+    # start + media would put it at 59 990, 20 ms into the next segment's span, ahead of its first picture
+    ("squeezed: the last keyframe stays in its own span", 59.99, 59_970, 60_000, 59_960),
+    ("shown after the last decode time (composition offset): still its own segment's", 2.05, 2000, 2000, 1999),
+])
+def test_main_keyframes_on_the_segments_wall_span(name, media_s, span, media, expected):
+    assert on_wall_ms(media_s, span, media) == expected, name
+    for due in (0, 1, 999, span // 2, span - 1):  # a keyframe picked at or after due's media time lands at or after due
+        assert on_wall_ms(media_at_s(due, span, media) - 1e-6, span, media) >= due, (name, due)
 
 
 def test_sample_spool_layout_and_bounds(tmp_path):
