@@ -42,10 +42,18 @@ def make_engine(url: str, *, connect_timeout_s: int = 5) -> Engine:
         # uploader can back off from, not a thread stuck in connect(); keepalives and
         # tcp_user_timeout end a connection lost in a silent partition (no reset) in
         # about 30 s instead of the kernel's ~15 min of retransmissions.
+        # No JIT: the index's statements are short (a report's, a health fact's); compiling one
+        # took ~25 ms of a report statement that runs in ~5 once its estimate crossed
+        # jit_above_cost, and 240 ms of the compliance report (decision 56, bench/README.md).
+        # Set per session at connect, so it costs no statement; the URL's own options come after it
+        # (libpq: the last -c of a name wins), so an installation can still turn it on.
+        own = u.query.get("options")
+        own = " ".join(own) if isinstance(own, tuple) else own
         return create_engine(
             url, pool_pre_ping=True, pool_size=5, max_overflow=5,
             connect_args={"connect_timeout": connect_timeout_s, "keepalives": 1, "keepalives_idle": 10,
-                          "keepalives_interval": 5, "keepalives_count": 3, "tcp_user_timeout": 30_000},
+                          "keepalives_interval": 5, "keepalives_count": 3, "tcp_user_timeout": 30_000,
+                          "options": "-c jit=off" + (f" {own}" if own else "")},
         )
     return create_engine(url, pool_pre_ping=True)
 

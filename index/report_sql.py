@@ -272,15 +272,8 @@ def report_records(conn, report_no: str) -> tuple[list, list[tuple]]:
     """(the report's test records, oldest first, with attribute access by column; the camera
     rows of :data:`_CAMERAS_SQL`) — one round trip on PostgreSQL."""
     d = conn.dialect.name
-    stmts = [(sql_text(_RECORDS_SQL, d), (report_no,)), (cameras_sql(d), (report_no,) * 3)]
-    if d == "postgresql":
-        # No JIT for this report's transaction: the windows' statements are estimated at a few
-        # hundred thousand (a LATERAL per window, the run count's subplans) and cross
-        # jit_above_cost, and compiling them took ~25 ms of a statement that runs in ~5
-        # (bench/index_scale, 256 cameras).  In the same round trip as the records.
-        stmts.insert(0, ("SET LOCAL jit = off", ()))
-        return tuple(raw_many(conn, stmts, named=(1,))[1:])
-    records, cams = raw_many(conn, stmts, named=(0,))
+    records, cams = raw_many(conn, [(sql_text(_RECORDS_SQL, d), (report_no,)),
+                                    (cameras_sql(d), (report_no,) * 3)], named=(0,))
     return records, cams
 
 

@@ -296,21 +296,19 @@ def test_migration_0018_fills_hours_and_bounds(db_url):
     engine.dispose()
 
 
-def test_the_report_turns_jit_off_for_its_own_transaction_only(pg_url):
-    """PostgreSQL would JIT-compile the windows' statements (estimated past jit_above_cost),
-    ~25 ms for statements that run in ~5: the report's transaction turns it off, and the
-    pooled connection has it back for whatever runs next."""
-    from index import report_sql
+def test_index_connections_have_no_jit_and_keep_the_urls_options(pg_url):
+    """PostgreSQL would JIT-compile a report's window statements (estimated past jit_above_cost),
+    ~25 ms for statements that run in ~5: the index's connections have JIT off from the start
+    (no statement per report), and options an installation put in its URL still apply."""
     from index.db import make_engine
-    from index.migrate import upgrade
 
-    engine = make_engine(pg_url)
-    upgrade(engine)
-    with engine.connect() as conn:
-        default = conn.exec_driver_sql("SHOW jit").scalar_one()
-        conn.rollback()
-        report_sql.report_records(conn, "R-NONE")
-        assert conn.exec_driver_sql("SHOW jit").scalar_one() == "off"
-        conn.rollback()
-        assert conn.exec_driver_sql("SHOW jit").scalar_one() == default
-    engine.dispose()
+    for url, lock_timeout in ((pg_url, "0"), (pg_url + "?options=-c%20lock_timeout%3D1234", "1234ms")):
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW jit").scalar_one() == "off"
+            assert conn.exec_driver_sql("SHOW lock_timeout").scalar_one() == lock_timeout
+        engine.dispose()
+    on = make_engine(pg_url + "?options=-c%20jit%3Don")  # the installation's word wins
+    with on.connect() as conn:
+        assert conn.exec_driver_sql("SHOW jit").scalar_one() == "on"
+    on.dispose()
