@@ -39,6 +39,10 @@ Procedure per camera (``run_content_check``):
    and ends earlier is out of scope.  So every segment is checked exactly once.
 
 One :class:`~index.models.JobRun` row (``job='content'``) per run.
+
+One job, the procedure above, which reads better whole: its steps share one camera's state,
+marks and per-segment transaction; what each step calls lives in its own module (detectors,
+decode gate, picture sources, keyframe reads, the index's content queries).
 """
 
 from __future__ import annotations
