@@ -105,7 +105,7 @@ def create_month(conn: Connection, table: str, month_ms: int) -> str | None:
     # the CHECK lets the attach skip its validation scan; dropped once attached
     conn.execute(text(f'ALTER TABLE "{name}" ADD CONSTRAINT "{name}_range" CHECK ({KEY} >= {lo} AND {KEY} < {hi})'))
     if default:
-        with untracked(conn):  # the same rows, moved: the kept runs (index.segment_runs) do not change
+        with untracked(conn):  # the same rows, moved: the kept runs and hours (index.segment_runs) do not change
             conn.execute(text(f'INSERT INTO "{name}" SELECT * FROM "{default}" WHERE {KEY} >= {lo} AND {KEY} < {hi}'))
             conn.execute(text(f'DELETE FROM "{default}" WHERE {KEY} >= {lo} AND {KEY} < {hi}'))
     conn.execute(text(f'ALTER TABLE "{table}" ATTACH PARTITION "{name}" FOR VALUES FROM ({lo}) TO ({hi})'))

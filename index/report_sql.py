@@ -29,7 +29,8 @@ from index.segment_runs import HOUR_MS, hour_sql
 # prunes to its months at plan time.  Rows carry the window's number (1-based).
 #
 # The runs come from ``segment_run`` (kept by the index, decision 54), each with the count of
-# its segments inside the window, counted from the partial index ix_segment_stored_span alone;
+# its segments inside the window, counted by index-only scans of ix_segment_stored_span
+# and, for the whole hours of a long span, from ``segment_hour`` (decision 56, _RUN_COUNT);
 # the stored segments of no length (never part of a run) from ix_segment_stored_empty.  A
 # window whose camera's runs are not settled (segment_run_dirty: a node of the previous release
 # deleted footage) answers a marker row (-1) and is merged from its segments instead
@@ -294,7 +295,7 @@ def raw_many(conn, stmts: Sequence[tuple[str, tuple | dict]], named: Sequence[in
             with pg.pipeline():
                 for cur, (sql, params) in zip(curs, stmts, strict=True):
                     cur.execute(sql, params)
-            return [cur.fetchall() if cur.description is not None else [] for cur in curs]
+            return [cur.fetchall() for cur in curs]
     finally:
         for cur in curs:
             cur.close()
