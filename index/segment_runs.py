@@ -256,23 +256,18 @@ def differences(conn: Connection, cameras: Sequence[str] | None = None) -> list[
     return sorted(bad)
 
 
-def rebuild(conn: Connection, cameras: Sequence[str] | None = None, *, hours: bool = False) -> int:
+def rebuild(conn: Connection, cameras: Sequence[str] | None = None) -> int:
     """Procedure 4: these cameras' (or all) runs recomputed from their segments, in the
-    caller's transaction; ``hours``: their hour counts too (the triggers keep those exact, so
-    only after a write made with the trigger off).  Returns the number of runs written."""
+    caller's transaction (the hours need no such step: the triggers keep them exact).
+    Returns the number of runs written."""
     if conn.dialect.name == "postgresql":
         if cameras:
             lock(conn, cameras)
         else:  # writers' triggers wait until this commits, then add their segments to the new runs
             conn.exec_driver_sql("LOCK TABLE segment_run IN SHARE ROW EXCLUSIVE MODE")
-            if hours:
-                conn.exec_driver_sql("LOCK TABLE segment_hour IN SHARE ROW EXCLUSIVE MODE")
     where = f" WHERE {_in(cameras)}" if cameras else ""
     also = f" AND {_in(cameras)}" if cameras else ""
-    tables = ("segment_run", "segment_run_dirty") + (("segment_hour",) if hours else ())
-    for table in tables:
+    for table in ("segment_run", "segment_run_dirty"):
         conn.exec_driver_sql(_sql(conn, f"DELETE FROM {table}{where}"), tuple(cameras or ()))
-    if hours:
-        conn.exec_driver_sql(_sql(conn, _INSERT_HOURS + _HOURS_OF_SEGMENTS.format(cams=also)), tuple(cameras or ()))
     sql = _INSERT_RUNS + _RUNS_OF_SEGMENTS.format(cams=also)
     return conn.exec_driver_sql(_sql(conn, sql), tuple(cameras or ())).rowcount
