@@ -115,6 +115,15 @@ def db_url(request, tmp_path):
 
 
 @pytest.fixture
+def pg(pg_url):
+    """A migrated engine on a fresh PostgreSQL database."""
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
 def index(db_url):
     engine = make_engine(db_url)
     upgrade(engine)

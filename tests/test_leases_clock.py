@@ -6,11 +6,7 @@ heartbeats and dead once it stops.  The leases are short (1.5 s) and really run 
 
 import time
 
-import pytest
-
-from index.db import make_engine
 from index.leases import LeaseStore
-from index.migrate import upgrade
 from labwitness.clock import SystemClock
 from recorder.leases import LeaseManager
 from recorder.service import CameraSpec
@@ -31,14 +27,6 @@ def ahead() -> int:  # a node whose clock runs 30 s fast
 
 def behind() -> int:  # and one 30 s slow
     return wall_ms() - SKEW_MS
-
-
-@pytest.fixture
-def pg(pg_url):
-    engine = make_engine(pg_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def _lease(store: LeaseStore, cid: str):

@@ -24,14 +24,6 @@ class Clock:
         return self.t
 
 
-@pytest.fixture
-def pg(pg_url):
-    engine = make_engine(pg_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
 def test_claim_renew_expire_and_epochs(pg):
     skip = Clock(0)  # how far the test has moved the server's clock on
     a, b = (LeaseStore(pg, Clock(), db_now=shifted(server_clock, skip)) for _ in range(2))
