@@ -185,12 +185,8 @@ def test_a_sample_in_a_seam_is_judged_once(tmp_path, name, segs, samples, black,
     """Every sub-stream sample inside the stored footage is judged by exactly one segment, at its
     own time: the one black picture opens (and the next closes) a blackout to the millisecond.
     No main-stream keyframe is needed (the samples cover everything): there is no store to read."""
-    engine = make_engine(sqlite_url(tmp_path / "index.sqlite3"))
-    upgrade(engine)
-    ix = IndexStore(engine)
-    with Session(engine) as s:
-        s.add(Camera(id="cam-1", rtsp_url="rtsp://127.0.0.1/main", created_ms=0))
-        s.commit()
+    ix = _index_with_camera(tmp_path)
+    engine = ix.engine
     for i, (start, end, media) in enumerate(segs):
         ix.add_segment(Segment(camera_id="cam-1", start_ms=SEAM_T0 + start, end_ms=SEAM_T0 + end,
                                media_duration_ms=media, key=f"seg-{i}", version_id="v", size=1, sha256="0" * 64,
@@ -286,13 +282,18 @@ def test_sampler_takes_a_b_frame_sub_stream(tmp_path, camera, client):
         assert (f.width, f.height) == (640, 360)
 
 
-def _service(tmp_path, store, samples):
-    engine = make_engine(sqlite_url(tmp_path / "index.sqlite3"))
-    upgrade(engine)
-    ix = IndexStore(engine)
-    with Session(engine) as s:
+def _index_with_camera(tmp_path) -> IndexStore:
+    """A migrated SQLite index with camera ``cam-1`` registered."""
+    ix = IndexStore(make_engine(sqlite_url(tmp_path / "index.sqlite3")))
+    upgrade(ix.engine)
+    with Session(ix.engine) as s:
         s.add(Camera(id="cam-1", rtsp_url="rtsp://127.0.0.1/main", created_ms=0))
         s.commit()
+    return ix
+
+
+def _service(tmp_path, store, samples):
+    ix = _index_with_camera(tmp_path)
     svc = RecorderService(tmp_path / "spool", store, ix, RetentionPolicy(),
                           RecorderConfig(segment_seconds=2.0, backoff_cap_s=0.5, read_timeout_s=5),
                           samples=samples, sample_seconds=EVERY_S).start()
