@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import time
 from datetime import datetime
+from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
@@ -60,3 +61,11 @@ def gap_json(p: Part) -> dict:
     """One :class:`GapOut`, JSON-ready."""
     return {"start": iso_ms(p.start_ms), "end": iso_ms(p.end_ms), "reason": p.reason, "detail": p.detail,
             "since": None if p.since_ms is None else iso_ms(p.since_ms)}
+
+
+def clips_next_url(report_no: str, w, after: tuple[int, int] | None, limit: int) -> str:
+    """The page after ``after`` (start_ms, segment id) of report window ``w``'s clips
+    (``after`` None: its first page; add ``&at=<epoch ms>`` for the page playing then)."""
+    url = (f"/api/v1/reports/{quote(report_no, safe='')}/footage/clips?camera_id={quote(w.camera_id, safe='')}"
+           f"&window_start={w.start_ms}&limit={limit}")
+    return url if after is None else f"{url}&after={after[0]}-{after[1]}"

@@ -18,7 +18,7 @@ from labwitness.ids import Number
 
 from api.auth import Ingest, Inspector
 from api.deps import AuditDep, RecordsDep, SettingsDep
-from api.footage_json import GapOut, gap_json, iso_ms, url_time
+from api.footage_json import GapOut, clips_next_url, gap_json, iso_ms, url_time
 from api.ingest import RecordValidationError, TestRecordIn, ingest
 
 
@@ -129,7 +129,9 @@ class CameraFootage(BaseModel):
     coverage: float = Field(description="share of the window, margins included, covered by stored footage")
     test_coverage: float = Field(description="share of the test windows themselves (started_at..ended_at) covered")
     runs: list[RunOut] = Field(description="stored footage of the window as runs without a break, in time order")
-    clips: list[ClipOut] = Field(description="the window's first clips (segments), in time order; clips_next pages on")
+    clips: list[ClipOut] = Field(description="the window's first clips (segments), in time order; clips_next pages "
+                                             "on. By default a report lists about report_clip_budget first clips in "
+                                             "all, shared by its windows (at least one each)")
     clips_total: int = Field(description="clips (segments) the window has in all")
     clips_next: str | None = Field(description="URL of the next page of clips; null when clips holds them all")
     gaps: list[GapOut]
@@ -161,13 +163,6 @@ def clips_json(clips, held: set[int]) -> list[dict]:
     iso = {t: iso_ms(t) for t in {t for _, lo, hi, _ in clips for t in (lo, hi)}}
     return [{"segment_id": sid, "start": iso[lo], "end": iso[hi], "media_url": f"/api/v1/segments/{sid}/media",
              "sha256": sha, "on_hold": sid in held} for sid, lo, hi, sha in clips]
-
-
-def clips_next_url(report_no: str, w, after: tuple[int, int] | None, limit: int) -> str:
-    """The page after ``after`` (start_ms, segment id) of window ``w``'s clips."""
-    url = (f"/api/v1/reports/{quote(report_no, safe='')}/footage/clips?camera_id={quote(w.camera_id, safe='')}"
-           f"&window_start={w.start_ms}&limit={limit}")
-    return url if after is None else f"{url}&after={after[0]}-{after[1]}"
 
 
 def footage_body(rf, report_no: str, margin_s: int, tz: ZoneInfo, page_limit: int = 200) -> bytes:
@@ -209,17 +204,24 @@ def report_footage_clips(records: RecordsDep, audit: AuditDep, settings: Setting
                          window_start: Annotated[int, Query(ge=0, le=2**53, description="the window's start, epoch ms")],
                          after: Annotated[str | None, Query(pattern=r"^\d{1,16}-\d{1,19}$",
                                                             description="cursor: the clips_next URL sets it")] = None,
+                         at: Annotated[int | None, Query(ge=0, le=2**53,
+                                                         description="instead of after: the page from the clip "
+                                                                     "playing at this instant (epoch ms) on")] = None,
                          limit: Annotated[int, Query(ge=1, le=CLIP_PAGE_MAX)] = 200) -> Response:
-    """The next page of one report window's clips (``clips_next`` of the report's footage)."""
+    """The next page of one report window's clips (``clips_next`` of the report's footage),
+    or, with ``at``, the page from the clip playing at that instant (a player seeking)."""
+    if after is not None and at is not None:
+        raise ValidationError("after 与 at 只能给一个 / give after or at, not both")
     cursor = None
     if after is not None:
         a, b = after.split("-")
         cursor = (int(a), int(b))
         if cursor[1] >= 2**63:  # past any id the index hands out (a 64-bit integer): no such page
             raise ValidationError("after 不是本接口给出的游标 / after is not a cursor this API handed out")
-    w, held, nxt = records.report_clips(report_no, settings.report_margin_s * 1000, camera_id, window_start, cursor, limit)
+    w, held, nxt = records.report_clips(report_no, settings.report_margin_s * 1000, camera_id, window_start, cursor,
+                                        limit, at_ms=at)
     audit.append(who.actor, "report.footage", report_no,
-                 {"cameras": [camera_id], "clips_after": after, "clips": len(w.clips)}, who.role)
+                 {"cameras": [camera_id], "clips_after": after, "clips_at": at, "clips": len(w.clips)}, who.role)
     body = {"report_no": report_no, "camera_id": camera_id, "window_start": iso_ms(w.start_ms),
             "window_end": iso_ms(w.end_ms), "clips": clips_json(w.clips, held),
             "clips_next": clips_next_url(report_no, w, nxt, limit) if nxt is not None else None}
@@ -232,11 +234,13 @@ def report_footage(records: RecordsDep, audit: AuditDep, settings: SettingsDep, 
                    clips: Annotated[str | None, Query(pattern=r"^(all|\d{1,5})$",
                                                       description="clips listed per camera window: a number, or "
                                                                   "'all' (slow for long tests); default "
-                                                                  "report_clip_page")] = None) -> Response:
+                                                                  "report_clip_page, and report_clip_budget for "
+                                                                  "the whole report")] = None) -> Response:
     page = settings.report_clip_page if clips is None else (None if clips == "all" else int(clips))
     if page is not None and page > CLIP_PAGE_MAX:
         raise ValidationError(f"clips 最多 {CLIP_PAGE_MAX}，或 all / clips may be at most {CLIP_PAGE_MAX}, or all")
-    rf = records.report_footage(report_no, settings.report_margin_s * 1000, clip_page=page)
+    rf = records.report_footage(report_no, settings.report_margin_s * 1000, clip_page=page,
+                                clip_budget=settings.report_clip_budget if clips is None else None)
     audit.append(who.actor, "report.footage", report_no, {"cameras": sorted({w.camera_id for w in rf.windows})}, who.role)
     return Response(footage_body(rf, report_no, settings.report_margin_s, ZoneInfo(settings.timezone)),
                     media_type="application/json")

@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     report_margin_s: int = Field(default=300, ge=0, le=3600)  # footage before/after a test
     # clips listed per camera window in GET /reports/{no}/footage; the rest by page (decision 48)
     report_clip_page: int = Field(default=20, ge=0, le=10_000)
+    # ... and at most about this many in the whole response, shared by its windows (decision 57)
+    report_clip_budget: int = Field(default=500, ge=1, le=100_000)
     max_record_hours: int = Field(default=72, ge=1, le=24 * 31)  # longest test window accepted
     discovery_port: int = 3702  # WS-Discovery (multicast group 239.255.255.250)
     discovery_interfaces: str = ""  # comma-separated IPv4 addresses to probe from; empty = every interface that is up

@@ -25,7 +25,8 @@ project never runs ANALYZE).
 Query: what ``GET /api/v1/reports/{report_no}/footage`` does, without HTTP and
 the audit append: ``RecordStore.report_footage`` with the default clip page
 (decision 48: the database merges each camera window's segments into runs and
-returns the first ``report_clip_page`` clips; the rest by page) and
+returns the first ``report_clip_page`` clips, about ``report_clip_budget`` in the
+whole report (decision 57); the rest by page) and
 ``api.records_routes.footage_body`` (the response body, orjson).  Random report
 numbers (``--queries`` of them, with replacement).  A warm-up pass runs the same
 reports (pages cached, statement cache filled), then the product path is timed
@@ -71,7 +72,7 @@ from api.settings import Settings
 from index.db import make_engine, sqlite_url
 from index.migrate import upgrade
 from index.models import Area, Camera, Equipment, EquipmentCamera, TestRecord
-from index.records import RecordStore
+from index.records import RecordStore, shared_page
 from index.segment_runs import REBUILD_ALL_SQL
 from labwitness.clock import DAY_MS
 
@@ -464,6 +465,8 @@ def _summary(ms: list[float]) -> dict:
 
 #: what GET /reports/{no}/footage lists per camera window by default (the rest by page)
 CLIP_PAGE = Settings.model_fields["report_clip_page"].default
+#: ... and about how many in the whole report (decision 57)
+CLIP_BUDGET = Settings.model_fields["report_clip_budget"].default
 
 
 def footage_per_report(records: RecordStore, report_no: str, body: bool = True,
@@ -471,7 +474,8 @@ def footage_per_report(records: RecordStore, report_no: str, body: bool = True,
     """What GET /reports/{report_no}/footage does (without HTTP and the audit append):
     RecordStore.report_footage, then the response body. (records, windows, segments
     in the windows).  ``clip_page=None``: every clip listed (``?clips=all``)."""
-    rf = records.report_footage(report_no, MARGIN_S * 1000, clip_page=clip_page)
+    rf = records.report_footage(report_no, MARGIN_S * 1000, clip_page=clip_page,
+                                clip_budget=CLIP_BUDGET if clip_page is not None else None)
     if body:
         footage_body(rf, report_no, MARGIN_S, TZ)
     else:
@@ -486,9 +490,10 @@ def same_answer(records: RecordStore, report_nos: list[str]) -> dict:
     bad: list[str] = []
     for no in report_nos:
         full = records.report_footage(no, MARGIN_S * 1000)
-        paged = records.report_footage(no, MARGIN_S * 1000, clip_page=CLIP_PAGE)
+        paged = records.report_footage(no, MARGIN_S * 1000, clip_page=CLIP_PAGE, clip_budget=CLIP_BUDGET)
+        n = shared_page(CLIP_PAGE, CLIP_BUDGET, len(full.windows))
         a = [(w.camera_id, w.start_ms, w.end_ms, w.runs, w.run_segments, w.clips_total, w.covered_ms, w.test_coverage,
-              w.parts, w.gaps, w.clips[:CLIP_PAGE]) for w in full.windows]
+              w.parts, w.gaps, w.clips[:n]) for w in full.windows]
         b = [(w.camera_id, w.start_ms, w.end_ms, w.runs, w.run_segments, w.clips_total, w.covered_ms, w.test_coverage,
               w.parts, w.gaps, w.clips) for w in paged.windows]
         if a != b:
@@ -645,6 +650,7 @@ def measure(engine: Engine, lab: Lab, n_queries: int, seed: int, breakdown_n: in
         "all_clips_listed": _summary(full),
         "same_answer": same,
         "clip_page": CLIP_PAGE,
+        "clip_budget": CLIP_BUDGET,
     }
 
 
@@ -657,7 +663,8 @@ def _capture_footage_sql(engine: Engine, lab: Lab, seed: int) -> tuple[dict, tup
     while True:
         meter.captured.clear()
         with meter.on():
-            rf = records.report_footage(rng.choice(lab.report_nos), MARGIN_S * 1000, holds=False, clip_page=CLIP_PAGE)
+            rf = records.report_footage(rng.choice(lab.report_nos), MARGIN_S * 1000, holds=False, clip_page=CLIP_PAGE,
+                                        clip_budget=CLIP_BUDGET)
         if rf.windows and any(w.clips for w in rf.windows):
             break
     w = rf.windows[0]

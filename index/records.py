@@ -108,7 +108,7 @@ class WindowFootage:
 class ReportFootage:
     records: list  # TestRecord-shaped rows, by start
     windows: list[WindowFootage] = field(default_factory=list)
-    held: set[int] = field(default_factory=set)  # segment ids on legal hold for this report's exports
+    held: set[int] = field(default_factory=set)  # ids of the listed clips on legal hold for the report's exports
 
 
 class RecordStore:
@@ -198,7 +198,7 @@ class RecordStore:
 
     @db_guarded
     def report_footage(self, report_no: str, margin_ms: int, *, holds: bool = True, footage: bool = True,
-                       clip_page: int | None = None) -> ReportFootage:
+                       clip_page: int | None = None, clip_budget: int | None = None) -> ReportFootage:
         """Everything an inspector's "footage of this report" needs, on one connection
         in a fixed handful of statements: records (1), cameras of their areas and
         instruments with their registration times (1), then, paged, the runs, first
@@ -213,7 +213,10 @@ class RecordStore:
         row per run, not per segment) and returns only the first N clips of each
         window (more through :meth:`report_clips`): the cost then follows the runs,
         a handful per camera, not the thousands of segments of a long test
-        (decision 48).  Coverage, gaps and runs are the same as without paging."""
+        (decision 48).  Coverage, gaps and runs are the same as without paging.
+        ``clip_budget=B`` (with ``clip_page``): the first clips of the whole report are at
+        most about B, shared evenly by its windows (at least one each): a report over 128
+        camera windows lists a few clips of each, not 128 pages (decision 57)."""
         seg_t = Segment.__table__
         with self.engine.connect() as conn:
             records, camera_rows = report_sql.report_records(conn, report_no)
@@ -258,6 +261,8 @@ class RecordStore:
                         clips[(cam, lo, hi)] = [r[1:] for r in rows]
             held: set[int] | None = None
             if footage and clip_page is not None:  # all the report's windows at once (index.report_sql)
+                if clip_budget is not None and all_windows:
+                    clip_page = shared_page(clip_page, clip_budget, len(all_windows))
                 runs_of, first, window_gaps, held = report_sql.report_windows(
                     conn, all_windows, clip_page, report_no if holds else None)
                 clips.update(first)
@@ -284,13 +289,33 @@ class RecordStore:
 
 
     @db_guarded
+    def held_per_window(self, report_no: str, windows: Sequence[WindowFootage]) -> list[int]:
+        """How many segments of each window are held for an export of the report (the
+        paged footage lists only the first clips, so their ``on_hold`` cannot be counted).
+        Read from the holds (only exported reports have any), not from the windows'
+        segments, which may be thousands."""
+        h, p, s = Hold.__table__, ExportPackage.__table__, Segment.__table__
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa_select(s.c.camera_id, s.c.start_ms, s.c.end_ms).select_from(h)
+                .join(p, p.c.id == h.c.package_id).join(s, s.c.id == h.c.segment_id)
+                .where(p.c.report_no == report_no, h.c.released_ms.is_(None)).distinct()).all()
+        by_cam: dict[str, list[tuple[int, int]]] = {}
+        for cam, a, b in rows:
+            by_cam.setdefault(cam, []).append((a, b))
+        return [sum(1 for a, b in by_cam.get(w.camera_id, ()) if a < w.end_ms and b > w.start_ms) for w in windows]
+
+    @db_guarded
     def report_clips(self, report_no: str, margin_ms: int, camera_id: str, window_start_ms: int,
-                     after: tuple[int, int] | None, limit: int) -> tuple[WindowFootage, set[int], tuple[int, int] | None]:
+                     after: tuple[int, int] | None, limit: int, at_ms: int | None = None,
+                     ) -> tuple[WindowFootage, set[int], tuple[int, int] | None]:
         """One page of a report window's clips, after ``after`` = (start_ms, segment id)
         of the previous page's last clip: (window with ``clips`` = this page, held
-        segment ids among them, the cursor of the next page or None).  The window
-        must be one of the report's (``report_footage``): a page cannot be used to
-        read another camera's or another time's footage list."""
+        segment ids among them, the cursor of the next page or None).  ``at_ms``
+        instead of a cursor: the page starting with the first clip that ends after
+        that instant (the clip playing then, or the next one): where a player seeks.
+        The window must be one of the report's (``report_footage``): a page cannot be
+        used to read another camera's or another time's footage list."""
         rf = self.report_footage(report_no, margin_ms, holds=False, footage=False)
         w = next((w for w in rf.windows if w.camera_id == camera_id and w.start_ms == window_start_ms), None)
         if w is None:
@@ -300,6 +325,8 @@ class RecordStore:
         lo, hi = w.start_ms, w.end_ms
         q = (sa_select(seg_t.c.id, seg_t.c.start_ms, seg_t.c.end_ms, seg_t.c.sha256)
              .where(*_in_window(seg_t, [camera_id], lo, hi)))
+        if at_ms is not None and at_ms > lo:  # clips ending after it; the look-back bound moves with it
+            q = q.where(*_in_window(seg_t, [camera_id], at_ms, hi))
         if after is not None:  # (start, id) > after, written so that the start bound stays an index condition
             q = q.where(seg_t.c.start_ms >= after[0], or_(seg_t.c.start_ms > after[0], seg_t.c.id > after[1]))
         with self.engine.connect() as conn:
@@ -314,6 +341,13 @@ class RecordStore:
                            Hold.__table__.c.segment_id.in_([r[0] for r in page]))).scalars())
         nxt = (page[-1][1], page[-1][0]) if len(rows) > limit else None
         return WindowFootage(camera_id, lo, hi, page, [], w.tests, [], [], len(page), []), held, nxt
+
+
+def shared_page(page: int, budget: int, windows: int) -> int:
+    """First clips per window when a report's ``windows`` share a budget of about
+    ``budget`` clips: at most ``page``, at least one (every window shows where its
+    footage starts), evenly otherwise."""
+    return min(page, max(1, budget // max(1, windows)))
 
 
 def _in_window(seg_t, cameras: Sequence[str], lo: int, hi: int) -> tuple:

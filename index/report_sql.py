@@ -122,22 +122,31 @@ def runs_sql(dialect: str, n_windows: int) -> str:
     return " UNION ALL ".join(parts) + " ORDER BY 1, 2"
 
 
+# whether a listed clip is held for an export of the report: one probe of ix_hold_segment_id per
+# clip listed, where reading the report's holds would fetch every held segment of an exported
+# report (tens of thousands for a long multi-camera test) to mark a few hundred clips
+_HELD = ("EXISTS (SELECT 1 FROM hold h JOIN export_package p ON p.id = h.package_id WHERE h.segment_id = {seg}.id "
+         "AND h.released_ms IS NULL AND p.report_no = :report_no)")
+
+
 @functools.lru_cache(maxsize=256)
-def first_clips_sql(dialect: str, n_windows: int) -> str:
+def first_clips_sql(dialect: str, n_windows: int, held: bool = False) -> str:
     """The first N clips (segment id, start, end, sha256) of each window, one index range scan
-    with a limit per window: rows (window, id, start, end, sha256) in each window's order
-    (start, then id).  Parameters: :func:`window_params` and ``n``."""
+    with a limit per window: rows (window, id, start, end, sha256[, held]) in each window's order
+    (start, then id).  Parameters: :func:`window_params`, ``n`` and, with ``held``, ``report_no``."""
     cond = ("camera_id = {cam} AND start_ms < {hi} AND start_ms > {lo} - " + str(MAX_SEGMENT_MS) +
             " AND end_ms > {lo} AND status = 'stored' AND start_ms < :hull_hi AND start_ms > :hull_lo")
     # (bounding the look-back by the run's max_len_ms, as the counts do, measured slower here: one
     # more index descent per window costs more than the ~40 index entries it spares, in the same pages)
     if dialect == "postgresql":
-        sql = (f"SELECT w.i, s.id, s.start_ms, s.end_ms, s.sha256 FROM {_PG_WINDOWS} "
+        flag = ", " + _HELD.format(seg="s") if held else ""
+        sql = (f"SELECT w.i, s.id, s.start_ms, s.end_ms, s.sha256{flag} FROM {_PG_WINDOWS} "
                f"CROSS JOIN LATERAL (SELECT id, start_ms, end_ms, sha256 FROM segment "
                f"WHERE {cond.format(cam='w.cam', lo='w.lo', hi='w.hi')} ORDER BY start_ms, id LIMIT :n) AS s "
                f"ORDER BY 1, 3, 2")
         return _named(sql, dialect)
-    one = ("SELECT * FROM (SELECT {i} AS w, id, start_ms, end_ms, sha256 FROM segment WHERE " + cond +
+    flag = ", " + _HELD.format(seg="segment") if held else ""
+    one = ("SELECT * FROM (SELECT {i} AS w, id, start_ms, end_ms, sha256" + flag + " FROM segment WHERE " + cond +
            " ORDER BY start_ms, id LIMIT :n)")
     return " UNION ALL ".join(one.format(i=i + 1, cam=f":c{i}", lo=f":lo{i}", hi=f":hi{i}")
                               for i in range(n_windows)) + " ORDER BY 1, 3, 2"
@@ -214,24 +223,29 @@ def report_windows(conn, windows: Sequence[Window], clip_page: int, holds_of: st
     """Everything a paged report reads per window, sent together (PostgreSQL: one round
     trip, :func:`raw_many`): ({window: (runs clipped to it, segments of positive length per
     run, all its segments)}, {window: first ``clip_page`` clips (id, start, end, sha256)},
-    {window: gaps (start, end, reason)}, ids of segments held for report ``holds_of``).
+    {window: gaps (start, end, reason)}, ids of the listed clips held for report ``holds_of``).
     A window whose camera's runs are not settled is merged from its segments (decision 48)."""
     if not windows:
         return {}, {}, {}, set()
     d = conn.dialect.name
     params = window_params(d, windows)
     stmts = [(runs_sql(d, len(windows)), params), (gaps_sql(d, len(windows)), params)]
+    marked = holds_of is not None
     if clip_page > 0:
-        stmts.append((first_clips_sql(d, len(windows)), {**params, "n": clip_page}))
-    if holds_of is not None:
-        stmts.append((holds_sql(d), (holds_of,)))
+        stmts.append((first_clips_sql(d, len(windows), marked),
+                      {**params, "n": clip_page, **({"report_no": holds_of} if marked else {})}))
     got = raw_many(conn, stmts)
     runs_of, unsettled = _runs_of(got[0], windows)
     for cam, lo, hi in unsettled:
         p = (([cam],) if d == "postgresql" else (cam,)) + (hi, lo - MAX_SEGMENT_MS, lo)
         runs_of[(cam, lo, hi)] = runs_from_rows(raw_rows(conn, segment_runs_sql(d, 1), p), lo, hi)
-    clips = _by_window(got[2], windows) if clip_page > 0 else {}
-    held = {r[0] for r in got[-1]} if holds_of is not None else set()
+    clips, held = {}, set()
+    if clip_page > 0:
+        rows = got[2]
+        if marked:
+            held = {r[1] for r in rows if r[5]}
+            rows = [r[:5] for r in rows]
+        clips = _by_window(rows, windows)
     return runs_of, clips, _by_window(got[1], windows), held
 
 

@@ -12,7 +12,7 @@ import pytest
 from sqlmodel import Session
 
 from index.models import Area, Camera, ExportPackage, Gap, Hold, Segment, TestRecord
-from index.records import RecordStore, _segments_per_run
+from index.records import RecordStore, _segments_per_run, shared_page
 
 BASE = 1_790_000_000_000
 
@@ -114,3 +114,89 @@ def test_a_page_reads_only_the_reports_own_windows(index):
         store.report_clips("R-RUN", 60_000, "cam-elsewhere", w0.start_ms, None, 5)
     with pytest.raises(NotFoundError):
         store.report_clips("R-NONE", 60_000, w0.camera_id, w0.start_ms, None, 5)
+
+
+@pytest.mark.parametrize("page,budget,windows,expected", [
+    (20, 500, 1, 20),
+    (20, 500, 25, 20),
+    (20, 500, 26, 19),
+    (20, 500, 128, 3),
+    (20, 500, 501, 1),  # every window shows where its footage starts
+    (20, 500, 10_000, 1),
+    (0, 500, 4, 0),  # no clips asked: none
+    (5, 1, 1, 1),
+])
+def test_a_reports_windows_share_the_clip_budget(page, budget, windows, expected):
+    assert shared_page(page, budget, windows) == expected
+
+
+def test_the_clip_budget_shortens_only_the_first_page(index):
+    rng = random.Random(5)
+    _lab(index, rng)
+    store = RecordStore(index.engine, lambda: BASE + 3_000_000)
+    full = store.report_footage("R-RUN", margin_ms=60_000)
+    assert len(full.windows) >= 8
+    for budget in (1, len(full.windows) * 2 + 1, 10_000):
+        n = shared_page(20, budget, len(full.windows))
+        paged = store.report_footage("R-RUN", margin_ms=60_000, clip_page=20, clip_budget=budget)
+        for f, p in zip(full.windows, paged.windows, strict=True):
+            assert p.clips == f.clips[:n] and p.clips_total == f.clips_total and p.runs == f.runs
+            assert p.parts == f.parts and p.coverage == f.coverage
+        assert sum(len(w.clips) for w in paged.windows) <= max(budget, len(full.windows))
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+def test_a_page_at_an_instant_starts_with_the_clip_playing_then(index, seed):
+    rng = random.Random(seed)
+    _lab(index, rng)
+    store = RecordStore(index.engine, lambda: BASE + 3_000_000)
+    full = store.report_footage("R-RUN", margin_ms=60_000)
+    for f in full.windows:
+        instants = [f.start_ms - 5_000, f.start_ms, f.end_ms - 1, f.end_ms + 5_000]
+        instants += [rng.randrange(f.start_ms, f.end_ms) for _ in range(15)]
+        instants += [c[1] for c in rng.sample(f.clips, min(5, len(f.clips)))]  # exactly at a clip's start
+        instants += [c[2] for c in rng.sample(f.clips, min(5, len(f.clips)))]  # and at its end: the next one plays
+        for t in instants:
+            w, _, nxt = store.report_clips("R-RUN", 60_000, f.camera_id, f.start_ms, None, 7, at_ms=t)
+            expected = [c for c in f.clips if c[2] > t] if t > f.start_ms else list(f.clips)
+            assert w.clips == expected[:7], t
+            if w.clips and t < f.end_ms:  # the clip playing at t, or the first after a hole
+                assert w.clips[0][2] > t and not any(c[1] <= t < c[2] for c in f.clips if c[1] < w.clips[0][1])
+            # and the pages after it carry on to the window's end
+            got = list(w.clips)
+            while nxt is not None:
+                w, _, nxt = store.report_clips("R-RUN", 60_000, f.camera_id, f.start_ms, nxt, 7)
+                got += w.clips
+            assert got == expected, t
+
+
+def test_held_segments_are_counted_per_window(index):
+    rng = random.Random(8)
+    _lab(index, rng)
+    store = RecordStore(index.engine, lambda: BASE + 3_000_000)
+    full = store.report_footage("R-RUN", margin_ms=60_000)
+    with Session(index.engine) as s:
+        s.add_all([ExportPackage(id="pkg", report_no="R-RUN", created_ms=0, actor="t"),
+                   ExportPackage(id="other", report_no="R-ELSE", created_ms=0, actor="t")])
+        s.commit()
+    held: set[int] = set()
+    with Session(index.engine) as s:
+        for f in full.windows:
+            for c in {f.clips[1], *rng.sample(f.clips, min(4, len(f.clips)))}:  # one among the first clips
+                s.add(Hold(segment_id=c[0], package_id="pkg", placed_ms=0))
+                held.add(c[0])
+        gone = full.windows[0].clips[-1][0]  # released: no longer held
+        s.add(Hold(segment_id=gone, package_id="pkg", placed_ms=0, released_ms=1))
+        held.discard(gone)
+        s.add(Hold(segment_id=full.windows[0].clips[0][0], package_id="other", placed_ms=0))  # another report's hold
+        s.commit()
+    counts = store.held_per_window("R-RUN", full.windows)
+    again = store.report_footage("R-RUN", margin_ms=60_000)
+    assert counts == [sum(1 for c in f.clips if c[0] in again.held) for f in full.windows]
+    assert counts == [sum(1 for c in f.clips if c[0] in held) for f in full.windows] and sum(counts) > 0
+    # paged, the held among the listed clips are marked (one probe per clip, not the report's every hold)
+    for page in (1, 3):
+        paged = store.report_footage("R-RUN", margin_ms=60_000, clip_page=page)
+        listed = {c[0] for w in paged.windows for c in w.clips}
+        assert paged.held == held & listed and (page == 1 or paged.held)
+    assert store.report_footage("R-RUN", margin_ms=60_000, clip_page=3, holds=False).held == set()

@@ -120,6 +120,12 @@ def test_report_footage_and_stitched_playback(running):
         got += page.json()["clips"]
         nxt = page.json()["clips_next"]
     assert got[:len(full["clips"])] == full["clips"]
+    # a player seeking: the page from the clip playing at an instant
+    mid = full["clips"][1]
+    at = (utc_ms(datetime.fromisoformat(mid["start"])) + utc_ms(datetime.fromisoformat(mid["end"]))) // 2
+    first_page = one["clips_next"].split("&after=")[0]
+    assert client.get(first_page + f"&at={at}").json()["clips"][0] == mid
+    assert client.get(one["clips_next"] + f"&at={at}").status_code == 422  # a cursor or an instant, not both
     for bad in ({"clips": "-1"}, {"clips": "x"}, {"clips": "5000"}):
         assert client.get("/api/v1/reports/JC-2/footage", params=bad).status_code == 422, bad
     assert client.get(one["clips_next"].replace("after=", "after=x")).status_code == 422

@@ -24,6 +24,7 @@ from labwitness.ids import number_problem
 
 from api.deps import AuditDep, ExporterDep, RecordsDep, RegistryDep, SettingsDep
 from api.evidence import new_package_id, qr_png
+from api.footage_json import clips_next_url
 from api.web import timeline
 from api.web.pages import not_found_page, problem_text, redirect
 from api.web.render import SECURITY_HEADERS, fragment, render
@@ -32,6 +33,7 @@ from api.web.session import WebUser, checked_form, page
 router = APIRouter(include_in_schema=False)
 InspectorUser = Annotated[WebUser, Depends(page("inspector"))]
 MAX_RESULTS = 200
+PLAYER_PAGE = 100  # clips a report player fetches at a time (app.js)
 TIME_FIELDS = ("started_ms", "ended_ms")
 
 
@@ -86,7 +88,10 @@ def report(request: Request, user: InspectorUser, records: RecordsDep, registry:
     if number_problem(no) is not None:
         return not_found_page(request, no)
     try:
-        rf = records.report_footage(no, settings.report_margin_s * 1000)
+        # paged, as the API's default: the runs come from the index, a few first clips per
+        # window; the player fetches further pages as it plays or seeks (app.js)
+        rf = records.report_footage(no, settings.report_margin_s * 1000, clip_page=max(1, settings.report_clip_page),
+                                    clip_budget=settings.report_clip_budget)
     except NotFoundError as e:
         return not_found_page(request, str(e))
     audit.append(user.principal.actor, "report.footage", no,
@@ -100,7 +105,8 @@ def report(request: Request, user: InspectorUser, records: RecordsDep, registry:
                       "equipment_ids": json.loads(r.equipment_ids), "operator": r.operator,
                       "started_ms": r.started_ms, "ended_ms": r.ended_ms, "revisions": _revisions(records, r.record_id)})
     cameras = []
-    for w in rf.windows:
+    held = records.held_per_window(no, rf.windows)
+    for w, n_held in zip(rf.windows, held, strict=True):
         lo, hi = w.start_ms, w.end_ms
         marks = []
         for r in rf.records:
@@ -112,12 +118,17 @@ def report(request: Request, user: InspectorUser, records: RecordsDep, registry:
         cameras.append({
             "camera_id": w.camera_id, "name": names.get(w.camera_id, ""), "start_ms": lo, "end_ms": hi,
             "coverage": w.coverage, "test_coverage": w.test_coverage,
-            "bars": timeline.bars(lo, hi, w.clips, [(p.start_ms, p.end_ms, p.reason) for p in w.parts]),
+            "bars": timeline.bars(lo, hi, [(None, a, b) for a, b in w.runs],
+                                  [(p.start_ms, p.end_ms, p.reason) for p in w.parts]),
             "ticks": timeline.ticks(lo, hi),
-            "marks": marks, "clips": len(w.clips), "held": sum(1 for c in w.clips if c[0] in rf.held),
+            "marks": marks, "clips": w.clips_total, "held": n_held,
             "gaps": [{"start_ms": p.start_ms, "end_ms": p.end_ms, "reason": p.reason, "kind": timeline.kind_of(p.reason),
                       "since_ms": p.since_ms, "detail": p.detail} for p in w.parts],
             "playlist": [{"u": f"/api/v1/segments/{sid}/media", "s": a, "e": b} for sid, a, b, _ in w.clips],
+            # where the player asks for more: the page after the listed clips, and (with &at=) any instant
+            "next": (clips_next_url(no, w, (w.clips[-1][1], w.clips[-1][0]), PLAYER_PAGE)
+                     if w.paged and w.clips else None),
+            "pages": clips_next_url(no, w, None, PLAYER_PAGE),
             "stitched_url": (f"/api/v1/cameras/{quote(w.camera_id, safe='')}/media?start={quote(start.isoformat(), safe='')}"
                              f"&end={quote(end.isoformat(), safe='')}"),
         })
