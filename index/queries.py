@@ -18,6 +18,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from index.db import read_only
 from index.models import Camera, CameraContentState, CameraLease, Gap, Segment
 from index.tiling import NOTHING_SPOOLED, Part, SpoolState, prefer_newer_epoch, uncovered
 from labwitness.errors import IndexUnavailableError, NotFoundError
@@ -109,6 +110,7 @@ class IndexStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.reads = read_only(engine)  # requests that only read: no transaction block on PostgreSQL
 
     @db_guarded
     def ping(self) -> None:
@@ -180,7 +182,7 @@ class IndexStore:
         seg_t, gap_t = Segment.__table__, Gap.__table__
         # Plain rows (attribute access by column name), not ORM entities: a report
         # can span thousands of segments, and entity construction would dominate.
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             # Bounded lower edge keeps this an index range scan: no segment is
             # longer than MAX_SEGMENT_MS, so one starting earlier cannot overlap.
             segs = conn.execute(

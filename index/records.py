@@ -21,6 +21,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from index.db import read_only
 from index.models import Equipment, ExportPackage, Hold, Segment, TestRecord, TestRecordRevision
 from index import report_sql
 from index.queries import MAX_SEGMENT_MS, db_guarded
@@ -114,6 +115,7 @@ class ReportFootage:
 class RecordStore:
     def __init__(self, engine: Engine, now_ms: Callable[[], int], spool: SpoolView | None = None) -> None:
         self.engine = engine
+        self.reads = read_only(engine)  # report reads: no transaction block on PostgreSQL (decision 58)
         self.now_ms = now_ms
         self.spool = spool  # what the recorder's spool holds, to explain footage not indexed yet
 
@@ -218,7 +220,7 @@ class RecordStore:
         most about B, shared evenly by its windows (at least one each): a report over 128
         camera windows lists a few clips of each, not 128 pages (decision 57)."""
         seg_t = Segment.__table__
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             records, camera_rows = report_sql.report_records(conn, report_no)
             if not records:
                 raise NotFoundError(f"报告编号没有对应的检测记录 / no test record has report no. {report_no!r}")
@@ -295,7 +297,7 @@ class RecordStore:
         Read from the holds (only exported reports have any), not from the windows'
         segments, which may be thousands."""
         h, p, s = Hold.__table__, ExportPackage.__table__, Segment.__table__
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             rows = conn.execute(
                 sa_select(s.c.camera_id, s.c.start_ms, s.c.end_ms).select_from(h)
                 .join(p, p.c.id == h.c.package_id).join(s, s.c.id == h.c.segment_id)
@@ -329,7 +331,7 @@ class RecordStore:
             q = q.where(*_in_window(seg_t, [camera_id], at_ms, hi))
         if after is not None:  # (start, id) > after, written so that the start bound stays an index condition
             q = q.where(seg_t.c.start_ms >= after[0], or_(seg_t.c.start_ms > after[0], seg_t.c.id > after[1]))
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             rows = _dbapi_rows(conn, q.order_by(seg_t.c.start_ms, seg_t.c.id).limit(limit + 1))
             page = [tuple(r) for r in rows[:limit]]
             held: set[int] = set()
