@@ -149,7 +149,7 @@ def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s
             spy_bin = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
             if spy_bin:
                 with open(d / "py-spy.log", "wb") as spy_log:
-                    spy = subprocess.Popen([spy_bin, "record", "-p", str(child.pid), "-r", "100", "--nonblocking",
+                    spy = subprocess.Popen([spy_bin, "record", "-p", str(child.pid), "-r", "100", "--nonblocking", "--threads",
                                             "-f", "raw", "-o", str(d / "py-spy.txt"),
                                             "-d", str(int(minutes * 60 + stagger_s))],
                                            stdout=subprocess.DEVNULL, stderr=spy_log)
