@@ -4,35 +4,15 @@ public key, the public base URL shared by the service and the CLI (issue 12, "Fr
 from __future__ import annotations
 
 import re
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from conftest import free_port, wait_for
-from webtools import web_runtime
+from webtools import served, web_runtime
 
 CHROMIUM = "/usr/bin/chromium"
-
-
-@contextmanager
-def served(app):
-    """``app`` on a free loopback port (uvicorn in a thread); yields its base URL."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="front-door-uvicorn", daemon=True)
-    thread.start()
-    wait_for(lambda: server.started or not thread.is_alive(), 20, what="uvicorn")
-    assert thread.is_alive(), "the server did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def _asset_refs(html: str) -> list[str]:

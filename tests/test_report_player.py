@@ -12,7 +12,6 @@ player asks for, not the pictures."""
 from __future__ import annotations
 
 import json
-import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -22,7 +21,8 @@ from sqlmodel import Session
 from index.models import Area, Segment
 from labwitness.clock import utc_ms
 
-from conftest import ACCESS, SECRET, free_port, wait_for
+from conftest import ACCESS, SECRET, free_port
+from webtools import served
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not Path(CHROMIUM).exists(),
@@ -32,11 +32,9 @@ SEG_MS = 10_000
 
 
 @pytest.fixture
-def served(tmp_path, seaweed):
+def player_site(tmp_path, seaweed):
     """uvicorn over a Runtime with one camera, 3 h of 10 s segments (with a hole) and a report
     over 2 h of them; the page lists 3 clips per window.  (base, runtime, tokens, clips)."""
-    import uvicorn
-
     from api.app import create_app
     from api.runtime import Runtime
     from api.settings import load_settings
@@ -63,25 +61,16 @@ def served(tmp_path, seaweed):
             "report_no": REPORT, "commission_no": "WT-P-1", "project_name": "分页", "test_item": "钢筋拉伸",
             "sample_ids": ["GX-P-1"], "area_ids": ["lixue"], "equipment_ids": [], "operator": "张三",
             "started_ms": t0 + 1_800_000, "ended_ms": t0 + 9_000_000}, actor="test")
-        app = create_app(settings, rt)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, name="player-uvicorn", daemon=True)
-        thread.start()
-        wait_for(lambda: server.started or not thread.is_alive(), 20, what="uvicorn")
-        assert thread.is_alive(), "the server did not start"
         token = rt.tokens.create("player-inspector", "inspector", "test")[1]
         clips = rt.records.report_footage(REPORT, settings.report_margin_s * 1000).windows[0].clips
-        try:
+        with served(create_app(settings, rt), port):
             yield base, rt, token, clips
-        finally:
-            server.should_exit = True
-            thread.join(10)
 
 
-def test_the_player_fetches_the_clips_it_plays_and_seeks_to(served):
+def test_the_player_fetches_the_clips_it_plays_and_seeks_to(player_site):
     from playwright.sync_api import expect, sync_playwright
 
-    base, rt, token, clips = served
+    base, rt, token, clips = player_site
     assert len(clips) > 600  # 2 h 10 min of 10 s clips, less the hole
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])

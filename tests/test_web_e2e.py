@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -24,6 +23,7 @@ from index.models import Area
 from simulator.onvif import OnvifCameraSimulator
 
 from conftest import ACCESS, SECRET, free_port, wait_for
+from webtools import served
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not Path(CHROMIUM).exists(),
@@ -35,8 +35,6 @@ REPORT = "JC-E2E-0001"
 @pytest.fixture
 def live(tmp_path, seaweed, rtsp):
     """A labwitness served by uvicorn in a thread: (base URL, runtime, tokens by role)."""
-    import uvicorn
-
     from api.app import create_app
     from api.runtime import Runtime
     from api.settings import load_settings
@@ -50,17 +48,9 @@ def live(tmp_path, seaweed, rtsp):
     with Runtime(settings) as rt:
         rt.registry.put_area(Area(id="lixue", name="力学室", created_ms=0), actor="test")
         app = create_app(settings, rt, sync_interval_s=0.5)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, name="e2e-uvicorn", daemon=True)
-        thread.start()
-        wait_for(lambda: server.started or not thread.is_alive(), 20, what="uvicorn")
-        assert thread.is_alive(), "the server did not start"
         tokens = {r: rt.tokens.create(f"e2e-{r}", r, "test")[1] for r in ("admin", "inspector", "operations", "ingest")}
-        try:
+        with served(app, port):
             yield base, rt, tokens
-        finally:
-            server.should_exit = True
-            thread.join(10)
 
 
 class Steps:

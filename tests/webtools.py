@@ -4,12 +4,13 @@ recorders) with a camera, a report and an indexed segment, and browser-like sign
 from __future__ import annotations
 
 import re
+import threading
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 from fastapi.testclient import TestClient
 
-from conftest import ACCESS, SECRET
+from conftest import ACCESS, SECRET, free_port, wait_for
 from index.models import Area, Equipment, Segment
 from labwitness.clock import utc_ms
 
@@ -76,3 +77,22 @@ def sign_in(app, token: str) -> TestClient:
     r = c.post("/login", data={"csrf": csrf_of(page.text), "token": token, "next": ""})
     c.last_login = r
     return c
+
+
+@contextmanager
+def served(app, port: int | None = None):
+    """``app`` on a loopback port (``port``, or a free one), uvicorn in a thread, for a real
+    browser; yields its base URL and stops it afterwards."""
+    import uvicorn
+
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    wait_for(lambda: server.started or not thread.is_alive(), 20, what="uvicorn")
+    assert thread.is_alive(), "the server did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
