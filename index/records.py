@@ -301,7 +301,8 @@ class RecordStore:
             rows = conn.execute(
                 sa_select(s.c.camera_id, s.c.start_ms, s.c.end_ms).select_from(h)
                 .join(p, p.c.id == h.c.package_id).join(s, s.c.id == h.c.segment_id)
-                .where(p.c.report_no == report_no, h.c.released_ms.is_(None)).distinct()).all()
+                .where(p.c.report_no == report_no, h.c.released_ms.is_(None), s.c.status == "stored")
+                .distinct()).all()
         by_cam: dict[str, list[tuple[int, int]]] = {}
         for cam, a, b in rows:
             by_cam.setdefault(cam, []).append((a, b))
