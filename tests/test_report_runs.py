@@ -200,3 +200,25 @@ def test_held_segments_are_counted_per_window(index):
         listed = {c[0] for w in paged.windows for c in w.clips}
         assert paged.held == held & listed and (page == 1 or paged.held)
     assert store.report_footage("R-RUN", margin_ms=60_000, clip_page=3, holds=False).held == set()
+
+
+def test_report_reads_run_outside_a_transaction_block_on_postgresql(index):
+    """Decision 58: a report's statements without BEGIN/ROLLBACK on PostgreSQL; the pool's
+    connections go back to writers with transactions as before."""
+    store = RecordStore(index.engine, lambda: 0)
+    pg = index.engine.dialect.name == "postgresql"
+    with store.reads.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
+        raw = conn.connection.driver_connection
+        if pg:
+            from psycopg.pq import TransactionStatus
+
+            assert raw.autocommit and raw.info.transaction_status == TransactionStatus.IDLE
+    if not pg:
+        assert store.reads is index.engine  # SQLite: one snapshot for the whole request, as before
+    for _ in range(3):  # every pooled connection a writer gets back opens its transaction again
+        with index.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+            if pg:
+                assert not conn.connection.driver_connection.autocommit
+                assert conn.connection.driver_connection.info.transaction_status == TransactionStatus.INTRANS
