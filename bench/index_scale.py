@@ -51,7 +51,6 @@ import statistics
 import sys
 import time
 import uuid
-from pathlib import Path
 
 from sqlalchemy import create_engine, text
 

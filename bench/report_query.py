@@ -696,7 +696,6 @@ def explain(engine: Engine, lab: Lab, seed: int) -> dict:
         raw.rollback()
     finally:
         raw.close()
-    seg_plan = "\n".join(out["segment"]["plan"])
     # the counts from the partial index alone (a partition's copy is named by PostgreSQL,
     # segment_default_camera_id_start_ms_id_end_ms_status_idx); SQLite says "COVERING INDEX"
     out["runs_counted_from_the_index_alone"] = any(

@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from index.models import (
-    Area, AuditEvent, Camera, Equipment, EquipmentCamera, ExportPackage, Gap, Hold, Revision, Segment, TestRecord,
+    Area, AuditEvent, Camera, Equipment, EquipmentCamera, Gap, Hold, Revision, Segment, TestRecord,
     TestRecordRevision,
 )
 from index.queries import db_errors, driver_errors

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Callable, Iterable
+from typing import Iterable
 
 from sqlalchemy import delete, select as sa_select
 from sqlalchemy.engine import Engine
