@@ -114,21 +114,25 @@ def db_url(request, tmp_path):
     return request.getfixturevalue("pg_url")
 
 
-@pytest.fixture
-def pg(pg_url):
-    """A migrated engine on a fresh PostgreSQL database."""
-    engine = make_engine(pg_url)
+def migrated(url: str):
+    """A fixture's body: an engine on ``url`` with every migration applied, disposed after
+    the test (``yield from migrated(url)``)."""
+    engine = make_engine(url)
     upgrade(engine)
     yield engine
     engine.dispose()
 
 
 @pytest.fixture
+def pg(pg_url):
+    """A migrated engine on a fresh PostgreSQL database."""
+    yield from migrated(pg_url)
+
+
+@pytest.fixture
 def index(db_url):
-    engine = make_engine(db_url)
-    upgrade(engine)
-    yield IndexStore(engine)
-    engine.dispose()
+    for engine in migrated(db_url):  # one engine; the loop's end disposes it after the test
+        yield IndexStore(engine)
 
 
 def free_port() -> int:

@@ -19,8 +19,6 @@ from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from index.audit import AuditLog
-from index.db import make_engine
-from index.migrate import upgrade
 from index.models import Area, AuditEvent, Camera, ContentEvent, Gap, IntegrityFinding, JobRun, Segment
 from index.queries import IndexStore
 from index.tiling import merged_runs
@@ -36,6 +34,8 @@ from retention.compliance_render import render_csv, render_html
 from retention.compliance_rules import area_verdict, camera_verdict, report_verdict
 from retention.months import month_bounds, parse_month, previous_month
 from retention.policy import RetentionPolicy
+
+from conftest import migrated
 
 TZ = ZoneInfo("Asia/Shanghai")
 M = 60_000
@@ -58,10 +58,7 @@ OLD = NOW - 190 * D  # an old segment: the oldest footage is 190 days old
 
 @pytest.fixture
 def engine(db_url):
-    e = make_engine(db_url)
-    upgrade(e)
-    yield e
-    e.dispose()
+    yield from migrated(db_url)
 
 
 _n = iter(range(10**9))
