@@ -69,3 +69,11 @@ def clips_next_url(report_no: str, w, after: tuple[int, int] | None, limit: int)
     url = (f"/api/v1/reports/{quote(report_no, safe='')}/footage/clips?camera_id={quote(w.camera_id, safe='')}"
            f"&window_start={w.start_ms}&limit={limit}")
     return url if after is None else f"{url}&after={after[0]}-{after[1]}"
+
+
+def window_clips_next(report_no: str, w, limit: int) -> str | None:
+    """``clips_next`` of a paged report window (``index.records.WindowFootage``): the page
+    after the clips it lists, None when they are all of them."""
+    if not w.paged:
+        return None
+    return clips_next_url(report_no, w, (w.clips[-1][1], w.clips[-1][0]) if w.clips else None, limit)

@@ -18,7 +18,7 @@ from labwitness.ids import Number
 
 from api.auth import Ingest, Inspector
 from api.deps import AuditDep, RecordsDep, SettingsDep
-from api.footage_json import GapOut, clips_next_url, gap_json, iso_ms, url_time
+from api.footage_json import GapOut, clips_next_url, gap_json, iso_ms, url_time, window_clips_next
 from api.ingest import RecordValidationError, TestRecordIn, ingest
 
 
@@ -175,9 +175,6 @@ def footage_body(rf, report_no: str, margin_s: int, tz: ZoneInfo, page_limit: in
     cams = []
     for w in rf.windows:
         start, end = from_ms(w.start_ms), from_ms(w.end_ms)
-        nxt = None
-        if w.paged:
-            nxt = clips_next_url(report_no, w, (w.clips[-1][1], w.clips[-1][0]) if w.clips else None, page_limit)
         cams.append({
             "camera_id": w.camera_id, "window_start": iso_ms(w.start_ms), "window_end": iso_ms(w.end_ms),
             "window_start_local": start.astimezone(tz).isoformat(timespec="seconds"),
@@ -186,7 +183,8 @@ def footage_body(rf, report_no: str, margin_s: int, tz: ZoneInfo, page_limit: in
             "runs": [{"start": iso_ms(a), "end": iso_ms(b), "segments": n,
                       "media_url": _stitched_url(w.camera_id, a, b) if b - a <= STITCH_MAX_MS else None}
                      for (a, b), n in zip(w.runs, w.run_segments, strict=True)],
-            "clips": clips_json(w.clips, held), "clips_total": w.clips_total, "clips_next": nxt,
+            "clips": clips_json(w.clips, held), "clips_total": w.clips_total,
+            "clips_next": window_clips_next(report_no, w, page_limit),
             "gaps": [gap_json(p) for p in w.parts],
             "stitched_url": _stitched_url(w.camera_id, w.start_ms, w.end_ms),
         })

@@ -193,6 +193,11 @@ def test_signed_export_verify_tamper_and_hold(running, tmp_path):
         assert rt.store.stat(src["key"], src["version_id"])[0].legal_hold is True
     held = client.get("/api/v1/reports/JC-X/footage").json()["cameras"][0]["clips"]
     assert any(c["on_hold"] for c in held)
+    # the inspectors' page counts them per window, though it lists only the first clips
+    from webtools import sign_in
+
+    page = sign_in(client.app, itoken).get("/ui/report", params={"no": "JC-X"}).text
+    assert f"{len({s['segment_id'] for s in m['files'][0]['sources']})} 段已合法保全" in page
 
     # public verify: no token needed, facts only
     from fastapi.testclient import TestClient as Anon

@@ -24,7 +24,7 @@ from labwitness.ids import number_problem
 
 from api.deps import AuditDep, ExporterDep, RecordsDep, RegistryDep, SettingsDep
 from api.evidence import new_package_id, qr_png
-from api.footage_json import clips_next_url
+from api.footage_json import clips_next_url, window_clips_next
 from api.web import timeline
 from api.web.pages import not_found_page, problem_text, redirect
 from api.web.render import SECURITY_HEADERS, fragment, render
@@ -89,9 +89,10 @@ def report(request: Request, user: InspectorUser, records: RecordsDep, registry:
         return not_found_page(request, no)
     try:
         # paged, as the API's default: the runs come from the index, a few first clips per
-        # window; the player fetches further pages as it plays or seeks (app.js)
-        rf = records.report_footage(no, settings.report_margin_s * 1000, clip_page=max(1, settings.report_clip_page),
-                                    clip_budget=settings.report_clip_budget)
+        # window; the player fetches further pages as it plays or seeks (app.js).  No hold
+        # marks on the listed clips: the page shows each window's count (held_per_window)
+        rf = records.report_footage(no, settings.report_margin_s * 1000, holds=False,
+                                    clip_page=max(1, settings.report_clip_page), clip_budget=settings.report_clip_budget)
     except NotFoundError as e:
         return not_found_page(request, str(e))
     audit.append(user.principal.actor, "report.footage", no,
@@ -126,8 +127,7 @@ def report(request: Request, user: InspectorUser, records: RecordsDep, registry:
                       "since_ms": p.since_ms, "detail": p.detail} for p in w.parts],
             "playlist": [{"u": f"/api/v1/segments/{sid}/media", "s": a, "e": b} for sid, a, b, _ in w.clips],
             # where the player asks for more: the page after the listed clips, and (with &at=) any instant
-            "next": (clips_next_url(no, w, (w.clips[-1][1], w.clips[-1][0]), PLAYER_PAGE)
-                     if w.paged and w.clips else None),
+            "next": window_clips_next(no, w, PLAYER_PAGE),
             "pages": clips_next_url(no, w, None, PLAYER_PAGE),
             "stitched_url": (f"/api/v1/cameras/{quote(w.camera_id, safe='')}/media?start={quote(start.isoformat(), safe='')}"
                              f"&end={quote(end.isoformat(), safe='')}"),
