@@ -200,7 +200,7 @@ class NativeRtspInput:
             self.redirected_to = self.conn.shown
         self.transport = self.conn.transport
         self.video_codec = s.video_codec
-        self._vdep = VideoDepacketizer(s.video_codec, s.video_params)
+        self._vdep = VideoDepacketizer(s.video_codec, s.video_params, wrap=av.Packet)
         self._update_dimensions()
         if s.framerate > 0:
             self.frame_ticks = max(1, round(90000 / s.framerate))
@@ -248,10 +248,9 @@ class NativeRtspInput:
         conn = self.conn
         vdep, adep = self._vdep, self._adep
         assert vdep is not None
-        vpush, vout = vdep.push, vdep.out
+        vwalk, vout = vdep.walk, vdep.out
         apush, aout = (adep.push, adep.out) if adep is not None else (None, [])
         vch, ach = self._vch, self._ach
-        Packet = av.Packet
         atb = Fraction(1, self._arate) if adep is not None else None
         lost_seen = 0
         bye = False
@@ -268,13 +267,17 @@ class NativeRtspInput:
                         break
                     pos = conn.pos
                     continue
+                ch = buf[pos + 1]
+                if ch == vch:  # the video's run of frames, in one call
+                    taken = vwalk(buf, mv, pos, end, vch)
+                    if taken == pos:
+                        break  # an incomplete frame
+                    pos = taken
+                    continue
                 stop = pos + 4 + ((buf[pos + 2] << 8) | buf[pos + 3])
                 if stop > end:
                     break
-                ch = buf[pos + 1]
-                if ch == vch:
-                    vpush(mv[pos + 4:stop])
-                elif ch == ach:
+                if ch == ach:
                     apush(mv[pos + 4:stop])
                 elif ch & 1:
                     bye = self._rtcp(ch, mv[pos + 4:stop]) or bye
@@ -301,7 +304,7 @@ class NativeRtspInput:
                         continue
                     if times is None:
                         times = self._times = self._decode_times()
-                    pkt = Packet(au.data)
+                    pkt = au.data  # an av.Packet over the access unit's bytes (see _start)
                     pkt.time_base = VIDEO_TB
                     pkt.is_keyframe = au.key
                     if au.damaged:

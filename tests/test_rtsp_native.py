@@ -9,6 +9,7 @@ End-to-end recording with the native client runs in tests/test_recorder.py.
 from __future__ import annotations
 
 import base64
+import random
 import socket
 import struct
 
@@ -126,6 +127,38 @@ def test_h265_fu_and_aggregation_packets():
     assert d.ready and not p.key and p.data == START + trail
 
 
+def test_fragments_walked_in_one_batch_as_by_the_general_path():
+    """A NAL in many fragments, walked as one receive batch (the inline path for the middle
+    fragments), gives what the general path gives packet by packet, for H.264 and H.265,
+    also with a middle fragment lost or the stream's SSRC changing mid-NAL."""
+    idr264 = IDR
+    idr265 = bytes([19 << 1, 1]) + bytes(range(200)) * 10
+    streams = {
+        "h264": [bytes(r) for r in (rtp(f, 7 + i, 900, marker=i == 14)
+                                    for i, f in enumerate(fu_a(idr264, 350)))],
+        "hevc": [],
+    }
+    body = idr265[2:]
+    chunks = [body[i:i + 150] for i in range(0, len(body), 150)]
+    for i, c in enumerate(chunks):
+        fu = 19 | (0x80 if i == 0 else 0) | (0x40 if i == len(chunks) - 1 else 0)
+        streams["hevc"].append(bytes(rtp(bytes([49 << 1, 1, fu]) + c, 40 + i, 0, marker=i == len(chunks) - 1)))
+    for codec, packets in streams.items():
+        assert len(packets) >= 10
+        other_ssrc = bytearray(packets[5])
+        other_ssrc[11] ^= 1
+        for variant in (packets, packets[:4] + packets[5:], packets[:5] + [bytes(other_ssrc)] + packets[6:]):
+            variant = variant + [bytes(rtp(P if codec == "h264" else bytes([2, 1]) + b"\x55" * 30,
+                                           (struct.unpack("!H", variant[-1][2:4])[0] + 1), 3600, marker=True))]
+            general = VideoDepacketizer(codec)
+            for q in variant:
+                general._push(memoryview(q))  # noqa: SLF001 -- the reference
+            general.flush()
+            walked = _walk_in_batches(VideoDepacketizer(codec), variant, 1 << 20)
+            assert walked.out == general.out and walked.lost == general.lost, (codec, len(variant))
+        assert general.out[0].data.endswith(body if codec == "hevc" else idr264[1:])
+
+
 def test_aac_hbr_several_frames_per_packet():
     frames = [b"\x21" * 100, b"\x22" * 120, b"\x23" * 90]
     headers = b"".join(struct.pack("!H", len(f) << 3) for f in frames)  # 13-bit size, 3-bit index
@@ -241,12 +274,16 @@ class _Capture(VideoDepacketizer):
     """A depacketizer that also keeps a copy of every RTP packet it is given."""
 
     def __init__(self, codec: str, params: list[bytes]) -> None:
-        super().__init__(codec, params)
+        super().__init__(codec, params, wrap=av.Packet)  # as NativeRtspInput makes its own
         self.packets: list[bytes] = []
 
-    def push(self, p: memoryview) -> None:
-        self.packets.append(bytes(p))
-        super().push(p)
+    def walk(self, buf: bytearray, mv: memoryview, pos: int, end: int, ch: int) -> int:
+        taken = super().walk(buf, mv, pos, end, ch)
+        while pos < taken:  # the $-frames it took: channel, 16-bit length, packet
+            stop = pos + 4 + ((buf[pos + 2] << 8) | buf[pos + 3])
+            self.packets.append(bytes(buf[pos + 4:stop]))
+            pos = stop
+        return taken
 
 
 @pytest.mark.parametrize("mount, codec", [("/clip", "h264"), ("/hevc", "hevc")])
@@ -278,6 +315,47 @@ def test_rtp_captured_from_gstreamer(rtsp, clips, mount, codec):
     assert len(again.out) == clip.frames
     assert sum(au.damaged for au in again.out) == 1
     assert [au.data for au in again.out if not au.damaged] == [bytes(p) for p, au in zip(aus, again.out, strict=True) if not au.damaged]
+
+    # the walk's inline paths give the general path's outcome, packet for packet, also on a
+    # stream with packets lost, repeated, swapped and corrupted, cut into receive batches anywhere
+    params = list(cap.params.values())
+    rng = random.Random(17)
+    for trial in range(12):
+        packets = list(cap.packets)
+        for _ in range(rng.randint(1, 12) if trial else 0):
+            i = rng.randrange(len(packets))
+            op = rng.random()
+            if op < 0.4:
+                del packets[i]
+            elif op < 0.6:
+                packets.insert(i, packets[i])
+            elif op < 0.8 and i + 1 < len(packets):
+                packets[i], packets[i + 1] = packets[i + 1], packets[i]
+            else:
+                b = bytearray(packets[i])
+                b[rng.randrange(min(16, len(b)))] ^= 1 << rng.randrange(8)
+                packets[i] = bytes(b)
+        general = VideoDepacketizer(codec, params)
+        for p in packets:
+            general._push(memoryview(p))  # noqa: SLF001 -- the reference: no inline path at all
+        general.flush()
+        walked = _walk_in_batches(VideoDepacketizer(codec, params), packets, rng.choice((1500, 9000, 1 << 20)))
+        assert walked.out == general.out and (walked.lost, walked.malformed) == (general.lost, general.malformed)
+
+
+def _walk_in_batches(d: VideoDepacketizer, packets: list[bytes], batch: int) -> VideoDepacketizer:
+    """``packets`` as RTP-over-TCP frames on channel 0, walked ``batch`` bytes at a time (a frame
+    cut by a batch's end waits for the next batch, as in the receive buffer)."""
+    frames = bytearray(b"".join(b"$\x00" + len(p).to_bytes(2, "big") + p for p in packets))
+    mv, pos = memoryview(frames), 0
+    while pos < len(frames):
+        limit = min(len(frames), pos + batch)
+        taken = d.walk(frames, mv, pos, limit, 0)
+        if taken == pos:  # the batch holds no whole frame: the next one ends with this frame
+            taken = d.walk(frames, mv, pos, pos + 4 + ((frames[pos + 2] << 8) | frames[pos + 3]), 0)
+        pos = taken
+    d.flush()
+    return d
 
 
 @pytest.mark.parametrize("client", ["native", "ffmpeg"])
