@@ -120,7 +120,8 @@ def summarise_starts(inspections: list[dict], last: list[dict] | None = None) ->
 # -- (a) labwitness ---------------------------------------------------------------
 def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s: float, run_dir: Path, *,
                    sim: RtspSimulator, drain_timeout: float, keep: bool, py_spy: bool, client: str = "native",
-                   profile: bool = False, spec: SourceSpec = SOURCES["h264"], tracemalloc: bool = False) -> dict:
+                   profile: bool = False, spec: SourceSpec = SOURCES["h264"], tracemalloc: bool = False,
+                   child_python: str | None = None) -> dict:
     d = run_dir / f"{spec.name}-labwitness-{client}-n{n}"
     if d.exists():
         shutil.rmtree(d)
@@ -141,9 +142,11 @@ def run_labwitness(url: str, n: int, minutes: float, segment_s: float, stagger_s
         sw_cpu0, sim_cpu0 = proc_cpu(sw.proc.pid), proc_cpu(sim.pid)
         busy = BusyMeter()
         env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        if child_python:  # another interpreter of the same version, on this environment's packages
+            env["PYTHONPATH"] += os.pathsep + os.pathsep.join(p for p in sys.path if p.endswith("site-packages"))
         with open(d / "recorder.log", "wb") as logf:
             t0 = time.monotonic()
-            child = subprocess.Popen([sys.executable, "-m", "bench.recorder_child", str(d / "config.json")],
+            child = subprocess.Popen([child_python or sys.executable, "-m", "bench.recorder_child", str(d / "config.json")],
                                      cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
         if py_spy:
             spy_bin = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
@@ -552,7 +555,7 @@ def run_compare(name: str, url: str, sim: RtspSimulator, args, run_dir: Path) ->
         _log(f"{name}: (a) labwitness: {n} streams, {minutes:g} min, {seg:g} s segments ...")
         lw = run_labwitness(url, n, minutes, seg, stagger, run_dir, sim=sim, drain_timeout=args.drain_timeout,
                             keep=args.keep, py_spy=args.py_spy, client=args.client, profile=args.profile, spec=spec,
-                            tracemalloc=args.tracemalloc)
+                            tracemalloc=args.tracemalloc, child_python=args.child_python)
     if not args.skip_ffmpeg:
         _log(f"{name}: (b) ffmpeg: {n} processes, {minutes:g} min, {seg:g} s segments ({spec.ffmpeg_segment_format}) ...")
         ff = run_ffmpeg(url, n, minutes, seg, stagger, run_dir, sim=sim, keep=args.keep, spec=spec)
@@ -623,6 +626,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="trace the recorder's Python allocations (tracemalloc.txt in its dir: largest and grown "
                          "by source line; slows it: do not read CPU figures from such a run)")
     ap.add_argument("--keep", action="store_true", help="keep recorded files, spool and SeaweedFS data")
+    ap.add_argument("--child-python", metavar="PATH",
+                    help="run the recorder under this interpreter (same Python version; this environment's "
+                         "packages), e.g. the distribution's /usr/bin/python3 against a self-built one")
     ap.add_argument("--transport", choices=("tcp", "udp"), default="tcp",
                     help="udp: the server refuses RTP over TCP, so the native client receives RTP over UDP "
                          "(recorder.rtp_udp); use with --skip-ffmpeg")
@@ -639,7 +645,8 @@ def main(argv: list[str] | None = None) -> int:
     _log(f"code: {version['commit'] or 'unknown commit'}"
          + (f", uncommitted: {version['modified']}" if version["modified"] else ""))
     result: dict = {"started": stamp, "argv": sys.argv[1:] if argv is None else argv, "cpus": os.cpu_count(),
-                    "code": version, "client": args.client, "transport": args.transport}
+                    "code": version, "client": args.client, "transport": args.transport,
+                    "recorder_python": args.child_python or sys.executable}
     runs: list[dict] = []
     code = 0
     try:
