@@ -6,8 +6,9 @@ interleaved RTP packet with small reads and runs its generic RTP machinery per
 packet; measured in ``bench/record`` it costs ~0.58 CPU-s per stream-minute
 of 1080p 4 Mbit/s by itself, more than the rest of the recording path.  This
 client receives into one 256 KiB buffer (``recv_into``, one system call per
-~100 packets), walks the ``$`` frames with a memoryview and does only a
-struct unpack and one copy per RTP packet (:mod:`recorder.rtp_depacketize`).
+~100 packets) and hands the run of video frames in it to the depacketizer in
+one call, which copies each payload once into the frame's buffer
+(:meth:`recorder.rtp_depacketize.VideoDepacketizer.walk`).
 No Python RTSP library fits: the ones on PyPI are UDP-only, asyncio
 frameworks, or wrap FFmpeg/GStreamer themselves.
 
