@@ -48,6 +48,7 @@ Results go to ``bench/out/report_query-*.json``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -501,6 +502,36 @@ def same_answer(records: RecordStore, report_nos: list[str]) -> dict:
     return {"reports": len(report_nos), "different": len(bad), "first_different": bad[:5]}
 
 
+class _GcMeter:
+    """Time this process spends in the garbage collector, per generation, while installed
+    (``gc.callbacks``): a full (generation 2) collection walks every tracked object of the
+    process, tens of milliseconds with SQLAlchemy and the app imported, so it is a candidate
+    for the rare slow report that no query plan explains."""
+
+    def __init__(self) -> None:
+        self.current = 0.0  # seconds in collections since the caller last reset it
+        self.seconds = [0.0, 0.0, 0.0]
+        self.count = [0, 0, 0]
+        self._t = 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t = time.perf_counter()
+            return
+        d = time.perf_counter() - self._t
+        self.current += d
+        self.seconds[info["generation"]] += d
+        self.count[info["generation"]] += 1
+
+    @contextmanager
+    def on(self):
+        gc.callbacks.append(self)
+        try:
+            yield self
+        finally:
+            gc.callbacks.remove(self)
+
+
 class _SqlMeter:
     """Time spent inside cursor.execute (driver + database), per statement."""
 
@@ -589,12 +620,21 @@ def measure(engine: Engine, lab: Lab, n_queries: int, seed: int, breakdown_n: in
     cold = timed_pass(list(range(len(sample))), body=False)
     # pass 2: THE measurement — the product path, same reports in another order, warm caches
     warm, warm_cpu, shape = [0.0] * len(sample), [0.0] * len(sample), [None] * len(sample)
+    warm_gc = [0.0] * len(sample)
     load0, wall0, cpu0 = os.getloadavg()[0], time.perf_counter(), time.process_time()
-    for i in order:
-        t, c = time.perf_counter(), time.thread_time()
-        shape[i] = footage_per_report(records, sample[i])
-        warm[i] = (time.perf_counter() - t) * 1000
-        warm_cpu[i] = (time.thread_time() - c) * 1000
+    with _GcMeter().on() as gcm:
+        for i in order:
+            gcm.current = 0.0
+            t, c = time.perf_counter(), time.thread_time()
+            shape[i] = footage_per_report(records, sample[i])
+            warm[i] = (time.perf_counter() - t) * 1000
+            warm_cpu[i] = (time.thread_time() - c) * 1000
+            warm_gc[i] = gcm.current * 1000
+    slowest = sorted(range(len(sample)), key=lambda j: warm[j])[-5:][::-1]
+    gc_during = {"collections_by_generation": gcm.count,
+                 "ms_by_generation": [round(x * 1000, 1) for x in gcm.seconds],
+                 "slowest_reports_ms_and_gc_ms": [[round(warm[j], 2), round(warm_gc[j], 2)] for j in slowest],
+                 "reports_with_a_collection_over_10ms": sum(g > 10 for g in warm_gc)}
     contention = {"loadavg_1min_before": round(load0, 2), "loadavg_1min_after": round(os.getloadavg()[0], 2),
                   "client_cpu_over_wall": round((time.process_time() - cpu0) / (time.perf_counter() - wall0), 3),
                   "note": "this process's CPU / wall during the timed pass: for SQLite (in-process) well below 1 "
@@ -625,6 +665,7 @@ def measure(engine: Engine, lab: Lab, n_queries: int, seed: int, breakdown_n: in
         "warm": _summary(warm),
         "warm_client_cpu": _summary(warm_cpu),
         "contention": contention,
+        "gc_during_warm_pass": gc_during,
         "warm_up_pass": _summary(cold),
         "per_report": {
             "records_mean": round(statistics.fmean(s[0] for s in shape), 2),
@@ -797,6 +838,10 @@ def run_one(kind: str, lab: Lab, args, stamp: str) -> dict:
          f"(goal p99 < {GOAL_P99_MS[kind]:.0f} ms: {'met' if res['goal_met'] else 'NOT met'}); client CPU per report "
          f"p50 {cq['p50_ms']:.2f} / p99 {cq['p99_ms']:.2f} ms; CPU/wall {ct['client_cpu_over_wall']}, "
          f"load {ct['loadavg_1min_before']} -> {ct['loadavg_1min_after']}")
+    g = res["query"]["gc_during_warm_pass"]
+    _log(f"{kind}: garbage collections in the timed pass (gen 0/1/2): {g['collections_by_generation']}, "
+         f"{g['ms_by_generation']} ms; the slowest reports (ms, of which in the collector): "
+         f"{g['slowest_reports_ms_and_gc_ms']}")
     return res
 
 

@@ -1,15 +1,15 @@
 """RTP audio payloads -> access units: AAC (RFC 3640 MPEG4-GENERIC) and G.711 (RFC 3551).
 
-On the shared base of :mod:`recorder.rtp_depacketize` (sequence checks, timestamp
-unwrapping, the ``out`` list of :class:`~recorder.rtp_depacketize.AccessUnit`).
+On the shared base of :mod:`recorder.rtp_packet` (sequence checks, timestamp
+unwrapping, the ``out`` list of :class:`~recorder.rtp_packet.AccessUnit`).
 """
 
 from __future__ import annotations
 
-from recorder.rtp_depacketize import AccessUnit, _Depacketizer
+from recorder.rtp_packet import AccessUnit, Depacketizer
 
 
-class AacDepacketizer(_Depacketizer):
+class AacDepacketizer(Depacketizer):
     """MPEG4-GENERIC AAC-hbr / AAC-lbr (RFC 3640): one or more AUs per packet."""
 
     def __init__(self, size_length: int = 13, index_length: int = 3, index_delta_length: int = 3,
@@ -76,7 +76,7 @@ class AacDepacketizer(_Depacketizer):
         self._frag.clear()
 
 
-class G711Depacketizer(_Depacketizer):
+class G711Depacketizer(Depacketizer):
     """G.711 PCMA/PCMU (RFC 3551 4.5.14): the payload is the samples, one byte each; a packet is a unit."""
 
     def push(self, p: memoryview) -> None:

@@ -1,5 +1,6 @@
-"""RTP payloads -> access units: H.264 (RFC 6184), H.265 (RFC 7798); the shared base of every
-depacketizer.  Audio payloads: :mod:`recorder.rtp_audio`; RTCP: :mod:`recorder.rtcp`.
+"""RTP payloads -> access units: H.264 (RFC 6184), H.265 (RFC 7798).  The RTP header,
+sequence and timestamp handling every depacketizer shares: :mod:`recorder.rtp_packet`;
+audio payloads: :mod:`recorder.rtp_audio`; RTCP: :mod:`recorder.rtcp`.
 
 Pure code (no I/O, no PyAV) so it is tested with constructed and captured
 packets.  What the payloads *mean* (NAL unit types, SPS dimensions, AAC
@@ -35,97 +36,16 @@ fragments are stored in the sample but not picked up as new extradata.
 from __future__ import annotations
 
 import base64
-import struct
-from typing import Callable, NamedTuple
+from typing import Callable
 
 from labwitness.media.h26x import H264_IDR, HEVC_IRAP, PARAM_SET_TYPES, SPS_TYPE, nal_type
+from recorder.rtp_packet import RTP_HEADER, AccessUnit, Depacketizer
 
 START = b"\x00\x00\x00\x01"
-_RTP = struct.Struct("!BBHI")
-_RTP_unpack_from = _RTP.unpack_from
-_U16 = struct.Struct("!H")
+_RTP_unpack_from = RTP_HEADER.unpack_from
 
 
-def _payload_bounds(p: memoryview, n: int, b0: int) -> tuple[int, int]:
-    """(start, end) of an RTP packet's payload after CSRCs, header extension and
-    padding (RFC 3550 5.1, 5.3.1); (0, 0) when the packet is too short for them."""
-    off = 12 + ((b0 & 0x0F) << 2)
-    if b0 & 0x10:  # header extension: skip it
-        if n < off + 4:
-            return 0, 0
-        off += 4 + (((p[off + 2] << 8) | p[off + 3]) << 2)
-    end = n - p[n - 1] if b0 & 0x20 else n  # padding
-    return off, end
-
-
-class AccessUnit(NamedTuple):
-    #: the access unit's bytes (video: what the depacketizer's ``wrap`` made of them)
-    data: bytes
-    #: RTP timestamp extended past its 32-bit wrap (same clock as the stream)
-    ts: int
-    key: bool
-    damaged: bool
-
-
-class _Unwrap:
-    """32-bit RTP timestamps -> a monotone-ish 64-bit count (handles wrap both ways)."""
-
-    __slots__ = ("last", "ext")
-
-    def __init__(self) -> None:
-        self.last: int | None = None
-        self.ext = 0
-
-    def __call__(self, ts: int) -> int:
-        if self.last is None:
-            self.last = ts
-            self.ext = ts
-            return ts
-        d = (ts - self.last) & 0xFFFFFFFF
-        if d >= 0x80000000:
-            d -= 0x100000000
-        self.last = ts
-        self.ext += d
-        return self.ext
-
-
-class _Depacketizer:
-    """What every depacketizer does with a packet before its payload: the RTP header,
-    the sequence count and the timestamp unwrap."""
-
-    def __init__(self) -> None:
-        self.out: list[AccessUnit] = []
-        self.lost = 0  # RTP packets missing from the sequence
-        self.malformed = 0
-        self._seq = -1
-        self._unwrap = _Unwrap()
-
-    def _header(self, p: memoryview, min_size: int) -> tuple[int, int, int, int, int] | None:
-        """(second header byte, sequence number, timestamp, payload start, payload end);
-        None, counted as malformed, when the packet is shorter than ``min_size``."""
-        n = len(p)
-        if n < min_size:
-            self.malformed += 1
-            return None
-        b0, b1, seq, ts = _RTP.unpack_from(p)
-        off, end = _payload_bounds(p, n, b0)
-        return b1, seq, ts, off, end
-
-    def _sequence(self, seq: int) -> int | None:
-        """How many packets were lost just before this one (0: none); None for a
-        duplicate or a late packet, which is already past and is dropped."""
-        expected = self._seq
-        gap = 0
-        if expected >= 0 and seq != expected:
-            gap = (seq - expected) & 0xFFFF
-            if gap >= 0x8000:
-                return None
-            self.lost += gap
-        self._seq = (seq + 1) & 0xFFFF
-        return gap
-
-
-class VideoDepacketizer(_Depacketizer):
+class VideoDepacketizer(Depacketizer):
     """H.264 or H.265 RTP -> Annex B access units with parameter sets before every keyframe.
 
     An access unit is built in a ``bytearray`` of its own that each payload is appended
