@@ -140,7 +140,8 @@ class VideoDepacketizer(Depacketizer):
             if stop > end:
                 break
             pos = stop
-            if (fu_next is not None and buf[p0 + 1] == fu_b1 and buf[p0] == 0x80 and stop > p0 + fu_hdr
+            # (the length first: a short packet at the buffer's end must not index past it)
+            if (fu_next is not None and stop > p0 + fu_hdr and buf[p0 + 1] == fu_b1 and buf[p0] == 0x80
                     and ((buf[p0 + 2] << 8) | buf[p0 + 3]) == self._seq and buf.startswith(fu_next, p0 + 4)):
                 self._seq = (self._seq + 1) & 0xFFFF
                 au += mv[p0 + fu_hdr:stop]

@@ -159,6 +159,15 @@ def test_fragments_walked_in_one_batch_as_by_the_general_path():
         assert general.out[0].data.endswith(body if codec == "hevc" else idr264[1:])
 
 
+def test_an_empty_frame_at_the_end_of_the_receive_buffer_mid_nal_is_malformed_not_a_crash():
+    frags = fu_a(IDR, 350)
+    packets = [bytes(rtp(f, 1 + i, 0)) for i, f in enumerate(frags[:3])] + [b""]
+    frames = bytearray(b"".join(b"$\x00" + len(p).to_bytes(2, "big") + p for p in packets))  # no room after
+    d = VideoDepacketizer("h264")
+    assert d.walk(frames, memoryview(frames), 0, len(frames), 0) == len(frames)
+    assert d.malformed == 1 and d.lost == 0
+
+
 def test_aac_hbr_several_frames_per_packet():
     frames = [b"\x21" * 100, b"\x22" * 120, b"\x23" * 90]
     headers = b"".join(struct.pack("!H", len(f) << 3) for f in frames)  # 13-bit size, 3-bit index
