@@ -26,8 +26,8 @@ def _payload_bounds(p: memoryview, n: int, b0: int) -> tuple[int, int]:
 
 
 class AccessUnit(NamedTuple):
-    #: the access unit's bytes (video: what the depacketizer's ``wrap`` made of them)
-    data: bytes
+    #: the access unit's bytes (video: a ``bytearray`` the depacketizer no longer touches)
+    data: bytes | bytearray
     #: RTP timestamp extended past its 32-bit wrap (same clock as the stream)
     ts: int
     key: bool

@@ -201,7 +201,7 @@ class NativeRtspInput:
             self.redirected_to = self.conn.shown
         self.transport = self.conn.transport
         self.video_codec = s.video_codec
-        self._vdep = VideoDepacketizer(s.video_codec, s.video_params, wrap=av.Packet)
+        self._vdep = VideoDepacketizer(s.video_codec, s.video_params)
         self._update_dimensions()
         if s.framerate > 0:
             self.frame_ticks = max(1, round(90000 / s.framerate))
@@ -252,6 +252,7 @@ class NativeRtspInput:
         vwalk, vout = vdep.walk, vdep.out
         apush, aout = (adep.push, adep.out) if adep is not None else (None, [])
         vch, ach = self._vch, self._ach
+        Packet = av.Packet
         atb = Fraction(1, self._arate) if adep is not None else None
         lost_seen = 0
         bye = False
@@ -305,7 +306,7 @@ class NativeRtspInput:
                         continue
                     if times is None:
                         times = self._times = self._decode_times()
-                    pkt = au.data  # an av.Packet over the access unit's bytes (see _start)
+                    pkt = Packet(au.data)  # PyAV keeps the access unit's bytearray as its data: no copy
                     pkt.time_base = VIDEO_TB
                     pkt.is_keyframe = au.key
                     if au.damaged:

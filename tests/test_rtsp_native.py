@@ -162,7 +162,7 @@ def test_fragments_walked_in_one_batch_as_by_the_general_path():
 def test_an_empty_frame_at_the_end_of_the_receive_buffer_mid_nal_is_malformed_not_a_crash():
     frags = fu_a(IDR, 350)
     packets = [bytes(rtp(f, 1 + i, 0)) for i, f in enumerate(frags[:3])] + [b""]
-    frames = bytearray(b"".join(b"$\x00" + len(p).to_bytes(2, "big") + p for p in packets))  # no room after
+    frames = _frames(packets)  # no room after
     d = VideoDepacketizer("h264")
     assert d.walk(frames, memoryview(frames), 0, len(frames), 0) == len(frames)
     assert d.malformed == 1 and d.lost == 0
@@ -283,7 +283,7 @@ class _Capture(VideoDepacketizer):
     """A depacketizer that also keeps a copy of every RTP packet it is given."""
 
     def __init__(self, codec: str, params: list[bytes]) -> None:
-        super().__init__(codec, params, wrap=av.Packet)  # as NativeRtspInput makes its own
+        super().__init__(codec, params)
         self.packets: list[bytes] = []
 
     def walk(self, buf: bytearray, mv: memoryview, pos: int, end: int, ch: int) -> int:
@@ -352,10 +352,15 @@ def test_rtp_captured_from_gstreamer(rtsp, clips, mount, codec):
         assert walked.out == general.out and (walked.lost, walked.malformed) == (general.lost, general.malformed)
 
 
+def _frames(packets: list[bytes]) -> bytearray:
+    """``packets`` as RTP-over-TCP frames on channel 0 (``$``, channel, 16-bit length, packet)."""
+    return bytearray(b"".join(b"$\x00" + len(p).to_bytes(2, "big") + p for p in packets))
+
+
 def _walk_in_batches(d: VideoDepacketizer, packets: list[bytes], batch: int) -> VideoDepacketizer:
     """``packets`` as RTP-over-TCP frames on channel 0, walked ``batch`` bytes at a time (a frame
     cut by a batch's end waits for the next batch, as in the receive buffer)."""
-    frames = bytearray(b"".join(b"$\x00" + len(p).to_bytes(2, "big") + p for p in packets))
+    frames = _frames(packets)
     mv, pos = memoryview(frames), 0
     while pos < len(frames):
         limit = min(len(frames), pos + batch)
