@@ -20,8 +20,10 @@ are those of the sequential stitch (tests/test_stitch_prefetch.py compares them)
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
+import itertools
 import math
 import queue
 import threading
@@ -106,22 +108,72 @@ READ_BUFFER = 64 << 10
 PREFETCH_BYTES = 80 << 20
 #: opening a segment after the first: its tracks' parameters are in its moov, and only the
 #: first segment's are the output's template (opened with FFmpeg's defaults, as always), so
-#: the stream probe need not read and decode packets (half the CPU of reading a segment)
-_NO_PROBE = {"probesize": "32", "analyzeduration": "0"}
+#: the stream probe need not read and decode packets (half the CPU of reading a segment).
+#: Even so FFmpeg decodes the first packet it reads to learn the pixel format: a whole 1080p
+#: keyframe, 8 of the 9 ms an open took (bench/export); ``skip_frame`` (a decoder option,
+#: which PyAV hands the probe's decoders) makes that decode a no-op.  The demuxed packets are
+#: the same (tests/test_stitch_prefetch.py); only the unused pixel format stays unknown.
+_NO_PROBE = {"probesize": "32", "analyzeduration": "0", "skip_frame": "all"}
 
 
-def _fetch(store: ObjectStore, seg: Segment, stop: threading.Event) -> io.BytesIO | None:
-    """The stored version's bytes in memory (None if ``stop`` was set meanwhile).
+class _Fetched:
+    """A fetched segment as the seekable file the demuxer reads: the body's chunks as read,
+    never joined.  One ``bytes`` of a whole segment (~33 MB) is a fresh mapping of memory
+    every time, and its page faults cost as much CPU as receiving the bytes (bench/export:
+    20 ms a segment in one read, 10 in 1 MiB chunks, which the allocator reuses)."""
 
-    One ``read()`` of the whole body: the socket's bytes land in one object that the
-    BytesIO shares, with no copy into chunks, a join or a temporary file.  A body cut
-    short raises urllib3's ``ProtocolError`` ("Connection broken: IncompleteRead"), as
-    the 1 MiB reads did."""
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = chunks
+        self._starts = list(itertools.accumulate((len(c) for c in chunks[:-1]), initial=0))
+        self.size = sum(len(c) for c in chunks)
+        self._pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        pos, end = self._pos, self.size if n < 0 else min(self.size, self._pos + n)
+        if pos >= end:
+            return b""
+        i = bisect.bisect_right(self._starts, pos) - 1
+        parts = []
+        while pos < end:
+            c, c0 = self._chunks[i], self._starts[i]
+            part = c[pos - c0:end - c0]  # a slice of a bytes is a copy, as BytesIO.read's was
+            parts.append(part)
+            pos += len(part)
+            i += 1
+        self._pos = end
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def __enter__(self) -> _Fetched:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._chunks = []
+
+
+#: bytes per read of a segment's body (see :class:`_Fetched`)
+FETCH_CHUNK = 1 << 20
+
+
+def _fetch(store: ObjectStore, seg: Segment, stop: threading.Event) -> _Fetched | None:
+    """The stored version's bytes in memory (None if ``stop`` was set meanwhile).  A body cut
+    short raises :class:`StorageUnavailableError` naming the object (the store's body)."""
     if stop.is_set():
         return None
+    chunks = []
     with store.open(seg.key, seg.version_id) as body:
-        data = body.read()
-    return None if stop.is_set() else io.BytesIO(data)
+        while chunk := body.read(FETCH_CHUNK):
+            chunks.append(chunk)
+            if stop.is_set():
+                return None
+    return _Fetched(chunks)
 
 
 class _Prefetch:
@@ -148,7 +200,7 @@ class _Prefetch:
             held += seg.size
             self._next += 1
 
-    def next(self) -> io.BytesIO:
+    def next(self) -> _Fetched:
         self._fill()
         _, fut = self._ahead.popleft()
         self._fill()  # the one taken no longer counts: fetch further while this one is muxed
@@ -206,7 +258,7 @@ def stitch(store: ObjectStore, segments: Sequence[Segment], start_ms: int, end_m
             with fetch.next() as f:
                 v0 = skip_before = None
                 if origin_ms is None:  # first segment: find the keyframe at or before the window start
-                    with av.open(f, buffer_size=READ_BUFFER) as src:
+                    with av.open(f, buffer_size=READ_BUFFER, options=_NO_PROBE) as src:  # packets only
                         v_in = src.streams.video[0]
                         want = Fraction(max(0, start_ms - seg.start_ms), 1000)
                         for p in src.demux(v_in):

@@ -334,7 +334,7 @@ class S3ObjectStore(S3DeletionGuard):
     def open(self, key: str, version_id: str | None = None, offset: int = 0, length: int | None = None) -> S3Body:
         with s3_call(refused=not_found_or_refused(key)):
             return S3Body(self.client.get_object(self.bucket, key, version_id=version_id, offset=offset,
-                                                 length=length or 0))
+                                                 length=length or 0), key)
 
     def list_versions(self, prefix: str) -> Iterator[ObjectVersion]:
         """Every version (and delete marker) under ``prefix``, key order."""

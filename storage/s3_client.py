@@ -11,6 +11,8 @@ from minio import Minio
 from minio.retention import Retention
 from minio.time import from_iso8601utc
 
+from storage.s3_errors import s3_call
+
 
 class _Minio(Minio):
     """minio's client, told a PUT body's SHA-256 instead of computing it.
@@ -54,17 +56,23 @@ def _head_retention(headers) -> Retention | None:
 
 class S3Body:
     """:class:`storage.base.Body` over a GET's urllib3 response: closing it also
-    returns the connection to the pool, so a caller never has to."""
+    returns the connection to the pool, so a caller never has to.  A connection that
+    breaks while the body is read (the store restarted, a body cut short) is the
+    store not answering, as at the request: :class:`StorageUnavailableError` naming
+    the object, not urllib3's ``ProtocolError``."""
 
-    def __init__(self, response: urllib3.BaseHTTPResponse) -> None:
+    def __init__(self, response: urllib3.BaseHTTPResponse, key: str = "") -> None:
         self._response = response
+        self._unreachable = f"{key}: " if key else ""
         self._closed = False
 
     def read(self, amt: int | None = None) -> bytes:
-        return self._response.read(amt)
+        with s3_call(self._unreachable):
+            return self._response.read(amt)
 
     def stream(self, chunk: int) -> Iterator[bytes]:
-        yield from self._response.stream(chunk)
+        with s3_call(self._unreachable):
+            yield from self._response.stream(chunk)
 
     def close(self) -> None:
         if not self._closed:

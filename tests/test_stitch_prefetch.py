@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import random
+import socket
 import threading
 from datetime import datetime, timedelta, timezone
 from fractions import Fraction
@@ -20,10 +22,13 @@ import pytest
 import api.media as media
 import stitchref
 from index.models import Segment
-from labwitness.errors import StorageError
+from conftest import ACCESS, SECRET
+from labwitness.errors import StorageError, StorageUnavailableError
 from recorder.segmenter import SegmentWriter
+from retention.integrity import sha256_of
 from simulator.clip import make_clip
 from storage.hashing import file_sha256
+from storage.s3 import S3ObjectStore
 from storage.layout import SegmentMeta
 
 SEG_S = 4
@@ -168,3 +173,95 @@ def test_a_failed_write_raises_the_same_error(store, stored):
         errors.append(e.value)
     assert [(type(e), str(e)) for e in errors[1:]] == [(type(errors[0]), str(errors[0]))]
     assert not [t for t in threading.enumerate() if t.name.startswith("stitch-")]
+
+
+class _CuttingProxy:
+    """127.0.0.1:port -> the store; every answer is cut after ``limit`` bytes (headers included) and the
+    connection closed, as a store that restarts while it sends a body."""
+
+    def __init__(self, target: tuple[str, int], limit: int) -> None:
+        self.target, self.limit = target, limit
+        self.lsock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.lsock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            up = socket.create_connection(self.target)
+            threading.Thread(target=self._pump, args=(c, up, None), daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, c, self.limit), daemon=True).start()
+
+    @staticmethod
+    def _pump(a: socket.socket, b: socket.socket, limit: int | None) -> None:
+        sent = 0
+        try:
+            while data := a.recv(65536):
+                if limit is not None:
+                    data = data[:limit - sent]
+                b.sendall(data)
+                sent += len(data)
+                if limit is not None and sent >= limit:
+                    break
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self) -> None:
+        self.lsock.close()
+
+
+def test_a_body_cut_short_is_the_store_not_answering_naming_the_segment(seaweed, store, stored):
+    """A segment whose body breaks off half way (the store restarted while sending it): the stitch
+    raises StorageUnavailableError naming that object -- not urllib3's ProtocolError -- and leaves
+    no thread; the integrity job's read and a ranged read say the same."""
+    proxy = _CuttingProxy(("127.0.0.1", seaweed.ports["s3"]), limit=stored[1].size // 2)
+    try:
+        cut = S3ObjectStore(f"http://127.0.0.1:{proxy.port}", ACCESS, SECRET, store.bucket)
+        lo, hi = stored[0].start_ms, stored[-1].end_ms
+        with pytest.raises(StorageUnavailableError) as e:
+            media.stitch(cut, stored[1:], lo, hi, io.BytesIO())
+        assert stored[1].key in str(e.value)
+        assert not [t for t in threading.enumerate() if t.name.startswith("stitch-")]
+        with pytest.raises(StorageUnavailableError, match=stored[2].key):
+            sha256_of(cut, stored[2].key, stored[2].version_id)
+        with cut.open(stored[3].key, stored[3].version_id) as body:  # a whole read of a cut body too
+            with pytest.raises(StorageUnavailableError, match=stored[3].key):
+                body.read()
+    finally:
+        proxy.close()
+    # the same objects through the store itself are whole
+    assert sha256_of(store, stored[2].key, stored[2].version_id) == (stored[2].sha256, stored[2].size)
+
+
+@pytest.mark.parametrize("sizes", [[7], [1, 1, 1], [3, 5, 2, 9], [4096] * 3 + [17], [65536, 1, 65535]])
+def test_a_fetched_segment_reads_and_seeks_as_one_buffer(sizes):
+    """The fetched chunks are read by the demuxer as one file: every read and seek as io.BytesIO's."""
+    rng = random.Random(sum(sizes))
+    whole = bytes(rng.randrange(256) for _ in range(sum(sizes)))
+    chunks, at = [], 0
+    for n in sizes:
+        chunks.append(whole[at:at + n])
+        at += n
+    f, ref = media._Fetched(chunks), io.BytesIO(whole)
+    assert f.size == len(whole)
+    for _ in range(300):
+        op = rng.random()
+        if op < 0.6:
+            n = rng.choice([-1, 0, 1, 2, rng.randrange(len(whole) + 3), len(whole) + 10])
+            assert f.read(n) == ref.read(n)
+        else:
+            whence = rng.choice([io.SEEK_SET, io.SEEK_CUR, io.SEEK_END])
+            off = rng.randrange(-len(whole), len(whole) + 5)
+            if {io.SEEK_SET: 0, io.SEEK_CUR: ref.tell(), io.SEEK_END: len(whole)}[whence] + off < 0:
+                continue  # BytesIO refuses a negative position; the demuxer never asks for one
+            assert f.seek(off, whence) == ref.seek(off, whence)
+        assert f.tell() == ref.tell()
