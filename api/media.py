@@ -56,8 +56,8 @@ class _Sink:
 
     At most ``depth`` buffers wait (each at most ``IO_BUFFER``).  A write that failed there (a
     full disk, a client gone) fails the muxer's next write with that error, as when the write
-    was the muxer's own (PyAV raises ``PyAVCallbackError`` from the mux call); a failure of
-    the very last writes is raised by :meth:`close`."""
+    was the muxer's own; :func:`stitch` raises it (``error``), never PyAV's cause-less
+    ``PyAVCallbackError`` that follows it."""
 
     def __init__(self, out: BinaryIO, depth: int = 8) -> None:
         self.out = out
@@ -252,7 +252,7 @@ def stitch(store: ObjectStore, segments: Sequence[Segment], start_ms: int, end_m
     last_v = last_a = -1
     last_video: tuple[int, Fraction, Fraction] | None = None  # (dts, exact offset, time base) of the last frame kept
     fetch = _Prefetch(store, segs, PREFETCH_BYTES)
-    done = False  # every segment muxed: else the error under way is the one to raise
+    error: BaseException | None = None
     try:
         for i, seg in enumerate(segs):
             with fetch.next() as f:
@@ -326,13 +326,21 @@ def stitch(store: ObjectStore, segments: Sequence[Segment], start_ms: int, end_m
                             container.mux_one(q)
             if progress:
                 progress((i + 1) / len(segs))
-        done = True
-    finally:
-        fetch.close()
-        try:
-            container.close()
-        finally:
-            sink.close(raise_error=done)
+    except BaseException as e:  # raised below, once the threads are stopped and the output closed
+        error = e
+    fetch.close()
+    try:
+        container.close()
+    except BaseException as e:
+        error = error or e  # closing after an error fails too: the error under way is the one to raise
+    sink.close(raise_error=False)
+    if sink.error is not None and (error is None or isinstance(error, av.error.PyAVCallbackError)):
+        # The write that failed (a full disk, a client gone), not PyAV's report of it: once a write
+        # failed, PyAV raises the write's error once and then "Error in PyAV callback" with no cause
+        # for every later call (the trailer's, at close), which would replace it.
+        error = sink.error
+    if error is not None:
+        raise error
     if last_video is not None:
         dts, exact, vtb = last_video
         result.last_ms = origin_ms + math.floor((dts + exact) * vtb * 1000)

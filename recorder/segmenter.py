@@ -102,6 +102,7 @@ class SegmentWriter:
             "frag_duration": str(frag_duration_us),
             "flush_packets": "1",
         }, buffer_size=_IO_BUFFER)
+        self._out = out
         self.v_in = video
         self.v_out = _add_track(self.container, video)
         self.a_in = audio
@@ -122,7 +123,7 @@ class SegmentWriter:
         pkt.dts, pkt.pts = d, p
         self._v_last = d
         pkt.stream = self.v_out
-        self.container.mux_one(pkt)
+        self._mux(pkt)
         s = self.stats
         s.frames += 1
         s.keyframes += 1 if pkt.is_keyframe else 0
@@ -138,8 +139,23 @@ class SegmentWriter:
         pkt.dts, pkt.pts = d, p
         self._a_last = d
         pkt.stream = self.a_out
-        self.container.mux_one(pkt)
+        self._mux(pkt)
         self.stats.audio_packets += 1
 
+    def _mux(self, pkt: av.Packet) -> None:
+        try:
+            self.container.mux_one(pkt)
+        except av.error.PyAVCallbackError as e:
+            raise self._write_error(e) from e
+
     def close(self) -> None:
-        self.container.close()
+        try:
+            self.container.close()
+        except av.error.PyAVCallbackError as e:
+            raise self._write_error(e) from e
+
+    def _write_error(self, e: av.error.PyAVCallbackError) -> BaseException:
+        """The output's own refusal (a spool file keeps it as ``failed``: quota, full disk) rather
+        than what PyAV raises for every call after a failed write -- "Error in PyAV callback" with
+        no cause -- which is all an admin would otherwise read in the log."""
+        return getattr(self._out, "failed", None) or e

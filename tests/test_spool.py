@@ -127,3 +127,34 @@ def test_sequence_survives_restart(tmp_path):
     a = CameraSpool(root, "c", q)
     assert [a.next_seq() for _ in range(3)] == [0, 1, 2]
     assert CameraSpool(root, "c", q).next_seq() == 3
+
+
+def test_a_segment_writer_past_a_refused_write_keeps_naming_the_refusal(tmp_path):
+    """Once the spool refused a write, every later call on the segment's muxer fails; each raises the
+    spool's refusal (what the worker logs and classifies as "spool full"), never PyAV's cause-less
+    "Error in PyAV callback" that its muxer reports for every call after a failed write."""
+    from recorder.segmenter import SegmentWriter
+
+    clip = make_clip(tmp_path / "c.mp4", seconds=6, fps=25, width=320, height=240)
+    spool = CameraSpool(tmp_path / "spool", "cam-w", SpoolQuota(tmp_path / "spool", 12_000, 0))
+    out = spool.open_segment(1, {})
+    errors = []
+    with av.open(str(clip.path)) as src:
+        v = src.streams.video[0]
+        writer = SegmentWriter(out, v, None, 0)
+        for p in src.demux(v):
+            if p.dts is None:
+                continue
+            try:
+                writer.write_video(p, p.dts, p.pts)
+            except Exception as e:  # noqa: BLE001 -- every one is looked at below
+                errors.append(e)
+                if len(errors) == 4:
+                    break
+        try:
+            writer.close()
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+    assert len(errors) >= 4 and out.failed is not None
+    assert all(e is out.failed for e in errors), [repr(e) for e in errors]
+    out.close()
