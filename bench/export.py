@@ -308,6 +308,11 @@ def compare(args, run: Path, store, index: IndexStore, sw_pid: int, src, audio: 
     lw_runs, ff_runs = [], []
     for k in range(args.repeat):
         for who in (("a", "b") if k % 2 == 0 else ("b", "a")):
+            # Each run starts with no dirty pages: the last run's 2-4 GB of output (and the store's
+            # footage, before the first) would otherwise be written back during the next, whose own
+            # writes the kernel then throttles and charges reclaim to (the first run of either
+            # contender measured twice the CPU of the others before this).
+            os.sync()
             if who == "a":
                 r = run_labwitness(store, index, lo, hi, out_a, sw_pid, camera)
                 lw_runs.append(r)
