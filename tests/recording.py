@@ -13,7 +13,6 @@ from index.db import make_engine, sqlite_url
 from index.migrate import upgrade
 from index.queries import IndexStore
 from recorder.metrics import RecorderMetrics
-from recorder.service import RecorderService
 from recorder.spool import CameraSpool, SpoolQuota
 from recorder.uploader import Uploader
 from recorder.worker import CameraWorker, RecorderConfig

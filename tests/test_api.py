@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from datetime import datetime, timedelta, timezone
 
 import av
 import pytest
-from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.runtime import Runtime
-from api.settings import load_settings
-from index.models import Area
-from labwitness.clock import utc_ms
 
-from conftest import ACCESS, SECRET, wait_for
+from conftest import wait_for
 
 
 def test_footage_by_time_media_with_range_and_health(running):

@@ -5,7 +5,6 @@ logs a failure once per change of state instead of a traceback per retry."""
 
 from __future__ import annotations
 
-import json
 import os
 import logging
 import shutil

@@ -18,7 +18,7 @@ from retention.compliance import compliance_report
 from retention.runs import mark_checked
 from sqlmodel import Session
 
-from test_compliance import HI, LO, NOW, D, M, engine, plant, plant_month, seg  # noqa: F401  (engine: fixture)
+from test_compliance import LO, NOW, D, M, engine, plant, plant_month, seg  # noqa: F401  (engine: fixture)
 
 CASES = [(tz, month) for tz in ("Asia/Shanghai", "UTC") for month in ("2026-09", "2026-10", "2026-11")]
 

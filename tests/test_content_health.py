@@ -3,10 +3,8 @@ fMP4 segments (files, and SeaweedFS by byte range), and the job end to end."""
 
 from __future__ import annotations
 
-import io
 import json
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,7 +15,7 @@ import numpy as np
 import pytest
 from sqlmodel import Session, select
 
-from index.models import Camera, CameraContentState, ContentEvent, JobRun
+from index.models import Camera, JobRun
 from labwitness.clock import FakeClock, utc_ms
 from recorder.segmenter import SegmentWriter
 from retention import content_index

@@ -15,7 +15,6 @@ import time
 import pytest
 import requests
 
-from camera_discovery import soap
 from camera_discovery.discovery import discover
 from camera_discovery.onvif_client import query_device
 from camera_discovery.probe import probe

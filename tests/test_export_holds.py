@@ -4,7 +4,6 @@ rows; an export that cannot vouch for all of its window says so."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta, timezone
 
 import pytest

@@ -9,8 +9,6 @@ import time
 
 import pytest
 
-from labwitness.clock import from_ms
-
 from conftest import make_store, wait_for
 from recording import Background, decode_object, pipeline
 

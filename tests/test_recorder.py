@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from datetime import timedelta
 
 import pytest
 

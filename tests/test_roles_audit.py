@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import subprocess
-import sys
 
-import pytest
 from fastapi.testclient import TestClient
 
 ROLES = ("admin", "inspector", "operations", "ingest")
@@ -126,8 +123,6 @@ def test_audit_chain_detects_altered_and_removed_events(running, tmp_path):
 
 def test_cli_tokens_audit_and_csv_import(tmp_path, seaweed):
     from clitools import env_for, lw
-    from conftest import ACCESS, SECRET
-
     env = env_for(tmp_path, seaweed)
     assert lw(["area", "add", "--id", "lixue", "--name", "力学室"], env).returncode == 0
     t = json.loads(lw(["token", "create", "--name", "core", "--role", "ingest", "--json"], env).stdout)

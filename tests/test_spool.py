@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import threading
 from datetime import datetime, timedelta, timezone
 
 import av

@@ -9,7 +9,6 @@ serving two profiles to a real scan."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from fractions import Fraction
 
 import av
