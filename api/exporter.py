@@ -11,6 +11,7 @@ package rebuilt after its worker died equals the one the dead worker would have 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import shutil
@@ -119,6 +120,11 @@ def public_error(e: BaseException) -> str:
     that the log also has (the caller logs it with the traceback)."""
     if isinstance(e, LabwitnessError):
         return str(e)[:2000]
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        # something an admin can act on; the path in the error stays in the log
+        return ("导出失败：服务器上生成导出的临时磁盘空间已满，请释放空间（或将 TMPDIR 指向更大的磁盘）后重新导出 / "
+                "export failed: the server's disk where exports are built (its temporary directory) is full; "
+                "free space there, or point TMPDIR to a larger disk, then export again")
     ref = uuid.uuid4().hex[:12]
     e.add_note(f"error ref {ref}")  # the traceback in the log carries the reference
     return f"导出失败：内部错误（编号 {ref}，详见服务日志） / export failed: internal error (ref {ref}; see the service log)"
