@@ -145,17 +145,25 @@ class SegmentWriter:
     def _mux(self, pkt: av.Packet) -> None:
         try:
             self.container.mux_one(pkt)
-        except av.error.PyAVCallbackError as e:
-            raise self._write_error(e) from e
+            return
+        except av.error.PyAVCallbackError:
+            failed = self._refused()
+            if failed is None:
+                raise
+        raise failed  # (outside the handler: PyAV's cause-less error is not chained to it)
 
     def close(self) -> None:
         try:
             self.container.close()
-        except av.error.PyAVCallbackError as e:
-            raise self._write_error(e) from e
+            return
+        except av.error.PyAVCallbackError:
+            failed = self._refused()
+            if failed is None:
+                raise
+        raise failed
 
-    def _write_error(self, e: av.error.PyAVCallbackError) -> BaseException:
-        """The output's own refusal (a spool file keeps it as ``failed``: quota, full disk) rather
-        than what PyAV raises for every call after a failed write -- "Error in PyAV callback" with
-        no cause -- which is all an admin would otherwise read in the log."""
-        return getattr(self._out, "failed", None) or e
+    def _refused(self) -> BaseException | None:
+        """The output's own refusal (a spool file keeps it as ``failed``: quota, full disk), to
+        raise instead of what PyAV raises for every call after a failed write -- "Error in PyAV
+        callback" with no cause -- which is all an admin would otherwise read in the log."""
+        return getattr(self._out, "failed", None)
