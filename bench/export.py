@@ -310,8 +310,8 @@ def compare(args, run: Path, store, index: IndexStore, sw_pid: int, src, audio: 
         for who in (("a", "b") if k % 2 == 0 else ("b", "a")):
             # Each run starts with no dirty pages: the last run's 2-4 GB of output (and the store's
             # footage, before the first) would otherwise be written back during the next, whose own
-            # writes the kernel then throttles and charges reclaim to (the first run of either
-            # contender measured twice the CPU of the others before this).
+            # writes the kernel may throttle, whichever contender it is.  (It does not explain why the
+            # first run of each contender costs about twice the others on the 2-core VM: that stays.)
             os.sync()
             if who == "a":
                 r = run_labwitness(store, index, lo, hi, out_a, sw_pid, camera)
