@@ -73,9 +73,14 @@ def test_storage_down_for_60s_loses_nothing(tmp_path_factory, tmp_path, rtsp):
             assert backlog >= 20, backlog  # held safely in the spool meanwhile
             sw.resume()
             wait_for(lambda: len(p.spool.committed()) <= 1, 90, interval=0.5, what="spool to drain")
-        p.uploader.stop.set()
-        up.join(10)
+        # as the service stops: drain what the worker's stop committed, then stop the uploader (a pass
+        # with the stop already set uploads nothing, so the other order passed only when the thread
+        # had happened to take the last segment first)
         assert p.uploader.drain(60)
+        p.uploader.stop.set()
+        p.uploader.wake.set()
+        up.join(10)
+        assert not up.is_alive()
         segs = list(p.index.iter_segments("cam-1"))
         seqs = [s.sequence for s in segs]
         assert seqs == list(range(len(seqs))), "a segment is missing"
