@@ -88,13 +88,11 @@ class _Sink:
         if self.error is not None:
             raise self.error
 
-    def close(self, raise_error: bool = True) -> None:
-        """Wait for every write; then raise a write's error."""
+    def close(self) -> None:
+        """Wait for every write (a write's error stays in ``error`` for the caller)."""
         if self._thread.is_alive():
             self._q.put(None)
             self._thread.join()
-        if raise_error:
-            self.check()
 
 
 #: PyAV's I/O buffer for the output: one Python call (write, hash) per buffer; at PyAV's
@@ -245,7 +243,7 @@ def stitch(store: ObjectStore, segments: Sequence[Segment], start_ms: int, end_m
         # (the recorder's options: an audio track keeps its start time rather than being stretched to 0)
         container = av.open(sink, "w", format="mp4", options=dict(MP4_OPTIONS), buffer_size=IO_BUFFER)
     except BaseException:
-        sink.close(raise_error=False)
+        sink.close()
         raise
     v_out = a_out = None
     origin_ms: int | None = None
@@ -333,7 +331,7 @@ def stitch(store: ObjectStore, segments: Sequence[Segment], start_ms: int, end_m
         container.close()
     except BaseException as e:
         error = error or e  # closing after an error fails too: the error under way is the one to raise
-    sink.close(raise_error=False)
+    sink.close()
     if sink.error is not None and (error is None or isinstance(error, av.error.PyAVCallbackError)):
         # The write that failed (a full disk, a client gone), not PyAV's report of it: once a write
         # failed, PyAV raises the write's error once and then "Error in PyAV callback" with no cause
